@@ -1,5 +1,22 @@
+#![recursion_limit = "256"]
 //! Natrix: a NATS server on a thread-per-core engine.
 //!
 //! Module map:
-//! - `conf`: the NATS configuration file format (lexer/parser, includes, variables).
-//! - `options`: typed server options built from the config file and the command line.
+//! - `cli`: the nats-server compatible command line.
+//! - `options`: typed server options from the config file and the command line.
+//! - `logging`: log lines in nats-server's format.
+//! - `proto`: the client protocol (parser and encoders), free of I/O.
+//! - `subject`, `sublist`: subject syntax and the subscription index.
+//! - `server`: accounts, auth, shards, clients, routing between shards, `$SYS`.
+//! - `monitor`: the HTTP monitoring endpoints.
+//! - `timefmt`: wall-clock formatting for logs and JSON.
+
+pub mod cli;
+pub mod logging;
+pub mod monitor;
+pub mod options;
+pub mod proto;
+pub mod server;
+pub mod subject;
+pub mod sublist;
+pub mod timefmt;

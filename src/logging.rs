@@ -1,0 +1,66 @@
+//! Log output in nats-server's shape: `[pid] 2026/11/22 19:20:00.123456 [INF] text`,
+//! to stderr or a file, with `-D` (debug) and `-V` (trace) switches. glommio logs
+//! through the `log` crate; it is bridged in, so its warnings show.
+
+use crate::timefmt::log_stamp;
+use std::fmt;
+use std::time::SystemTime;
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+struct NatsFormat {
+    pid: u32,
+    logtime: bool,
+}
+
+impl<S, N> FormatEvent<S, N> for NatsFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let level = match *event.metadata().level() {
+            Level::ERROR => "ERR",
+            Level::WARN => "WRN",
+            Level::INFO => "INF",
+            Level::DEBUG => "DBG",
+            Level::TRACE => "TRC",
+        };
+        write!(w, "[{}] ", self.pid)?;
+        if self.logtime {
+            write!(w, "{} ", log_stamp(SystemTime::now()))?;
+        }
+        write!(w, "[{level}] ")?;
+        ctx.field_format().format_fields(w.by_ref(), event)?;
+        writeln!(w)
+    }
+}
+
+/// Installs the global logger. `log_file` appends to that file instead of stderr.
+pub fn init(debug: bool, trace: bool, logtime: bool, log_file: Option<&str>) -> std::io::Result<()> {
+    let level = if trace {
+        Level::TRACE
+    } else if debug {
+        Level::DEBUG
+    } else {
+        Level::INFO
+    };
+    let format = NatsFormat {
+        pid: std::process::id(),
+        logtime,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .event_format(format);
+    let result = match log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            builder.with_writer(std::sync::Mutex::new(file)).try_init()
+        }
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
+    result.map_err(|e| std::io::Error::other(e.to_string()))
+}

@@ -1,0 +1,244 @@
+//! Who may connect, and into which account: single user, token, users lists and
+//! account users from the config, with plain or bcrypt passwords.
+
+use crate::options::{Options, Permissions, UserConfig};
+use crate::server::accounts::{AccountId, Accounts};
+use ahash::AHashMap;
+use std::sync::Arc;
+
+#[derive(Debug)]
+struct UserEntry {
+    password: Option<String>,
+    account: AccountId,
+    permissions: Option<Arc<Permissions>>,
+}
+
+/// The outcome of a successful login.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub account: AccountId,
+    pub user: Option<String>,
+    pub permissions: Option<Arc<Permissions>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Auth {
+    users: AHashMap<String, UserEntry>,
+    token: Option<String>,
+    no_auth_user: Option<String>,
+}
+
+/// What the client presented in CONNECT.
+pub struct Credentials<'a> {
+    pub user: Option<&'a str>,
+    pub pass: Option<&'a str>,
+    pub token: Option<&'a str>,
+}
+
+impl Auth {
+    pub fn from_options(opts: &Options, accounts: &Accounts) -> Result<Auth, String> {
+        let mut auth = Auth {
+            no_auth_user: opts.no_auth_user.clone(),
+            ..Auth::default()
+        };
+        if let Some(a) = &opts.authorization {
+            auth.token = a.token.clone();
+            if let Some(user) = &a.user {
+                auth.add(user, a.password.clone(), AccountId::GLOBAL, None)?;
+            }
+            for u in &a.users {
+                let account = match &u.account {
+                    Some(name) => accounts
+                        .lookup(name)
+                        .ok_or_else(|| format!("user {:?}: unknown account {name:?}", u.user))?,
+                    None => AccountId::GLOBAL,
+                };
+                auth.add_user(u, account)?;
+            }
+        }
+        for acc in &opts.accounts {
+            let id = accounts.lookup(&acc.name).expect("accounts registered first");
+            for u in &acc.users {
+                auth.add_user(u, id)?;
+            }
+        }
+        if let Some(name) = &auth.no_auth_user {
+            if !auth.users.contains_key(name) {
+                return Err(format!("no_auth_user {name:?} is not a configured user"));
+            }
+        }
+        Ok(auth)
+    }
+
+    fn add_user(&mut self, u: &UserConfig, account: AccountId) -> Result<(), String> {
+        let perms = u.permissions.clone().map(Arc::new);
+        self.add(&u.user, u.password.clone(), account, perms)
+    }
+
+    fn add(
+        &mut self,
+        user: &str,
+        password: Option<String>,
+        account: AccountId,
+        permissions: Option<Arc<Permissions>>,
+    ) -> Result<(), String> {
+        let entry = UserEntry {
+            password,
+            account,
+            permissions,
+        };
+        if self.users.insert(user.to_string(), entry).is_some() {
+            return Err(format!("duplicate user {user:?}"));
+        }
+        Ok(())
+    }
+
+    pub fn required(&self) -> bool {
+        !self.users.is_empty() || self.token.is_some()
+    }
+
+    /// Checks credentials; `None` means Authorization Violation. bcrypt is slow, so
+    /// callers run this off the shard's event loop.
+    pub fn login(&self, creds: &Credentials) -> Option<Login> {
+        if !self.required() {
+            return Some(Login {
+                account: AccountId::GLOBAL,
+                user: None,
+                permissions: None,
+            });
+        }
+        if let Some(expected) = &self.token {
+            let given = creds.token.or(creds.pass);
+            if given == Some(expected.as_str()) && creds.user.is_none() {
+                return Some(Login {
+                    account: AccountId::GLOBAL,
+                    user: None,
+                    permissions: None,
+                });
+            }
+        }
+        let no_creds = creds.user.is_none() && creds.pass.is_none() && creds.token.is_none();
+        if no_creds {
+            let name = self.no_auth_user.as_ref()?;
+            return self.login_as(name);
+        }
+        let name = creds.user?;
+        let entry = self.users.get(name)?;
+        if !password_matches(entry.password.as_deref(), creds.pass.unwrap_or("")) {
+            return None;
+        }
+        self.login_as(name)
+    }
+
+    /// Whether checking these credentials may take long (bcrypt).
+    pub fn is_slow(&self, creds: &Credentials) -> bool {
+        creds
+            .user
+            .and_then(|u| self.users.get(u))
+            .and_then(|e| e.password.as_deref())
+            .is_some_and(is_bcrypt)
+    }
+
+    fn login_as(&self, name: &str) -> Option<Login> {
+        let entry = self.users.get(name)?;
+        Some(Login {
+            account: entry.account,
+            user: Some(name.to_string()),
+            permissions: entry.permissions.clone(),
+        })
+    }
+}
+
+fn is_bcrypt(stored: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$"].iter().any(|p| stored.starts_with(p))
+}
+
+fn password_matches(stored: Option<&str>, given: &str) -> bool {
+    match stored {
+        None => given.is_empty(),
+        Some(hash) if is_bcrypt(hash) => bcrypt::verify(given, hash).unwrap_or(false),
+        Some(plain) => constant_time_eq(plain.as_bytes(), given.as_bytes()),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::{AccountConfig, Authorization};
+
+    const HASH: &str = "$2a$11$DRh4C0KNbNnD8K/hb/buWe1zPxEHrLEiDmuq1Mi0rRJiH/W25Qidm";
+
+    fn creds<'a>(user: &'a str, pass: &'a str) -> Credentials<'a> {
+        Credentials {
+            user: Some(user),
+            pass: Some(pass),
+            token: None,
+        }
+    }
+
+    #[test]
+    fn bcrypt_and_plain_users_in_accounts() {
+        let mut opts = Options::default();
+        opts.accounts = vec![
+            AccountConfig {
+                name: "$SYS".into(),
+                users: vec![UserConfig {
+                    user: "admin".into(),
+                    password: Some(HASH.into()),
+                    ..Default::default()
+                }],
+                jetstream: false,
+            },
+            AccountConfig {
+                name: "APP".into(),
+                users: vec![UserConfig {
+                    user: "app".into(),
+                    password: Some("app".into()),
+                    ..Default::default()
+                }],
+                jetstream: false,
+            },
+        ];
+        let accounts = Accounts::from_options(&opts);
+        let auth = Auth::from_options(&opts, &accounts).unwrap();
+        assert!(auth.required());
+        let admin = auth
+            .login(&creds("admin", "a very long s3cr3t! password"))
+            .unwrap();
+        assert_eq!(admin.account, AccountId::SYSTEM);
+        assert!(auth.login(&creds("admin", HASH)).is_none());
+        assert!(auth.login(&creds("admin", "")).is_none());
+        let app = auth.login(&creds("app", "app")).unwrap();
+        assert_eq!(accounts.name(app.account), "APP");
+        assert!(auth.login(&creds("nobody", "x")).is_none());
+    }
+
+    #[test]
+    fn single_user_and_token() {
+        let mut opts = Options::default();
+        opts.authorization = Some(Authorization {
+            user: Some("u".into()),
+            password: Some("p".into()),
+            ..Default::default()
+        });
+        let accounts = Accounts::from_options(&opts);
+        let auth = Auth::from_options(&opts, &accounts).unwrap();
+        assert!(auth.login(&creds("u", "p")).is_some());
+        assert!(auth.login(&creds("u", "q")).is_none());
+        opts.authorization = Some(Authorization {
+            token: Some("s3cr3t".into()),
+            ..Default::default()
+        });
+        let auth = Auth::from_options(&opts, &accounts).unwrap();
+        let token = Credentials {
+            user: None,
+            pass: None,
+            token: Some("s3cr3t"),
+        };
+        assert!(auth.login(&token).is_some());
+    }
+}

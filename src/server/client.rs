@@ -1,0 +1,640 @@
+//! One client connection: its state, the reader that parses and executes what the
+//! client sends, and the writer that drains its outbound buffer to the socket.
+
+use crate::options::{Permissions, SubjectPermission};
+use crate::proto::{self, encode, ClientOp, ParseError};
+use crate::server::accounts::AccountId;
+use crate::server::auth::{Credentials, Login};
+use crate::server::interest::{Interest, Subscription};
+use crate::server::shard::{Msg, Shard};
+use crate::subject;
+use ahash::AHashMap;
+use bytes::{Bytes, BytesMut};
+use glommio::net::TcpStream;
+use natrix_shards::Notify;
+use serde::Deserialize;
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::io::AsRawFd;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use tracing::{debug, trace, warn};
+
+const READ_SIZE_MIN: usize = 512;
+const READ_SIZE_MAX: usize = 64 * 1024;
+/// A writer's spare buffer larger than this is released after use.
+const WRITE_BUFFER_KEEP_BYTES: usize = 1 << 20;
+
+/// What the client said about itself in CONNECT.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(default)]
+pub struct ConnectInfo {
+    pub verbose: bool,
+    pub pedantic: bool,
+    pub echo: bool,
+    pub headers: bool,
+    pub no_responders: bool,
+    pub name: String,
+    pub lang: String,
+    pub version: String,
+    pub protocol: i64,
+    pub user: Option<String>,
+    pub pass: Option<String>,
+    pub auth_token: Option<String>,
+}
+
+impl Default for ConnectInfo {
+    fn default() -> Self {
+        ConnectInfo {
+            verbose: false,
+            pedantic: false,
+            echo: true,
+            headers: false,
+            no_responders: false,
+            name: String::new(),
+            lang: String::new(),
+            version: String::new(),
+            protocol: 0,
+            user: None,
+            pass: None,
+            auth_token: None,
+        }
+    }
+}
+
+type SharedStream = Rc<RefCell<TcpStream>>;
+
+pub struct Client {
+    pub cid: u64,
+    pub addr: SocketAddr,
+    pub start: SystemTime,
+    pub start_instant: Instant,
+    pub account: Cell<AccountId>,
+    pub user: RefCell<Option<String>>,
+    pub info: RefCell<ConnectInfo>,
+    permissions: RefCell<Option<Arc<Permissions>>>,
+    connected: Cell<bool>,
+    closed: Cell<bool>,
+    out: RefCell<Vec<u8>>,
+    out_notify: Notify,
+    stream: RefCell<Weak<RefCell<TcpStream>>>,
+    subs: RefCell<AHashMap<Bytes, Rc<Subscription>>>,
+    pub in_msgs: Cell<u64>,
+    pub in_bytes: Cell<u64>,
+    pub out_msgs: Cell<u64>,
+    pub out_bytes: Cell<u64>,
+    pub last_activity: Cell<SystemTime>,
+    pings_out: Cell<u32>,
+    last_ping: Cell<Instant>,
+    interest_seq: Cell<u64>,
+    max_pending: usize,
+}
+
+impl Client {
+    pub fn echo(&self) -> bool {
+        self.info.borrow().echo
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    pub fn pending_bytes(&self) -> usize {
+        self.out.borrow().len()
+    }
+
+    pub fn subscription_subjects(&self) -> Vec<String> {
+        self.subs
+            .borrow()
+            .values()
+            .map(|s| String::from_utf8_lossy(&s.subject).into_owned())
+            .collect()
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.subs.borrow().len()
+    }
+
+    fn send_raw(&self, bytes: &[u8]) {
+        if self.closed.get() {
+            return;
+        }
+        self.out.borrow_mut().extend_from_slice(bytes);
+        self.out_notify.notify();
+    }
+
+    fn send_err(&self, text: &str) {
+        let mut line = Vec::with_capacity(text.len() + 9);
+        encode::error(&mut line, text);
+        self.send_raw(&line);
+    }
+
+    /// Queues one message for this client; a client whose backlog passes
+    /// max_pending is a slow consumer and is dropped, never waited for.
+    pub fn send_msg(&self, shard: &Shard, sid: &[u8], msg: &Msg) {
+        if self.closed.get() {
+            return;
+        }
+        let (header_len, payload) = if msg.header_len > 0 && !self.info.borrow().headers {
+            (0, &msg.payload[msg.header_len..])
+        } else {
+            (msg.header_len, msg.payload)
+        };
+        let pending = {
+            let mut out = self.out.borrow_mut();
+            encode::message(&mut out, msg.subject, sid, msg.reply, header_len, payload);
+            out.len()
+        };
+        self.out_msgs.set(self.out_msgs.get() + 1);
+        self.out_bytes.set(self.out_bytes.get() + payload.len() as u64);
+        shard.counters.count_out(payload.len());
+        if pending > self.max_pending {
+            self.slow_consumer(shard);
+            return;
+        }
+        self.out_notify.notify();
+    }
+
+    fn slow_consumer(&self, shard: &Shard) {
+        shard.counters.slow_consumers.set(shard.counters.slow_consumers.get() + 1);
+        warn!(
+            "{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
+            self.addr, self.cid, self.max_pending
+        );
+        self.out.borrow_mut().clear();
+        self.close(shard, "Slow Consumer (Pending Bytes)");
+        self.shutdown_socket();
+    }
+
+    fn shutdown_socket(&self) {
+        if let Some(stream) = self.stream.borrow().upgrade() {
+            // SAFETY: the stream is alive, so its descriptor is ours and open.
+            unsafe { libc::shutdown(stream.borrow().as_raw_fd(), libc::SHUT_RDWR) };
+        }
+    }
+
+    /// Ends the connection: its interest goes at once; the writer sends what is
+    /// queued (an -ERR, say) and then shuts the socket.
+    pub fn close(&self, shard: &Shard, reason: &str) {
+        if self.closed.replace(true) {
+            return;
+        }
+        let subs: Vec<Rc<Subscription>> = self.subs.borrow_mut().drain().map(|(_, s)| s).collect();
+        for sub in subs {
+            drop_interest(shard, self.account.get(), &sub);
+        }
+        shard.clients.borrow_mut().remove(&self.cid);
+        shard.server.connection_closed();
+        debug!("{} - cid:{} - Client connection closed: {reason}", self.addr, self.cid);
+        self.out_notify.notify();
+    }
+
+    pub fn remove_subscription(&self, shard: &Shard, sid: &[u8]) {
+        let sub = self.subs.borrow_mut().remove(sid);
+        if let Some(sub) = sub {
+            drop_interest(shard, self.account.get(), &sub);
+        }
+    }
+
+    // ----- periodic checks ---------------------------------------------------------
+
+    /// Called by the shard's housekeeping timer: auth timeout and keep-alive pings.
+    pub fn tick(&self, shard: &Shard, now: Instant) {
+        let opts = &shard.server.opts;
+        if !self.connected.get() {
+            if shard.server.auth.required()
+                && now.duration_since(self.start_instant).as_millis() as u64 >= shard.server.auth_timeout_ms()
+            {
+                self.send_err("Authentication Timeout");
+                self.close(shard, "Authentication Timeout");
+            }
+            return;
+        }
+        if now.duration_since(self.last_ping.get()).as_millis() as u64 >= opts.ping_interval_ms {
+            if self.pings_out.get() >= opts.ping_max {
+                self.send_err("Stale Connection");
+                self.close(shard, "Stale Connection");
+                return;
+            }
+            self.pings_out.set(self.pings_out.get() + 1);
+            self.last_ping.set(now);
+            self.send_raw(b"PING\r\n");
+        }
+    }
+}
+
+fn drop_interest(shard: &Shard, account: AccountId, sub: &Rc<Subscription>) {
+    shard.remove_interest(
+        account,
+        &sub.subject,
+        sub.queue.as_ref(),
+        &Interest::Local(sub.clone()),
+    );
+}
+
+/// Why the reader stops.
+struct Closed;
+
+/// Serves one accepted connection until it ends.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let Ok(addr) = stream.peer_addr() else { return };
+    let _ = stream.set_nodelay(true);
+    let server = shard.server.clone();
+    let cid = server.next_cid();
+    let now = Instant::now();
+    let client = Rc::new(Client {
+        cid,
+        addr,
+        start: SystemTime::now(),
+        start_instant: now,
+        account: Cell::new(AccountId::GLOBAL),
+        user: RefCell::new(None),
+        info: RefCell::new(ConnectInfo::default()),
+        permissions: RefCell::new(None),
+        connected: Cell::new(false),
+        closed: Cell::new(false),
+        out: RefCell::new(Vec::new()),
+        out_notify: Notify::default(),
+        stream: RefCell::new(Weak::new()),
+        subs: RefCell::default(),
+        in_msgs: Cell::new(0),
+        in_bytes: Cell::new(0),
+        out_msgs: Cell::new(0),
+        out_bytes: Cell::new(0),
+        last_activity: Cell::new(SystemTime::now()),
+        pings_out: Cell::new(0),
+        last_ping: Cell::new(now),
+        interest_seq: Cell::new(0),
+        max_pending: server.opts.max_pending,
+    });
+    let stream: SharedStream = Rc::new(RefCell::new(stream));
+    *client.stream.borrow_mut() = Rc::downgrade(&stream);
+    let _ = stream
+        .borrow()
+        .set_write_timeout(Some(std::time::Duration::from_millis(server.opts.write_deadline_ms.max(1))));
+    client.send_raw(server.info_line(cid, addr.ip()).as_bytes());
+    let writer = glommio::spawn_local(write_loop(shard.clone(), client.clone(), stream.clone()));
+    if !server.connection_opened() {
+        client.send_err("maximum connections exceeded");
+        client.closed.set(true);
+        client.out_notify.notify();
+        writer.await;
+        return;
+    }
+    shard.counters.total_connections.set(shard.counters.total_connections.get() + 1);
+    shard.clients.borrow_mut().insert(cid, client.clone());
+    debug!("{addr} - cid:{cid} - Client connection created");
+    read_loop(&shard, &client, &stream).await;
+    client.close(&shard, "Client Closed");
+    writer.await;
+}
+
+async fn read_into(stream: &SharedStream, buf: &mut [u8]) -> io::Result<usize> {
+    poll_fn(|cx| {
+        let mut s = stream.borrow_mut();
+        futures_lite::AsyncRead::poll_read(Pin::new(&mut *s), cx, buf)
+    })
+    .await
+}
+
+async fn write_all(stream: &SharedStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = poll_fn(|cx| {
+            let mut s = stream.borrow_mut();
+            futures_lite::AsyncWrite::poll_write(Pin::new(&mut *s), cx, buf)
+        })
+        .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+async fn write_loop(shard: Rc<Shard>, client: Rc<Client>, stream: SharedStream) {
+    let mut spare = Vec::new();
+    loop {
+        if client.out.borrow().is_empty() {
+            if client.closed.get() {
+                break;
+            }
+            client.out_notify.wait().await;
+            continue;
+        }
+        std::mem::swap(&mut spare, &mut *client.out.borrow_mut());
+        let result = write_all(&stream, &spare).await;
+        spare.clear();
+        if spare.capacity() > WRITE_BUFFER_KEEP_BYTES {
+            spare = Vec::new();
+        }
+        if let Err(e) = result {
+            if e.kind() == io::ErrorKind::TimedOut {
+                shard.counters.slow_consumers.set(shard.counters.slow_consumers.get() + 1);
+                warn!("{} - cid:{} - Slow Consumer Detected: WriteDeadline exceeded", client.addr, client.cid);
+            }
+            client.out.borrow_mut().clear();
+            client.close(&shard, "Write Error");
+            break;
+        }
+    }
+    // SAFETY: we hold the stream, so the descriptor is open.
+    unsafe { libc::shutdown(stream.borrow().as_raw_fd(), libc::SHUT_RDWR) };
+}
+
+async fn read_loop(shard: &Rc<Shard>, client: &Rc<Client>, stream: &SharedStream) {
+    let mut pending = BytesMut::new();
+    let mut read_size = READ_SIZE_MIN;
+    let mut need = 0usize;
+    while !client.closed.get() {
+        let start = pending.len();
+        let want = read_size.max(need.saturating_sub(start));
+        pending.resize(start + want, 0);
+        let n = match read_into(stream, &mut pending[start..]).await {
+            Ok(n) => n,
+            Err(_) => 0,
+        };
+        pending.truncate(start + n);
+        if n == 0 || client.closed.get() {
+            return;
+        }
+        read_size = next_read_size(read_size, n);
+        client.last_activity.set(SystemTime::now());
+        if pending.len() < need {
+            continue;
+        }
+        let chunk = pending.split().freeze();
+        match process(shard, client, &chunk).await {
+            Ok((consumed, next_need)) => {
+                need = next_need;
+                pending.extend_from_slice(&chunk[consumed..]);
+            }
+            Err(Closed) => return,
+        }
+        shard.backpressure().await;
+    }
+}
+
+fn next_read_size(current: usize, got: usize) -> usize {
+    if got == current {
+        (current * 2).min(READ_SIZE_MAX)
+    } else if got < current / 4 {
+        (current / 2).max(READ_SIZE_MIN)
+    } else {
+        current
+    }
+}
+
+/// Executes every complete operation in `chunk`; returns the bytes consumed and the
+/// total size the next operation needs, when known.
+async fn process(shard: &Rc<Shard>, client: &Rc<Client>, chunk: &Bytes) -> Result<(usize, usize), Closed> {
+    let limits = proto::Limits {
+        control_line_max: shard.server.opts.max_control_line,
+        payload_max: shard.server.opts.max_payload,
+    };
+    let mut at = 0;
+    while at < chunk.len() {
+        match proto::parse(&chunk[at..], &limits) {
+            Ok((op, n)) => {
+                execute(shard, client, op, chunk).await?;
+                at += n;
+            }
+            Err(ParseError::Incomplete { need }) => return Ok((at, need.unwrap_or(0))),
+            Err(e) => return Err(protocol_error(shard, client, e)),
+        }
+    }
+    Ok((at, 0))
+}
+
+fn protocol_error(shard: &Shard, client: &Client, e: ParseError) -> Closed {
+    let text = match e {
+        ParseError::ControlLineTooLong => "Maximum Control Line Exceeded",
+        ParseError::PayloadTooLarge { .. } => "Maximum Payload Violation",
+        _ => "Unknown Protocol Operation",
+    };
+    debug!("{} - cid:{} - protocol error: {e:?}", client.addr, client.cid);
+    client.send_err(text);
+    client.close(shard, text);
+    Closed
+}
+
+async fn execute(shard: &Rc<Shard>, client: &Rc<Client>, op: ClientOp<'_>, chunk: &Bytes) -> Result<(), Closed> {
+    if shard.server.opts.trace {
+        trace!("{} - cid:{} - <<- {op:?}", client.addr, client.cid);
+    }
+    if !client.connected.get() && shard.server.auth.required() && !matches!(op, ClientOp::Connect(_)) {
+        client.send_err("Authorization Violation");
+        client.close(shard, "Authorization Violation");
+        return Err(Closed);
+    }
+    match op {
+        ClientOp::Connect(json) => connect(shard, client, json).await?,
+        ClientOp::Pub {
+            subject,
+            reply,
+            header_len,
+            payload,
+        } => {
+            let msg = Msg {
+                subject,
+                reply,
+                header_len,
+                payload,
+                backing: Some(chunk),
+            };
+            publish(shard, client, &msg);
+        }
+        ClientOp::Sub { subject, queue, sid } => subscribe(shard, client, subject, queue, sid),
+        ClientOp::Unsub { sid, max } => unsubscribe(shard, client, sid, max),
+        ClientOp::Ping => {
+            let seq = client.interest_seq.get();
+            if seq > 0 {
+                shard.interest_known_everywhere(seq).await;
+            }
+            client.send_raw(b"PONG\r\n");
+        }
+        ClientOp::Pong => client.pings_out.set(0),
+        ClientOp::Info | ClientOp::Ok | ClientOp::Err => {}
+    }
+    Ok(())
+}
+
+fn ok(client: &Client) {
+    if client.info.borrow().verbose {
+        client.send_raw(b"+OK\r\n");
+    }
+}
+
+async fn connect(shard: &Rc<Shard>, client: &Rc<Client>, json: &[u8]) -> Result<(), Closed> {
+    let info: ConnectInfo = match serde_json::from_slice(json) {
+        Ok(info) => info,
+        Err(e) => {
+            debug!("{} - cid:{} - bad CONNECT: {e}", client.addr, client.cid);
+            client.send_err("Invalid Connect Info");
+            client.close(shard, "Protocol Violation");
+            return Err(Closed);
+        }
+    };
+    let Some(login) = login(shard, &info).await else {
+        warn!("{} - cid:{} - authentication error", client.addr, client.cid);
+        client.send_err("Authorization Violation");
+        client.close(shard, "Authentication Failure");
+        return Err(Closed);
+    };
+    if client.closed.get() {
+        return Err(Closed);
+    }
+    client.account.set(login.account);
+    *client.user.borrow_mut() = login.user;
+    *client.permissions.borrow_mut() = login.permissions;
+    *client.info.borrow_mut() = info;
+    client.connected.set(true);
+    ok(client);
+    Ok(())
+}
+
+async fn login(shard: &Shard, info: &ConnectInfo) -> Option<Login> {
+    let server = shard.server.clone();
+    let creds = Credentials {
+        user: info.user.as_deref(),
+        pass: info.pass.as_deref(),
+        token: info.auth_token.as_deref(),
+    };
+    if !server.auth.is_slow(&creds) {
+        return server.auth.login(&creds);
+    }
+    let (user, pass, token) = (info.user.clone(), info.pass.clone(), info.auth_token.clone());
+    glommio::executor()
+        .spawn_blocking(move || {
+            server.auth.login(&Credentials {
+                user: user.as_deref(),
+                pass: pass.as_deref(),
+                token: token.as_deref(),
+            })
+        })
+        .await
+}
+
+fn permitted(permission: Option<&SubjectPermission>, subject: &[u8]) -> bool {
+    let Some(p) = permission else { return true };
+    let hit = |list: &[String]| list.iter().any(|f| subject::matches(f.as_bytes(), subject));
+    (p.allow.is_empty() || hit(&p.allow)) && !hit(&p.deny)
+}
+
+fn publish(shard: &Shard, client: &Client, msg: &Msg) {
+    client.in_msgs.set(client.in_msgs.get() + 1);
+    client.in_bytes.set(client.in_bytes.get() + msg.payload.len() as u64);
+    shard.counters.count_in(msg.payload.len());
+    let (pedantic, no_responders) = {
+        let info = client.info.borrow();
+        (info.pedantic, info.no_responders && info.headers)
+    };
+    if pedantic && !subject::is_valid_publish(msg.subject) {
+        client.send_err("Invalid Publish Subject");
+        return;
+    }
+    if let Some(perms) = client.permissions.borrow().as_deref() {
+        if !permitted(perms.publish.as_ref(), msg.subject) {
+            let text = format!(
+                "Permissions Violation for Publish to \"{}\"",
+                String::from_utf8_lossy(msg.subject)
+            );
+            client.send_err(&text);
+            return;
+        }
+    }
+    ok(client);
+    let delivered = shard.route(Some(client), client.account.get(), msg);
+    if !delivered && no_responders {
+        if let Some(reply) = msg.reply {
+            no_responders_reply(shard, client, reply);
+        }
+    }
+}
+
+/// A request nobody subscribes to: the requester gets a 503 status on its reply
+/// subject, through its own subscriptions that match it.
+fn no_responders_reply(shard: &Shard, client: &Client, reply: &[u8]) {
+    const STATUS: &[u8] = b"NATS/1.0 503\r\n\r\n";
+    let sids: Vec<Bytes> = client
+        .subs
+        .borrow()
+        .values()
+        .filter(|s| subject::matches(&s.subject, reply))
+        .map(|s| s.sid.clone())
+        .collect();
+    let msg = Msg {
+        subject: reply,
+        reply: None,
+        header_len: STATUS.len(),
+        payload: STATUS,
+        backing: None,
+    };
+    for sid in sids {
+        client.send_msg(shard, &sid, &msg);
+    }
+}
+
+fn subscribe(shard: &Shard, client: &Client, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+    let queue_ok = queue.is_none_or(|q| subject::is_valid_publish(q));
+    if !subject::is_valid_filter(subject) || !queue_ok {
+        client.send_err("Invalid Subject");
+        return;
+    }
+    if let Some(perms) = client.permissions.borrow().as_deref() {
+        if !permitted(perms.subscribe.as_ref(), subject) {
+            let text = format!(
+                "Permissions Violation for Subscription to \"{}\"",
+                String::from_utf8_lossy(subject)
+            );
+            client.send_err(&text);
+            return;
+        }
+    }
+    let max_subs = shard.server.opts.max_subscriptions;
+    if max_subs > 0 && client.subscription_count() >= max_subs {
+        client.send_err("Maximum Subscriptions Exceeded");
+        return;
+    }
+    if client.subs.borrow().contains_key(sid) {
+        ok(client);
+        return;
+    }
+    let sub = Rc::new(Subscription {
+        client: shard
+            .clients
+            .borrow()
+            .get(&client.cid)
+            .map_or_else(Weak::new, Rc::downgrade),
+        sid: Bytes::copy_from_slice(sid),
+        subject: Bytes::copy_from_slice(subject),
+        queue: queue.map(Bytes::copy_from_slice),
+        max: Cell::new(0),
+        delivered: Cell::new(0),
+    });
+    client.subs.borrow_mut().insert(sub.sid.clone(), sub.clone());
+    let (subject, queue) = (sub.subject.clone(), sub.queue.clone());
+    let announced = shard.add_interest(client.account.get(), &subject, queue.as_ref(), Interest::Local(sub));
+    if announced {
+        client.interest_seq.set(shard.interest_seq());
+    }
+    ok(client);
+}
+
+fn unsubscribe(shard: &Shard, client: &Client, sid: &[u8], max: Option<u64>) {
+    let sub = client.subs.borrow().get(sid).cloned();
+    if let Some(sub) = sub {
+        match max {
+            Some(max) if max > sub.delivered.get() => sub.max.set(max),
+            _ => {
+                client.remove_subscription(shard, sid);
+                client.interest_seq.set(shard.interest_seq());
+            }
+        }
+    }
+    ok(client);
+}

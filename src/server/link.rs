@@ -1,0 +1,113 @@
+//! What shards say to each other, and the tasks that carry it. A shard is to its
+//! neighbours what a route is to another server: interest (`Sub`/`Unsub`, like
+//! RS+/RS-), messages (`Msg`, like RMSG, with the queue groups the receiver must
+//! serve), plus barriers that let a client's PONG wait until its interest is known
+//! everywhere, and queries for monitoring.
+
+use crate::server::accounts::AccountId;
+use crate::server::shard::Shard;
+use crate::server::stats::{ShardReport, ShardQuery};
+use bytes::Bytes;
+use glommio::channels::channel_mesh::{Receivers, Senders};
+use natrix_shards::Notify;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+/// Items pending for one peer beyond which a publisher waits for the queue to drain.
+pub const PENDING_ITEMS_MAX: usize = 64 * 1024;
+
+pub type Batch = Vec<Item>;
+
+pub enum Item {
+    Sub {
+        account: AccountId,
+        subject: Bytes,
+        queue: Option<Bytes>,
+        weight: u32,
+    },
+    Unsub {
+        account: AccountId,
+        subject: Bytes,
+        queue: Option<Bytes>,
+    },
+    Msg(ShardMsg),
+    Barrier(u64),
+    BarrierAck(u64),
+    Query(ShardQuery, futures_channel::oneshot::Sender<ShardReport>),
+}
+
+pub struct ShardMsg {
+    pub account: AccountId,
+    pub subject: Bytes,
+    pub reply: Option<Bytes>,
+    pub header_len: usize,
+    pub payload: Bytes,
+    /// Queue groups for which the receiver delivers to one local member.
+    pub queues: Vec<Bytes>,
+}
+
+/// The outgoing side of the queue to one peer shard.
+#[derive(Default)]
+pub struct Link {
+    pending: RefCell<Batch>,
+    notify: Notify,
+    drained: Notify,
+    has_interest: Cell<bool>,
+}
+
+impl Link {
+    pub fn push(&self, item: Item) {
+        if matches!(item, Item::Sub { .. } | Item::Unsub { .. }) {
+            self.has_interest.set(true);
+        }
+        self.pending.borrow_mut().push(item);
+        self.notify.notify();
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pending.borrow().len()
+    }
+
+    /// Waits until the outbox task has taken what is pending.
+    pub async fn drained(&self) {
+        while self.pending_len() > PENDING_ITEMS_MAX {
+            self.drained.wait().await;
+        }
+    }
+
+    fn take(&self, barrier_seq: u64) -> Batch {
+        let mut batch = std::mem::take(&mut *self.pending.borrow_mut());
+        if self.has_interest.replace(false) {
+            batch.push(Item::Barrier(barrier_seq));
+        }
+        batch
+    }
+}
+
+/// Moves batches from a link to the peer's queue, one at a time, in order.
+pub async fn outbox(shard: Rc<Shard>, peer: usize, senders: Rc<Senders<Batch>>) {
+    let link = shard.link(peer);
+    loop {
+        link.notify.wait().await;
+        loop {
+            let batch = link.take(shard.interest_seq());
+            if batch.is_empty() {
+                break;
+            }
+            link.drained.notify();
+            if senders.send_to(peer, batch).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Applies what one peer sends, batch by batch.
+pub async fn inbox(shard: Rc<Shard>, peer: usize, receivers: Rc<Receivers<Batch>>) {
+    while let Ok(Some(batch)) = receivers.recv_from(peer).await {
+        for item in batch {
+            shard.apply_from_peer(peer, item);
+        }
+        glommio::yield_if_needed().await;
+    }
+}

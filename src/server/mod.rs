@@ -1,0 +1,137 @@
+//! The server: what every shard shares (options, identity, accounts, auth), and
+//! start-up of the shards, their listeners and the monitoring port.
+//!
+//! Module map:
+//! - `accounts`, `auth`: the account registry and logins.
+//! - `client`: one client connection (reader, writer, operations).
+//! - `interest`, `shard`, `link`: per-shard subscriptions, routing, and the queues
+//!   between shards (the same model as routes between servers).
+//! - `stats`: counters and cross-shard reports for monitoring.
+//! - `sys`: the `$SYS` account's request services.
+//! - `start`: binding listeners and running the shards.
+
+pub mod accounts;
+pub mod auth;
+pub mod client;
+pub mod interest;
+pub mod link;
+pub mod shard;
+pub mod start;
+pub mod stats;
+pub mod sys;
+
+use crate::options::Options;
+use accounts::Accounts;
+use auth::Auth;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Instant, SystemTime};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The nats-server version whose protocol and API we speak; clients read it from INFO.
+pub const COMPAT_VERSION: &str = "2.10.0";
+/// Shards at most: a message's peer set is a 64-bit mask.
+pub const SHARDS_MAX: usize = 64;
+
+pub struct Server {
+    pub opts: Options,
+    pub id: String,
+    pub name: String,
+    pub accounts: Accounts,
+    pub auth: Auth,
+    pub start: SystemTime,
+    pub start_instant: Instant,
+    pub shard_count: usize,
+    /// Cores this process may use, read at start-up (shard threads are pinned to one).
+    pub cores: usize,
+    /// The client port actually bound (differs from the option when that was 0).
+    pub port: u16,
+    pub config_file: Option<String>,
+    next_cid: AtomicU64,
+    connections: AtomicUsize,
+}
+
+impl Server {
+    pub fn new(opts: Options, shard_count: usize, config_file: Option<String>) -> Result<Server, String> {
+        assert!((1..=SHARDS_MAX).contains(&shard_count), "shard count within limits");
+        let accounts = Accounts::from_options(&opts);
+        let auth = Auth::from_options(&opts, &accounts)?;
+        let id = new_server_id();
+        let name = opts.server_name.clone().unwrap_or_else(|| id.clone());
+        Ok(Server {
+            port: opts.port,
+            opts,
+            id,
+            name,
+            accounts,
+            auth,
+            start: SystemTime::now(),
+            start_instant: Instant::now(),
+            shard_count,
+            cores: natrix_shards::runtime::available_cores(),
+            config_file,
+            next_cid: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn next_cid(&self) -> u64 {
+        self.next_cid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counts a new connection; false when max_connections is reached.
+    pub fn connection_opened(&self) -> bool {
+        let max = self.opts.max_connections;
+        self.connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .is_ok()
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub fn auth_timeout_ms(&self) -> u64 {
+        self.opts
+            .authorization
+            .as_ref()
+            .and_then(|a| a.timeout_ms)
+            .unwrap_or(self.opts.auth_timeout_ms)
+    }
+
+    /// The INFO line a new client receives.
+    pub fn info_line(&self, cid: u64, ip: IpAddr) -> String {
+        let mut info = serde_json::json!({
+            "server_id": self.id,
+            "server_name": self.name,
+            "version": COMPAT_VERSION,
+            "proto": 1,
+            "git_commit": "",
+            "go": format!("natrix {VERSION}"),
+            "host": self.opts.host,
+            "port": self.port,
+            "headers": true,
+            "max_payload": self.opts.max_payload,
+            "client_id": cid,
+            "client_ip": ip.to_string(),
+        });
+        if self.auth.required() {
+            info["auth_required"] = true.into();
+        }
+        if self.opts.jetstream.is_some() {
+            info["jetstream"] = true.into();
+        }
+        format!("INFO {info}\r\n")
+    }
+}
+
+/// A server id in nats-server's shape: 'N' and 55 base32 characters.
+fn new_server_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = String::with_capacity(56);
+    out.push('N');
+    for _ in 0..55 {
+        out.push(ALPHABET[rand::random::<usize>() % ALPHABET.len()] as char);
+    }
+    out
+}

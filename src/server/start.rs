@@ -1,0 +1,127 @@
+//! Bringing the server up: check the ports, start the shards, and on each shard its
+//! links, listener, housekeeping timer and (on shard 0) the monitoring port and the
+//! system services.
+
+use crate::server::client;
+use crate::server::link::{inbox, outbox, Batch};
+use crate::server::shard::Shard;
+use crate::server::{sys, Server};
+use glommio::net::TcpListener;
+use natrix_shards::{ShardContext, ShardSettings};
+use std::io;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{error, info};
+
+/// How often each shard checks its clients' auth timeouts and keep-alives.
+const HOUSEKEEPING_INTERVAL_MS: u64 = 100;
+
+/// Checks that `host:port` is free (SO_REUSEPORT would otherwise let two servers
+/// share it) and returns the port, chosen by the kernel when `port` is 0.
+fn claim_port(host: &str, port: u16) -> io::Result<u16> {
+    let probe = std::net::TcpListener::bind((host, port))?;
+    Ok(probe.local_addr()?.port())
+}
+
+pub fn run(mut server: Server) -> io::Result<()> {
+    let host = server.opts.host.clone();
+    server.port = claim_port(&host, server.opts.port).map_err(|e| {
+        io::Error::new(e.kind(), format!("Error listening on port: {host}:{}, {e}", server.opts.port))
+    })?;
+    if let Some(http) = server.opts.http_port {
+        let http_host = server.opts.http_host.clone().unwrap_or_else(|| host.clone());
+        claim_port(&http_host, http).map_err(|e| {
+            io::Error::new(e.kind(), format!("Error listening on monitor port: {http_host}:{http}, {e}"))
+        })?;
+    }
+    log_start(&server);
+    let server = Arc::new(server);
+    let bound = Arc::new(AtomicUsize::new(0));
+    let settings = ShardSettings::new(server.shard_count);
+    natrix_shards::run(settings, move |ctx: ShardContext<Batch>| {
+        let server = server.clone();
+        let bound = bound.clone();
+        async move { run_shard(server, ctx, bound).await }
+    })
+}
+
+fn log_start(server: &Server) {
+    info!("Starting natrix");
+    info!("  Version:  {}", crate::server::VERSION);
+    info!("  Compatible with nats-server {}", crate::server::COMPAT_VERSION);
+    info!("  Name:     {}", server.name);
+    info!("  ID:       {}", server.id);
+    info!("  Shards:   {}", server.shard_count);
+    if let Some(file) = &server.config_file {
+        info!("Using configuration file: {file}");
+    }
+    for (what, pos) in &server.opts.unsupported {
+        info!("{}:{}:{}: {what} is not yet supported; ignored", pos.file, pos.line, pos.col);
+    }
+    for warning in &server.opts.warnings {
+        tracing::warn!("{warning}");
+    }
+}
+
+fn bind(host: &str, port: u16) -> TcpListener {
+    match TcpListener::bind((host, port)) {
+        Ok(l) => l,
+        Err(e) => {
+            error!("Error listening on {host}:{port}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run_shard(server: Arc<Server>, ctx: ShardContext<Batch>, bound: Arc<AtomicUsize>) {
+    let shard = Shard::new(ctx.id, ctx.count, server.clone());
+    let senders = Rc::new(ctx.senders);
+    let receivers = Rc::new(ctx.receivers);
+    for peer in shard.peers() {
+        glommio::spawn_local(outbox(shard.clone(), peer, senders.clone())).detach();
+        glommio::spawn_local(inbox(shard.clone(), peer, receivers.clone())).detach();
+    }
+    if shard.id == 0 {
+        sys::register(&shard);
+        if let Some(port) = server.opts.http_port {
+            let host = server.opts.http_host.clone().unwrap_or_else(|| server.opts.host.clone());
+            let listener = bind(&host, port);
+            info!("Starting http monitor on http://{host}:{port}");
+            glommio::spawn_local(crate::monitor::http::serve(shard.clone(), listener)).detach();
+        }
+    }
+    let listener = bind(&server.opts.host, server.port);
+    if bound.fetch_add(1, Ordering::AcqRel) + 1 == server.shard_count {
+        info!("Listening for client connections on {}:{}", server.opts.host, server.port);
+        info!("Server is ready");
+    }
+    glommio::spawn_local(housekeeping(shard.clone())).detach();
+    accept_loop(shard, listener).await;
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(client::serve(shard.clone(), stream)).detach();
+            }
+            Err(e) => {
+                error!("Error accepting client connection: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn housekeeping(shard: Rc<Shard>) {
+    loop {
+        glommio::timer::sleep(Duration::from_millis(HOUSEKEEPING_INTERVAL_MS)).await;
+        let now = Instant::now();
+        let clients: Vec<_> = shard.clients.borrow().values().cloned().collect();
+        for c in clients {
+            c.tick(&shard, now);
+        }
+    }
+}

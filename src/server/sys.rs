@@ -1,0 +1,78 @@
+//! The system account's request services, answered as nats-server answers them:
+//! `$SYS.REQ.SERVER.PING[.<ENDPOINT>]` and `$SYS.REQ.SERVER.<id>.<ENDPOINT>`.
+//! They are internal subscriptions on shard 0, reached through ordinary routing, so
+//! only clients of the system account can reach them.
+
+use crate::monitor::json::{self, Endpoint, ListParams};
+use crate::server::accounts::AccountId;
+use crate::server::interest::InternalSub;
+use crate::server::shard::{Msg, Shard};
+use crate::server::stats::{gather, ShardQuery};
+use bytes::Bytes;
+use std::rc::Rc;
+
+#[derive(Clone, Copy, Debug)]
+pub enum SysService {
+    /// `$SYS.REQ.SERVER.PING`: the server block and statsz.
+    Ping,
+    Endpoint(Endpoint),
+}
+
+const ENDPOINTS: [(&str, Endpoint); 6] = [
+    ("VARZ", Endpoint::Varz),
+    ("CONNZ", Endpoint::Connz),
+    ("SUBSZ", Endpoint::Subsz),
+    ("ROUTEZ", Endpoint::Routez),
+    ("HEALTHZ", Endpoint::Healthz),
+    ("IDZ", Endpoint::Idz),
+];
+
+/// Registers the services on `shard` (shard 0).
+pub fn register(shard: &Shard) {
+    let sys = shard.server.accounts.system();
+    let id = shard.server.id.clone();
+    shard.add_internal(sys, "$SYS.REQ.SERVER.PING", InternalSub { service: SysService::Ping });
+    for subject in ["$SYS.REQ.SERVER.PING.STATSZ".to_string(), format!("$SYS.REQ.SERVER.{id}.STATSZ")] {
+        shard.add_internal(sys, &subject, InternalSub { service: SysService::Ping });
+    }
+    for (name, endpoint) in ENDPOINTS {
+        let service = SysService::Endpoint(endpoint);
+        shard.add_internal(sys, &format!("$SYS.REQ.SERVER.PING.{name}"), InternalSub { service });
+        shard.add_internal(sys, &format!("$SYS.REQ.SERVER.{id}.{name}"), InternalSub { service });
+    }
+}
+
+/// A request reached a service: answer on its reply subject, after gathering.
+pub fn handle(shard: &Shard, svc: &InternalSub, account: AccountId, msg: &Msg) {
+    let Some(reply) = msg.reply else { return };
+    let Some(shard) = shard.this() else { return };
+    let reply = Bytes::copy_from_slice(reply);
+    let params = ListParams::from_json(msg.payload);
+    let service = svc.service;
+    glommio::spawn_local(answer(shard, service, account, reply, params)).detach();
+}
+
+async fn answer(shard: Rc<Shard>, service: SysService, account: AccountId, reply: Bytes, params: ListParams) {
+    let query = ShardQuery {
+        connections: true,
+        subscriptions: params.subs,
+    };
+    let reports = gather(&shard, query).await;
+    let server = &shard.server;
+    let body = match service {
+        SysService::Ping => json::statsz_message(server, &reports),
+        SysService::Endpoint(e) => serde_json::json!({
+            "server": json::server_block(server),
+            "data": json::endpoint(server, e, &reports, &params),
+        }),
+    };
+    let payload = body.to_string();
+    let msg = Msg {
+        subject: &reply,
+        reply: None,
+        header_len: 0,
+        payload: payload.as_bytes(),
+        backing: None,
+    };
+    shard.route(None, account, &msg);
+}

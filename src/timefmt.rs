@@ -1,0 +1,92 @@
+//! Formatting of wall-clock times (UTC) for logs and monitoring JSON, without a
+//! calendar dependency.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    micros: u32,
+}
+
+fn civil(t: SystemTime) -> Civil {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400) as u32;
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Civil {
+        year,
+        month,
+        day,
+        hour: rem / 3600,
+        minute: rem / 60 % 60,
+        second: rem % 60,
+        micros: d.subsec_micros(),
+    }
+}
+
+/// `2026-11-22T19:20:00.123456Z`
+pub fn rfc3339(t: SystemTime) -> String {
+    let c = civil(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second, c.micros
+    )
+}
+
+/// `2026/11/22 19:20:00.123456`, as nats-server stamps its log lines.
+pub fn log_stamp(t: SystemTime) -> String {
+    let c = civil(t);
+    format!(
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}.{:06}",
+        c.year, c.month, c.day, c.hour, c.minute, c.second, c.micros
+    )
+}
+
+/// Go's duration format, as /varz and /connz print uptimes: `1h2m3s`, `45s`.
+pub fn go_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let (days, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    let mut out = String::new();
+    if days > 0 {
+        out.push_str(&format!("{days}d"));
+    }
+    if days > 0 || h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if days > 0 || h > 0 || m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    out.push_str(&format!("{sec}s"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn known_instants() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_375_200) + Duration::from_micros(42);
+        assert_eq!(rfc3339(t), "2026-11-22T16:00:00.000042Z");
+        assert_eq!(log_stamp(UNIX_EPOCH), "1970/01/01 00:00:00.000000");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(go_duration(Duration::from_secs(3723)), "1h2m3s");
+        assert_eq!(go_duration(Duration::from_secs(5)), "5s");
+    }
+}
