@@ -12,7 +12,6 @@ use ahash::AHashMap;
 use bytes::{Bytes, BytesMut};
 use glommio::net::TcpStream;
 use natrix_shards::Notify;
-use serde::Deserialize;
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::io;
@@ -30,8 +29,7 @@ const READ_SIZE_MAX: usize = 64 * 1024;
 const WRITE_BUFFER_KEEP_BYTES: usize = 1 << 20;
 
 /// What the client said about itself in CONNECT.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(default)]
+#[derive(Debug, Clone)]
 pub struct ConnectInfo {
     pub verbose: bool,
     pub pedantic: bool,
@@ -63,6 +61,31 @@ impl Default for ConnectInfo {
             pass: None,
             auth_token: None,
         }
+    }
+}
+
+impl ConnectInfo {
+    /// Reads CONNECT's JSON leniently, as nats-server does: unknown fields and
+    /// nulls are ignored; only a non-object is an error.
+    pub fn from_json(json: &[u8]) -> Result<ConnectInfo, String> {
+        let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+        let obj = value.as_object().ok_or("CONNECT arguments are not an object")?;
+        let flag = |k: &str, default: bool| obj.get(k).and_then(|v| v.as_bool()).unwrap_or(default);
+        let text = |k: &str| obj.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        Ok(ConnectInfo {
+            verbose: flag("verbose", false),
+            pedantic: flag("pedantic", false),
+            echo: flag("echo", true),
+            headers: flag("headers", false),
+            no_responders: flag("no_responders", false),
+            name: text("name").unwrap_or_default(),
+            lang: text("lang").unwrap_or_default(),
+            version: text("version").unwrap_or_default(),
+            protocol: obj.get("protocol").and_then(|v| v.as_i64()).unwrap_or(0),
+            user: text("user"),
+            pass: text("pass"),
+            auth_token: text("auth_token"),
+        })
     }
 }
 
@@ -470,7 +493,7 @@ fn ok(client: &Client) {
 }
 
 async fn connect(shard: &Rc<Shard>, client: &Rc<Client>, json: &[u8]) -> Result<(), Closed> {
-    let info: ConnectInfo = match serde_json::from_slice(json) {
+    let info = match ConnectInfo::from_json(json) {
         Ok(info) => info,
         Err(e) => {
             debug!("{} - cid:{} - bad CONNECT: {e}", client.addr, client.cid);

@@ -1,0 +1,200 @@
+//! Starting real natrix servers for integration tests, and stopping them.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct TestServer {
+    child: Child,
+    pub port: u16,
+    pub http_port: u16,
+    pub dir: PathBuf,
+}
+
+pub struct Builder {
+    shards: usize,
+    args: Vec<String>,
+    config: Option<String>,
+}
+
+impl Builder {
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_string());
+        self
+    }
+
+    /// Config text; `{port}` and `{http}` are replaced by the chosen ports.
+    pub fn config(mut self, text: &str) -> Self {
+        self.config = Some(text.to_string());
+        self
+    }
+
+    pub fn start(self) -> TestServer {
+        let port = free_port();
+        let http_port = free_port();
+        let dir = std::env::temp_dir().join(format!("natrix-test-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_natrix"));
+        cmd.args(["--shards", &self.shards.to_string()]);
+        match &self.config {
+            Some(text) => {
+                let text = text.replace("{port}", &port.to_string()).replace("{http}", &http_port.to_string());
+                let path = dir.join("server.conf");
+                std::fs::write(&path, text).unwrap();
+                cmd.arg("-c").arg(&path);
+            }
+            None => {
+                cmd.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-m", &http_port.to_string()]);
+            }
+        }
+        cmd.args(&self.args);
+        let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        cmd.stdout(Stdio::null()).stderr(log);
+        let child = cmd.spawn().expect("start natrix");
+        let mut server = TestServer {
+            child,
+            port,
+            http_port,
+            dir,
+        };
+        server.wait_ready();
+        server
+    }
+}
+
+impl TestServer {
+    pub fn with_shards(shards: usize) -> Builder {
+        Builder {
+            shards,
+            args: Vec::new(),
+            config: None,
+        }
+    }
+
+    pub fn start(shards: usize) -> TestServer {
+        Self::with_shards(shards).start()
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("natrix exited with {status}:\n{}", self.log());
+            }
+            if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let mut line = String::new();
+                stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                if BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("INFO ") {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "natrix not ready:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.http_port)).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (status, body)
+    }
+
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.http_get(path);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A raw protocol client for byte-level tests.
+pub struct Raw {
+    reader: BufReader<TcpStream>,
+    pub stream: TcpStream,
+    pub info: serde_json::Value,
+}
+
+impl Raw {
+    pub fn connect(port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let info = serde_json::from_str(line.trim_start_matches("INFO ").trim()).unwrap();
+        Raw { reader, stream, info }
+    }
+
+    pub fn send(&mut self, data: &[u8]) {
+        self.stream.write_all(data).unwrap();
+    }
+
+    /// The next line without its CRLF; "" when the server closed the connection.
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap_or(0);
+        line.trim_end().to_string()
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        self.reader.read_exact(&mut buf).unwrap();
+        buf
+    }
+
+    /// True when the server closes the connection (after any pending lines).
+    pub fn closed_by_server(&mut self) -> bool {
+        let mut buf = Vec::new();
+        matches!(self.reader.read_to_end(&mut buf), Ok(_))
+    }
+}
+
+/// Generates `name_1_shard` and `name_4_shards` tests from one async body taking
+/// the shard count.
+#[macro_export]
+macro_rules! both_shard_counts {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn one_shard() {
+                super::$body(1).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn four_shards() {
+                super::$body(4).await;
+            }
+        }
+    };
+}
