@@ -3,3 +3,5 @@
 //! Module map:
 //! - `conf`: the NATS configuration file format (lexer/parser, includes, variables).
 //! - `options`: typed server options built from the config file and the command line.
+
+pub mod conf;
