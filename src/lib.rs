@@ -5,3 +5,4 @@
 //! - `options`: typed server options built from the config file and the command line.
 
 pub mod conf;
+pub mod options;
