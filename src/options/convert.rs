@@ -99,7 +99,8 @@ pub(crate) fn duration(key: &str, item: &Item, warnings: &mut Vec<String>) -> Re
         }
         Value::Int(secs) => {
             warnings.push(format!(
-                "{}: {key:?} should be a duration string such as \"{secs}s\"; reading {secs} as seconds",
+                "{}: {key:?} should be a quoted duration such as \"2m\" (unquoted, 2m is the \
+                 number 2000000); reading {secs} as seconds",
                 item.pos
             ));
             duration_from_secs(*secs).map_err(|reason| invalid(item, format!("{key:?}: {reason}")))

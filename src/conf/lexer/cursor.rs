@@ -81,6 +81,13 @@ impl Cursor {
         Some(c)
     }
 
+    /// Consumes `n` characters (fewer at the end of input).
+    pub fn skip(&mut self, n: usize) {
+        for _ in 0..n {
+            self.bump();
+        }
+    }
+
     /// Consumes the next character if it is `expected`.
     pub fn eat(&mut self, expected: char) -> bool {
         if self.peek() == Some(expected) {

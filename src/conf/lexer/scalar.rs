@@ -180,9 +180,7 @@ impl Lexer {
             Some('.') => self.float(mark, start),
             Some(c) if is_unit_letter(c) => self.integer_with_unit(mark, start),
             Some('-') if !negative && digits.len() == 4 && self.datetime_follows() => {
-                (0..DATETIME_TAIL.len()).for_each(|_| {
-                    self.cur.bump();
-                });
+                self.cur.skip(DATETIME_TAIL.len());
                 self.finish(TokenKind::Str(self.cur.text_since(start)), mark)
             }
             next if ends_number(next) => {
