@@ -3,6 +3,7 @@
 //!
 //! Module map:
 //! - `cli`: the nats-server compatible command line.
+//! - `conf`: the NATS configuration file format (lexer/parser, includes, variables).
 //! - `options`: typed server options from the config file and the command line.
 //! - `logging`: log lines in nats-server's format.
 //! - `proto`: the client protocol (parser and encoders), free of I/O.
@@ -12,6 +13,7 @@
 //! - `timefmt`: wall-clock formatting for logs and JSON.
 
 pub mod cli;
+pub mod conf;
 pub mod logging;
 pub mod monitor;
 pub mod options;
