@@ -113,7 +113,6 @@ pub struct Client {
     pub last_activity: Cell<SystemTime>,
     pings_out: Cell<u32>,
     last_ping: Cell<Instant>,
-    interest_seq: Cell<u64>,
     max_pending: usize,
 }
 
@@ -291,7 +290,6 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         last_activity: Cell::new(SystemTime::now()),
         pings_out: Cell::new(0),
         last_ping: Cell::new(now),
-        interest_seq: Cell::new(0),
         max_pending: server.opts.max_pending,
     });
     let stream: SharedStream = Rc::new(RefCell::new(stream));
@@ -469,17 +467,12 @@ async fn execute(shard: &Rc<Shard>, client: &Rc<Client>, op: ClientOp<'_>, chunk
                 payload,
                 backing: Some(chunk),
             };
+            shard.interest_current().await;
             publish(shard, client, &msg);
         }
         ClientOp::Sub { subject, queue, sid } => subscribe(shard, client, subject, queue, sid),
         ClientOp::Unsub { sid, max } => unsubscribe(shard, client, sid, max),
-        ClientOp::Ping => {
-            let seq = client.interest_seq.get();
-            if seq > 0 {
-                shard.interest_known_everywhere(seq).await;
-            }
-            client.send_raw(b"PONG\r\n");
-        }
+        ClientOp::Ping => client.send_raw(b"PONG\r\n"),
         ClientOp::Pong => client.pings_out.set(0),
         ClientOp::Info | ClientOp::Ok | ClientOp::Err => {}
     }
@@ -641,10 +634,7 @@ fn subscribe(shard: &Shard, client: &Client, subject: &[u8], queue: Option<&[u8]
     });
     client.subs.borrow_mut().insert(sub.sid.clone(), sub.clone());
     let (subject, queue) = (sub.subject.clone(), sub.queue.clone());
-    let announced = shard.add_interest(client.account.get(), &subject, queue.as_ref(), Interest::Local(sub));
-    if announced {
-        client.interest_seq.set(shard.interest_seq());
-    }
+    shard.add_interest(client.account.get(), &subject, queue.as_ref(), Interest::Local(sub));
     ok(client);
 }
 
@@ -655,7 +645,6 @@ fn unsubscribe(shard: &Shard, client: &Client, sid: &[u8], max: Option<u64>) {
             Some(max) if max > sub.delivered.get() => sub.max.set(max),
             _ => {
                 client.remove_subscription(shard, sid);
-                client.interest_seq.set(shard.interest_seq());
             }
         }
     }

@@ -1,8 +1,7 @@
 //! What shards say to each other, and the tasks that carry it. A shard is to its
 //! neighbours what a route is to another server: interest (`Sub`/`Unsub`, like
 //! RS+/RS-), messages (`Msg`, like RMSG, with the queue groups the receiver must
-//! serve), plus barriers that let a client's PONG wait until its interest is known
-//! everywhere, and queries for monitoring.
+//! serve), and queries for monitoring.
 
 use crate::server::accounts::AccountId;
 use crate::server::shard::Shard;
@@ -10,7 +9,7 @@ use crate::server::stats::{ShardReport, ShardQuery};
 use bytes::Bytes;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use natrix_shards::Notify;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 /// Items pending for one peer beyond which a publisher waits for the queue to drain.
@@ -31,8 +30,6 @@ pub enum Item {
         queue: Option<Bytes>,
     },
     Msg(ShardMsg),
-    Barrier(u64),
-    BarrierAck(u64),
     Query(ShardQuery, futures_channel::oneshot::Sender<ShardReport>),
 }
 
@@ -52,14 +49,10 @@ pub struct Link {
     pending: RefCell<Batch>,
     notify: Notify,
     drained: Notify,
-    has_interest: Cell<bool>,
 }
 
 impl Link {
     pub fn push(&self, item: Item) {
-        if matches!(item, Item::Sub { .. } | Item::Unsub { .. }) {
-            self.has_interest.set(true);
-        }
         self.pending.borrow_mut().push(item);
         self.notify.notify();
     }
@@ -75,12 +68,8 @@ impl Link {
         }
     }
 
-    fn take(&self, barrier_seq: u64) -> Batch {
-        let mut batch = std::mem::take(&mut *self.pending.borrow_mut());
-        if self.has_interest.replace(false) {
-            batch.push(Item::Barrier(barrier_seq));
-        }
-        batch
+    fn take(&self) -> Batch {
+        std::mem::take(&mut *self.pending.borrow_mut())
     }
 }
 
@@ -90,7 +79,7 @@ pub async fn outbox(shard: Rc<Shard>, peer: usize, senders: Rc<Senders<Batch>>) 
     loop {
         link.notify.wait().await;
         loop {
-            let batch = link.take(shard.interest_seq());
+            let batch = link.take();
             if batch.is_empty() {
                 break;
             }

@@ -47,6 +47,8 @@ pub struct Server {
     /// The client port actually bound (differs from the option when that was 0).
     pub port: u16,
     pub config_file: Option<String>,
+    /// Interest changes announced between shards so far; see `Shard::interest_current`.
+    pub interest_epoch: AtomicU64,
     next_cid: AtomicU64,
     connections: AtomicUsize,
 }
@@ -70,6 +72,7 @@ impl Server {
             shard_count,
             cores: natrix_shards::runtime::available_cores(),
             config_file,
+            interest_epoch: AtomicU64::new(0),
             next_cid: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
         })

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use natrix_shards::WaitSet;
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 type InterestKey = (AccountId, Bytes, Option<Bytes>);
@@ -48,9 +49,10 @@ pub struct Shard {
     local_interest: RefCell<AHashMap<InterestKey, u32>>,
     remote_interest: RefCell<AHashMap<(usize, InterestKey), Rc<RemoteInterest>>>,
     links: Vec<Link>,
-    interest_seq: Cell<u64>,
-    acked_seq: Vec<Cell<u64>>,
-    barrier: WaitSet,
+    /// Interest changes this shard knows of: its own announcements plus those it
+    /// applied from peers. Equal to the server's epoch when nothing is in flight.
+    epoch_known: Cell<u64>,
+    epoch_waiters: WaitSet,
     rng: Cell<u64>,
 }
 
@@ -72,9 +74,8 @@ impl Shard {
             local_interest: RefCell::default(),
             remote_interest: RefCell::default(),
             links: (0..count).map(|_| Link::default()).collect(),
-            interest_seq: Cell::new(0),
-            acked_seq: (0..count).map(|_| Cell::new(0)).collect(),
-            barrier: WaitSet::default(),
+            epoch_known: Cell::new(0),
+            epoch_waiters: WaitSet::default(),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1)),
         }
     }
@@ -89,10 +90,6 @@ impl Shard {
 
     pub fn peers(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.count).filter(move |p| *p != self.id)
-    }
-
-    pub fn interest_seq(&self) -> u64 {
-        self.interest_seq.get()
     }
 
     // ----- interest -------------------------------------------------------------
@@ -174,17 +171,28 @@ impl Shard {
         if self.count == 1 {
             return;
         }
-        self.interest_seq.set(self.interest_seq.get() + 1);
         for peer in self.peers() {
             self.links[peer].push(item());
         }
+        self.epoch_known.set(self.epoch_known.get() + 1);
+        self.server.interest_epoch.fetch_add(1, Ordering::Release);
     }
 
-    /// Waits until every peer has applied interest changes up to `seq`.
-    pub async fn interest_known_everywhere(&self, seq: u64) {
-        self.barrier
-            .wait_until(|| self.peers().all(|p| self.acked_seq[p].get() >= seq))
-            .await
+    fn applied_from_peer(&self) {
+        self.epoch_known.set(self.epoch_known.get() + 1);
+        self.epoch_waiters.wake_all();
+    }
+
+    /// Waits until this shard has applied every interest change announced so far on
+    /// any shard, so that a publish routed after it sees every subscription made
+    /// before it, as on a server with one subscription index. One atomic load when
+    /// nothing is in flight.
+    pub async fn interest_current(&self) {
+        let epoch = self.server.interest_epoch.load(Ordering::Acquire);
+        if self.epoch_known.get() >= epoch {
+            return;
+        }
+        self.epoch_waiters.wait_until(|| self.epoch_known.get() >= epoch).await
     }
 
     /// Waits while any link has more pending than it may hold.
@@ -325,11 +333,6 @@ impl Shard {
                 subject,
                 queue,
             } => self.apply_remote_unsub(peer, (account, subject, queue)),
-            Item::Barrier(seq) => self.links[peer].push(Item::BarrierAck(seq)),
-            Item::BarrierAck(seq) => {
-                self.acked_seq[peer].set(seq);
-                self.barrier.wake_all();
-            }
             Item::Query(query, reply) => {
                 let _ = reply.send(self.report(&query));
             }
@@ -339,6 +342,7 @@ impl Shard {
     fn apply_remote_sub(&self, peer: usize, key: InterestKey, weight: u32) {
         let mut remote = self.remote_interest.borrow_mut();
         let map_key = (peer, key);
+        self.applied_from_peer();
         if let Some(existing) = remote.get(&map_key) {
             existing.weight.set(weight);
             return;
@@ -357,6 +361,7 @@ impl Shard {
     }
 
     fn apply_remote_unsub(&self, peer: usize, key: InterestKey) {
+        self.applied_from_peer();
         let Some(entry) = self.remote_interest.borrow_mut().remove(&(peer, key.clone())) else {
             return;
         };
