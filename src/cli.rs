@@ -6,7 +6,11 @@ use crate::options::{JetStreamConfig, Options};
 use clap::Parser;
 
 #[derive(Parser, Debug, Default)]
-#[command(name = "natrix", about = "A NATS server on a thread-per-core engine", disable_version_flag = true)]
+#[command(
+    name = "natrix",
+    about = "A NATS server on a thread-per-core engine",
+    disable_version_flag = true
+)]
 pub struct Cli {
     /// Configuration file
     #[arg(short = 'c', long = "config")]
@@ -182,13 +186,34 @@ mod tests {
 
     #[test]
     fn go_style_flags() {
-        let cli = parse(&["natrix", "-p", "-1", "-a", "127.0.0.1", "-js", "-sd", "/tmp/x", "-DV", "-m", "8222"]);
+        let cli = parse(&[
+            "natrix",
+            "-p",
+            "-1",
+            "-a",
+            "127.0.0.1",
+            "-js",
+            "-sd",
+            "/tmp/x",
+            "-DV",
+            "-m",
+            "8222",
+        ]);
         assert_eq!(cli.port, Some(-1));
         assert_eq!(cli.addr.as_deref(), Some("127.0.0.1"));
         assert!(cli.jetstream && cli.debug && cli.trace);
         assert_eq!(cli.store_dir.as_deref(), Some("/tmp/x"));
         assert_eq!(cli.http_port, Some(8222));
-        let cli = parse(&["natrix", "-port=4333", "--server_name", "a", "-net", "0.0.0.0", "--shards", "4"]);
+        let cli = parse(&[
+            "natrix",
+            "-port=4333",
+            "--server_name",
+            "a",
+            "-net",
+            "0.0.0.0",
+            "--shards",
+            "4",
+        ]);
         assert_eq!(cli.port, Some(4333));
         assert_eq!(cli.name.as_deref(), Some("a"));
         assert_eq!(cli.shards, Some(4));
@@ -200,7 +225,9 @@ mod tests {
             port: 1234,
             ..Default::default()
         };
-        parse(&["natrix", "-p", "5555", "--user", "u", "--pass", "p"]).apply(&mut opts).unwrap();
+        parse(&["natrix", "-p", "5555", "--user", "u", "--pass", "p"])
+            .apply(&mut opts)
+            .unwrap();
         assert_eq!(opts.port, 5555);
         assert_eq!(opts.authorization.unwrap().user.as_deref(), Some("u"));
     }

@@ -20,7 +20,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let level = match *event.metadata().level() {
             Level::ERROR => "ERR",
             Level::WARN => "WRN",
@@ -39,7 +44,12 @@ where
 }
 
 /// Installs the global logger. `log_file` appends to that file instead of stderr.
-pub fn init(debug: bool, trace: bool, logtime: bool, log_file: Option<&str>) -> std::io::Result<()> {
+pub fn init(
+    debug: bool,
+    trace: bool,
+    logtime: bool,
+    log_file: Option<&str>,
+) -> std::io::Result<()> {
     let level = if trace {
         Level::TRACE
     } else if debug {
@@ -57,7 +67,10 @@ pub fn init(debug: bool, trace: bool, logtime: bool, log_file: Option<&str>) -> 
         .event_format(format);
     let result = match log_file {
         Some(path) => {
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
             builder.with_writer(std::sync::Mutex::new(file)).try_init()
         }
         None => builder.with_writer(std::io::stderr).try_init(),

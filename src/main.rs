@@ -30,7 +30,12 @@ fn main() -> ExitCode {
         eprintln!("natrix: {e}");
         return ExitCode::from(1);
     }
-    if let Err(e) = natrix::logging::init(opts.debug, opts.trace, opts.logtime, opts.log_file.as_deref()) {
+    if let Err(e) = natrix::logging::init(
+        opts.debug,
+        opts.trace,
+        opts.logtime,
+        opts.log_file.as_deref(),
+    ) {
         eprintln!("natrix: cannot open log: {e}");
         return ExitCode::from(1);
     }
@@ -40,9 +45,14 @@ fn main() -> ExitCode {
     if let Some(pid_file) = &opts.pid_file {
         let _ = std::fs::write(pid_file, std::process::id().to_string());
     }
-    let shards = cli.shards.unwrap_or_else(natrix_shards::runtime::available_cores);
+    let shards = cli
+        .shards
+        .unwrap_or_else(natrix_shards::runtime::available_cores);
     if !(1..=natrix::server::SHARDS_MAX).contains(&shards) {
-        eprintln!("natrix: --shards must be between 1 and {}", natrix::server::SHARDS_MAX);
+        eprintln!(
+            "natrix: --shards must be between 1 and {}",
+            natrix::server::SHARDS_MAX
+        );
         return ExitCode::from(1);
     }
     let server = match Server::new(opts, shards, cli.config.clone()) {

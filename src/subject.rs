@@ -82,7 +82,10 @@ mod tests {
         assert!(is_valid_filter(b">"));
         assert!(!is_valid_filter(b"foo.>.bar"));
         assert!(!is_valid_filter(b"foo..bar"));
-        assert!(is_valid_filter(b"foo*.bar"), "a star inside a token is a literal");
+        assert!(
+            is_valid_filter(b"foo*.bar"),
+            "a star inside a token is a literal"
+        );
     }
 
     #[test]

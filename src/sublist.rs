@@ -336,9 +336,16 @@ mod tests {
         s.insert(b"q.x", Some(b"other"), 3);
         let m = s.matches(b"q.x");
         assert!(m.plain.is_empty());
-        let mut names: Vec<_> = m.queues.iter().map(|(n, v)| (n.to_vec(), v.len())).collect();
+        let mut names: Vec<_> = m
+            .queues
+            .iter()
+            .map(|(n, v)| (n.to_vec(), v.len()))
+            .collect();
         names.sort();
-        assert_eq!(names, vec![(b"other".to_vec(), 1), (b"workers".to_vec(), 2)]);
+        assert_eq!(
+            names,
+            vec![(b"other".to_vec(), 1), (b"workers".to_vec(), 2)]
+        );
         assert!(s.remove(b"q.*", Some(b"workers"), &2));
         assert_eq!(s.matches(b"q.x").queues.len(), 2);
     }

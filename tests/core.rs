@@ -27,7 +27,10 @@ async fn connections(server: &TestServer, n: usize) -> Vec<async_nats::Client> {
 }
 
 async fn next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
-    timeout(WAIT, sub.next()).await.expect("message in time").expect("subscription open")
+    timeout(WAIT, sub.next())
+        .await
+        .expect("message in time")
+        .expect("subscription open")
 }
 
 async fn pub_sub_and_wildcards(shards: usize) {
@@ -41,16 +44,23 @@ async fn pub_sub_and_wildcards(shards: usize) {
     }
     let publisher = &clients[5];
     publisher.publish("orders.new", "1".into()).await.unwrap();
-    publisher.publish("orders.eu.new", "2".into()).await.unwrap();
+    publisher
+        .publish("orders.eu.new", "2".into())
+        .await
+        .unwrap();
     publisher.publish("orders.old", "3".into()).await.unwrap();
     publisher.flush().await.unwrap();
     assert_eq!(next(&mut exact).await.payload, "1");
     assert_eq!(next(&mut star).await.payload, "1");
     assert_eq!(next(&mut star).await.payload, "3");
-    let got: Vec<_> = [next(&mut gt).await, next(&mut gt).await, next(&mut gt).await]
-        .into_iter()
-        .map(|m| m.payload)
-        .collect();
+    let got: Vec<_> = [
+        next(&mut gt).await,
+        next(&mut gt).await,
+        next(&mut gt).await,
+    ]
+    .into_iter()
+    .map(|m| m.payload)
+    .collect();
     assert_eq!(got, vec!["1", "2", "3"], "order of one publisher is kept");
     // nothing else arrives: a marker after the messages is the next thing seen
     publisher.publish("orders.new", "end".into()).await.unwrap();
@@ -68,7 +78,10 @@ async fn many_messages_in_order_across_shards(shards: usize) {
     }
     const N: usize = 5000;
     for i in 0..N {
-        clients[7].publish("stream.x", i.to_string().into()).await.unwrap();
+        clients[7]
+            .publish("stream.x", i.to_string().into())
+            .await
+            .unwrap();
     }
     clients[7].flush().await.unwrap();
     for sub in &mut subs {
@@ -98,14 +111,20 @@ async fn queue_group_delivers_each_message_once(shards: usize) {
     const N: usize = 600;
     let publisher = &clients[7];
     for i in 0..N {
-        publisher.publish("work", i.to_string().into()).await.unwrap();
+        publisher
+            .publish("work", i.to_string().into())
+            .await
+            .unwrap();
     }
     publisher.flush().await.unwrap();
     let mut seen = HashSet::new();
     let mut members = HashSet::new();
     for _ in 0..N {
         let (member, payload) = timeout(WAIT, rx.recv()).await.unwrap().unwrap();
-        assert!(seen.insert(payload.clone()), "message {payload:?} delivered twice");
+        assert!(
+            seen.insert(payload.clone()),
+            "message {payload:?} delivered twice"
+        );
         members.insert(member);
     }
     assert_eq!(seen.len(), N);
@@ -161,13 +180,19 @@ async fn headers_travel_with_messages(shards: usize) {
     let mut headers = HeaderMap::new();
     headers.insert("X-Trace", "abc");
     headers.insert("Nats-Msg-Id", "42");
-    clients[3].publish_with_headers("h", headers, "body".into()).await.unwrap();
+    clients[3]
+        .publish_with_headers("h", headers, "body".into())
+        .await
+        .unwrap();
     clients[3].flush().await.unwrap();
     let m = next(&mut sub).await;
     assert_eq!(m.payload, "body");
     let h = m.headers.expect("headers");
     assert_eq!(h.get("X-Trace").unwrap().as_str(), "abc");
-    assert_eq!(h.get(async_nats::header::NATS_MESSAGE_ID).unwrap().as_str(), "42");
+    assert_eq!(
+        h.get(async_nats::header::NATS_MESSAGE_ID).unwrap().as_str(),
+        "42"
+    );
 }
 both_shard_counts!(headers, headers_travel_with_messages);
 
@@ -178,15 +203,24 @@ async fn unsubscribe_and_auto_unsubscribe(shards: usize) {
     sub.unsubscribe_after(3).await.unwrap();
     clients[0].flush().await.unwrap();
     for i in 0..5 {
-        clients[2].publish("auto", i.to_string().into()).await.unwrap();
+        clients[2]
+            .publish("auto", i.to_string().into())
+            .await
+            .unwrap();
     }
     clients[2].flush().await.unwrap();
     for i in 0..3 {
         assert_eq!(next(&mut sub).await.payload, i.to_string());
     }
-    assert!(timeout(WAIT, sub.next()).await.unwrap().is_none(), "subscription ends after 3");
+    assert!(
+        timeout(WAIT, sub.next()).await.unwrap().is_none(),
+        "subscription ends after 3"
+    );
     let subsz = server.json("/subsz");
-    assert_eq!(subsz["num_subscriptions"].as_u64().unwrap(), base_subscriptions(&server));
+    assert_eq!(
+        subsz["num_subscriptions"].as_u64().unwrap(),
+        base_subscriptions(&server)
+    );
 }
 both_shard_counts!(unsubscribe, unsubscribe_and_auto_unsubscribe);
 
@@ -220,7 +254,12 @@ async fn echo_off_skips_own_messages(shards: usize) {
 both_shard_counts!(echo, echo_off_skips_own_messages);
 
 async fn user_and_password_from_flags(shards: usize) {
-    let server = TestServer::with_shards(shards).arg("--user").arg("alice").arg("--pass").arg("s3cret").start();
+    let server = TestServer::with_shards(shards)
+        .arg("--user")
+        .arg("alice")
+        .arg("--pass")
+        .arg("s3cret")
+        .start();
     let ok = async_nats::ConnectOptions::new()
         .user_and_password("alice".into(), "s3cret".into())
         .connect(server.url())
@@ -229,8 +268,14 @@ async fn user_and_password_from_flags(shards: usize) {
     let bad = async_nats::ConnectOptions::new()
         .user_and_password("alice".into(), "wrong".into())
         .connect(server.url());
-    let err = timeout(WAIT, bad).await.unwrap().expect_err("a wrong password must not connect");
-    assert_eq!(err.kind(), async_nats::ConnectErrorKind::AuthorizationViolation);
+    let err = timeout(WAIT, bad)
+        .await
+        .unwrap()
+        .expect_err("a wrong password must not connect");
+    assert_eq!(
+        err.kind(),
+        async_nats::ConnectErrorKind::AuthorizationViolation
+    );
     let mut raw = common::Raw::connect(server.port);
     assert_eq!(raw.info["auth_required"], true);
     raw.send(b"CONNECT {\"user\":\"alice\",\"pass\":\"nope\"}\r\nPING\r\n");

@@ -81,9 +81,7 @@ where
         handles.push(handle);
     }
     for handle in handles {
-        handle
-            .join()
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        handle.join().map_err(|e| io::Error::other(e.to_string()))?;
     }
     Ok(())
 }

@@ -40,12 +40,17 @@ async fn read_head(stream: &mut TcpStream) -> Option<String> {
 }
 
 async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
-    let Some(head) = read_head(&mut stream).await else { return };
+    let Some(head) = read_head(&mut stream).await else {
+        return;
+    };
     let mut parts = head.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let (status, body) = if method != "GET" {
-        ("405 Method Not Allowed", "{\"error\":\"method not allowed\"}".to_string())
+        (
+            "405 Method Not Allowed",
+            "{\"error\":\"method not allowed\"}".to_string(),
+        )
     } else {
         match route(path) {
             Some(e) => ("200 OK", answer(&shard, e, query).await),

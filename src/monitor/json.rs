@@ -56,15 +56,23 @@ impl ListParams {
     pub fn from_json(body: &[u8]) -> ListParams {
         let mut p = ListParams::default();
         if let Ok(v) = serde_json::from_slice::<Value>(body) {
-            p.subs = v["subscriptions"].as_bool().unwrap_or(false) || v["subs"].as_bool().unwrap_or(false);
+            p.subs = v["subscriptions"].as_bool().unwrap_or(false)
+                || v["subs"].as_bool().unwrap_or(false);
             p.offset = v["offset"].as_u64().unwrap_or(0) as usize;
-            p.limit = v["limit"].as_u64().map_or(LIST_LIMIT_DEFAULT, |l| l as usize);
+            p.limit = v["limit"]
+                .as_u64()
+                .map_or(LIST_LIMIT_DEFAULT, |l| l as usize);
         }
         p
     }
 }
 
-pub fn endpoint(server: &Server, e: Endpoint, reports: &[ShardReport], params: &ListParams) -> Value {
+pub fn endpoint(
+    server: &Server,
+    e: Endpoint,
+    reports: &[ShardReport],
+    params: &ListParams,
+) -> Value {
     match e {
         Endpoint::Varz => varz(server, reports),
         Endpoint::Connz => connz(server, reports, params),
@@ -84,7 +92,11 @@ fn process(server: &Server) -> Process {
     let page = 4096;
     let rss_bytes = std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .map_or(0, |pages| pages * page);
     let ticks = std::fs::read_to_string("/proc/self/stat")
         .ok()

@@ -43,9 +43,13 @@ pub enum ClientOp<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum ParseError {
     /// More bytes are needed; `need` is the total length of the operation when known.
-    Incomplete { need: Option<usize> },
+    Incomplete {
+        need: Option<usize>,
+    },
     ControlLineTooLong,
-    PayloadTooLarge { size: usize },
+    PayloadTooLarge {
+        size: usize,
+    },
     UnknownOp,
     /// The operation is known but its arguments are malformed.
     BadArgs(&'static str),
@@ -299,7 +303,10 @@ mod tests {
     fn errors() {
         assert_eq!(one(b"THIS IS NOT NATS\r\n"), Err(ParseError::UnknownOp));
         assert!(matches!(one(b"PUB foo x\r\n"), Err(ParseError::BadArgs(_))));
-        assert!(matches!(one(b"PUB foo 1\r\nab\r\n"), Err(ParseError::BadArgs(_))));
+        assert!(matches!(
+            one(b"PUB foo 1\r\nab\r\n"),
+            Err(ParseError::BadArgs(_))
+        ));
         assert!(matches!(one(b"SUB foo\r\n"), Err(ParseError::BadArgs(_))));
         assert_eq!(
             one(b"SUB foo q 1\r\n").unwrap().0,

@@ -48,7 +48,14 @@ mod tests {
         message(&mut out, b"foo", b"1", None, 0, b"hi");
         assert_eq!(out, b"MSG foo 1 2\r\nhi\r\n");
         out.clear();
-        message(&mut out, b"foo", b"9", Some(b"_INBOX.x"), 12, b"NATS/1.0\r\n\r\nhi");
+        message(
+            &mut out,
+            b"foo",
+            b"9",
+            Some(b"_INBOX.x"),
+            12,
+            b"NATS/1.0\r\n\r\nhi",
+        );
         assert_eq!(out, b"HMSG foo 9 _INBOX.x 12 14\r\nNATS/1.0\r\n\r\nhi\r\n");
     }
 }

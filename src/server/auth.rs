@@ -57,7 +57,9 @@ impl Auth {
             }
         }
         for acc in &opts.accounts {
-            let id = accounts.lookup(&acc.name).expect("accounts registered first");
+            let id = accounts
+                .lookup(&acc.name)
+                .expect("accounts registered first");
             for u in &acc.users {
                 auth.add_user(u, id)?;
             }
@@ -150,7 +152,9 @@ impl Auth {
 }
 
 fn is_bcrypt(stored: &str) -> bool {
-    ["$2a$", "$2b$", "$2y$"].iter().any(|p| stored.starts_with(p))
+    ["$2a$", "$2b$", "$2y$"]
+        .iter()
+        .any(|p| stored.starts_with(p))
 }
 
 fn password_matches(stored: Option<&str>, given: &str) -> bool {

@@ -69,7 +69,9 @@ impl ConnectInfo {
     /// nulls are ignored; only a non-object is an error.
     pub fn from_json(json: &[u8]) -> Result<ConnectInfo, String> {
         let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
-        let obj = value.as_object().ok_or("CONNECT arguments are not an object")?;
+        let obj = value
+            .as_object()
+            .ok_or("CONNECT arguments are not an object")?;
         let flag = |k: &str, default: bool| obj.get(k).and_then(|v| v.as_bool()).unwrap_or(default);
         let text = |k: &str| obj.get(k).and_then(|v| v.as_str()).map(str::to_string);
         Ok(ConnectInfo {
@@ -172,7 +174,8 @@ impl Client {
             out.len()
         };
         self.out_msgs.set(self.out_msgs.get() + 1);
-        self.out_bytes.set(self.out_bytes.get() + payload.len() as u64);
+        self.out_bytes
+            .set(self.out_bytes.get() + payload.len() as u64);
         shard.counters.count_out(payload.len());
         if pending > self.max_pending {
             self.slow_consumer(shard);
@@ -182,7 +185,10 @@ impl Client {
     }
 
     fn slow_consumer(&self, shard: &Shard) {
-        shard.counters.slow_consumers.set(shard.counters.slow_consumers.get() + 1);
+        shard
+            .counters
+            .slow_consumers
+            .set(shard.counters.slow_consumers.get() + 1);
         warn!(
             "{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
             self.addr, self.cid, self.max_pending
@@ -211,7 +217,10 @@ impl Client {
         }
         shard.clients.borrow_mut().remove(&self.cid);
         shard.server.connection_closed();
-        debug!("{} - cid:{} - Client connection closed: {reason}", self.addr, self.cid);
+        debug!(
+            "{} - cid:{} - Client connection closed: {reason}",
+            self.addr, self.cid
+        );
         self.out_notify.notify();
     }
 
@@ -229,7 +238,8 @@ impl Client {
         let opts = &shard.server.opts;
         if !self.connected.get() {
             if shard.server.auth.required()
-                && now.duration_since(self.start_instant).as_millis() as u64 >= shard.server.auth_timeout_ms()
+                && now.duration_since(self.start_instant).as_millis() as u64
+                    >= shard.server.auth_timeout_ms()
             {
                 self.send_err("Authentication Timeout");
                 self.close(shard, "Authentication Timeout");
@@ -296,7 +306,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     *client.stream.borrow_mut() = Rc::downgrade(&stream);
     let _ = stream
         .borrow()
-        .set_write_timeout(Some(std::time::Duration::from_millis(server.opts.write_deadline_ms.max(1))));
+        .set_write_timeout(Some(std::time::Duration::from_millis(
+            server.opts.write_deadline_ms.max(1),
+        )));
     client.send_raw(server.info_line(cid, addr.ip()).as_bytes());
     let writer = glommio::spawn_local(write_loop(shard.clone(), client.clone(), stream.clone()));
     if !server.connection_opened() {
@@ -306,7 +318,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         writer.await;
         return;
     }
-    shard.counters.total_connections.set(shard.counters.total_connections.get() + 1);
+    shard
+        .counters
+        .total_connections
+        .set(shard.counters.total_connections.get() + 1);
     shard.clients.borrow_mut().insert(cid, client.clone());
     debug!("{addr} - cid:{cid} - Client connection created");
     read_loop(&shard, &client, &stream).await;
@@ -355,8 +370,14 @@ async fn write_loop(shard: Rc<Shard>, client: Rc<Client>, stream: SharedStream) 
         }
         if let Err(e) = result {
             if e.kind() == io::ErrorKind::TimedOut {
-                shard.counters.slow_consumers.set(shard.counters.slow_consumers.get() + 1);
-                warn!("{} - cid:{} - Slow Consumer Detected: WriteDeadline exceeded", client.addr, client.cid);
+                shard
+                    .counters
+                    .slow_consumers
+                    .set(shard.counters.slow_consumers.get() + 1);
+                warn!(
+                    "{} - cid:{} - Slow Consumer Detected: WriteDeadline exceeded",
+                    client.addr, client.cid
+                );
             }
             client.out.borrow_mut().clear();
             client.close(&shard, "Write Error");
@@ -412,7 +433,11 @@ fn next_read_size(current: usize, got: usize) -> usize {
 
 /// Executes every complete operation in `chunk`; returns the bytes consumed and the
 /// total size the next operation needs, when known.
-async fn process(shard: &Rc<Shard>, client: &Rc<Client>, chunk: &Bytes) -> Result<(usize, usize), Closed> {
+async fn process(
+    shard: &Rc<Shard>,
+    client: &Rc<Client>,
+    chunk: &Bytes,
+) -> Result<(usize, usize), Closed> {
     let limits = proto::Limits {
         control_line_max: shard.server.opts.max_control_line,
         payload_max: shard.server.opts.max_payload,
@@ -437,17 +462,28 @@ fn protocol_error(shard: &Shard, client: &Client, e: ParseError) -> Closed {
         ParseError::PayloadTooLarge { .. } => "Maximum Payload Violation",
         _ => "Unknown Protocol Operation",
     };
-    debug!("{} - cid:{} - protocol error: {e:?}", client.addr, client.cid);
+    debug!(
+        "{} - cid:{} - protocol error: {e:?}",
+        client.addr, client.cid
+    );
     client.send_err(text);
     client.close(shard, text);
     Closed
 }
 
-async fn execute(shard: &Rc<Shard>, client: &Rc<Client>, op: ClientOp<'_>, chunk: &Bytes) -> Result<(), Closed> {
+async fn execute(
+    shard: &Rc<Shard>,
+    client: &Rc<Client>,
+    op: ClientOp<'_>,
+    chunk: &Bytes,
+) -> Result<(), Closed> {
     if shard.server.opts.trace {
         trace!("{} - cid:{} - <<- {op:?}", client.addr, client.cid);
     }
-    if !client.connected.get() && shard.server.auth.required() && !matches!(op, ClientOp::Connect(_)) {
+    if !client.connected.get()
+        && shard.server.auth.required()
+        && !matches!(op, ClientOp::Connect(_))
+    {
         client.send_err("Authorization Violation");
         client.close(shard, "Authorization Violation");
         return Err(Closed);
@@ -470,7 +506,11 @@ async fn execute(shard: &Rc<Shard>, client: &Rc<Client>, op: ClientOp<'_>, chunk
             shard.interest_current().await;
             publish(shard, client, &msg);
         }
-        ClientOp::Sub { subject, queue, sid } => subscribe(shard, client, subject, queue, sid),
+        ClientOp::Sub {
+            subject,
+            queue,
+            sid,
+        } => subscribe(shard, client, subject, queue, sid),
         ClientOp::Unsub { sid, max } => unsubscribe(shard, client, sid, max),
         ClientOp::Ping => client.send_raw(b"PONG\r\n"),
         ClientOp::Pong => client.pings_out.set(0),
@@ -496,7 +536,10 @@ async fn connect(shard: &Rc<Shard>, client: &Rc<Client>, json: &[u8]) -> Result<
         }
     };
     let Some(login) = login(shard, &info).await else {
-        warn!("{} - cid:{} - authentication error", client.addr, client.cid);
+        warn!(
+            "{} - cid:{} - authentication error",
+            client.addr, client.cid
+        );
         client.send_err("Authorization Violation");
         client.close(shard, "Authentication Failure");
         return Err(Closed);
@@ -523,7 +566,11 @@ async fn login(shard: &Shard, info: &ConnectInfo) -> Option<Login> {
     if !server.auth.is_slow(&creds) {
         return server.auth.login(&creds);
     }
-    let (user, pass, token) = (info.user.clone(), info.pass.clone(), info.auth_token.clone());
+    let (user, pass, token) = (
+        info.user.clone(),
+        info.pass.clone(),
+        info.auth_token.clone(),
+    );
     glommio::executor()
         .spawn_blocking(move || {
             server.auth.login(&Credentials {
@@ -543,7 +590,9 @@ fn permitted(permission: Option<&SubjectPermission>, subject: &[u8]) -> bool {
 
 fn publish(shard: &Shard, client: &Client, msg: &Msg) {
     client.in_msgs.set(client.in_msgs.get() + 1);
-    client.in_bytes.set(client.in_bytes.get() + msg.payload.len() as u64);
+    client
+        .in_bytes
+        .set(client.in_bytes.get() + msg.payload.len() as u64);
     shard.counters.count_in(msg.payload.len());
     let (pedantic, no_responders) = {
         let info = client.info.borrow();
@@ -632,9 +681,17 @@ fn subscribe(shard: &Shard, client: &Client, subject: &[u8], queue: Option<&[u8]
         max: Cell::new(0),
         delivered: Cell::new(0),
     });
-    client.subs.borrow_mut().insert(sub.sid.clone(), sub.clone());
+    client
+        .subs
+        .borrow_mut()
+        .insert(sub.sid.clone(), sub.clone());
     let (subject, queue) = (sub.subject.clone(), sub.queue.clone());
-    shard.add_interest(client.account.get(), &subject, queue.as_ref(), Interest::Local(sub));
+    shard.add_interest(
+        client.account.get(),
+        &subject,
+        queue.as_ref(),
+        Interest::Local(sub),
+    );
     ok(client);
 }
 

@@ -5,7 +5,7 @@
 
 use crate::server::accounts::AccountId;
 use crate::server::shard::Shard;
-use crate::server::stats::{ShardReport, ShardQuery};
+use crate::server::stats::{ShardQuery, ShardReport};
 use bytes::Bytes;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use natrix_shards::Notify;

@@ -54,8 +54,15 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(opts: Options, shard_count: usize, config_file: Option<String>) -> Result<Server, String> {
-        assert!((1..=SHARDS_MAX).contains(&shard_count), "shard count within limits");
+    pub fn new(
+        opts: Options,
+        shard_count: usize,
+        config_file: Option<String>,
+    ) -> Result<Server, String> {
+        assert!(
+            (1..=SHARDS_MAX).contains(&shard_count),
+            "shard count within limits"
+        );
         let accounts = Accounts::from_options(&opts);
         let auth = Auth::from_options(&opts, &accounts)?;
         let id = new_server_id();
@@ -86,7 +93,9 @@ impl Server {
     pub fn connection_opened(&self) -> bool {
         let max = self.opts.max_connections;
         self.connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .is_ok()
     }
 

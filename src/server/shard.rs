@@ -131,8 +131,11 @@ impl Shard {
         queue: Option<&Bytes>,
         entry: &Interest,
     ) -> bool {
-        let removed =
-            self.sublists.borrow_mut()[account.index()].remove(subject, queue.map(|q| &q[..]), entry);
+        let removed = self.sublists.borrow_mut()[account.index()].remove(
+            subject,
+            queue.map(|q| &q[..]),
+            entry,
+        );
         if !removed {
             return false;
         }
@@ -192,7 +195,9 @@ impl Shard {
         if self.epoch_known.get() >= epoch {
             return;
         }
-        self.epoch_waiters.wait_until(|| self.epoch_known.get() >= epoch).await
+        self.epoch_waiters
+            .wait_until(|| self.epoch_known.get() >= epoch)
+            .await
     }
 
     /// Waits while any link has more pending than it may hold.
@@ -284,7 +289,13 @@ impl Shard {
         x
     }
 
-    fn deliver(&self, from: Option<&Client>, entry: &Interest, account: AccountId, msg: &Msg) -> bool {
+    fn deliver(
+        &self,
+        from: Option<&Client>,
+        entry: &Interest,
+        account: AccountId,
+        msg: &Msg,
+    ) -> bool {
         match entry {
             Interest::Local(sub) => self.deliver_to_subscription(from, sub, msg),
             Interest::Internal(svc) => {
@@ -295,7 +306,12 @@ impl Shard {
         }
     }
 
-    fn deliver_to_subscription(&self, from: Option<&Client>, sub: &Rc<Subscription>, msg: &Msg) -> bool {
+    fn deliver_to_subscription(
+        &self,
+        from: Option<&Client>,
+        sub: &Rc<Subscription>,
+        msg: &Msg,
+    ) -> bool {
         let Some(client) = sub.client.upgrade() else {
             return false;
         };
@@ -362,7 +378,11 @@ impl Shard {
 
     fn apply_remote_unsub(&self, peer: usize, key: InterestKey) {
         self.applied_from_peer();
-        let Some(entry) = self.remote_interest.borrow_mut().remove(&(peer, key.clone())) else {
+        let Some(entry) = self
+            .remote_interest
+            .borrow_mut()
+            .remove(&(peer, key.clone()))
+        else {
             return;
         };
         let (account, subject, queue) = key;

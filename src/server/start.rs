@@ -28,12 +28,22 @@ fn claim_port(host: &str, port: u16) -> io::Result<u16> {
 pub fn run(mut server: Server) -> io::Result<()> {
     let host = server.opts.host.clone();
     server.port = claim_port(&host, server.opts.port).map_err(|e| {
-        io::Error::new(e.kind(), format!("Error listening on port: {host}:{}, {e}", server.opts.port))
+        io::Error::new(
+            e.kind(),
+            format!("Error listening on port: {host}:{}, {e}", server.opts.port),
+        )
     })?;
     if let Some(http) = server.opts.http_port {
-        let http_host = server.opts.http_host.clone().unwrap_or_else(|| host.clone());
+        let http_host = server
+            .opts
+            .http_host
+            .clone()
+            .unwrap_or_else(|| host.clone());
         claim_port(&http_host, http).map_err(|e| {
-            io::Error::new(e.kind(), format!("Error listening on monitor port: {http_host}:{http}, {e}"))
+            io::Error::new(
+                e.kind(),
+                format!("Error listening on monitor port: {http_host}:{http}, {e}"),
+            )
         })?;
     }
     log_start(&server);
@@ -50,7 +60,10 @@ pub fn run(mut server: Server) -> io::Result<()> {
 fn log_start(server: &Server) {
     info!("Starting natrix");
     info!("  Version:  {}", crate::server::VERSION);
-    info!("  Compatible with nats-server {}", crate::server::COMPAT_VERSION);
+    info!(
+        "  Compatible with nats-server {}",
+        crate::server::COMPAT_VERSION
+    );
     info!("  Name:     {}", server.name);
     info!("  ID:       {}", server.id);
     info!("  Shards:   {}", server.shard_count);
@@ -58,7 +71,10 @@ fn log_start(server: &Server) {
         info!("Using configuration file: {file}");
     }
     for (what, pos) in &server.opts.unsupported {
-        info!("{}:{}:{}: {what} is not yet supported; ignored", pos.file, pos.line, pos.col);
+        info!(
+            "{}:{}:{}: {what} is not yet supported; ignored",
+            pos.file, pos.line, pos.col
+        );
     }
     for warning in &server.opts.warnings {
         tracing::warn!("{warning}");
@@ -86,7 +102,11 @@ async fn run_shard(server: Arc<Server>, ctx: ShardContext<Batch>, bound: Arc<Ato
     if shard.id == 0 {
         sys::register(&shard);
         if let Some(port) = server.opts.http_port {
-            let host = server.opts.http_host.clone().unwrap_or_else(|| server.opts.host.clone());
+            let host = server
+                .opts
+                .http_host
+                .clone()
+                .unwrap_or_else(|| server.opts.host.clone());
             let listener = bind(&host, port);
             info!("Starting http monitor on http://{host}:{port}");
             glommio::spawn_local(crate::monitor::http::serve(shard.clone(), listener)).detach();
@@ -94,7 +114,10 @@ async fn run_shard(server: Arc<Server>, ctx: ShardContext<Batch>, bound: Arc<Ato
     }
     let listener = bind(&server.opts.host, server.port);
     if bound.fetch_add(1, Ordering::AcqRel) + 1 == server.shard_count {
-        info!("Listening for client connections on {}:{}", server.opts.host, server.port);
+        info!(
+            "Listening for client connections on {}:{}",
+            server.opts.host, server.port
+        );
         info!("Server is ready");
     }
     glommio::spawn_local(housekeeping(shard.clone())).detach();

@@ -31,14 +31,37 @@ const ENDPOINTS: [(&str, Endpoint); 6] = [
 pub fn register(shard: &Shard) {
     let sys = shard.server.accounts.system();
     let id = shard.server.id.clone();
-    shard.add_internal(sys, "$SYS.REQ.SERVER.PING", InternalSub { service: SysService::Ping });
-    for subject in ["$SYS.REQ.SERVER.PING.STATSZ".to_string(), format!("$SYS.REQ.SERVER.{id}.STATSZ")] {
-        shard.add_internal(sys, &subject, InternalSub { service: SysService::Ping });
+    shard.add_internal(
+        sys,
+        "$SYS.REQ.SERVER.PING",
+        InternalSub {
+            service: SysService::Ping,
+        },
+    );
+    for subject in [
+        "$SYS.REQ.SERVER.PING.STATSZ".to_string(),
+        format!("$SYS.REQ.SERVER.{id}.STATSZ"),
+    ] {
+        shard.add_internal(
+            sys,
+            &subject,
+            InternalSub {
+                service: SysService::Ping,
+            },
+        );
     }
     for (name, endpoint) in ENDPOINTS {
         let service = SysService::Endpoint(endpoint);
-        shard.add_internal(sys, &format!("$SYS.REQ.SERVER.PING.{name}"), InternalSub { service });
-        shard.add_internal(sys, &format!("$SYS.REQ.SERVER.{id}.{name}"), InternalSub { service });
+        shard.add_internal(
+            sys,
+            &format!("$SYS.REQ.SERVER.PING.{name}"),
+            InternalSub { service },
+        );
+        shard.add_internal(
+            sys,
+            &format!("$SYS.REQ.SERVER.{id}.{name}"),
+            InternalSub { service },
+        );
     }
 }
 
@@ -52,7 +75,13 @@ pub fn handle(shard: &Shard, svc: &InternalSub, account: AccountId, msg: &Msg) {
     glommio::spawn_local(answer(shard, service, account, reply, params)).detach();
 }
 
-async fn answer(shard: Rc<Shard>, service: SysService, account: AccountId, reply: Bytes, params: ListParams) {
+async fn answer(
+    shard: Rc<Shard>,
+    service: SysService,
+    account: AccountId,
+    reply: Bytes,
+    params: ListParams,
+) {
     let query = ShardQuery {
         connections: true,
         subscriptions: params.subs,

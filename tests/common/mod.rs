@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct TestServer {
@@ -47,13 +51,22 @@ impl Builder {
         cmd.args(["--shards", &self.shards.to_string()]);
         match &self.config {
             Some(text) => {
-                let text = text.replace("{port}", &port.to_string()).replace("{http}", &http_port.to_string());
+                let text = text
+                    .replace("{port}", &port.to_string())
+                    .replace("{http}", &http_port.to_string());
                 let path = dir.join("server.conf");
                 std::fs::write(&path, text).unwrap();
                 cmd.arg("-c").arg(&path);
             }
             None => {
-                cmd.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-m", &http_port.to_string()]);
+                cmd.args([
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-m",
+                    &http_port.to_string(),
+                ]);
             }
         }
         cmd.args(&self.args);
@@ -100,12 +113,19 @@ impl TestServer {
             }
             if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let mut line = String::new();
-                stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                if BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("INFO ") {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .unwrap();
+                if BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("INFO ")
+                {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "natrix not ready:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "natrix not ready:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -116,7 +136,10 @@ impl TestServer {
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         (status, body)
     }
 
@@ -149,12 +172,18 @@ pub struct Raw {
 impl Raw {
     pub fn connect(port: u16) -> Raw {
         let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
         let info = serde_json::from_str(line.trim_start_matches("INFO ").trim()).unwrap();
-        Raw { reader, stream, info }
+        Raw {
+            reader,
+            stream,
+            info,
+        }
     }
 
     pub fn send(&mut self, data: &[u8]) {
