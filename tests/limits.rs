@@ -138,7 +138,7 @@ async fn slow_consumer_is_dropped_not_waited_for(shards: usize) {
     // pending bytes pass max_pending. The publisher is never held up.
     let bystander = async_nats::connect(server.url()).await.unwrap();
     let mut other = bystander.subscribe("other").await.unwrap();
-    bystander.flush().await.unwrap();
+    common::sync(&bystander).await;
     let payload = bytes::Bytes::from(vec![b'x'; 16 * 1024]);
     const N: usize = 2000;
     let publisher = async_nats::connect(server.url()).await.unwrap();
@@ -229,12 +229,12 @@ async fn accounts_are_isolated(shards: usize) {
     let b = login(&server, "b", "b").await;
     let mut a_sub = a1.subscribe("shared.subject").await.unwrap();
     let mut b_sub = b.subscribe("shared.subject").await.unwrap();
-    a1.flush().await.unwrap();
-    b.flush().await.unwrap();
+    common::sync(&a1).await;
+    common::sync(&b).await;
     a2.publish("shared.subject", "for A".into()).await.unwrap();
     a2.flush().await.unwrap();
     b.publish("shared.subject", "for B".into()).await.unwrap();
-    b.flush().await.unwrap();
+    common::sync(&b).await;
     assert_eq!(
         timeout(WAIT, a_sub.next()).await.unwrap().unwrap().payload,
         "for A"
@@ -289,7 +289,7 @@ async fn monitoring_counts_across_shards(shards: usize) {
         futures::future::join_all((0..6).map(|_| async_nats::connect(server.url()))).await;
     let clients: Vec<_> = clients.into_iter().map(Result::unwrap).collect();
     let mut sub = clients[0].subscribe("m.x").await.unwrap();
-    clients[0].flush().await.unwrap();
+    common::sync(&clients[0]).await;
     for _ in 0..10 {
         clients[5]
             .publish("m.x", "0123456789".into())
@@ -302,7 +302,10 @@ async fn monitoring_counts_across_shards(shards: usize) {
     }
     let varz = common_wait(&server, |v| v["out_msgs"].as_u64().unwrap() >= 10).await;
     assert_eq!(varz["connections"], 6);
-    assert_eq!(varz["in_msgs"], 10);
+    assert_eq!(
+        varz["in_msgs"], 11,
+        "10 published and one round-trip request"
+    );
     assert_eq!(varz["in_bytes"], 100);
     let connz = server.json("/connz?subs=1");
     assert_eq!(connz["num_connections"], 6);
@@ -310,10 +313,16 @@ async fn monitoring_counts_across_shards(shards: usize) {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["subscriptions"] == 1)
+        .filter(|c| {
+            c["subscriptions_list"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s == "m.x")
+        })
         .collect();
     assert_eq!(with_sub.len(), 1);
-    assert_eq!(with_sub[0]["subscriptions_list"][0], "m.x");
+    assert_eq!(with_sub[0]["subscriptions"], 2, "m.x and the request inbox");
     let (status, body) = server.http_get("/healthz");
     assert_eq!((status, body.contains("ok")), (200, true));
     let routez = server.json("/routez");

@@ -186,27 +186,29 @@ mod tests {
 
     #[test]
     fn bcrypt_and_plain_users_in_accounts() {
-        let mut opts = Options::default();
-        opts.accounts = vec![
-            AccountConfig {
-                name: "$SYS".into(),
-                users: vec![UserConfig {
-                    user: "admin".into(),
-                    password: Some(HASH.into()),
-                    ..Default::default()
-                }],
-                jetstream: false,
-            },
-            AccountConfig {
-                name: "APP".into(),
-                users: vec![UserConfig {
-                    user: "app".into(),
-                    password: Some("app".into()),
-                    ..Default::default()
-                }],
-                jetstream: false,
-            },
-        ];
+        let opts = Options {
+            accounts: vec![
+                AccountConfig {
+                    name: "$SYS".into(),
+                    users: vec![UserConfig {
+                        user: "admin".into(),
+                        password: Some(HASH.into()),
+                        ..Default::default()
+                    }],
+                    jetstream: false,
+                },
+                AccountConfig {
+                    name: "APP".into(),
+                    users: vec![UserConfig {
+                        user: "app".into(),
+                        password: Some("app".into()),
+                        ..Default::default()
+                    }],
+                    jetstream: false,
+                },
+            ],
+            ..Default::default()
+        };
         let accounts = Accounts::from_options(&opts);
         let auth = Auth::from_options(&opts, &accounts).unwrap();
         assert!(auth.required());
@@ -223,12 +225,14 @@ mod tests {
 
     #[test]
     fn single_user_and_token() {
-        let mut opts = Options::default();
-        opts.authorization = Some(Authorization {
-            user: Some("u".into()),
-            password: Some("p".into()),
+        let mut opts = Options {
+            authorization: Some(Authorization {
+                user: Some("u".into()),
+                password: Some("p".into()),
+                ..Default::default()
+            }),
             ..Default::default()
-        });
+        };
         let accounts = Accounts::from_options(&opts);
         let auth = Auth::from_options(&opts, &accounts).unwrap();
         assert!(auth.login(&creds("u", "p")).is_some());

@@ -396,10 +396,9 @@ async fn read_loop(shard: &Rc<Shard>, client: &Rc<Client>, stream: &SharedStream
         let start = pending.len();
         let want = read_size.max(need.saturating_sub(start));
         pending.resize(start + want, 0);
-        let n = match read_into(stream, &mut pending[start..]).await {
-            Ok(n) => n,
-            Err(_) => 0,
-        };
+        let n = read_into(stream, &mut pending[start..])
+            .await
+            .unwrap_or_default();
         pending.truncate(start + n);
         if n == 0 || client.closed.get() {
             return;
@@ -645,7 +644,7 @@ fn no_responders_reply(shard: &Shard, client: &Client, reply: &[u8]) {
 }
 
 fn subscribe(shard: &Shard, client: &Client, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
-    let queue_ok = queue.is_none_or(|q| subject::is_valid_publish(q));
+    let queue_ok = queue.is_none_or(subject::is_valid_publish);
     if !subject::is_valid_filter(subject) || !queue_ok {
         client.send_err("Invalid Subject");
         return;

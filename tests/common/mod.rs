@@ -206,8 +206,18 @@ impl Raw {
     /// True when the server closes the connection (after any pending lines).
     pub fn closed_by_server(&mut self) -> bool {
         let mut buf = Vec::new();
-        matches!(self.reader.read_to_end(&mut buf), Ok(_))
+        self.reader.read_to_end(&mut buf).is_ok()
     }
+}
+
+/// A round trip on `client`'s connection: once it returns, the server has
+/// processed everything the client sent before (async-nats' flush only writes).
+pub async fn sync(client: &async_nats::Client) {
+    let err = client
+        .request("natrix.test.sync", "".into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
 }
 
 /// Generates `name_1_shard` and `name_4_shards` tests from one async body taking
