@@ -219,7 +219,11 @@ impl<L: Clone> Core<L> {
     /// Removes everything below `floor` (and moves the end up if `floor` is past it).
     pub fn compact(&mut self, floor: u64, floor_term: u64) -> Vec<u64> {
         let mut removed = Vec::new();
-        if floor <= self.base_seq {
+        if floor < self.base_seq {
+            return removed;
+        }
+        if floor == self.base_seq {
+            self.floor_term = floor_term;
             return removed;
         }
         let top = floor.min(self.last_seq + 1);

@@ -159,6 +159,30 @@ async fn open_segment_file(path: &Path, create: bool) -> Result<DmaFile> {
     Ok(f)
 }
 
+/// glommio decides once per device whether reads may use the poll ring, by a
+/// probe read on the first file opened. On an empty file that read "succeeds"
+/// even where polling is unsupported, and every later read fails with
+/// EOPNOTSUPP. Opening a write-only file first makes the probe fail (EBADF, one
+/// logged error) and settles the device on the ordinary ring.
+async fn settle_iopoll_probe(dir: &Path) -> Result<()> {
+    thread_local!(static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if DONE.with(|d| d.get()) {
+        return Ok(());
+    }
+    let path = dir.join(".iopoll-probe.tmp");
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .dma_open(&path)
+        .await
+        .map_err(std::io::Error::from)?;
+    let _ = f.close().await;
+    std::fs::remove_file(&path)?;
+    DONE.with(|d| d.set(true));
+    Ok(())
+}
+
 async fn read_all(file: &DmaFile, size: u64) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(size as usize);
     let mut pos = 0u64;
@@ -208,6 +232,7 @@ impl Inner {
     async fn open(dir: &Path, cfg: LogConfig) -> Result<Inner> {
         cfg.validate()?;
         std::fs::create_dir_all(dir)?;
+        settle_iopoll_probe(dir).await?;
         let mut ids = Vec::new();
         for ent in std::fs::read_dir(dir)? {
             let name = ent?.file_name();
@@ -314,7 +339,8 @@ impl Inner {
                 }
                 if e.seq > core.last_seq() + 1 {
                     if e.seq <= global_floor {
-                        core.compact(e.seq, 0);
+                        let term = core.floor_term();
+                        core.compact(e.seq, term);
                     } else {
                         for s in core.last_seq() + 1..e.seq {
                             report.add_missing(s);
