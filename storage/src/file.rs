@@ -1235,9 +1235,27 @@ impl FileStore {
         }
         // Reload from disk: the cut segment is the tail again, indexes rebuilt.
         let cfg = self.inner.borrow().cfg.clone();
-        let report = self.inner.borrow().report.clone();
+        let (report, old_base, old_live) = {
+            let i = self.inner.borrow();
+            let live: Vec<u64> = i.core.range(0, index - 1).map(|(s, _)| s).collect();
+            (i.report.clone(), (i.core.base_seq(), i.core.floor_term()), live)
+        };
         let mut fresh = Inner::open(&dir, cfg).await?;
         fresh.report.missing.extend(report.missing.into_iter().filter(|m| m.0 < index));
+        // Tombstones and markers written after the cut are gone with it: redo them.
+        if fresh.core.base_seq() < old_base.0 {
+            fresh.core.compact(old_base.0, old_base.1);
+        }
+        let resurrected: Vec<u64> = fresh
+            .core
+            .range(0, index - 1)
+            .map(|(s, _)| s)
+            .filter(|s| old_live.binary_search(s).is_err())
+            .collect();
+        for &s in &resurrected {
+            fresh.core.remove(s);
+        }
+        fresh.tombstones(&resurrected);
         *self.inner.borrow_mut() = fresh;
         self.watch.rewind(index);
         Ok(())
