@@ -77,7 +77,9 @@ impl Default for LogConfig {
 impl LogConfig {
     pub(crate) fn validate(&self) -> crate::Result<()> {
         let seg = self.segment_size_bytes;
-        if !(SEGMENT_SIZE_MIN_BYTES..=SEGMENT_SIZE_MAX_BYTES).contains(&seg) || seg % 4096 != 0 {
+        if !(SEGMENT_SIZE_MIN_BYTES..=SEGMENT_SIZE_MAX_BYTES).contains(&seg)
+            || !seg.is_multiple_of(4096)
+        {
             return Err(crate::StoreError::Invalid(format!(
                 "segment_size_bytes {seg} must be a multiple of 4096 in [{SEGMENT_SIZE_MIN_BYTES}, {SEGMENT_SIZE_MAX_BYTES}]"
             )));

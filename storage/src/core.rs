@@ -64,10 +64,7 @@ impl<L: Clone> Core<L> {
     }
 
     fn check_invariants(&self) {
-        debug_assert_eq!(
-            self.entries.len() as u64,
-            self.last_seq + 1 - self.base_seq
-        );
+        debug_assert_eq!(self.entries.len() as u64, self.last_seq + 1 - self.base_seq);
         debug_assert!(self.entries.front().is_none_or(|e| e.live));
         debug_assert!(self.msgs <= self.entries.len() as u64);
     }
@@ -251,7 +248,10 @@ impl<L: Clone> Core<L> {
 
     /// Drops `from..=last_seq` (a Raft conflicting suffix).
     pub fn truncate_from(&mut self, from: u64) {
-        assert!(from >= self.base_seq, "cannot truncate below the first sequence");
+        assert!(
+            from >= self.base_seq,
+            "cannot truncate below the first sequence"
+        );
         if from > self.last_seq {
             return;
         }
@@ -353,7 +353,12 @@ impl<L: Clone> Core<L> {
     }
 
     /// Whether a new message of `size_bytes` on `subject` may be stored (discard new).
-    pub fn admit(&self, limits: &Limits, subject: Option<u32>, size_bytes: u64) -> Result<(), &'static str> {
+    pub fn admit(
+        &self,
+        limits: &Limits,
+        subject: Option<u32>,
+        size_bytes: u64,
+    ) -> Result<(), &'static str> {
         if limits.discard != Discard::New {
             return Ok(());
         }
@@ -416,7 +421,9 @@ impl<L: Clone> Core<L> {
     pub fn purge_victims(&self, req: &crate::config::PurgeRequest) -> Vec<u64> {
         let mut candidates: Vec<u64> = (self.base_seq..=self.last_seq)
             .filter(|&seq| {
-                let Some(e) = self.live(seq) else { return false };
+                let Some(e) = self.live(seq) else {
+                    return false;
+                };
                 if let Some(up_to) = req.up_to_seq {
                     if seq >= up_to {
                         return false;

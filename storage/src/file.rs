@@ -221,7 +221,9 @@ impl Inner {
     }
 
     fn tail_mut(&mut self) -> &mut Seg {
-        self.segs.last_mut().expect("a log always has a tail segment")
+        self.segs
+            .last_mut()
+            .expect("a log always has a tail segment")
     }
 
     fn seg(&self, id: u32) -> Option<&Seg> {
@@ -237,7 +239,10 @@ impl Inner {
         for ent in std::fs::read_dir(dir)? {
             let name = ent?.file_name();
             let name = name.to_string_lossy();
-            if let Some(id) = name.strip_suffix(".seg").and_then(|s| s.parse::<u32>().ok()) {
+            if let Some(id) = name
+                .strip_suffix(".seg")
+                .and_then(|s| s.parse::<u32>().ok())
+            {
                 ids.push(id);
             } else if name.ends_with(".tmp") {
                 std::fs::remove_file(dir.join(&*name))?;
@@ -282,15 +287,27 @@ impl Inner {
                     let bytes = read_all(&file, size).await?;
                     let scan = scan_segment(id, &bytes);
                     for d in &scan.index.damage {
-                        tracing::error!(segment = id, offset = d.offset, resume = d.resume_offset, "corrupt records skipped");
+                        tracing::error!(
+                            segment = id,
+                            offset = d.offset,
+                            resume = d.resume_offset,
+                            "corrupt records skipped"
+                        );
                         report.damage.push((id, d.offset, d.resume_offset));
                     }
                     let data_len = scan.index.data_len_bytes;
                     if let Some(t) = scan.torn {
-                        tracing::warn!(segment = id, offset = t.offset, reason = t.reason, "torn tail truncated");
+                        tracing::warn!(
+                            segment = id,
+                            offset = t.offset,
+                            reason = t.reason,
+                            "torn tail truncated"
+                        );
                         report.torn_tails.push((id, t));
                         // Cut the junk so that later appends cannot meet it again.
-                        file.truncate(data_len).await.map_err(std::io::Error::from)?;
+                        file.truncate(data_len)
+                            .await
+                            .map_err(std::io::Error::from)?;
                         file.pre_allocate(cfg.segment_size_bytes, false)
                             .await
                             .map_err(std::io::Error::from)?;
@@ -344,7 +361,14 @@ impl Inner {
                     } else {
                         for s in core.last_seq() + 1..e.seq {
                             report.add_missing(s);
-                            core.push_missing(s, Loc { seg: seg.id, offset: 0, len: 0 });
+                            core.push_missing(
+                                s,
+                                Loc {
+                                    seg: seg.id,
+                                    offset: 0,
+                                    len: 0,
+                                },
+                            );
                         }
                     }
                 }
@@ -482,7 +506,15 @@ impl Inner {
         Ok(())
     }
 
-    fn put_msg(&mut self, seq: u64, ts_ns: u64, term: u64, subject: &str, headers: &[u8], payload: &[u8]) -> Result<()> {
+    fn put_msg(
+        &mut self,
+        seq: u64,
+        ts_ns: u64,
+        term: u64,
+        subject: &str,
+        headers: &[u8],
+        payload: &[u8],
+    ) -> Result<()> {
         let len = frame::record_len(subject.len(), headers.len(), payload.len());
         if len > self.cfg.record_max_bytes || subject.len() > u16::MAX as usize {
             return Err(StoreError::TooLarge {
@@ -491,7 +523,10 @@ impl Inner {
             });
         }
         let id = self.core.intern(subject);
-        if let Err(what) = self.core.admit(&self.cfg.limits, Some(id), frame::align_up(len) as u64) {
+        if let Err(what) = self
+            .core
+            .admit(&self.cfg.limits, Some(id), frame::align_up(len) as u64)
+        {
             return Err(StoreError::LimitReached(what));
         }
         let loc = self.put(&Frame {
@@ -612,7 +647,11 @@ impl Inner {
             writes.push((c.clone(), file));
         }
         let tail = self.tail();
-        let sync_file = if chunks.is_empty() { tail.file.clone() } else { None };
+        let sync_file = if chunks.is_empty() {
+            tail.file.clone()
+        } else {
+            None
+        };
         let tail_point = (tail.id, tail.data_len);
         self.inflight = chunks;
         Some(CommitJob {
@@ -704,7 +743,8 @@ impl Inner {
     fn locate(&self, loc: Loc) -> Source {
         let in_chunk = |seg: u32, start: u64, bytes: &[u8]| -> Option<Vec<u8>> {
             let off = loc.offset as u64;
-            if seg == loc.seg && off >= start && off + loc.len as u64 <= start + bytes.len() as u64 {
+            if seg == loc.seg && off >= start && off + loc.len as u64 <= start + bytes.len() as u64
+            {
                 let a = (off - start) as usize;
                 Some(bytes[a..a + loc.len as usize].to_vec())
             } else {
@@ -815,7 +855,8 @@ impl CommitJob {
                 None => match out.created.iter().find(|c| c.0 == chunk.seg) {
                     Some(c) => c.1.clone(),
                     None => {
-                        let f = new_segment_file(&self.dir, chunk.seg, self.segment_size_bytes).await?;
+                        let f =
+                            new_segment_file(&self.dir, chunk.seg, self.segment_size_bytes).await?;
                         out.created.push((chunk.seg, f.clone()));
                         dir_dirty = true;
                         f
@@ -852,7 +893,9 @@ impl CommitJob {
             match t.await {
                 Ok((w, want)) if w == want => {}
                 Ok((w, want)) => {
-                    first_err.get_or_insert(std::io::Error::other(format!("short write: {w} of {want} bytes")));
+                    first_err.get_or_insert(std::io::Error::other(format!(
+                        "short write: {w} of {want} bytes"
+                    )));
                 }
                 Err(e) => {
                     first_err.get_or_insert(std::io::Error::from(e));
@@ -878,7 +921,9 @@ impl CommitJob {
             // Best effort: a missing spare only costs a slower roll.
             match new_segment_file(&self.dir, id, self.segment_size_bytes).await {
                 Ok(f) => out.spare = Some((id, f)),
-                Err(e) => tracing::warn!(segment = id, error = %e, "cannot preallocate next segment"),
+                Err(e) => {
+                    tracing::warn!(segment = id, error = %e, "cannot preallocate next segment")
+                }
             }
         }
         Ok(())
@@ -917,7 +962,13 @@ impl FileStore {
     }
 
     /// Appends with an explicit timestamp (replicas apply the leader's).
-    pub fn append_at(&self, ts_ns: u64, subject: &str, headers: &[u8], payload: &[u8]) -> Result<Ticket> {
+    pub fn append_at(
+        &self,
+        ts_ns: u64,
+        subject: &str,
+        headers: &[u8],
+        payload: &[u8],
+    ) -> Result<Ticket> {
         let mut inner = self.inner.borrow_mut();
         inner.check_usable()?;
         let ts = ts_ns.max(inner.last_ts_ns);
@@ -988,7 +1039,13 @@ impl FileStore {
             let i = self.inner.borrow();
             let segs: Vec<(u32, Option<Rc<DmaFile>>)> =
                 i.segs.iter().map(|s| (s.id, s.file.clone())).collect();
-            (i.dir.clone(), i.cfg.clone(), i.durable_point, i.durable_seq, segs)
+            (
+                i.dir.clone(),
+                i.cfg.clone(),
+                i.durable_point,
+                i.durable_seq,
+                segs,
+            )
         };
         for (id, file) in segs {
             if id > point.0 {
@@ -1059,7 +1116,13 @@ impl FileStore {
                     Err(frame::FrameError::Incomplete) => "short record",
                     Ok(_) => "record is not the expected message",
                 };
-                tracing::error!(seq, segment = loc.seg, offset = loc.offset, reason, "corrupt record not served");
+                tracing::error!(
+                    seq,
+                    segment = loc.seg,
+                    offset = loc.offset,
+                    reason,
+                    "corrupt record not served"
+                );
                 self.inner.borrow_mut().mark_corrupt(seq);
                 Err(StoreError::Corrupt {
                     segment: loc.seg,
@@ -1074,7 +1137,12 @@ impl FileStore {
     pub async fn range(&self, from: u64, to: u64, max_msgs: usize) -> Result<Vec<StoredMsg>> {
         let seqs: Vec<u64> = {
             let inner = self.inner.borrow();
-            inner.core.range(from, to).map(|(s, _)| s).take(max_msgs).collect()
+            inner
+                .core
+                .range(from, to)
+                .map(|(s, _)| s)
+                .take(max_msgs)
+                .collect()
         };
         let mut out = Vec::with_capacity(seqs.len());
         for s in seqs {
@@ -1197,7 +1265,12 @@ impl FileStore {
         let (dir, size, loc, last_id) = {
             let inner = self.inner.borrow();
             let loc = inner.core.entry(index).expect("dense").loc;
-            (inner.dir.clone(), inner.cfg.segment_size_bytes, loc, inner.tail().id)
+            (
+                inner.dir.clone(),
+                inner.cfg.segment_size_bytes,
+                loc,
+                inner.tail().id,
+            )
         };
         // A missing entry has no offset of its own: cut at the next record.
         let cut = if loc.len == 0 {
@@ -1205,7 +1278,13 @@ impl FileStore {
             let seg = inner.seg(loc.seg).expect("segment");
             seg.building
                 .as_ref()
-                .and_then(|b| b.index.entries.iter().find(|e| e.seq > index).map(|e| e.offset as u64))
+                .and_then(|b| {
+                    b.index
+                        .entries
+                        .iter()
+                        .find(|e| e.seq > index)
+                        .map(|e| e.offset as u64)
+                })
                 .unwrap_or(seg.data_len)
         } else {
             loc.offset as u64
@@ -1224,7 +1303,9 @@ impl FileStore {
             .expect("durable segment has a file");
         let r: Result<()> = async {
             file.truncate(cut).await.map_err(std::io::Error::from)?;
-            file.pre_allocate(size, false).await.map_err(std::io::Error::from)?;
+            file.pre_allocate(size, false)
+                .await
+                .map_err(std::io::Error::from)?;
             file.fdatasync().await.map_err(std::io::Error::from)?;
             sync_dir(&dir).await
         }
@@ -1238,10 +1319,17 @@ impl FileStore {
         let (report, old_base, old_live) = {
             let i = self.inner.borrow();
             let live: Vec<u64> = i.core.range(0, index - 1).map(|(s, _)| s).collect();
-            (i.report.clone(), (i.core.base_seq(), i.core.floor_term()), live)
+            (
+                i.report.clone(),
+                (i.core.base_seq(), i.core.floor_term()),
+                live,
+            )
         };
         let mut fresh = Inner::open(&dir, cfg).await?;
-        fresh.report.missing.extend(report.missing.into_iter().filter(|m| m.0 < index));
+        fresh
+            .report
+            .missing
+            .extend(report.missing.into_iter().filter(|m| m.0 < index));
         // Tombstones and markers written after the cut are gone with it: redo them.
         if fresh.core.base_seq() < old_base.0 {
             fresh.core.compact(old_base.0, old_base.1);

@@ -80,7 +80,7 @@ pub fn encode(out: &mut Vec<u8>, f: &Frame<'_>) -> usize {
     assert!(len <= RECORD_MAX_BYTES, "record too large: {len}");
     assert!(f.subject.len() <= u16::MAX as usize);
     let start = out.len();
-    assert!(start % ALIGN_BYTES == 0, "records start aligned");
+    assert!(start.is_multiple_of(ALIGN_BYTES), "records start aligned");
     out.reserve(align_up(len));
     out.extend_from_slice(&(len as u32).to_le_bytes());
     out.extend_from_slice(&[0u8; 4]);

@@ -100,6 +100,9 @@ mod tests {
             bad[i] ^= 0x10;
             assert_eq!(SegmentIndex::from_file_bytes(&bad), None, "flip at {i}");
         }
-        assert_eq!(SegmentIndex::from_file_bytes(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(
+            SegmentIndex::from_file_bytes(&bytes[..bytes.len() - 1]),
+            None
+        );
     }
 }

@@ -45,7 +45,15 @@ impl MemStore {
         }
     }
 
-    fn put(&self, seq: u64, ts_ns: u64, term: u64, subject: &str, headers: &[u8], payload: &[u8]) -> Result<Ticket> {
+    fn put(
+        &self,
+        seq: u64,
+        ts_ns: u64,
+        term: u64,
+        subject: &str,
+        headers: &[u8],
+        payload: &[u8],
+    ) -> Result<Ticket> {
         let mut i = self.inner.borrow_mut();
         let len = frame::record_len(subject.len(), headers.len(), payload.len());
         if len > i.record_max_bytes || subject.len() > u16::MAX as usize {
@@ -70,7 +78,10 @@ impl MemStore {
                 subject: id,
                 size_bytes: size,
                 live: true,
-                loc: Some(Rc::new((Bytes::copy_from_slice(headers), Bytes::copy_from_slice(payload)))),
+                loc: Some(Rc::new((
+                    Bytes::copy_from_slice(headers),
+                    Bytes::copy_from_slice(payload),
+                ))),
             },
         );
         i.core.enforce(&limits, ts, Some(id));
@@ -83,7 +94,13 @@ impl MemStore {
         self.append_at(now_ns(), subject, headers, payload)
     }
 
-    pub fn append_at(&self, ts_ns: u64, subject: &str, headers: &[u8], payload: &[u8]) -> Result<Ticket> {
+    pub fn append_at(
+        &self,
+        ts_ns: u64,
+        subject: &str,
+        headers: &[u8],
+        payload: &[u8],
+    ) -> Result<Ticket> {
         let seq = self.inner.borrow().core.last_seq() + 1;
         self.put(seq, ts_ns, 0, subject, headers, payload)
     }
@@ -126,7 +143,14 @@ impl MemStore {
     }
 
     pub async fn range(&self, from: u64, to: u64, max_msgs: usize) -> Result<Vec<StoredMsg>> {
-        let seqs: Vec<u64> = self.inner.borrow().core.range(from, to).map(|(s, _)| s).take(max_msgs).collect();
+        let seqs: Vec<u64> = self
+            .inner
+            .borrow()
+            .core
+            .range(from, to)
+            .map(|(s, _)| s)
+            .take(max_msgs)
+            .collect();
         let mut out = Vec::with_capacity(seqs.len());
         for s in seqs {
             if let Some(m) = self.get(s).await? {
@@ -160,7 +184,9 @@ impl MemStore {
         let mut i = self.inner.borrow_mut();
         let ok = i.core.remove(seq);
         if ok {
-            i.core.entry_mut(seq).map(|e| e.loc = None);
+            if let Some(e) = i.core.entry_mut(seq) {
+                e.loc = None;
+            }
         }
         Ok(ok)
     }

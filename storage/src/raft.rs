@@ -7,6 +7,8 @@ use crate::watch::Ticket;
 use crate::Result;
 
 /// What the consensus layer needs from its log.
+// One per stream or group, owned by its shard: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum RaftLog {
     File(FileStore),
     Memory(MemStore),

@@ -6,6 +6,8 @@ use crate::memory::MemStore;
 use crate::watch::Ticket;
 use crate::Result;
 
+// One per stream or group, owned by its shard: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Store {
     File(FileStore),
     Memory(MemStore),
@@ -24,7 +26,13 @@ impl Store {
     pub fn append(&self, subject: &str, headers: &[u8], payload: &[u8]) -> Result<Ticket> {
         both!(self, s => s.append(subject, headers, payload))
     }
-    pub fn append_at(&self, ts_ns: u64, subject: &str, headers: &[u8], payload: &[u8]) -> Result<Ticket> {
+    pub fn append_at(
+        &self,
+        ts_ns: u64,
+        subject: &str,
+        headers: &[u8],
+        payload: &[u8],
+    ) -> Result<Ticket> {
         both!(self, s => s.append_at(ts_ns, subject, headers, payload))
     }
     pub async fn wait_durable(&self, ticket: Ticket) -> Result<()> {

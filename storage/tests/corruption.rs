@@ -64,7 +64,11 @@ fn check(dir: PathBuf, verify_all: bool, expect_lossless: bool) {
             match s.get(seq).await {
                 Ok(Some(m)) => {
                     assert_eq!(m.seq, seq);
-                    assert_eq!(&m.payload[..], &payload(seq)[..], "corrupt record served: {seq}");
+                    assert_eq!(
+                        &m.payload[..],
+                        &payload(seq)[..],
+                        "corrupt record served: {seq}"
+                    );
                     assert_eq!(m.subject, format!("c.{}", seq % 3));
                 }
                 Ok(None) => {
@@ -106,7 +110,8 @@ fn flips_and_truncations_never_serve_corrupt_records() {
     run_local(move || async move {
         let s = FileStore::open(&g, cfg(false)).await.unwrap();
         for seq in 1..=N {
-            s.append(&format!("c.{}", seq % 3), b"", &payload(seq)).unwrap();
+            s.append(&format!("c.{}", seq % 3), b"", &payload(seq))
+                .unwrap();
             if seq % 97 == 0 {
                 s.commit().await.unwrap();
             }

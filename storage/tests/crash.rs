@@ -37,7 +37,9 @@ fn crash_child_entry() {
             let mut last = 0;
             for _ in 0..batch {
                 let seq = s.state().last_seq + 1;
-                let t = s.append(&format!("crash.{}", seq % 5), b"", &payload(seq)).unwrap();
+                let t = s
+                    .append(&format!("crash.{}", seq % 5), b"", &payload(seq))
+                    .unwrap();
                 assert_eq!(t.seq, seq);
                 last = seq;
             }
@@ -62,7 +64,12 @@ fn crash_and_recover() {
         rng ^= rng << 17;
         let lines_before_kill = 1 + rng % 200;
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child_entry", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_child_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, &path)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -91,7 +98,11 @@ fn crash_and_recover() {
             let r = s.recovery_report();
             assert!(r.missing.is_empty() && r.damage.is_empty(), "{r:?}");
             let st = s.state();
-            assert!(st.last_seq >= want, "durable {want} but last {}", st.last_seq);
+            assert!(
+                st.last_seq >= want,
+                "durable {want} but last {}",
+                st.last_seq
+            );
             assert_eq!(st.first_seq, 1);
             assert_eq!(st.msgs, st.last_seq);
             for seq in 1..=st.last_seq {

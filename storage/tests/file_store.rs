@@ -20,7 +20,11 @@ fn append_commit_read_reopen_across_segments() {
         let mut tickets = Vec::new();
         for i in 0..2000u64 {
             let t = s
-                .append(&format!("orders.{}", i % 7), b"", format!("payload-{i}").as_bytes())
+                .append(
+                    &format!("orders.{}", i % 7),
+                    b"",
+                    format!("payload-{i}").as_bytes(),
+                )
                 .unwrap();
             assert_eq!(t.seq, i + 1);
             tickets.push(t);
@@ -48,10 +52,16 @@ fn append_commit_read_reopen_across_segments() {
         assert!(r.missing.is_empty() && r.damage.is_empty() && r.torn_tails.is_empty());
         for seq in [1u64, 2, 999, 1500, 2000] {
             let m = s.get(seq).await.unwrap().unwrap();
-            assert_eq!(m.payload.as_ref(), format!("payload-{}", seq - 1).as_bytes());
+            assert_eq!(
+                m.payload.as_ref(),
+                format!("payload-{}", seq - 1).as_bytes()
+            );
             assert_eq!(m.subject, format!("orders.{}", (seq - 1) % 7));
         }
-        assert_eq!(s.last_for_subject("orders.3").await.unwrap().unwrap().seq, 1999);
+        assert_eq!(
+            s.last_for_subject("orders.3").await.unwrap().unwrap().seq,
+            1999
+        );
         assert_eq!(s.subject_counts("orders.*").len(), 7);
         let t = s.append("x", b"", b"after reopen").unwrap();
         assert_eq!(t.seq, 2001);
@@ -71,7 +81,8 @@ fn delete_purge_and_retention_survive_reopen() {
         };
         let s = FileStore::open(&path, c.clone()).await.unwrap();
         for i in 0..600u64 {
-            s.append_at(1_000 + i, &format!("kv.{}", i % 10), b"", &[i as u8; 100]).unwrap();
+            s.append_at(1_000 + i, &format!("kv.{}", i % 10), b"", &[i as u8; 100])
+                .unwrap();
         }
         assert_eq!(s.state().msgs, 30);
         assert!(s.delete(599).unwrap());
@@ -100,7 +111,11 @@ fn delete_purge_and_retention_survive_reopen() {
         assert_eq!(s.state().msgs, 0);
         assert_eq!(s.state().first_seq, 601);
         assert_eq!(s.state().last_seq, 600);
-        assert!(s.recovery_report().missing.is_empty(), "{:?}", s.recovery_report());
+        assert!(
+            s.recovery_report().missing.is_empty(),
+            "{:?}",
+            s.recovery_report()
+        );
     });
 }
 
@@ -137,12 +152,20 @@ fn discard_new_refuses_and_max_bytes_drops_old_segments() {
         s.commit().await.unwrap();
         s.commit().await.unwrap();
         assert!(s.state().bytes <= 20_000);
-        assert!(s.segment_count() <= 3, "old segments removed: {}", s.segment_count());
+        assert!(
+            s.segment_count() <= 3,
+            "old segments removed: {}",
+            s.segment_count()
+        );
         let st = s.state();
         drop(s);
         let s = FileStore::open(path.join("old"), c).await.unwrap();
         assert_eq!(s.state(), st);
-        assert!(s.recovery_report().missing.is_empty(), "{:?}", s.recovery_report());
+        assert!(
+            s.recovery_report().missing.is_empty(),
+            "{:?}",
+            s.recovery_report()
+        );
     });
 }
 
@@ -153,7 +176,8 @@ fn raft_log_append_truncate_compact() {
     run_local(move || async move {
         let log = RaftLog::File(FileStore::open(&path, cfg(64 << 10)).await.unwrap());
         for i in 1..=500u64 {
-            log.append(i, &[(1 + i / 100, format!("e{i}").as_bytes())]).unwrap();
+            log.append(i, &[(1 + i / 100, format!("e{i}").as_bytes())])
+                .unwrap();
         }
         assert!(log.append(502, &[(9, b"gap")]).is_err());
         log.commit().await.unwrap();

@@ -74,7 +74,9 @@ impl Model {
         self.fix_first();
     }
     fn fix_first(&mut self) {
-        self.first = self.first.max(*self.msgs.keys().next().unwrap_or(&(self.last + 1)));
+        self.first = self
+            .first
+            .max(*self.msgs.keys().next().unwrap_or(&(self.last + 1)));
         if self.msgs.is_empty() {
             self.first = self.last + 1;
         }
@@ -98,7 +100,11 @@ impl Model {
             first_ts_ns: 0,
             last_seq: self.last,
             last_ts_ns: 0,
-            num_deleted: if self.msgs.is_empty() { 0 } else { self.last + 1 - self.first - self.msgs.len() as u64 },
+            num_deleted: if self.msgs.is_empty() {
+                0
+            } else {
+                self.last + 1 - self.first - self.msgs.len() as u64
+            },
             num_subjects: subjects.len() as u64,
         }
     }
@@ -187,7 +193,10 @@ fn run(ops: Vec<Op>) {
                     m.compact(last + 1);
                 }
                 Op::PurgeSubject { subject } => {
-                    let req = PurgeRequest { subject: Some(SUBJECTS[subject].into()), ..Default::default() };
+                    let req = PurgeRequest {
+                        subject: Some(SUBJECTS[subject].into()),
+                        ..Default::default()
+                    };
                     let n1 = fs.purge(&req).unwrap();
                     assert_eq!(ms.purge(&req).unwrap(), n1);
                     let before = m.msgs.len();
@@ -197,7 +206,10 @@ fn run(ops: Vec<Op>) {
                 }
                 Op::PurgeUpTo { pick } => {
                     let up_to = m.first + (pick as u64 % (m.last + 2 - m.first));
-                    let req = PurgeRequest { up_to_seq: Some(up_to), ..Default::default() };
+                    let req = PurgeRequest {
+                        up_to_seq: Some(up_to),
+                        ..Default::default()
+                    };
                     let n1 = fs.purge(&req).unwrap();
                     assert_eq!(ms.purge(&req).unwrap(), n1);
                     let before = m.msgs.len();
@@ -206,7 +218,10 @@ fn run(ops: Vec<Op>) {
                     m.fix_first();
                 }
                 Op::PurgeKeep { keep } => {
-                    let req = PurgeRequest { keep: Some(keep), ..Default::default() };
+                    let req = PurgeRequest {
+                        keep: Some(keep),
+                        ..Default::default()
+                    };
                     fs.purge(&req).unwrap();
                     ms.purge(&req).unwrap();
                     while m.msgs.len() as u64 > keep {
@@ -239,7 +254,10 @@ fn run(ops: Vec<Op>) {
                     drop(fs);
                     fs = FileStore::open(&path, cfg()).await.unwrap();
                     let r = fs.recovery_report();
-                    assert!(r.missing.is_empty() && r.damage.is_empty() && r.torn_tails.is_empty(), "{r:?}");
+                    assert!(
+                        r.missing.is_empty() && r.damage.is_empty() && r.torn_tails.is_empty(),
+                        "{r:?}"
+                    );
                     full = true;
                 }
             }
