@@ -1,0 +1,541 @@
+//! The in-memory index and accounting shared by the file and memory stores:
+//! a dense sequence -> entry table, per-subject state and retention decisions.
+//! Pure logic, no I/O: `L` is where the store keeps the record.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::config::{Discard, Limits, StreamState};
+use crate::subject::subject_matches;
+
+/// One sequence slot. `live == false`: deleted, or missing after corruption.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry<L> {
+    pub ts_ns: u64,
+    pub term: u64,
+    pub subject: u32,
+    pub size_bytes: u32,
+    pub live: bool,
+    pub loc: L,
+}
+
+#[derive(Clone, Debug)]
+struct SubjectInfo {
+    name: Box<str>,
+    msgs: u64,
+    /// No live message of this subject is below this sequence.
+    first_hint: u64,
+    last_seq: u64,
+}
+
+/// Dense table of sequences `[base_seq, last_seq]`; the front entry is always live.
+#[derive(Clone, Debug)]
+pub(crate) struct Core<L> {
+    base_seq: u64,
+    last_seq: u64,
+    /// Term of `base_seq - 1` (a Raft snapshot's term), 0 if unknown.
+    floor_term: u64,
+    entries: VecDeque<Entry<L>>,
+    msgs: u64,
+    bytes: u64,
+    subject_ids: HashMap<Box<str>, u32>,
+    subjects: Vec<SubjectInfo>,
+    num_subjects: u64,
+}
+
+impl<L: Clone> Default for Core<L> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<L: Clone> Core<L> {
+    pub fn new() -> Self {
+        Core {
+            base_seq: 1,
+            last_seq: 0,
+            floor_term: 0,
+            entries: VecDeque::new(),
+            msgs: 0,
+            bytes: 0,
+            subject_ids: HashMap::new(),
+            subjects: Vec::new(),
+            num_subjects: 0,
+        }
+    }
+
+    fn check_invariants(&self) {
+        debug_assert_eq!(self.entries.len() as u64, self.last_seq + 1 - self.base_seq);
+        debug_assert!(self.entries.front().is_none_or(|e| e.live));
+        debug_assert!(self.msgs <= self.entries.len() as u64);
+    }
+
+    pub fn base_seq(&self) -> u64 {
+        self.base_seq
+    }
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+    pub fn floor_term(&self) -> u64 {
+        self.floor_term
+    }
+
+    pub fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.subject_ids.get(name) {
+            return id;
+        }
+        let id = u32::try_from(self.subjects.len()).expect("subject count fits u32");
+        self.subjects.push(SubjectInfo {
+            name: name.into(),
+            msgs: 0,
+            first_hint: u64::MAX,
+            last_seq: 0,
+        });
+        self.subject_ids.insert(name.into(), id);
+        id
+    }
+
+    pub fn subject_name(&self, id: u32) -> &str {
+        &self.subjects[id as usize].name
+    }
+
+    pub fn subject_id(&self, name: &str) -> Option<u32> {
+        self.subject_ids.get(name).copied()
+    }
+
+    pub fn entry(&self, seq: u64) -> Option<&Entry<L>> {
+        if seq < self.base_seq || seq > self.last_seq {
+            return None;
+        }
+        self.entries.get((seq - self.base_seq) as usize)
+    }
+
+    pub fn entry_mut(&mut self, seq: u64) -> Option<&mut Entry<L>> {
+        if seq < self.base_seq || seq > self.last_seq {
+            return None;
+        }
+        self.entries.get_mut((seq - self.base_seq) as usize)
+    }
+
+    pub fn live(&self, seq: u64) -> Option<&Entry<L>> {
+        self.entry(seq).filter(|e| e.live)
+    }
+
+    /// Appends `seq`, which must be `last_seq + 1`.
+    pub fn push(&mut self, seq: u64, entry: Entry<L>) {
+        assert_eq!(seq, self.last_seq + 1, "sequences are dense");
+        let live = entry.live;
+        let subject = entry.subject;
+        let size = entry.size_bytes as u64;
+        self.entries.push_back(entry);
+        self.last_seq = seq;
+        if live {
+            self.msgs += 1;
+            self.bytes += size;
+            let s = &mut self.subjects[subject as usize];
+            if s.msgs == 0 {
+                self.num_subjects += 1;
+                s.first_hint = seq;
+            }
+            s.msgs += 1;
+            s.last_seq = seq;
+        }
+        self.trim_front();
+        self.check_invariants();
+    }
+
+    fn trim_front(&mut self) {
+        while let Some(front) = self.entries.front() {
+            if front.live {
+                break;
+            }
+            self.entries.pop_front();
+            self.base_seq += 1;
+        }
+        if self.entries.is_empty() {
+            self.base_seq = self.last_seq + 1;
+        }
+    }
+
+    /// Marks `seq` removed; returns whether it was live.
+    pub fn remove(&mut self, seq: u64) -> bool {
+        let Some(e) = self.entry_mut(seq) else {
+            return false;
+        };
+        if !e.live {
+            return false;
+        }
+        e.live = false;
+        let subject = e.subject;
+        let size = e.size_bytes as u64;
+        self.msgs -= 1;
+        self.bytes -= size;
+        let s = &mut self.subjects[subject as usize];
+        s.msgs -= 1;
+        if s.msgs == 0 {
+            self.num_subjects -= 1;
+            s.first_hint = u64::MAX;
+            s.last_seq = 0;
+        } else if s.last_seq == seq {
+            let new_last = self.scan_back_subject(subject, seq);
+            self.subjects[subject as usize].last_seq = new_last;
+        }
+        self.trim_front();
+        self.check_invariants();
+        true
+    }
+
+    /// Marks `seq` as missing (corrupt on disk): it occupies its slot but is never served.
+    pub fn push_missing(&mut self, seq: u64, loc: L) {
+        let ts_ns = self.entries.back().map_or(0, |e| e.ts_ns);
+        self.push(
+            seq,
+            Entry {
+                ts_ns,
+                term: 0,
+                subject: u32::MAX,
+                size_bytes: 0,
+                live: false,
+                loc,
+            },
+        );
+    }
+
+    fn scan_back_subject(&self, subject: u32, below: u64) -> u64 {
+        let mut seq = below;
+        while seq > self.base_seq {
+            seq -= 1;
+            if let Some(e) = self.live(seq) {
+                if e.subject == subject {
+                    return seq;
+                }
+            }
+        }
+        panic!("subject count says a message is left");
+    }
+
+    /// Removes everything below `floor` (and moves the end up if `floor` is past it).
+    pub fn compact(&mut self, floor: u64, floor_term: u64) -> Vec<u64> {
+        let mut removed = Vec::new();
+        if floor < self.base_seq {
+            return removed;
+        }
+        if floor == self.base_seq {
+            self.floor_term = floor_term;
+            return removed;
+        }
+        let top = floor.min(self.last_seq + 1);
+        for seq in self.base_seq..top {
+            if self.live(seq).is_some() {
+                removed.push(seq);
+                self.remove(seq);
+            }
+        }
+        if floor > self.last_seq + 1 {
+            self.entries.clear();
+            self.last_seq = floor - 1;
+            self.base_seq = floor;
+        } else {
+            while self.base_seq < floor {
+                self.entries.pop_front();
+                self.base_seq += 1;
+            }
+            self.trim_front();
+        }
+        self.floor_term = floor_term;
+        self.check_invariants();
+        removed
+    }
+
+    /// Drops `from..=last_seq` (a Raft conflicting suffix).
+    pub fn truncate_from(&mut self, from: u64) {
+        assert!(
+            from >= self.base_seq,
+            "cannot truncate below the first sequence"
+        );
+        if from > self.last_seq {
+            return;
+        }
+        while self.last_seq >= from {
+            let e = self.entries.pop_back().expect("dense");
+            let seq = self.last_seq;
+            self.last_seq -= 1;
+            if e.live {
+                self.msgs -= 1;
+                self.bytes -= e.size_bytes as u64;
+                let s = &mut self.subjects[e.subject as usize];
+                s.msgs -= 1;
+                if s.msgs == 0 {
+                    self.num_subjects -= 1;
+                    s.first_hint = u64::MAX;
+                    s.last_seq = 0;
+                } else if s.last_seq == seq {
+                    let new_last = self.scan_back_subject(e.subject, seq);
+                    self.subjects[e.subject as usize].last_seq = new_last;
+                }
+            }
+        }
+        if self.entries.is_empty() {
+            self.base_seq = self.last_seq + 1;
+        }
+        self.check_invariants();
+    }
+
+    /// Oldest live sequence of a subject.
+    pub fn first_of_subject(&mut self, subject: u32) -> Option<u64> {
+        let s = &self.subjects[subject as usize];
+        if s.msgs == 0 {
+            return None;
+        }
+        let mut seq = s.first_hint.max(self.base_seq);
+        let last = s.last_seq;
+        while seq <= last {
+            if let Some(e) = self.live(seq) {
+                if e.subject == subject {
+                    self.subjects[subject as usize].first_hint = seq;
+                    return Some(seq);
+                }
+            }
+            seq += 1;
+        }
+        panic!("subject count says a message is left");
+    }
+
+    pub fn last_of_subject(&self, name: &str) -> Option<u64> {
+        let id = self.subject_id(name)?;
+        let s = &self.subjects[id as usize];
+        (s.msgs > 0).then_some(s.last_seq)
+    }
+
+    /// First live sequence `>= seq`.
+    pub fn next_live(&self, seq: u64) -> Option<u64> {
+        let mut seq = seq.max(self.base_seq);
+        while seq <= self.last_seq {
+            if self.live(seq).is_some() {
+                return Some(seq);
+            }
+            seq += 1;
+        }
+        None
+    }
+
+    /// First live sequence stored at or after `ts_ns` (timestamps never go back,
+    /// deleted and missing slots included).
+    pub fn seq_for_time(&self, ts_ns: u64) -> Option<u64> {
+        let idx = self.entries.partition_point(|e| e.ts_ns < ts_ns);
+        self.next_live(self.base_seq + idx as u64)
+    }
+
+    pub fn state(&self) -> StreamState {
+        let first_ts = self.entries.front().map_or(0, |e| e.ts_ns);
+        let last_ts = self.live(self.last_seq).map_or(0, |e| e.ts_ns);
+        StreamState {
+            msgs: self.msgs,
+            bytes: self.bytes,
+            first_seq: self.base_seq,
+            first_ts_ns: first_ts,
+            last_seq: self.last_seq,
+            last_ts_ns: last_ts,
+            num_deleted: self.entries.len() as u64 - self.msgs,
+            num_subjects: self.num_subjects,
+        }
+    }
+
+    /// Per-subject message counts for subjects matching `filter` (NATS wildcards).
+    pub fn subject_counts(&self, filter: &str) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = self
+            .subjects
+            .iter()
+            .filter(|s| s.msgs > 0 && subject_matches(filter, &s.name))
+            .map(|s| (s.name.to_string(), s.msgs))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Whether a new message of `size_bytes` on `subject` may be stored (discard new).
+    pub fn admit(
+        &self,
+        limits: &Limits,
+        subject: Option<u32>,
+        size_bytes: u64,
+    ) -> Result<(), &'static str> {
+        if limits.discard != Discard::New {
+            return Ok(());
+        }
+        if limits.max_msgs > 0 && self.msgs + 1 > limits.max_msgs {
+            return Err("messages");
+        }
+        if limits.max_bytes > 0 && self.bytes + size_bytes > limits.max_bytes {
+            return Err("bytes");
+        }
+        if limits.discard_new_per_subject && limits.max_msgs_per_subject > 0 {
+            if let Some(id) = subject {
+                if self.subjects[id as usize].msgs + 1 > limits.max_msgs_per_subject {
+                    return Err("messages per subject");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the limits after `last_subject` got a message; returns removed sequences.
+    pub fn enforce(&mut self, limits: &Limits, now_ns: u64, last_subject: Option<u32>) -> Vec<u64> {
+        let mut removed = Vec::new();
+        if limits.max_msgs_per_subject > 0 {
+            let subjects: Vec<u32> = match last_subject {
+                Some(s) => vec![s],
+                None => (0..self.subjects.len() as u32).collect(),
+            };
+            for s in subjects {
+                while self.subjects[s as usize].msgs > limits.max_msgs_per_subject {
+                    let seq = self.first_of_subject(s).expect("has messages");
+                    self.remove(seq);
+                    removed.push(seq);
+                }
+            }
+        }
+        if limits.discard == Discard::Old {
+            while limits.max_msgs > 0 && self.msgs > limits.max_msgs {
+                removed.push(self.remove_front());
+            }
+            while limits.max_bytes > 0 && self.bytes > limits.max_bytes {
+                removed.push(self.remove_front());
+            }
+        }
+        if !limits.max_age.is_zero() {
+            let cutoff = now_ns.saturating_sub(limits.max_age.as_nanos() as u64);
+            while self.entries.front().is_some_and(|e| e.ts_ns < cutoff) {
+                removed.push(self.remove_front());
+            }
+        }
+        removed
+    }
+
+    fn remove_front(&mut self) -> u64 {
+        let seq = self.base_seq;
+        assert!(self.remove(seq), "front entry is live");
+        seq
+    }
+
+    /// Sequences a purge removes, oldest first.
+    pub fn purge_victims(&self, req: &crate::config::PurgeRequest) -> Vec<u64> {
+        let mut candidates: Vec<u64> = (self.base_seq..=self.last_seq)
+            .filter(|&seq| {
+                let Some(e) = self.live(seq) else {
+                    return false;
+                };
+                if let Some(up_to) = req.up_to_seq {
+                    if seq >= up_to {
+                        return false;
+                    }
+                }
+                match &req.subject {
+                    Some(f) => subject_matches(f, &self.subjects[e.subject as usize].name),
+                    None => true,
+                }
+            })
+            .collect();
+        if let Some(keep) = req.keep {
+            let n = candidates.len().saturating_sub(keep as usize);
+            candidates.truncate(n);
+        }
+        candidates
+    }
+
+    /// Iterates live `(seq, entry)` in `[from, to]`.
+    pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = (u64, &Entry<L>)> + '_ {
+        let from = from.max(self.base_seq);
+        let to = to.min(self.last_seq);
+        (from..=to).filter_map(move |seq| self.live(seq).map(|e| (seq, e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn add(c: &mut Core<()>, subject: &str, ts: u64) -> u64 {
+        let id = c.intern(subject);
+        let seq = c.last_seq() + 1;
+        c.push(
+            seq,
+            Entry {
+                ts_ns: ts,
+                term: 0,
+                subject: id,
+                size_bytes: 10,
+                live: true,
+                loc: (),
+            },
+        );
+        seq
+    }
+
+    #[test]
+    fn delete_front_and_middle() {
+        let mut c = Core::<()>::new();
+        for i in 0..5 {
+            add(&mut c, if i % 2 == 0 { "a" } else { "b" }, i);
+        }
+        assert!(c.remove(3));
+        assert!(!c.remove(3));
+        assert_eq!(c.state().num_deleted, 1);
+        assert!(c.remove(1));
+        assert_eq!(c.state().first_seq, 2);
+        assert_eq!(c.last_of_subject("a"), Some(5));
+        assert!(c.remove(5));
+        assert_eq!(c.last_of_subject("a"), None);
+        assert_eq!(c.state().num_subjects, 1);
+        let a = c.intern("a");
+        assert_eq!(c.first_of_subject(a), None);
+    }
+
+    #[test]
+    fn retention_per_subject_and_age() {
+        let mut c = Core::<()>::new();
+        let limits = Limits {
+            max_msgs_per_subject: 2,
+            max_age: Duration::from_nanos(100),
+            ..Limits::default()
+        };
+        for i in 0..6 {
+            add(&mut c, "k", 1000 + i);
+            let s = c.intern("k");
+            c.enforce(&limits, 1000 + i, Some(s));
+        }
+        assert_eq!(c.state().msgs, 2);
+        assert_eq!(c.state().first_seq, 5);
+        let removed = c.enforce(&limits, 1105, None);
+        assert_eq!(removed, vec![5]);
+    }
+
+    #[test]
+    fn compact_past_end_and_truncate() {
+        let mut c = Core::<()>::new();
+        for i in 0..4 {
+            add(&mut c, "x", i);
+        }
+        c.truncate_from(3);
+        assert_eq!(c.last_seq(), 2);
+        assert_eq!(c.last_of_subject("x"), Some(2));
+        c.compact(10, 7);
+        assert_eq!(c.state().first_seq, 10);
+        assert_eq!(c.last_seq(), 9);
+        assert_eq!(c.floor_term(), 7);
+        assert_eq!(add(&mut c, "x", 9), 10);
+    }
+
+    #[test]
+    fn time_lookup() {
+        let mut c = Core::<()>::new();
+        for ts in [10, 20, 20, 30, 40] {
+            add(&mut c, "t", ts);
+        }
+        c.remove(4);
+        assert_eq!(c.seq_for_time(0), Some(1));
+        assert_eq!(c.seq_for_time(20), Some(2));
+        assert_eq!(c.seq_for_time(25), Some(5));
+        assert_eq!(c.seq_for_time(41), None);
+    }
+}

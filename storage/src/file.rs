@@ -1,0 +1,1379 @@
+//! The file store: a directory of append-only segments written with O_DIRECT
+//! through io_uring (glommio DMA files), group commit, recovery.
+//!
+//! All methods take `&self` and never hold the inner borrow across an await, so
+//! the owning shard can share one `Rc<FileStore>` between its publish tasks
+//! (which `append`) and a flusher task (which `commit`s once per loop turn).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use glommio::io::{DmaFile, OpenOptions};
+
+use crate::config::{Durability, LogConfig, PurgeRequest, StoredMsg, StreamState};
+use crate::core::{Core, Entry};
+use crate::frame::{self, Frame, Kind};
+use crate::index::{IdxEntry, SegmentIndex, INDEX_VERSION};
+use crate::recovery::{scan_segment, TornTail};
+use crate::watch::{DurableWatch, Ticket};
+use crate::{Result, StoreError};
+
+/// Write granularity and alignment of the tail block.
+const BLOCK_BYTES: u64 = 4096;
+/// Largest single write submitted (several are in flight at once).
+const WRITE_PIECE_BYTES: usize = 1 << 20;
+/// Read size when scanning a segment.
+const SCAN_READ_BYTES: usize = 8 << 20;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Loc {
+    seg: u32,
+    offset: u32,
+    len: u32,
+}
+
+/// What `open` found: torn tails cut, damaged stretches, and sequences missing
+/// (to be repaired from a replica). Corruption found later by reads is added.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub torn_tails: Vec<(u32, TornTail)>,
+    /// (segment, offset, resume offset) of each damaged stretch.
+    pub damage: Vec<(u32, u64, u64)>,
+    /// Inclusive ranges of sequences that are lost.
+    pub missing: Vec<(u64, u64)>,
+    pub segments_scanned: u32,
+    pub segments_from_index: u32,
+}
+
+impl RecoveryReport {
+    fn add_missing(&mut self, seq: u64) {
+        if let Some(last) = self.missing.last_mut() {
+            if last.1 + 1 == seq {
+                last.1 = seq;
+                return;
+            }
+        }
+        self.missing.push((seq, seq));
+    }
+
+    pub fn missing_count(&self) -> u64 {
+        self.missing.iter().map(|(a, b)| b - a + 1).sum()
+    }
+}
+
+struct Seg {
+    id: u32,
+    file: Option<Rc<DmaFile>>,
+    data_len: u64,
+    last_msg_seq: u64,
+    /// Index being built while the segment is written; `None` once sealed.
+    building: Option<Building>,
+}
+
+struct Building {
+    index: SegmentIndex,
+    local_subjects: HashMap<u32, u32>,
+}
+
+/// Bytes of a segment from an aligned `start`, not yet handed to a commit.
+struct Pending {
+    seg: u32,
+    start: u64,
+    buf: Vec<u8>,
+    /// Leading bytes of `buf` already on disk (the partial block rewritten).
+    written: usize,
+}
+
+#[derive(Clone)]
+struct Chunk {
+    seg: u32,
+    start: u64,
+    bytes: Rc<Vec<u8>>,
+    /// The segment is complete after this chunk: seal it once durable.
+    seal: bool,
+}
+
+struct Inner {
+    dir: PathBuf,
+    cfg: LogConfig,
+    core: Core<Loc>,
+    segs: Vec<Seg>,
+    pending: Pending,
+    finished: Vec<Chunk>,
+    inflight: Vec<Chunk>,
+    /// (floor, term) of the last compact marker encoded.
+    marker: (u64, u64),
+    marker_durable_floor: u64,
+    /// Segment holding the last encoded / last durable compact marker.
+    marker_seg: u32,
+    marker_durable_seg: u32,
+    /// A commit wrote without syncing (interval mode).
+    unsynced: bool,
+    report: RecoveryReport,
+    spare: Option<(u32, Rc<DmaFile>)>,
+    needs_recovery: bool,
+    /// Tail segment and its length at the last successful commit.
+    durable_point: (u32, u64),
+    durable_seq: u64,
+    last_sync: Instant,
+    last_ts_ns: u64,
+}
+
+pub struct FileStore {
+    inner: RefCell<Inner>,
+    watch: Rc<DurableWatch>,
+    commit_lock: glommio::sync::Semaphore,
+}
+
+fn seg_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("{id:010}.seg"))
+}
+
+fn idx_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("{id:010}.idx"))
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn align_down(v: u64) -> u64 {
+    v & !(BLOCK_BYTES - 1)
+}
+
+async fn open_segment_file(path: &Path, create: bool) -> Result<DmaFile> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(create)
+        .dma_open(path)
+        .await
+        .map_err(std::io::Error::from)?;
+    Ok(f)
+}
+
+/// glommio decides once per device whether reads may use the poll ring, by a
+/// probe read on the first file opened. On an empty file that read "succeeds"
+/// even where polling is unsupported, and every later read fails with
+/// EOPNOTSUPP. Opening a write-only file first makes the probe fail (EBADF, one
+/// logged error) and settles the device on the ordinary ring.
+async fn settle_iopoll_probe(dir: &Path) -> Result<()> {
+    thread_local!(static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if DONE.with(|d| d.get()) {
+        return Ok(());
+    }
+    let path = dir.join(".iopoll-probe.tmp");
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .dma_open(&path)
+        .await
+        .map_err(std::io::Error::from)?;
+    let _ = f.close().await;
+    std::fs::remove_file(&path)?;
+    DONE.with(|d| d.set(true));
+    Ok(())
+}
+
+async fn read_all(file: &DmaFile, size: u64) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(size as usize);
+    let mut pos = 0u64;
+    while pos < size {
+        let n = ((size - pos) as usize).min(SCAN_READ_BYTES);
+        let r = file
+            .read_at_aligned(pos, n.next_multiple_of(BLOCK_BYTES as usize))
+            .await
+            .map_err(std::io::Error::from)?;
+        let got = r.len().min(n);
+        out.extend_from_slice(&r[..got]);
+        if got < n {
+            break;
+        }
+        pos += n as u64;
+    }
+    Ok(out)
+}
+
+impl Building {
+    fn new(id: u32) -> Self {
+        Building {
+            index: SegmentIndex {
+                version: INDEX_VERSION,
+                segment_id: id,
+                ..SegmentIndex::default()
+            },
+            local_subjects: HashMap::new(),
+        }
+    }
+}
+
+impl Inner {
+    fn tail(&self) -> &Seg {
+        self.segs.last().expect("a log always has a tail segment")
+    }
+
+    fn tail_mut(&mut self) -> &mut Seg {
+        self.segs
+            .last_mut()
+            .expect("a log always has a tail segment")
+    }
+
+    fn seg(&self, id: u32) -> Option<&Seg> {
+        let first = self.segs.first()?.id;
+        self.segs.get(id.checked_sub(first)? as usize)
+    }
+
+    async fn open(dir: &Path, cfg: LogConfig) -> Result<Inner> {
+        cfg.validate()?;
+        std::fs::create_dir_all(dir)?;
+        settle_iopoll_probe(dir).await?;
+        let mut ids = Vec::new();
+        for ent in std::fs::read_dir(dir)? {
+            let name = ent?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(id) = name
+                .strip_suffix(".seg")
+                .and_then(|s| s.parse::<u32>().ok())
+            {
+                ids.push(id);
+            } else if name.ends_with(".tmp") {
+                std::fs::remove_file(dir.join(&*name))?;
+            }
+        }
+        ids.sort_unstable();
+        for w in ids.windows(2) {
+            if w[1] != w[0] + 1 {
+                return Err(StoreError::Invalid(format!(
+                    "segment files not contiguous: {} then {}",
+                    w[0], w[1]
+                )));
+            }
+        }
+        let mut created = false;
+        if ids.is_empty() {
+            ids.push(0);
+            created = true;
+        }
+        let mut report = RecoveryReport::default();
+        let mut loaded: Vec<(Seg, SegmentIndex, Vec<u8>)> = Vec::new();
+        let last_id = *ids.last().expect("one");
+        for &id in &ids {
+            let path = seg_path(dir, id);
+            let file = open_segment_file(&path, created).await?;
+            let is_tail = id == last_id;
+            let size = file.file_size().await.map_err(std::io::Error::from)?;
+            let mut from_index = None;
+            if !is_tail && !cfg.verify_all_on_open {
+                if let Ok(bytes) = std::fs::read(idx_path(dir, id)) {
+                    from_index = SegmentIndex::from_file_bytes(&bytes)
+                        .filter(|i| i.segment_id == id && i.data_len_bytes <= size);
+                }
+            }
+            let (index, tail_bytes) = match from_index {
+                Some(i) => {
+                    report.segments_from_index += 1;
+                    (i, Vec::new())
+                }
+                None => {
+                    report.segments_scanned += 1;
+                    let bytes = read_all(&file, size).await?;
+                    let scan = scan_segment(id, &bytes);
+                    for d in &scan.index.damage {
+                        tracing::error!(
+                            segment = id,
+                            offset = d.offset,
+                            resume = d.resume_offset,
+                            "corrupt records skipped"
+                        );
+                        report.damage.push((id, d.offset, d.resume_offset));
+                    }
+                    let data_len = scan.index.data_len_bytes;
+                    if let Some(t) = scan.torn {
+                        tracing::warn!(
+                            segment = id,
+                            offset = t.offset,
+                            reason = t.reason,
+                            "torn tail truncated"
+                        );
+                        report.torn_tails.push((id, t));
+                        // Cut the junk so that later appends cannot meet it again.
+                        file.truncate(data_len)
+                            .await
+                            .map_err(std::io::Error::from)?;
+                        file.pre_allocate(cfg.segment_size_bytes, false)
+                            .await
+                            .map_err(std::io::Error::from)?;
+                        file.fdatasync().await.map_err(std::io::Error::from)?;
+                    }
+                    let tail_bytes = if is_tail {
+                        bytes[align_down(data_len) as usize..data_len as usize].to_vec()
+                    } else {
+                        Vec::new()
+                    };
+                    if !is_tail {
+                        write_index(dir, &scan.index)?;
+                    }
+                    (scan.index, tail_bytes)
+                }
+            };
+            if created {
+                file.pre_allocate(cfg.segment_size_bytes, false)
+                    .await
+                    .map_err(std::io::Error::from)?;
+                file.fdatasync().await.map_err(std::io::Error::from)?;
+                sync_dir(dir).await?;
+            }
+            let seg = Seg {
+                id,
+                file: Some(Rc::new(file)),
+                data_len: index.data_len_bytes,
+                last_msg_seq: index.entries.last().map_or(0, |e| e.seq),
+                building: None,
+            };
+            loaded.push((seg, index, tail_bytes));
+        }
+        // Apply indexes in order.
+        let global_floor = loaded.iter().map(|l| l.1.compact_floor).max().unwrap_or(0);
+        let marker_seg_found = loaded
+            .iter()
+            .filter(|l| l.1.compact_floor > 0)
+            .map(|l| l.0.id)
+            .max();
+        let mut core: Core<Loc> = Core::new();
+        for (seg, index, _) in &loaded {
+            let ids: Vec<u32> = index.subjects.iter().map(|s| core.intern(s)).collect();
+            for e in &index.entries {
+                if e.seq <= core.last_seq() {
+                    continue;
+                }
+                if e.seq > core.last_seq() + 1 {
+                    if e.seq <= global_floor {
+                        let term = core.floor_term();
+                        core.compact(e.seq, term);
+                    } else {
+                        for s in core.last_seq() + 1..e.seq {
+                            report.add_missing(s);
+                            core.push_missing(
+                                s,
+                                Loc {
+                                    seg: seg.id,
+                                    offset: 0,
+                                    len: 0,
+                                },
+                            );
+                        }
+                    }
+                }
+                core.push(
+                    e.seq,
+                    Entry {
+                        ts_ns: e.ts_ns,
+                        term: e.term,
+                        subject: ids[e.subject as usize],
+                        size_bytes: e.len,
+                        live: true,
+                        loc: Loc {
+                            seg: seg.id,
+                            offset: e.offset,
+                            len: e.len,
+                        },
+                    },
+                );
+            }
+            for &t in &index.tombstones {
+                core.remove(t);
+            }
+            if index.compact_floor > 0 {
+                core.compact(index.compact_floor, index.compact_term);
+            }
+        }
+        let mut segs = Vec::with_capacity(loaded.len());
+        let mut tail_bytes = Vec::new();
+        let n = loaded.len();
+        for (i, (mut seg, index, bytes)) in loaded.into_iter().enumerate() {
+            if i + 1 == n {
+                let mut b = Building::new(seg.id);
+                for (local, name) in index.subjects.iter().enumerate() {
+                    let g = core.intern(name);
+                    b.local_subjects.insert(g, local as u32);
+                }
+                b.index = index;
+                seg.building = Some(b);
+                tail_bytes = bytes;
+            }
+            segs.push(seg);
+        }
+        let tail = segs.last().expect("tail");
+        let pending = Pending {
+            seg: tail.id,
+            start: align_down(tail.data_len),
+            written: tail_bytes.len(),
+            buf: tail_bytes,
+        };
+        let last_ts_ns = core.live(core.last_seq()).map_or(0, |e| e.ts_ns);
+        let durable_point = (tail.id, tail.data_len);
+        let marker = (core.base_seq(), core.floor_term());
+        let marker_seg = marker_seg_found.unwrap_or(segs[0].id);
+        Ok(Inner {
+            dir: dir.to_path_buf(),
+            cfg,
+            durable_seq: core.last_seq(),
+            core,
+            segs,
+            pending,
+            finished: Vec::new(),
+            inflight: Vec::new(),
+            marker,
+            marker_durable_floor: marker.0,
+            marker_seg,
+            marker_durable_seg: marker_seg,
+            unsynced: false,
+            report,
+            spare: None,
+            needs_recovery: false,
+            durable_point,
+            last_sync: Instant::now(),
+            last_ts_ns,
+        })
+    }
+
+    /// Encodes one record into the tail, rolling to a new segment when full.
+    fn put(&mut self, f: &Frame<'_>) -> Loc {
+        let len = frame::record_len(f.subject.len(), f.headers.len(), f.payload.len());
+        let stored = frame::align_up(len) as u64;
+        if self.tail().data_len + stored > self.cfg.segment_size_bytes {
+            self.roll();
+        }
+        let offset = self.tail().data_len;
+        debug_assert_eq!(self.pending.start + self.pending.buf.len() as u64, offset);
+        frame::encode(&mut self.pending.buf, f);
+        let seg_id = self.tail().id;
+        let tail = self.tail_mut();
+        tail.data_len += stored;
+        let b = tail.building.as_mut().expect("tail is being built");
+        b.index.data_len_bytes = tail.data_len;
+        Loc {
+            seg: seg_id,
+            offset: offset as u32,
+            len: stored as u32,
+        }
+    }
+
+    fn roll(&mut self) {
+        let next_id = self.tail().id + 1;
+        let old = std::mem::replace(
+            &mut self.pending,
+            Pending {
+                seg: next_id,
+                start: 0,
+                buf: Vec::new(),
+                written: 0,
+            },
+        );
+        self.finished.push(Chunk {
+            seg: old.seg,
+            start: old.start,
+            bytes: Rc::new(old.buf),
+            seal: true,
+        });
+        let file = match self.spare.take() {
+            Some((id, f)) if id == next_id => Some(f),
+            _ => None,
+        };
+        self.segs.push(Seg {
+            id: next_id,
+            file,
+            data_len: 0,
+            last_msg_seq: 0,
+            building: Some(Building::new(next_id)),
+        });
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        if self.needs_recovery {
+            return Err(StoreError::Io(std::io::Error::other(
+                "log is recovering from a failed write",
+            )));
+        }
+        Ok(())
+    }
+
+    fn put_msg(
+        &mut self,
+        seq: u64,
+        ts_ns: u64,
+        term: u64,
+        subject: &str,
+        headers: &[u8],
+        payload: &[u8],
+    ) -> Result<()> {
+        let len = frame::record_len(subject.len(), headers.len(), payload.len());
+        if len > self.cfg.record_max_bytes || subject.len() > u16::MAX as usize {
+            return Err(StoreError::TooLarge {
+                size_bytes: len,
+                max_bytes: self.cfg.record_max_bytes,
+            });
+        }
+        let id = self.core.intern(subject);
+        if let Err(what) = self
+            .core
+            .admit(&self.cfg.limits, Some(id), frame::align_up(len) as u64)
+        {
+            return Err(StoreError::LimitReached(what));
+        }
+        let loc = self.put(&Frame {
+            kind: Kind::Msg,
+            seq,
+            ts_ns,
+            term,
+            subject: subject.as_bytes(),
+            headers,
+            payload,
+        });
+        let tail = self.tail_mut();
+        tail.last_msg_seq = seq;
+        let b = tail.building.as_mut().expect("tail is being built");
+        let next_local = b.local_subjects.len() as u32;
+        let local = *b.local_subjects.entry(id).or_insert(next_local);
+        if local == next_local {
+            b.index.subjects.push(subject.to_string());
+        }
+        b.index.entries.push(IdxEntry {
+            seq,
+            ts_ns,
+            term,
+            offset: loc.offset,
+            len: loc.len,
+            subject: local,
+        });
+        self.core.push(
+            seq,
+            Entry {
+                ts_ns,
+                term,
+                subject: id,
+                size_bytes: loc.len,
+                live: true,
+                loc,
+            },
+        );
+        self.last_ts_ns = ts_ns;
+        let removed = self.core.enforce(&self.cfg.limits, ts_ns, Some(id));
+        self.tombstones(&removed);
+        Ok(())
+    }
+
+    /// Writes tombstones for removed sequences the compact marker does not cover.
+    fn tombstones(&mut self, removed: &[u64]) {
+        for &seq in removed {
+            if seq >= self.core.base_seq() {
+                self.put(&Frame {
+                    kind: Kind::Delete,
+                    seq,
+                    ts_ns: 0,
+                    term: 0,
+                    subject: b"",
+                    headers: b"",
+                    payload: b"",
+                });
+                let b = self.tail_mut().building.as_mut().expect("tail");
+                b.index.tombstones.push(seq);
+            }
+        }
+    }
+
+    fn put_marker_if_moved(&mut self) {
+        let m = (self.core.base_seq(), self.core.floor_term());
+        if m == self.marker {
+            return;
+        }
+        self.put(&Frame {
+            kind: Kind::Compact,
+            seq: m.0,
+            ts_ns: 0,
+            term: m.1,
+            subject: b"",
+            headers: b"",
+            payload: b"",
+        });
+        self.marker_seg = self.tail().id;
+        let b = self.tail_mut().building.as_mut().expect("tail");
+        if m.0 >= b.index.compact_floor {
+            b.index.compact_floor = m.0;
+            b.index.compact_term = m.1;
+        }
+        self.marker = m;
+    }
+
+    fn begin_commit(&mut self, force_sync: bool) -> Option<CommitJob> {
+        self.put_marker_if_moved();
+        let sync = match self.cfg.durability {
+            Durability::Always => true,
+            Durability::Interval(d) => force_sync || self.last_sync.elapsed() >= d,
+        };
+        let mut chunks: Vec<Chunk> = std::mem::take(&mut self.finished);
+        if self.pending.buf.len() > self.pending.written {
+            let buf = std::mem::take(&mut self.pending.buf);
+            let end = self.pending.start + buf.len() as u64;
+            let keep_from = (align_down(end) - self.pending.start) as usize;
+            let keep = buf[keep_from..].to_vec();
+            chunks.push(Chunk {
+                seg: self.pending.seg,
+                start: self.pending.start,
+                bytes: Rc::new(buf),
+                seal: false,
+            });
+            self.pending.start = align_down(end);
+            self.pending.written = keep.len();
+            self.pending.buf = keep;
+        }
+        if chunks.is_empty() && !(sync && self.unsynced) {
+            return None;
+        }
+        let make_spare = (self.spare.is_none()
+            && self.tail().data_len > self.cfg.segment_size_bytes / 2)
+            .then_some(self.tail().id + 1);
+        let mut writes = Vec::new();
+        for c in &chunks {
+            let file = self.seg(c.seg).and_then(|s| s.file.clone());
+            writes.push((c.clone(), file));
+        }
+        let tail = self.tail();
+        let sync_file = if chunks.is_empty() {
+            tail.file.clone()
+        } else {
+            None
+        };
+        let tail_point = (tail.id, tail.data_len);
+        self.inflight = chunks;
+        Some(CommitJob {
+            dir: self.dir.clone(),
+            segment_size_bytes: self.cfg.segment_size_bytes,
+            writes,
+            sync,
+            sync_file,
+            make_spare,
+            last_seq: self.core.last_seq(),
+            tail_point,
+            marker_floor: self.marker.0,
+            marker_seg: self.marker_seg,
+        })
+    }
+
+    fn finish_commit(&mut self, out: CommitOutcome, watch: &DurableWatch) -> Result<u64> {
+        self.inflight.clear();
+        for (id, f) in out.created {
+            if let Some(seg) = self.segs.iter_mut().find(|s| s.id == id) {
+                seg.file = Some(f);
+            }
+        }
+        if let Some((id, f)) = out.spare {
+            match self.segs.iter_mut().find(|s| s.id == id) {
+                Some(seg) if seg.file.is_none() => seg.file = Some(f),
+                Some(_) => {}
+                None => self.spare = Some((id, f)),
+            }
+        }
+        if let Err(e) = out.result {
+            tracing::error!(error = %e, "commit failed; the log will recover to its last durable point");
+            self.needs_recovery = true;
+            return Err(e);
+        }
+        if out.synced {
+            self.last_sync = Instant::now();
+            self.unsynced = false;
+        } else {
+            self.unsynced = true;
+        }
+        self.marker_durable_seg = out.marker_seg;
+        self.durable_point = out.tail_point;
+        self.durable_seq = out.last_seq;
+        self.marker_durable_floor = out.marker_floor;
+        for sealed in out.sealed {
+            self.seal(sealed)?;
+        }
+        self.drop_front_segments();
+        watch.advance(out.last_seq);
+        Ok(out.last_seq)
+    }
+
+    fn seal(&mut self, id: u32) -> Result<()> {
+        let dir = self.dir.clone();
+        let Some(seg) = self.segs.iter_mut().find(|s| s.id == id) else {
+            return Ok(());
+        };
+        if let Some(b) = seg.building.take() {
+            write_index(&dir, &b.index)?;
+        }
+        Ok(())
+    }
+
+    fn drop_front_segments(&mut self) {
+        while self.segs.len() > 1 {
+            let s = &self.segs[0];
+            let removable = s.building.is_none()
+                && s.last_msg_seq < self.core.base_seq()
+                && s.last_msg_seq < self.marker_durable_floor;
+            if !removable {
+                break;
+            }
+            if s.id >= self.marker_durable_seg {
+                // The marker that explains the missing prefix must outlive this
+                // segment: write a fresh one into the tail first.
+                self.marker = (0, 0);
+                break;
+            }
+            let s = self.segs.remove(0);
+            let _ = std::fs::remove_file(idx_path(&self.dir, s.id));
+            if let Err(e) = std::fs::remove_file(seg_path(&self.dir, s.id)) {
+                tracing::warn!(segment = s.id, error = %e, "cannot remove segment");
+            }
+        }
+    }
+
+    /// Where the bytes of a record are now.
+    fn locate(&self, loc: Loc) -> Source {
+        let in_chunk = |seg: u32, start: u64, bytes: &[u8]| -> Option<Vec<u8>> {
+            let off = loc.offset as u64;
+            if seg == loc.seg && off >= start && off + loc.len as u64 <= start + bytes.len() as u64
+            {
+                let a = (off - start) as usize;
+                Some(bytes[a..a + loc.len as usize].to_vec())
+            } else {
+                None
+            }
+        };
+        if let Some(b) = in_chunk(self.pending.seg, self.pending.start, &self.pending.buf) {
+            return Source::Mem(b);
+        }
+        for c in self.finished.iter().chain(self.inflight.iter()) {
+            if let Some(b) = in_chunk(c.seg, c.start, &c.bytes) {
+                return Source::Mem(b);
+            }
+        }
+        match self.seg(loc.seg).and_then(|s| s.file.clone()) {
+            Some(f) => Source::File(f),
+            None => Source::Gone,
+        }
+    }
+
+    fn mark_corrupt(&mut self, seq: u64) {
+        if self.core.remove(seq) {
+            self.report.add_missing(seq);
+            self.report.missing.sort_unstable();
+        }
+    }
+}
+
+enum Source {
+    Mem(Vec<u8>),
+    File(Rc<DmaFile>),
+    Gone,
+}
+
+fn write_index(dir: &Path, index: &SegmentIndex) -> Result<()> {
+    let tmp = dir.join(format!("{:010}.idx.tmp", index.segment_id));
+    std::fs::write(&tmp, index.to_file_bytes())?;
+    std::fs::rename(&tmp, idx_path(dir, index.segment_id))?;
+    Ok(())
+}
+
+async fn sync_dir(dir: &Path) -> Result<()> {
+    let d = glommio::io::Directory::open(dir)
+        .await
+        .map_err(std::io::Error::from)?;
+    d.sync().await.map_err(std::io::Error::from)?;
+    let _ = d.close().await;
+    Ok(())
+}
+
+struct CommitJob {
+    dir: PathBuf,
+    segment_size_bytes: u64,
+    writes: Vec<(Chunk, Option<Rc<DmaFile>>)>,
+    sync: bool,
+    sync_file: Option<Rc<DmaFile>>,
+    make_spare: Option<u32>,
+    last_seq: u64,
+    tail_point: (u32, u64),
+    marker_floor: u64,
+    marker_seg: u32,
+}
+
+struct CommitOutcome {
+    result: Result<()>,
+    created: Vec<(u32, Rc<DmaFile>)>,
+    spare: Option<(u32, Rc<DmaFile>)>,
+    sealed: Vec<u32>,
+    synced: bool,
+    last_seq: u64,
+    tail_point: (u32, u64),
+    marker_floor: u64,
+    marker_seg: u32,
+}
+
+async fn new_segment_file(dir: &Path, id: u32, size: u64) -> Result<Rc<DmaFile>> {
+    let f = open_segment_file(&seg_path(dir, id), true).await?;
+    f.pre_allocate(size, false)
+        .await
+        .map_err(std::io::Error::from)?;
+    Ok(Rc::new(f))
+}
+
+impl CommitJob {
+    async fn run(self) -> CommitOutcome {
+        let mut out = CommitOutcome {
+            result: Ok(()),
+            created: Vec::new(),
+            spare: None,
+            sealed: Vec::new(),
+            synced: false,
+            last_seq: self.last_seq,
+            tail_point: self.tail_point,
+            marker_floor: self.marker_floor,
+            marker_seg: self.marker_seg,
+        };
+        out.result = self.run_inner(&mut out).await;
+        out
+    }
+
+    async fn run_inner(&self, out: &mut CommitOutcome) -> Result<()> {
+        let mut touched: Vec<Rc<DmaFile>> = Vec::new();
+        let mut tasks = Vec::new();
+        let mut dir_dirty = false;
+        for (chunk, file) in &self.writes {
+            let file = match file {
+                Some(f) => f.clone(),
+                None => match out.created.iter().find(|c| c.0 == chunk.seg) {
+                    Some(c) => c.1.clone(),
+                    None => {
+                        let f =
+                            new_segment_file(&self.dir, chunk.seg, self.segment_size_bytes).await?;
+                        out.created.push((chunk.seg, f.clone()));
+                        dir_dirty = true;
+                        f
+                    }
+                },
+            };
+            let total = (chunk.bytes.len() as u64).next_multiple_of(BLOCK_BYTES) as usize;
+            let mut at = 0usize;
+            while at < total {
+                let n = (total - at).min(WRITE_PIECE_BYTES);
+                let mut buf = file.alloc_dma_buffer(n);
+                let dst = buf.as_bytes_mut();
+                let src_end = (at + n).min(chunk.bytes.len());
+                let copied = src_end.saturating_sub(at);
+                dst[..copied].copy_from_slice(&chunk.bytes[at..src_end]);
+                dst[copied..].fill(0);
+                let f = file.clone();
+                let pos = chunk.start + at as u64;
+                tasks.push(glommio::spawn_local(async move {
+                    let want = n;
+                    f.write_at(buf, pos).await.map(|w| (w, want))
+                }));
+                at += n;
+            }
+            if !touched.iter().any(|t| Rc::ptr_eq(t, &file)) {
+                touched.push(file);
+            }
+            if chunk.seal {
+                out.sealed.push(chunk.seg);
+            }
+        }
+        let mut first_err = None;
+        for t in tasks {
+            match t.await {
+                Ok((w, want)) if w == want => {}
+                Ok((w, want)) => {
+                    first_err.get_or_insert(std::io::Error::other(format!(
+                        "short write: {w} of {want} bytes"
+                    )));
+                }
+                Err(e) => {
+                    first_err.get_or_insert(std::io::Error::from(e));
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e.into());
+        }
+        if self.sync {
+            if let Some(f) = &self.sync_file {
+                touched.push(f.clone());
+            }
+            for f in &touched {
+                f.fdatasync().await.map_err(std::io::Error::from)?;
+            }
+            if dir_dirty {
+                sync_dir(&self.dir).await?;
+            }
+            out.synced = true;
+        }
+        if let Some(id) = self.make_spare {
+            // Best effort: a missing spare only costs a slower roll.
+            match new_segment_file(&self.dir, id, self.segment_size_bytes).await {
+                Ok(f) => out.spare = Some((id, f)),
+                Err(e) => {
+                    tracing::warn!(segment = id, error = %e, "cannot preallocate next segment")
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FileStore {
+    /// Opens (or creates) the log in `dir`, recovering it.
+    pub async fn open(dir: impl AsRef<Path>, cfg: LogConfig) -> Result<FileStore> {
+        let inner = Inner::open(dir.as_ref(), cfg).await?;
+        let watch = DurableWatch::new(inner.core.last_seq());
+        Ok(FileStore {
+            inner: RefCell::new(inner),
+            watch,
+            commit_lock: glommio::sync::Semaphore::new(1),
+        })
+    }
+
+    /// What recovery found (plus corruption found by reads since).
+    pub fn recovery_report(&self) -> RecoveryReport {
+        self.inner.borrow().report.clone()
+    }
+
+    pub fn watch(&self) -> Rc<DurableWatch> {
+        self.watch.clone()
+    }
+
+    /// Appends a message now (sequence assigned); durable after the next commit.
+    pub fn append(&self, subject: &str, headers: &[u8], payload: &[u8]) -> Result<Ticket> {
+        let mut inner = self.inner.borrow_mut();
+        inner.check_usable()?;
+        let ts = now_ns().max(inner.last_ts_ns);
+        let seq = inner.core.last_seq() + 1;
+        inner.put_msg(seq, ts, 0, subject, headers, payload)?;
+        Ok(self.watch.ticket(seq))
+    }
+
+    /// Appends with an explicit timestamp (replicas apply the leader's).
+    pub fn append_at(
+        &self,
+        ts_ns: u64,
+        subject: &str,
+        headers: &[u8],
+        payload: &[u8],
+    ) -> Result<Ticket> {
+        let mut inner = self.inner.borrow_mut();
+        inner.check_usable()?;
+        let ts = ts_ns.max(inner.last_ts_ns);
+        let seq = inner.core.last_seq() + 1;
+        inner.put_msg(seq, ts, 0, subject, headers, payload)?;
+        Ok(self.watch.ticket(seq))
+    }
+
+    /// Raft: appends the entry at `index` (must be `last_index + 1`).
+    pub fn append_entry(&self, index: u64, term: u64, data: &[u8]) -> Result<Ticket> {
+        let mut inner = self.inner.borrow_mut();
+        inner.check_usable()?;
+        let last = inner.core.last_seq();
+        if index != last + 1 {
+            return Err(StoreError::Invalid(format!(
+                "append at index {index}, last index is {last}"
+            )));
+        }
+        let ts = now_ns().max(inner.last_ts_ns);
+        inner.put_msg(index, ts, term, "", b"", data)?;
+        Ok(self.watch.ticket(index))
+    }
+
+    /// Completes when the ticket's record is durable (`Always`) or written (`Interval`).
+    pub async fn wait_durable(&self, ticket: Ticket) -> Result<()> {
+        self.watch.wait(ticket).await
+    }
+
+    /// Writes everything appended so far in one batch and (in `Always` mode) one
+    /// fdatasync; returns the last sequence covered. On failure, the log cuts
+    /// itself back to the last durable point and stays usable.
+    pub async fn commit(&self) -> Result<u64> {
+        self.commit_with(false).await
+    }
+
+    /// Like `commit` but always syncs, whatever the durability mode.
+    pub async fn sync(&self) -> Result<u64> {
+        self.commit_with(true).await
+    }
+
+    async fn commit_with(&self, force_sync: bool) -> Result<u64> {
+        let _permit = self
+            .commit_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+        if self.inner.borrow().needs_recovery {
+            self.recover_locked().await?;
+        }
+        let job = self.inner.borrow_mut().begin_commit(force_sync);
+        let Some(job) = job else {
+            return Ok(self.inner.borrow().durable_seq);
+        };
+        let out = job.run().await;
+        let r = self.inner.borrow_mut().finish_commit(out, &self.watch);
+        if let Err(e) = r {
+            if let Err(e2) = self.recover_locked().await {
+                tracing::error!(error = %e2, "recovery after a failed commit failed; will retry");
+            }
+            return Err(e);
+        }
+        r
+    }
+
+    /// Cuts the files back to the last durable point and reloads from disk.
+    async fn recover_locked(&self) -> Result<()> {
+        let (dir, cfg, point, durable_seq, segs) = {
+            let i = self.inner.borrow();
+            let segs: Vec<(u32, Option<Rc<DmaFile>>)> =
+                i.segs.iter().map(|s| (s.id, s.file.clone())).collect();
+            (
+                i.dir.clone(),
+                i.cfg.clone(),
+                i.durable_point,
+                i.durable_seq,
+                segs,
+            )
+        };
+        for (id, file) in segs {
+            if id > point.0 {
+                let _ = std::fs::remove_file(seg_path(&dir, id));
+                let _ = std::fs::remove_file(idx_path(&dir, id));
+            } else if id == point.0 {
+                let f = match file {
+                    Some(f) => f,
+                    None => Rc::new(open_segment_file(&seg_path(&dir, id), false).await?),
+                };
+                f.truncate(point.1).await.map_err(std::io::Error::from)?;
+                f.pre_allocate(cfg.segment_size_bytes, false)
+                    .await
+                    .map_err(std::io::Error::from)?;
+                f.fdatasync().await.map_err(std::io::Error::from)?;
+            }
+        }
+        // Remove a spare beyond the durable tail too.
+        let _ = std::fs::remove_file(seg_path(&dir, point.0 + 1));
+        let report = self.inner.borrow().report.clone();
+        let mut fresh = Inner::open(&dir, cfg).await?;
+        fresh.report.torn_tails.extend(report.torn_tails);
+        fresh.report.damage.extend(report.damage);
+        for (a, b) in report.missing {
+            if !fresh.report.missing.contains(&(a, b)) {
+                fresh.report.missing.push((a, b));
+            }
+        }
+        *self.inner.borrow_mut() = fresh;
+        self.watch.fail(durable_seq);
+        Ok(())
+    }
+
+    /// The message at `seq`, if stored. A record failing its checksum is never
+    /// served: it is reported (`recovery_report().missing`) and `Corrupt` returned.
+    pub async fn get(&self, seq: u64) -> Result<Option<StoredMsg>> {
+        let (loc, source) = {
+            let inner = self.inner.borrow();
+            let Some(e) = inner.core.live(seq) else {
+                return Ok(None);
+            };
+            (e.loc, inner.locate(e.loc))
+        };
+        let bytes: Vec<u8> = match source {
+            Source::Mem(b) => b,
+            Source::File(f) => {
+                let r = f
+                    .read_at(loc.offset as u64, loc.len as usize)
+                    .await
+                    .map_err(std::io::Error::from)?;
+                r.to_vec()
+            }
+            Source::Gone => return Ok(None),
+        };
+        let parsed = frame::parse(&bytes);
+        match parsed {
+            Ok((f, _)) if f.kind == Kind::Msg && f.seq == seq => Ok(Some(StoredMsg {
+                seq,
+                subject: String::from_utf8_lossy(f.subject).into_owned(),
+                headers: Bytes::copy_from_slice(f.headers),
+                payload: Bytes::copy_from_slice(f.payload),
+                timestamp_ns: f.ts_ns,
+                term: f.term,
+            })),
+            other => {
+                let reason = match other {
+                    Err(frame::FrameError::Invalid(r)) => r,
+                    Err(frame::FrameError::Incomplete) => "short record",
+                    Ok(_) => "record is not the expected message",
+                };
+                tracing::error!(
+                    seq,
+                    segment = loc.seg,
+                    offset = loc.offset,
+                    reason,
+                    "corrupt record not served"
+                );
+                self.inner.borrow_mut().mark_corrupt(seq);
+                Err(StoreError::Corrupt {
+                    segment: loc.seg,
+                    offset: loc.offset as u64,
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// Live messages with sequence in `[from, to]`, at most `max_msgs` of them.
+    pub async fn range(&self, from: u64, to: u64, max_msgs: usize) -> Result<Vec<StoredMsg>> {
+        let seqs: Vec<u64> = {
+            let inner = self.inner.borrow();
+            inner
+                .core
+                .range(from, to)
+                .map(|(s, _)| s)
+                .take(max_msgs)
+                .collect()
+        };
+        let mut out = Vec::with_capacity(seqs.len());
+        for s in seqs {
+            if let Some(m) = self.get(s).await? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn last_for_subject(&self, subject: &str) -> Result<Option<StoredMsg>> {
+        let seq = self.inner.borrow().core.last_of_subject(subject);
+        match seq {
+            Some(s) => self.get(s).await,
+            None => Ok(None),
+        }
+    }
+
+    /// First live sequence stored at or after `ts_ns`.
+    pub fn seq_for_time(&self, ts_ns: u64) -> Option<u64> {
+        self.inner.borrow().core.seq_for_time(ts_ns)
+    }
+
+    pub fn subject_counts(&self, filter: &str) -> Vec<(String, u64)> {
+        self.inner.borrow().core.subject_counts(filter)
+    }
+
+    pub fn state(&self) -> StreamState {
+        self.inner.borrow().core.state()
+    }
+
+    /// Deletes one message (a tombstone; space comes back when its segment goes).
+    pub fn delete(&self, seq: u64) -> Result<bool> {
+        let mut inner = self.inner.borrow_mut();
+        inner.check_usable()?;
+        if !inner.core.remove(seq) {
+            return Ok(false);
+        }
+        inner.tombstones(&[seq]);
+        Ok(true)
+    }
+
+    /// JetStream purge; returns the number of messages removed.
+    pub fn purge(&self, req: &PurgeRequest) -> Result<u64> {
+        let mut inner = self.inner.borrow_mut();
+        inner.check_usable()?;
+        let victims = inner.core.purge_victims(req);
+        let n = victims.len() as u64;
+        if req.subject.is_none() {
+            let floor = match (req.keep, req.up_to_seq) {
+                (None, None) => inner.core.last_seq() + 1,
+                _ => victims.last().map_or(0, |v| v + 1),
+            };
+            let term = inner.core.floor_term();
+            inner.core.compact(floor, term);
+        } else {
+            for &v in &victims {
+                inner.core.remove(v);
+            }
+            inner.tombstones(&victims);
+        }
+        Ok(n)
+    }
+
+    /// Applies max_age (and the other limits) now; call it from a timer.
+    pub fn expire(&self, now_ns: u64) -> Result<u64> {
+        let mut inner = self.inner.borrow_mut();
+        inner.check_usable()?;
+        let limits = inner.cfg.limits.clone();
+        let removed = inner.core.enforce(&limits, now_ns, None);
+        inner.tombstones(&removed);
+        Ok(removed.len() as u64)
+    }
+
+    /// Changes the limits (stream update) and applies them.
+    pub fn set_limits(&self, limits: crate::config::Limits) -> Result<u64> {
+        self.inner.borrow_mut().cfg.limits = limits;
+        self.expire(now_ns())
+    }
+
+    /// Raft: drops everything below `index` (a snapshot covers it; `term` is the
+    /// term of `index - 1`). `index` may be past the end (snapshot install).
+    pub fn compact(&self, index: u64, term: u64) -> Result<()> {
+        let mut inner = self.inner.borrow_mut();
+        inner.check_usable()?;
+        inner.core.compact(index, term);
+        Ok(())
+    }
+
+    /// Raft: removes `index..=last_index` (a conflicting suffix), durably.
+    /// Must not run concurrently with appends on the same log.
+    pub async fn truncate_from(&self, index: u64) -> Result<()> {
+        let _permit = self
+            .commit_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+        {
+            let inner = self.inner.borrow();
+            if index < inner.core.base_seq() {
+                return Err(StoreError::Invalid(format!(
+                    "cannot truncate at {index}: first index is {}",
+                    inner.core.base_seq()
+                )));
+            }
+            if index > inner.core.last_seq() {
+                return Ok(());
+            }
+        }
+        // Make everything before the cut durable first, then cut.
+        let job = self.inner.borrow_mut().begin_commit(true);
+        if let Some(job) = job {
+            let out = job.run().await;
+            let r = self.inner.borrow_mut().finish_commit(out, &self.watch);
+            if let Err(e) = r {
+                let _ = self.recover_locked().await;
+                return Err(e);
+            }
+        }
+        let (dir, size, loc, last_id) = {
+            let inner = self.inner.borrow();
+            let loc = inner.core.entry(index).expect("dense").loc;
+            (
+                inner.dir.clone(),
+                inner.cfg.segment_size_bytes,
+                loc,
+                inner.tail().id,
+            )
+        };
+        // A missing entry has no offset of its own: cut at the next record.
+        let cut = if loc.len == 0 {
+            let inner = self.inner.borrow();
+            let seg = inner.seg(loc.seg).expect("segment");
+            seg.building
+                .as_ref()
+                .and_then(|b| {
+                    b.index
+                        .entries
+                        .iter()
+                        .find(|e| e.seq > index)
+                        .map(|e| e.offset as u64)
+                })
+                .unwrap_or(seg.data_len)
+        } else {
+            loc.offset as u64
+        };
+        // Later segments (and a spare) go first, then the index of the cut one.
+        for id in loc.seg + 1..=last_id + 1 {
+            let _ = std::fs::remove_file(idx_path(&dir, id));
+            let _ = std::fs::remove_file(seg_path(&dir, id));
+        }
+        let _ = std::fs::remove_file(idx_path(&dir, loc.seg));
+        let file = self
+            .inner
+            .borrow()
+            .seg(loc.seg)
+            .and_then(|s| s.file.clone())
+            .expect("durable segment has a file");
+        let r: Result<()> = async {
+            file.truncate(cut).await.map_err(std::io::Error::from)?;
+            file.pre_allocate(size, false)
+                .await
+                .map_err(std::io::Error::from)?;
+            file.fdatasync().await.map_err(std::io::Error::from)?;
+            sync_dir(&dir).await
+        }
+        .await;
+        if let Err(e) = r {
+            self.inner.borrow_mut().needs_recovery = true;
+            return Err(e);
+        }
+        // Reload from disk: the cut segment is the tail again, indexes rebuilt.
+        let cfg = self.inner.borrow().cfg.clone();
+        let (report, old_base, old_live) = {
+            let i = self.inner.borrow();
+            let live: Vec<u64> = i.core.range(0, index - 1).map(|(s, _)| s).collect();
+            (
+                i.report.clone(),
+                (i.core.base_seq(), i.core.floor_term()),
+                live,
+            )
+        };
+        let mut fresh = Inner::open(&dir, cfg).await?;
+        fresh
+            .report
+            .missing
+            .extend(report.missing.into_iter().filter(|m| m.0 < index));
+        // Tombstones and markers written after the cut are gone with it: redo them.
+        if fresh.core.base_seq() < old_base.0 {
+            fresh.core.compact(old_base.0, old_base.1);
+        }
+        let resurrected: Vec<u64> = fresh
+            .core
+            .range(0, index - 1)
+            .map(|(s, _)| s)
+            .filter(|s| old_live.binary_search(s).is_err())
+            .collect();
+        for &s in &resurrected {
+            fresh.core.remove(s);
+        }
+        fresh.tombstones(&resurrected);
+        *self.inner.borrow_mut() = fresh;
+        self.watch.rewind(index);
+        Ok(())
+    }
+
+    pub fn first_index(&self) -> u64 {
+        self.inner.borrow().core.base_seq()
+    }
+
+    pub fn last_index(&self) -> u64 {
+        self.inner.borrow().core.last_seq()
+    }
+
+    /// Raft: the term of the entry at `index` (or of the snapshot at `first_index - 1`).
+    pub fn term(&self, index: u64) -> Option<u64> {
+        let inner = self.inner.borrow();
+        if index + 1 == inner.core.base_seq() {
+            return Some(inner.core.floor_term());
+        }
+        inner.core.live(index).map(|e| e.term)
+    }
+
+    /// Number of segment files (for tests and metrics).
+    pub fn segment_count(&self) -> usize {
+        self.inner.borrow().segs.len()
+    }
+
+    /// Commits what is pending; the files stay consistent without it.
+    pub async fn close(self) -> Result<()> {
+        self.sync().await?;
+        Ok(())
+    }
+}

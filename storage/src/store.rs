@@ -1,0 +1,74 @@
+//! `Store`: a stream's storage, on files or in memory, behind one type.
+
+use crate::config::{Limits, PurgeRequest, StoredMsg, StreamState};
+use crate::file::FileStore;
+use crate::memory::MemStore;
+use crate::watch::Ticket;
+use crate::Result;
+
+// One per stream or group, owned by its shard: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Store {
+    File(FileStore),
+    Memory(MemStore),
+}
+
+macro_rules! both {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::File($s) => $e,
+            Store::Memory($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    pub fn append(&self, subject: &str, headers: &[u8], payload: &[u8]) -> Result<Ticket> {
+        both!(self, s => s.append(subject, headers, payload))
+    }
+    pub fn append_at(
+        &self,
+        ts_ns: u64,
+        subject: &str,
+        headers: &[u8],
+        payload: &[u8],
+    ) -> Result<Ticket> {
+        both!(self, s => s.append_at(ts_ns, subject, headers, payload))
+    }
+    pub async fn wait_durable(&self, ticket: Ticket) -> Result<()> {
+        both!(self, s => s.wait_durable(ticket).await)
+    }
+    pub async fn commit(&self) -> Result<u64> {
+        both!(self, s => s.commit().await)
+    }
+    pub async fn get(&self, seq: u64) -> Result<Option<StoredMsg>> {
+        both!(self, s => s.get(seq).await)
+    }
+    pub async fn range(&self, from: u64, to: u64, max_msgs: usize) -> Result<Vec<StoredMsg>> {
+        both!(self, s => s.range(from, to, max_msgs).await)
+    }
+    pub async fn last_for_subject(&self, subject: &str) -> Result<Option<StoredMsg>> {
+        both!(self, s => s.last_for_subject(subject).await)
+    }
+    pub fn seq_for_time(&self, ts_ns: u64) -> Option<u64> {
+        both!(self, s => s.seq_for_time(ts_ns))
+    }
+    pub fn subject_counts(&self, filter: &str) -> Vec<(String, u64)> {
+        both!(self, s => s.subject_counts(filter))
+    }
+    pub fn state(&self) -> StreamState {
+        both!(self, s => s.state())
+    }
+    pub fn delete(&self, seq: u64) -> Result<bool> {
+        both!(self, s => s.delete(seq))
+    }
+    pub fn purge(&self, req: &PurgeRequest) -> Result<u64> {
+        both!(self, s => s.purge(req))
+    }
+    pub fn expire(&self, now_ns: u64) -> Result<u64> {
+        both!(self, s => s.expire(now_ns))
+    }
+    pub fn set_limits(&self, limits: Limits) -> Result<u64> {
+        both!(self, s => s.set_limits(limits))
+    }
+}
