@@ -130,9 +130,6 @@ impl Server {
         if self.auth.required() {
             info["auth_required"] = true.into();
         }
-        if self.opts.jetstream.is_some() {
-            info["jetstream"] = true.into();
-        }
         format!("INFO {info}\r\n")
     }
 }

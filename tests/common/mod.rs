@@ -36,7 +36,8 @@ impl Builder {
         self
     }
 
-    /// Config text; `{port}` and `{http}` are replaced by the chosen ports.
+    /// Config text; `{port}` and `{http}` are replaced by the chosen ports (`{port}`
+    /// in arguments too).
     pub fn config(mut self, text: &str) -> Self {
         self.config = Some(text.to_string());
         self
@@ -69,7 +70,9 @@ impl Builder {
                 ]);
             }
         }
-        cmd.args(&self.args);
+        for a in &self.args {
+            cmd.arg(a.replace("{port}", &port.to_string()));
+        }
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
         cmd.stdout(Stdio::null()).stderr(log);
         let child = cmd.spawn().expect("start natrix");
