@@ -2,7 +2,7 @@
 //! `--port=4222`, `-js`, `-sd DIR`, `-DV`), plus `--shards N`. Flags override the
 //! config file.
 
-use crate::options::{JetStreamConfig, Options};
+use crate::options::{ClusterConfig, JetStreamConfig, Options};
 use clap::Parser;
 
 #[derive(Parser, Debug, Default)]
@@ -63,15 +63,25 @@ pub struct Cli {
     /// Number of shards (executors, one per core); default: the number of cores
     #[arg(long = "shards")]
     pub shards: Option<usize>,
-    /// Cluster URL for solicited routes (not yet supported)
+    /// Cluster URL to listen on for routes (e.g. nats://0.0.0.0:6222)
     #[arg(long = "cluster", visible_alias = "cluster_listen")]
     pub cluster: Option<String>,
-    /// Routes to solicit and connect (not yet supported)
+    /// Routes to solicit and connect, comma separated
     #[arg(long = "routes")]
     pub routes: Option<String>,
-    /// Cluster name (not yet supported)
+    /// Cluster name
     #[arg(long = "cluster_name")]
     pub cluster_name: Option<String>,
+    /// Cluster URL to advertise to other servers
+    #[arg(long = "cluster_advertise")]
+    pub cluster_advertise: Option<String>,
+    /// Do not advertise known cluster information to clients
+    #[arg(long = "no_advertise")]
+    pub no_advertise: bool,
+    /// Send a signal to a running server: stop, quit, reload, ldm, reopen, term
+    /// (`ldm=<pid>` names the process)
+    #[arg(long = "signal", visible_short_alias = 's')]
+    pub signal: Option<String>,
 }
 
 /// Rewrites Go-style single-dash long flags into what clap reads.
@@ -138,6 +148,7 @@ impl Cli {
                 js.store_dir = Some(dir.clone());
             }
         }
+        self.apply_cluster(opts)?;
         opts.debug |= self.debug;
         opts.trace |= self.trace;
         if let Some(l) = &self.log {
@@ -165,13 +176,43 @@ impl Cli {
         }
     }
 
-    /// Flags that name features not built yet.
-    pub fn unsupported(&self) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        if self.cluster.is_some() || self.routes.is_some() || self.cluster_name.is_some() {
-            out.push("clustering (--cluster, --routes, --cluster_name)");
+    fn apply_cluster(&self, opts: &mut Options) -> Result<(), String> {
+        let any = self.cluster.is_some()
+            || self.routes.is_some()
+            || self.cluster_name.is_some()
+            || self.cluster_advertise.is_some();
+        if !any {
+            return Ok(());
         }
-        out
+        let cluster = opts.cluster.get_or_insert_with(ClusterConfig::default);
+        if let Some(url) = &self.cluster {
+            let target = crate::route::urls::route_target(url)
+                .ok_or_else(|| format!("invalid cluster URL {url:?}"))?;
+            let (host, port) = target.host_port.rsplit_once(':').expect("checked");
+            cluster.host = host.to_string();
+            cluster.port = port.parse().map_err(|_| format!("invalid cluster port in {url:?}"))?;
+            if target.user.is_some() {
+                let auth = cluster.authorization.get_or_insert_with(Default::default);
+                auth.user = target.user.clone();
+                auth.password = target.pass.clone();
+            }
+        }
+        if let Some(routes) = &self.routes {
+            cluster.routes = routes
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        if let Some(name) = &self.cluster_name {
+            cluster.name = Some(name.clone());
+        }
+        if let Some(a) = &self.cluster_advertise {
+            cluster.advertise = Some(a.clone());
+        }
+        cluster.no_advertise |= self.no_advertise;
+        Ok(())
     }
 }
 

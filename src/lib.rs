@@ -9,6 +9,8 @@
 //! - `proto`: the client protocol (parser and encoders), free of I/O.
 //! - `subject`, `sublist`: subject syntax and the subscription index.
 //! - `server`: accounts, auth, shards, clients, routing between shards, `$SYS`.
+//! - `route`: routes between servers (protocol, connections, gossip).
+//! - `net`: socket plumbing shared by client and route connections.
 //! - `monitor`: the HTTP monitoring endpoints.
 //! - `timefmt`: wall-clock formatting for logs and JSON.
 
@@ -16,8 +18,10 @@ pub mod cli;
 pub mod conf;
 pub mod logging;
 pub mod monitor;
+pub mod net;
 pub mod options;
 pub mod proto;
+pub mod route;
 pub mod server;
 pub mod subject;
 pub mod sublist;

@@ -39,9 +39,6 @@ fn main() -> ExitCode {
         eprintln!("natrix: cannot open log: {e}");
         return ExitCode::from(1);
     }
-    for what in cli.unsupported() {
-        tracing::warn!("{what} is not yet supported; ignored");
-    }
     if let Some(pid_file) = &opts.pid_file {
         let _ = std::fs::write(pid_file, std::process::id().to_string());
     }

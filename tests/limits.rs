@@ -104,6 +104,8 @@ both_shard_counts!(verbose, verbose_mode);
 
 async fn max_connections_and_subscriptions(shards: usize) {
     let server = start(shards, "max_connections: 2\nmax_subscriptions: 1\n");
+    // the harness's readiness probe must be gone before counting
+    common_wait(&server, |v| v["connections"] == 0).await;
     let mut a = Raw::connect(server.port);
     a.send(b"CONNECT {}\r\nSUB a 1\r\nSUB b 2\r\nPING\r\n");
     assert_eq!(a.line(), "-ERR 'Maximum Subscriptions Exceeded'");

@@ -89,7 +89,7 @@ async fn answer(shard: &Rc<Shard>, e: Endpoint, query: &str) -> String {
     } else {
         Vec::new()
     };
-    let value = endpoint(&shard.server, e, &reports, &params);
+    let value = endpoint(&shard.server, shard.routes.as_ref(), e, &reports, &params);
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 

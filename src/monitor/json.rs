@@ -1,5 +1,6 @@
 //! The JSON documents of the monitoring endpoints, shared by HTTP and `$SYS` requests.
 
+use crate::route::Routes;
 use crate::server::stats::{total_counters, ConnInfo, ShardReport};
 use crate::server::{Server, COMPAT_VERSION};
 use crate::timefmt::{go_duration, rfc3339};
@@ -67,17 +68,19 @@ impl ListParams {
     }
 }
 
+/// One endpoint's document; `routes` is the routes' registry (shard 0 answers).
 pub fn endpoint(
     server: &Server,
+    routes: Option<&Routes>,
     e: Endpoint,
     reports: &[ShardReport],
     params: &ListParams,
 ) -> Value {
     match e {
-        Endpoint::Varz => varz(server, reports),
+        Endpoint::Varz => varz(server, routes, reports),
         Endpoint::Connz => connz(server, reports, params),
         Endpoint::Subsz => subsz(server, reports, params),
-        Endpoint::Routez => routez(server),
+        Endpoint::Routez => routez(server, routes, params),
         Endpoint::Healthz => json!({"status": "ok"}),
         Endpoint::Idz => json!({"server_id": server.id, "server_name": server.name}),
     }
@@ -113,7 +116,20 @@ fn process(server: &Server) -> Process {
     }
 }
 
-pub fn varz(server: &Server, reports: &[ShardReport]) -> Value {
+fn cluster_block(routes: Option<&Routes>) -> Value {
+    let Some(r) = routes else { return json!({}) };
+    json!({
+        "name": *r.cluster_name.borrow(),
+        "addr": r.listen_host,
+        "cluster_port": r.listen_port.get(),
+        "auth_timeout": 2,
+        "urls": r.configured,
+        "tls_timeout": 2,
+        "pool_size": 1,
+    })
+}
+
+pub fn varz(server: &Server, routes: Option<&Routes>, reports: &[ShardReport]) -> Value {
     let o = &server.opts;
     let totals = total_counters(reports);
     let p = process(server);
@@ -140,7 +156,7 @@ pub fn varz(server: &Server, reports: &[ShardReport]) -> Value {
         "max_subscriptions": o.max_subscriptions,
         "write_deadline": o.write_deadline_ms * 1_000_000,
         "lame_duck_duration": o.lame_duck_duration_ms * 1_000_000,
-        "cluster": {},
+        "cluster": cluster_block(routes),
         "gateway": {},
         "leaf": {},
         "mqtt": {},
@@ -156,8 +172,8 @@ pub fn varz(server: &Server, reports: &[ShardReport]) -> Value {
         "cpu": p.cpu_percent,
         "connections": reports.iter().map(|r| r.num_connections).sum::<usize>(),
         "total_connections": totals.total_connections,
-        "routes": 0,
-        "remotes": 0,
+        "routes": routes.map_or(0, |r| r.registered().len()),
+        "remotes": routes.map_or(0, |r| r.registered().len()),
         "leafnodes": 0,
         "in_msgs": totals.in_msgs,
         "out_msgs": totals.out_msgs,
@@ -276,12 +292,48 @@ pub fn subsz(server: &Server, reports: &[ShardReport], params: &ListParams) -> V
     v
 }
 
-pub fn routez(server: &Server) -> Value {
+pub fn routez(server: &Server, routes: Option<&Routes>, params: &ListParams) -> Value {
+    let now = SystemTime::now();
+    let list: Vec<Value> = routes
+        .map(|r| r.registered())
+        .unwrap_or_default()
+        .iter()
+        .map(|route| {
+            let remote = route.remote().unwrap_or_default();
+            let mut v = json!({
+                "rid": route.rid,
+                "remote_id": remote.id,
+                "remote_name": remote.name,
+                "did_solicit": route.solicited,
+                "is_configured": route.configured,
+                "ip": route.addr.ip().to_string(),
+                "port": route.addr.port(),
+                "start": rfc3339(route.start),
+                "last_activity": rfc3339(route.last_activity.get()),
+                "rtt": "0s",
+                "uptime": go_duration(now.duration_since(route.start).unwrap_or_default()),
+                "idle": go_duration(now.duration_since(route.last_activity.get()).unwrap_or_default()),
+                "pending_size": route.pending_bytes(),
+                "in_msgs": route.in_msgs.get(),
+                "out_msgs": route.out_msgs.get(),
+                "in_bytes": route.in_bytes.get(),
+                "out_bytes": route.out_bytes.get(),
+                "subscriptions": route.subscription_count(),
+            });
+            if params.subs {
+                let mut subs = route.subscription_subjects();
+                subs.sort();
+                v["subscriptions_list"] = subs.into();
+            }
+            v
+        })
+        .collect();
     json!({
         "server_id": server.id,
-        "now": rfc3339(SystemTime::now()),
-        "num_routes": 0,
-        "routes": [],
+        "server_name": server.name,
+        "now": rfc3339(now),
+        "num_routes": list.len(),
+        "routes": list,
     })
 }
 

@@ -9,24 +9,17 @@ use crate::server::interest::{Interest, Subscription};
 use crate::server::shard::{Msg, Shard};
 use crate::subject;
 use ahash::AHashMap;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use glommio::net::TcpStream;
-use natrix_shards::Notify;
+use crate::net::{FrameReader, Outbound, SharedStream};
 use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::io::AsRawFd;
-use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tracing::{debug, trace, warn};
 
-const READ_SIZE_MIN: usize = 512;
-const READ_SIZE_MAX: usize = 64 * 1024;
-/// A writer's spare buffer larger than this is released after use.
-const WRITE_BUFFER_KEEP_BYTES: usize = 1 << 20;
 
 /// What the client said about itself in CONNECT.
 #[derive(Debug, Clone)]
@@ -91,7 +84,6 @@ impl ConnectInfo {
     }
 }
 
-type SharedStream = Rc<RefCell<TcpStream>>;
 
 pub struct Client {
     pub cid: u64,
@@ -104,9 +96,7 @@ pub struct Client {
     permissions: RefCell<Option<Arc<Permissions>>>,
     connected: Cell<bool>,
     closed: Cell<bool>,
-    out: RefCell<Vec<u8>>,
-    out_notify: Notify,
-    stream: RefCell<Weak<RefCell<TcpStream>>>,
+    out: Outbound,
     subs: RefCell<AHashMap<Bytes, Rc<Subscription>>>,
     pub in_msgs: Cell<u64>,
     pub in_bytes: Cell<u64>,
@@ -128,7 +118,7 @@ impl Client {
     }
 
     pub fn pending_bytes(&self) -> usize {
-        self.out.borrow().len()
+        self.out.pending()
     }
 
     pub fn subscription_subjects(&self) -> Vec<String> {
@@ -147,8 +137,7 @@ impl Client {
         if self.closed.get() {
             return;
         }
-        self.out.borrow_mut().extend_from_slice(bytes);
-        self.out_notify.notify();
+        self.out.append(|b| b.extend_from_slice(bytes));
     }
 
     fn send_err(&self, text: &str) {
@@ -168,20 +157,16 @@ impl Client {
         } else {
             (msg.header_len, msg.payload)
         };
-        let pending = {
-            let mut out = self.out.borrow_mut();
-            encode::message(&mut out, msg.subject, sid, msg.reply, header_len, payload);
-            out.len()
-        };
+        let pending = self
+            .out
+            .append(|out| encode::message(out, msg.subject, sid, msg.reply, header_len, payload));
         self.out_msgs.set(self.out_msgs.get() + 1);
         self.out_bytes
             .set(self.out_bytes.get() + payload.len() as u64);
         shard.counters.count_out(payload.len());
         if pending > self.max_pending {
             self.slow_consumer(shard);
-            return;
         }
-        self.out_notify.notify();
     }
 
     fn slow_consumer(&self, shard: &Shard) {
@@ -193,16 +178,9 @@ impl Client {
             "{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
             self.addr, self.cid, self.max_pending
         );
-        self.out.borrow_mut().clear();
+        self.out.discard();
         self.close(shard, "Slow Consumer (Pending Bytes)");
-        self.shutdown_socket();
-    }
-
-    fn shutdown_socket(&self) {
-        if let Some(stream) = self.stream.borrow().upgrade() {
-            // SAFETY: the stream is alive, so its descriptor is ours and open.
-            unsafe { libc::shutdown(stream.borrow().as_raw_fd(), libc::SHUT_RDWR) };
-        }
+        self.out.shutdown_now();
     }
 
     /// Ends the connection: its interest goes at once; the writer sends what is
@@ -221,7 +199,7 @@ impl Client {
             "{} - cid:{} - Client connection closed: {reason}",
             self.addr, self.cid
         );
-        self.out_notify.notify();
+        self.out.close();
     }
 
     pub fn remove_subscription(&self, shard: &Shard, sid: &[u8]) {
@@ -289,9 +267,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         permissions: RefCell::new(None),
         connected: Cell::new(false),
         closed: Cell::new(false),
-        out: RefCell::new(Vec::new()),
-        out_notify: Notify::default(),
-        stream: RefCell::new(Weak::new()),
+        out: Outbound::default(),
         subs: RefCell::default(),
         in_msgs: Cell::new(0),
         in_bytes: Cell::new(0),
@@ -303,18 +279,18 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         max_pending: server.opts.max_pending,
     });
     let stream: SharedStream = Rc::new(RefCell::new(stream));
-    *client.stream.borrow_mut() = Rc::downgrade(&stream);
+    client.out.attach(&stream);
     let _ = stream
         .borrow()
         .set_write_timeout(Some(std::time::Duration::from_millis(
             server.opts.write_deadline_ms.max(1),
         )));
-    client.send_raw(server.info_line(cid, addr.ip()).as_bytes());
+    client.send_raw(server.info_line(cid, addr.ip(), &shard.connect_urls.borrow()).as_bytes());
     let writer = glommio::spawn_local(write_loop(shard.clone(), client.clone(), stream.clone()));
     if !server.connection_opened() {
         client.send_err("maximum connections exceeded");
         client.closed.set(true);
-        client.out_notify.notify();
+        client.out.close();
         writer.await;
         return;
     }
@@ -329,104 +305,29 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     writer.await;
 }
 
-async fn read_into(stream: &SharedStream, buf: &mut [u8]) -> io::Result<usize> {
-    poll_fn(|cx| {
-        let mut s = stream.borrow_mut();
-        futures_lite::AsyncRead::poll_read(Pin::new(&mut *s), cx, buf)
-    })
-    .await
-}
-
-async fn write_all(stream: &SharedStream, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        let n = poll_fn(|cx| {
-            let mut s = stream.borrow_mut();
-            futures_lite::AsyncWrite::poll_write(Pin::new(&mut *s), cx, buf)
-        })
-        .await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        buf = &buf[n..];
-    }
-    Ok(())
-}
-
 async fn write_loop(shard: Rc<Shard>, client: Rc<Client>, stream: SharedStream) {
-    let mut spare = Vec::new();
-    loop {
-        if client.out.borrow().is_empty() {
-            if client.closed.get() {
-                break;
-            }
-            client.out_notify.wait().await;
-            continue;
+    if let Err(e) = client.out.drain_to(&stream).await {
+        if e.kind() == io::ErrorKind::TimedOut {
+            shard.counters.slow_consumers.set(shard.counters.slow_consumers.get() + 1);
+            warn!("{} - cid:{} - Slow Consumer Detected: WriteDeadline exceeded", client.addr, client.cid);
         }
-        std::mem::swap(&mut spare, &mut *client.out.borrow_mut());
-        let result = write_all(&stream, &spare).await;
-        spare.clear();
-        if spare.capacity() > WRITE_BUFFER_KEEP_BYTES {
-            spare = Vec::new();
-        }
-        if let Err(e) = result {
-            if e.kind() == io::ErrorKind::TimedOut {
-                shard
-                    .counters
-                    .slow_consumers
-                    .set(shard.counters.slow_consumers.get() + 1);
-                warn!(
-                    "{} - cid:{} - Slow Consumer Detected: WriteDeadline exceeded",
-                    client.addr, client.cid
-                );
-            }
-            client.out.borrow_mut().clear();
-            client.close(&shard, "Write Error");
-            break;
-        }
+        client.close(&shard, "Write Error");
     }
-    // SAFETY: we hold the stream, so the descriptor is open.
-    unsafe { libc::shutdown(stream.borrow().as_raw_fd(), libc::SHUT_RDWR) };
 }
 
 async fn read_loop(shard: &Rc<Shard>, client: &Rc<Client>, stream: &SharedStream) {
-    let mut pending = BytesMut::new();
-    let mut read_size = READ_SIZE_MIN;
-    let mut need = 0usize;
+    let mut reader = FrameReader::default();
     while !client.closed.get() {
-        let start = pending.len();
-        let want = read_size.max(need.saturating_sub(start));
-        pending.resize(start + want, 0);
-        let n = read_into(stream, &mut pending[start..])
-            .await
-            .unwrap_or_default();
-        pending.truncate(start + n);
-        if n == 0 || client.closed.get() {
+        let Some(chunk) = reader.next_chunk(stream).await else { return };
+        if client.closed.get() {
             return;
         }
-        read_size = next_read_size(read_size, n);
         client.last_activity.set(SystemTime::now());
-        if pending.len() < need {
-            continue;
-        }
-        let chunk = pending.split().freeze();
         match process(shard, client, &chunk).await {
-            Ok((consumed, next_need)) => {
-                need = next_need;
-                pending.extend_from_slice(&chunk[consumed..]);
-            }
+            Ok((consumed, need)) => reader.keep_tail(&chunk, consumed, need),
             Err(Closed) => return,
         }
         shard.backpressure().await;
-    }
-}
-
-fn next_read_size(current: usize, got: usize) -> usize {
-    if got == current {
-        (current * 2).min(READ_SIZE_MAX)
-    } else if got < current / 4 {
-        (current / 2).max(READ_SIZE_MIN)
-    } else {
-        current
     }
 }
 
@@ -705,4 +606,18 @@ fn unsubscribe(shard: &Shard, client: &Client, sid: &[u8], max: Option<u64>) {
         }
     }
     ok(client);
+}
+
+/// The cluster's client URLs changed: remember them for new clients, and tell the
+/// connected clients that understand async INFO (protocol 1), so that they can fail
+/// over to any server.
+pub fn connect_urls_changed(shard: &Shard, urls: Arc<Vec<String>>) {
+    *shard.connect_urls.borrow_mut() = urls.clone();
+    let clients: Vec<Rc<Client>> = shard.clients.borrow().values().cloned().collect();
+    for c in clients {
+        if c.connected.get() && c.info.borrow().protocol >= 1 {
+            let line = shard.server.info_line(c.cid, c.addr.ip(), &urls);
+            c.send_raw(line.as_bytes());
+        }
+    }
 }

@@ -1,6 +1,8 @@
-//! What a sublist entry can be on a shard: a client's subscription, interest that a
-//! peer shard announced (as a route announces RS+), or an internal service.
+//! What a sublist entry can be on a shard: a client's subscription, an internal
+//! service, interest that a peer shard announced (as a route announces RS+), or, on
+//! the shard that holds the routes, interest a route announced.
 
+use crate::route::conn::Route;
 use crate::server::client::Client;
 use crate::server::sys::SysService;
 use bytes::Bytes;
@@ -18,8 +20,17 @@ pub struct Subscription {
 }
 
 /// Interest of another shard in a subject (and queue group, with its member count).
+/// `route` tells whether that shard's interest comes from its routes (another
+/// server's clients) rather than its own clients.
 pub struct RemoteInterest {
     pub shard: usize,
+    pub route: bool,
+    pub weight: Cell<u32>,
+}
+
+/// Interest another server announced over a route.
+pub struct RouteInterest {
+    pub route: Weak<Route>,
     pub weight: Cell<u32>,
 }
 
@@ -30,8 +41,9 @@ pub struct InternalSub {
 #[derive(Clone)]
 pub enum Interest {
     Local(Rc<Subscription>),
-    Remote(Rc<RemoteInterest>),
     Internal(Rc<InternalSub>),
+    Remote(Rc<RemoteInterest>),
+    Route(Rc<RouteInterest>),
 }
 
 impl Interest {
@@ -39,7 +51,18 @@ impl Interest {
     pub fn weight(&self) -> u32 {
         match self {
             Interest::Remote(r) => r.weight.get(),
+            Interest::Route(r) => r.weight.get(),
             _ => 1,
+        }
+    }
+
+    /// Whether the entry stands for another server's interest (directly or via a
+    /// peer shard's routes).
+    pub fn is_route_kind(&self) -> bool {
+        match self {
+            Interest::Route(_) => true,
+            Interest::Remote(r) => r.route,
+            _ => false,
         }
     }
 }
@@ -48,8 +71,9 @@ impl PartialEq for Interest {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (Interest::Local(a), Interest::Local(b)) => Rc::ptr_eq(a, b),
-            (Interest::Remote(a), Interest::Remote(b)) => Rc::ptr_eq(a, b),
             (Interest::Internal(a), Interest::Internal(b)) => Rc::ptr_eq(a, b),
+            (Interest::Remote(a), Interest::Remote(b)) => Rc::ptr_eq(a, b),
+            (Interest::Route(a), Interest::Route(b)) => Rc::ptr_eq(a, b),
             _ => false,
         }
     }

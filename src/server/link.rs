@@ -18,18 +18,24 @@ pub const PENDING_ITEMS_MAX: usize = 64 * 1024;
 pub type Batch = Vec<Item>;
 
 pub enum Item {
+    /// Interest (first entry, or a queue group's new weight); `route` when it is
+    /// another server's interest held by the sender's routes.
     Sub {
         account: AccountId,
         subject: Bytes,
         queue: Option<Bytes>,
         weight: u32,
+        route: bool,
     },
     Unsub {
         account: AccountId,
         subject: Bytes,
         queue: Option<Bytes>,
+        route: bool,
     },
     Msg(ShardMsg),
+    /// The cluster's client URLs changed; clients hear it in an INFO.
+    ConnectUrls(std::sync::Arc<Vec<String>>),
     Query(ShardQuery, futures_channel::oneshot::Sender<ShardReport>),
 }
 
@@ -41,6 +47,8 @@ pub struct ShardMsg {
     pub payload: Bytes,
     /// Queue groups for which the receiver delivers to one local member.
     pub queues: Vec<Bytes>,
+    /// It arrived over a route, so it goes to clients only.
+    pub from_route: bool,
 }
 
 /// The outgoing side of the queue to one peer shard.

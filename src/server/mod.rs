@@ -112,7 +112,7 @@ impl Server {
     }
 
     /// The INFO line a new client receives.
-    pub fn info_line(&self, cid: u64, ip: IpAddr) -> String {
+    pub fn info_line(&self, cid: u64, ip: IpAddr, connect_urls: &[String]) -> String {
         let mut info = serde_json::json!({
             "server_id": self.id,
             "server_name": self.name,
@@ -129,6 +129,9 @@ impl Server {
         });
         if self.auth.required() {
             info["auth_required"] = true.into();
+        }
+        if !connect_urls.is_empty() {
+            info["connect_urls"] = connect_urls.into();
         }
         format!("INFO {info}\r\n")
     }

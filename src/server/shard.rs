@@ -4,6 +4,8 @@
 
 use crate::server::accounts::AccountId;
 use crate::server::client::Client;
+use crate::route::conn::Route;
+use crate::route::Routes;
 use crate::server::interest::{Interest, InternalSub, RemoteInterest, Subscription};
 use crate::server::link::{Item, Link, ShardMsg};
 use crate::server::stats::{ShardCounters, ShardQuery, ShardReport};
@@ -17,7 +19,60 @@ use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-type InterestKey = (AccountId, Bytes, Option<Bytes>);
+pub type InterestKey = (AccountId, Bytes, Option<Bytes>);
+
+/// Where a message comes from, which decides where it may go next.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Hop {
+    /// Published by a client of this shard.
+    Client,
+    /// Arrived over a route (on the routes' shard).
+    Route,
+    /// Forwarded by a peer shard; first published by one of its clients.
+    Shard,
+    /// Forwarded by a peer shard; it had arrived there over a route.
+    ShardFromRoute,
+}
+
+impl Hop {
+    /// Whether a message on this hop may go to `entry`.
+    fn may_reach(self, entry: &Interest) -> bool {
+        match (self, entry) {
+            (_, Interest::Local(_) | Interest::Internal(_)) => true,
+            (Hop::Client, _) => true,
+            (Hop::Route, Interest::Remote(r)) => !r.route,
+            (Hop::Shard, Interest::Route(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Where one message goes beyond this shard's clients.
+#[derive(Default)]
+struct Plan {
+    peers_plain: u64,
+    peer_queues: Vec<(usize, Bytes)>,
+    routes: Vec<(Weak<Route>, Vec<Bytes>)>,
+}
+
+impl Plan {
+    fn add_route(&mut self, route: &Weak<Route>, queue: Option<&Bytes>) {
+        let at = match self.routes.iter().position(|(r, _)| r.ptr_eq(route)) {
+            Some(at) => at,
+            None => {
+                self.routes.push((route.clone(), Vec::new()));
+                self.routes.len() - 1
+            }
+        };
+        if let Some(q) = queue {
+            self.routes[at].1.push(q.clone());
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.peers_plain == 0 && self.peer_queues.is_empty() && self.routes.is_empty()
+    }
+}
 
 /// A message as the router sees it. `backing`, when present, holds the bytes the
 /// slices point into, so that forwarding to a peer shard copies nothing.
@@ -46,8 +101,13 @@ pub struct Shard {
     pub clients: RefCell<AHashMap<u64, Rc<Client>>>,
     pub counters: ShardCounters,
     sublists: RefCell<Vec<Sublist<Interest>>>,
-    local_interest: RefCell<AHashMap<InterestKey, u32>>,
-    remote_interest: RefCell<AHashMap<(usize, InterestKey), Rc<RemoteInterest>>>,
+    /// Entries per key on this shard, split by kind (clients and services, or routes).
+    local_interest: RefCell<AHashMap<(bool, InterestKey), u32>>,
+    remote_interest: RefCell<AHashMap<(usize, bool, InterestKey), Rc<RemoteInterest>>>,
+    /// The routes to other servers; only on shard 0 of a clustered server.
+    pub routes: Option<Routes>,
+    /// Client URLs of every server in the cluster, for INFO's `connect_urls`.
+    pub connect_urls: RefCell<std::sync::Arc<Vec<String>>>,
     links: Vec<Link>,
     /// Interest changes this shard knows of: its own announcements plus those it
     /// applied from peers. Equal to the server's epoch when nothing is in flight.
@@ -63,6 +123,7 @@ impl Shard {
 
     fn build(this: Weak<Shard>, id: usize, count: usize, server: Arc<Server>) -> Shard {
         let sublists = (0..server.accounts.len()).map(|_| Sublist::new()).collect();
+        let routes = if id == 0 { Routes::new(&server) } else { None };
         Shard {
             this,
             id,
@@ -73,6 +134,8 @@ impl Shard {
             sublists: RefCell::new(sublists),
             local_interest: RefCell::default(),
             remote_interest: RefCell::default(),
+            routes,
+            connect_urls: RefCell::default(),
             links: (0..count).map(|_| Link::default()).collect(),
             epoch_known: Cell::new(0),
             epoch_waiters: WaitSet::default(),
@@ -94,88 +157,75 @@ impl Shard {
 
     // ----- interest -------------------------------------------------------------
 
-    /// Adds a local entry (client subscription or internal service) and tells the
-    /// peers when it is the first for its subject and queue, or when a queue
-    /// group's weight changes. Returns true when the peers were told.
-    pub fn add_interest(
-        &self,
-        account: AccountId,
-        subject: &Bytes,
-        queue: Option<&Bytes>,
-        entry: Interest,
-    ) -> bool {
+    /// Adds an entry and tells the peer shards when it is the first of its kind for
+    /// its subject and queue, or when a queue group's weight changes.
+    pub fn add_interest(&self, account: AccountId, subject: &Bytes, queue: Option<&Bytes>, entry: Interest) {
+        let route = entry.is_route_kind();
         self.sublists.borrow_mut()[account.index()].insert(subject, queue.map(|q| &q[..]), entry);
         let key = (account, subject.clone(), queue.cloned());
         let weight = {
             let mut counts = self.local_interest.borrow_mut();
-            let n = counts.entry(key).or_insert(0);
+            let n = counts.entry((route, key.clone())).or_insert(0);
             *n += 1;
             *n
         };
-        if weight > 1 && queue.is_none() {
-            return false;
+        if weight == 1 || queue.is_some() {
+            self.announce(route, &key, weight);
         }
-        self.announce(|| Item::Sub {
-            account,
-            subject: subject.clone(),
-            queue: queue.cloned(),
-            weight,
-        });
-        true
+        if !route {
+            self.client_interest_changed(&key);
+        }
     }
 
-    pub fn remove_interest(
-        &self,
-        account: AccountId,
-        subject: &Bytes,
-        queue: Option<&Bytes>,
-        entry: &Interest,
-    ) -> bool {
-        let removed = self.sublists.borrow_mut()[account.index()].remove(
-            subject,
-            queue.map(|q| &q[..]),
-            entry,
-        );
+    pub fn remove_interest(&self, account: AccountId, subject: &Bytes, queue: Option<&Bytes>, entry: &Interest) -> bool {
+        let route = entry.is_route_kind();
+        let removed = self.sublists.borrow_mut()[account.index()].remove(subject, queue.map(|q| &q[..]), entry);
         if !removed {
             return false;
         }
         let key = (account, subject.clone(), queue.cloned());
         let weight = {
             let mut counts = self.local_interest.borrow_mut();
-            let n = counts.get_mut(&key).expect("counted when added");
+            let n = counts.get_mut(&(route, key.clone())).expect("counted when added");
             *n -= 1;
             let n = *n;
             if n == 0 {
-                counts.remove(&key);
+                counts.remove(&(route, key.clone()));
             }
             n
         };
-        if weight > 0 && queue.is_none() {
-            return false;
+        if weight == 0 || queue.is_some() {
+            self.announce(route, &key, weight);
         }
-        if weight == 0 {
-            self.announce(|| Item::Unsub {
-                account,
-                subject: subject.clone(),
-                queue: queue.cloned(),
-            });
-        } else {
-            self.announce(|| Item::Sub {
-                account,
-                subject: subject.clone(),
-                queue: queue.cloned(),
-                weight,
-            });
+        if !route {
+            self.client_interest_changed(&key);
         }
         true
     }
 
-    fn announce(&self, item: impl Fn() -> Item) {
+    fn announce(&self, route: bool, key: &InterestKey, weight: u32) {
         if self.count == 1 {
             return;
         }
+        let (account, subject, queue) = key;
         for peer in self.peers() {
-            self.links[peer].push(item());
+            let item = if weight == 0 {
+                Item::Unsub {
+                    account: *account,
+                    subject: subject.clone(),
+                    queue: queue.clone(),
+                    route,
+                }
+            } else {
+                Item::Sub {
+                    account: *account,
+                    subject: subject.clone(),
+                    queue: queue.clone(),
+                    weight,
+                    route,
+                }
+            };
+            self.links[peer].push(item);
         }
         self.epoch_known.set(self.epoch_known.get() + 1);
         self.server.interest_epoch.fetch_add(1, Ordering::Release);
@@ -195,9 +245,26 @@ impl Shard {
         if self.epoch_known.get() >= epoch {
             return;
         }
-        self.epoch_waiters
-            .wait_until(|| self.epoch_known.get() >= epoch)
-            .await
+        self.epoch_waiters.wait_until(|| self.epoch_known.get() >= epoch).await
+    }
+
+    /// The whole server's client interest in `key` (members, for a queue group),
+    /// as routes must hear it. Only the routes' shard asks.
+    fn client_weight(&self, key: &InterestKey) -> u32 {
+        let local = self.local_interest.borrow().get(&(false, key.clone())).copied().unwrap_or(0);
+        let remote = self.remote_interest.borrow();
+        let peers: u32 = self
+            .peers()
+            .filter_map(|p| remote.get(&(p, false, key.clone())))
+            .map(|r| r.weight.get())
+            .sum();
+        local + peers
+    }
+
+    fn client_interest_changed(&self, key: &InterestKey) {
+        if let Some(routes) = &self.routes {
+            routes.client_interest_changed(self, key, self.client_weight(key));
+        }
     }
 
     /// Waits while any link has more pending than it may hold.
@@ -209,47 +276,75 @@ impl Shard {
 
     // ----- routing ---------------------------------------------------------------
 
-    /// Delivers a message published on this shard: to matching local entries and,
-    /// once each, to peer shards with interest. True when anybody had interest.
+    /// Delivers a message a client of this shard published. True when anybody, here
+    /// or elsewhere, had interest.
     pub fn route(&self, from: Option<&Client>, account: AccountId, msg: &Msg) -> bool {
+        self.dispatch(from, account, msg, Hop::Client, None)
+    }
+
+    /// Delivers a message that arrived over a route: to this server's clients only.
+    pub fn route_from_route(&self, account: AccountId, msg: &Msg, queues: &[Bytes]) -> bool {
+        self.dispatch(None, account, msg, Hop::Route, Some(queues))
+    }
+
+    /// Routes one message. `hop` says where it came from, which decides where it may
+    /// go: a peer shard's message is not forwarded to other shards, a route's
+    /// message is not sent to routes (one hop, as between servers). `queues`, for
+    /// a message that came from elsewhere, names the queue groups this shard serves;
+    /// for a client's own publish every matching group is served.
+    fn dispatch(&self, from: Option<&Client>, account: AccountId, msg: &Msg, hop: Hop, queues: Option<&[Bytes]>) -> bool {
         let matched = self.sublists.borrow_mut()[account.index()].matches(msg.subject);
         if matched.is_empty() {
             return false;
         }
-        let mut peers_plain: u64 = 0;
-        let mut peer_queues: Vec<(usize, Bytes)> = Vec::new();
+        let mut plan = Plan::default();
         let mut delivered = false;
         for entry in &matched.plain {
             match entry {
-                Interest::Remote(r) => peers_plain |= 1 << r.shard,
-                _ => delivered |= self.deliver(from, entry, account, msg),
+                Interest::Local(_) | Interest::Internal(_) => delivered |= self.deliver(from, entry, account, msg),
+                Interest::Remote(r) if hop.may_reach(entry) => plan.peers_plain |= 1 << r.shard,
+                Interest::Route(r) if hop.may_reach(entry) => plan.add_route(&r.route, None),
+                _ => {}
             }
         }
         for (queue, members) in &matched.queues {
-            match self.pick(members) {
-                Some(Interest::Remote(r)) => peer_queues.push((r.shard, queue.clone())),
+            if queues.is_some_and(|listed| !listed.contains(queue)) {
+                continue;
+            }
+            match self.pick(members, hop) {
+                Some(Interest::Remote(r)) => plan.peer_queues.push((r.shard, queue.clone())),
+                Some(Interest::Route(r)) => plan.add_route(&r.route, Some(queue)),
                 Some(entry) => delivered |= self.deliver(from, entry, account, msg),
                 None => {}
             }
         }
-        if peers_plain == 0 && peer_queues.is_empty() {
+        if plan.is_empty() {
             return delivered;
         }
-        self.forward(account, msg, peers_plain, peer_queues);
+        self.forward(account, msg, hop, &plan);
         true
     }
 
-    fn forward(&self, account: AccountId, msg: &Msg, plain: u64, queues: Vec<(usize, Bytes)>) {
+    fn forward(&self, account: AccountId, msg: &Msg, hop: Hop, plan: &Plan) {
+        for (route, queues) in &plan.routes {
+            if let Some(route) = route.upgrade() {
+                route.send_msg(self.server.accounts.name(account), msg, queues);
+            }
+        }
+        if plan.peers_plain == 0 && plan.peer_queues.is_empty() {
+            return;
+        }
         let subject = msg.bytes(msg.subject);
         let reply = msg.reply.map(|r| msg.bytes(r));
         let payload = msg.bytes(msg.payload);
         for peer in self.peers() {
-            let peer_queues: Vec<Bytes> = queues
+            let peer_queues: Vec<Bytes> = plan
+                .peer_queues
                 .iter()
                 .filter(|(p, _)| *p == peer)
                 .map(|(_, q)| q.clone())
                 .collect();
-            if plain & (1 << peer) == 0 && peer_queues.is_empty() {
+            if plan.peers_plain & (1 << peer) == 0 && peer_queues.is_empty() {
                 continue;
             }
             self.links[peer].push(Item::Msg(ShardMsg {
@@ -259,18 +354,32 @@ impl Shard {
                 header_len: msg.header_len,
                 payload: payload.clone(),
                 queues: peer_queues,
+                from_route: hop == Hop::Route,
             }));
         }
     }
 
-    /// One member of a queue group, chosen at random in proportion to weight.
-    fn pick<'a>(&self, members: &'a [Interest]) -> Option<&'a Interest> {
-        let total: u64 = members.iter().map(|m| m.weight() as u64).sum();
+    /// One member of a queue group, at random in proportion to weight: this
+    /// server's clients first, another server's only when there are none.
+    fn pick<'a>(&self, members: &'a [Interest], hop: Hop) -> Option<&'a Interest> {
+        let eligible = |m: &&Interest| hop.may_reach(m);
+        let tier_weight = |route: bool| -> u64 {
+            members
+                .iter()
+                .filter(eligible)
+                .filter(|m| m.is_route_kind() == route)
+                .map(|m| m.weight() as u64)
+                .sum()
+        };
+        let (route, total) = match tier_weight(false) {
+            0 => (true, tier_weight(true)),
+            n => (false, n),
+        };
         if total == 0 {
             return None;
         }
         let mut at = self.random() % total;
-        for m in members {
+        for m in members.iter().filter(eligible).filter(|m| m.is_route_kind() == route) {
             let w = m.weight() as u64;
             if at < w {
                 return Some(m);
@@ -289,29 +398,18 @@ impl Shard {
         x
     }
 
-    fn deliver(
-        &self,
-        from: Option<&Client>,
-        entry: &Interest,
-        account: AccountId,
-        msg: &Msg,
-    ) -> bool {
+    fn deliver(&self, from: Option<&Client>, entry: &Interest, account: AccountId, msg: &Msg) -> bool {
         match entry {
             Interest::Local(sub) => self.deliver_to_subscription(from, sub, msg),
             Interest::Internal(svc) => {
                 crate::server::sys::handle(self, svc, account, msg);
                 true
             }
-            Interest::Remote(_) => false,
+            Interest::Remote(_) | Interest::Route(_) => false,
         }
     }
 
-    fn deliver_to_subscription(
-        &self,
-        from: Option<&Client>,
-        sub: &Rc<Subscription>,
-        msg: &Msg,
-    ) -> bool {
+    fn deliver_to_subscription(&self, from: Option<&Client>, sub: &Rc<Subscription>, msg: &Msg) -> bool {
         let Some(client) = sub.client.upgrade() else {
             return false;
         };
@@ -343,58 +441,56 @@ impl Shard {
                 subject,
                 queue,
                 weight,
-            } => self.apply_remote_sub(peer, (account, subject, queue), weight),
+                route,
+            } => self.apply_remote_sub(peer, route, (account, subject, queue), weight),
             Item::Unsub {
                 account,
                 subject,
                 queue,
-            } => self.apply_remote_unsub(peer, (account, subject, queue)),
+                route,
+            } => self.apply_remote_unsub(peer, route, (account, subject, queue)),
+            Item::ConnectUrls(urls) => crate::server::client::connect_urls_changed(self, urls),
             Item::Query(query, reply) => {
                 let _ = reply.send(self.report(&query));
             }
         }
     }
 
-    fn apply_remote_sub(&self, peer: usize, key: InterestKey, weight: u32) {
-        let mut remote = self.remote_interest.borrow_mut();
-        let map_key = (peer, key);
+    fn apply_remote_sub(&self, peer: usize, route: bool, key: InterestKey, weight: u32) {
         self.applied_from_peer();
-        if let Some(existing) = remote.get(&map_key) {
-            existing.weight.set(weight);
-            return;
+        let map_key = (peer, route, key);
+        let existing = self.remote_interest.borrow().get(&map_key).cloned();
+        match existing {
+            Some(entry) => entry.weight.set(weight),
+            None => {
+                let entry = Rc::new(RemoteInterest {
+                    shard: peer,
+                    route,
+                    weight: Cell::new(weight),
+                });
+                let (account, subject, queue) = &map_key.2;
+                self.sublists.borrow_mut()[account.index()].insert(subject, queue.as_deref(), Interest::Remote(entry.clone()));
+                self.remote_interest.borrow_mut().insert(map_key.clone(), entry);
+            }
         }
-        let entry = Rc::new(RemoteInterest {
-            shard: peer,
-            weight: Cell::new(weight),
-        });
-        let (account, subject, queue) = &map_key.1;
-        self.sublists.borrow_mut()[account.index()].insert(
-            subject,
-            queue.as_deref(),
-            Interest::Remote(entry.clone()),
-        );
-        remote.insert(map_key, entry);
+        if !route {
+            self.client_interest_changed(&map_key.2);
+        }
     }
 
-    fn apply_remote_unsub(&self, peer: usize, key: InterestKey) {
+    fn apply_remote_unsub(&self, peer: usize, route: bool, key: InterestKey) {
         self.applied_from_peer();
-        let Some(entry) = self
-            .remote_interest
-            .borrow_mut()
-            .remove(&(peer, key.clone()))
-        else {
+        let Some(entry) = self.remote_interest.borrow_mut().remove(&(peer, route, key.clone())) else {
             return;
         };
-        let (account, subject, queue) = key;
-        self.sublists.borrow_mut()[account.index()].remove(
-            &subject,
-            queue.as_deref(),
-            &Interest::Remote(entry),
-        );
+        let (account, subject, queue) = &key;
+        self.sublists.borrow_mut()[account.index()].remove(subject, queue.as_deref(), &Interest::Remote(entry));
+        if !route {
+            self.client_interest_changed(&key);
+        }
     }
 
-    /// A message a peer forwarded: local subscribers only (one hop), and one local
-    /// member of each queue group the peer chose this shard for.
+    /// A message a peer shard forwarded.
     fn deliver_from_peer(&self, m: ShardMsg) {
         let msg = Msg {
             subject: &m.subject,
@@ -403,23 +499,8 @@ impl Shard {
             payload: &m.payload,
             backing: None,
         };
-        let matched = self.sublists.borrow_mut()[m.account.index()].matches(&m.subject);
-        for entry in &matched.plain {
-            self.deliver(None, entry, m.account, &msg);
-        }
-        for queue in &m.queues {
-            let Some((_, members)) = matched.queues.iter().find(|(q, _)| q == queue) else {
-                continue;
-            };
-            let local: Vec<Interest> = members
-                .iter()
-                .filter(|e| !matches!(e, Interest::Remote(_)))
-                .cloned()
-                .collect();
-            if let Some(entry) = self.pick(&local) {
-                self.deliver(None, entry, m.account, &msg);
-            }
-        }
+        let hop = if m.from_route { Hop::ShardFromRoute } else { Hop::Shard };
+        self.dispatch(None, m.account, &msg, hop, Some(&m.queues));
     }
 
     // ----- internal services ---------------------------------------------------------
@@ -471,7 +552,7 @@ impl Shard {
                     cid: 0,
                     msgs: 0,
                 }),
-                Interest::Remote(_) => {}
+                Interest::Remote(_) | Interest::Route(_) => {}
             });
         }
         out

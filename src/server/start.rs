@@ -33,6 +33,11 @@ pub fn run(mut server: Server) -> io::Result<()> {
             format!("Error listening on port: {host}:{}, {e}", server.opts.port),
         )
     })?;
+    if let Some(cluster) = &mut server.opts.cluster {
+        cluster.port = claim_port(&cluster.host, cluster.port).map_err(|e| {
+            io::Error::new(e.kind(), format!("Error listening on cluster port: {}:{}, {e}", cluster.host, cluster.port))
+        })?;
+    }
     if let Some(http) = server.opts.http_port {
         let http_host = server
             .opts
@@ -109,6 +114,7 @@ async fn run_shard(server: Arc<Server>, ctx: ShardContext<Batch>, bound: Arc<Ato
     }
     if shard.id == 0 {
         sys::register(&shard);
+        start_routes(&shard);
         if let Some(port) = server.opts.http_port {
             let host = server
                 .opts
@@ -155,4 +161,31 @@ async fn housekeeping(shard: Rc<Shard>) {
             c.tick(&shard, now);
         }
     }
+}
+
+/// On the routes' shard: listen for routes and dial the configured ones.
+fn start_routes(shard: &Rc<Shard>) {
+    let Some(routes) = shard.routes.as_ref() else { return };
+    let listener = bind(&routes.listen_host, routes.listen_port.get());
+    info!("Cluster name is {}", routes.cluster_name.borrow());
+    info!("Listening for route connections on {}:{}", routes.listen_host, routes.listen_port.get());
+    let accepting = shard.clone();
+    glommio::spawn_local(async move {
+        loop {
+            match listener.accept().await {
+                Ok(stream) => {
+                    glommio::spawn_local(crate::route::conn::serve(accepting.clone(), stream, None, false)).detach();
+                }
+                Err(e) => {
+                    error!("Error accepting route connection: {e}");
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    })
+    .detach();
+    for url in &routes.configured {
+        routes.solicit(shard, url, true);
+    }
+    routes.publish_connect_urls(shard);
 }

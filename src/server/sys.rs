@@ -92,7 +92,7 @@ async fn answer(
         SysService::Ping => json::statsz_message(server, &reports),
         SysService::Endpoint(e) => serde_json::json!({
             "server": json::server_block(server),
-            "data": json::endpoint(server, e, &reports, &params),
+            "data": json::endpoint(server, shard.routes.as_ref(), e, &reports, &params),
         }),
     };
     let payload = body.to_string();

@@ -1,0 +1,179 @@
+//! Socket plumbing shared by client and route connections: one TCP stream read and
+//! written by two tasks of the same shard, and an outbound buffer that producers
+//! append to and one writer task drains.
+
+use glommio::net::TcpStream;
+use natrix_shards::Notify;
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::io;
+use std::os::unix::io::AsRawFd;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+
+pub type SharedStream = Rc<RefCell<TcpStream>>;
+
+/// A writer's spare buffer larger than this is released after use.
+const WRITE_BUFFER_KEEP_BYTES: usize = 1 << 20;
+
+pub async fn read_into(stream: &SharedStream, buf: &mut [u8]) -> io::Result<usize> {
+    poll_fn(|cx| {
+        let mut s = stream.borrow_mut();
+        futures_lite::AsyncRead::poll_read(Pin::new(&mut *s), cx, buf)
+    })
+    .await
+}
+
+pub async fn write_all(stream: &SharedStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = poll_fn(|cx| {
+            let mut s = stream.borrow_mut();
+            futures_lite::AsyncWrite::poll_write(Pin::new(&mut *s), cx, buf)
+        })
+        .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// Shuts both directions of the socket, which ends a read waiting on it.
+pub fn shutdown(stream: &SharedStream) {
+    // SAFETY: the stream is alive (we hold it), so its descriptor is open and ours.
+    unsafe { libc::shutdown(stream.borrow().as_raw_fd(), libc::SHUT_RDWR) };
+}
+
+/// Bytes waiting to be written to one connection.
+#[derive(Default)]
+pub struct Outbound {
+    buf: RefCell<Vec<u8>>,
+    notify: Notify,
+    closing: Cell<bool>,
+    stream: RefCell<Weak<RefCell<TcpStream>>>,
+}
+
+impl Outbound {
+    pub fn attach(&self, stream: &SharedStream) {
+        *self.stream.borrow_mut() = Rc::downgrade(stream);
+    }
+
+    /// Appends with `fill` and wakes the writer; returns the bytes now pending.
+    pub fn append(&self, fill: impl FnOnce(&mut Vec<u8>)) -> usize {
+        let len = {
+            let mut buf = self.buf.borrow_mut();
+            fill(&mut buf);
+            buf.len()
+        };
+        self.notify.notify();
+        len
+    }
+
+    pub fn pending(&self) -> usize {
+        self.buf.borrow().len()
+    }
+
+    pub fn discard(&self) {
+        self.buf.borrow_mut().clear();
+    }
+
+    /// The writer sends what is pending, then shuts the socket.
+    pub fn close(&self) {
+        self.closing.set(true);
+        self.notify.notify();
+    }
+
+    /// Shuts the socket now, without waiting for the writer.
+    pub fn shutdown_now(&self) {
+        if let Some(stream) = self.stream.borrow().upgrade() {
+            shutdown(&stream);
+        }
+    }
+
+    /// The writer task: drains to `stream` until closed (Ok) or a write fails.
+    pub async fn drain_to(&self, stream: &SharedStream) -> io::Result<()> {
+        let mut spare = Vec::new();
+        let result = loop {
+            if self.buf.borrow().is_empty() {
+                if self.closing.get() {
+                    break Ok(());
+                }
+                self.notify.wait().await;
+                continue;
+            }
+            std::mem::swap(&mut spare, &mut *self.buf.borrow_mut());
+            let written = write_all(stream, &spare).await;
+            spare.clear();
+            if spare.capacity() > WRITE_BUFFER_KEEP_BYTES {
+                spare = Vec::new();
+            }
+            if let Err(e) = written {
+                self.discard();
+                break Err(e);
+            }
+        };
+        shutdown(stream);
+        result
+    }
+}
+
+/// Reads a byte stream in chunks for a parser that consumes whole operations:
+/// the unconsumed tail of one chunk starts the next, and when the parser knows the
+/// size of an incomplete operation nothing is parsed again until it has arrived.
+pub struct FrameReader {
+    pending: bytes::BytesMut,
+    read_size: usize,
+    need: usize,
+}
+
+pub const READ_SIZE_MIN: usize = 512;
+pub const READ_SIZE_MAX: usize = 64 * 1024;
+
+impl Default for FrameReader {
+    fn default() -> Self {
+        FrameReader {
+            pending: bytes::BytesMut::new(),
+            read_size: READ_SIZE_MIN,
+            need: 0,
+        }
+    }
+}
+
+impl FrameReader {
+    /// Everything read and not yet consumed, once it may hold a whole operation;
+    /// None at end of stream or on a read error.
+    pub async fn next_chunk(&mut self, stream: &SharedStream) -> Option<bytes::Bytes> {
+        loop {
+            let start = self.pending.len();
+            let want = self.read_size.max(self.need.saturating_sub(start));
+            self.pending.resize(start + want, 0);
+            let n = read_into(stream, &mut self.pending[start..]).await.unwrap_or_default();
+            self.pending.truncate(start + n);
+            if n == 0 {
+                return None;
+            }
+            self.read_size = next_read_size(self.read_size, n);
+            if self.pending.len() >= self.need {
+                return Some(self.pending.split().freeze());
+            }
+        }
+    }
+
+    /// Keeps `chunk[consumed..]` for the next read; `need` is the size of the
+    /// next operation when known (0 otherwise).
+    pub fn keep_tail(&mut self, chunk: &bytes::Bytes, consumed: usize, need: usize) {
+        self.need = need;
+        self.pending.extend_from_slice(&chunk[consumed..]);
+    }
+}
+
+fn next_read_size(current: usize, got: usize) -> usize {
+    if got == current {
+        (current * 2).min(READ_SIZE_MAX)
+    } else if got < current / 4 {
+        (current / 2).max(READ_SIZE_MIN)
+    } else {
+        current
+    }
+}

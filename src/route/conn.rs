@@ -1,0 +1,482 @@
+//! One route connection to another server: the handshake (CONNECT and INFO, cluster
+//! name, self and duplicate detection), interest in both directions, and messages
+//! (RMSG/HRMSG) delivered to this server's clients only.
+
+use crate::net::{FrameReader, Outbound, SharedStream};
+use crate::proto::client_parser::ParseError;
+use crate::route::proto::{self, RouteOp};
+use crate::route::urls::RouteTarget;
+use crate::route::Routes;
+use crate::server::interest::{Interest, RouteInterest};
+use crate::server::shard::{InterestKey, Msg, Shard};
+use crate::subject;
+use ahash::AHashMap;
+use bytes::Bytes;
+use glommio::net::TcpStream;
+use serde_json::{json, Value};
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::time::SystemTime;
+use tracing::{debug, error, info, warn};
+
+/// A route whose backlog passes this is closed rather than allowed to grow.
+const ROUTE_PENDING_MAX_BYTES: usize = 256 << 20;
+
+/// What we learned about the server at the other end from its INFO.
+#[derive(Clone, Debug, Default)]
+pub struct RemoteServer {
+    pub id: String,
+    pub name: String,
+    pub connect_urls: Vec<String>,
+}
+
+pub struct Route {
+    pub rid: u64,
+    pub addr: SocketAddr,
+    pub solicited: bool,
+    pub configured: bool,
+    pub start: SystemTime,
+    pub last_activity: Cell<SystemTime>,
+    remote: RefCell<Option<RemoteServer>>,
+    registered: Cell<bool>,
+    closed: Cell<bool>,
+    out: Outbound,
+    pub in_msgs: Cell<u64>,
+    pub in_bytes: Cell<u64>,
+    pub out_msgs: Cell<u64>,
+    pub out_bytes: Cell<u64>,
+    interest: RefCell<AHashMap<InterestKey, Rc<RouteInterest>>>,
+    this: Weak<Route>,
+}
+
+/// How a route connection ended, for the task that dialed it.
+pub enum Outcome {
+    /// It was a route to this very server.
+    SelfRoute,
+    Closed { remote_id: Option<String> },
+}
+
+impl Route {
+    pub fn remote_id(&self) -> Option<String> {
+        self.remote.borrow().as_ref().map(|r| r.id.clone())
+    }
+
+    pub fn remote(&self) -> Option<RemoteServer> {
+        self.remote.borrow().clone()
+    }
+
+    pub fn remote_connect_urls(&self) -> Vec<String> {
+        self.remote.borrow().as_ref().map(|r| r.connect_urls.clone()).unwrap_or_default()
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.interest.borrow().len()
+    }
+
+    pub fn subscription_subjects(&self) -> Vec<String> {
+        self.interest
+            .borrow()
+            .keys()
+            .map(|(_, s, _)| String::from_utf8_lossy(s).into_owned())
+            .collect()
+    }
+
+    pub fn pending_bytes(&self) -> usize {
+        self.out.pending()
+    }
+
+    fn send(&self, bytes: &[u8]) {
+        if !self.closed.get() {
+            self.out.append(|b| b.extend_from_slice(bytes));
+        }
+    }
+
+    pub fn send_info(&self, info_json: &[u8]) {
+        let mut line = Vec::with_capacity(info_json.len() + 7);
+        line.extend_from_slice(b"INFO ");
+        line.extend_from_slice(info_json);
+        line.extend_from_slice(b"\r\n");
+        self.send(&line);
+    }
+
+    pub fn send_interest(&self, account: &str, key: &InterestKey, weight: u32) {
+        let (_, subject, queue) = key;
+        let mut line = Vec::new();
+        if weight == 0 {
+            proto::encode_unsub(&mut line, account, subject, queue.as_deref());
+        } else {
+            proto::encode_sub(&mut line, account, subject, queue.as_deref().map(|q| (q, weight)));
+        }
+        self.send(&line);
+    }
+
+    pub fn send_interest_snapshot(&self, shard_accounts: &AHashMap<InterestKey, u32>) {
+        for (key, weight) in shard_accounts {
+            let account = self.account_name(key);
+            self.send_interest(&account, key, *weight);
+        }
+    }
+
+    fn account_name(&self, key: &InterestKey) -> String {
+        ACCOUNT_NAMES.with(|names| names.borrow().get(key.0.index()).cloned().unwrap_or_default())
+    }
+
+    /// Sends one message, with the queue groups the other server serves.
+    pub fn send_msg(&self, account: &str, msg: &Msg, queues: &[Bytes]) {
+        if self.closed.get() {
+            return;
+        }
+        let queues: Vec<&[u8]> = queues.iter().map(|q| &q[..]).collect();
+        let pending = self.out.append(|out| {
+            proto::encode_msg(out, account, msg.subject, msg.reply, &queues, msg.header_len, msg.payload)
+        });
+        self.out_msgs.set(self.out_msgs.get() + 1);
+        self.out_bytes.set(self.out_bytes.get() + msg.payload.len() as u64);
+        if pending > ROUTE_PENDING_MAX_BYTES {
+            warn!("rid:{} - Route backlog over {ROUTE_PENDING_MAX_BYTES} bytes; closing", self.rid);
+            self.out.discard();
+            self.closed.set(true);
+            self.out.shutdown_now();
+        }
+    }
+
+    /// Ends the route: the interest it brought goes at once.
+    pub fn close(&self, shard: &Shard, reason: &str) {
+        if self.closed.replace(true) {
+            return;
+        }
+        let entries: Vec<(InterestKey, Rc<RouteInterest>)> = self.interest.borrow_mut().drain().collect();
+        for ((account, subject, queue), entry) in entries {
+            shard.remove_interest(account, &subject, queue.as_ref(), &Interest::Route(entry));
+        }
+        if let Some(routes) = shard.routes.as_ref() {
+            routes.remove(shard, self);
+        }
+        info!("{} - rid:{} - Route connection closed: {reason}", self.addr, self.rid);
+        self.out.close();
+    }
+}
+
+thread_local! {
+    /// Account names by index, for encoding interest snapshots on this shard.
+    static ACCOUNT_NAMES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+fn remember_account_names(shard: &Shard) {
+    ACCOUNT_NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        if names.is_empty() {
+            let accounts = &shard.server.accounts;
+            *names = (0..accounts.len())
+                .map(|i| accounts.name(crate::server::accounts::AccountId(i as u32)).to_string())
+                .collect();
+        }
+    });
+}
+
+/// The INFO this server sends on routes.
+pub fn info_json(shard: &Shard, routes: &Routes) -> String {
+    let server = &shard.server;
+    json!({
+        "server_id": server.id,
+        "server_name": server.name,
+        "version": crate::server::COMPAT_VERSION,
+        "proto": 1,
+        "go": format!("natrix {}", crate::server::VERSION),
+        "host": routes.listen_host,
+        "port": routes.listen_port.get(),
+        "headers": true,
+        "max_payload": server.opts.max_payload,
+        "cluster": *routes.cluster_name.borrow(),
+        "cluster_dynamic": routes.dynamic_name.get(),
+        "ip": routes.route_url(),
+        "connect_urls": routes.own_client_urls,
+        "lnoc": true,
+        "jetstream": false,
+    })
+    .to_string()
+}
+
+fn connect_json(routes: &Routes, target: &RouteTarget, id: &str) -> String {
+    json!({
+        "echo": false,
+        "verbose": false,
+        "pedantic": false,
+        "user": target.user.clone().or_else(|| routes.user.clone()).unwrap_or_default(),
+        "pass": target.pass.clone().or_else(|| routes.pass.clone()).unwrap_or_default(),
+        "tls_required": false,
+        "headers": true,
+        "name": id,
+        "cluster": *routes.cluster_name.borrow(),
+        "dynamic": routes.dynamic_name.get(),
+        "lnoc": true,
+    })
+    .to_string()
+}
+
+/// Serves one route connection, dialed by us (`target`) or accepted, until it ends.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, target: Option<RouteTarget>, configured: bool) -> Outcome {
+    let routes = shard.routes.as_ref().expect("routes live on the routes' shard");
+    remember_account_names(&shard);
+    let Ok(addr) = stream.peer_addr() else {
+        return Outcome::Closed { remote_id: None };
+    };
+    let _ = stream.set_nodelay(true);
+    let route = Rc::new_cyclic(|this| Route {
+        rid: routes.next_rid(),
+        addr,
+        solicited: target.is_some(),
+        configured,
+        start: SystemTime::now(),
+        last_activity: Cell::new(SystemTime::now()),
+        remote: RefCell::new(None),
+        registered: Cell::new(false),
+        closed: Cell::new(false),
+        out: Outbound::default(),
+        in_msgs: Cell::new(0),
+        in_bytes: Cell::new(0),
+        out_msgs: Cell::new(0),
+        out_bytes: Cell::new(0),
+        interest: RefCell::default(),
+        this: this.clone(),
+    });
+    routes.add_conn(&route);
+    let stream: SharedStream = Rc::new(RefCell::new(stream));
+    route.out.attach(&stream);
+    let writer = {
+        let (route, stream) = (route.clone(), stream.clone());
+        glommio::spawn_local(async move {
+            let _ = route.out.drain_to(&stream).await;
+        })
+    };
+    if let Some(target) = &target {
+        route.send(format!("CONNECT {}\r\n", connect_json(routes, target, &shard.server.id)).as_bytes());
+    }
+    route.send_info(info_json(&shard, routes).as_bytes());
+    info!("{addr} - rid:{} - Route connection created", route.rid);
+    let outcome = read_loop(&shard, &route, &stream).await;
+    let reason = match &outcome {
+        Ok(()) => "Closed".to_string(),
+        Err(Stop::SelfRoute) => "Route to self".to_string(),
+        Err(Stop::Error(reason)) => reason.clone(),
+    };
+    route.close(&shard, &reason);
+    writer.await;
+    match outcome {
+        Err(Stop::SelfRoute) => Outcome::SelfRoute,
+        _ => Outcome::Closed {
+            remote_id: route.remote_id(),
+        },
+    }
+}
+
+enum Stop {
+    SelfRoute,
+    Error(String),
+}
+
+async fn read_loop(shard: &Rc<Shard>, route: &Rc<Route>, stream: &SharedStream) -> Result<(), Stop> {
+    let mut reader = FrameReader::default();
+    let limits = (shard.server.opts.max_control_line.max(4096), shard.server.opts.max_payload);
+    while !route.closed.get() {
+        let Some(chunk) = reader.next_chunk(stream).await else {
+            return Ok(());
+        };
+        route.last_activity.set(SystemTime::now());
+        let mut at = 0;
+        let need = loop {
+            if at == chunk.len() || route.closed.get() {
+                break 0;
+            }
+            match proto::parse(&chunk[at..], limits.0, limits.1) {
+                Ok((op, n)) => {
+                    handle(shard, route, op, &chunk).await?;
+                    at += n;
+                }
+                Err(ParseError::Incomplete { need }) => break need.unwrap_or(0),
+                Err(e) => {
+                    error!("{} - rid:{} - Route protocol error: {e:?}; closing", route.addr, route.rid);
+                    route.send(b"-ERR 'Unknown Protocol Operation'\r\n");
+                    return Err(Stop::Error("Protocol Violation".into()));
+                }
+            }
+        };
+        reader.keep_tail(&chunk, at, need);
+        shard.backpressure().await;
+    }
+    Ok(())
+}
+
+async fn handle(shard: &Rc<Shard>, route: &Rc<Route>, op: RouteOp<'_>, chunk: &Bytes) -> Result<(), Stop> {
+    let routes = shard.routes.as_ref().expect("routes' shard");
+    match op {
+        RouteOp::Connect(json) => check_connect(routes, route, json)?,
+        RouteOp::Info(json) => handle_info(shard, routes, route, json)?,
+        RouteOp::Ping => route.send(b"PONG\r\n"),
+        RouteOp::Pong | RouteOp::Ok | RouteOp::Ignored => {}
+        RouteOp::Err(text) => {
+            warn!("{} - rid:{} - Route error: {}", route.addr, route.rid, String::from_utf8_lossy(text));
+            return Err(Stop::Error("Remote error".into()));
+        }
+        _ if !route.registered.get() => {}
+        RouteOp::Sub { account, subject, queue } => add_route_interest(shard, route, account, subject, queue),
+        RouteOp::Unsub { account, subject, queue } => remove_route_interest(shard, route, account, subject, queue),
+        RouteOp::Msg {
+            account,
+            subject,
+            reply,
+            queues,
+            header_len,
+            payload,
+        } => {
+            route.in_msgs.set(route.in_msgs.get() + 1);
+            route.in_bytes.set(route.in_bytes.get() + payload.len() as u64);
+            let Some(account) = lookup_account(shard, account) else {
+                return Ok(());
+            };
+            let queues: Vec<Bytes> = queues.iter().map(|q| chunk.slice_ref(q)).collect();
+            let msg = Msg {
+                subject,
+                reply,
+                header_len,
+                payload,
+                backing: Some(chunk),
+            };
+            shard.interest_current().await;
+            shard.route_from_route(account, &msg, &queues);
+        }
+    }
+    Ok(())
+}
+
+fn lookup_account(shard: &Shard, name: &[u8]) -> Option<crate::server::accounts::AccountId> {
+    std::str::from_utf8(name).ok().and_then(|n| shard.server.accounts.lookup(n))
+}
+
+fn check_connect(routes: &Routes, route: &Route, json: &[u8]) -> Result<(), Stop> {
+    let v: Value = serde_json::from_slice(json).map_err(|_| Stop::Error("Bad CONNECT".into()))?;
+    if let Some(user) = &routes.user {
+        let ok = v["user"].as_str() == Some(user.as_str()) && v["pass"].as_str() == routes.pass.as_deref();
+        if !ok {
+            route.send(b"-ERR 'Authorization Violation'\r\n");
+            return Err(Stop::Error("Authorization Violation".into()));
+        }
+    }
+    if let Some(name) = v["cluster"].as_str() {
+        let dynamic = v["dynamic"].as_bool().unwrap_or(false);
+        check_cluster_name(routes, route, name, dynamic)?;
+    }
+    Ok(())
+}
+
+fn check_cluster_name(routes: &Routes, route: &Route, theirs: &str, theirs_dynamic: bool) -> Result<(), Stop> {
+    let ours = routes.cluster_name.borrow().clone();
+    if ours == theirs || theirs.is_empty() {
+        return Ok(());
+    }
+    if routes.dynamic_name.get() && (!theirs_dynamic || theirs < ours.as_str()) {
+        info!("Cluster name updated to {theirs}");
+        *routes.cluster_name.borrow_mut() = theirs.to_string();
+        routes.dynamic_name.set(theirs_dynamic);
+        return Ok(());
+    }
+    if theirs_dynamic {
+        return Ok(());
+    }
+    error!(
+        "{} - rid:{} - Rejecting connection, cluster name {theirs:?} does not match {ours:?}",
+        route.addr, route.rid
+    );
+    route.send(b"-ERR 'Cluster Name Conflict'\r\n");
+    Err(Stop::Error("Cluster Name Conflict".into()))
+}
+
+fn handle_info(shard: &Rc<Shard>, routes: &Routes, route: &Rc<Route>, json: &[u8]) -> Result<(), Stop> {
+    let v: Value = serde_json::from_slice(json).map_err(|_| Stop::Error("Bad INFO".into()))?;
+    let id = v["server_id"].as_str().unwrap_or_default().to_string();
+    if id.is_empty() {
+        return Err(Stop::Error("INFO without server_id".into()));
+    }
+    let connect_urls: Vec<String> = v["connect_urls"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    if !route.registered.get() {
+        if id == routes.my_id {
+            return Err(Stop::SelfRoute);
+        }
+        if let Some(name) = v["cluster"].as_str() {
+            check_cluster_name(routes, route, name, v["cluster_dynamic"].as_bool().unwrap_or(false))?;
+        }
+        *route.remote.borrow_mut() = Some(RemoteServer {
+            id: id.clone(),
+            name: v["server_name"].as_str().unwrap_or(&id).to_string(),
+            connect_urls,
+        });
+        if !routes.register(shard, route, &id) {
+            return Err(Stop::Error("Duplicate Route".into()));
+        }
+        route.registered.set(true);
+        debug!("{} - rid:{} - Registering remote route {id:?}", route.addr, route.rid);
+        routes.gossip(route, json);
+        return Ok(());
+    }
+    if route.remote_id().as_deref() == Some(id.as_str()) {
+        if let Some(remote) = route.remote.borrow_mut().as_mut() {
+            remote.connect_urls = connect_urls;
+        }
+        routes.publish_connect_urls(shard);
+        return Ok(());
+    }
+    // Gossip about another server: dial it unless we already have it.
+    if id != routes.my_id && !routes.is_registered(&id) {
+        if let Some(url) = v["ip"].as_str() {
+            debug!("rid:{} - Learned of server {id:?} at {url}", route.rid);
+            routes.solicit(shard, url, false);
+        }
+    }
+    Ok(())
+}
+
+fn interest_key(
+    shard: &Shard,
+    account: &[u8],
+    subject_: &[u8],
+    queue: Option<&[u8]>,
+) -> Option<InterestKey> {
+    let account = lookup_account(shard, account)?;
+    if !subject::is_valid_filter(subject_) {
+        return None;
+    }
+    Some((account, Bytes::copy_from_slice(subject_), queue.map(Bytes::copy_from_slice)))
+}
+
+fn add_route_interest(shard: &Shard, route: &Rc<Route>, account: &[u8], subject: &[u8], queue: Option<(&[u8], u32)>) {
+    let Some(key) = interest_key(shard, account, subject, queue.map(|q| q.0)) else {
+        return;
+    };
+    let weight = queue.map_or(1, |q| q.1);
+    if let Some(existing) = route.interest.borrow().get(&key) {
+        existing.weight.set(weight);
+        return;
+    }
+    let entry = Rc::new(RouteInterest {
+        route: route.this.clone(),
+        weight: Cell::new(weight),
+    });
+    route.interest.borrow_mut().insert(key.clone(), entry.clone());
+    let (account, subject, queue) = key;
+    shard.add_interest(account, &subject, queue.as_ref(), Interest::Route(entry));
+}
+
+fn remove_route_interest(shard: &Shard, route: &Route, account: &[u8], subject: &[u8], queue: Option<&[u8]>) {
+    let Some(key) = interest_key(shard, account, subject, queue) else {
+        return;
+    };
+    let Some(entry) = route.interest.borrow_mut().remove(&key) else {
+        return;
+    };
+    let (account, subject, queue) = key;
+    shard.remove_interest(account, &subject, queue.as_ref(), &Interest::Route(entry));
+}

@@ -1,0 +1,264 @@
+//! Routes between servers of a cluster: the route protocol (`proto`), one route
+//! connection (`conn`), and here the registry on the routes' shard (shard 0): the
+//! live routes by remote server, the interest announced to them, soliciting with
+//! retries, gossip of new servers (so that a seed is enough for a full mesh), and
+//! the cluster's client URLs.
+
+pub mod conn;
+pub mod proto;
+pub mod urls;
+
+use crate::server::shard::{InterestKey, Shard};
+use crate::server::Server;
+use ahash::{AHashMap, AHashSet};
+use conn::Route;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{debug, info};
+
+/// Pause between attempts to reach a route, growing to this from 100 ms.
+const RECONNECT_DELAY_MAX_MS: u64 = 1000;
+/// Attempts for a route learned by gossip (configured routes are retried forever).
+const IMPLICIT_ATTEMPTS_MAX: u32 = 10;
+
+pub struct Routes {
+    pub my_id: String,
+    pub cluster_name: RefCell<String>,
+    pub dynamic_name: Cell<bool>,
+    advertise: Option<String>,
+    pub listen_host: String,
+    pub listen_port: Cell<u16>,
+    /// Route URLs from the config or flags.
+    pub configured: Vec<String>,
+    /// Our own client URLs, first in every `connect_urls`.
+    pub own_client_urls: Vec<String>,
+    pub user: Option<String>,
+    pub pass: Option<String>,
+    conns: RefCell<AHashMap<u64, Rc<Route>>>,
+    registered: RefCell<AHashMap<String, Rc<Route>>>,
+    /// What the routes have been told: this server's client interest per key.
+    announced: RefCell<AHashMap<InterestKey, u32>>,
+    /// host:port of every route URL with a soliciting task.
+    soliciting: RefCell<AHashSet<String>>,
+    next_rid: Cell<u64>,
+}
+
+impl Routes {
+    pub fn new(server: &Server) -> Option<Routes> {
+        let cluster = server.opts.cluster.as_ref()?;
+        let name = cluster.name.clone();
+        let listen_host = cluster.host.clone();
+        let auth = cluster.authorization.as_ref();
+        Some(Routes {
+            my_id: server.id.clone(),
+            dynamic_name: Cell::new(name.is_none()),
+            cluster_name: RefCell::new(name.unwrap_or_else(|| format!("{}-dyn", &server.id[..8]))),
+            advertise: cluster.advertise.clone(),
+            listen_host,
+            listen_port: Cell::new(cluster.port),
+            configured: cluster.routes.clone(),
+            own_client_urls: urls::client_urls(server),
+            user: auth.and_then(|a| a.user.clone()),
+            pass: auth.and_then(|a| a.password.clone()),
+            conns: RefCell::default(),
+            registered: RefCell::default(),
+            announced: RefCell::default(),
+            soliciting: RefCell::default(),
+            next_rid: Cell::new(1),
+        })
+    }
+
+    /// Our route URL as others should dial it (INFO's `ip`).
+    pub fn route_url(&self) -> String {
+        match &self.advertise {
+            Some(a) => format!("nats-route://{a}/"),
+            None => format!(
+                "nats-route://{}:{}/",
+                urls::dialable_host(&self.listen_host),
+                self.listen_port.get()
+            ),
+        }
+    }
+
+    pub fn next_rid(&self) -> u64 {
+        let rid = self.next_rid.get();
+        self.next_rid.set(rid + 1);
+        rid
+    }
+
+    pub fn add_conn(&self, route: &Rc<Route>) {
+        self.conns.borrow_mut().insert(route.rid, route.clone());
+    }
+
+    pub fn registered(&self) -> Vec<Rc<Route>> {
+        let mut routes: Vec<_> = self.registered.borrow().values().cloned().collect();
+        routes.sort_by_key(|r| r.rid);
+        routes
+    }
+
+    pub fn is_registered(&self, server_id: &str) -> bool {
+        self.registered.borrow().contains_key(server_id)
+    }
+
+    /// Registers a route once its remote server is known. A second route to the
+    /// same server is a duplicate: both servers keep the one solicited by the
+    /// server with the smaller id, so they agree without talking. Returns false
+    /// when `route` is the one to close.
+    pub fn register(&self, shard: &Shard, route: &Rc<Route>, remote_id: &str) -> bool {
+        let existing = self.registered.borrow().get(remote_id).cloned();
+        if let Some(old) = existing {
+            let keep_new = route.solicited == (self.my_id.as_str() < remote_id);
+            if !keep_new {
+                debug!("rid:{} - Detected duplicate remote route {remote_id:?}", route.rid);
+                return false;
+            }
+            debug!("rid:{} - Replacing duplicate remote route {remote_id:?}", old.rid);
+            self.registered.borrow_mut().remove(remote_id);
+            old.close(shard, "Duplicate Route");
+        }
+        self.registered.borrow_mut().insert(remote_id.to_string(), route.clone());
+        self.send_all_interest(route);
+        self.publish_connect_urls(shard);
+        true
+    }
+
+    /// Forgets a closed route (registered or not).
+    pub fn remove(&self, shard: &Shard, route: &Route) {
+        self.conns.borrow_mut().remove(&route.rid);
+        let remote_id = route.remote_id();
+        let mut registered = self.registered.borrow_mut();
+        let was = remote_id
+            .as_ref()
+            .is_some_and(|id| registered.get(id).is_some_and(|r| r.rid == route.rid));
+        if was {
+            registered.remove(remote_id.as_deref().unwrap_or_default());
+            drop(registered);
+            self.publish_connect_urls(shard);
+        }
+    }
+
+    fn send_all_interest(&self, route: &Route) {
+        let announced = self.announced.borrow();
+        route.send_interest_snapshot(&announced);
+    }
+
+    /// This server's client interest in `key` changed to `weight`; tell the routes
+    /// when that changes what they know (first or last entry, a queue's weight).
+    pub fn client_interest_changed(&self, shard: &Shard, key: &InterestKey, weight: u32) {
+        let old = {
+            let mut announced = self.announced.borrow_mut();
+            let old = announced.get(key).copied().unwrap_or(0);
+            if weight == 0 {
+                announced.remove(key);
+            } else {
+                announced.insert(key.clone(), weight);
+            }
+            old
+        };
+        let queue = key.2.is_some();
+        let changed = if queue { old != weight } else { (old == 0) != (weight == 0) };
+        if !changed {
+            return;
+        }
+        let account = shard.server.accounts.name(key.0);
+        for route in self.registered.borrow().values() {
+            route.send_interest(account, key, weight);
+        }
+    }
+
+    /// Tells every other route about a newly registered server (its INFO as it
+    /// sent it), so that they connect to it too.
+    pub fn gossip(&self, from: &Route, info_json: &[u8]) {
+        for route in self.registered.borrow().values() {
+            if route.rid != from.rid {
+                route.send_info(info_json);
+            }
+        }
+    }
+
+    /// The client URLs of every server in the cluster, this one first.
+    pub fn connect_urls(&self) -> Vec<String> {
+        let mut urls = self.own_client_urls.clone();
+        for route in self.registered() {
+            for url in route.remote_connect_urls() {
+                if !urls.contains(&url) {
+                    urls.push(url);
+                }
+            }
+        }
+        urls
+    }
+
+    /// Publishes the cluster's client URLs to every shard (and so to clients).
+    pub fn publish_connect_urls(&self, shard: &Shard) {
+        let urls = Arc::new(self.connect_urls());
+        if *shard.connect_urls.borrow() == urls {
+            return;
+        }
+        for peer in shard.peers() {
+            shard.link(peer).push(crate::server::link::Item::ConnectUrls(urls.clone()));
+        }
+        crate::server::client::connect_urls_changed(shard, urls);
+    }
+
+    /// Starts a task that dials `url` (and redials it when the route drops).
+    pub fn solicit(&self, shard: &Rc<Shard>, url: &str, configured: bool) {
+        let Some(target) = urls::route_target(url) else {
+            tracing::warn!("Ignoring bad route URL {url:?}");
+            return;
+        };
+        if !self.soliciting.borrow_mut().insert(target.host_port.clone()) {
+            return;
+        }
+        glommio::spawn_local(solicit_loop(shard.clone(), target, configured)).detach();
+    }
+
+    fn stop_soliciting(&self, host_port: &str) {
+        self.soliciting.borrow_mut().remove(host_port);
+    }
+}
+
+async fn solicit_loop(shard: Rc<Shard>, target: urls::RouteTarget, configured: bool) {
+    let mut delay_ms = 100;
+    let mut failures = 0u32;
+    let mut known_id: Option<String> = None;
+    loop {
+        let routes = shard.routes.as_ref().expect("routes' shard");
+        let connected = known_id.as_deref().is_some_and(|id| routes.is_registered(id));
+        if !connected {
+            match glommio::net::TcpStream::connect(target.host_port.as_str()).await {
+                Ok(stream) => {
+                    let outcome = conn::serve(shard.clone(), stream, Some(target.clone()), configured).await;
+                    match outcome {
+                        conn::Outcome::SelfRoute => {
+                            info!("Detected route to self, ignoring {:?}", target.url);
+                            break;
+                        }
+                        conn::Outcome::Closed { remote_id } => {
+                            if remote_id.is_some() {
+                                failures = 0;
+                                delay_ms = 100;
+                            }
+                            known_id = remote_id.or(known_id);
+                        }
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    debug!("Error trying to connect to route {}: {e}", target.url);
+                }
+            }
+        }
+        if !configured && failures >= IMPLICIT_ATTEMPTS_MAX {
+            debug!("Giving up on implicit route {}", target.url);
+            break;
+        }
+        glommio::timer::sleep(Duration::from_millis(delay_ms)).await;
+        delay_ms = (delay_ms * 2).min(RECONNECT_DELAY_MAX_MS);
+    }
+    if let Some(routes) = shard.routes.as_ref() {
+        routes.stop_soliciting(&target.host_port);
+    }
+}

@@ -1,0 +1,99 @@
+//! Addresses: route URLs to dial, and the client URLs a server advertises.
+
+use crate::server::Server;
+use std::net::{IpAddr, Ipv4Addr};
+
+#[derive(Clone, Debug)]
+pub struct RouteTarget {
+    pub url: String,
+    /// `host:port` to dial; also the key that keeps one dialer per address.
+    pub host_port: String,
+    pub user: Option<String>,
+    pub pass: Option<String>,
+}
+
+/// Parses `nats-route://[user:pass@]host:port[/]` (or `nats://`, `tcp://`).
+pub fn route_target(url: &str) -> Option<RouteTarget> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.trim_end_matches('/');
+    let (userinfo, host_port) = match rest.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, rest),
+    };
+    let (host, port) = host_port.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    if host.is_empty() {
+        return None;
+    }
+    let (user, pass) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
+        Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
+        None => (None, None),
+    };
+    Some(RouteTarget {
+        url: url.to_string(),
+        host_port: format!("{host}:{port}"),
+        user,
+        pass,
+    })
+}
+
+/// A host others can dial: the unspecified address becomes this machine's first
+/// non-loopback IPv4 address (loopback when it has none).
+pub fn dialable_host(host: &str) -> String {
+    match host.parse::<IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => first_interface_ipv4().unwrap_or(Ipv4Addr::LOCALHOST).to_string(),
+        _ => host.to_string(),
+    }
+}
+
+/// This server's client URLs as `host:port`, as nats-server lists them in
+/// `connect_urls`.
+pub fn client_urls(server: &Server) -> Vec<String> {
+    if let Some(advertise) = &server.opts.client_advertise {
+        return vec![advertise.clone()];
+    }
+    vec![format!("{}:{}", dialable_host(&server.opts.host), server.port)]
+}
+
+fn first_interface_ipv4() -> Option<Ipv4Addr> {
+    let mut found = None;
+    // SAFETY: getifaddrs fills a list we walk read-only and free once.
+    unsafe {
+        let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut list) != 0 {
+            return None;
+        }
+        let mut at = list;
+        while !at.is_null() {
+            let addr = (*at).ifa_addr;
+            if !addr.is_null() && i32::from((*addr).sa_family) == libc::AF_INET {
+                let sin = &*(addr as *const libc::sockaddr_in);
+                let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                if !ip.is_loopback() {
+                    found = Some(ip);
+                    break;
+                }
+            }
+            at = (*at).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_urls() {
+        let t = route_target("nats-route://127.0.0.1:6222/").unwrap();
+        assert_eq!(t.host_port, "127.0.0.1:6222");
+        let t = route_target("nats://ruser:T0pS3cr3t@host-b:6222").unwrap();
+        assert_eq!(t.host_port, "host-b:6222");
+        assert_eq!(t.user.as_deref(), Some("ruser"));
+        assert_eq!(t.pass.as_deref(), Some("T0pS3cr3t"));
+        assert!(route_target("nats://nohost").is_none());
+        assert!(route_target("nats://:1").is_none());
+    }
+}
