@@ -419,7 +419,7 @@ fn handle_info(shard: &Rc<Shard>, routes: &Routes, route: &Rc<Route>, json: &[u8
         }
         route.registered.set(true);
         debug!("{} - rid:{} - Registering remote route {id:?}", route.addr, route.rid);
-        routes.gossip(route, json);
+        routes.gossip(route, &gossip_info(v, route));
         return Ok(());
     }
     if route.remote_id().as_deref() == Some(id.as_str()) {
@@ -431,12 +431,36 @@ fn handle_info(shard: &Rc<Shard>, routes: &Routes, route: &Rc<Route>, json: &[u8
     }
     // Gossip about another server: dial it unless we already have it.
     if id != routes.my_id && !routes.is_registered(&id) {
-        if let Some(url) = v["ip"].as_str() {
+        if let Some(url) = route_url_of(&v) {
             debug!("rid:{} - Learned of server {id:?} at {url}", route.rid);
-            routes.solicit(shard, url, false);
+            routes.solicit(shard, &url, false);
         }
     }
     Ok(())
+}
+
+/// Where a server's routes are dialed: its INFO's `ip`, else its `host:port`.
+fn route_url_of(info: &Value) -> Option<String> {
+    match info["ip"].as_str() {
+        Some(ip) if !ip.is_empty() => Some(ip.to_string()),
+        _ => {
+            let host = info["host"].as_str()?;
+            let port = info["port"].as_u64()?;
+            Some(format!("nats-route://{host}:{port}/"))
+        }
+    }
+}
+
+/// A new server's INFO as we pass it on to the others: with `ip` set so that they
+/// can dial it (a server's own INFO may not carry one), as nats-server does.
+fn gossip_info(mut info: Value, route: &Route) -> Vec<u8> {
+    if route_url_of(&info).is_none() || info["host"].as_str().is_some_and(|h| h == "0.0.0.0") {
+        let port = info["port"].as_u64().unwrap_or(0);
+        info["ip"] = format!("nats-route://{}:{port}/", route.addr.ip()).into();
+    } else if let Some(url) = route_url_of(&info) {
+        info["ip"] = url.into();
+    }
+    info.to_string().into_bytes()
 }
 
 fn interest_key(

@@ -81,11 +81,6 @@ fn log_start(server: &Server) {
             pos.file, pos.line, pos.col
         );
     }
-    if server.opts.cluster.is_some() {
-        tracing::warn!(
-            "cluster block: clustering is not yet supported; running as a single server"
-        );
-    }
     if server.opts.jetstream.is_some() {
         tracing::warn!("jetstream: JetStream is not yet supported; running without it");
     }
