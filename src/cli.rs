@@ -190,7 +190,9 @@ impl Cli {
                 .ok_or_else(|| format!("invalid cluster URL {url:?}"))?;
             let (host, port) = target.host_port.rsplit_once(':').expect("checked");
             cluster.host = host.to_string();
-            cluster.port = port.parse().map_err(|_| format!("invalid cluster port in {url:?}"))?;
+            cluster.port = port
+                .parse()
+                .map_err(|_| format!("invalid cluster port in {url:?}"))?;
             if target.user.is_some() {
                 let auth = cluster.authorization.get_or_insert_with(Default::default);
                 auth.user = target.user.clone();

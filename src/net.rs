@@ -148,7 +148,9 @@ impl FrameReader {
             let start = self.pending.len();
             let want = self.read_size.max(self.need.saturating_sub(start));
             self.pending.resize(start + want, 0);
-            let n = read_into(stream, &mut self.pending[start..]).await.unwrap_or_default();
+            let n = read_into(stream, &mut self.pending[start..])
+                .await
+                .unwrap_or_default();
             self.pending.truncate(start + n);
             if n == 0 {
                 return None;

@@ -40,7 +40,7 @@ async fn pub_sub_and_wildcards(shards: usize) {
     let mut star = clients[1].subscribe("orders.*").await.unwrap();
     let mut gt = clients[2].subscribe("orders.>").await.unwrap();
     for c in &clients[..3] {
-        common::sync(&c).await;
+        common::sync(c).await;
     }
     let publisher = &clients[5];
     publisher.publish("orders.new", "1".into()).await.unwrap();
@@ -74,7 +74,7 @@ async fn many_messages_in_order_across_shards(shards: usize) {
     let mut subs = Vec::new();
     for c in &clients[..4] {
         subs.push(c.subscribe("stream.x").await.unwrap());
-        common::sync(&c).await;
+        common::sync(c).await;
     }
     const N: usize = 5000;
     for i in 0..N {
@@ -99,7 +99,7 @@ async fn queue_group_delivers_each_message_once(shards: usize) {
     let mut plain = clients[8].subscribe("work").await.unwrap();
     for (member, c) in clients[..6].iter().enumerate() {
         let mut sub = c.queue_subscribe("work", "workers".into()).await.unwrap();
-        common::sync(&c).await;
+        common::sync(c).await;
         let tx = tx.clone();
         tokio::spawn(async move {
             while let Some(m) = sub.next().await {

@@ -54,7 +54,9 @@ pub struct Route {
 pub enum Outcome {
     /// It was a route to this very server.
     SelfRoute,
-    Closed { remote_id: Option<String> },
+    Closed {
+        remote_id: Option<String>,
+    },
 }
 
 impl Route {
@@ -67,7 +69,11 @@ impl Route {
     }
 
     pub fn remote_connect_urls(&self) -> Vec<String> {
-        self.remote.borrow().as_ref().map(|r| r.connect_urls.clone()).unwrap_or_default()
+        self.remote
+            .borrow()
+            .as_ref()
+            .map(|r| r.connect_urls.clone())
+            .unwrap_or_default()
     }
 
     pub fn subscription_count(&self) -> usize {
@@ -106,7 +112,12 @@ impl Route {
         if weight == 0 {
             proto::encode_unsub(&mut line, account, subject, queue.as_deref());
         } else {
-            proto::encode_sub(&mut line, account, subject, queue.as_deref().map(|q| (q, weight)));
+            proto::encode_sub(
+                &mut line,
+                account,
+                subject,
+                queue.as_deref().map(|q| (q, weight)),
+            );
         }
         self.send(&line);
     }
@@ -119,7 +130,13 @@ impl Route {
     }
 
     fn account_name(&self, key: &InterestKey) -> String {
-        ACCOUNT_NAMES.with(|names| names.borrow().get(key.0.index()).cloned().unwrap_or_default())
+        ACCOUNT_NAMES.with(|names| {
+            names
+                .borrow()
+                .get(key.0.index())
+                .cloned()
+                .unwrap_or_default()
+        })
     }
 
     /// Sends one message, with the queue groups the other server serves.
@@ -129,12 +146,24 @@ impl Route {
         }
         let queues: Vec<&[u8]> = queues.iter().map(|q| &q[..]).collect();
         let pending = self.out.append(|out| {
-            proto::encode_msg(out, account, msg.subject, msg.reply, &queues, msg.header_len, msg.payload)
+            proto::encode_msg(
+                out,
+                account,
+                msg.subject,
+                msg.reply,
+                &queues,
+                msg.header_len,
+                msg.payload,
+            )
         });
         self.out_msgs.set(self.out_msgs.get() + 1);
-        self.out_bytes.set(self.out_bytes.get() + msg.payload.len() as u64);
+        self.out_bytes
+            .set(self.out_bytes.get() + msg.payload.len() as u64);
         if pending > ROUTE_PENDING_MAX_BYTES {
-            warn!("rid:{} - Route backlog over {ROUTE_PENDING_MAX_BYTES} bytes; closing", self.rid);
+            warn!(
+                "rid:{} - Route backlog over {ROUTE_PENDING_MAX_BYTES} bytes; closing",
+                self.rid
+            );
             self.out.discard();
             self.closed.set(true);
             self.out.shutdown_now();
@@ -146,14 +175,18 @@ impl Route {
         if self.closed.replace(true) {
             return;
         }
-        let entries: Vec<(InterestKey, Rc<RouteInterest>)> = self.interest.borrow_mut().drain().collect();
+        let entries: Vec<(InterestKey, Rc<RouteInterest>)> =
+            self.interest.borrow_mut().drain().collect();
         for ((account, subject, queue), entry) in entries {
             shard.remove_interest(account, &subject, queue.as_ref(), &Interest::Route(entry));
         }
         if let Some(routes) = shard.routes.as_ref() {
             routes.remove(shard, self);
         }
-        info!("{} - rid:{} - Route connection closed: {reason}", self.addr, self.rid);
+        info!(
+            "{} - rid:{} - Route connection closed: {reason}",
+            self.addr, self.rid
+        );
         self.out.close();
     }
 }
@@ -169,7 +202,11 @@ fn remember_account_names(shard: &Shard) {
         if names.is_empty() {
             let accounts = &shard.server.accounts;
             *names = (0..accounts.len())
-                .map(|i| accounts.name(crate::server::accounts::AccountId(i as u32)).to_string())
+                .map(|i| {
+                    accounts
+                        .name(crate::server::accounts::AccountId(i as u32))
+                        .to_string()
+                })
                 .collect();
         }
     });
@@ -216,8 +253,16 @@ fn connect_json(routes: &Routes, target: &RouteTarget, id: &str) -> String {
 }
 
 /// Serves one route connection, dialed by us (`target`) or accepted, until it ends.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, target: Option<RouteTarget>, configured: bool) -> Outcome {
-    let routes = shard.routes.as_ref().expect("routes live on the routes' shard");
+pub async fn serve(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    target: Option<RouteTarget>,
+    configured: bool,
+) -> Outcome {
+    let routes = shard
+        .routes
+        .as_ref()
+        .expect("routes live on the routes' shard");
     remember_account_names(&shard);
     let Ok(addr) = stream.peer_addr() else {
         return Outcome::Closed { remote_id: None };
@@ -251,7 +296,13 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, target: Option<RouteTarg
         })
     };
     if let Some(target) = &target {
-        route.send(format!("CONNECT {}\r\n", connect_json(routes, target, &shard.server.id)).as_bytes());
+        route.send(
+            format!(
+                "CONNECT {}\r\n",
+                connect_json(routes, target, &shard.server.id)
+            )
+            .as_bytes(),
+        );
     }
     route.send_info(info_json(&shard, routes).as_bytes());
     info!("{addr} - rid:{} - Route connection created", route.rid);
@@ -276,9 +327,16 @@ enum Stop {
     Error(String),
 }
 
-async fn read_loop(shard: &Rc<Shard>, route: &Rc<Route>, stream: &SharedStream) -> Result<(), Stop> {
+async fn read_loop(
+    shard: &Rc<Shard>,
+    route: &Rc<Route>,
+    stream: &SharedStream,
+) -> Result<(), Stop> {
     let mut reader = FrameReader::default();
-    let limits = (shard.server.opts.max_control_line.max(4096), shard.server.opts.max_payload);
+    let limits = (
+        shard.server.opts.max_control_line.max(4096),
+        shard.server.opts.max_payload,
+    );
     while !route.closed.get() {
         let Some(chunk) = reader.next_chunk(stream).await else {
             return Ok(());
@@ -296,7 +354,10 @@ async fn read_loop(shard: &Rc<Shard>, route: &Rc<Route>, stream: &SharedStream) 
                 }
                 Err(ParseError::Incomplete { need }) => break need.unwrap_or(0),
                 Err(e) => {
-                    error!("{} - rid:{} - Route protocol error: {e:?}; closing", route.addr, route.rid);
+                    error!(
+                        "{} - rid:{} - Route protocol error: {e:?}; closing",
+                        route.addr, route.rid
+                    );
                     route.send(b"-ERR 'Unknown Protocol Operation'\r\n");
                     return Err(Stop::Error("Protocol Violation".into()));
                 }
@@ -308,7 +369,12 @@ async fn read_loop(shard: &Rc<Shard>, route: &Rc<Route>, stream: &SharedStream) 
     Ok(())
 }
 
-async fn handle(shard: &Rc<Shard>, route: &Rc<Route>, op: RouteOp<'_>, chunk: &Bytes) -> Result<(), Stop> {
+async fn handle(
+    shard: &Rc<Shard>,
+    route: &Rc<Route>,
+    op: RouteOp<'_>,
+    chunk: &Bytes,
+) -> Result<(), Stop> {
     let routes = shard.routes.as_ref().expect("routes' shard");
     match op {
         RouteOp::Connect(json) => check_connect(routes, route, json)?,
@@ -316,12 +382,25 @@ async fn handle(shard: &Rc<Shard>, route: &Rc<Route>, op: RouteOp<'_>, chunk: &B
         RouteOp::Ping => route.send(b"PONG\r\n"),
         RouteOp::Pong | RouteOp::Ok | RouteOp::Ignored => {}
         RouteOp::Err(text) => {
-            warn!("{} - rid:{} - Route error: {}", route.addr, route.rid, String::from_utf8_lossy(text));
+            warn!(
+                "{} - rid:{} - Route error: {}",
+                route.addr,
+                route.rid,
+                String::from_utf8_lossy(text)
+            );
             return Err(Stop::Error("Remote error".into()));
         }
         _ if !route.registered.get() => {}
-        RouteOp::Sub { account, subject, queue } => add_route_interest(shard, route, account, subject, queue),
-        RouteOp::Unsub { account, subject, queue } => remove_route_interest(shard, route, account, subject, queue),
+        RouteOp::Sub {
+            account,
+            subject,
+            queue,
+        } => add_route_interest(shard, route, account, subject, queue),
+        RouteOp::Unsub {
+            account,
+            subject,
+            queue,
+        } => remove_route_interest(shard, route, account, subject, queue),
         RouteOp::Msg {
             account,
             subject,
@@ -331,7 +410,9 @@ async fn handle(shard: &Rc<Shard>, route: &Rc<Route>, op: RouteOp<'_>, chunk: &B
             payload,
         } => {
             route.in_msgs.set(route.in_msgs.get() + 1);
-            route.in_bytes.set(route.in_bytes.get() + payload.len() as u64);
+            route
+                .in_bytes
+                .set(route.in_bytes.get() + payload.len() as u64);
             let Some(account) = lookup_account(shard, account) else {
                 return Ok(());
             };
@@ -351,13 +432,16 @@ async fn handle(shard: &Rc<Shard>, route: &Rc<Route>, op: RouteOp<'_>, chunk: &B
 }
 
 fn lookup_account(shard: &Shard, name: &[u8]) -> Option<crate::server::accounts::AccountId> {
-    std::str::from_utf8(name).ok().and_then(|n| shard.server.accounts.lookup(n))
+    std::str::from_utf8(name)
+        .ok()
+        .and_then(|n| shard.server.accounts.lookup(n))
 }
 
 fn check_connect(routes: &Routes, route: &Route, json: &[u8]) -> Result<(), Stop> {
     let v: Value = serde_json::from_slice(json).map_err(|_| Stop::Error("Bad CONNECT".into()))?;
     if let Some(user) = &routes.user {
-        let ok = v["user"].as_str() == Some(user.as_str()) && v["pass"].as_str() == routes.pass.as_deref();
+        let ok = v["user"].as_str() == Some(user.as_str())
+            && v["pass"].as_str() == routes.pass.as_deref();
         if !ok {
             route.send(b"-ERR 'Authorization Violation'\r\n");
             return Err(Stop::Error("Authorization Violation".into()));
@@ -370,7 +454,12 @@ fn check_connect(routes: &Routes, route: &Route, json: &[u8]) -> Result<(), Stop
     Ok(())
 }
 
-fn check_cluster_name(routes: &Routes, route: &Route, theirs: &str, theirs_dynamic: bool) -> Result<(), Stop> {
+fn check_cluster_name(
+    routes: &Routes,
+    route: &Route,
+    theirs: &str,
+    theirs_dynamic: bool,
+) -> Result<(), Stop> {
     let ours = routes.cluster_name.borrow().clone();
     if ours == theirs || theirs.is_empty() {
         return Ok(());
@@ -392,7 +481,12 @@ fn check_cluster_name(routes: &Routes, route: &Route, theirs: &str, theirs_dynam
     Err(Stop::Error("Cluster Name Conflict".into()))
 }
 
-fn handle_info(shard: &Rc<Shard>, routes: &Routes, route: &Rc<Route>, json: &[u8]) -> Result<(), Stop> {
+fn handle_info(
+    shard: &Rc<Shard>,
+    routes: &Routes,
+    route: &Rc<Route>,
+    json: &[u8],
+) -> Result<(), Stop> {
     let v: Value = serde_json::from_slice(json).map_err(|_| Stop::Error("Bad INFO".into()))?;
     let id = v["server_id"].as_str().unwrap_or_default().to_string();
     if id.is_empty() {
@@ -400,14 +494,23 @@ fn handle_info(shard: &Rc<Shard>, routes: &Routes, route: &Rc<Route>, json: &[u8
     }
     let connect_urls: Vec<String> = v["connect_urls"]
         .as_array()
-        .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|u| u.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     if !route.registered.get() {
         if id == routes.my_id {
             return Err(Stop::SelfRoute);
         }
         if let Some(name) = v["cluster"].as_str() {
-            check_cluster_name(routes, route, name, v["cluster_dynamic"].as_bool().unwrap_or(false))?;
+            check_cluster_name(
+                routes,
+                route,
+                name,
+                v["cluster_dynamic"].as_bool().unwrap_or(false),
+            )?;
         }
         *route.remote.borrow_mut() = Some(RemoteServer {
             id: id.clone(),
@@ -418,7 +521,10 @@ fn handle_info(shard: &Rc<Shard>, routes: &Routes, route: &Rc<Route>, json: &[u8
             return Err(Stop::Error("Duplicate Route".into()));
         }
         route.registered.set(true);
-        debug!("{} - rid:{} - Registering remote route {id:?}", route.addr, route.rid);
+        debug!(
+            "{} - rid:{} - Registering remote route {id:?}",
+            route.addr, route.rid
+        );
         routes.gossip(route, &gossip_info(v, route));
         return Ok(());
     }
@@ -473,10 +579,20 @@ fn interest_key(
     if !subject::is_valid_filter(subject_) {
         return None;
     }
-    Some((account, Bytes::copy_from_slice(subject_), queue.map(Bytes::copy_from_slice)))
+    Some((
+        account,
+        Bytes::copy_from_slice(subject_),
+        queue.map(Bytes::copy_from_slice),
+    ))
 }
 
-fn add_route_interest(shard: &Shard, route: &Rc<Route>, account: &[u8], subject: &[u8], queue: Option<(&[u8], u32)>) {
+fn add_route_interest(
+    shard: &Shard,
+    route: &Rc<Route>,
+    account: &[u8],
+    subject: &[u8],
+    queue: Option<(&[u8], u32)>,
+) {
     let Some(key) = interest_key(shard, account, subject, queue.map(|q| q.0)) else {
         return;
     };
@@ -489,12 +605,21 @@ fn add_route_interest(shard: &Shard, route: &Rc<Route>, account: &[u8], subject:
         route: route.this.clone(),
         weight: Cell::new(weight),
     });
-    route.interest.borrow_mut().insert(key.clone(), entry.clone());
+    route
+        .interest
+        .borrow_mut()
+        .insert(key.clone(), entry.clone());
     let (account, subject, queue) = key;
     shard.add_interest(account, &subject, queue.as_ref(), Interest::Route(entry));
 }
 
-fn remove_route_interest(shard: &Shard, route: &Route, account: &[u8], subject: &[u8], queue: Option<&[u8]>) {
+fn remove_route_interest(
+    shard: &Shard,
+    route: &Route,
+    account: &[u8],
+    subject: &[u8],
+    queue: Option<&[u8]>,
+) {
     let Some(key) = interest_key(shard, account, subject, queue) else {
         return;
     };

@@ -111,14 +111,22 @@ impl Routes {
         if let Some(old) = existing {
             let keep_new = route.solicited == (self.my_id.as_str() < remote_id);
             if !keep_new {
-                debug!("rid:{} - Detected duplicate remote route {remote_id:?}", route.rid);
+                debug!(
+                    "rid:{} - Detected duplicate remote route {remote_id:?}",
+                    route.rid
+                );
                 return false;
             }
-            debug!("rid:{} - Replacing duplicate remote route {remote_id:?}", old.rid);
+            debug!(
+                "rid:{} - Replacing duplicate remote route {remote_id:?}",
+                old.rid
+            );
             self.registered.borrow_mut().remove(remote_id);
             old.close(shard, "Duplicate Route");
         }
-        self.registered.borrow_mut().insert(remote_id.to_string(), route.clone());
+        self.registered
+            .borrow_mut()
+            .insert(remote_id.to_string(), route.clone());
         self.send_all_interest(route);
         self.publish_connect_urls(shard);
         true
@@ -158,7 +166,11 @@ impl Routes {
             old
         };
         let queue = key.2.is_some();
-        let changed = if queue { old != weight } else { (old == 0) != (weight == 0) };
+        let changed = if queue {
+            old != weight
+        } else {
+            (old == 0) != (weight == 0)
+        };
         if !changed {
             return;
         }
@@ -198,7 +210,9 @@ impl Routes {
             return;
         }
         for peer in shard.peers() {
-            shard.link(peer).push(crate::server::link::Item::ConnectUrls(urls.clone()));
+            shard
+                .link(peer)
+                .push(crate::server::link::Item::ConnectUrls(urls.clone()));
         }
         crate::server::client::connect_urls_changed(shard, urls);
     }
@@ -209,7 +223,11 @@ impl Routes {
             tracing::warn!("Ignoring bad route URL {url:?}");
             return;
         };
-        if !self.soliciting.borrow_mut().insert(target.host_port.clone()) {
+        if !self
+            .soliciting
+            .borrow_mut()
+            .insert(target.host_port.clone())
+        {
             return;
         }
         glommio::spawn_local(solicit_loop(shard.clone(), target, configured)).detach();
@@ -226,11 +244,14 @@ async fn solicit_loop(shard: Rc<Shard>, target: urls::RouteTarget, configured: b
     let mut known_id: Option<String> = None;
     loop {
         let routes = shard.routes.as_ref().expect("routes' shard");
-        let connected = known_id.as_deref().is_some_and(|id| routes.is_registered(id));
+        let connected = known_id
+            .as_deref()
+            .is_some_and(|id| routes.is_registered(id));
         if !connected {
             match glommio::net::TcpStream::connect(target.host_port.as_str()).await {
                 Ok(stream) => {
-                    let outcome = conn::serve(shard.clone(), stream, Some(target.clone()), configured).await;
+                    let outcome =
+                        conn::serve(shard.clone(), stream, Some(target.clone()), configured).await;
                     match outcome {
                         conn::Outcome::SelfRoute => {
                             info!("Detected route to self, ignoring {:?}", target.url);

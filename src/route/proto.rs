@@ -107,7 +107,11 @@ fn parse_sub(rest: &[u8]) -> Result<RouteOp<'_>, ParseError> {
             queue: None,
         }),
         3 | 4 => {
-            let weight = if a.len() == 4 { number(a[3])? as u32 } else { 1 };
+            let weight = if a.len() == 4 {
+                number(a[3])? as u32
+            } else {
+                1
+            };
             Ok(RouteOp::Sub {
                 account: a[0],
                 subject: a[1],
@@ -143,7 +147,11 @@ fn parse_msg<'a>(
         return Err(ParseError::BadArgs("RMSG needs account, subject and size"));
     }
     let total = number(a[a.len() - 1])?;
-    let header_len = if with_headers { number(a[a.len() - 2])? } else { 0 };
+    let header_len = if with_headers {
+        number(a[a.len() - 2])?
+    } else {
+        0
+    };
     if header_len > total {
         return Err(ParseError::BadArgs("header size exceeds total size"));
     }
@@ -287,14 +295,19 @@ mod tests {
 
     #[test]
     fn messages_round_trip() {
-        let cases: [(Option<&[u8]>, Vec<&[u8]>, usize); 4] = [
+        type Case<'a> = (Option<&'a [u8]>, Vec<&'a [u8]>, usize);
+        let cases: [Case; 4] = [
             (None, vec![], 0),
             (Some(b"_INBOX.1"), vec![], 0),
             (Some(b"_INBOX.1"), vec![b"q1", b"q2"], 0),
             (None, vec![b"q1"], 12),
         ];
         for (reply, queues, header_len) in cases {
-            let payload: &[u8] = if header_len > 0 { b"NATS/1.0\r\n\r\nhi" } else { b"hello" };
+            let payload: &[u8] = if header_len > 0 {
+                b"NATS/1.0\r\n\r\nhi"
+            } else {
+                b"hello"
+            };
             let mut out = Vec::new();
             encode_msg(&mut out, "$G", b"a.b", reply, &queues, header_len, payload);
             let (op, n) = parse(&out, 4096, 1 << 20).unwrap();
@@ -327,17 +340,26 @@ mod tests {
                 queue: Some((b"g", 7))
             }
         );
-        assert!(matches!(parse(&out[n..], 4096, 1024).unwrap().0, RouteOp::Unsub { .. }));
+        assert!(matches!(
+            parse(&out[n..], 4096, 1024).unwrap().0,
+            RouteOp::Unsub { .. }
+        ));
     }
 
     #[test]
     fn errors_and_incomplete() {
-        assert_eq!(parse(b"GARBAGE\r\n", 4096, 1024), Err(ParseError::UnknownOp));
+        assert_eq!(
+            parse(b"GARBAGE\r\n", 4096, 1024),
+            Err(ParseError::UnknownOp)
+        );
         assert_eq!(
             parse(b"RMSG $G foo 5\r\nhe", 4096, 1024),
             Err(ParseError::Incomplete { need: Some(22) })
         );
-        assert!(matches!(parse(b"RMSG $G\r\n", 4096, 1024), Err(ParseError::BadArgs(_))));
+        assert!(matches!(
+            parse(b"RMSG $G\r\n", 4096, 1024),
+            Err(ParseError::BadArgs(_))
+        ));
         assert_eq!(one(b"PING\r\n"), RouteOp::Ping);
     }
 }

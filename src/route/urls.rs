@@ -41,7 +41,9 @@ pub fn route_target(url: &str) -> Option<RouteTarget> {
 /// non-loopback IPv4 address (loopback when it has none).
 pub fn dialable_host(host: &str) -> String {
     match host.parse::<IpAddr>() {
-        Ok(ip) if ip.is_unspecified() => first_interface_ipv4().unwrap_or(Ipv4Addr::LOCALHOST).to_string(),
+        Ok(ip) if ip.is_unspecified() => first_interface_ipv4()
+            .unwrap_or(Ipv4Addr::LOCALHOST)
+            .to_string(),
         _ => host.to_string(),
     }
 }
@@ -52,7 +54,11 @@ pub fn client_urls(server: &Server) -> Vec<String> {
     if let Some(advertise) = &server.opts.client_advertise {
         return vec![advertise.clone()];
     }
-    vec![format!("{}:{}", dialable_host(&server.opts.host), server.port)]
+    vec![format!(
+        "{}:{}",
+        dialable_host(&server.opts.host),
+        server.port
+    )]
 }
 
 fn first_interface_ipv4() -> Option<Ipv4Addr> {

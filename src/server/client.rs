@@ -1,6 +1,7 @@
 //! One client connection: its state, the reader that parses and executes what the
 //! client sends, and the writer that drains its outbound buffer to the socket.
 
+use crate::net::{FrameReader, Outbound, SharedStream};
 use crate::options::{Permissions, SubjectPermission};
 use crate::proto::{self, encode, ClientOp, ParseError};
 use crate::server::accounts::AccountId;
@@ -11,7 +12,6 @@ use crate::subject;
 use ahash::AHashMap;
 use bytes::Bytes;
 use glommio::net::TcpStream;
-use crate::net::{FrameReader, Outbound, SharedStream};
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
@@ -19,7 +19,6 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tracing::{debug, trace, warn};
-
 
 /// What the client said about itself in CONNECT.
 #[derive(Debug, Clone)]
@@ -83,7 +82,6 @@ impl ConnectInfo {
         })
     }
 }
-
 
 pub struct Client {
     pub cid: u64,
@@ -285,7 +283,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         .set_write_timeout(Some(std::time::Duration::from_millis(
             server.opts.write_deadline_ms.max(1),
         )));
-    client.send_raw(server.info_line(cid, addr.ip(), &shard.connect_urls.borrow()).as_bytes());
+    client.send_raw(
+        server
+            .info_line(cid, addr.ip(), &shard.connect_urls.borrow())
+            .as_bytes(),
+    );
     let writer = glommio::spawn_local(write_loop(shard.clone(), client.clone(), stream.clone()));
     if !server.connection_opened() {
         client.send_err("maximum connections exceeded");
@@ -308,8 +310,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 async fn write_loop(shard: Rc<Shard>, client: Rc<Client>, stream: SharedStream) {
     if let Err(e) = client.out.drain_to(&stream).await {
         if e.kind() == io::ErrorKind::TimedOut {
-            shard.counters.slow_consumers.set(shard.counters.slow_consumers.get() + 1);
-            warn!("{} - cid:{} - Slow Consumer Detected: WriteDeadline exceeded", client.addr, client.cid);
+            shard
+                .counters
+                .slow_consumers
+                .set(shard.counters.slow_consumers.get() + 1);
+            warn!(
+                "{} - cid:{} - Slow Consumer Detected: WriteDeadline exceeded",
+                client.addr, client.cid
+            );
         }
         client.close(&shard, "Write Error");
     }
@@ -318,7 +326,9 @@ async fn write_loop(shard: Rc<Shard>, client: Rc<Client>, stream: SharedStream) 
 async fn read_loop(shard: &Rc<Shard>, client: &Rc<Client>, stream: &SharedStream) {
     let mut reader = FrameReader::default();
     while !client.closed.get() {
-        let Some(chunk) = reader.next_chunk(stream).await else { return };
+        let Some(chunk) = reader.next_chunk(stream).await else {
+            return;
+        };
         if client.closed.get() {
             return;
         }

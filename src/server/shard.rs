@@ -2,10 +2,10 @@
 //! the interest of peer shards), the links to its peers, and the routing of every
 //! message published on it.
 
-use crate::server::accounts::AccountId;
-use crate::server::client::Client;
 use crate::route::conn::Route;
 use crate::route::Routes;
+use crate::server::accounts::AccountId;
+use crate::server::client::Client;
 use crate::server::interest::{Interest, InternalSub, RemoteInterest, Subscription};
 use crate::server::link::{Item, Link, ShardMsg};
 use crate::server::stats::{ShardCounters, ShardQuery, ShardReport};
@@ -159,7 +159,13 @@ impl Shard {
 
     /// Adds an entry and tells the peer shards when it is the first of its kind for
     /// its subject and queue, or when a queue group's weight changes.
-    pub fn add_interest(&self, account: AccountId, subject: &Bytes, queue: Option<&Bytes>, entry: Interest) {
+    pub fn add_interest(
+        &self,
+        account: AccountId,
+        subject: &Bytes,
+        queue: Option<&Bytes>,
+        entry: Interest,
+    ) {
         let route = entry.is_route_kind();
         self.sublists.borrow_mut()[account.index()].insert(subject, queue.map(|q| &q[..]), entry);
         let key = (account, subject.clone(), queue.cloned());
@@ -177,16 +183,28 @@ impl Shard {
         }
     }
 
-    pub fn remove_interest(&self, account: AccountId, subject: &Bytes, queue: Option<&Bytes>, entry: &Interest) -> bool {
+    pub fn remove_interest(
+        &self,
+        account: AccountId,
+        subject: &Bytes,
+        queue: Option<&Bytes>,
+        entry: &Interest,
+    ) -> bool {
         let route = entry.is_route_kind();
-        let removed = self.sublists.borrow_mut()[account.index()].remove(subject, queue.map(|q| &q[..]), entry);
+        let removed = self.sublists.borrow_mut()[account.index()].remove(
+            subject,
+            queue.map(|q| &q[..]),
+            entry,
+        );
         if !removed {
             return false;
         }
         let key = (account, subject.clone(), queue.cloned());
         let weight = {
             let mut counts = self.local_interest.borrow_mut();
-            let n = counts.get_mut(&(route, key.clone())).expect("counted when added");
+            let n = counts
+                .get_mut(&(route, key.clone()))
+                .expect("counted when added");
             *n -= 1;
             let n = *n;
             if n == 0 {
@@ -245,13 +263,20 @@ impl Shard {
         if self.epoch_known.get() >= epoch {
             return;
         }
-        self.epoch_waiters.wait_until(|| self.epoch_known.get() >= epoch).await
+        self.epoch_waiters
+            .wait_until(|| self.epoch_known.get() >= epoch)
+            .await
     }
 
     /// The whole server's client interest in `key` (members, for a queue group),
     /// as routes must hear it. Only the routes' shard asks.
     fn client_weight(&self, key: &InterestKey) -> u32 {
-        let local = self.local_interest.borrow().get(&(false, key.clone())).copied().unwrap_or(0);
+        let local = self
+            .local_interest
+            .borrow()
+            .get(&(false, key.clone()))
+            .copied()
+            .unwrap_or(0);
         let remote = self.remote_interest.borrow();
         let peers: u32 = self
             .peers()
@@ -292,7 +317,14 @@ impl Shard {
     /// message is not sent to routes (one hop, as between servers). `queues`, for
     /// a message that came from elsewhere, names the queue groups this shard serves;
     /// for a client's own publish every matching group is served.
-    fn dispatch(&self, from: Option<&Client>, account: AccountId, msg: &Msg, hop: Hop, queues: Option<&[Bytes]>) -> bool {
+    fn dispatch(
+        &self,
+        from: Option<&Client>,
+        account: AccountId,
+        msg: &Msg,
+        hop: Hop,
+        queues: Option<&[Bytes]>,
+    ) -> bool {
         let matched = self.sublists.borrow_mut()[account.index()].matches(msg.subject);
         if matched.is_empty() {
             return false;
@@ -301,7 +333,9 @@ impl Shard {
         let mut delivered = false;
         for entry in &matched.plain {
             match entry {
-                Interest::Local(_) | Interest::Internal(_) => delivered |= self.deliver(from, entry, account, msg),
+                Interest::Local(_) | Interest::Internal(_) => {
+                    delivered |= self.deliver(from, entry, account, msg)
+                }
                 Interest::Remote(r) if hop.may_reach(entry) => plan.peers_plain |= 1 << r.shard,
                 Interest::Route(r) if hop.may_reach(entry) => plan.add_route(&r.route, None),
                 _ => {}
@@ -379,7 +413,11 @@ impl Shard {
             return None;
         }
         let mut at = self.random() % total;
-        for m in members.iter().filter(eligible).filter(|m| m.is_route_kind() == route) {
+        for m in members
+            .iter()
+            .filter(eligible)
+            .filter(|m| m.is_route_kind() == route)
+        {
             let w = m.weight() as u64;
             if at < w {
                 return Some(m);
@@ -398,7 +436,13 @@ impl Shard {
         x
     }
 
-    fn deliver(&self, from: Option<&Client>, entry: &Interest, account: AccountId, msg: &Msg) -> bool {
+    fn deliver(
+        &self,
+        from: Option<&Client>,
+        entry: &Interest,
+        account: AccountId,
+        msg: &Msg,
+    ) -> bool {
         match entry {
             Interest::Local(sub) => self.deliver_to_subscription(from, sub, msg),
             Interest::Internal(svc) => {
@@ -409,7 +453,12 @@ impl Shard {
         }
     }
 
-    fn deliver_to_subscription(&self, from: Option<&Client>, sub: &Rc<Subscription>, msg: &Msg) -> bool {
+    fn deliver_to_subscription(
+        &self,
+        from: Option<&Client>,
+        sub: &Rc<Subscription>,
+        msg: &Msg,
+    ) -> bool {
         let Some(client) = sub.client.upgrade() else {
             return false;
         };
@@ -469,8 +518,14 @@ impl Shard {
                     weight: Cell::new(weight),
                 });
                 let (account, subject, queue) = &map_key.2;
-                self.sublists.borrow_mut()[account.index()].insert(subject, queue.as_deref(), Interest::Remote(entry.clone()));
-                self.remote_interest.borrow_mut().insert(map_key.clone(), entry);
+                self.sublists.borrow_mut()[account.index()].insert(
+                    subject,
+                    queue.as_deref(),
+                    Interest::Remote(entry.clone()),
+                );
+                self.remote_interest
+                    .borrow_mut()
+                    .insert(map_key.clone(), entry);
             }
         }
         if !route {
@@ -480,11 +535,19 @@ impl Shard {
 
     fn apply_remote_unsub(&self, peer: usize, route: bool, key: InterestKey) {
         self.applied_from_peer();
-        let Some(entry) = self.remote_interest.borrow_mut().remove(&(peer, route, key.clone())) else {
+        let Some(entry) = self
+            .remote_interest
+            .borrow_mut()
+            .remove(&(peer, route, key.clone()))
+        else {
             return;
         };
         let (account, subject, queue) = &key;
-        self.sublists.borrow_mut()[account.index()].remove(subject, queue.as_deref(), &Interest::Remote(entry));
+        self.sublists.borrow_mut()[account.index()].remove(
+            subject,
+            queue.as_deref(),
+            &Interest::Remote(entry),
+        );
         if !route {
             self.client_interest_changed(&key);
         }
@@ -499,7 +562,11 @@ impl Shard {
             payload: &m.payload,
             backing: None,
         };
-        let hop = if m.from_route { Hop::ShardFromRoute } else { Hop::Shard };
+        let hop = if m.from_route {
+            Hop::ShardFromRoute
+        } else {
+            Hop::Shard
+        };
         self.dispatch(None, m.account, &msg, hop, Some(&m.queues));
     }
 

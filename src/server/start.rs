@@ -35,7 +35,13 @@ pub fn run(mut server: Server) -> io::Result<()> {
     })?;
     if let Some(cluster) = &mut server.opts.cluster {
         cluster.port = claim_port(&cluster.host, cluster.port).map_err(|e| {
-            io::Error::new(e.kind(), format!("Error listening on cluster port: {}:{}, {e}", cluster.host, cluster.port))
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "Error listening on cluster port: {}:{}, {e}",
+                    cluster.host, cluster.port
+                ),
+            )
         })?;
     }
     if let Some(http) = server.opts.http_port {
@@ -160,16 +166,28 @@ async fn housekeeping(shard: Rc<Shard>) {
 
 /// On the routes' shard: listen for routes and dial the configured ones.
 fn start_routes(shard: &Rc<Shard>) {
-    let Some(routes) = shard.routes.as_ref() else { return };
+    let Some(routes) = shard.routes.as_ref() else {
+        return;
+    };
     let listener = bind(&routes.listen_host, routes.listen_port.get());
     info!("Cluster name is {}", routes.cluster_name.borrow());
-    info!("Listening for route connections on {}:{}", routes.listen_host, routes.listen_port.get());
+    info!(
+        "Listening for route connections on {}:{}",
+        routes.listen_host,
+        routes.listen_port.get()
+    );
     let accepting = shard.clone();
     glommio::spawn_local(async move {
         loop {
             match listener.accept().await {
                 Ok(stream) => {
-                    glommio::spawn_local(crate::route::conn::serve(accepting.clone(), stream, None, false)).detach();
+                    glommio::spawn_local(crate::route::conn::serve(
+                        accepting.clone(),
+                        stream,
+                        None,
+                        false,
+                    ))
+                    .detach();
                 }
                 Err(e) => {
                     error!("Error accepting route connection: {e}");

@@ -21,6 +21,8 @@ pub struct TestServer {
     child: Child,
     pub port: u16,
     pub http_port: u16,
+    /// The port that `{cluster}` in arguments or config stood for.
+    pub cluster_port: u16,
     pub dir: PathBuf,
 }
 
@@ -28,6 +30,8 @@ pub struct Builder {
     shards: usize,
     args: Vec<String>,
     config: Option<String>,
+    binary: Option<String>,
+    ports: Option<(u16, u16)>,
 }
 
 impl Builder {
@@ -36,27 +40,63 @@ impl Builder {
         self
     }
 
-    /// Config text; `{port}` and `{http}` are replaced by the chosen ports (`{port}`
-    /// in arguments too).
+    /// Config text; `{port}`, `{http}` and `{cluster}` are replaced by the chosen
+    /// ports (in arguments too).
     pub fn config(mut self, text: &str) -> Self {
         self.config = Some(text.to_string());
         self
     }
 
+    /// Runs another binary with the same flags (nats-server, for interop tests).
+    pub fn binary(mut self, path: &str) -> Self {
+        self.binary = Some(path.to_string());
+        self
+    }
+
+    /// Client and monitoring ports to use (for a restart on the same ports).
+    pub fn ports(mut self, port: u16, http_port: u16) -> Self {
+        self.ports = Some((port, http_port));
+        self
+    }
+
+    /// Starts the server; when a port it was given by `free_port` turns out to be
+    /// taken by the time it binds (another test raced for it), tries new ports.
     pub fn start(self) -> TestServer {
-        let port = free_port();
-        let http_port = free_port();
+        const ATTEMPTS: usize = 5;
+        for attempt in 1..=ATTEMPTS {
+            match self.try_start() {
+                Ok(server) => return server,
+                Err(log) if log.contains("Address already in use") && attempt < ATTEMPTS => {
+                    continue
+                }
+                Err(log) => panic!("server did not start:\n{log}"),
+            }
+        }
+        unreachable!()
+    }
+
+    fn try_start(&self) -> Result<TestServer, String> {
+        let (port, http_port) = self.ports.unwrap_or_else(|| (free_port(), free_port()));
+        let cluster_port = free_port();
         let dir = std::env::temp_dir().join(format!("natrix-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_natrix"));
-        cmd.args(["--shards", &self.shards.to_string()]);
+        let mut cmd = match &self.binary {
+            Some(b) => Command::new(b),
+            None => {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_natrix"));
+                c.args(["--shards", &self.shards.to_string()]);
+                c
+            }
+        };
+        let fill = |s: &str| {
+            s.replace("{port}", &port.to_string())
+                .replace("{http}", &http_port.to_string())
+                .replace("{cluster}", &cluster_port.to_string())
+        };
         match &self.config {
             Some(text) => {
-                let text = text
-                    .replace("{port}", &port.to_string())
-                    .replace("{http}", &http_port.to_string());
                 let path = dir.join("server.conf");
-                std::fs::write(&path, text).unwrap();
+                std::fs::write(&path, fill(text)).unwrap();
                 cmd.arg("-c").arg(&path);
             }
             None => {
@@ -71,19 +111,20 @@ impl Builder {
             }
         }
         for a in &self.args {
-            cmd.arg(a.replace("{port}", &port.to_string()));
+            cmd.arg(fill(a));
         }
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
         cmd.stdout(Stdio::null()).stderr(log);
-        let child = cmd.spawn().expect("start natrix");
+        let child = cmd.spawn().expect("start the server binary");
         let mut server = TestServer {
             child,
             port,
             http_port,
+            cluster_port,
             dir,
         };
-        server.wait_ready();
-        server
+        server.wait_ready()?;
+        Ok(server)
     }
 }
 
@@ -93,6 +134,8 @@ impl TestServer {
             shards,
             args: Vec::new(),
             config: None,
+            binary: None,
+            ports: None,
         }
     }
 
@@ -108,11 +151,11 @@ impl TestServer {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("natrix exited with {status}:\n{}", self.log());
+                return Err(format!("exited with {status}:\n{}", self.log()));
             }
             if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let mut line = String::new();
@@ -121,21 +164,23 @@ impl TestServer {
                     .unwrap();
                 if BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("INFO ")
                 {
-                    return;
+                    return Ok(());
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "natrix not ready:\n{}",
-                self.log()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!("not ready:\n{}", self.log()));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     pub fn http_get(&self, path: &str) -> (u16, String) {
         let mut s = TcpStream::connect(("127.0.0.1", self.http_port)).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -152,6 +197,12 @@ impl TestServer {
         serde_json::from_str(&body).unwrap()
     }
 
+    /// Stops the process now (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().unwrap()
     }
@@ -159,9 +210,17 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits, polling, until `f` holds; panics with `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -236,6 +295,23 @@ macro_rules! both_shard_counts {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn four_shards() {
                 super::$body(4).await;
+            }
+        }
+    };
+}
+
+/// Generates `one_shard` and `two_shards` tests for clustering from one async body.
+#[macro_export]
+macro_rules! both_cluster_shard_counts {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn one_shard() {
+                super::$body(1).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn two_shards() {
+                super::$body(2).await;
             }
         }
     };
