@@ -906,6 +906,12 @@ impl<S: LogStore> MultiRaft<S> {
             if let Some(grp) = self.groups.get_mut(&g) {
                 if grp.instance == instance {
                     grp.node.on_persist_ready(number);
+                    // A snapshot counts as applied for raft once it is persisted.
+                    let log = &grp.node.raft.raft_log;
+                    let target = grp.applied.min(log.committed).min(log.persisted);
+                    if target > log.applied {
+                        grp.node.advance_apply_to(target);
+                    }
                     self.dirty.insert(g);
                 }
             }
