@@ -87,7 +87,7 @@ impl Config {
 /// Something the application must apply, in order, per group.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Applied {
-    /// A committed normal entry (empty leader no-ops are not reported).
+    /// A committed normal entry (empty `data`: a new leader's no-op).
     Entry {
         group: GroupId,
         index: u64,
@@ -837,14 +837,14 @@ impl<S: LogStore> MultiRaft<S> {
             );
             grp.applied = e.index;
             if e.get_entry_type() == EntryType::EntryNormal {
-                if !e.data.is_empty() {
-                    self.applied_out.push(Applied::Entry {
-                        group: g,
-                        index: e.index,
-                        term: e.term,
-                        data: e.data.clone(),
-                    });
-                }
+                // Empty ones are a new leader's no-op: reported too, so that a client
+                // whose proposal had this index learns it failed.
+                self.applied_out.push(Applied::Entry {
+                    group: g,
+                    index: e.index,
+                    term: e.term,
+                    data: e.data.clone(),
+                });
                 continue;
             }
             let Some(cc) = conf_change_of(&e) else {

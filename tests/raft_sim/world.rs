@@ -168,7 +168,8 @@ pub struct World {
     acked: BTreeMap<GroupId, BTreeSet<u64>>,
     next_id: u64,
     next_gen: BTreeMap<GroupId, u64>,
-    probes: BTreeMap<GroupId, Option<u64>>,
+    /// Per group: the probe proposal of the stable phase and when it was proposed.
+    probes: BTreeMap<GroupId, Option<(u64, u64)>>,
     sum: Summary,
 }
 
@@ -320,6 +321,10 @@ impl World {
         for g in 1..=self.p.groups as GroupId {
             out.push_str(&format!("\n group {g} probe {:?}:", self.probes[&g]));
             for (i, n) in self.nodes.iter().enumerate() {
+                let pend: Vec<_> = n.pending.iter().filter(|((pg, _), _)| *pg == g).collect();
+                if !pend.is_empty() {
+                    out.push_str(&format!("\n  node {} pending {:?}", i + 1, pend));
+                }
                 if let Some(st) = n.driver.as_ref().and_then(|d| d.status(g)) {
                     out.push_str(&format!(
                         "\n  node {} {:?} term {} leader {} commit {} applied {} last {} quiet {} conf {:?}/{:?}/{:?}",
@@ -753,15 +758,17 @@ impl World {
         for g in 1..=self.p.groups as GroupId {
             self.membership(g, false);
             let id = match self.probes[&g] {
-                Some(id) if self.acked.get(&g).is_some_and(|a| a.contains(&id)) => id,
-                Some(id) if self.is_pending(id) => {
+                Some((id, _)) if self.acked.get(&g).is_some_and(|a| a.contains(&id)) => id,
+                // A client times out after a second and tries again.
+                Some((id, at)) if self.is_pending(id) && self.now - at < 1_000_000 => {
                     all_done = false;
                     continue;
                 }
                 _ => {
                     all_done = false;
                     if let Some((n, _)) = self.find_leader(g) {
-                        let id = self.propose(n, g);
+                        let now = self.now;
+                        let id = self.propose(n, g).map(|id| (id, now));
                         self.probes.insert(g, id);
                         self.pump(n);
                     }
@@ -821,6 +828,20 @@ impl World {
 
     fn apply(&mut self, n: usize, a: Applied) {
         match a {
+            Applied::Entry {
+                group,
+                index,
+                term,
+                data,
+            } if data.is_empty() => {
+                self.canon(group, index, None);
+                let sm = self.nodes[n].sms.entry(group).or_default();
+                assert!(index > sm.applied, "applied out of order");
+                sm.applied = index;
+                self.nodes[n]
+                    .pending
+                    .retain(|&(g, i), _| g != group || i > index);
+            }
             Applied::Entry {
                 group,
                 index,
