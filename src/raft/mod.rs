@@ -7,9 +7,11 @@
 //! - [`group`]: one group (a `raft::RawNode` over the shard's store).
 //! - [`multi`]: the per-shard driver: one timer, one frame per peer per turn, quiet groups.
 //! - [`frame`]: the wire format between nodes (crc32c-checked frames).
+//! - [`local`]: an in-process cluster with instant delivery, for tests and benchmarks.
 
 pub mod frame;
 pub mod group;
+pub mod local;
 pub mod log_store;
 pub mod multi;
 

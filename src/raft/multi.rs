@@ -1051,7 +1051,6 @@ fn leader_idle<S: LogStore>(grp: &Group<S>, peers: &BTreeMap<NodeId, Peer>) -> b
         || grp.applied != last
         || r.pending_conf_index > grp.applied
         || !grp.conf_state.voters_outgoing.is_empty()
-        || grp.node.has_ready()
     {
         return false;
     }

@@ -21,6 +21,8 @@ use super::disk::SimDisk;
 pub const TICK_US: u64 = 50_000;
 const MAX_DOWN_NODES: usize = 2;
 const MAX_EVENTS: u64 = 5_000_000;
+/// Idle groups must all be quiet this long after the last probe was applied.
+const QUIET_WITHIN_US: u64 = 2_000_000;
 
 #[derive(Clone, Debug)]
 pub struct Faults {
@@ -170,6 +172,7 @@ pub struct World {
     next_gen: BTreeMap<GroupId, u64>,
     /// Per group: the probe proposal of the stable phase and when it was proposed.
     probes: BTreeMap<GroupId, Option<(u64, u64)>>,
+    quiet_check_at: Option<u64>,
     sum: Summary,
 }
 
@@ -243,6 +246,7 @@ impl World {
             next_id: 1,
             next_gen,
             probes,
+            quiet_check_at: None,
             sum: Summary::default(),
         };
         for i in 0..w.nodes.len() {
@@ -792,9 +796,51 @@ impl World {
                 });
             all_done &= members_done;
         }
-        if all_done {
-            self.final_check();
-            self.done = true;
+        if !all_done {
+            return;
+        }
+        match self.quiet_check_at {
+            None => {
+                self.final_check();
+                self.collect_zombies();
+                self.quiet_check_at = Some(self.now + QUIET_WITHIN_US);
+            }
+            Some(t) if self.now >= t => {
+                self.check_quiet();
+                self.done = true;
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The meta layer deletes replicas the group no longer has (left behind by a
+    /// removal whose deletion was lost in a crash).
+    fn collect_zombies(&mut self) {
+        for g in 1..=self.p.groups as GroupId {
+            let (_, st) = self.find_leader(g).expect("leader at the end");
+            let members: BTreeSet<u64> =
+                natrix::raft::group::conf_members(&st.conf_state).collect();
+            for n in 0..self.nodes.len() {
+                let d = self.driver_mut(n);
+                if d.status(g).is_some_and(|s| !members.contains(&s.replica)) {
+                    d.remove_replica(g);
+                }
+            }
+        }
+    }
+
+    /// With nothing to do, every group goes quiet: no ticking, no per-group traffic.
+    fn check_quiet(&self) {
+        for n in 0..self.nodes.len() {
+            let d = self.driver(n);
+            assert_eq!(
+                d.awake_groups(),
+                0,
+                "node {} still has awake groups after {} ms idle: {}",
+                n + 1,
+                QUIET_WITHIN_US / 1000,
+                self.describe()
+            );
         }
     }
 
