@@ -220,10 +220,12 @@ mod tests {
         msg.to = 2;
         msg.from = 1;
         msg.term = 3;
-        let mut e = Entry::default();
-        e.index = 9;
-        e.term = 3;
-        e.data = b"hello".to_vec().into();
+        let e = Entry {
+            index: 9,
+            term: 3,
+            data: b"hello".to_vec().into(),
+            ..Default::default()
+        };
         msg.mut_entries().push(e);
         Frame {
             from_node: 1,

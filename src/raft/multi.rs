@@ -362,9 +362,11 @@ impl<S: LogStore> MultiRaft<S> {
         snap.mut_metadata().index = INIT_INDEX;
         snap.mut_metadata().term = INIT_TERM;
         snap.mut_metadata().mut_conf_state().voters = voters.to_vec();
-        let mut hs = HardState::default();
-        hs.term = INIT_TERM;
-        hs.commit = INIT_INDEX;
+        let hs = HardState {
+            term: INIT_TERM,
+            commit: INIT_INDEX,
+            ..Default::default()
+        };
         self.store.borrow_mut().create_group(g, replica, &snap, &hs);
         self.open_group(g, replica, INIT_INDEX);
         Ok(())

@@ -875,10 +875,7 @@ impl World {
     fn apply(&mut self, n: usize, a: Applied) {
         match a {
             Applied::Entry {
-                group,
-                index,
-                term,
-                data,
+                group, index, data, ..
             } if data.is_empty() => {
                 self.canon(group, index, None);
                 let sm = self.nodes[n].sms.entry(group).or_default();
