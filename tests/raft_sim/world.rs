@@ -331,8 +331,8 @@ impl World {
                 }
                 if let Some(st) = n.driver.as_ref().and_then(|d| d.status(g)) {
                     out.push_str(&format!(
-                        "\n  node {} {:?} term {} leader {} commit {} applied {} last {} quiet {} conf {:?}/{:?}/{:?}",
-                        i + 1, st.role, st.term, st.leader, st.commit, st.applied, st.last_index,
+                        "\n  node {} r{} {:?} term {} leader {} commit {} applied {} last {} quiet {} conf {:?}/{:?}/{:?}",
+                        i + 1, st.replica, st.role, st.term, st.leader, st.commit, st.applied, st.last_index,
                         st.quiet, st.conf_state.voters, st.conf_state.voters_outgoing, st.conf_state.learners
                     ));
                 }
@@ -710,10 +710,20 @@ impl World {
         if !cs.voters_outgoing.is_empty() {
             return;
         }
+        let members: BTreeSet<u64> = natrix::raft::group::conf_members(&cs).collect();
         for &lr in &cs.learners {
             let n = node_of(lr) as usize - 1;
-            if self.alive(n) && !self.nodes[n].disk.borrow().has_group(g) {
-                self.driver_mut(n).create_replica(g, lr).unwrap();
+            if !self.alive(n) {
+                continue;
+            }
+            // A replica left over from a failed attempt (or resurrected by a crash)
+            // holds the slot: delete it.
+            let d = self.driver_mut(n);
+            if d.status(g).is_some_and(|s| !members.contains(&s.replica)) {
+                d.remove_replica(g);
+            }
+            if !d.has_group(g) {
+                d.create_replica(g, lr).unwrap();
                 self.pump(n);
             }
         }
@@ -744,12 +754,18 @@ impl World {
             let gen = self.next_gen[&g];
             self.next_gen.insert(g, gen + 1);
             let r = replica_id(self.nodes[n].id, gen);
-            if self.alive(n) {
-                self.driver_mut(n).create_replica(g, r).unwrap();
-                self.pump(n);
-            }
             cc.mut_changes()
                 .push(single(ConfChangeType::AddLearnerNode, r));
+            // The replica is created only once the group accepted the proposal.
+            if self.driver_mut(l).propose_conf_change(g, cc).is_ok() {
+                self.sum.conf_changes += 1;
+                if self.alive(n) {
+                    self.driver_mut(n).create_replica(g, r).unwrap();
+                    self.pump(n);
+                }
+            }
+            self.pump(l);
+            return;
         }
         if self.driver_mut(l).propose_conf_change(g, cc).is_ok() {
             self.sum.conf_changes += 1;
