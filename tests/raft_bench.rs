@@ -45,7 +45,7 @@ fn throughput(groups: u64, run: Duration) -> f64 {
         }
         c.settle();
         turns += 1;
-        if turns % 20 == 0 {
+        if turns.is_multiple_of(20) {
             c.tick();
         }
     }
