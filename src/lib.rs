@@ -9,6 +9,8 @@
 //! - `proto`: the client protocol (parser and encoders), free of I/O.
 //! - `subject`, `sublist`: subject syntax and the subscription index.
 //! - `server`: accounts, auth, shards, clients, routing between shards, `$SYS`.
+//! - `raft`: multi-Raft consensus on the shards (tikv's raft crate, quiet groups,
+//!   per-peer frames, group-committed persistence).
 //! - `route`: routes between servers (protocol, connections, gossip).
 //! - `net`: socket plumbing shared by client and route connections.
 //! - `monitor`: the HTTP monitoring endpoints.
@@ -21,6 +23,7 @@ pub mod monitor;
 pub mod net;
 pub mod options;
 pub mod proto;
+pub mod raft;
 pub mod route;
 pub mod server;
 pub mod subject;

@@ -1,0 +1,1090 @@
+//! The simulated cluster: nodes running the real multi-raft driver over simulated
+//! disks, a seeded scheduler with simulated time, a faulty network, a workload, and
+//! the invariant checker run after every event.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::rc::Rc;
+
+use natrix::raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+use natrix::raft::multi::GroupStatus;
+use natrix::raft::{
+    node_of, replica_id, Applied, Config, GroupId, LogStore, MultiRaft, NodeId, StateRole,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::disk::SimDisk;
+
+/// The shard timer period, simulated.
+pub const TICK_US: u64 = 50_000;
+const MAX_DOWN_NODES: usize = 2;
+const MAX_EVENTS: u64 = 5_000_000;
+/// Idle groups must all be quiet this long after the last probe was applied.
+const QUIET_WITHIN_US: u64 = 2_000_000;
+
+#[derive(Clone, Debug)]
+pub struct Faults {
+    pub drop_per_mille: u32,
+    pub dup_per_mille: u32,
+    pub corrupt_per_mille: u32,
+    pub delay_max_us: u64,
+    pub fsync_max_us: u64,
+    pub crashes: bool,
+    pub partitions: bool,
+    pub membership: bool,
+    pub transfers: bool,
+    pub compaction: bool,
+    /// A broken disk whose fsync does nothing: the checker must catch the damage.
+    pub lying_fsync: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Params {
+    pub seed: u64,
+    pub nodes: usize,
+    pub groups: usize,
+    pub chaos_us: u64,
+    pub stable_us: u64,
+    pub faults: Faults,
+}
+
+impl Params {
+    pub fn from_seed(seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5eed);
+        let heavy = rng.gen_bool(0.5);
+        Params {
+            seed,
+            nodes: rng.gen_range(3..=5),
+            groups: rng.gen_range(1..=4),
+            chaos_us: rng.gen_range(1_000_000..3_000_000),
+            stable_us: 10_000_000,
+            faults: Faults {
+                drop_per_mille: if heavy {
+                    rng.gen_range(0..250)
+                } else {
+                    rng.gen_range(0..30)
+                },
+                dup_per_mille: rng.gen_range(0..60),
+                corrupt_per_mille: rng.gen_range(0..3),
+                delay_max_us: rng.gen_range(500..30_000),
+                fsync_max_us: if rng.gen_bool(0.2) {
+                    rng.gen_range(20_000..200_000)
+                } else {
+                    rng.gen_range(50..5_000)
+                },
+                crashes: rng.gen_bool(0.7),
+                partitions: rng.gen_bool(0.7),
+                membership: rng.gen_bool(0.6),
+                transfers: rng.gen_bool(0.6),
+                compaction: rng.gen_bool(0.6),
+                lying_fsync: false,
+            },
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub events: u64,
+    pub sim_us: u64,
+    pub frames: u64,
+    pub proposals: u64,
+    pub acked: u64,
+    pub crashes: u64,
+    pub partitions: u64,
+    pub conf_changes: u64,
+    pub transfers: u64,
+    pub compactions: u64,
+    pub leaders: u64,
+    pub corrupted_frames: u64,
+}
+
+#[derive(Debug)]
+enum Ev {
+    Tick(usize, u64),
+    Deliver {
+        to: usize,
+        from: usize,
+        bytes: Vec<u8>,
+        corrupted: bool,
+    },
+    SyncDone {
+        node: usize,
+        epoch: u64,
+        seq: u64,
+        ticket: u64,
+    },
+    Crash,
+    Restart(usize),
+    Partition,
+    Heal,
+    Client,
+    Transfer,
+    Member,
+    Compact,
+    StableStart,
+    Probe,
+}
+
+#[derive(Default, Clone)]
+struct Sm {
+    applied: u64,
+    ids: Vec<u64>,
+    set: HashSet<u64>,
+}
+
+struct SimNode {
+    id: NodeId,
+    disk: Rc<RefCell<SimDisk>>,
+    driver: Option<MultiRaft<SimDisk>>,
+    incarnation: u64,
+    epoch: u64,
+    sync_inflight: bool,
+    sync_wanted: Option<u64>,
+    sms: BTreeMap<GroupId, Sm>,
+    /// Client proposals waiting for their entry: (group, index) -> (term, id).
+    pending: BTreeMap<(GroupId, u64), (u64, u64)>,
+    checked_commit: BTreeMap<GroupId, u64>,
+}
+
+pub struct World {
+    p: Params,
+    rng: ChaCha8Rng,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    events: HashMap<u64, Ev>,
+    nodes: Vec<SimNode>,
+    blocked: BTreeSet<(usize, usize)>,
+    chaos: bool,
+    done: bool,
+    // checker state
+    leaders: HashMap<(GroupId, u64), u64>,
+    leader_checked: HashSet<(GroupId, u64, u64)>,
+    committed: BTreeMap<GroupId, BTreeMap<u64, (u64, u64)>>,
+    entries_seen: HashMap<(GroupId, u64, u64), (u64, u64)>,
+    canonical: BTreeMap<GroupId, BTreeMap<u64, Option<u64>>>,
+    acked: BTreeMap<GroupId, BTreeSet<u64>>,
+    next_id: u64,
+    next_gen: BTreeMap<GroupId, u64>,
+    /// Per group: the probe proposal of the stable phase and when it was proposed.
+    probes: BTreeMap<GroupId, Option<(u64, u64)>>,
+    quiet_check_at: Option<u64>,
+    sum: Summary,
+}
+
+fn encode_ids(ids: &[u64]) -> Vec<u8> {
+    ids.iter().flat_map(|i| i.to_le_bytes()).collect()
+}
+
+fn decode_ids(data: &[u8]) -> Vec<u64> {
+    data.chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+impl World {
+    pub fn new(p: Params) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+        let mut nodes: Vec<SimNode> = (0..p.nodes)
+            .map(|i| SimNode {
+                id: i as NodeId + 1,
+                disk: Rc::new(RefCell::new(SimDisk::default())),
+                driver: None,
+                incarnation: 1,
+                epoch: 1,
+                sync_inflight: false,
+                sync_wanted: None,
+                sms: BTreeMap::new(),
+                pending: BTreeMap::new(),
+                checked_commit: BTreeMap::new(),
+            })
+            .collect();
+        for n in nodes.iter_mut() {
+            n.driver = Some(MultiRaft::new(
+                driver_config(p.seed, n.id, n.incarnation),
+                n.disk.clone(),
+            ));
+        }
+        let mut next_gen = BTreeMap::new();
+        let mut probes = BTreeMap::new();
+        for g in 1..=p.groups as GroupId {
+            let mut hosts: Vec<usize> = (0..p.nodes).collect();
+            while hosts.len() > 3 {
+                hosts.remove(rng.gen_range(0..hosts.len()));
+            }
+            let voters: Vec<u64> = hosts.iter().map(|&h| replica_id(h as u64 + 1, 1)).collect();
+            for &h in &hosts {
+                let n = &mut nodes[h];
+                let d = n.driver.as_mut().unwrap();
+                d.create_group(g, replica_id(n.id, 1), &voters).unwrap();
+                n.disk.borrow_mut().sync().unwrap();
+            }
+            next_gen.insert(g, 2);
+            probes.insert(g, None);
+        }
+        let mut w = World {
+            p,
+            rng,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            events: HashMap::new(),
+            nodes,
+            blocked: BTreeSet::new(),
+            chaos: true,
+            done: false,
+            leaders: HashMap::new(),
+            leader_checked: HashSet::new(),
+            committed: BTreeMap::new(),
+            entries_seen: HashMap::new(),
+            canonical: BTreeMap::new(),
+            acked: BTreeMap::new(),
+            next_id: 1,
+            next_gen,
+            probes,
+            quiet_check_at: None,
+            sum: Summary::default(),
+        };
+        for i in 0..w.nodes.len() {
+            let phase = w.rng.gen_range(0..TICK_US);
+            w.at(phase, Ev::Tick(i, 1));
+            w.pump(i);
+        }
+        let f = w.p.faults.clone();
+        w.at(1_000, Ev::Client);
+        if f.crashes {
+            let t = w.rng.gen_range(100_000..1_000_000);
+            w.at(t, Ev::Crash);
+        }
+        if f.partitions {
+            let t = w.rng.gen_range(100_000..1_000_000);
+            w.at(t, Ev::Partition);
+        }
+        if f.transfers {
+            w.at(300_000, Ev::Transfer);
+        }
+        if f.membership {
+            w.at(200_000, Ev::Member);
+        }
+        if f.compaction {
+            w.at(150_000, Ev::Compact);
+        }
+        let chaos = w.p.chaos_us;
+        w.at(chaos, Ev::StableStart);
+        w
+    }
+
+    fn at(&mut self, delay_us: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse((self.now + delay_us, self.seq)));
+        self.events.insert(self.seq, ev);
+    }
+
+    fn alive(&self, n: usize) -> bool {
+        self.nodes[n].driver.is_some()
+    }
+
+    fn driver(&self, n: usize) -> &MultiRaft<SimDisk> {
+        self.nodes[n].driver.as_ref().expect("node is up")
+    }
+
+    fn driver_mut(&mut self, n: usize) -> &mut MultiRaft<SimDisk> {
+        self.nodes[n].driver.as_mut().expect("node is up")
+    }
+
+    pub fn run(mut self) -> Summary {
+        while let Some(Reverse((t, s))) = self.queue.pop() {
+            let ev = self.events.remove(&s).unwrap();
+            self.now = t;
+            self.sum.events += 1;
+            assert!(self.sum.events < MAX_EVENTS, "event limit reached");
+            if self.now > self.p.chaos_us + self.p.stable_us {
+                panic!(
+                    "liveness: groups did not all elect a leader and commit a probe within \
+                     {} ms of a stable majority: {}",
+                    self.p.stable_us / 1000,
+                    self.describe()
+                );
+            }
+            self.handle(ev);
+            self.check();
+            if self.done {
+                break;
+            }
+        }
+        self.sum.sim_us = self.now;
+        self.sum
+    }
+
+    fn describe(&self) -> String {
+        let mut out = String::new();
+        for g in 1..=self.p.groups as GroupId {
+            out.push_str(&format!("\n group {g} probe {:?}:", self.probes[&g]));
+            for (i, n) in self.nodes.iter().enumerate() {
+                let pend: Vec<_> = n.pending.iter().filter(|((pg, _), _)| *pg == g).collect();
+                if !pend.is_empty() {
+                    out.push_str(&format!("\n  node {} pending {:?}", i + 1, pend));
+                }
+                if let Some(st) = n.driver.as_ref().and_then(|d| d.status(g)) {
+                    out.push_str(&format!(
+                        "\n  node {} r{} {:?} term {} leader {} commit {} applied {} last {} quiet {} conf {:?}/{:?}/{:?}",
+                        i + 1, st.replica, st.role, st.term, st.leader, st.commit, st.applied, st.last_index,
+                        st.quiet, st.conf_state.voters, st.conf_state.voters_outgoing, st.conf_state.learners
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Tick(n, epoch) => {
+                if self.alive(n) && self.nodes[n].epoch == epoch {
+                    self.driver_mut(n).tick();
+                    self.pump(n);
+                    self.at(TICK_US, Ev::Tick(n, epoch));
+                }
+            }
+            Ev::Deliver {
+                to,
+                from,
+                bytes,
+                corrupted,
+            } => {
+                if !self.alive(to) || self.blocked.contains(&(from, to)) {
+                    return;
+                }
+                let from_id = self.nodes[from].id;
+                match self.driver_mut(to).step(from_id, &bytes) {
+                    Ok(()) => assert!(!corrupted, "a corrupted frame was accepted"),
+                    Err(e) => assert!(corrupted, "a good frame was refused: {e}"),
+                }
+                self.pump(to);
+            }
+            Ev::SyncDone {
+                node,
+                epoch,
+                seq,
+                ticket,
+            } => {
+                if self.nodes[node].epoch != epoch {
+                    return;
+                }
+                if !self.p.faults.lying_fsync {
+                    self.nodes[node].disk.borrow_mut().complete_sync(seq);
+                }
+                self.nodes[node].sync_inflight = false;
+                self.driver_mut(node).on_persisted(ticket);
+                if let Some(t) = self.nodes[node].sync_wanted.take() {
+                    self.start_sync(node, t);
+                }
+                self.pump(node);
+            }
+            Ev::Crash => self.crash(),
+            Ev::Restart(n) => self.restart(n),
+            Ev::Partition => self.partition(),
+            Ev::Heal => {
+                self.blocked.clear();
+                if self.chaos {
+                    let t = self.rng.gen_range(100_000..1_500_000);
+                    self.at(t, Ev::Partition);
+                }
+            }
+            Ev::Client => {
+                if self.chaos {
+                    self.client();
+                    let t = self.rng.gen_range(2_000..20_000);
+                    self.at(t, Ev::Client);
+                }
+            }
+            Ev::Transfer => {
+                if self.chaos {
+                    self.transfer();
+                    let t = self.rng.gen_range(200_000..800_000);
+                    self.at(t, Ev::Transfer);
+                }
+            }
+            Ev::Member => {
+                if self.chaos {
+                    let g = self.rng.gen_range(1..=self.p.groups as GroupId);
+                    self.membership(g, true);
+                    let t = self.rng.gen_range(100_000..500_000);
+                    self.at(t, Ev::Member);
+                }
+            }
+            Ev::Compact => {
+                if self.chaos {
+                    self.compact();
+                    let t = self.rng.gen_range(50_000..400_000);
+                    self.at(t, Ev::Compact);
+                }
+            }
+            Ev::StableStart => {
+                self.chaos = false;
+                self.blocked.clear();
+                for n in 0..self.nodes.len() {
+                    if !self.alive(n) {
+                        self.restart(n);
+                    }
+                }
+                self.at(100_000, Ev::Probe);
+            }
+            Ev::Probe => {
+                self.probe();
+                if !self.done {
+                    self.at(100_000, Ev::Probe);
+                }
+            }
+        }
+    }
+
+    // ----- nodes, disks, network -----
+
+    fn pump(&mut self, n: usize) {
+        for _ in 0..64 {
+            let Some(d) = self.nodes[n].driver.as_mut() else {
+                return;
+            };
+            let rd = d.ready();
+            if rd.is_empty() {
+                break;
+            }
+            for (to, bytes) in rd.frames {
+                self.send(n, to as usize - 1, bytes);
+            }
+            for a in rd.applied {
+                self.apply(n, a);
+            }
+            if let Some(t) = rd.sync {
+                self.start_sync(n, t);
+            }
+            for g in rd.snapshot_wanted {
+                self.compact_group(n, g);
+            }
+        }
+        self.check_written(n);
+    }
+
+    fn start_sync(&mut self, n: usize, ticket: u64) {
+        let node = &mut self.nodes[n];
+        if node.sync_inflight {
+            node.sync_wanted = Some(node.sync_wanted.map_or(ticket, |w| w.max(ticket)));
+            return;
+        }
+        node.sync_inflight = true;
+        let seq = node.disk.borrow().written_seq();
+        let epoch = node.epoch;
+        let lat = self.rng.gen_range(20..=self.p.faults.fsync_max_us);
+        self.at(
+            lat,
+            Ev::SyncDone {
+                node: n,
+                epoch,
+                seq,
+                ticket,
+            },
+        );
+    }
+
+    fn send(&mut self, from: usize, to: usize, mut bytes: Vec<u8>) {
+        self.sum.frames += 1;
+        if self.blocked.contains(&(from, to)) {
+            return;
+        }
+        let f = self.p.faults.clone();
+        if self.chaos && self.rng.gen_range(0..1000) < f.drop_per_mille {
+            return;
+        }
+        let copies = if self.chaos && self.rng.gen_range(0..1000) < f.dup_per_mille {
+            2
+        } else {
+            1
+        };
+        let mut corrupted = false;
+        if self.chaos && self.rng.gen_range(0..1000) < f.corrupt_per_mille {
+            let i = self.rng.gen_range(8..bytes.len());
+            bytes[i] ^= 1 << self.rng.gen_range(0..8);
+            corrupted = true;
+            self.sum.corrupted_frames += 1;
+        }
+        for _ in 0..copies {
+            let delay = self.rng.gen_range(50..=f.delay_max_us);
+            self.at(
+                delay,
+                Ev::Deliver {
+                    to,
+                    from,
+                    bytes: bytes.clone(),
+                    corrupted,
+                },
+            );
+        }
+    }
+
+    fn crash(&mut self) {
+        if !self.chaos {
+            return;
+        }
+        let down = (0..self.nodes.len()).filter(|&n| !self.alive(n)).count();
+        let n = self.rng.gen_range(0..self.nodes.len());
+        if self.alive(n) && down < MAX_DOWN_NODES {
+            self.sum.crashes += 1;
+            let node = &mut self.nodes[n];
+            node.driver = None;
+            let unsynced = node.disk.borrow().unsynced_ops();
+            let keep = if self.p.faults.lying_fsync {
+                0
+            } else {
+                self.rng.gen_range(0..=unsynced)
+            };
+            node.disk.borrow_mut().crash(keep);
+            node.sms.clear();
+            node.pending.clear();
+            node.checked_commit.clear();
+            node.epoch += 1;
+            node.sync_inflight = false;
+            node.sync_wanted = None;
+            let t = self.rng.gen_range(50_000..1_500_000);
+            self.at(t, Ev::Restart(n));
+        }
+        let t = self.rng.gen_range(200_000..1_500_000);
+        self.at(t, Ev::Crash);
+    }
+
+    fn restart(&mut self, n: usize) {
+        if self.alive(n) {
+            return;
+        }
+        let seed = self.p.seed;
+        let node = &mut self.nodes[n];
+        node.incarnation += 1;
+        node.epoch += 1;
+        node.driver = Some(MultiRaft::new(
+            driver_config(seed, node.id, node.incarnation),
+            node.disk.clone(),
+        ));
+        let epoch = node.epoch;
+        let phase = self.rng.gen_range(0..TICK_US);
+        self.at(phase, Ev::Tick(n, epoch));
+        self.pump(n);
+    }
+
+    fn partition(&mut self) {
+        if !self.chaos {
+            return;
+        }
+        self.sum.partitions += 1;
+        let n = self.nodes.len();
+        match self.rng.gen_range(0..3) {
+            0 => {
+                let a = self.rng.gen_range(0..n);
+                for b in 0..n {
+                    if a != b {
+                        self.blocked.insert((a, b));
+                        self.blocked.insert((b, a));
+                    }
+                }
+            }
+            1 => {
+                let side: Vec<bool> = (0..n).map(|_| self.rng.gen_bool(0.5)).collect();
+                for a in 0..n {
+                    for b in 0..n {
+                        if side[a] != side[b] {
+                            self.blocked.insert((a, b));
+                        }
+                    }
+                }
+            }
+            _ => {
+                let a = self.rng.gen_range(0..n);
+                let b = self.rng.gen_range(0..n);
+                if a != b {
+                    self.blocked.insert((a, b));
+                }
+            }
+        }
+        let t = self.rng.gen_range(100_000..2_000_000);
+        self.at(t, Ev::Heal);
+    }
+
+    // ----- workload -----
+
+    fn find_leader(&self, g: GroupId) -> Option<(usize, GroupStatus)> {
+        (0..self.nodes.len())
+            .filter(|&n| self.alive(n))
+            .filter_map(|n| self.driver(n).status(g).map(|st| (n, st)))
+            .filter(|(_, st)| st.role == StateRole::Leader)
+            .max_by_key(|(_, st)| st.term)
+    }
+
+    fn new_data(&mut self) -> (u64, Vec<u8>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut data = id.to_le_bytes().to_vec();
+        let pad = self.rng.gen_range(0..64);
+        data.extend((0..pad).map(|i| i as u8));
+        (id, data)
+    }
+
+    fn propose(&mut self, n: usize, g: GroupId) -> Option<u64> {
+        let (id, data) = self.new_data();
+        let p = self.driver_mut(n).propose(g, data).ok()?;
+        self.sum.proposals += 1;
+        self.nodes[n].pending.insert((g, p.index), (p.term, id));
+        Some(id)
+    }
+
+    fn client(&mut self) {
+        let g = self.rng.gen_range(1..=self.p.groups as GroupId);
+        let n = if self.rng.gen_bool(0.9) {
+            self.find_leader(g).map(|(n, _)| n)
+        } else {
+            let n = self.rng.gen_range(0..self.nodes.len());
+            self.alive(n).then_some(n)
+        };
+        if let Some(n) = n {
+            self.propose(n, g);
+            self.pump(n);
+        }
+    }
+
+    fn transfer(&mut self) {
+        let g = self.rng.gen_range(1..=self.p.groups as GroupId);
+        let Some((n, st)) = self.find_leader(g) else {
+            return;
+        };
+        let others: Vec<u64> = st
+            .conf_state
+            .voters
+            .iter()
+            .copied()
+            .filter(|&v| v != st.replica)
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        let to = others[self.rng.gen_range(0..others.len())];
+        if self.driver_mut(n).transfer_leader(g, to).is_ok() {
+            self.sum.transfers += 1;
+        }
+        self.pump(n);
+    }
+
+    fn compact(&mut self) {
+        let n = self.rng.gen_range(0..self.nodes.len());
+        if !self.alive(n) {
+            return;
+        }
+        let groups: Vec<GroupId> = self.driver(n).group_ids().collect();
+        if groups.is_empty() {
+            return;
+        }
+        let g = groups[self.rng.gen_range(0..groups.len())];
+        self.compact_group(n, g);
+    }
+
+    fn compact_group(&mut self, n: usize, g: GroupId) {
+        let Some(sm) = self.nodes[n].sms.get(&g) else {
+            return;
+        };
+        let applied = self.driver(n).status(g).unwrap().applied;
+        assert_eq!(sm.applied.max(applied), applied);
+        let data = encode_ids(&sm.ids);
+        if self.driver_mut(n).compact(g, data).is_ok() {
+            self.sum.compactions += 1;
+        }
+    }
+
+    /// The meta layer's part of a replica replacement: create learners' replicas, promote
+    /// caught-up learners while removing a voter (joint consensus), start replacements.
+    fn membership(&mut self, g: GroupId, start_new: bool) {
+        let Some((l, st)) = self.find_leader(g) else {
+            return;
+        };
+        let cs = st.conf_state.clone();
+        if !cs.voters_outgoing.is_empty() {
+            return;
+        }
+        let members: BTreeSet<u64> = natrix::raft::group::conf_members(&cs).collect();
+        for &lr in &cs.learners {
+            let n = node_of(lr) as usize - 1;
+            if !self.alive(n) {
+                continue;
+            }
+            // A replica left over from a failed attempt (or resurrected by a crash)
+            // holds the slot: delete it.
+            let d = self.driver_mut(n);
+            if d.status(g).is_some_and(|s| !members.contains(&s.replica)) {
+                d.remove_replica(g);
+            }
+            if !d.has_group(g) {
+                d.create_replica(g, lr).unwrap();
+                self.pump(n);
+            }
+        }
+        if !start_new {
+            return;
+        }
+        let mut cc = ConfChangeV2::default();
+        if let Some(&lr) = cs.learners.first() {
+            let caught_up = self
+                .driver(l)
+                .matched(g, lr)
+                .is_some_and(|m| m >= st.commit);
+            if !caught_up || cs.voters.len() < 3 {
+                return;
+            }
+            let victim = cs.voters[self.rng.gen_range(0..cs.voters.len())];
+            cc.mut_changes().push(single(ConfChangeType::AddNode, lr));
+            cc.mut_changes()
+                .push(single(ConfChangeType::RemoveNode, victim));
+        } else {
+            let free: Vec<usize> = (0..self.nodes.len())
+                .filter(|&n| !self.nodes[n].disk.borrow().has_group(g))
+                .collect();
+            if free.is_empty() {
+                return;
+            }
+            let n = free[self.rng.gen_range(0..free.len())];
+            let gen = self.next_gen[&g];
+            self.next_gen.insert(g, gen + 1);
+            let r = replica_id(self.nodes[n].id, gen);
+            cc.mut_changes()
+                .push(single(ConfChangeType::AddLearnerNode, r));
+            // The replica is created only once the group accepted the proposal.
+            if self.driver_mut(l).propose_conf_change(g, cc).is_ok() {
+                self.sum.conf_changes += 1;
+                if self.alive(n) {
+                    self.driver_mut(n).create_replica(g, r).unwrap();
+                    self.pump(n);
+                }
+            }
+            self.pump(l);
+            return;
+        }
+        if self.driver_mut(l).propose_conf_change(g, cc).is_ok() {
+            self.sum.conf_changes += 1;
+        }
+        self.pump(l);
+    }
+
+    fn probe(&mut self) {
+        let mut all_done = true;
+        for g in 1..=self.p.groups as GroupId {
+            self.membership(g, false);
+            let id = match self.probes[&g] {
+                Some((id, _)) if self.acked.get(&g).is_some_and(|a| a.contains(&id)) => id,
+                // A client times out after a second and tries again.
+                Some((id, at)) if self.is_pending(id) && self.now - at < 1_000_000 => {
+                    all_done = false;
+                    continue;
+                }
+                _ => {
+                    all_done = false;
+                    if let Some((n, _)) = self.find_leader(g) {
+                        let now = self.now;
+                        let id = self.propose(n, g).map(|id| (id, now));
+                        self.probes.insert(g, id);
+                        self.pump(n);
+                    }
+                    continue;
+                }
+            };
+            let Some((_, st)) = self.find_leader(g) else {
+                all_done = false;
+                continue;
+            };
+            let cs = &st.conf_state;
+            let members_done = cs.voters_outgoing.is_empty()
+                && cs.voters.iter().chain(cs.learners.iter()).all(|&m| {
+                    let n = node_of(m) as usize - 1;
+                    self.alive(n)
+                        && self.driver(n).status(g).is_some_and(|s| s.replica == m)
+                        && self.nodes[n]
+                            .sms
+                            .get(&g)
+                            .is_some_and(|sm| sm.set.contains(&id))
+                });
+            all_done &= members_done;
+        }
+        if !all_done {
+            return;
+        }
+        match self.quiet_check_at {
+            None => {
+                self.final_check();
+                self.collect_zombies();
+                self.quiet_check_at = Some(self.now + QUIET_WITHIN_US);
+            }
+            Some(t) if self.now >= t => {
+                self.check_quiet();
+                self.done = true;
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The meta layer deletes replicas the group no longer has (left behind by a
+    /// removal whose deletion was lost in a crash).
+    fn collect_zombies(&mut self) {
+        for g in 1..=self.p.groups as GroupId {
+            let (_, st) = self.find_leader(g).expect("leader at the end");
+            let members: BTreeSet<u64> =
+                natrix::raft::group::conf_members(&st.conf_state).collect();
+            for n in 0..self.nodes.len() {
+                let d = self.driver_mut(n);
+                if d.status(g).is_some_and(|s| !members.contains(&s.replica)) {
+                    d.remove_replica(g);
+                }
+            }
+        }
+    }
+
+    /// With nothing to do, every group goes quiet: no ticking, no per-group traffic.
+    fn check_quiet(&self) {
+        for n in 0..self.nodes.len() {
+            let d = self.driver(n);
+            assert_eq!(
+                d.awake_groups(),
+                0,
+                "node {} still has awake groups after {} ms idle: {}",
+                n + 1,
+                QUIET_WITHIN_US / 1000,
+                self.describe()
+            );
+        }
+    }
+
+    fn is_pending(&self, id: u64) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| n.pending.values().any(|&(_, pid)| pid == id))
+    }
+
+    /// Every acknowledged proposal is in every member's state machine (exactly once, as
+    /// the state machine refuses duplicates).
+    fn final_check(&self) {
+        for g in 1..=self.p.groups as GroupId {
+            let (_, st) = self.find_leader(g).expect("leader at the end");
+            let cs = &st.conf_state;
+            for &m in cs.voters.iter().chain(cs.learners.iter()) {
+                let n = node_of(m) as usize - 1;
+                let sm = &self.nodes[n].sms[&g];
+                for id in self.acked.get(&g).into_iter().flatten() {
+                    assert!(
+                        sm.set.contains(id),
+                        "acknowledged proposal {id} of group {g} missing on node {}",
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
+
+    // ----- applying and checking -----
+
+    fn apply(&mut self, n: usize, a: Applied) {
+        match a {
+            Applied::Entry {
+                group, index, data, ..
+            } if data.is_empty() => {
+                self.canon(group, index, None);
+                let sm = self.nodes[n].sms.entry(group).or_default();
+                assert!(index > sm.applied, "applied out of order");
+                sm.applied = index;
+                self.nodes[n]
+                    .pending
+                    .retain(|&(g, i), _| g != group || i > index);
+            }
+            Applied::Entry {
+                group,
+                index,
+                term,
+                data,
+            } => {
+                let id = u64::from_le_bytes(data[..8].try_into().unwrap());
+                self.canon(group, index, Some(id));
+                let sm = self.nodes[n].sms.entry(group).or_default();
+                assert!(index > sm.applied, "applied out of order");
+                assert!(
+                    sm.set.insert(id),
+                    "proposal {id} applied twice in group {group} on node {}",
+                    n + 1
+                );
+                sm.ids.push(id);
+                sm.applied = index;
+                if let Some((t, pid)) = self.nodes[n].pending.remove(&(group, index)) {
+                    if t == term {
+                        assert_eq!(pid, id, "entry ({index}, {term}) is not the one proposed");
+                        self.acked.entry(group).or_default().insert(id);
+                        self.sum.acked += 1;
+                    }
+                }
+                self.nodes[n]
+                    .pending
+                    .retain(|&(g, i), _| g != group || i > index);
+            }
+            Applied::ConfChange { group, index, .. } => {
+                self.canon(group, index, None);
+                let sm = self.nodes[n].sms.entry(group).or_default();
+                assert!(index > sm.applied, "applied out of order");
+                sm.applied = index;
+            }
+            Applied::Snapshot {
+                group, index, data, ..
+            } => {
+                let ids = decode_ids(&data);
+                let expected: Vec<u64> = self
+                    .canonical
+                    .get(&group)
+                    .map(|c| c.range(..=index).filter_map(|(_, v)| *v).collect())
+                    .unwrap_or_default();
+                assert_eq!(
+                    ids, expected,
+                    "snapshot of group {group} at {index} disagrees with the applied history"
+                );
+                let set = ids.iter().copied().collect();
+                self.nodes[n].sms.insert(
+                    group,
+                    Sm {
+                        applied: index,
+                        ids,
+                        set,
+                    },
+                );
+                self.nodes[n]
+                    .pending
+                    .retain(|&(g, i), _| g != group || i > index);
+            }
+            Applied::Removed { group } => {
+                self.nodes[n].sms.remove(&group);
+                self.nodes[n].pending.retain(|&(g, _), _| g != group);
+            }
+        }
+    }
+
+    fn canon(&mut self, g: GroupId, index: u64, v: Option<u64>) {
+        let c = self.canonical.entry(g).or_default();
+        if let Some(prev) = c.insert(index, v) {
+            assert_eq!(
+                prev, v,
+                "state machines disagree at index {index} of group {g}"
+            );
+        }
+    }
+
+    fn check_written(&mut self, n: usize) {
+        let written = std::mem::take(&mut self.nodes[n].disk.borrow_mut().written);
+        for (g, index, term, prev, digest) in written {
+            let seen = self
+                .entries_seen
+                .entry((g, index, term))
+                .or_insert((prev, digest));
+            assert_eq!(
+                *seen,
+                (prev, digest),
+                "log matching: entry ({index}, {term}) of group {g} differs on node {}",
+                n + 1
+            );
+        }
+    }
+
+    /// Invariants over every live replica, after every event.
+    fn check(&mut self) {
+        for n in 0..self.nodes.len() {
+            let mut checked = std::mem::take(&mut self.nodes[n].checked_commit);
+            let Some(d) = self.nodes[n].driver.as_ref() else {
+                continue;
+            };
+            for g in d.group_ids().collect::<Vec<_>>() {
+                let st = d.status(g).unwrap();
+                if st.role == StateRole::Leader {
+                    let prev = *self.leaders.entry((g, st.term)).or_insert(st.replica);
+                    assert_eq!(
+                        prev, st.replica,
+                        "two leaders in term {} of group {g}",
+                        st.term
+                    );
+                    if self.leader_checked.insert((g, st.term, st.replica)) {
+                        self.sum.leaders += 1;
+                        self.check_leader_complete(d, g, &st);
+                    }
+                }
+                let from = checked
+                    .get(&g)
+                    .copied()
+                    .unwrap_or(0)
+                    .max(st.first_index - 1);
+                for idx in from + 1..=st.commit {
+                    let term = d.log_term(g, idx).expect("committed entry in the log");
+                    let c = self.committed.entry(g).or_default();
+                    let (t0, _) = *c.entry(idx).or_insert((term, st.term));
+                    assert_eq!(
+                        t0,
+                        term,
+                        "committed entry {idx} of group {g} changed on node {}",
+                        n + 1
+                    );
+                }
+                checked.insert(g, st.commit);
+            }
+            self.nodes[n].checked_commit = checked;
+        }
+    }
+
+    /// A new leader holds every entry known committed before its term.
+    fn check_leader_complete(&self, d: &MultiRaft<SimDisk>, g: GroupId, st: &GroupStatus) {
+        let Some(c) = self.committed.get(&g) else {
+            return;
+        };
+        for (&idx, &(term, seen_at_term)) in c {
+            if seen_at_term >= st.term {
+                continue;
+            }
+            assert!(
+                idx <= st.last_index,
+                "leader of term {} of group {g} lacks committed entry {idx}",
+                st.term
+            );
+            if idx >= st.first_index {
+                assert_eq!(
+                    d.log_term(g, idx),
+                    Some(term),
+                    "leader of term {} of group {g} has a different entry at committed {idx}",
+                    st.term
+                );
+            }
+        }
+    }
+}
+
+fn single(t: ConfChangeType, id: u64) -> ConfChangeSingle {
+    let mut s = ConfChangeSingle::default();
+    s.set_change_type(t);
+    s.node_id = id;
+    s
+}
+
+fn driver_config(seed: u64, node: NodeId, incarnation: u64) -> Config {
+    let mut c = Config::new(node, incarnation);
+    c.seed = seed
+        .wrapping_mul(0x9e3779b97f4a7c15)
+        .wrapping_add(node << 20)
+        .wrapping_add(incarnation);
+    c
+}
+
+/// Runs one seed; a failure comes back as the panic message.
+pub fn run_params(p: Params) -> Result<Summary, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| World::new(p).run())).map_err(|e| {
+        e.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic".into())
+    })
+}
