@@ -1344,8 +1344,23 @@ impl FileStore {
             fresh.core.remove(s);
         }
         fresh.tombstones(&resurrected);
+        if fresh.core.base_seq() > 1 {
+            // The cut may have taken the compact marker that explains the
+            // removed prefix (whose segments may be gone): write it again.
+            fresh.marker = (0, 0);
+        }
         *self.inner.borrow_mut() = fresh;
         self.watch.rewind(index);
+        // Make the redone marker and tombstones durable before returning.
+        let job = self.inner.borrow_mut().begin_commit(true);
+        if let Some(job) = job {
+            let out = job.run().await;
+            let r = self.inner.borrow_mut().finish_commit(out, &self.watch);
+            if let Err(e) = r {
+                let _ = self.recover_locked().await;
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
