@@ -7,6 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -249,6 +250,39 @@ async fn settle_iopoll_probe(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// End of the last stretch of the file holding data (`SEEK_DATA`/`SEEK_HOLE`),
+/// rounded up to a block. Past it the file reads as zeros (holes, or
+/// preallocated space never written), so a scan can stop there: a fresh
+/// preallocated segment costs nothing to open. Where the file system cannot
+/// tell, the whole file counts as data.
+fn data_end(file: &DmaFile, size: u64) -> u64 {
+    let fd = file.as_raw_fd();
+    let mut pos = 0i64;
+    let mut end = 0u64;
+    loop {
+        // SAFETY: lseek on a file descriptor we own; no memory is passed.
+        let d = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
+        if d < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                break;
+            }
+            return size;
+        }
+        // SAFETY: as above.
+        let h = unsafe { libc::lseek(fd, d, libc::SEEK_HOLE) };
+        if h < 0 {
+            return size;
+        }
+        end = h as u64;
+        if end >= size {
+            break;
+        }
+        pos = h;
+    }
+    end.next_multiple_of(BLOCK_BYTES).min(size)
+}
+
 async fn read_all(file: &DmaFile, size: u64) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(size as usize);
     let mut pos = 0u64;
@@ -350,7 +384,7 @@ impl Inner {
                 }
                 None => {
                     report.segments_scanned += 1;
-                    let bytes = read_all(&file, size).await?;
+                    let bytes = read_all(&file, data_end(&file, size)).await?;
                     let scan = scan_segment(id, &bytes);
                     for d in &scan.index.damage {
                         tracing::error!(
