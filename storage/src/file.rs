@@ -180,7 +180,8 @@ struct Inner {
 
 /// Test hook run before a commit's fdatasync, with the commit's number.
 #[cfg(test)]
-type SyncHook = Box<dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>>>>>;
+type SyncHook =
+    Box<dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>>>>>;
 
 pub struct FileStore {
     inner: RefCell<Inner>,
@@ -1048,7 +1049,11 @@ struct CommitJob {
 impl CommitJob {
     /// Segments complete once this commit is durable.
     fn sealed(&self) -> Vec<u32> {
-        self.chunks.iter().filter(|c| c.seal).map(|c| c.seg).collect()
+        self.chunks
+            .iter()
+            .filter(|c| c.seal)
+            .map(|c| c.seg)
+            .collect()
     }
 }
 
@@ -1240,7 +1245,9 @@ impl FileStore {
                 Some(f) => f,
                 None => match new_segment_file(&dir, c.seg, size).await {
                     Ok(f) => {
-                        self.inner.borrow_mut().register_file(c.seg, f.clone(), false);
+                        self.inner
+                            .borrow_mut()
+                            .register_file(c.seg, f.clone(), false);
                         f
                     }
                     Err(e) => {
@@ -1682,7 +1689,11 @@ mod tests {
 
     /// Holds commit `held`'s fdatasync until `gate` is signalled (then fails
     /// it if `fail`), and records which commits reached their sync.
-    fn hold_sync(s: &FileStore, held: u64, fail: bool) -> (Rc<glommio::sync::Semaphore>, Rc<RefCell<Vec<u64>>>) {
+    fn hold_sync(
+        s: &FileStore,
+        held: u64,
+        fail: bool,
+    ) -> (Rc<glommio::sync::Semaphore>, Rc<RefCell<Vec<u64>>>) {
         let gate = Rc::new(glommio::sync::Semaphore::new(0));
         let reached = Rc::new(RefCell::new(Vec::new()));
         let (g, r) = (gate.clone(), reached.clone());
@@ -1734,7 +1745,11 @@ mod tests {
             });
             until(|| reached.borrow().contains(&2)).await;
             glommio::timer::sleep(Duration::from_millis(20)).await;
-            assert_eq!(s.watch().durable_seq(), 0, "nothing durable before batch 1's sync");
+            assert_eq!(
+                s.watch().durable_seq(),
+                0,
+                "nothing durable before batch 1's sync"
+            );
             assert!(poll_once(s.wait_durable(b)).await.is_none());
             assert!(poll_once(s.wait_durable(a)).await.is_none());
             gate.signal(1);
@@ -1779,8 +1794,14 @@ mod tests {
             gate.signal(1);
             assert!(c1.await.is_err());
             assert!(matches!(c2.await, Err(StoreError::NotDurable)));
-            assert!(matches!(s.wait_durable(a).await, Err(StoreError::NotDurable)));
-            assert!(matches!(s.wait_durable(b).await, Err(StoreError::NotDurable)));
+            assert!(matches!(
+                s.wait_durable(a).await,
+                Err(StoreError::NotDurable)
+            ));
+            assert!(matches!(
+                s.wait_durable(b).await,
+                Err(StoreError::NotDurable)
+            ));
             s.wait_durable(first).await.unwrap();
             // Cut back to the last durable point, and usable again.
             assert_eq!(s.state().last_seq, 1);
@@ -1811,7 +1832,8 @@ mod tests {
             // Sizes that cross buffer boundaries at odd places; a commit now and then.
             for i in 0..3_000u64 {
                 let len = (i * 7919) % 9000;
-                s.append("s", b"h", &vec![(i % 251) as u8; len as usize]).unwrap();
+                s.append("s", b"h", &vec![(i % 251) as u8; len as usize])
+                    .unwrap();
                 n += 1;
                 if i % 400 == 0 {
                     s.commit().await.unwrap();
