@@ -19,6 +19,10 @@ echo "== fio: sequential write, O_DIRECT, 1 MiB blocks, io_uring, queue depth 8,
 fio --name=seqwrite --directory="$DIR" --rw=write --bs=1M --direct=1 --ioengine=io_uring \
     --iodepth=8 --size="${TOTAL_MIB}M" --end_fsync=1 --fallocate=native --unlink=1 \
     --output-format=normal | grep -E "WRITE:|write:"
+echo "== fio: the log's pattern: sequential write, O_DIRECT, 1 MiB blocks, io_uring, queue depth 8, fdatasync every 4 MiB"
+fio --name=groupcommit --directory="$DIR" --rw=write --bs=1M --direct=1 --ioengine=io_uring \
+    --iodepth=8 --size="${TOTAL_MIB}M" --fdatasync=4 --fallocate=native --unlink=1 \
+    --output-format=normal | grep -E "WRITE:|write:"
 echo "== fio: 4 KiB write + fdatasync, one at a time (serial commit floor)"
 fio --name=synclat --directory="$DIR" --rw=write --bs=4k --direct=1 --ioengine=psync \
     --fdatasync=1 --size=16M --unlink=1 --output-format=normal | grep -E "WRITE:|sync.*percentiles|50.00th|99.00th" | head -6

@@ -5,14 +5,16 @@
 //! the owning shard can share one `Rc<FileStore>` between its publish tasks
 //! (which `append`) and a flusher task (which `commit`s once per loop turn).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
-use glommio::io::{DmaFile, OpenOptions};
+use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 
 use crate::config::{Durability, LogConfig, PurgeRequest, StoredMsg, StreamState};
 use crate::core::{Core, Entry};
@@ -24,8 +26,12 @@ use crate::{Result, StoreError};
 
 /// Write granularity and alignment of the tail block.
 const BLOCK_BYTES: u64 = 4096;
-/// Largest single write submitted (several are in flight at once).
-const WRITE_PIECE_BYTES: usize = 1 << 20;
+/// Largest tail buffer, hence largest single write (several are in flight).
+const PIECE_MAX_BYTES: usize = 1 << 20;
+/// Smallest tail buffer (an idle log keeps one).
+const PIECE_MIN_BYTES: usize = 16 << 10;
+/// Full-size tail buffers kept for reuse once their write completed.
+const FREE_PIECES: usize = 8;
 /// Read size when scanning a segment.
 const SCAN_READ_BYTES: usize = 8 << 20;
 
@@ -79,22 +85,63 @@ struct Building {
     local_subjects: HashMap<u32, u32>,
 }
 
-/// Bytes of a segment from an aligned `start`, not yet handed to a commit.
+/// The tail's current buffer: bytes `[start, start + fill)` of segment `seg`
+/// (`start` block aligned), encoded in place in a DMA buffer that a commit
+/// hands to the write as it is. `None` until the first byte.
 struct Pending {
     seg: u32,
     start: u64,
-    buf: Vec<u8>,
-    /// Leading bytes of `buf` already on disk (the partial block rewritten).
+    buf: Option<DmaBuffer>,
+    fill: usize,
+    /// Leading bytes already on disk (the partial block a commit rewrites).
     written: usize,
 }
 
+/// Bytes waiting for, or under, a write: `[start, start + len)` of `seg`. The
+/// buffer is `len` rounded up to a block, zero padded.
 #[derive(Clone)]
 struct Chunk {
     seg: u32,
     start: u64,
-    bytes: Rc<Vec<u8>>,
+    buf: Option<Rc<DmaBuffer>>,
+    len: usize,
     /// The segment is complete after this chunk: seal it once durable.
     seal: bool,
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        self.buf.as_ref().map_or(&[], |b| &b.as_bytes()[..self.len])
+    }
+}
+
+/// The outcome of one commit, for the commits pipelined behind it: a commit
+/// reports durability only once its predecessor did.
+#[derive(Default)]
+struct Done {
+    ok: Cell<Option<bool>>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl Done {
+    fn complete(&self, ok: bool) {
+        self.ok.set(Some(ok));
+        for w in self.waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Completes with whether that commit (and hence all before it) succeeded.
+    async fn wait(&self) -> bool {
+        std::future::poll_fn(|cx| match self.ok.get() {
+            Some(ok) => Poll::Ready(ok),
+            None => {
+                self.waiters.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
 }
 
 struct Inner {
@@ -103,8 +150,16 @@ struct Inner {
     core: Core<Loc>,
     segs: Vec<Seg>,
     pending: Pending,
+    /// Size of the next tail buffer: doubles while batches fill buffers.
+    piece_bytes: usize,
+    /// Full-size buffers whose write completed, for reuse.
+    free: Vec<DmaBuffer>,
     finished: Vec<Chunk>,
-    inflight: Vec<Chunk>,
+    /// Chunks of commits not finished yet (still readable from memory), by commit.
+    inflight: Vec<(u64, Vec<Chunk>)>,
+    commits_begun: u64,
+    /// Files were created since the directory was last synced.
+    dir_dirty: bool,
     /// (floor, term) of the last compact marker encoded.
     marker: (u64, u64),
     marker_durable_floor: u64,
@@ -123,10 +178,23 @@ struct Inner {
     last_ts_ns: u64,
 }
 
+/// Test hook run before a commit's fdatasync, with the commit's number.
+#[cfg(test)]
+type SyncHook =
+    Box<dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>>>>>;
+
 pub struct FileStore {
     inner: RefCell<Inner>,
     watch: Rc<DurableWatch>,
+    /// Held by the commit that is writing (and by truncation and recovery): a
+    /// commit's writes start only once the previous commit's writes completed
+    /// (they may rewrite its last, partial block), while its fdatasync may
+    /// still be in flight.
     commit_lock: glommio::sync::Semaphore,
+    /// The last commit begun; each one completes after its predecessor.
+    last_done: RefCell<Option<Rc<Done>>>,
+    #[cfg(test)]
+    sync_hook: RefCell<Option<SyncHook>>,
 }
 
 fn seg_path(dir: &Path, id: u32) -> PathBuf {
@@ -181,6 +249,39 @@ async fn settle_iopoll_probe(dir: &Path) -> Result<()> {
     std::fs::remove_file(&path)?;
     DONE.with(|d| d.set(true));
     Ok(())
+}
+
+/// End of the last stretch of the file holding data (`SEEK_DATA`/`SEEK_HOLE`),
+/// rounded up to a block. Past it the file reads as zeros (holes, or
+/// preallocated space never written), so a scan can stop there: a fresh
+/// preallocated segment costs nothing to open. Where the file system cannot
+/// tell, the whole file counts as data.
+fn data_end(file: &DmaFile, size: u64) -> u64 {
+    let fd = file.as_raw_fd();
+    let mut pos = 0i64;
+    let mut end = 0u64;
+    loop {
+        // SAFETY: lseek on a file descriptor we own; no memory is passed.
+        let d = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
+        if d < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                break;
+            }
+            return size;
+        }
+        // SAFETY: as above.
+        let h = unsafe { libc::lseek(fd, d, libc::SEEK_HOLE) };
+        if h < 0 {
+            return size;
+        }
+        end = h as u64;
+        if end >= size {
+            break;
+        }
+        pos = h;
+    }
+    end.next_multiple_of(BLOCK_BYTES).min(size)
 }
 
 async fn read_all(file: &DmaFile, size: u64) -> Result<Vec<u8>> {
@@ -284,7 +385,7 @@ impl Inner {
                 }
                 None => {
                     report.segments_scanned += 1;
-                    let bytes = read_all(&file, size).await?;
+                    let bytes = read_all(&file, data_end(&file, size)).await?;
                     let scan = scan_segment(id, &bytes);
                     for d in &scan.index.damage {
                         tracing::error!(
@@ -412,11 +513,17 @@ impl Inner {
             segs.push(seg);
         }
         let tail = segs.last().expect("tail");
+        let buf = (!tail_bytes.is_empty()).then(|| {
+            let mut b = glommio::allocate_dma_buffer(PIECE_MIN_BYTES);
+            b.as_bytes_mut()[..tail_bytes.len()].copy_from_slice(&tail_bytes);
+            b
+        });
         let pending = Pending {
             seg: tail.id,
             start: align_down(tail.data_len),
+            buf,
+            fill: tail_bytes.len(),
             written: tail_bytes.len(),
-            buf: tail_bytes,
         };
         let last_ts_ns = core.live(core.last_seq()).map_or(0, |e| e.ts_ns);
         let durable_point = (tail.id, tail.data_len);
@@ -429,8 +536,12 @@ impl Inner {
             core,
             segs,
             pending,
+            piece_bytes: PIECE_MIN_BYTES,
+            free: Vec::new(),
             finished: Vec::new(),
             inflight: Vec::new(),
+            commits_begun: 0,
+            dir_dirty: false,
             marker,
             marker_durable_floor: marker.0,
             marker_seg,
@@ -453,8 +564,13 @@ impl Inner {
             self.roll();
         }
         let offset = self.tail().data_len;
-        debug_assert_eq!(self.pending.start + self.pending.buf.len() as u64, offset);
-        frame::encode(&mut self.pending.buf, f);
+        debug_assert_eq!(self.pending.start + self.pending.fill as u64, offset);
+        let header = frame::encode_header(f);
+        self.emit(&header);
+        self.emit(f.subject);
+        self.emit(f.headers);
+        self.emit(f.payload);
+        self.emit(&[0u8; frame::ALIGN_BYTES][..stored as usize - len]);
         let seg_id = self.tail().id;
         let tail = self.tail_mut();
         tail.data_len += stored;
@@ -467,23 +583,112 @@ impl Inner {
         }
     }
 
+    /// A tail buffer of `size` bytes (a reused one when full size).
+    fn alloc_piece(&mut self, size: usize) -> DmaBuffer {
+        if size == PIECE_MAX_BYTES {
+            if let Some(b) = self.free.pop() {
+                return b;
+            }
+        }
+        glommio::allocate_dma_buffer(size)
+    }
+
+    /// Copies bytes to the end of the tail, moving full buffers to `finished`.
+    fn emit(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.pending.buf.is_none() {
+                let size = self.piece_bytes;
+                self.pending.buf = Some(self.alloc_piece(size));
+            }
+            let p = &mut self.pending;
+            let buf = p.buf.as_mut().expect("allocated");
+            let room = buf.len() - p.fill;
+            if room == 0 {
+                self.piece_full();
+                continue;
+            }
+            let n = room.min(bytes.len());
+            buf.as_bytes_mut()[p.fill..p.fill + n].copy_from_slice(&bytes[..n]);
+            p.fill += n;
+            bytes = &bytes[n..];
+        }
+    }
+
+    /// The tail buffer is full: queue it whole for the next commit.
+    fn piece_full(&mut self) {
+        let p = &mut self.pending;
+        let buf = p.buf.take().expect("a full buffer");
+        let len = buf.len();
+        self.finished.push(Chunk {
+            seg: p.seg,
+            start: p.start,
+            buf: Some(Rc::new(buf)),
+            len,
+            seal: false,
+        });
+        p.start += len as u64;
+        p.fill = 0;
+        p.written = 0;
+        self.piece_bytes = (self.piece_bytes * 2).min(PIECE_MAX_BYTES);
+    }
+
+    /// Takes the tail buffer's new bytes as a chunk (zero padded to a block); the
+    /// buffer that follows starts with the last partial block, already encoded.
+    fn take_tail(&mut self, seal: bool) -> Option<Chunk> {
+        let p = &mut self.pending;
+        if p.fill == p.written && !seal {
+            return None;
+        }
+        let end = p.start + p.fill as u64;
+        let keep_from = (align_down(end) - p.start) as usize;
+        let (fill, keep) = (p.fill, p.fill - keep_from);
+        let mut old = p.buf.take();
+        let next = if seal || keep == 0 {
+            None
+        } else {
+            let size = self.piece_bytes;
+            let mut b = self.alloc_piece(size);
+            let src = old.as_ref().expect("bytes to keep");
+            b.as_bytes_mut()[..keep].copy_from_slice(&src.as_bytes()[keep_from..fill]);
+            Some(b)
+        };
+        let p = &mut self.pending;
+        let len = p.fill;
+        let buf = match old.as_mut() {
+            Some(b) if p.fill > p.written => {
+                let padded = len.next_multiple_of(BLOCK_BYTES as usize);
+                b.as_bytes_mut()[len..padded].fill(0);
+                b.trim_to_size(padded);
+                old.map(Rc::new)
+            }
+            _ => None,
+        };
+        let chunk = Chunk {
+            seg: p.seg,
+            start: p.start,
+            buf,
+            len,
+            seal,
+        };
+        p.start = align_down(end);
+        p.fill = keep;
+        p.written = keep;
+        p.buf = next;
+        Some(chunk)
+    }
+
     fn roll(&mut self) {
         let next_id = self.tail().id + 1;
-        let old = std::mem::replace(
-            &mut self.pending,
-            Pending {
-                seg: next_id,
-                start: 0,
-                buf: Vec::new(),
-                written: 0,
-            },
-        );
-        self.finished.push(Chunk {
-            seg: old.seg,
-            start: old.start,
-            bytes: Rc::new(old.buf),
-            seal: true,
-        });
+        if let Some(c) = self.take_tail(true) {
+            self.finished.push(c);
+        }
+        self.pending = Pending {
+            seg: next_id,
+            start: 0,
+            buf: None,
+            fill: 0,
+            written: 0,
+        };
         let file = match self.spare.take() {
             Some((id, f)) if id == next_id => Some(f),
             _ => None,
@@ -619,21 +824,14 @@ impl Inner {
             Durability::Always => true,
             Durability::Interval(d) => force_sync || self.last_sync.elapsed() >= d,
         };
+        if self.finished.is_empty() {
+            // A small batch: the next tail buffer need not be larger than twice it.
+            let want = (2 * (self.pending.fill - self.pending.written)).next_power_of_two();
+            self.piece_bytes = want.clamp(PIECE_MIN_BYTES, PIECE_MAX_BYTES);
+        }
         let mut chunks: Vec<Chunk> = std::mem::take(&mut self.finished);
-        if self.pending.buf.len() > self.pending.written {
-            let buf = std::mem::take(&mut self.pending.buf);
-            let end = self.pending.start + buf.len() as u64;
-            let keep_from = (align_down(end) - self.pending.start) as usize;
-            let keep = buf[keep_from..].to_vec();
-            chunks.push(Chunk {
-                seg: self.pending.seg,
-                start: self.pending.start,
-                bytes: Rc::new(buf),
-                seal: false,
-            });
-            self.pending.start = align_down(end);
-            self.pending.written = keep.len();
-            self.pending.buf = keep;
+        if let Some(c) = self.take_tail(false) {
+            chunks.push(c);
         }
         if chunks.is_empty() && !(sync && self.unsynced) {
             return None;
@@ -641,11 +839,8 @@ impl Inner {
         let make_spare = (self.spare.is_none()
             && self.tail().data_len > self.cfg.segment_size_bytes / 2)
             .then_some(self.tail().id + 1);
-        let mut writes = Vec::new();
-        for c in &chunks {
-            let file = self.seg(c.seg).and_then(|s| s.file.clone());
-            writes.push((c.clone(), file));
-        }
+        self.commits_begun += 1;
+        let no = self.commits_begun;
         let tail = self.tail();
         let sync_file = if chunks.is_empty() {
             tail.file.clone()
@@ -653,11 +848,10 @@ impl Inner {
             None
         };
         let tail_point = (tail.id, tail.data_len);
-        self.inflight = chunks;
+        self.inflight.push((no, chunks.clone()));
         Some(CommitJob {
-            dir: self.dir.clone(),
-            segment_size_bytes: self.cfg.segment_size_bytes,
-            writes,
+            no,
+            chunks,
             sync,
             sync_file,
             make_spare,
@@ -668,41 +862,69 @@ impl Inner {
         })
     }
 
-    fn finish_commit(&mut self, out: CommitOutcome, watch: &DurableWatch) -> Result<u64> {
-        self.inflight.clear();
-        for (id, f) in out.created {
-            if let Some(seg) = self.segs.iter_mut().find(|s| s.id == id) {
-                seg.file = Some(f);
+    /// A file created by a commit's write phase, visible to later commits at once.
+    fn register_file(&mut self, id: u32, f: Rc<DmaFile>, spare: bool) {
+        self.dir_dirty = true;
+        match self.segs.iter_mut().find(|s| s.id == id) {
+            Some(seg) if seg.file.is_none() => seg.file = Some(f),
+            Some(_) => {}
+            None if spare => self.spare = Some((id, f)),
+            None => {}
+        }
+    }
+
+    /// Completes commit `job` in order: `result` is its own writes and sync,
+    /// `prev_ok` whether every earlier commit succeeded. Only then does the
+    /// durable point move.
+    fn finish_commit(
+        &mut self,
+        job: CommitJob,
+        result: Result<bool>,
+        prev_ok: bool,
+        watch: &DurableWatch,
+    ) -> Result<u64> {
+        let no = job.no;
+        let sealed = job.sealed();
+        drop(job.chunks);
+        if let Some(i) = self.inflight.iter().position(|(n, _)| *n == no) {
+            let (_, chunks) = self.inflight.remove(i);
+            for c in chunks {
+                if let Some(Ok(b)) = c.buf.map(Rc::try_unwrap) {
+                    if b.len() == PIECE_MAX_BYTES && self.free.len() < FREE_PIECES {
+                        self.free.push(b);
+                    }
+                }
             }
         }
-        if let Some((id, f)) = out.spare {
-            match self.segs.iter_mut().find(|s| s.id == id) {
-                Some(seg) if seg.file.is_none() => seg.file = Some(f),
-                Some(_) => {}
-                None => self.spare = Some((id, f)),
+        let synced = match result {
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed; the log will recover to its last durable point");
+                self.needs_recovery = true;
+                return Err(e);
             }
-        }
-        if let Err(e) = out.result {
-            tracing::error!(error = %e, "commit failed; the log will recover to its last durable point");
-            self.needs_recovery = true;
-            return Err(e);
-        }
-        if out.synced {
+            Ok(_) if !prev_ok => {
+                // The batch before this one failed: this one cannot count.
+                self.needs_recovery = true;
+                return Err(StoreError::NotDurable);
+            }
+            Ok(synced) => synced,
+        };
+        if synced {
             self.last_sync = Instant::now();
             self.unsynced = false;
         } else {
             self.unsynced = true;
         }
-        self.marker_durable_seg = out.marker_seg;
-        self.durable_point = out.tail_point;
-        self.durable_seq = out.last_seq;
-        self.marker_durable_floor = out.marker_floor;
-        for sealed in out.sealed {
-            self.seal(sealed)?;
+        self.marker_durable_seg = job.marker_seg;
+        self.durable_point = job.tail_point;
+        self.durable_seq = job.last_seq;
+        self.marker_durable_floor = job.marker_floor;
+        for id in sealed {
+            self.seal(id)?;
         }
         self.drop_front_segments();
-        watch.advance(out.last_seq);
-        Ok(out.last_seq)
+        watch.advance(job.last_seq);
+        Ok(job.last_seq)
     }
 
     fn seal(&mut self, id: u32) -> Result<()> {
@@ -739,26 +961,42 @@ impl Inner {
         }
     }
 
-    /// Where the bytes of a record are now.
+    /// Where the bytes of a record are now: in memory (possibly across tail
+    /// buffers) until the write of its batch completed, else in its file.
     fn locate(&self, loc: Loc) -> Source {
-        let in_chunk = |seg: u32, start: u64, bytes: &[u8]| -> Option<Vec<u8>> {
-            let off = loc.offset as u64;
-            if seg == loc.seg && off >= start && off + loc.len as u64 <= start + bytes.len() as u64
-            {
-                let a = (off - start) as usize;
-                Some(bytes[a..a + loc.len as usize].to_vec())
-            } else {
-                None
+        let (lo, hi) = (loc.offset as u64, loc.offset as u64 + loc.len as u64);
+        let p = &self.pending;
+        let tail_bytes = p.buf.as_ref().map_or(&[][..], |b| &b.as_bytes()[..p.fill]);
+        let inflight = self.inflight.iter().flat_map(|(_, c)| c.iter());
+        let sources = self
+            .finished
+            .iter()
+            .chain(inflight)
+            .map(|c| (c.seg, c.start, c.bytes()))
+            .chain(std::iter::once((p.seg, p.start, tail_bytes)));
+        let mut out = vec![0u8; loc.len as usize];
+        let mut parts = Vec::new();
+        for (seg, start, bytes) in sources {
+            let a = lo.max(start);
+            let b = hi.min(start + bytes.len() as u64);
+            if seg == loc.seg && a < b {
+                out[(a - lo) as usize..(b - lo) as usize]
+                    .copy_from_slice(&bytes[(a - start) as usize..(b - start) as usize]);
+                parts.push((a, b));
             }
-        };
-        if let Some(b) = in_chunk(self.pending.seg, self.pending.start, &self.pending.buf) {
-            return Source::Mem(b);
         }
-        for c in self.finished.iter().chain(self.inflight.iter()) {
-            if let Some(b) = in_chunk(c.seg, c.start, &c.bytes) {
-                return Source::Mem(b);
+        parts.sort_unstable();
+        let mut covered = lo;
+        for (a, b) in parts {
+            if a > covered {
+                break;
             }
+            covered = covered.max(b);
         }
+        if covered >= hi {
+            return Source::Mem(out);
+        }
+        // Not wholly in memory: its batch's writes completed.
         match self.seg(loc.seg).and_then(|s| s.file.clone()) {
             Some(f) => Source::File(f),
             None => Source::Gone,
@@ -796,10 +1034,10 @@ async fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 struct CommitJob {
-    dir: PathBuf,
-    segment_size_bytes: u64,
-    writes: Vec<(Chunk, Option<Rc<DmaFile>>)>,
+    no: u64,
+    chunks: Vec<Chunk>,
     sync: bool,
+    /// The file to sync when there is nothing to write (interval mode).
     sync_file: Option<Rc<DmaFile>>,
     make_spare: Option<u32>,
     last_seq: u64,
@@ -808,16 +1046,15 @@ struct CommitJob {
     marker_seg: u32,
 }
 
-struct CommitOutcome {
-    result: Result<()>,
-    created: Vec<(u32, Rc<DmaFile>)>,
-    spare: Option<(u32, Rc<DmaFile>)>,
-    sealed: Vec<u32>,
-    synced: bool,
-    last_seq: u64,
-    tail_point: (u32, u64),
-    marker_floor: u64,
-    marker_seg: u32,
+impl CommitJob {
+    /// Segments complete once this commit is durable.
+    fn sealed(&self) -> Vec<u32> {
+        self.chunks
+            .iter()
+            .filter(|c| c.seal)
+            .map(|c| c.seg)
+            .collect()
+    }
 }
 
 async fn new_segment_file(dir: &Path, id: u32, size: u64) -> Result<Rc<DmaFile>> {
@@ -826,108 +1063,6 @@ async fn new_segment_file(dir: &Path, id: u32, size: u64) -> Result<Rc<DmaFile>>
         .await
         .map_err(std::io::Error::from)?;
     Ok(Rc::new(f))
-}
-
-impl CommitJob {
-    async fn run(self) -> CommitOutcome {
-        let mut out = CommitOutcome {
-            result: Ok(()),
-            created: Vec::new(),
-            spare: None,
-            sealed: Vec::new(),
-            synced: false,
-            last_seq: self.last_seq,
-            tail_point: self.tail_point,
-            marker_floor: self.marker_floor,
-            marker_seg: self.marker_seg,
-        };
-        out.result = self.run_inner(&mut out).await;
-        out
-    }
-
-    async fn run_inner(&self, out: &mut CommitOutcome) -> Result<()> {
-        let mut touched: Vec<Rc<DmaFile>> = Vec::new();
-        let mut tasks = Vec::new();
-        let mut dir_dirty = false;
-        for (chunk, file) in &self.writes {
-            let file = match file {
-                Some(f) => f.clone(),
-                None => match out.created.iter().find(|c| c.0 == chunk.seg) {
-                    Some(c) => c.1.clone(),
-                    None => {
-                        let f =
-                            new_segment_file(&self.dir, chunk.seg, self.segment_size_bytes).await?;
-                        out.created.push((chunk.seg, f.clone()));
-                        dir_dirty = true;
-                        f
-                    }
-                },
-            };
-            let total = (chunk.bytes.len() as u64).next_multiple_of(BLOCK_BYTES) as usize;
-            let mut at = 0usize;
-            while at < total {
-                let n = (total - at).min(WRITE_PIECE_BYTES);
-                let mut buf = file.alloc_dma_buffer(n);
-                let dst = buf.as_bytes_mut();
-                let src_end = (at + n).min(chunk.bytes.len());
-                let copied = src_end.saturating_sub(at);
-                dst[..copied].copy_from_slice(&chunk.bytes[at..src_end]);
-                dst[copied..].fill(0);
-                let f = file.clone();
-                let pos = chunk.start + at as u64;
-                tasks.push(glommio::spawn_local(async move {
-                    let want = n;
-                    f.write_at(buf, pos).await.map(|w| (w, want))
-                }));
-                at += n;
-            }
-            if !touched.iter().any(|t| Rc::ptr_eq(t, &file)) {
-                touched.push(file);
-            }
-            if chunk.seal {
-                out.sealed.push(chunk.seg);
-            }
-        }
-        let mut first_err = None;
-        for t in tasks {
-            match t.await {
-                Ok((w, want)) if w == want => {}
-                Ok((w, want)) => {
-                    first_err.get_or_insert(std::io::Error::other(format!(
-                        "short write: {w} of {want} bytes"
-                    )));
-                }
-                Err(e) => {
-                    first_err.get_or_insert(std::io::Error::from(e));
-                }
-            }
-        }
-        if let Some(e) = first_err {
-            return Err(e.into());
-        }
-        if self.sync {
-            if let Some(f) = &self.sync_file {
-                touched.push(f.clone());
-            }
-            for f in &touched {
-                f.fdatasync().await.map_err(std::io::Error::from)?;
-            }
-            if dir_dirty {
-                sync_dir(&self.dir).await?;
-            }
-            out.synced = true;
-        }
-        if let Some(id) = self.make_spare {
-            // Best effort: a missing spare only costs a slower roll.
-            match new_segment_file(&self.dir, id, self.segment_size_bytes).await {
-                Ok(f) => out.spare = Some((id, f)),
-                Err(e) => {
-                    tracing::warn!(segment = id, error = %e, "cannot preallocate next segment")
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 impl FileStore {
@@ -939,6 +1074,9 @@ impl FileStore {
             inner: RefCell::new(inner),
             watch,
             commit_lock: glommio::sync::Semaphore::new(1),
+            last_done: RefCell::new(None),
+            #[cfg(test)]
+            sync_hook: RefCell::new(None),
         })
     }
 
@@ -1010,27 +1148,175 @@ impl FileStore {
     }
 
     async fn commit_with(&self, force_sync: bool) -> Result<u64> {
-        let _permit = self
-            .commit_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+        let permit = self.lock().await?;
         if self.inner.borrow().needs_recovery {
-            self.recover_locked().await?;
+            self.settle().await;
+            if self.inner.borrow().needs_recovery {
+                self.recover_locked().await?;
+            }
         }
         let job = self.inner.borrow_mut().begin_commit(force_sync);
         let Some(job) = job else {
+            drop(permit);
+            // Everything appended before this call went with an earlier batch.
+            let prev = self.last_done.borrow().clone();
+            if let Some(p) = prev {
+                if !p.wait().await {
+                    return Err(StoreError::NotDurable);
+                }
+            }
             return Ok(self.inner.borrow().durable_seq);
         };
-        let out = job.run().await;
-        let r = self.inner.borrow_mut().finish_commit(out, &self.watch);
-        if let Err(e) = r {
-            if let Err(e2) = self.recover_locked().await {
-                tracing::error!(error = %e2, "recovery after a failed commit failed; will retry");
+        let r = self.run_commit(job, Some(permit)).await;
+        if r.is_err() {
+            // Cut back once every commit in flight has finished.
+            let _permit = self.lock().await?;
+            self.settle().await;
+            if self.inner.borrow().needs_recovery {
+                if let Err(e2) = self.recover_locked().await {
+                    tracing::error!(error = %e2, "recovery after a failed commit failed; will retry");
+                }
             }
-            return Err(e);
         }
         r
+    }
+
+    async fn lock(&self) -> Result<glommio::sync::Permit<'_>> {
+        self.commit_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))
+    }
+
+    /// Waits until every commit begun has finished (call with the lock held,
+    /// so that no other begins).
+    async fn settle(&self) {
+        let last = self.last_done.borrow().clone();
+        if let Some(d) = last {
+            d.wait().await;
+        }
+    }
+
+    /// Runs a begun commit: its writes (under `permit`, released as soon as
+    /// they completed, so that the next batch's writes overlap this batch's
+    /// fdatasync), its sync, then waits for the commit before it and finishes.
+    /// A record is reported durable only when its own batch's sync and every
+    /// earlier batch's succeeded.
+    async fn run_commit(
+        &self,
+        job: CommitJob,
+        permit: Option<glommio::sync::Permit<'_>>,
+    ) -> Result<u64> {
+        let done = Rc::new(Done::default());
+        let prev = self.last_done.replace(Some(done.clone()));
+        let wrote = self.write_phase(&job).await;
+        let sync_dir = job.sync && std::mem::take(&mut self.inner.borrow_mut().dir_dirty);
+        drop(permit);
+        let result = match wrote {
+            Ok(files) if job.sync => self.sync_phase(&job, files, sync_dir).await.map(|_| true),
+            Ok(_) => Ok(false),
+            Err(e) => Err(e),
+        };
+        let prev_ok = match prev {
+            Some(p) => p.wait().await,
+            None => true,
+        };
+        let r = self
+            .inner
+            .borrow_mut()
+            .finish_commit(job, result, prev_ok, &self.watch);
+        done.complete(r.is_ok());
+        r
+    }
+
+    /// Writes the batch's chunks (all in flight at once; each at most one tail
+    /// buffer) and creates the segment files it needs; returns the files written.
+    async fn write_phase(&self, job: &CommitJob) -> Result<Vec<Rc<DmaFile>>> {
+        let (dir, size) = {
+            let i = self.inner.borrow();
+            (i.dir.clone(), i.cfg.segment_size_bytes)
+        };
+        let mut touched: Vec<Rc<DmaFile>> = Vec::new();
+        let mut tasks = Vec::new();
+        let mut first_err: Option<StoreError> = None;
+        for c in &job.chunks {
+            let file = self.inner.borrow().seg(c.seg).and_then(|s| s.file.clone());
+            let file = match file {
+                Some(f) => f,
+                None => match new_segment_file(&dir, c.seg, size).await {
+                    Ok(f) => {
+                        self.inner
+                            .borrow_mut()
+                            .register_file(c.seg, f.clone(), false);
+                        f
+                    }
+                    Err(e) => {
+                        first_err = Some(e);
+                        break;
+                    }
+                },
+            };
+            if let Some(buf) = &c.buf {
+                let (f, buf, pos) = (file.clone(), buf.clone(), c.start);
+                tasks.push(glommio::spawn_local(async move {
+                    let want = buf.len();
+                    f.write_rc_at(buf, pos).await.map(|w| (w, want))
+                }));
+            }
+            if !touched.iter().any(|t| Rc::ptr_eq(t, &file)) {
+                touched.push(file);
+            }
+        }
+        for t in tasks {
+            let e = match t.await {
+                Ok((w, want)) if w == want => continue,
+                Ok((w, want)) => std::io::Error::other(format!("short write: {w} of {want} bytes")),
+                Err(e) => std::io::Error::from(e),
+            };
+            first_err.get_or_insert(e.into());
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        if let Some(id) = job.make_spare {
+            // Best effort: a missing spare only costs a slower roll. Created
+            // here, under the lock, so that no later commit creates it too.
+            match new_segment_file(&dir, id, size).await {
+                Ok(f) => self.inner.borrow_mut().register_file(id, f, true),
+                Err(e) => {
+                    tracing::warn!(segment = id, error = %e, "cannot preallocate next segment")
+                }
+            }
+        }
+        Ok(touched)
+    }
+
+    /// fdatasync of every file the batch wrote (and of the directory if files
+    /// were created). It covers this batch and every write completed before.
+    async fn sync_phase(
+        &self,
+        job: &CommitJob,
+        mut files: Vec<Rc<DmaFile>>,
+        sync_dir_too: bool,
+    ) -> Result<()> {
+        #[cfg(test)]
+        {
+            let hook = self.sync_hook.borrow().as_ref().map(|h| h(job.no));
+            if let Some(h) = hook {
+                h.await?;
+            }
+        }
+        if let Some(f) = &job.sync_file {
+            files.push(f.clone());
+        }
+        for f in &files {
+            f.fdatasync().await.map_err(std::io::Error::from)?;
+        }
+        if sync_dir_too {
+            let dir = self.inner.borrow().dir.clone();
+            sync_dir(&dir).await?;
+        }
+        Ok(())
     }
 
     /// Cuts the files back to the last durable point and reloads from disk.
@@ -1075,6 +1361,9 @@ impl FileStore {
             }
         }
         *self.inner.borrow_mut() = fresh;
+        // Every commit has finished (the lock is held, the pipeline settled):
+        // the failed ones are accounted for by the new epoch.
+        *self.last_done.borrow_mut() = None;
         self.watch.fail(durable_seq);
         Ok(())
     }
@@ -1235,11 +1524,11 @@ impl FileStore {
     /// Raft: removes `index..=last_index` (a conflicting suffix), durably.
     /// Must not run concurrently with appends on the same log.
     pub async fn truncate_from(&self, index: u64) -> Result<()> {
-        let _permit = self
-            .commit_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+        let _permit = self.lock().await?;
+        self.settle().await;
+        if self.inner.borrow().needs_recovery {
+            self.recover_locked().await?;
+        }
         {
             let inner = self.inner.borrow();
             if index < inner.core.base_seq() {
@@ -1255,9 +1544,7 @@ impl FileStore {
         // Make everything before the cut durable first, then cut.
         let job = self.inner.borrow_mut().begin_commit(true);
         if let Some(job) = job {
-            let out = job.run().await;
-            let r = self.inner.borrow_mut().finish_commit(out, &self.watch);
-            if let Err(e) = r {
+            if let Err(e) = self.run_commit(job, None).await {
                 let _ = self.recover_locked().await;
                 return Err(e);
             }
@@ -1344,8 +1631,21 @@ impl FileStore {
             fresh.core.remove(s);
         }
         fresh.tombstones(&resurrected);
+        if fresh.core.base_seq() > 1 {
+            // The cut may have taken the compact marker that explains the
+            // removed prefix (whose segments may be gone): write it again.
+            fresh.marker = (0, 0);
+        }
         *self.inner.borrow_mut() = fresh;
         self.watch.rewind(index);
+        // Make the redone marker and tombstones durable before returning.
+        let job = self.inner.borrow_mut().begin_commit(true);
+        if let Some(job) = job {
+            if let Err(e) = self.run_commit(job, None).await {
+                let _ = self.recover_locked().await;
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
@@ -1375,5 +1675,184 @@ impl FileStore {
     pub async fn close(self) -> Result<()> {
         self.sync().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_lite::future::poll_once;
+
+    use super::*;
+    use crate::rt::run_local;
+
+    /// Holds commit `held`'s fdatasync until `gate` is signalled (then fails
+    /// it if `fail`), and records which commits reached their sync.
+    fn hold_sync(
+        s: &FileStore,
+        held: u64,
+        fail: bool,
+    ) -> (Rc<glommio::sync::Semaphore>, Rc<RefCell<Vec<u64>>>) {
+        let gate = Rc::new(glommio::sync::Semaphore::new(0));
+        let reached = Rc::new(RefCell::new(Vec::new()));
+        let (g, r) = (gate.clone(), reached.clone());
+        *s.sync_hook.borrow_mut() = Some(Box::new(move |no| {
+            r.borrow_mut().push(no);
+            let g = g.clone();
+            Box::pin(async move {
+                if no == held {
+                    g.acquire(1).await.expect("gate");
+                    if fail {
+                        return Err(std::io::Error::other("injected sync failure").into());
+                    }
+                }
+                Ok(())
+            })
+        }));
+        (gate, reached)
+    }
+
+    async fn until(mut f: impl FnMut() -> bool) {
+        for _ in 0..2_000 {
+            if f() {
+                return;
+            }
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("condition never met");
+    }
+
+    #[test]
+    fn next_batch_is_written_while_the_previous_sync_is_in_flight_but_durable_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run_local(move || async move {
+            let s = Rc::new(FileStore::open(&path, LogConfig::default()).await.unwrap());
+            let (gate, reached) = hold_sync(&s, 1, false);
+            let a = s.append("a", b"", &[1u8; 3000]).unwrap();
+            let c1 = glommio::spawn_local({
+                let s = s.clone();
+                async move { s.commit().await }
+            });
+            until(|| reached.borrow().contains(&1)).await;
+            // Batch 2 (which rewrites batch 1's last block) is written and synced
+            // while batch 1's sync is still held.
+            let b = s.append("b", b"", &[2u8; 3000]).unwrap();
+            let c2 = glommio::spawn_local({
+                let s = s.clone();
+                async move { s.commit().await }
+            });
+            until(|| reached.borrow().contains(&2)).await;
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+            assert_eq!(
+                s.watch().durable_seq(),
+                0,
+                "nothing durable before batch 1's sync"
+            );
+            assert!(poll_once(s.wait_durable(b)).await.is_none());
+            assert!(poll_once(s.wait_durable(a)).await.is_none());
+            gate.signal(1);
+            assert_eq!(c1.await.unwrap(), 1);
+            assert_eq!(c2.await.unwrap(), 2);
+            s.wait_durable(a).await.unwrap();
+            s.wait_durable(b).await.unwrap();
+            assert_eq!(s.get(2).await.unwrap().unwrap().payload[0], 2);
+            let s = Rc::try_unwrap(s).ok().unwrap();
+            drop(s);
+            let s = FileStore::open(&path, LogConfig::default()).await.unwrap();
+            assert_eq!(s.state().last_seq, 2);
+            assert_eq!(s.get(1).await.unwrap().unwrap().payload.len(), 3000);
+            assert_eq!(s.get(2).await.unwrap().unwrap().payload[2999], 2);
+        });
+    }
+
+    #[test]
+    fn a_failed_sync_fails_the_batches_pipelined_behind_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run_local(move || async move {
+            let s = Rc::new(FileStore::open(&path, LogConfig::default()).await.unwrap());
+            let first = s.append("x", b"", b"durable").unwrap();
+            s.commit().await.unwrap();
+            s.wait_durable(first).await.unwrap();
+            let (gate, reached) = hold_sync(&s, 2, true);
+            let a = s.append("a", b"", b"lost").unwrap();
+            let c1 = glommio::spawn_local({
+                let s = s.clone();
+                async move { s.commit().await }
+            });
+            until(|| reached.borrow().contains(&2)).await;
+            let b = s.append("b", b"", b"lost too").unwrap();
+            let c2 = glommio::spawn_local({
+                let s = s.clone();
+                async move { s.commit().await }
+            });
+            until(|| reached.borrow().contains(&3)).await;
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+            assert!(poll_once(s.wait_durable(b)).await.is_none());
+            gate.signal(1);
+            assert!(c1.await.is_err());
+            assert!(matches!(c2.await, Err(StoreError::NotDurable)));
+            assert!(matches!(
+                s.wait_durable(a).await,
+                Err(StoreError::NotDurable)
+            ));
+            assert!(matches!(
+                s.wait_durable(b).await,
+                Err(StoreError::NotDurable)
+            ));
+            s.wait_durable(first).await.unwrap();
+            // Cut back to the last durable point, and usable again.
+            assert_eq!(s.state().last_seq, 1);
+            let t = s.append("c", b"", b"after").unwrap();
+            assert_eq!(t.seq, 2);
+            s.commit().await.unwrap();
+            s.wait_durable(t).await.unwrap();
+            let s = Rc::try_unwrap(s).ok().unwrap();
+            drop(s);
+            let s = FileStore::open(&path, LogConfig::default()).await.unwrap();
+            assert_eq!(s.state().last_seq, 2);
+            assert_eq!(&s.get(2).await.unwrap().unwrap().payload[..], b"after");
+        });
+    }
+
+    #[test]
+    fn records_straddling_tail_buffers_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run_local(move || async move {
+            let cfg = LogConfig {
+                segment_size_bytes: 4 << 20,
+                record_max_bytes: 64 << 10,
+                ..LogConfig::default()
+            };
+            let s = FileStore::open(&path, cfg.clone()).await.unwrap();
+            let mut n = 0u64;
+            // Sizes that cross buffer boundaries at odd places; a commit now and then.
+            for i in 0..3_000u64 {
+                let len = (i * 7919) % 9000;
+                s.append("s", b"h", &vec![(i % 251) as u8; len as usize])
+                    .unwrap();
+                n += 1;
+                if i % 400 == 0 {
+                    s.commit().await.unwrap();
+                }
+                if i % 97 == 0 {
+                    let m = s.get(n).await.unwrap().unwrap();
+                    assert_eq!(m.payload.len() as u64, len);
+                }
+            }
+            s.commit().await.unwrap();
+            drop(s);
+            let s = FileStore::open(&path, cfg).await.unwrap();
+            assert_eq!(s.state().last_seq, n);
+            assert!(s.recovery_report().torn_tails.is_empty());
+            for i in 0..3_000u64 {
+                let m = s.get(i + 1).await.unwrap().unwrap();
+                assert_eq!(m.payload.len() as u64, (i * 7919) % 9000);
+                assert!(m.payload.iter().all(|&b| b == (i % 251) as u8));
+            }
+        });
     }
 }

@@ -74,28 +74,41 @@ pub fn stored_len(subject_len: usize, headers_len: usize, payload_len: usize) ->
     align_up(record_len(subject_len, headers_len, payload_len))
 }
 
-/// Appends one record (and its padding) to `out`; returns its framed length.
-pub fn encode(out: &mut Vec<u8>, f: &Frame<'_>) -> usize {
+/// The 40-byte header of a record with these parts, crc32c included (computed
+/// over the rest of the header and the parts, so the record's bytes can be
+/// copied straight to where they go, in as many pieces as needed).
+pub fn encode_header(f: &Frame<'_>) -> [u8; HEADER_BYTES] {
     let len = record_len(f.subject.len(), f.headers.len(), f.payload.len());
     assert!(len <= RECORD_MAX_BYTES, "record too large: {len}");
     assert!(f.subject.len() <= u16::MAX as usize);
+    let mut h = [0u8; HEADER_BYTES];
+    h[0..4].copy_from_slice(&(len as u32).to_le_bytes());
+    h[8] = f.kind as u8;
+    h[9] = VERSION;
+    h[10..12].copy_from_slice(&(f.subject.len() as u16).to_le_bytes());
+    h[12..16].copy_from_slice(&(f.headers.len() as u32).to_le_bytes());
+    h[16..24].copy_from_slice(&f.seq.to_le_bytes());
+    h[24..32].copy_from_slice(&f.ts_ns.to_le_bytes());
+    h[32..40].copy_from_slice(&f.term.to_le_bytes());
+    let mut crc = crc32c::crc32c(&h[8..]);
+    for part in [f.subject, f.headers, f.payload] {
+        crc = crc32c::crc32c_append(crc, part);
+    }
+    h[4..8].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Appends one record (and its padding) to `out`; returns its framed length.
+pub fn encode(out: &mut Vec<u8>, f: &Frame<'_>) -> usize {
+    let header = encode_header(f);
+    let len = record_len(f.subject.len(), f.headers.len(), f.payload.len());
     let start = out.len();
     assert!(start.is_multiple_of(ALIGN_BYTES), "records start aligned");
     out.reserve(align_up(len));
-    out.extend_from_slice(&(len as u32).to_le_bytes());
-    out.extend_from_slice(&[0u8; 4]);
-    out.push(f.kind as u8);
-    out.push(VERSION);
-    out.extend_from_slice(&(f.subject.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(f.headers.len() as u32).to_le_bytes());
-    out.extend_from_slice(&f.seq.to_le_bytes());
-    out.extend_from_slice(&f.ts_ns.to_le_bytes());
-    out.extend_from_slice(&f.term.to_le_bytes());
+    out.extend_from_slice(&header);
     out.extend_from_slice(f.subject);
     out.extend_from_slice(f.headers);
     out.extend_from_slice(f.payload);
-    let crc = crc32c::crc32c(&out[start + 8..start + len]);
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     out.resize(start + align_up(len), 0);
     len
 }

@@ -1,7 +1,13 @@
 //! storage-bench: durable append throughput with group commit, one durable
 //! commit's latency, the disk's own O_DIRECT ceiling (same run), reopen time.
 //!
-//! Usage: storage-bench [--dir D] [--total-mib N] [--reopen-gib G]
+//! Usage: storage-bench [--dir D] [--total-mib N] [--reopen-gib G] [--sizes 128,1024]
+//!
+//! The producer behaves like a shard: it appends, calls `yield_if_needed`
+//! (the executor runs with a short preempt timer, so I/O is submitted and
+//! reaped while it works), and starts one commit per batch without waiting
+//! for the previous one (commits pipeline: batch N+1 is written while batch
+//! N's fdatasync is in flight), keeping at most `COMMITS_IN_FLIGHT`.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -14,6 +20,7 @@ struct Args {
     dir: std::path::PathBuf,
     total_mib: u64,
     reopen_gib: u64,
+    sizes: Vec<usize>,
 }
 
 fn args() -> Args {
@@ -21,6 +28,7 @@ fn args() -> Args {
         dir: std::env::temp_dir().join("natrix-storage-bench"),
         total_mib: 1024,
         reopen_gib: 4,
+        sizes: vec![128, 1024],
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -29,6 +37,12 @@ fn args() -> Args {
             "--dir" => a.dir = v[i + 1].clone().into(),
             "--total-mib" => a.total_mib = v[i + 1].parse().expect("number"),
             "--reopen-gib" => a.reopen_gib = v[i + 1].parse().expect("number"),
+            "--sizes" => {
+                a.sizes = v[i + 1]
+                    .split(',')
+                    .map(|x| x.parse().expect("number"))
+                    .collect()
+            }
             other => panic!("unknown argument {other}"),
         }
         i += 2;
@@ -36,7 +50,8 @@ fn args() -> Args {
     a
 }
 
-/// Plain O_DIRECT sequential writer: 1 MiB writes, 8 in flight, one fdatasync.
+/// Plain O_DIRECT sequential writer: 1 MiB writes, 8 in flight, one fdatasync
+/// (buffers filled once and reused: no CPU spent per write).
 async fn disk_ceiling(dir: &std::path::Path, total_bytes: u64) -> f64 {
     let path = dir.join("ceiling.dat");
     let f = Rc::new(
@@ -54,21 +69,27 @@ async fn disk_ceiling(dir: &std::path::Path, total_bytes: u64) -> f64 {
     const PIECE: usize = 1 << 20;
     const DEPTH: usize = 8;
     let start = Instant::now();
+    let bufs: Vec<Rc<glommio::io::DmaBuffer>> = (0..DEPTH)
+        .map(|_| {
+            let mut b = f.alloc_dma_buffer(PIECE);
+            b.as_bytes_mut().fill(0xab);
+            Rc::new(b)
+        })
+        .collect();
     let mut pos = 0u64;
     let mut inflight = std::collections::VecDeque::new();
+    let mut n = 0usize;
     while pos < total_bytes {
         if inflight.len() == DEPTH {
             let t: glommio::task::JoinHandle<usize> = inflight.pop_front().unwrap();
             t.await.unwrap();
         }
-        let mut buf = f.alloc_dma_buffer(PIECE);
-        buf.as_bytes_mut().fill(0xab);
-        let ff = f.clone();
-        let p = pos;
+        let (ff, buf, p) = (f.clone(), bufs[n % DEPTH].clone(), pos);
         inflight.push_back(
-            glommio::spawn_local(async move { ff.write_at(buf, p).await.unwrap() }).detach(),
+            glommio::spawn_local(async move { ff.write_rc_at(buf, p).await.unwrap() }).detach(),
         );
         pos += PIECE as u64;
+        n += 1;
     }
     for t in inflight {
         t.await.unwrap();
@@ -80,8 +101,13 @@ async fn disk_ceiling(dir: &std::path::Path, total_bytes: u64) -> f64 {
     total_bytes as f64 / secs / 1e6
 }
 
-/// Bytes appended per loop turn (one group commit each).
+/// Bytes appended per group commit.
 const BATCH_MIB: u64 = 4;
+/// Commits started and not finished (pipelined) at most.
+const COMMITS_IN_FLIGHT: usize = 3;
+/// The executor's preempt timer: how long a task may run before the
+/// executor goes back to the reactor (a shard's loop turn).
+const PREEMPT: Duration = Duration::from_micros(200);
 
 struct Throughput {
     record_bytes: usize,
@@ -92,7 +118,7 @@ struct Throughput {
 }
 
 /// Durable appends with group commit: the next batch is appended while the
-/// previous one is being written and synced.
+/// previous ones are being written and synced.
 async fn durable_throughput(
     dir: &std::path::Path,
     record_bytes: usize,
@@ -110,21 +136,23 @@ async fn durable_throughput(
     let start = Instant::now();
     let mut appended = 0u64;
     let mut commits = 0u64;
-    let mut running: Option<glommio::task::JoinHandle<u64>> = None;
+    let mut running = std::collections::VecDeque::new();
     while appended < total_records {
         let n = batch.min(total_records - appended);
         for _ in 0..n {
             s.append(subject, b"", &payload).unwrap();
+            glommio::yield_if_needed().await;
         }
         appended += n;
-        if let Some(t) = running.take() {
+        if running.len() == COMMITS_IN_FLIGHT {
+            let t: glommio::task::JoinHandle<u64> = running.pop_front().unwrap();
             t.await.unwrap();
         }
         let sc = s.clone();
-        running = Some(glommio::spawn_local(async move { sc.commit().await.unwrap() }).detach());
+        running.push_back(glommio::spawn_local(async move { sc.commit().await.unwrap() }).detach());
         commits += 1;
     }
-    if let Some(t) = running.take() {
+    for t in running {
         t.await.unwrap();
     }
     let last = s.commit().await.unwrap();
@@ -208,11 +236,20 @@ fn main() {
     raise_memlock_limit();
     glommio::LocalExecutorBuilder::default()
         .io_memory(IO_MEMORY_BYTES * 8)
+        .preempt_timer(PREEMPT)
         .spawn(move || async move {
             let total = a.total_mib << 20;
+            // Open a store first: it settles glommio's per-device iopoll probe
+            // (see file.rs), which the ceiling's fresh empty file would unsettle.
+            let probe = a.dir.join("probe");
+            drop(FileStore::open(&probe, LogConfig::default()).await.unwrap());
+            std::fs::remove_dir_all(&probe).unwrap();
             let ceiling = disk_ceiling(&a.dir, total).await;
             println!("disk ceiling (O_DIRECT 1 MiB x 8 in flight, {} MiB): {ceiling:.0} MB/s", a.total_mib);
-            for rb in [128usize, 1024] {
+            println!(
+                "log: tail buffers up to 1 MiB (one write each), {BATCH_MIB} MiB per commit, up to {COMMITS_IN_FLIGHT} commits in flight"
+            );
+            for &rb in &a.sizes {
                 let t = durable_throughput(&a.dir, rb, total).await;
                 let mbs = t.records as f64 * t.stored_bytes as f64 / t.secs / 1e6;
                 let payload_mbs = t.records as f64 * t.record_bytes as f64 / t.secs / 1e6;
