@@ -80,7 +80,7 @@ pub struct Cli {
     pub no_advertise: bool,
     /// Send a signal to a running server: stop, quit, reload, ldm, reopen, term
     /// (`ldm=<pid>` names the process)
-    #[arg(long = "signal", visible_short_alias = 's')]
+    #[arg(long = "signal")]
     pub signal: Option<String>,
 }
 
@@ -109,6 +109,7 @@ pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
             "VV" => "trace".to_string(),
             "js" => "jetstream".to_string(),
             "sd" => "store_dir".to_string(),
+            "sl" => "signal".to_string(),
             _ => name,
         };
         match value {

@@ -12,6 +12,15 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
+    if let Some(spec) = &cli.signal {
+        return match natrix::server::control::send_signal(spec) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("natrix: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if cli.version {
         println!("natrix: v{}", natrix::server::VERSION);
         return ExitCode::SUCCESS;

@@ -123,7 +123,7 @@ fn cluster_block(routes: Option<&Routes>) -> Value {
         "addr": r.listen_host,
         "cluster_port": r.listen_port.get(),
         "auth_timeout": 2,
-        "urls": r.configured,
+        "urls": *r.configured.borrow(),
         "tls_timeout": 2,
         "pool_size": 1,
     })
@@ -142,7 +142,7 @@ pub fn varz(server: &Server, routes: Option<&Routes>, reports: &[ShardReport]) -
         "go": format!("natrix {}", crate::server::VERSION),
         "host": o.host,
         "port": server.port,
-        "auth_required": server.auth.required(),
+        "auth_required": server.auth().required(),
         "max_connections": o.max_connections,
         "ping_interval": o.ping_interval_ms * 1_000_000,
         "ping_max": o.ping_max,

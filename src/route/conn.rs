@@ -529,8 +529,9 @@ fn handle_info(
         return Ok(());
     }
     if route.remote_id().as_deref() == Some(id.as_str()) {
+        let lame_duck = v["ldm"].as_bool().unwrap_or(false);
         if let Some(remote) = route.remote.borrow_mut().as_mut() {
-            remote.connect_urls = connect_urls;
+            remote.connect_urls = if lame_duck { Vec::new() } else { connect_urls };
         }
         routes.publish_connect_urls(shard);
         return Ok(());

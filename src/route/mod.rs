@@ -30,8 +30,8 @@ pub struct Routes {
     advertise: Option<String>,
     pub listen_host: String,
     pub listen_port: Cell<u16>,
-    /// Route URLs from the config or flags.
-    pub configured: Vec<String>,
+    /// Route URLs from the config or flags (replaced on reload).
+    pub configured: RefCell<Vec<String>>,
     /// Our own client URLs, first in every `connect_urls`.
     pub own_client_urls: Vec<String>,
     pub user: Option<String>,
@@ -58,7 +58,7 @@ impl Routes {
             advertise: cluster.advertise.clone(),
             listen_host,
             listen_port: Cell::new(cluster.port),
-            configured: cluster.routes.clone(),
+            configured: RefCell::new(cluster.routes.clone()),
             own_client_urls: urls::client_urls(server),
             user: auth.and_then(|a| a.user.clone()),
             pass: auth.and_then(|a| a.password.clone()),
@@ -231,6 +231,34 @@ impl Routes {
             return;
         }
         glommio::spawn_local(solicit_loop(shard.clone(), target, configured)).detach();
+    }
+
+    /// A reload named these routes: dial the new ones.
+    pub fn reload_configured(&self, shard: &Rc<Shard>, urls: &[String]) {
+        let added: Vec<String> = {
+            let current = self.configured.borrow();
+            urls.iter()
+                .filter(|u| !current.contains(u))
+                .cloned()
+                .collect()
+        };
+        *self.configured.borrow_mut() = urls.to_vec();
+        for url in added {
+            info!("Reload: soliciting new route {url}");
+            self.solicit(shard, &url, true);
+        }
+    }
+
+    /// Tells the other servers that we are going away, so that they stop handing
+    /// out our client URLs.
+    pub fn announce_lame_duck(&self, shard: &Shard) {
+        let mut info: serde_json::Value =
+            serde_json::from_str(&conn::info_json(shard, self)).expect("our own INFO is JSON");
+        info["ldm"] = true.into();
+        let info = info.to_string();
+        for route in self.registered.borrow().values() {
+            route.send_info(info.as_bytes());
+        }
     }
 
     fn stop_soliciting(&self, host_port: &str) {

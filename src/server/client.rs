@@ -213,7 +213,7 @@ impl Client {
     pub fn tick(&self, shard: &Shard, now: Instant) {
         let opts = &shard.server.opts;
         if !self.connected.get() {
-            if shard.server.auth.required()
+            if shard.server.auth().required()
                 && now.duration_since(self.start_instant).as_millis() as u64
                     >= shard.server.auth_timeout_ms()
             {
@@ -391,7 +391,7 @@ async fn execute(
         trace!("{} - cid:{} - <<- {op:?}", client.addr, client.cid);
     }
     if !client.connected.get()
-        && shard.server.auth.required()
+        && shard.server.auth().required()
         && !matches!(op, ClientOp::Connect(_))
     {
         client.send_err("Authorization Violation");
@@ -473,8 +473,9 @@ async fn login(shard: &Shard, info: &ConnectInfo) -> Option<Login> {
         pass: info.pass.as_deref(),
         token: info.auth_token.as_deref(),
     };
-    if !server.auth.is_slow(&creds) {
-        return server.auth.login(&creds);
+    let auth = server.auth();
+    if !auth.is_slow(&creds) {
+        return auth.login(&creds);
     }
     let (user, pass, token) = (
         info.user.clone(),
@@ -483,7 +484,7 @@ async fn login(shard: &Shard, info: &ConnectInfo) -> Option<Login> {
     );
     glommio::executor()
         .spawn_blocking(move || {
-            server.auth.login(&Credentials {
+            auth.login(&Credentials {
                 user: user.as_deref(),
                 pass: pass.as_deref(),
                 token: token.as_deref(),

@@ -8,13 +8,16 @@
 //!   between shards (the same model as routes between servers).
 //! - `stats`: counters and cross-shard reports for monitoring.
 //! - `sys`: the `$SYS` account's request services.
+//! - `control`: signals (stop, lame duck, reload) and what the shards do about them.
 //! - `start`: binding listeners and running the shards.
 
 pub mod accounts;
 pub mod auth;
 pub mod client;
+pub mod control;
 pub mod interest;
 pub mod link;
+pub mod reload;
 pub mod shard;
 pub mod start;
 pub mod stats;
@@ -23,6 +26,7 @@ pub mod sys;
 use crate::options::Options;
 use accounts::Accounts;
 use auth::Auth;
+use control::Control;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime};
@@ -38,7 +42,10 @@ pub struct Server {
     pub id: String,
     pub name: String,
     pub accounts: Accounts,
-    pub auth: Auth,
+    /// Swapped whole on reload; read only when a client logs in, never per message.
+    auth: std::sync::RwLock<std::sync::Arc<Auth>>,
+    /// Requests from signals (lame duck, reload), polled by the shards.
+    pub control: Control,
     pub start: SystemTime,
     pub start_instant: Instant,
     pub shard_count: usize,
@@ -73,7 +80,8 @@ impl Server {
             id,
             name,
             accounts,
-            auth,
+            auth: std::sync::RwLock::new(std::sync::Arc::new(auth)),
+            control: Control::default(),
             start: SystemTime::now(),
             start_instant: Instant::now(),
             shard_count,
@@ -83,6 +91,14 @@ impl Server {
             next_cid: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
         })
+    }
+
+    pub fn auth(&self) -> std::sync::Arc<Auth> {
+        self.auth.read().expect("auth lock").clone()
+    }
+
+    pub fn replace_auth(&self, auth: Auth) {
+        *self.auth.write().expect("auth lock") = std::sync::Arc::new(auth);
     }
 
     pub fn next_cid(&self) -> u64 {
@@ -97,6 +113,10 @@ impl Server {
                 (n < max).then_some(n + 1)
             })
             .is_ok()
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
     }
 
     pub fn connection_closed(&self) {
@@ -127,11 +147,14 @@ impl Server {
             "client_id": cid,
             "client_ip": ip.to_string(),
         });
-        if self.auth.required() {
+        if self.auth().required() {
             info["auth_required"] = true.into();
         }
         if !connect_urls.is_empty() {
             info["connect_urls"] = connect_urls.into();
+        }
+        if self.control.lame_duck() {
+            info["ldm"] = true.into();
         }
         format!("INFO {info}\r\n")
     }

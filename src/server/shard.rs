@@ -113,6 +113,8 @@ pub struct Shard {
     /// applied from peers. Equal to the server's epoch when nothing is in flight.
     epoch_known: Cell<u64>,
     epoch_waiters: WaitSet,
+    pub control: crate::server::control::ShardControl,
+    accept_task: RefCell<Option<glommio::Task<()>>>,
     rng: Cell<u64>,
 }
 
@@ -139,12 +141,23 @@ impl Shard {
             links: (0..count).map(|_| Link::default()).collect(),
             epoch_known: Cell::new(0),
             epoch_waiters: WaitSet::default(),
+            control: Default::default(),
+            accept_task: RefCell::new(None),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1)),
         }
     }
 
     pub fn this(&self) -> Option<Rc<Shard>> {
         self.this.upgrade()
+    }
+
+    pub fn set_accept_task(&self, task: glommio::Task<()>) {
+        *self.accept_task.borrow_mut() = Some(task);
+    }
+
+    /// Closes this shard's client listener (lame duck mode).
+    pub fn stop_accepting(&self) {
+        drop(self.accept_task.borrow_mut().take());
     }
 
     pub fn link(&self, peer: usize) -> &Link {

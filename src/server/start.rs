@@ -59,6 +59,7 @@ pub fn run(mut server: Server) -> io::Result<()> {
     }
     log_start(&server);
     let server = Arc::new(server);
+    crate::server::control::watch_signals(server.clone())?;
     let bound = Arc::new(AtomicUsize::new(0));
     let settings = ShardSettings::new(server.shard_count);
     natrix_shards::run(settings, move |ctx: ShardContext<Batch>| {
@@ -135,8 +136,9 @@ async fn run_shard(server: Arc<Server>, ctx: ShardContext<Batch>, bound: Arc<Ato
         );
         info!("Server is ready");
     }
-    glommio::spawn_local(housekeeping(shard.clone())).detach();
-    accept_loop(shard, listener).await;
+    let accept = glommio::spawn_local(accept_loop(shard.clone(), listener));
+    shard.set_accept_task(accept);
+    housekeeping(shard).await;
 }
 
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
@@ -161,6 +163,7 @@ async fn housekeeping(shard: Rc<Shard>) {
         for c in clients {
             c.tick(&shard, now);
         }
+        crate::server::control::tick(&shard, now);
     }
 }
 
@@ -197,8 +200,8 @@ fn start_routes(shard: &Rc<Shard>) {
         }
     })
     .detach();
-    for url in &routes.configured {
-        routes.solicit(shard, url, true);
+    for url in routes.configured.borrow().clone() {
+        routes.solicit(shard, &url, true);
     }
     routes.publish_connect_urls(shard);
 }

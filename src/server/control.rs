@@ -1,0 +1,217 @@
+//! Signals and what the server does about them, as nats-server: SIGTERM/SIGINT stop,
+//! SIGUSR2 enters lame duck mode (no new clients, clients told to move, closed over
+//! `lame_duck_duration`, then exit), SIGHUP reloads the config file. A signal thread
+//! records the request; each shard's housekeeping tick acts on it.
+
+use crate::server::shard::Shard;
+use crate::server::Server;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{error, info, warn};
+
+#[derive(Default)]
+pub struct Control {
+    lame_duck: AtomicBool,
+    reload_requests: AtomicU64,
+}
+
+impl Control {
+    pub fn lame_duck(&self) -> bool {
+        self.lame_duck.load(Ordering::Acquire)
+    }
+
+    pub fn enter_lame_duck(&self) {
+        self.lame_duck.store(true, Ordering::Release);
+    }
+
+    pub fn request_reload(&self) {
+        self.reload_requests.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn reload_requests(&self) -> u64 {
+        self.reload_requests.load(Ordering::Acquire)
+    }
+}
+
+/// Starts the thread that turns signals into requests.
+pub fn watch_signals(server: Arc<Server>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                match signal {
+                    SIGTERM | SIGINT => {
+                        let name = if signal == SIGTERM {
+                            "terminated"
+                        } else {
+                            "interrupt"
+                        };
+                        info!("Trapped \"{name}\" signal");
+                        info!("Server Exiting..");
+                        std::process::exit(0);
+                    }
+                    SIGUSR2 => {
+                        info!("Entering lame duck mode, stop accepting new clients");
+                        server.control.enter_lame_duck();
+                    }
+                    SIGHUP => server.control.request_reload(),
+                    SIGUSR1 => info!("Reopening log file is not supported; logging continues"),
+                    _ => {}
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Per-shard progress through lame duck mode and reloads.
+#[derive(Default)]
+pub struct ShardControl {
+    lame_duck_since: Cell<Option<Instant>>,
+    initial_clients: Cell<usize>,
+    reloads_seen: Cell<u64>,
+}
+
+/// Called by each shard's housekeeping tick.
+pub fn tick(shard: &Shard, now: Instant) {
+    let server = &shard.server;
+    if server.control.lame_duck() {
+        lame_duck_tick(shard, now);
+    }
+    let requested = server.control.reload_requests();
+    if shard.id == 0 && shard.control.reloads_seen.replace(requested) != requested {
+        crate::server::reload::reload(shard);
+    }
+}
+
+fn lame_duck_tick(shard: &Shard, now: Instant) {
+    let control = &shard.control;
+    let since = match control.lame_duck_since.get() {
+        Some(since) => since,
+        None => {
+            start_lame_duck(shard, now);
+            now
+        }
+    };
+    let opts = &shard.server.opts;
+    let elapsed_ms = now.duration_since(since).as_millis() as u64;
+    let grace_ms = opts
+        .lame_duck_grace_period_ms
+        .min(opts.lame_duck_duration_ms);
+    if shard.id == 0
+        && (shard.server.open_connections() == 0 || elapsed_ms >= opts.lame_duck_duration_ms)
+    {
+        info!("Server Exiting..");
+        std::process::exit(0);
+    }
+    if elapsed_ms < grace_ms {
+        return;
+    }
+    // Close clients evenly over what is left of the duration.
+    let spread_ms = (opts.lame_duck_duration_ms - grace_ms).max(1);
+    let due = (elapsed_ms - grace_ms).min(spread_ms);
+    let initial = control.initial_clients.get();
+    let should_be_closed = (initial as u64 * due).div_ceil(spread_ms) as usize;
+    let open = shard.clients.borrow().len();
+    let closed = initial.saturating_sub(open);
+    let to_close = should_be_closed
+        .saturating_sub(closed)
+        .max(usize::from(due == spread_ms) * open);
+    let victims: Vec<_> = shard
+        .clients
+        .borrow()
+        .values()
+        .take(to_close)
+        .cloned()
+        .collect();
+    for client in victims {
+        client.close(shard, "Server Shutdown");
+    }
+}
+
+fn start_lame_duck(shard: &Shard, now: Instant) {
+    let control = &shard.control;
+    control.lame_duck_since.set(Some(now));
+    control.initial_clients.set(shard.clients.borrow().len());
+    shard.stop_accepting();
+    let urls = shard.connect_urls.borrow().clone();
+    crate::server::client::connect_urls_changed(shard, urls);
+    if let Some(routes) = &shard.routes {
+        routes.announce_lame_duck(shard);
+    }
+    if shard.id == 0 {
+        warn!(
+            "Lame duck mode: closing {} client(s) over {} ms",
+            shard.server.open_connections(),
+            shard.server.opts.lame_duck_duration_ms
+        );
+    }
+}
+
+/// `natrix --signal CMD[=PID]`: sends CMD to a running server, as nats-server does.
+pub fn send_signal(spec: &str) -> Result<(), String> {
+    let (command, target) = match spec.split_once('=') {
+        Some((c, t)) => (c, Some(t)),
+        None => (spec, None),
+    };
+    let signal = match command {
+        "stop" => libc::SIGKILL,
+        "quit" => libc::SIGINT,
+        "term" => libc::SIGTERM,
+        "reopen" => libc::SIGUSR1,
+        "reload" => libc::SIGHUP,
+        "ldm" => libc::SIGUSR2,
+        other => return Err(format!("unknown signal {other:?}")),
+    };
+    let pid = match target {
+        Some(t) => resolve_pid(t)?,
+        None => find_single_server()?,
+    };
+    // SAFETY: kill only sends a signal to the process the user named.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        let e = std::io::Error::last_os_error();
+        error!("signal {command} to {pid}: {e}");
+        return Err(format!("signal {command} to {pid}: {e}"));
+    }
+    Ok(())
+}
+
+/// A pid, or a pid file's path.
+fn resolve_pid(target: &str) -> Result<i32, String> {
+    if let Ok(pid) = target.parse() {
+        return Ok(pid);
+    }
+    let text = std::fs::read_to_string(target)
+        .map_err(|e| format!("cannot read pid file {target:?}: {e}"))?;
+    text.trim()
+        .parse()
+        .map_err(|_| format!("no pid in {target:?}"))
+}
+
+fn find_single_server() -> Result<i32, String> {
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc")
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if pid != me && comm.trim() == "natrix" {
+            found.push(pid);
+        }
+    }
+    match found.as_slice() {
+        [pid] => Ok(*pid),
+        [] => Err("no natrix process found".into()),
+        _ => Err(format!(
+            "multiple natrix processes found ({found:?}); name one with CMD=PID"
+        )),
+    }
+}
