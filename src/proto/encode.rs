@@ -10,7 +10,6 @@ pub fn message(
     header_len: usize,
     payload: &[u8],
 ) {
-    let mut ints = itoa::Buffer::new();
     out.reserve(subject.len() + sid.len() + payload.len() + 48);
     out.extend_from_slice(if header_len > 0 { b"HMSG " } else { b"MSG " });
     out.extend_from_slice(subject);
@@ -21,6 +20,13 @@ pub fn message(
         out.extend_from_slice(reply);
         out.push(b' ');
     }
+    sizes_and_payload(out, header_len, payload);
+}
+
+/// Appends `[header_len ]size\r\npayload\r\n`, the end of every message frame
+/// (MSG, HMSG, RMSG, HRMSG).
+pub fn sizes_and_payload(out: &mut Vec<u8>, header_len: usize, payload: &[u8]) {
+    let mut ints = itoa::Buffer::new();
     if header_len > 0 {
         out.extend_from_slice(ints.format(header_len).as_bytes());
         out.push(b' ');

@@ -223,7 +223,6 @@ pub fn encode_msg(
     header_len: usize,
     payload: &[u8],
 ) {
-    let mut ints = itoa::Buffer::new();
     out.reserve(subject.len() + payload.len() + 64);
     out.extend_from_slice(if header_len > 0 { b"HRMSG " } else { b"RMSG " });
     out.extend_from_slice(account.as_bytes());
@@ -247,14 +246,7 @@ pub fn encode_msg(
         out.extend_from_slice(q);
         out.push(b' ');
     }
-    if header_len > 0 {
-        out.extend_from_slice(ints.format(header_len).as_bytes());
-        out.push(b' ');
-    }
-    out.extend_from_slice(ints.format(payload.len()).as_bytes());
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(payload);
-    out.extend_from_slice(b"\r\n");
+    crate::proto::encode::sizes_and_payload(out, header_len, payload);
 }
 
 #[cfg(test)]

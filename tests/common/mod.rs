@@ -300,37 +300,34 @@ pub async fn sync(client: &async_nats::Client) {
     assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
 }
 
-/// Generates `name_1_shard` and `name_4_shards` tests from one async body taking
-/// the shard count.
+/// Generates, in a module `$name`, one tokio test per `test = shards` pair, each
+/// running the async `$body(shards)`.
 #[macro_export]
-macro_rules! both_shard_counts {
-    ($name:ident, $body:ident) => {
+macro_rules! with_shards {
+    ($name:ident, $body:ident, $($test:ident = $shards:expr),+) => {
         mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn one_shard() {
-                super::$body(1).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn four_shards() {
-                super::$body(4).await;
-            }
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$body($shards).await;
+                }
+            )+
         }
     };
 }
 
-/// Generates `one_shard` and `two_shards` tests for clustering from one async body.
+/// A single-server test with one shard and with four.
+#[macro_export]
+macro_rules! both_shard_counts {
+    ($name:ident, $body:ident) => {
+        $crate::with_shards!($name, $body, one_shard = 1, four_shards = 4);
+    };
+}
+
+/// A cluster test with one shard and with two per server.
 #[macro_export]
 macro_rules! both_cluster_shard_counts {
     ($name:ident, $body:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn one_shard() {
-                super::$body(1).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn two_shards() {
-                super::$body(2).await;
-            }
-        }
+        $crate::with_shards!($name, $body, one_shard = 1, two_shards = 2);
     };
 }
