@@ -17,6 +17,9 @@ pub struct ShardSettings {
     /// Capacity of each queue between two shards, in batches.
     pub queue_depth: usize,
     pub io_memory_bytes: usize,
+    /// How long an idle executor keeps polling before it sleeps: a message from
+    /// another shard is then picked up without a wake-up through the kernel.
+    pub spin_before_park_us: u64,
 }
 
 impl ShardSettings {
@@ -26,6 +29,7 @@ impl ShardSettings {
             count,
             queue_depth: 1024,
             io_memory_bytes: IO_MEMORY_BYTES_DEFAULT,
+            spin_before_park_us: 0,
         }
     }
 }
@@ -66,6 +70,7 @@ where
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cores[index % cores.len()]))
             .name(&format!("shard-{index}"))
             .io_memory(settings.io_memory_bytes)
+            .spin_before_park(std::time::Duration::from_micros(settings.spin_before_park_us))
             .spawn(move || async move {
                 let (senders, receivers) = mesh.join().await.expect("mesh join");
                 let id = senders.peer_id();
