@@ -193,16 +193,24 @@ impl Report {
 
     pub fn text(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "natrix-bench {}: {} pub, {} sub, {} x {} B on {:?}",
-            self.scenario,
-            self.pubs,
-            self.subs,
-            self.msgs.map_or("timed".to_string(), thousands),
-            self.size,
-            self.subject
-        );
+        if let Some(i) = &self.idle {
+            let _ = writeln!(
+                s,
+                "natrix-bench idle: {} connections",
+                thousands(i.conns as u64)
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "natrix-bench {}: {} pub, {} sub, {} x {} B on {:?}",
+                self.scenario,
+                self.pubs,
+                self.subs,
+                self.msgs.map_or("timed".to_string(), thousands),
+                self.size,
+                self.subject
+            );
+        }
         let _ = writeln!(
             s,
             "server: {} ({} {})",

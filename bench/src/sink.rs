@@ -29,15 +29,15 @@ pub fn run(flags: &Flags) -> Result<u64, String> {
     let discarded = Arc::new(AtomicU64::new(0));
     let until = flags.duration.map(|d| Instant::now() + d);
     let counter = discarded.clone();
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
     let executors = engine::start(threads, flags.pin, move |_| {
         let counter = counter.clone();
+        let bound = bound_tx.clone();
         async move {
-            let listener = match TcpListener::bind(("127.0.0.1", port)) {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("natrix-bench sink: {e}");
-                    return Vec::new();
-                }
+            let listener = TcpListener::bind(("127.0.0.1", port));
+            let _ = bound.send(listener.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+            let Ok(listener) = listener else {
+                return Vec::new();
             };
             let accept = async {
                 while let Ok(stream) = listener.accept().await {
@@ -58,6 +58,12 @@ pub fn run(flags: &Flags) -> Result<u64, String> {
             Vec::new()
         }
     })?;
+    for _ in 0..threads {
+        bound_rx
+            .recv()
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    }
     eprintln!("natrix-bench sink: discarding on 127.0.0.1:{port}");
     executors.join()?;
     Ok(discarded.load(Ordering::Acquire))
