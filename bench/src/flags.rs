@@ -88,6 +88,11 @@ pub struct Flags {
     /// that the server's backlog stays bounded.
     #[arg(long, default_value_t = 1 << 20)]
     pub flush_bytes: usize,
+    /// Publishers pause while more than this many bytes (payload plus 48 B of framing per
+    /// message) are published but not yet received by every subscriber, so that no
+    /// server is pushed past its slow-consumer limit (64 MiB by default); 0: no limit.
+    #[arg(long, default_value_t = 32 << 20)]
+    pub inflight: u64,
     /// How long subscribers wait for missing messages once publishers are done.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub grace: Duration,

@@ -18,6 +18,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Bytes a server adds to each message it holds for a subscriber (the MSG line), as
+/// counted by --inflight.
+const FRAMING_BYTES: u64 = 48;
 /// How often the driver looks at the clients' progress.
 const DRIVER_TICK: Duration = Duration::from_millis(10);
 /// How long idle connections stay open before the server's memory is read, unless
@@ -34,6 +37,11 @@ pub struct Ctx {
     pub subscribers: usize,
     /// Messages each (non-queue) subscriber must count, when known in advance.
     pub expected_per_sub: Option<u64>,
+    /// Deliveries each published message makes (subscribers, 1 for a queue group).
+    pub fanout: u64,
+    /// Deliveries that may be outstanding (published, not yet received) before
+    /// publishers pause; None: no limit.
+    pub inflight_msgs: Option<u64>,
     /// Unique per run, for inbox subjects.
     pub run_id: String,
 }
@@ -169,6 +177,13 @@ pub fn run(flags: Flags) -> Result<Report, String> {
             (Scenario::Pubsub | Scenario::Fanout, None) => Some(flags.msgs),
             _ => None,
         },
+        fanout: match flags.scenario {
+            Scenario::Pubsub | Scenario::Fanout => flags.subscribers() as u64,
+            Scenario::Queue => 1,
+            _ => 0,
+        },
+        inflight_msgs: (flags.inflight > 0)
+            .then(|| (flags.inflight / (flags.size as u64 + FRAMING_BYTES)).max(1)),
         run_id: format!("{:x}{:x}", std::process::id(), crate::stats::now_nanos()),
         flags: Arc::new(flags),
         coord: Arc::new(Coord::default()),

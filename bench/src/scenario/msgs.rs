@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 /// PINGs a publisher may have unanswered before it waits.
 const PINGS_IN_FLIGHT: u64 = 4;
+/// How often a publisher paused by --inflight looks again.
+const INFLIGHT_POLL: Duration = Duration::from_micros(100);
 /// Read buffer of a subscriber.
 const SUB_READ_BUFFER: usize = 256 * 1024;
 /// How often a waiting subscriber looks at the other clients' progress.
@@ -172,6 +174,7 @@ async fn publish(
         while pings > inbound.pongs.get() + PINGS_IN_FLIGHT {
             wait_inbound(inbound).await?;
         }
+        wait_for_subscribers(ctx).await;
     }
     write(stream, b"PING\r\n").await?;
     pings += 1;
@@ -182,6 +185,21 @@ async fn publish(
     result.msgs = sent;
     result.bytes = sent * flags.size as u64;
     Ok(())
+}
+
+/// Pauses while too many deliveries are outstanding (see --inflight).
+async fn wait_for_subscribers(ctx: &Ctx) {
+    let (Some(limit), fanout) = (ctx.inflight_msgs, ctx.fanout) else {
+        return;
+    };
+    let coord = &ctx.coord;
+    let outstanding = || {
+        let delivered = coord.received.load(Ordering::Acquire);
+        (coord.published.load(Ordering::Acquire) * fanout).saturating_sub(delivered)
+    };
+    while fanout > 0 && outstanding() > limit && !Coord::is(&coord.abort) {
+        glommio::timer::sleep(INFLIGHT_POLL).await;
+    }
 }
 
 async fn write(stream: &crate::conn::Stream, bytes: &[u8]) -> Result<(), String> {
