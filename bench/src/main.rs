@@ -3,6 +3,7 @@
 //! Module map:
 //! - `flags`: the command line.
 //! - `url`: server URLs.
+//! - `admin`: a blocking client for JetStream setup outside the executors.
 //! - `conn`: one connection: handshake, reading server operations, writing.
 //! - `engine`: the executors the clients run on, and their shared counters.
 //! - `scenario`: which clients a run has, and the clients themselves (`msgs`:
@@ -11,6 +12,7 @@
 //! - `stats`, `report`: per-client measurements, summaries, the text report.
 //! - `output`: CSV and JSON; `progress`: the progress bar.
 
+mod admin;
 mod conn;
 mod engine;
 mod flags;

@@ -107,6 +107,7 @@ impl Report {
         let subscribe = of(&[Role::Sub, Role::Rep]);
         let latency_roles = match flags.scenario {
             Scenario::Reqrep => [Role::Req],
+            Scenario::Pub if flags.js => [Role::Pub],
             _ => [Role::Sub],
         };
         let latency =
@@ -114,6 +115,18 @@ impl Report {
         let published = publish.as_ref().map_or(0, |g| g.msgs);
         let (expected_received, received) = match flags.scenario {
             Scenario::Queue => (published, subscribe.as_ref().map_or(0, |g| g.msgs)),
+            Scenario::Pub if flags.js => {
+                (results.iter().filter_map(|r| r.expected).sum(), published)
+            }
+            Scenario::Consume => (
+                results
+                    .iter()
+                    .filter(|r| r.role == Role::Sub)
+                    .map(|r| r.expected.unwrap_or(0))
+                    .max()
+                    .unwrap_or(0),
+                subscribe.as_ref().map_or(0, |g| g.msgs),
+            ),
             Scenario::Pubsub | Scenario::Fanout => (
                 results
                     .iter()
@@ -268,6 +281,8 @@ impl Report {
         if let Some(l) = &self.latency {
             let what = if self.scenario == "reqrep" {
                 "round trip"
+            } else if self.scenario == "pub" {
+                "publish to ack"
             } else {
                 "publish to receive, under load"
             };

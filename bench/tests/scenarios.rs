@@ -44,7 +44,8 @@ fn natrix_bin() -> PathBuf {
     .clone()
 }
 
-/// A natrix server on a port the kernel picks; killed on drop.
+/// A server (natrix, or nats-server for the JetStream test) on a port the kernel
+/// picks; killed on drop.
 struct Natrix {
     child: Child,
     port: u16,
@@ -52,12 +53,18 @@ struct Natrix {
 
 impl Natrix {
     fn start() -> Natrix {
-        let mut child = Command::new(natrix_bin())
-            .args(["--shards", "2", "-a", "127.0.0.1", "-p", "-1"])
+        let mut cmd = Command::new(natrix_bin());
+        cmd.args(["--shards", "2", "-a", "127.0.0.1", "-p", "-1"]);
+        Natrix::spawn(cmd)
+    }
+
+    /// Both servers log the port they listen on and when they are ready.
+    fn spawn(mut cmd: Command) -> Natrix {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start natrix");
+            .expect("start server");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -78,7 +85,7 @@ impl Natrix {
             Ok(Some(port)) => port,
             other => {
                 let _ = child.kill();
-                panic!("natrix did not become ready: {other:?}");
+                panic!("server did not become ready: {other:?}");
             }
         };
         Natrix { child, port }
@@ -331,4 +338,61 @@ fn bad_flags_are_refused() {
     let (out, _) = bench(&["pubsub", "--server", "tls://127.0.0.1:1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not supported"));
+}
+
+/// JetStream against nats-server (natrix has no JetStream yet); skipped when nats-server
+/// is not installed.
+#[test]
+fn jetstream_publish_and_consume_on_nats_server() {
+    if Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: nats-server is not installed");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("natrix-bench-js-{}", std::process::id()));
+    let mut cmd = Command::new("nats-server");
+    cmd.args([
+        "-js",
+        "-sd",
+        dir.to_str().unwrap(),
+        "-a",
+        "127.0.0.1",
+        "-p",
+        "-1",
+    ]);
+    let server = Natrix::spawn(cmd);
+    let url = server.url();
+    let r = ok_report(&[
+        "pub",
+        "--js",
+        "--window",
+        "64",
+        "--server",
+        &url,
+        "--msgs",
+        "3000",
+        "--storage",
+        "file",
+    ]);
+    assert_eq!(r["published"], 3000);
+    assert_eq!(r["expected_received"], 3000);
+    assert_eq!(r["latency"]["count"], 3000);
+    let r = ok_report(&["pub", "--js", "--server", &url, "--msgs", "200"]);
+    assert_eq!(r["published"], 200);
+    let r = ok_report(&[
+        "consume", "--js", "--pull", "--window", "100", "--server", &url, "--msgs", "500",
+    ]);
+    assert_eq!(
+        r["received"], 500,
+        "the stream holds the 200 of the last run plus 300 filled"
+    );
+    let r = ok_report(&[
+        "consume", "--js", "--push", "--sub", "2", "--server", &url, "--msgs", "500",
+    ]);
+    assert_eq!(r["received"], 500);
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -65,7 +65,9 @@ impl Ctx {
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Pub(Option<u64>),
+    JsPub(Option<u64>),
     Sub { queue: bool },
+    Consumer,
     Req(Option<u64>),
     Rep,
     Idle,
@@ -81,8 +83,8 @@ struct Job {
 impl Job {
     fn role(&self) -> Role {
         match self.kind {
-            Kind::Pub(_) => Role::Pub,
-            Kind::Sub { .. } => Role::Sub,
+            Kind::Pub(_) | Kind::JsPub(_) => Role::Pub,
+            Kind::Sub { .. } | Kind::Consumer => Role::Sub,
             Kind::Req(_) => Role::Req,
             Kind::Rep => Role::Rep,
             Kind::Idle => Role::Idle,
@@ -94,7 +96,9 @@ async fn run_job(ctx: Rc<Ctx>, job: Job) -> ClientResult {
     let i = job.index;
     match job.kind {
         Kind::Pub(quota) => msgs::publisher(ctx, i, job.slot, quota).await,
+        Kind::JsPub(quota) => jetstream::publisher(ctx, i, job.slot, quota).await,
         Kind::Sub { queue } => msgs::subscriber(ctx, i, job.slot, queue).await,
+        Kind::Consumer => jetstream::consumer(ctx, i, job.slot).await,
         Kind::Req(quota) => reqrep::requester(ctx, i, job.slot, quota).await,
         Kind::Rep => reqrep::responder(ctx, i, job.slot).await,
         Kind::Idle => idle::idle(ctx, i, job.slot).await,
@@ -119,6 +123,7 @@ fn plan(ctx: &Ctx) -> Vec<Job> {
     };
     let mut kinds: Vec<Kind> = Vec::new();
     match f.scenario {
+        Scenario::Pub if f.js => kinds.extend(counted(ctx.publishers).into_iter().map(Kind::JsPub)),
         Scenario::Pub | Scenario::Pubsub | Scenario::Fanout | Scenario::Queue => {
             let queue = f.scenario == Scenario::Queue;
             kinds.extend((0..ctx.subscribers).map(|_| Kind::Sub { queue }));
@@ -129,7 +134,8 @@ fn plan(ctx: &Ctx) -> Vec<Job> {
             kinds.extend(counted(ctx.publishers).into_iter().map(Kind::Req));
         }
         Scenario::Idle => kinds.extend((0..f.conns).map(|_| Kind::Idle)),
-        Scenario::Consume | Scenario::Sink => {}
+        Scenario::Consume => kinds.extend((0..ctx.subscribers).map(|_| Kind::Consumer)),
+        Scenario::Sink => {}
     }
     let mut seen = [0usize; 5];
     kinds
@@ -163,9 +169,19 @@ pub fn run(flags: Flags) -> Result<Report, String> {
             flags.size, probe.max_payload
         ));
     }
+    let run_id = format!("{:x}{:x}", std::process::id(), crate::stats::now_nanos());
+    let mut admin = None;
+    let mut stored = None;
     if flags.js {
         jetstream::require(&probe)?;
-        return Err(jetstream::NOT_YET.into());
+        let mut a = crate::admin::Admin::connect(&urls[0], &run_id)?;
+        match flags.scenario {
+            Scenario::Consume => {
+                stored = Some(jetstream::prepare_consume(&mut a, &flags, &run_id)?)
+            }
+            _ => jetstream::create_stream(&mut a, &flags)?,
+        }
+        admin = Some(a);
     }
     if flags.scenario == Scenario::Idle {
         engine::raise_open_files();
@@ -174,6 +190,7 @@ pub fn run(flags: Flags) -> Result<Report, String> {
         publishers: flags.publishers(),
         subscribers: flags.subscribers(),
         expected_per_sub: match (flags.scenario, flags.duration) {
+            (Scenario::Consume, _) => stored,
             (Scenario::Pubsub | Scenario::Fanout, None) => Some(flags.msgs),
             _ => None,
         },
@@ -184,7 +201,7 @@ pub fn run(flags: Flags) -> Result<Report, String> {
         },
         inflight_msgs: (flags.inflight > 0)
             .then(|| (flags.inflight / (flags.size as u64 + FRAMING_BYTES)).max(1)),
-        run_id: format!("{:x}{:x}", std::process::id(), crate::stats::now_nanos()),
+        run_id,
         flags: Arc::new(flags),
         coord: Arc::new(Coord::default()),
         urls: Arc::new(urls),
@@ -220,6 +237,9 @@ pub fn run(flags: Flags) -> Result<Report, String> {
     })?;
     let idle = drive(&ctx, &jobs, threads, started, rss_before);
     let results = executors.join()?;
+    if let (Some(mut a), Scenario::Consume) = (admin, ctx.flags.scenario) {
+        jetstream::delete_consumer(&mut a, &ctx.flags)?;
+    }
     let info = ctx.coord.info.lock().unwrap().clone().unwrap_or(probe);
     Ok(Report::build(
         &ctx.flags,
@@ -278,6 +298,7 @@ fn drive(
         match (f.scenario, f.duration, go_at) {
             (Scenario::Idle, _, _) => progress.set(Coord::get(&coord.connected) as u64),
             (_, Some(_), Some(at)) => progress.set(at.elapsed().as_millis() as u64),
+            (Scenario::Consume, _, _) => progress.set(coord.received.load(Ordering::Acquire)),
             _ => progress.set(coord.published.load(Ordering::Acquire)),
         }
     }
