@@ -168,6 +168,14 @@ def cpu_model():
     return platform.processor() or "?"
 
 
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
 def gnuplot(script):
     subprocess.run(["gnuplot"], input=script, text=True, check=True)
 
@@ -239,6 +247,7 @@ def main():
     cores = os.cpu_count() or 1
     workdir = tempfile.mkdtemp(prefix="natrix-perf-")
     started = time.time()
+    load_before = loadavg()
     table = scenarios(seconds)
     values = {}  # (scenario args, server) -> reports of the runs that succeeded
     failures = {}  # (scenario args, server) -> runs that failed
@@ -293,7 +302,9 @@ def main():
             f"Command: `perf/bench.sh {a.runs} {seconds}` (release builds). Machine: {cores} cores "
             f"({cpu_model()}), kernel {platform.release()}, {now}; the machine is shared with other "
             "developers building, so only same-run ratios mean anything.",
-            f"Versions: {natrix_v}; {nats_v}; {bench_v}.",
+            f"Versions: {natrix_v}; {nats_v}; {bench_v}. Load average (1, 5, 15 min) before the "
+            f"runs: {load_before}; after: {loadavg()} (on {cores} cores; other developers' builds "
+            "count here).",
             f"Servers, one at a time, a fresh process for every run, on loopback: `{shown.get('natrix')}` and "
             f"`{shown.get('nats-server')}` (GOMAXPROCS = {cores}). Each figure is the median of {a.runs} runs; "
             "in each run the two servers go one after the other, in alternating order.",
