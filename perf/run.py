@@ -1,0 +1,341 @@
+#!/usr/bin/env python3
+"""Runs natrix-bench scenarios against natrix and nats-server alternately (a fresh
+server for every run), takes medians, and writes perf/RESULTS.md's core section and
+perf/plots/*.png. Called by perf/bench.sh, which installs and builds first."""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "RESULTS.md")
+PLOTS = os.path.join(HERE, "plots")
+SECTION = "## Core (natrix-bench)"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                if s.recv(5) == b"INFO ":
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server not ready")
+
+
+class Server:
+    def __init__(self, kind, bins, cores):
+        self.kind = kind
+        self.port = free_port()
+        if kind == "natrix":
+            self.cmd = [os.path.join(bins, "natrix"), "--shards", str(cores),
+                        "-a", "127.0.0.1", "-p", str(self.port)]
+        else:
+            self.cmd = ["nats-server", "-a", "127.0.0.1", "-p", str(self.port)]
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_port(self.port, self.proc)
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def shown_cmd(self):
+        cmd = list(self.cmd)
+        cmd[0] = os.path.basename(cmd[0])
+        return " ".join(cmd).replace(str(self.port), "PORT")
+
+
+def scenarios(seconds):
+    d = f"{seconds}s"
+    # name, natrix-bench args, metric, unit, higher is better
+    return [
+        ("core 1:1, 16 B", ["pubsub", "--size", "16", "--duration", d], "sub_rate", "msgs/s", True),
+        ("core 1:1, 128 B", ["pubsub", "--size", "128", "--duration", d], "sub_rate", "msgs/s", True),
+        ("core 1:1, 1 KiB", ["pubsub", "--size", "1024", "--duration", d], "sub_rate", "msgs/s", True),
+        ("fan-out 1:4, 128 B (deliveries)", ["fanout", "--sub", "4", "--size", "128", "--duration", d],
+         "sub_rate", "msgs/s", True),
+        ("publish only, 16 B", ["pub", "--size", "16", "--duration", d], "pub_rate", "msgs/s", True),
+        ("request/reply, 128 B: p50 round trip", ["reqrep", "--size", "128", "--duration", d],
+         "p50", "µs", False),
+        ("request/reply, 128 B: p99 round trip", None, "p99", "µs", False),
+        ("request/reply, 128 B: requests", None, "pub_rate", "req/s", True),
+        ("1,000 idle connections: server memory per connection",
+         ["idle", "--conns", "1000", "--duration", "1s"], "mem", "bytes", False),
+    ]
+
+
+def metric(report, name):
+    if name == "sub_rate":
+        return report["subscribe"]["msgs_per_sec"]
+    if name == "pub_rate":
+        return report["publish"]["msgs_per_sec"]
+    if name in ("p50", "p90", "p99", "p999"):
+        return report["latency"][f"{name}_us"]
+    if name == "mem":
+        return report["idle"]["server_bytes_per_conn"]
+    raise KeyError(name)
+
+
+def bench(bins, args, server, out_json):
+    cmd = [os.path.join(bins, "natrix-bench")] + args + [
+        "--server", f"nats://127.0.0.1:{server.port}", "--no-progress", "--json", out_json]
+    if args[0] == "idle":
+        cmd += ["--server-pid", str(server.proc.pid)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        # A run that lost messages or lost a client is kept out of the medians and counted.
+        sys.stderr.write(done.stdout + done.stderr)
+        return None
+    with open(out_json) as f:
+        return json.load(f)
+
+
+def ceiling(bins, runs, seconds, workdir):
+    """natrix-bench publishing into its own discarding sink."""
+    rates = {16: [], 128: []}
+    for size in rates:
+        for run in range(runs):
+            port = free_port()
+            sink = subprocess.Popen([os.path.join(bins, "natrix-bench"), "sink", "--port", str(port)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            try:
+                sink.stderr.readline()
+                out = os.path.join(workdir, f"sink-{size}-{run}.json")
+                cmd = [os.path.join(bins, "natrix-bench"), "pub", "--size", str(size), "--duration",
+                       f"{seconds}s", "--server", f"127.0.0.1:{port}", "--no-progress", "--json", out]
+                subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+                with open(out) as f:
+                    rates[size].append(json.load(f)["publish"]["msgs_per_sec"])
+            finally:
+                sink.terminate()
+                sink.wait()
+    return {size: statistics.median(r) for size, r in rates.items()}
+
+
+def fmt(value, unit):
+    if unit in ("msgs/s", "req/s"):
+        return f"{value / 1e6:.2f} M" if value >= 1e6 else f"{value / 1e3:.0f} k"
+    if unit == "µs":
+        return f"{value:.0f} µs"
+    if unit == "bytes":
+        return f"{value / 1024:.1f} KiB"
+    return f"{value:.1f}"
+
+
+def version(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.strip().splitlines()[0]
+    except (OSError, IndexError):
+        return "?"
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def gnuplot(script):
+    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+
+
+def plots(rows, latencies):
+    os.makedirs(PLOTS, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tp = os.path.join(tmp, "tp.dat")
+        with open(tp, "w") as f:
+            for name, unit, nx, ns in rows:
+                if unit == "msgs/s":
+                    label = name.replace(" (deliveries)", "").replace(",", "")
+                    f.write(f'"{label}" {nx / 1e6:.4f} {ns / 1e6:.4f}\n')
+        gnuplot(f"""
+set terminal pngcairo size 1000,520 font ",10"
+set output "{PLOTS}/throughput.png"
+set title "Core throughput (median of runs; higher is better)"
+set ylabel "million msgs/s"
+set style data histogram
+set style histogram cluster gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set grid ytics
+set yrange [0:*]
+set key top left
+set offsets graph 0, graph 0, graph 0.15, 0
+set xtics rotate by -15
+plot "{tp}" using 2:xtic(1) title "natrix", "" using 3 title "nats-server 2.9"
+""")
+        lat = os.path.join(tmp, "lat.dat")
+        with open(lat, "w") as f:
+            for p in ("p50", "p90", "p99", "p999"):
+                f.write(f'"{p.replace("p999", "p99.9")}" {latencies["natrix"][p]:.1f} '
+                        f'{latencies["nats-server"][p]:.1f}\n')
+        gnuplot(f"""
+set terminal pngcairo size 800,480 font ",10"
+set output "{PLOTS}/latency.png"
+set title "Request/reply round trip, 128 B, one request in flight (median of runs; lower is better)"
+set ylabel "µs (log scale)"
+set logscale y
+set style data histogram
+set style histogram cluster gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set grid ytics
+set key top left
+plot "{lat}" using 2:xtic(1) title "natrix", "" using 3 title "nats-server 2.9"
+""")
+
+
+def write_section(text):
+    old = open(RESULTS).read() if os.path.exists(RESULTS) else "# Performance results\n"
+    start = old.find(SECTION)
+    if start >= 0:
+        nxt = old.find("\n## ", start + len(SECTION))
+        old = old[:start].rstrip("\n") + ("\n\n" + old[nxt + 1:] if nxt >= 0 else "\n")
+    new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
+    with open(RESULTS, "w") as f:
+        f.write(new)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=2)
+    a = ap.parse_args()
+    seconds = int(a.seconds) if a.seconds == int(a.seconds) else a.seconds
+    cores = os.cpu_count() or 1
+    workdir = tempfile.mkdtemp(prefix="natrix-perf-")
+    started = time.time()
+    load_before = loadavg()
+    table = scenarios(seconds)
+    values = {}  # (scenario args, server) -> reports of the runs that succeeded
+    failures = {}  # (scenario args, server) -> runs that failed
+    commands = {}
+    shown = {}
+    for name, args, *_ in table:
+        if args is None:
+            continue
+        for run in range(a.runs):
+            order = ["natrix", "nats-server"] if run % 2 == 0 else ["nats-server", "natrix"]
+            for kind in order:
+                with Server(kind, a.bin, cores) as server:
+                    out = os.path.join(workdir, f"{len(values)}-{kind}-{run}.json")
+                    report = bench(a.bin, args, server, out)
+                    if report is None:
+                        failures.setdefault((tuple(args), kind), []).append(run + 1)
+                    else:
+                        values.setdefault((tuple(args), kind), []).append(report)
+                    shown[kind] = server.shown_cmd()
+                print(f"{name} run {run + 1} {kind}: done", file=sys.stderr)
+        commands[tuple(args)] = "natrix-bench " + " ".join(args) + " --server nats://127.0.0.1:PORT" + (
+            " --server-pid PID" if args[0] == "idle" else "")
+    sink = ceiling(a.bin, a.runs, seconds, workdir)
+    rows, lines = [], []
+    last_args = None
+    latencies = {}
+    for name, args, m, unit, higher in table:
+        args = args or last_args
+        last_args = args
+        med = {}
+        for kind in ("natrix", "nats-server"):
+            runs = values.get((tuple(args), kind), [])
+            med[kind] = statistics.median(metric(r, m) for r in runs) if runs else float("nan")
+        ratio = med["natrix"] / med["nats-server"] if higher else med["nats-server"] / med["natrix"]
+        rows.append((name, unit, med["natrix"], med["nats-server"]))
+        failed = "".join(
+            f" ({kind}: run {', '.join(map(str, failures[(tuple(args), kind)]))} failed)"
+            for kind in ("natrix", "nats-server") if (tuple(args), kind) in failures)
+        lines.append(f"| {name}{failed} | {fmt(med['natrix'], unit)} | {fmt(med['nats-server'], unit)} | "
+                     f"**{ratio:.2f}×** |")
+        if args[0] == "reqrep" and not latencies:
+            for kind in ("natrix", "nats-server"):
+                latencies[kind] = {p: statistics.median(metric(r, p) for r in values[(tuple(args), kind)])
+                                   for p in ("p50", "p90", "p99", "p999")}
+    plots(rows, latencies)
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    natrix_v = version([os.path.join(a.bin, "natrix"), "--version"])
+    nats_v = version(["nats-server", "--version"])
+    bench_v = version([os.path.join(a.bin, "natrix-bench"), "--version"])
+    loss = sum(r["lost"] for reports in values.values() for r in reports)
+    text = [SECTION, "",
+            f"Command: `perf/bench.sh {a.runs} {seconds}` (release builds). Machine: {cores} cores "
+            f"({cpu_model()}), kernel {platform.release()}, {now}; the machine is shared with other "
+            "developers building, so only same-run ratios mean anything.",
+            f"Versions: {natrix_v}; {nats_v}; {bench_v}. Load average (1, 5, 15 min) before the "
+            f"runs: {load_before}; after: {loadavg()} (on {cores} cores; other developers' builds "
+            "count here).",
+            f"Servers, one at a time, a fresh process for every run, on loopback: `{shown.get('natrix')}` and "
+            f"`{shown.get('nats-server')}` (GOMAXPROCS = {cores}). Each figure is the median of {a.runs} runs; "
+            "in each run the two servers go one after the other, in alternating order.",
+            "Ratio: natrix's advantage (natrix ÷ nats-server for rates, nats-server ÷ natrix for "
+            "latency and memory): above 1 means natrix is better.",
+            "",
+            "| scenario | natrix | nats-server | ratio |",
+            "|---|---|---|---|"] + lines + [
+            "",
+            f"Messages lost in the runs counted: {loss}. Throughput is what the subscribers received "
+            "(for fan-out: deliveries to all 4 subscribers together); the publisher keeps at most "
+            "4 MiB unanswered by PONG and pauses while more than 32 MiB (payload plus 48 B a message) "
+            "is published but not yet received by every subscriber (`--inflight`, the default), so that "
+            "neither server reaches its 64 MiB slow-consumer limit. A run that lost messages or a client "
+            "is left out of the medians and named in the table.",
+            "Route scenario (publisher and subscriber on different servers of a 3-node cluster): "
+            "not run yet, natrix has no routes.",
+            "",
+            f"natrix-bench's own ceiling, publishing into its discarding sink (`natrix-bench sink`, "
+            f"`natrix-bench pub --duration {seconds}s`), median of {a.runs}: "
+            f"**{fmt(sink[16], 'msgs/s')} msgs/s at 16 B**, {fmt(sink[128], 'msgs/s')} msgs/s at 128 B.",
+            "",
+            "Exact commands (PORT and PID are the server's):", ""]
+    for args, cmd in commands.items():
+        text.append(f"- `{cmd}`")
+    text += ["", "Plots: `perf/plots/throughput.png`, `perf/plots/latency.png`.",
+             "", f"(Harness wall time: {time.time() - started:.0f} s.)"]
+    write_section("\n".join(text))
+    print("\n".join(text))
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
