@@ -536,3 +536,22 @@ async fn mixed_nats_server_seed_with_natrix_members() {
     let c = Node::start(1, "C", Some(seed));
     exercise(&[a, b, c]).await;
 }
+
+#[test]
+fn a_silent_route_connection_is_closed_after_the_auth_timeout() {
+    let node = Node::start(1, "A", None);
+    let stream = std::net::TcpStream::connect(("127.0.0.1", node.cluster_port)).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut reader = std::io::BufReader::new(stream);
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        use std::io::BufRead;
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        lines.push(line.trim_end().to_string());
+    }
+    assert!(lines[0].starts_with("INFO "), "{lines:?}");
+    assert_eq!(lines.last().unwrap(), "-ERR 'Authentication Timeout'");
+}

@@ -70,7 +70,9 @@ where
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cores[index % cores.len()]))
             .name(&format!("shard-{index}"))
             .io_memory(settings.io_memory_bytes)
-            .spin_before_park(std::time::Duration::from_micros(settings.spin_before_park_us))
+            .spin_before_park(std::time::Duration::from_micros(
+                settings.spin_before_park_us,
+            ))
             .spawn(move || async move {
                 let (senders, receivers) = mesh.join().await.expect("mesh join");
                 let id = senders.peer_id();

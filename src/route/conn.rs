@@ -41,6 +41,9 @@ pub struct Route {
     remote: RefCell<Option<RemoteServer>>,
     registered: Cell<bool>,
     closed: Cell<bool>,
+    started: std::time::Instant,
+    pings_out: Cell<u32>,
+    last_ping: Cell<std::time::Instant>,
     out: Outbound,
     pub in_msgs: Cell<u64>,
     pub in_bytes: Cell<u64>,
@@ -170,6 +173,35 @@ impl Route {
         }
     }
 
+    /// Called by the housekeeping tick: a route must finish its handshake within
+    /// the auth timeout, and answer PINGs (ping_interval, ping_max) like a client.
+    pub fn tick(&self, shard: &Shard, now: std::time::Instant) {
+        let opts = &shard.server.opts;
+        if !self.registered.get() {
+            if now.duration_since(self.started).as_millis() as u64 >= shard.server.auth_timeout_ms()
+            {
+                warn!(
+                    "{} - rid:{} - Route handshake timed out",
+                    self.addr, self.rid
+                );
+                self.send(b"-ERR 'Authentication Timeout'\r\n");
+                self.close(shard, "Authentication Timeout");
+            }
+            return;
+        }
+        if now.duration_since(self.last_ping.get()).as_millis() as u64 >= opts.ping_interval_ms {
+            if self.pings_out.get() >= opts.ping_max {
+                warn!("{} - rid:{} - Route stale; closing", self.addr, self.rid);
+                self.send(b"-ERR 'Stale Connection'\r\n");
+                self.close(shard, "Stale Connection");
+                return;
+            }
+            self.pings_out.set(self.pings_out.get() + 1);
+            self.last_ping.set(now);
+            self.send(b"PING\r\n");
+        }
+    }
+
     /// Ends the route: the interest it brought goes at once.
     pub fn close(&self, shard: &Shard, reason: &str) {
         if self.closed.replace(true) {
@@ -278,6 +310,9 @@ pub async fn serve(
         remote: RefCell::new(None),
         registered: Cell::new(false),
         closed: Cell::new(false),
+        started: std::time::Instant::now(),
+        pings_out: Cell::new(0),
+        last_ping: Cell::new(std::time::Instant::now()),
         out: Outbound::default(),
         in_msgs: Cell::new(0),
         in_bytes: Cell::new(0),
@@ -380,7 +415,8 @@ async fn handle(
         RouteOp::Connect(json) => check_connect(routes, route, json)?,
         RouteOp::Info(json) => handle_info(shard, routes, route, json)?,
         RouteOp::Ping => route.send(b"PONG\r\n"),
-        RouteOp::Pong | RouteOp::Ok | RouteOp::Ignored => {}
+        RouteOp::Pong => route.pings_out.set(0),
+        RouteOp::Ok | RouteOp::Ignored => {}
         RouteOp::Err(text) => {
             warn!(
                 "{} - rid:{} - Route error: {}",

@@ -132,6 +132,14 @@ impl Routes {
         true
     }
 
+    /// Housekeeping for every route connection (handshake timeout, keep-alive).
+    pub fn tick(&self, shard: &Shard, now: std::time::Instant) {
+        let conns: Vec<Rc<Route>> = self.conns.borrow().values().cloned().collect();
+        for route in conns {
+            route.tick(shard, now);
+        }
+    }
+
     /// Forgets a closed route (registered or not).
     pub fn remove(&self, shard: &Shard, route: &Route) {
         self.conns.borrow_mut().remove(&route.rid);

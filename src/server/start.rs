@@ -163,6 +163,9 @@ async fn housekeeping(shard: Rc<Shard>) {
         for c in clients {
             c.tick(&shard, now);
         }
+        if let Some(routes) = &shard.routes {
+            routes.tick(&shard, now);
+        }
         crate::server::control::tick(&shard, now);
     }
 }
