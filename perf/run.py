@@ -331,12 +331,15 @@ plot "{lat}" using 2:xtic(1) title "natrix", "" using 3 title "nats-server 2.9"
 
 
 def write_section(text):
+    """Replaces the section in place (the other sections keep their order), or appends it."""
     old = open(RESULTS).read() if os.path.exists(RESULTS) else "# Performance results\n"
-    start = old.find(SECTION)
+    start = old.find(SECTION + "\n")
     if start >= 0:
         nxt = old.find("\n## ", start + len(SECTION))
-        old = old[:start].rstrip("\n") + ("\n\n" + old[nxt + 1:] if nxt >= 0 else "\n")
-    new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
+        rest = old[nxt + 1:] if nxt >= 0 else ""
+        new = old[:start] + text.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
+    else:
+        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
     with open(RESULTS, "w") as f:
         f.write(new)
 
