@@ -73,6 +73,100 @@ class Server:
         return " ".join(cmd).replace(str(self.port), "PORT")
 
 
+def http_json(port, path, timeout=1.0):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return json.loads(data.split(b"\r\n\r\n", 1)[1])
+
+
+class Cluster:
+    """A cluster of `size` servers on loopback (cluster name `bench`): a seed, and the
+    others with the seed as their only route; ready once every server's /routez shows
+    a route to each of the others."""
+
+    def __init__(self, kind, bins, cores, size=3):
+        self.kind = kind
+        self.nodes = []
+        seed = None
+        for i in range(size):
+            port, cport, hport = free_port(), free_port(), free_port()
+            if kind == "natrix":
+                cmd = [os.path.join(bins, "natrix"), "--shards", str(cores)]
+            else:
+                cmd = ["nats-server"]
+            cmd += ["-a", "127.0.0.1", "-p", str(port), "-m", str(hport),
+                    "-cluster", f"nats://127.0.0.1:{cport}", "--cluster_name", "bench"]
+            if seed is None:
+                seed = cport
+            else:
+                cmd += ["-routes", f"nats://127.0.0.1:{seed}"]
+            self.nodes.append({"port": port, "cport": cport, "hport": hport, "cmd": cmd})
+
+    def __enter__(self):
+        try:
+            for n in self.nodes:
+                n["proc"] = subprocess.Popen(n["cmd"], stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.DEVNULL)
+            for n in self.nodes:
+                wait_port(n["port"], n["proc"])
+            want = len(self.nodes) - 1
+            deadline = time.time() + 30
+            pending = list(self.nodes)
+            while pending:
+                if time.time() > deadline:
+                    raise RuntimeError(f"{self.kind} cluster: full mesh not formed")
+                n = pending[0]
+                if n["proc"].poll() is not None:
+                    raise RuntimeError(f"server exited with {n['proc'].returncode}")
+                try:
+                    if http_json(n["hport"], "/routez").get("num_routes") == want:
+                        pending.pop(0)
+                        continue
+                except (OSError, ValueError, IndexError):
+                    pass
+                time.sleep(0.02)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        for n in self.nodes:
+            if "proc" in n:
+                n["proc"].terminate()
+        for n in self.nodes:
+            if "proc" in n:
+                try:
+                    n["proc"].wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    n["proc"].kill()
+                    n["proc"].wait()
+
+    def url(self, i):
+        return f"nats://127.0.0.1:{self.nodes[i]['port']}"
+
+    def shown_cmd(self):
+        names = ["SEED", "B", "C"]
+        out = []
+        for i, n in enumerate(self.nodes):
+            cmd = list(n["cmd"])
+            cmd[0] = os.path.basename(cmd[0])
+            text = " ".join(cmd).replace(f":{n['cport']}", f":C_{names[i]}")
+            text = text.replace(f":{self.nodes[0]['cport']}", ":C_SEED")
+            text = text.replace(f"-p {n['port']}", f"-p P_{names[i]}")
+            text = text.replace(f"-m {n['hport']}", f"-m H_{names[i]}")
+            out.append(text)
+        return out
+
+
+# The route scenario: the publisher on the cluster's second server, the subscriber on
+# its third; every message crosses one route.
+ROUTE_PUB, ROUTE_SUB = 1, 2
+
+
 def scenarios(seconds):
     d = f"{seconds}s"
     # name, natrix-bench args, metric, unit, higher is better
@@ -81,6 +175,8 @@ def scenarios(seconds):
         ("core 1:1, 128 B", ["pubsub", "--size", "128", "--duration", d], "sub_rate", "msgs/s", True),
         ("core 1:1, 1 KiB", ["pubsub", "--size", "1024", "--duration", d], "sub_rate", "msgs/s", True),
         ("fan-out 1:4, 128 B (deliveries)", ["fanout", "--sub", "4", "--size", "128", "--duration", d],
+         "sub_rate", "msgs/s", True),
+        ("route 1:1, 128 B, 3-node cluster", ["pubsub", "--size", "128", "--duration", d, "CLUSTER"],
          "sub_rate", "msgs/s", True),
         ("publish only, 16 B", ["pub", "--size", "16", "--duration", d], "pub_rate", "msgs/s", True),
         ("request/reply, 128 B: p50 round trip", ["reqrep", "--size", "128", "--duration", d],
@@ -104,9 +200,17 @@ def metric(report, name):
     raise KeyError(name)
 
 
+def clustered(args):
+    return args[-1] == "CLUSTER"
+
+
 def bench(bins, args, server, out_json):
-    cmd = [os.path.join(bins, "natrix-bench")] + args + [
-        "--server", f"nats://127.0.0.1:{server.port}", "--no-progress", "--json", out_json]
+    if clustered(args):
+        where = ["--pub-server", server.url(ROUTE_PUB), "--sub-server", server.url(ROUTE_SUB)]
+        args = args[:-1]
+    else:
+        where = ["--server", f"nats://127.0.0.1:{server.port}"]
+    cmd = [os.path.join(bins, "natrix-bench")] + args + where + ["--no-progress", "--json", out_json]
     if args[0] == "idle":
         cmd += ["--server-pid", str(server.proc.pid)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -227,12 +331,15 @@ plot "{lat}" using 2:xtic(1) title "natrix", "" using 3 title "nats-server 2.9"
 
 
 def write_section(text):
+    """Replaces the section in place (the other sections keep their order), or appends it."""
     old = open(RESULTS).read() if os.path.exists(RESULTS) else "# Performance results\n"
-    start = old.find(SECTION)
+    start = old.find(SECTION + "\n")
     if start >= 0:
         nxt = old.find("\n## ", start + len(SECTION))
-        old = old[:start].rstrip("\n") + ("\n\n" + old[nxt + 1:] if nxt >= 0 else "\n")
-    new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
+        rest = old[nxt + 1:] if nxt >= 0 else ""
+        new = old[:start] + text.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
+    else:
+        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
     with open(RESULTS, "w") as f:
         f.write(new)
 
@@ -253,23 +360,29 @@ def main():
     failures = {}  # (scenario args, server) -> runs that failed
     commands = {}
     shown = {}
+    shown_cluster = {}
     for name, args, *_ in table:
         if args is None:
             continue
         for run in range(a.runs):
             order = ["natrix", "nats-server"] if run % 2 == 0 else ["nats-server", "natrix"]
             for kind in order:
-                with Server(kind, a.bin, cores) as server:
+                make = Cluster if clustered(args) else Server
+                with make(kind, a.bin, cores) as server:
                     out = os.path.join(workdir, f"{len(values)}-{kind}-{run}.json")
                     report = bench(a.bin, args, server, out)
                     if report is None:
                         failures.setdefault((tuple(args), kind), []).append(run + 1)
                     else:
                         values.setdefault((tuple(args), kind), []).append(report)
-                    shown[kind] = server.shown_cmd()
+                    (shown_cluster if clustered(args) else shown)[kind] = server.shown_cmd()
                 print(f"{name} run {run + 1} {kind}: done", file=sys.stderr)
-        commands[tuple(args)] = "natrix-bench " + " ".join(args) + " --server nats://127.0.0.1:PORT" + (
-            " --server-pid PID" if args[0] == "idle" else "")
+        if clustered(args):
+            commands[tuple(args)] = ("natrix-bench " + " ".join(args[:-1]) +
+                                     " --pub-server nats://127.0.0.1:P_B --sub-server nats://127.0.0.1:P_C")
+        else:
+            commands[tuple(args)] = "natrix-bench " + " ".join(args) + " --server nats://127.0.0.1:PORT" + (
+                " --server-pid PID" if args[0] == "idle" else "")
     sink = ceiling(a.bin, a.runs, seconds, workdir)
     rows, lines = [], []
     last_args = None
@@ -320,8 +433,16 @@ def main():
             "is published but not yet received by every subscriber (`--inflight`, the default), so that "
             "neither server reaches its 64 MiB slow-consumer limit. A run that lost messages or a client "
             "is left out of the medians and named in the table.",
-            "Route scenario (publisher and subscriber on different servers of a 3-node cluster): "
-            "not run yet, natrix has no routes.",
+            "Route scenario: a 3-node cluster on loopback, started fresh for every run (three "
+            "processes of the same server, a seed and two servers with the seed as their route); "
+            "the run starts once every server's `/routez` shows `num_routes` 2, and the "
+            "publisher (on the second server) waits until the subscriber (on the third) answers "
+            "a probe through the cluster, so that no message goes out before the subscriber's "
+            "interest has arrived; every message crosses one route. Throughput is what the "
+            "subscriber received. The nodes:",
+            "",
+            "```"] + shown_cluster.get("natrix", []) + [""] + shown_cluster.get("nats-server", []) + [
+            "```",
             "",
             f"natrix-bench's own ceiling, publishing into its discarding sink (`natrix-bench sink`, "
             f"`natrix-bench pub --duration {seconds}s`), median of {a.runs}: "

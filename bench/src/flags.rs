@@ -51,6 +51,14 @@ pub struct Flags {
         value_delimiter = ','
     )]
     pub server: Vec<String>,
+    /// Servers for the publishers (and requesters) only, taken in turn; overrides
+    /// --server for them.
+    #[arg(long, value_delimiter = ',')]
+    pub pub_server: Vec<String>,
+    /// Servers for the subscribers (responders, consumers) only, taken in turn;
+    /// overrides --server for them.
+    #[arg(long, value_delimiter = ',')]
+    pub sub_server: Vec<String>,
     /// Publishers (or requesters).
     #[arg(long = "pub", default_value_t = 1)]
     pub pubs: usize,
@@ -247,6 +255,10 @@ mod tests {
         let f = flags(&["pubsub", "--server", "a:1,b:2", "--sub", "3"]).unwrap();
         assert_eq!(f.server, vec!["a:1", "b:2"]);
         assert_eq!(f.subscribers(), 3);
+        assert!(f.pub_server.is_empty() && f.sub_server.is_empty());
+        let f = flags(&["pubsub", "--pub-server", "a:1", "--sub-server", "b:2,c:3"]).unwrap();
+        assert_eq!(f.pub_server, vec!["a:1"]);
+        assert_eq!(f.sub_server, vec!["b:2", "c:3"]);
     }
 
     #[test]

@@ -53,8 +53,13 @@ struct Natrix {
 
 impl Natrix {
     fn start() -> Natrix {
+        Natrix::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Natrix {
         let mut cmd = Command::new(natrix_bin());
         cmd.args(["--shards", "2", "-a", "127.0.0.1", "-p", "-1"]);
+        cmd.args(extra);
         Natrix::spawn(cmd)
     }
 
@@ -395,4 +400,98 @@ fn jetstream_publish_and_consume_on_nats_server() {
     assert_eq!(r["received"], 500);
     drop(server);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `num_routes` from a server's /routez (None while the monitoring port is not up).
+fn num_routes(http_port: u16) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", http_port)).ok()?;
+    s.write_all(b"GET /routez HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let body = &text[text.find("\r\n\r\n")? + 4..];
+    serde_json::from_str::<Value>(body).ok()?["num_routes"].as_u64()
+}
+
+/// A 2-node natrix cluster; the subscriber on one server, the publisher on the other:
+/// every message crosses the route, and none is published before the subscriber's
+/// interest has reached the publisher's server.
+#[test]
+fn pubsub_across_a_two_node_cluster() {
+    let (cluster_a, cluster_b) = (free_port(), free_port());
+    let (http_a, http_b) = (free_port(), free_port());
+    let seed = format!("nats://127.0.0.1:{cluster_a}");
+    let a = Natrix::start_with(&[
+        "-m",
+        &http_a.to_string(),
+        "-cluster",
+        &seed,
+        "--cluster_name",
+        "bench",
+    ]);
+    let b = Natrix::start_with(&[
+        "-m",
+        &http_b.to_string(),
+        "-cluster",
+        &format!("nats://127.0.0.1:{cluster_b}"),
+        "--cluster_name",
+        "bench",
+        "-routes",
+        &seed,
+    ]);
+    let deadline = std::time::Instant::now() + START_TIMEOUT;
+    while [http_a, http_b].iter().any(|p| num_routes(*p) != Some(1)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the route never came up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = ok_report(&[
+        "pubsub",
+        "--pub-server",
+        &a.url(),
+        "--sub-server",
+        &b.url(),
+        "--msgs",
+        "20000",
+        "--size",
+        "128",
+    ]);
+    assert_eq!(r["published"], 20000);
+    let (pubs, subs) = (clients(&r, "pub"), clients(&r, "sub"));
+    assert_eq!((pubs.len(), subs.len()), (1, 1));
+    assert_eq!(pubs[0]["server"], format!("127.0.0.1:{}", a.port));
+    assert_eq!(subs[0]["server"], format!("127.0.0.1:{}", b.port));
+    assert_eq!(subs[0]["msgs"], 20000);
+    assert_eq!(subs[0]["bytes"], 20000 * 128);
+    // Two subscribers, one on each server, a timed run: both get everything published.
+    let both = format!("{},{}", b.url(), a.url());
+    let r = ok_report(&[
+        "pubsub",
+        "--pub-server",
+        &a.url(),
+        "--sub-server",
+        &both,
+        "--sub",
+        "2",
+        "--duration",
+        "300ms",
+        "--size",
+        "16",
+    ]);
+    let published = r["published"].as_u64().unwrap();
+    assert!(published > 0);
+    for s in clients(&r, "sub") {
+        assert_eq!(s["msgs"].as_u64(), Some(published), "{s}");
+    }
 }

@@ -32,6 +32,7 @@ const IDLE_HOLD: Duration = Duration::from_secs(1);
 pub struct Ctx {
     pub flags: Arc<Flags>,
     pub coord: Arc<Coord>,
+    /// Each client's server, by slot.
     pub urls: Arc<Vec<ServerUrl>>,
     pub publishers: usize,
     pub subscribers: usize,
@@ -42,14 +43,15 @@ pub struct Ctx {
     /// Deliveries that may be outstanding (published, not yet received) before
     /// publishers pause; None: no limit.
     pub inflight_msgs: Option<u64>,
+    /// The clients do not all use the same server: publishers probe for the
+    /// subscribers' interest before they publish.
+    pub cross_server: bool,
     /// Unique per run, for inbox subjects.
     pub run_id: String,
 }
 
 impl Ctx {
-    /// Clients are numbered subscribers (or responders) first, then publishers (or
-    /// requesters); a client's number picks its server in turn, so a 1:1 run over two
-    /// servers puts the subscriber on the first and the publisher on the second.
+    /// The server of the client numbered `slot` (see `assign_servers`).
     pub fn server_for_slot(&self, slot: usize) -> &ServerUrl {
         &self.urls[slot % self.urls.len()]
     }
@@ -113,8 +115,8 @@ fn quotas(total: u64, parts: usize) -> Vec<u64> {
         .collect()
 }
 
-fn plan(ctx: &Ctx) -> Vec<Job> {
-    let f = &ctx.flags;
+fn plan(f: &Flags) -> Vec<Job> {
+    let (publishers, subscribers) = (f.publishers(), f.subscribers());
     let counted = |n: usize| -> Vec<Option<u64>> {
         match f.duration {
             Some(_) => vec![None; n],
@@ -123,18 +125,18 @@ fn plan(ctx: &Ctx) -> Vec<Job> {
     };
     let mut kinds: Vec<Kind> = Vec::new();
     match f.scenario {
-        Scenario::Pub if f.js => kinds.extend(counted(ctx.publishers).into_iter().map(Kind::JsPub)),
+        Scenario::Pub if f.js => kinds.extend(counted(publishers).into_iter().map(Kind::JsPub)),
         Scenario::Pub | Scenario::Pubsub | Scenario::Fanout | Scenario::Queue => {
             let queue = f.scenario == Scenario::Queue;
-            kinds.extend((0..ctx.subscribers).map(|_| Kind::Sub { queue }));
-            kinds.extend(counted(ctx.publishers).into_iter().map(Kind::Pub));
+            kinds.extend((0..subscribers).map(|_| Kind::Sub { queue }));
+            kinds.extend(counted(publishers).into_iter().map(Kind::Pub));
         }
         Scenario::Reqrep => {
-            kinds.extend((0..ctx.subscribers).map(|_| Kind::Rep));
-            kinds.extend(counted(ctx.publishers).into_iter().map(Kind::Req));
+            kinds.extend((0..subscribers).map(|_| Kind::Rep));
+            kinds.extend(counted(publishers).into_iter().map(Kind::Req));
         }
         Scenario::Idle => kinds.extend((0..f.conns).map(|_| Kind::Idle)),
-        Scenario::Consume => kinds.extend((0..ctx.subscribers).map(|_| Kind::Consumer)),
+        Scenario::Consume => kinds.extend((0..subscribers).map(|_| Kind::Consumer)),
         Scenario::Sink => {}
     }
     let mut seen = [0usize; 5];
@@ -155,14 +157,51 @@ fn plan(ctx: &Ctx) -> Vec<Job> {
         .collect()
 }
 
+/// Clients are numbered subscribers (or responders, consumers) first, then publishers
+/// (or requesters). A client takes, in turn by its number within its role, the servers
+/// of `--sub-server` or `--pub-server` when that is given; otherwise it takes the
+/// `--server` URLs in turn by its overall number, so that a 1:1 run over two servers
+/// puts the subscriber on the first and the publisher on the second.
+fn assign_servers(
+    jobs: &[Job],
+    all: &[ServerUrl],
+    pubs: &[ServerUrl],
+    subs: &[ServerUrl],
+) -> Vec<ServerUrl> {
+    jobs.iter()
+        .map(|job| {
+            let own = match job.role() {
+                Role::Pub | Role::Req => pubs,
+                Role::Sub | Role::Rep => subs,
+                Role::Idle => &[],
+            };
+            if own.is_empty() {
+                all[job.slot % all.len()].clone()
+            } else {
+                own[job.index % own.len()].clone()
+            }
+        })
+        .collect()
+}
+
+fn parse_urls(urls: &[String]) -> Result<Vec<ServerUrl>, String> {
+    urls.iter().map(|u| ServerUrl::parse(u)).collect()
+}
+
 /// Runs a client scenario to the end and reports it.
 pub fn run(flags: Flags) -> Result<Report, String> {
-    let urls = flags
-        .server
-        .iter()
-        .map(|u| ServerUrl::parse(u))
-        .collect::<Result<Vec<_>, _>>()?;
-    let probe = jetstream::probe_info(&urls[0])?;
+    let jobs = plan(&flags);
+    let urls = assign_servers(
+        &jobs,
+        &parse_urls(&flags.server)?,
+        &parse_urls(&flags.pub_server)?,
+        &parse_urls(&flags.sub_server)?,
+    );
+    let first = match urls.first() {
+        Some(url) => url.clone(),
+        None => ServerUrl::parse(&flags.server[0])?,
+    };
+    let probe = jetstream::probe_info(&first)?;
     if flags.size > probe.max_payload {
         return Err(format!(
             "--size {} exceeds the server's max_payload {}",
@@ -174,7 +213,7 @@ pub fn run(flags: Flags) -> Result<Report, String> {
     let mut stored = None;
     if flags.js {
         jetstream::require(&probe)?;
-        let mut a = crate::admin::Admin::connect(&urls[0], &run_id)?;
+        let mut a = crate::admin::Admin::connect(&first, &run_id)?;
         match flags.scenario {
             Scenario::Consume => {
                 stored = Some(jetstream::prepare_consume(&mut a, &flags, &run_id)?)
@@ -186,7 +225,9 @@ pub fn run(flags: Flags) -> Result<Report, String> {
     if flags.scenario == Scenario::Idle {
         engine::raise_open_files();
     }
+    let cross_server = urls.iter().any(|u| u.address() != first.address());
     let ctx = Ctx {
+        cross_server,
         publishers: flags.publishers(),
         subscribers: flags.subscribers(),
         expected_per_sub: match (flags.scenario, flags.duration) {
@@ -206,7 +247,6 @@ pub fn run(flags: Flags) -> Result<Report, String> {
         coord: Arc::new(Coord::default()),
         urls: Arc::new(urls),
     };
-    let jobs = plan(&ctx);
     let threads = ctx
         .flags
         .threads
@@ -315,5 +355,62 @@ mod tests {
         assert_eq!(quotas(10, 3), vec![4, 3, 3]);
         assert_eq!(quotas(2, 4), vec![1, 1, 0, 0]);
         assert_eq!(quotas(7, 1).iter().sum::<u64>(), 7);
+    }
+
+    fn servers_of(args: &[&str]) -> Vec<(Role, usize, u16)> {
+        use clap::Parser;
+        let f = Flags::try_parse_from(std::iter::once("natrix-bench").chain(args.iter().copied()))
+            .unwrap();
+        let jobs = plan(&f);
+        let urls = assign_servers(
+            &jobs,
+            &parse_urls(&f.server).unwrap(),
+            &parse_urls(&f.pub_server).unwrap(),
+            &parse_urls(&f.sub_server).unwrap(),
+        );
+        jobs.iter()
+            .zip(urls)
+            .map(|(j, u)| (j.role(), j.index, u.port))
+            .collect()
+    }
+
+    #[test]
+    fn servers_in_turn_or_per_role() {
+        // --server alone: in turn by slot, subscribers first.
+        assert_eq!(
+            servers_of(&["pubsub", "--server", "h:1,h:2"]),
+            vec![(Role::Sub, 0, 1), (Role::Pub, 0, 2)]
+        );
+        // Two subscribers over two servers would put the publisher with the first one;
+        // --pub-server and --sub-server say where each role goes.
+        assert_eq!(
+            servers_of(&["pubsub", "--server", "h:1,h:2", "--sub", "2"]),
+            vec![(Role::Sub, 0, 1), (Role::Sub, 1, 2), (Role::Pub, 0, 1)]
+        );
+        assert_eq!(
+            servers_of(&[
+                "pubsub",
+                "--pub-server",
+                "h:1",
+                "--sub-server",
+                "h:2,h:3",
+                "--sub",
+                "3",
+                "--pub",
+                "2"
+            ]),
+            vec![
+                (Role::Sub, 0, 2),
+                (Role::Sub, 1, 3),
+                (Role::Sub, 2, 2),
+                (Role::Pub, 0, 1),
+                (Role::Pub, 1, 1)
+            ]
+        );
+        // Only one role given: the other keeps --server.
+        assert_eq!(
+            servers_of(&["reqrep", "--server", "h:7", "--pub-server", "h:8"]),
+            vec![(Role::Rep, 0, 7), (Role::Req, 0, 8)]
+        );
     }
 }

@@ -22,6 +22,10 @@ const INFLIGHT_POLL: Duration = Duration::from_micros(100);
 const SUB_READ_BUFFER: usize = 256 * 1024;
 /// How often a waiting subscriber looks at the other clients' progress.
 const SUB_POLL: Duration = Duration::from_millis(50);
+/// How often a publisher probes for the subscribers' interest (see `probe_interest`).
+const PROBE_INTERVAL: Duration = Duration::from_millis(5);
+/// How long it probes before giving up.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of the payload that carry the send time, when the payload is large enough.
 pub const STAMP_BYTES: usize = 8;
 
@@ -82,7 +86,7 @@ pub async fn publisher(
 ) -> ClientResult {
     let server = ctx.server_for_slot(slot);
     let mut result = ClientResult::new(Role::Pub, index, &server.address());
-    let conn = match Conn::connect(server, &format!("natrix-bench-pub-{index}"), 4096).await {
+    let mut conn = match Conn::connect(server, &format!("natrix-bench-pub-{index}"), 4096).await {
         Ok(c) => c,
         Err(e) => return ctx.fail(result, e),
     };
@@ -90,6 +94,11 @@ pub async fn publisher(
     Coord::bump(&ctx.coord.pubs_ready);
     if !ctx.coord.wait_until(|| Coord::is(&ctx.coord.go)).await {
         return result;
+    }
+    if ctx.cross_server && ctx.fanout > 0 {
+        if let Err(e) = probe_interest(&ctx, &mut conn, index).await {
+            return ctx.fail(result, e);
+        }
     }
     let inbound = Rc::new(Inbound::default());
     let stream = conn.stream.clone();
@@ -101,6 +110,88 @@ pub async fn publisher(
     drop(reader);
     Coord::bump(&ctx.coord.pubs_done);
     result
+}
+
+/// When clients are spread over several servers of a cluster, a subscriber's interest
+/// reaches the other servers some time after its SUB was answered. Before publishing,
+/// a publisher sends probes on the bench subject with a reply inbox (bench messages
+/// have none) until every subscriber (one, for a queue group) has answered one, so that
+/// no message is published where the subscribers' interest is not yet known.
+async fn probe_interest(ctx: &Ctx, conn: &mut Conn, index: usize) -> Result<(), String> {
+    let inbox = format!("_INBOX.{}.probe.{index}", ctx.run_id);
+    let mut start = Vec::new();
+    encode::subscribe(&mut start, inbox.as_bytes(), None, b"probe");
+    conn.write(&start).await?;
+    let mut probe = Vec::new();
+    encode::publish(
+        &mut probe,
+        ctx.flags.subject.as_bytes(),
+        Some(inbox.as_bytes()),
+        b"",
+    );
+    let needed = if ctx.flags.scenario == crate::flags::Scenario::Queue {
+        1
+    } else {
+        ctx.subscribers
+    };
+    let mut answered = vec![false; ctx.subscribers];
+    let deadline = Instant::now() + PROBE_TIMEOUT;
+    conn.set_read_timeout(Some(PROBE_INTERVAL))?;
+    while answered.iter().filter(|a| **a).count() < needed {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the subscribers' interest did not reach {} in {PROBE_TIMEOUT:?}",
+                conn.info.server_name
+            ));
+        }
+        if Coord::is(&ctx.coord.abort) {
+            return Ok(());
+        }
+        conn.write(&probe).await?;
+        loop {
+            match conn.reader.fill(&conn.stream).await {
+                Ok(0) => return Err("connection closed by the server".into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
+                Err(e) => return Err(format!("read: {e}")),
+            }
+            let mut pongs = 0;
+            let mut error = None;
+            conn.reader.drain(|op| {
+                match op {
+                    ServerOp::Msg {
+                        sid: b"probe",
+                        payload,
+                        ..
+                    } => {
+                        let who = std::str::from_utf8(payload)
+                            .ok()
+                            .and_then(|t| t.parse().ok());
+                        if let Some(a) = who.and_then(|i: usize| answered.get_mut(i)) {
+                            *a = true;
+                        }
+                    }
+                    ServerOp::Ping => pongs += 1,
+                    ServerOp::Err(text) => {
+                        error = Some(format!("server error: {}", String::from_utf8_lossy(text)))
+                    }
+                    _ => {}
+                }
+                Flow::Continue
+            })?;
+            if let Some(e) = error {
+                return Err(e);
+            }
+            for _ in 0..pongs {
+                conn.write(b"PONG\r\n").await?;
+            }
+            if answered.iter().filter(|a| **a).count() >= needed {
+                break;
+            }
+        }
+    }
+    conn.set_read_timeout(None)?;
+    conn.write(b"UNSUB probe\r\n").await
 }
 
 /// Reads what the server sends a publisher: PONGs (counted) and its PINGs (owed a
@@ -269,8 +360,21 @@ async fn count_messages(
                 let before = result.msgs;
                 let mut pongs = 0;
                 let mut error = None;
+                let mut answers = Vec::new();
                 conn.reader.drain(|op| {
                     match op {
+                        ServerOp::Msg {
+                            reply: Some(inbox), ..
+                        } => {
+                            // A publisher's probe (see `probe_interest`): answered, not counted.
+                            let mut who = itoa::Buffer::new();
+                            encode::publish(
+                                &mut answers,
+                                inbox,
+                                None,
+                                who.format(result.index).as_bytes(),
+                            );
+                        }
                         ServerOp::Msg { payload, .. } => {
                             result.msgs += 1;
                             result.bytes += payload.len() as u64;
@@ -290,7 +394,10 @@ async fn count_messages(
                     return Err(e);
                 }
                 for _ in 0..pongs {
-                    conn.write(b"PONG\r\n").await?;
+                    answers.extend_from_slice(b"PONG\r\n");
+                }
+                if !answers.is_empty() {
+                    conn.write(&answers).await?;
                 }
                 let got = result.msgs - before;
                 if got > 0 {
