@@ -9,6 +9,8 @@
 //! - [`storage_log`]: the store on natrix-storage (one segment log per group).
 //! - [`persist_format`]: the entry payload, state file and snapshot file encodings.
 //! - [`frame`]: the wire format between nodes (crc32c-checked frames).
+//! - [`transport`]: TCP between nodes (one writer per peer, reconnect with backoff).
+//! - [`node`]: a node's shard on its own executor: driver, store, transport, timer.
 //! - [`local`]: an in-process cluster with instant delivery, for tests and benchmarks.
 
 pub mod frame;
@@ -18,10 +20,12 @@ pub mod log_store;
 #[cfg(test)]
 mod log_store_suite;
 pub mod multi;
+pub mod node;
 pub mod persist_format;
 pub mod storage_log;
 #[cfg(test)]
 mod storage_log_tests;
+pub mod transport;
 
 pub use log_store::{GroupId, LogStore, MemStore};
 pub use multi::{Applied, Config, MultiRaft, Proposal, ProposeError, Ready};
