@@ -102,10 +102,28 @@ fn tcp_idle_10000_groups_cpu() {
     }
     let leaders = wait_all_leaders(&c, GROUPS);
     // One entry per group, then let every group go quiet.
-    let _ = load(&c, &leaders, 1, Duration::from_millis(1));
+    let (tx, rx) = mpsc::channel();
+    for (&g, &n) in &leaders {
+        c.node(n).propose_to(g, vec![1], tx.clone());
+    }
+    drop(tx);
+    let acked = rx.iter().filter(|r| r.is_ok()).count();
+    println!("{acked} of {GROUPS} groups committed an entry");
     let deadline = Instant::now() + WAIT;
+    let mut last_print = Instant::now();
     while c.live().any(|h| h.info().unwrap().awake_groups > 0) {
-        assert!(Instant::now() < deadline, "groups stay awake");
+        if last_print.elapsed() > Duration::from_secs(5) {
+            last_print = Instant::now();
+            for h in c.live() {
+                println!("{:?}", h.info());
+            }
+        }
+        if Instant::now() > deadline {
+            for h in c.live() {
+                println!("{:?}", h.info());
+            }
+            panic!("groups stay awake");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     let tids: Vec<i32> = c.live().map(|h| h.tid).collect();

@@ -1112,8 +1112,10 @@ mod tests {
     fn survivors_get_distinct_ranks_and_spread_first_place() {
         let mut first_on = [0usize; 4];
         for g in 0..300u64 {
-            let mut cs = ConfState::default();
-            cs.voters = (1..=3).map(|n| replica_id(n, 1)).collect();
+            let cs = ConfState {
+                voters: (1..=3).map(|n| replica_id(n, 1)).collect(),
+                ..Default::default()
+            };
             let dead = 1 + g % 3;
             let mut ranks: Vec<usize> = cs
                 .voters

@@ -94,6 +94,8 @@ pub enum ProposeFailed {
 }
 
 pub type Reply<T> = std_mpsc::Sender<T>;
+/// Where a proposal's outcome goes.
+pub type ProposeReply = Reply<Result<Proposal, ProposeFailed>>;
 
 /// What the node's state machine holds for one group.
 #[derive(Clone, Debug, Default)]
@@ -115,6 +117,10 @@ pub struct NodeInfo {
     pub group_ticks: u64,
     pub frames_sent: u64,
     pub frames_dropped: u64,
+    pub wakes: u64,
+    pub quiet_transitions: u64,
+    /// Highest term of any group here (an election storm shows as a climbing term).
+    pub max_term: u64,
 }
 
 pub enum Command {
@@ -389,7 +395,7 @@ struct Shard<S: ShardStore> {
     transport: Transport,
     applied: BTreeMap<GroupId, AppliedLog>,
     /// Proposals by (group, index): their term and who waits.
-    pending: BTreeMap<(GroupId, u64), (u64, Reply<Result<Proposal, ProposeFailed>>)>,
+    pending: BTreeMap<(GroupId, u64), (u64, ProposeReply)>,
     persisting: bool,
     /// The newest sync ticket not yet handed to a persist.
     sync_waiting: Option<u64>,
@@ -402,7 +408,10 @@ struct Shard<S: ShardStore> {
 impl<S: ShardStore> Shard<S> {
     fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Tick => self.driver.tick(),
+            Event::Tick => {
+                self.driver.tick();
+                self.expire_pending();
+            }
             Event::Frame(from, f) => {
                 // A bad frame from a peer is its problem; the checksum was checked.
                 let _ = self.driver.step(from, &f);
@@ -480,6 +489,15 @@ impl<S: ShardStore> Shard<S> {
                     group_ticks: st.group_ticks,
                     frames_sent: st.frames_sent,
                     frames_dropped: self.transport.stats.frames_dropped.get(),
+                    wakes: st.wakes,
+                    quiet_transitions: st.quiet_transitions,
+                    max_term: self
+                        .driver
+                        .group_ids()
+                        .filter_map(|g| self.driver.status(g))
+                        .map(|s| s.term)
+                        .max()
+                        .unwrap_or(0),
                 });
             }
             Command::Stop => self.stop = true,
@@ -553,6 +571,24 @@ impl<S: ShardStore> Shard<S> {
                 self.applied.remove(&group);
                 self.fail_pending(group, u64::MAX, ProposeFailed::Unknown);
             }
+        }
+    }
+
+    /// A proposal whose entry left the log (a newer leader overwrote or truncated it
+    /// before any entry reached its index) would otherwise wait forever.
+    fn expire_pending(&mut self) {
+        let lost: Vec<(GroupId, u64)> = self
+            .pending
+            .iter()
+            .filter(|((g, index), (term, _))| match self.driver.status(*g) {
+                None => true,
+                Some(st) => st.term > *term && self.driver.log_term(*g, *index) != Some(*term),
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in lost {
+            let (_, reply) = self.pending.remove(&k).expect("pending");
+            let _ = reply.send(Err(ProposeFailed::Lost));
         }
     }
 
