@@ -132,6 +132,14 @@ pub fn check(buf: &[u8]) -> Result<usize, FrameError> {
     Ok(total)
 }
 
+/// The sending node of a frame [`check`] accepted (a reader learns its peer from it).
+pub fn from_node(frame: &[u8]) -> Result<NodeId, FrameError> {
+    let b = frame
+        .get(HEADER_BYTES + 1..HEADER_BYTES + 9)
+        .ok_or(FrameError::Malformed("short frame"))?;
+    Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+}
+
 struct Reader<'a> {
     buf: &'a [u8],
 }
@@ -250,6 +258,8 @@ mod tests {
         let (back, used) = parse(&bytes).unwrap();
         assert_eq!(used, bytes.len());
         assert_eq!(back, f);
+        assert_eq!(from_node(&bytes), Ok(1));
+        assert!(from_node(&bytes[..12]).is_err());
     }
 
     #[test]

@@ -6,19 +6,32 @@
 //! - [`log_store`]: the storage trait the groups persist through, and an in-memory store.
 //! - [`group`]: one group (a `raft::RawNode` over the shard's store).
 //! - [`multi`]: the per-shard driver: one timer, one frame per peer per turn, quiet groups.
+//! - [`storage_log`]: the store on natrix-storage (one segment log per group).
+//! - [`persist_format`]: the entry payload, state file and snapshot file encodings.
 //! - [`frame`]: the wire format between nodes (crc32c-checked frames).
+//! - [`transport`]: TCP between nodes (one writer per peer, reconnect with backoff).
+//! - [`node`]: a node's shard on its own executor: driver, store, transport, timer.
 //! - [`local`]: an in-process cluster with instant delivery, for tests and benchmarks.
 
 pub mod frame;
 pub mod group;
 pub mod local;
 pub mod log_store;
+#[cfg(test)]
+mod log_store_suite;
 pub mod multi;
+pub mod node;
+pub mod persist_format;
+pub mod storage_log;
+#[cfg(test)]
+mod storage_log_tests;
+pub mod transport;
 
 pub use log_store::{GroupId, LogStore, MemStore};
 pub use multi::{Applied, Config, MultiRaft, Proposal, ProposeError, Ready};
 pub use raft::eraftpb;
 pub use raft::StateRole;
+pub use storage_log::FileLogStore;
 
 /// A node of the cluster (one server).
 pub type NodeId = u64;

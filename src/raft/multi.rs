@@ -499,9 +499,17 @@ impl<S: LogStore> MultiRaft<S> {
             .collect();
         for g in led {
             self.wake(g);
-            let r = &mut self.groups.get_mut(&g).unwrap().node.raft;
-            // Out of the leader lease: grant pre-votes, campaign after the random rest.
+            let grp = self.groups.get_mut(&g).unwrap();
+            let rank = campaign_rank(g, grp.replica(), &grp.conf_state, peer);
+            let r = &mut grp.node.raft;
+            // Out of the leader lease: grant pre-votes at once. Campaign after a wait
+            // staggered by rank, so that survivors that noticed the death in the same
+            // tick do not campaign in the same tick and split the vote (both would win
+            // the pre-vote, then vote for themselves).
             r.election_elapsed = r.election_elapsed.max(et);
+            let wait = stagger_ticks(rank, et, &mut self.rng);
+            let timeout = (r.election_elapsed + wait).min(2 * et - 1);
+            r.set_randomized_election_timeout(timeout);
         }
     }
 
@@ -1041,6 +1049,38 @@ fn fix_timeout<S: LogStore>(grp: &mut Group<S>, rng: &mut ChaCha8Rng, election_t
     }
 }
 
+/// This replica's place among the voters that may replace a dead leader of group `g`
+/// on node `dead`: 0 campaigns first. The order is a hash of (group, replica), so that
+/// the first ones are spread over the nodes, and every survivor computes the same one.
+fn campaign_rank(g: GroupId, me: u64, cs: &ConfState, dead: NodeId) -> usize {
+    let key = |replica: u64| {
+        let mut h = mix64(g ^ replica.rotate_left(17));
+        h ^= replica;
+        (mix64(h), replica)
+    };
+    let mine = key(me);
+    cs.voters
+        .iter()
+        .filter(|&&v| v != me && node_of(v) != dead)
+        .filter(|&&v| key(v) < mine)
+        .count()
+}
+
+/// A 64-bit mixer (splitmix64's finalizer): stable across runs and platforms.
+fn mix64(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Ticks a survivor of rank `rank` waits before campaigning for a dead leader's group:
+/// rank 0 after 2 or 3 ticks (time for the other survivors to notice the death too, so
+/// that they grant its pre-vote), each next rank half an election timeout later.
+fn stagger_ticks(rank: usize, election_ticks: usize, rng: &mut ChaCha8Rng) -> usize {
+    let step = (election_ticks / 2).max(2);
+    2 + rank.min(8) * step + rng.gen_range(0..2)
+}
+
 /// A leader may go quiet when nothing is in flight: everything is persisted, committed,
 /// applied, replicated to and known committed by every live member, and no transfer or
 /// configuration change is under way.
@@ -1061,4 +1101,47 @@ fn leader_idle<S: LogStore>(grp: &Group<S>, peers: &BTreeMap<NodeId, Peer>) -> b
             || (pr.matched == last && pr.committed_index == last)
             || !peers.get(&node_of(*id)).is_some_and(|p| p.alive)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::replica_id;
+
+    #[test]
+    fn survivors_get_distinct_ranks_and_spread_first_place() {
+        let mut first_on = [0usize; 4];
+        for g in 0..300u64 {
+            let cs = ConfState {
+                voters: (1..=3).map(|n| replica_id(n, 1)).collect(),
+                ..Default::default()
+            };
+            let dead = 1 + g % 3;
+            let mut ranks: Vec<usize> = cs
+                .voters
+                .iter()
+                .filter(|&&v| node_of(v) != dead)
+                .map(|&v| campaign_rank(g, v, &cs, dead))
+                .collect();
+            ranks.sort_unstable();
+            assert_eq!(ranks, vec![0, 1], "group {g}");
+            let first = cs
+                .voters
+                .iter()
+                .find(|&&v| node_of(v) != dead && campaign_rank(g, v, &cs, dead) == 0)
+                .unwrap();
+            first_on[node_of(*first) as usize] += 1;
+        }
+        assert!(first_on[1..].iter().all(|&n| n > 50), "{first_on:?}");
+    }
+
+    #[test]
+    fn stagger_windows_do_not_overlap() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..100 {
+            let r0 = stagger_ticks(0, 8, &mut rng);
+            let r1 = stagger_ticks(1, 8, &mut rng);
+            assert!((2..=3).contains(&r0) && r1 >= r0 + 3, "{r0} {r1}");
+        }
+    }
 }

@@ -1,0 +1,655 @@
+//! A node's Raft shard on its own glommio executor: the driver, its store, the TCP
+//! transport, a timer, and a small state machine (the applied entries of each group).
+//! Used by the integration tests and benchmarks; the server will run the same loop
+//! inside its shards.
+//!
+//! One task runs the loop: wait for an event (tick, frame, persisted, command), take
+//! whatever else is queued (bounded), run the driver's turn, start a group commit if
+//! one is needed and none is in flight, then leave the task queue so that glommio
+//! submits the I/O (storage writes, socket writes) right away.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_channel::mpsc;
+use futures_lite::StreamExt;
+
+use super::log_store::{GroupId, LogStore, MemStore};
+use super::multi::{Applied, Config, GroupStatus, MultiRaft, Proposal, ProposeError};
+use super::storage_log::FileLogStore;
+use super::transport::{spawn_acceptor, Transport, TransportConfig};
+use super::NodeId;
+
+/// A store a shard can persist asynchronously.
+pub trait ShardStore: LogStore + Sized + 'static {
+    fn has_pending(&self) -> bool;
+    fn persist(store: Rc<RefCell<Self>>) -> Pin<Box<dyn Future<Output = io::Result<()>>>>;
+}
+
+impl ShardStore for FileLogStore {
+    fn has_pending(&self) -> bool {
+        FileLogStore::has_pending(self)
+    }
+    fn persist(store: Rc<RefCell<Self>>) -> Pin<Box<dyn Future<Output = io::Result<()>>>> {
+        Box::pin(async move { FileLogStore::persist(&store).await })
+    }
+}
+
+impl ShardStore for MemStore {
+    fn has_pending(&self) -> bool {
+        false
+    }
+    fn persist(_: Rc<RefCell<Self>>) -> Pin<Box<dyn Future<Output = io::Result<()>>>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// How a node runs.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub raft: Config,
+    pub listen: SocketAddr,
+    pub tick_interval: Duration,
+    pub transport: TransportConfig,
+    /// Events taken in one turn.
+    pub max_events_per_turn: usize,
+    /// Proposals waiting to be applied; more are refused.
+    pub max_pending_proposals: usize,
+    /// Keep every applied entry's data (tests); otherwise only counts (benchmarks).
+    pub keep_applied: bool,
+}
+
+impl NodeConfig {
+    pub fn new(raft: Config) -> Self {
+        Self {
+            raft,
+            listen: "127.0.0.1:0".parse().expect("address"),
+            tick_interval: Duration::from_millis(super::multi::DEFAULT_TICK_INTERVAL_MS),
+            transport: TransportConfig::default(),
+            max_events_per_turn: 4096,
+            max_pending_proposals: 1 << 20,
+            keep_applied: true,
+        }
+    }
+}
+
+/// Why a proposal was not acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProposeFailed {
+    Refused(ProposeError),
+    /// Another entry was committed at its index (a leader change).
+    Lost,
+    /// Covered by a snapshot or the replica was removed: the outcome is not known here.
+    Unknown,
+    /// The node stopped.
+    Stopped,
+}
+
+pub type Reply<T> = std_mpsc::Sender<T>;
+/// Where a proposal's outcome goes.
+pub type ProposeReply = Reply<Result<Proposal, ProposeFailed>>;
+
+/// What the node's state machine holds for one group.
+#[derive(Clone, Debug, Default)]
+pub struct AppliedLog {
+    /// Normal non-empty entries applied.
+    pub count: u64,
+    pub last_index: u64,
+    /// Their data, if the node keeps it.
+    pub data: Vec<Bytes>,
+}
+
+/// Node-wide figures.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    /// The executor thread (for its CPU time in /proc).
+    pub tid: i32,
+    pub groups: usize,
+    pub awake_groups: usize,
+    pub group_ticks: u64,
+    pub frames_sent: u64,
+    pub frames_dropped: u64,
+    pub wakes: u64,
+    pub quiet_transitions: u64,
+    /// Highest term of any group here (an election storm shows as a climbing term).
+    pub max_term: u64,
+}
+
+pub enum Command {
+    SetPeers(Vec<(NodeId, SocketAddr)>),
+    CreateGroup {
+        group: GroupId,
+        replica: u64,
+        voters: Vec<u64>,
+        reply: Reply<Result<(), ProposeError>>,
+    },
+    Propose {
+        group: GroupId,
+        data: Vec<u8>,
+        reply: Reply<Result<Proposal, ProposeFailed>>,
+    },
+    Campaign(GroupId),
+    Status {
+        group: GroupId,
+        reply: Reply<Option<GroupStatus>>,
+    },
+    /// Status of every group, as (group, role is leader, term).
+    Leaders {
+        reply: Reply<Vec<(GroupId, bool, u64)>>,
+    },
+    Applied {
+        group: GroupId,
+        reply: Reply<AppliedLog>,
+    },
+    Info {
+        reply: Reply<NodeInfo>,
+    },
+    Stop,
+}
+
+enum Event {
+    Tick,
+    Frame(NodeId, Vec<u8>),
+    Persisted(Option<u64>, io::Result<()>),
+    Cmd(Command),
+}
+
+/// The controlling side of a node running on its own thread.
+pub struct NodeHandle {
+    pub node: NodeId,
+    pub addr: SocketAddr,
+    pub tid: i32,
+    tx: mpsc::UnboundedSender<Event>,
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl NodeHandle {
+    /// Starts a node on a new thread with its own executor; `open` opens its store there.
+    pub fn start<S, F, Fut>(cfg: NodeConfig, open: F) -> io::Result<NodeHandle>
+    where
+        S: ShardStore,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = io::Result<S>> + 'static,
+    {
+        let (tx, rx) = mpsc::unbounded();
+        let (started_tx, started_rx) = std_mpsc::channel();
+        let node = cfg.raft.node_id;
+        let loop_tx = tx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("raft-node-{node}"))
+            .spawn(move || {
+                natrix_storage::rt::raise_memlock_limit();
+                let ex = glommio::LocalExecutorBuilder::default()
+                    .io_memory(natrix_storage::rt::IO_MEMORY_BYTES)
+                    .make()
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                ex.run(run_node(cfg, open, rx, loop_tx, started_tx))
+            })?;
+        let (addr, tid) = match started_rx.recv() {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                let r = thread.join();
+                return Err(io::Error::other(format!("node thread ended: {r:?}")));
+            }
+        };
+        Ok(NodeHandle {
+            node,
+            addr,
+            tid,
+            tx,
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, c: Command) {
+        let _ = self.tx.unbounded_send(Event::Cmd(c));
+    }
+
+    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Option<T> {
+        let (tx, rx) = std_mpsc::channel();
+        self.send(make(tx));
+        rx.recv_timeout(CALL_TIMEOUT).ok()
+    }
+
+    pub fn set_peers(&self, peers: Vec<(NodeId, SocketAddr)>) {
+        self.send(Command::SetPeers(peers));
+    }
+
+    pub fn create_group(&self, group: GroupId, replica: u64, voters: Vec<u64>) {
+        let r = self.call(|reply| Command::CreateGroup {
+            group,
+            replica,
+            voters,
+            reply,
+        });
+        assert_eq!(r, Some(Ok(())), "create group {group}");
+    }
+
+    /// Proposes and waits until applied here (or failed).
+    pub fn propose(&self, group: GroupId, data: Vec<u8>) -> Result<Proposal, ProposeFailed> {
+        self.call(|reply| Command::Propose { group, data, reply })
+            .unwrap_or(Err(ProposeFailed::Stopped))
+    }
+
+    /// Proposes; the outcome arrives on `reply` once applied here.
+    pub fn propose_to(
+        &self,
+        group: GroupId,
+        data: Vec<u8>,
+        reply: Reply<Result<Proposal, ProposeFailed>>,
+    ) {
+        self.send(Command::Propose { group, data, reply });
+    }
+
+    pub fn campaign(&self, group: GroupId) {
+        self.send(Command::Campaign(group));
+    }
+
+    pub fn status(&self, group: GroupId) -> Option<GroupStatus> {
+        self.call(|reply| Command::Status { group, reply })
+            .flatten()
+    }
+
+    pub fn leaders(&self) -> Vec<(GroupId, bool, u64)> {
+        self.call(|reply| Command::Leaders { reply })
+            .unwrap_or_default()
+    }
+
+    pub fn applied(&self, group: GroupId) -> AppliedLog {
+        self.call(|reply| Command::Applied { group, reply })
+            .unwrap_or_default()
+    }
+
+    pub fn info(&self) -> Option<NodeInfo> {
+        self.call(|reply| Command::Info { reply })
+    }
+
+    /// Stops the node (abruptly: what is not durable is lost, as in a crash) and
+    /// waits for its thread.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> io::Result<()> {
+        let Some(t) = self.thread.take() else {
+            return Ok(());
+        };
+        let _ = self.tx.unbounded_send(Event::Cmd(Command::Stop));
+        t.join()
+            .map_err(|_| io::Error::other("node thread panicked"))?
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
+
+fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+async fn run_node<S, F, Fut>(
+    cfg: NodeConfig,
+    open: F,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+    tx: mpsc::UnboundedSender<Event>,
+    started: std_mpsc::Sender<io::Result<(SocketAddr, i32)>>,
+) -> io::Result<()>
+where
+    S: ShardStore,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = io::Result<S>>,
+{
+    let opened = async {
+        let store = Rc::new(RefCell::new(open().await?));
+        let listener = glommio::net::TcpListener::bind(cfg.listen)?;
+        let addr = listener.local_addr()?;
+        io::Result::Ok((store, listener, addr))
+    }
+    .await;
+    let (store, listener, addr) = match opened {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = started.send(Err(io::Error::new(e.kind(), e.to_string())));
+            return Err(e);
+        }
+    };
+    let transport = Transport::new(cfg.transport.clone());
+    let ftx = tx.clone();
+    let _acceptor = spawn_acceptor(
+        listener,
+        cfg.transport.clone(),
+        transport.stats.clone(),
+        Rc::new(move |from, f| {
+            let _ = ftx.unbounded_send(Event::Frame(from, f));
+        }),
+    );
+    let ttx = tx.clone();
+    let interval = cfg.tick_interval;
+    let _ticker = glommio::spawn_local(async move {
+        let mut next = Instant::now();
+        loop {
+            next += interval;
+            glommio::timer::sleep(next.saturating_duration_since(Instant::now())).await;
+            if ttx.unbounded_send(Event::Tick).is_err() {
+                return;
+            }
+        }
+    })
+    .detach();
+    let _ = started.send(Ok((addr, gettid())));
+    let mut shard = Shard {
+        driver: MultiRaft::new(cfg.raft.clone(), store.clone()),
+        store,
+        transport,
+        applied: BTreeMap::new(),
+        pending: BTreeMap::new(),
+        persisting: false,
+        sync_waiting: None,
+        failed: None,
+        stop: false,
+        tx,
+        cfg: cfg.clone(),
+    };
+    shard.turn();
+    while let Some(ev) = rx.next().await {
+        shard.handle(ev);
+        for _ in 1..cfg.max_events_per_turn {
+            match rx.try_recv() {
+                Ok(ev) => shard.handle(ev),
+                Err(_) => break,
+            }
+        }
+        if shard.stop {
+            break;
+        }
+        shard.turn();
+        shard.maybe_persist();
+        if let Some(e) = shard.failed.take() {
+            return Err(e);
+        }
+        glommio::executor().yield_task_queue_now().await;
+    }
+    _acceptor.cancel();
+    _ticker.cancel();
+    Ok(())
+}
+
+struct Shard<S: ShardStore> {
+    driver: MultiRaft<S>,
+    store: Rc<RefCell<S>>,
+    transport: Transport,
+    applied: BTreeMap<GroupId, AppliedLog>,
+    /// Proposals by (group, index): their term and who waits.
+    pending: BTreeMap<(GroupId, u64), (u64, ProposeReply)>,
+    persisting: bool,
+    /// The newest sync ticket not yet handed to a persist.
+    sync_waiting: Option<u64>,
+    failed: Option<io::Error>,
+    stop: bool,
+    tx: mpsc::UnboundedSender<Event>,
+    cfg: NodeConfig,
+}
+
+impl<S: ShardStore> Shard<S> {
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Tick => {
+                self.driver.tick();
+                self.expire_pending();
+            }
+            Event::Frame(from, f) => {
+                // A bad frame from a peer is its problem; the checksum was checked.
+                let _ = self.driver.step(from, &f);
+            }
+            Event::Persisted(ticket, r) => {
+                self.persisting = false;
+                match r {
+                    Ok(()) => {
+                        if let Some(t) = ticket {
+                            self.driver.on_persisted(t);
+                        }
+                    }
+                    Err(e) => self.failed = Some(e),
+                }
+            }
+            Event::Cmd(c) => self.command(c),
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::SetPeers(peers) => {
+                for (node, addr) in peers {
+                    if node != self.cfg.raft.node_id {
+                        self.transport.set_peer(node, addr);
+                    }
+                }
+            }
+            Command::CreateGroup {
+                group,
+                replica,
+                voters,
+                reply,
+            } => {
+                let _ = reply.send(self.driver.create_group(group, replica, &voters));
+            }
+            Command::Propose { group, data, reply } => {
+                if self.pending.len() >= self.cfg.max_pending_proposals {
+                    let _ = reply.send(Err(ProposeFailed::Refused(ProposeError::Dropped)));
+                    return;
+                }
+                match self.driver.propose(group, data) {
+                    Ok(p) => {
+                        self.pending.insert((group, p.index), (p.term, reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(ProposeFailed::Refused(e)));
+                    }
+                }
+            }
+            Command::Campaign(group) => {
+                let _ = self.driver.campaign(group);
+            }
+            Command::Status { group, reply } => {
+                let _ = reply.send(self.driver.status(group));
+            }
+            Command::Leaders { reply } => {
+                let v = self
+                    .driver
+                    .group_ids()
+                    .filter_map(|g| self.driver.status(g).map(|s| (g, s)))
+                    .map(|(g, s)| (g, s.role == super::StateRole::Leader, s.term))
+                    .collect();
+                let _ = reply.send(v);
+            }
+            Command::Applied { group, reply } => {
+                let _ = reply.send(self.applied.get(&group).cloned().unwrap_or_default());
+            }
+            Command::Info { reply } => {
+                let st = self.driver.stats();
+                let _ = reply.send(NodeInfo {
+                    tid: gettid(),
+                    groups: self.driver.group_ids().count(),
+                    awake_groups: self.driver.awake_groups(),
+                    group_ticks: st.group_ticks,
+                    frames_sent: st.frames_sent,
+                    frames_dropped: self.transport.stats.frames_dropped.get(),
+                    wakes: st.wakes,
+                    quiet_transitions: st.quiet_transitions,
+                    max_term: self
+                        .driver
+                        .group_ids()
+                        .filter_map(|g| self.driver.status(g))
+                        .map(|s| s.term)
+                        .max()
+                        .unwrap_or(0),
+                });
+            }
+            Command::Stop => self.stop = true,
+        }
+    }
+
+    fn turn(&mut self) {
+        for _ in 0..4 {
+            let rd = self.driver.ready();
+            if rd.is_empty() {
+                return;
+            }
+            for (to, f) in rd.frames {
+                self.transport.send(to, f);
+            }
+            for a in rd.applied {
+                self.apply(a);
+            }
+            for g in rd.snapshot_wanted {
+                let data = encode_applied(self.applied.get(&g));
+                let _ = self.driver.compact(g, data);
+            }
+            if let Some(t) = rd.sync {
+                assert!(self.sync_waiting.is_none_or(|w| w < t));
+                self.sync_waiting = Some(t);
+            }
+        }
+    }
+
+    fn apply(&mut self, a: Applied) {
+        match a {
+            Applied::Entry {
+                group,
+                index,
+                term,
+                data,
+            } => {
+                let log = self.applied.entry(group).or_default();
+                log.last_index = index;
+                if !data.is_empty() {
+                    log.count += 1;
+                    if self.cfg.keep_applied {
+                        log.data.push(data);
+                    }
+                }
+                if let Some((t, reply)) = self.pending.remove(&(group, index)) {
+                    let r = if t == term {
+                        Ok(Proposal { index, term })
+                    } else {
+                        Err(ProposeFailed::Lost)
+                    };
+                    let _ = reply.send(r);
+                }
+            }
+            Applied::ConfChange { group, index, .. } => {
+                self.applied.entry(group).or_default().last_index = index;
+                self.fail_pending(group, index, ProposeFailed::Lost);
+            }
+            Applied::Snapshot {
+                group, index, data, ..
+            } => {
+                let mut log = decode_applied(&data);
+                log.last_index = index;
+                if !self.cfg.keep_applied {
+                    log.data.clear();
+                }
+                self.applied.insert(group, log);
+                self.fail_pending(group, index, ProposeFailed::Unknown);
+            }
+            Applied::Removed { group } => {
+                self.applied.remove(&group);
+                self.fail_pending(group, u64::MAX, ProposeFailed::Unknown);
+            }
+        }
+    }
+
+    /// A proposal whose entry left the log (a newer leader overwrote or truncated it
+    /// before any entry reached its index) would otherwise wait forever.
+    fn expire_pending(&mut self) {
+        let lost: Vec<(GroupId, u64)> = self
+            .pending
+            .iter()
+            .filter(|((g, index), (term, _))| match self.driver.status(*g) {
+                None => true,
+                Some(st) => st.term > *term && self.driver.log_term(*g, *index) != Some(*term),
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in lost {
+            let (_, reply) = self.pending.remove(&k).expect("pending");
+            let _ = reply.send(Err(ProposeFailed::Lost));
+        }
+    }
+
+    fn fail_pending(&mut self, group: GroupId, up_to: u64, why: ProposeFailed) {
+        let keys: Vec<_> = self
+            .pending
+            .range((group, 0)..=(group, up_to))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            let (_, reply) = self.pending.remove(&k).expect("pending");
+            let _ = reply.send(Err(why));
+        }
+    }
+
+    fn maybe_persist(&mut self) {
+        if self.persisting || (self.sync_waiting.is_none() && !self.store.borrow().has_pending()) {
+            return;
+        }
+        self.persisting = true;
+        let ticket = self.sync_waiting.take();
+        let store = self.store.clone();
+        let tx = self.tx.clone();
+        glommio::spawn_local(async move {
+            let r = S::persist(store).await;
+            let _ = tx.unbounded_send(Event::Persisted(ticket, r));
+        })
+        .detach();
+    }
+}
+
+/// The state machine as snapshot data: count, then every kept entry (u32 length, bytes).
+fn encode_applied(log: Option<&AppliedLog>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let Some(log) = log else {
+        out.extend_from_slice(&0u64.to_le_bytes());
+        return out;
+    };
+    out.extend_from_slice(&log.count.to_le_bytes());
+    for d in &log.data {
+        out.extend_from_slice(&(d.len() as u32).to_le_bytes());
+        out.extend_from_slice(d);
+    }
+    out
+}
+
+fn decode_applied(buf: &[u8]) -> AppliedLog {
+    let mut log = AppliedLog::default();
+    if buf.len() < 8 {
+        return log;
+    }
+    log.count = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+    let mut at = 8;
+    while at + 4 <= buf.len() {
+        let len = u32::from_le_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+        at += 4;
+        let Some(d) = buf.get(at..at + len) else {
+            break;
+        };
+        log.data.push(Bytes::copy_from_slice(d));
+        at += len;
+    }
+    log
+}

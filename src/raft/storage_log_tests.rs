@@ -1,0 +1,211 @@
+//! The file store on real files in a temporary directory, inside a glommio executor:
+//! the shared behaviour suite, then reopen and crash recovery.
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
+
+use natrix_storage::rt::run_local;
+use natrix_storage::LogConfig;
+use raft::eraftpb::{HardState, Snapshot};
+
+use super::log_store::LogStore;
+use super::log_store_suite::{self as suite, dump, entry, snapshot, Dump};
+use super::persist_format as fmt;
+use super::storage_log::FileLogStore;
+
+fn small_logs() -> LogConfig {
+    LogConfig {
+        segment_size_bytes: 256 << 10,
+        record_max_bytes: 64 << 10,
+        ..LogConfig::default()
+    }
+}
+
+async fn open(dir: &Path) -> Rc<RefCell<FileLogStore>> {
+    Rc::new(RefCell::new(
+        FileLogStore::open(dir, small_logs()).await.expect("open"),
+    ))
+}
+
+async fn persist(s: &Rc<RefCell<FileLogStore>>) {
+    FileLogStore::persist(s).await.expect("persist");
+    assert!(!s.borrow().has_pending());
+}
+
+/// After a reopen everything is as before, except that the commit index may be an
+/// older (lazily written) one, never below the snapshot (which is committed).
+fn assert_same_after_reopen(before: &Dump, after: &Dump) {
+    assert_eq!(before.groups.len(), after.groups.len());
+    for (b, a) in before.groups.iter().zip(&after.groups) {
+        assert_eq!(
+            (a.group, a.replica, a.term, a.vote),
+            (b.group, b.replica, b.term, b.vote)
+        );
+        assert_eq!(a.snapshot, b.snapshot);
+        assert_eq!(a.entries, b.entries, "group {}", b.group);
+        let snap_index = b.snapshot.get_metadata().index;
+        assert!(
+            a.commit <= b.commit.max(snap_index) && a.commit >= snap_index,
+            "group {}: commit {} after, {} before",
+            b.group,
+            a.commit,
+            b.commit
+        );
+    }
+}
+
+#[test]
+fn file_store_passes_the_suite_and_reopens_the_same() {
+    for (name, case) in suite::cases::<FileLogStore>() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        run_local(move || async move {
+            let s = open(&dir).await;
+            case(&mut s.borrow_mut());
+            persist(&s).await;
+            let before = dump(&*s.borrow());
+            drop(s);
+            let s = open(&dir).await;
+            let after = dump(&*s.borrow());
+            assert_same_after_reopen(&before, &after);
+            // And the reopened store keeps working.
+            let g = after.groups[0].group;
+            let next = s.borrow().last_index(g) + 1;
+            let term = s.borrow().term(g, next - 1).unwrap_or(1).max(1);
+            s.borrow_mut().append(g, &[entry(next, term)]);
+            persist(&s).await;
+            drop(s);
+            let s = open(&dir).await;
+            assert_eq!(s.borrow().last_index(g), next, "{name}");
+        });
+    }
+}
+
+#[test]
+fn writes_not_persisted_are_lost_as_a_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run_local(move || async move {
+        let s = open(&dir).await;
+        s.borrow_mut()
+            .create_group(1, 4, &snapshot(1, 1, &[4, 5, 6]), &HardState::default());
+        s.borrow_mut().append(1, &[entry(2, 2), entry(3, 2)]);
+        s.borrow_mut().set_hard_state(
+            1,
+            &HardState {
+                term: 2,
+                vote: 4,
+                commit: 3,
+                ..Default::default()
+            },
+        );
+        persist(&s).await;
+        let durable = dump(&*s.borrow());
+        // A new term, a vote, a truncation and appends, never persisted: a crash.
+        s.borrow_mut().truncate_suffix(1, 3);
+        s.borrow_mut().append(1, &[entry(3, 3), entry(4, 3)]);
+        s.borrow_mut().set_hard_state(
+            1,
+            &HardState {
+                term: 3,
+                vote: 5,
+                commit: 3,
+                ..Default::default()
+            },
+        );
+        s.borrow_mut()
+            .create_group(2, 4, &Snapshot::default(), &HardState::default());
+        drop(s);
+        let s = open(&dir).await;
+        assert_eq!(dump(&*s.borrow()), durable);
+        assert!(!dir.join("groups").join(format!("{:020}", 2)).exists());
+    });
+}
+
+#[test]
+fn truncation_and_snapshot_install_survive_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run_local(move || async move {
+        let s = open(&dir).await;
+        s.borrow_mut()
+            .create_group(1, 1, &Snapshot::default(), &HardState::default());
+        s.borrow_mut()
+            .create_group(2, 1, &Snapshot::default(), &HardState::default());
+        let es: Vec<_> = (1..=50).map(|i| entry(i, 1)).collect();
+        s.borrow_mut().append(1, &es);
+        s.borrow_mut().append(2, &es);
+        persist(&s).await;
+        s.borrow_mut().truncate_suffix(1, 20);
+        s.borrow_mut().append(1, &[entry(20, 2), entry(21, 2)]);
+        s.borrow_mut()
+            .install_snapshot(2, &snapshot(70, 3, &[1, 2, 3]));
+        s.borrow_mut().append(2, &[entry(71, 3)]);
+        persist(&s).await;
+        let before = dump(&*s.borrow());
+        drop(s);
+        let s = open(&dir).await;
+        let after = dump(&*s.borrow());
+        assert_same_after_reopen(&before, &after);
+        assert_eq!(s.borrow().last_index(1), 21);
+        assert_eq!(s.borrow().term(1, 20), Some(2));
+        assert_eq!(
+            (s.borrow().first_index(2), s.borrow().last_index(2)),
+            (71, 71)
+        );
+        assert_eq!(s.borrow().hard_state(2).commit, 70);
+    });
+}
+
+#[test]
+fn crash_between_snapshot_file_and_compaction_is_repaired() {
+    for (snap_term, expect_first_entry) in [(1, Some(4)), (9, None)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        run_local(move || async move {
+            let s = open(&dir).await;
+            s.borrow_mut()
+                .create_group(1, 1, &Snapshot::default(), &HardState::default());
+            let es: Vec<_> = (1..=5).map(|i| entry(i, 1)).collect();
+            s.borrow_mut().append(1, &es);
+            persist(&s).await;
+            drop(s);
+            // The snapshot file made it to disk, the log's compact marker did not.
+            let gdir = dir.join("groups").join(format!("{:020}", 1));
+            let snap = snapshot(3, snap_term, &[1]);
+            std::fs::write(gdir.join("snapshot"), fmt::encode_snapshot(&snap)).unwrap();
+            let s = open(&dir).await;
+            let s = s.borrow();
+            assert_eq!(s.first_index(1), 4);
+            assert_eq!(s.term(1, 3), Some(snap_term));
+            match expect_first_entry {
+                Some(i) => assert_eq!(s.entries(1, i, 6, u64::MAX), es[3..].to_vec()),
+                // Entries after a snapshot of another history are dropped.
+                None => assert_eq!(s.last_index(1), 3),
+            }
+        });
+    }
+}
+
+#[test]
+fn damaged_state_file_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run_local(move || async move {
+        let s = open(&dir).await;
+        s.borrow_mut()
+            .create_group(1, 1, &Snapshot::default(), &HardState::default());
+        persist(&s).await;
+        drop(s);
+        let path = dir.join("raft-state");
+        let mut buf = std::fs::read(&path).unwrap();
+        buf[10] ^= 0x40;
+        std::fs::write(&path, buf).unwrap();
+        let err = FileLogStore::open(&dir, small_logs())
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    });
+}
