@@ -40,6 +40,8 @@ pub(crate) struct Core<L> {
     subject_ids: HashMap<Box<str>, u32>,
     subjects: Vec<SubjectInfo>,
     num_subjects: u64,
+    /// The subject interned last (appends usually repeat it): checked before the map.
+    hot_subject: u32,
 }
 
 impl<L: Clone> Default for Core<L> {
@@ -60,6 +62,7 @@ impl<L: Clone> Core<L> {
             subject_ids: HashMap::new(),
             subjects: Vec::new(),
             num_subjects: 0,
+            hot_subject: u32::MAX,
         }
     }
 
@@ -80,7 +83,13 @@ impl<L: Clone> Core<L> {
     }
 
     pub fn intern(&mut self, name: &str) -> u32 {
+        if let Some(s) = self.subjects.get(self.hot_subject as usize) {
+            if &*s.name == name {
+                return self.hot_subject;
+            }
+        }
         if let Some(&id) = self.subject_ids.get(name) {
+            self.hot_subject = id;
             return id;
         }
         let id = u32::try_from(self.subjects.len()).expect("subject count fits u32");

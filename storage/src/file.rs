@@ -30,8 +30,11 @@ const BLOCK_BYTES: u64 = 4096;
 const PIECE_MAX_BYTES: usize = 1 << 20;
 /// Smallest tail buffer (an idle log keeps one).
 const PIECE_MIN_BYTES: usize = 16 << 10;
-/// Full-size tail buffers kept for reuse once their write completed.
-const FREE_PIECES: usize = 8;
+/// Full-size tail buffers kept for reuse once their commit finished (enough
+/// for a few large commits in flight; trimmed when batches are small).
+const FREE_PIECES: usize = 16;
+/// Full-size buffers kept while batches are small.
+const FREE_PIECES_IDLE: usize = 2;
 /// Read size when scanning a segment.
 const SCAN_READ_BYTES: usize = 8 << 20;
 
@@ -83,6 +86,8 @@ struct Seg {
 struct Building {
     index: SegmentIndex,
     local_subjects: HashMap<u32, u32>,
+    /// (subject id, local id) of the last message, checked before the map.
+    hot_subject: (u32, u32),
 }
 
 /// The tail's current buffer: bytes `[start, start + fill)` of segment `seg`
@@ -95,6 +100,9 @@ struct Pending {
     fill: usize,
     /// Leading bytes already on disk (the partial block a commit rewrites).
     written: usize,
+    /// The write of those leading bytes, when it may not have completed yet:
+    /// the write that rewrites their block must start only after it.
+    after: Option<Rc<WriteOp>>,
 }
 
 /// Bytes waiting for, or under, a write: `[start, start + len)` of `seg`. The
@@ -107,6 +115,67 @@ struct Chunk {
     len: usize,
     /// The segment is complete after this chunk: seal it once durable.
     seal: bool,
+    /// Its write: started as soon as the chunk is complete if its segment
+    /// file exists (a full tail buffer is written while the batch still
+    /// fills), else by its commit, which waits for it before its fdatasync.
+    op: Rc<WriteOp>,
+    /// The write of the chunk before, whose last partial block this chunk
+    /// rewrites: this one's write starts only once that one completed.
+    after: Option<Rc<WriteOp>>,
+}
+
+/// One chunk's write: started once, completed once (also when it could not
+/// start, so that nothing waits for it forever).
+#[derive(Default)]
+struct WriteOp {
+    started: Cell<bool>,
+    done: Done,
+    err: RefCell<Option<std::io::Error>>,
+}
+
+impl WriteOp {
+    fn fail(&self, e: std::io::Error) {
+        *self.err.borrow_mut() = Some(e);
+        self.done.complete(false);
+    }
+
+    /// Marks a write that will never start as failed.
+    fn abandon(&self) {
+        if !self.started.replace(true) {
+            self.fail(std::io::Error::other("write not started"));
+        }
+    }
+}
+
+/// Starts the chunk's write into `file` (once), after the write it depends on.
+fn start_write(c: &Chunk, file: Rc<DmaFile>) {
+    if c.op.started.replace(true) {
+        return;
+    }
+    let Some(buf) = c.buf.clone() else {
+        c.op.done.complete(true);
+        return;
+    };
+    let (op, after, pos) = (c.op.clone(), c.after.clone(), c.start);
+    glommio::spawn_local(async move {
+        if let Some(a) = after {
+            if !a.done.wait().await {
+                op.fail(std::io::Error::other("an earlier write failed"));
+                return;
+            }
+        }
+        let want = buf.len();
+        let r = file.write_rc_at(buf, pos).await;
+        drop(file);
+        match r {
+            Ok(w) if w == want => op.done.complete(true),
+            Ok(w) => op.fail(std::io::Error::other(format!(
+                "short write: {w} of {want} bytes"
+            ))),
+            Err(e) => op.fail(e.into()),
+        }
+    })
+    .detach();
 }
 
 impl Chunk {
@@ -154,6 +223,7 @@ struct Inner {
     piece_bytes: usize,
     /// Full-size buffers whose write completed, for reuse.
     free: Vec<DmaBuffer>,
+    /// Chunks for the next commit (their writes may have started already).
     finished: Vec<Chunk>,
     /// Chunks of commits not finished yet (still readable from memory), by commit.
     inflight: Vec<(u64, Vec<Chunk>)>,
@@ -186,10 +256,10 @@ type SyncHook =
 pub struct FileStore {
     inner: RefCell<Inner>,
     watch: Rc<DurableWatch>,
-    /// Held by the commit that is writing (and by truncation and recovery): a
-    /// commit's writes start only once the previous commit's writes completed
-    /// (they may rewrite its last, partial block), while its fdatasync may
-    /// still be in flight.
+    /// Held by a commit while it starts its writes and creates the files they
+    /// need (and by truncation and recovery). A write that rewrites the
+    /// previous one's partial last block waits for that write itself
+    /// (`Chunk::after`); every other write is independent.
     commit_lock: glommio::sync::Semaphore,
     /// The last commit begun; each one completes after its predecessor.
     last_done: RefCell<Option<Rc<Done>>>,
@@ -312,6 +382,7 @@ impl Building {
                 ..SegmentIndex::default()
             },
             local_subjects: HashMap::new(),
+            hot_subject: (u32::MAX, 0),
         }
     }
 }
@@ -524,6 +595,7 @@ impl Inner {
             buf,
             fill: tail_bytes.len(),
             written: tail_bytes.len(),
+            after: None,
         };
         let last_ts_ns = core.live(core.last_seq()).map_or(0, |e| e.ts_ns);
         let durable_point = (tail.id, tail.data_len);
@@ -595,6 +667,14 @@ impl Inner {
 
     /// Copies bytes to the end of the tail, moving full buffers to `finished`.
     fn emit(&mut self, mut bytes: &[u8]) {
+        let p = &mut self.pending;
+        if let Some(buf) = p.buf.as_mut() {
+            if let Some(dst) = buf.as_bytes_mut().get_mut(p.fill..p.fill + bytes.len()) {
+                dst.copy_from_slice(bytes);
+                p.fill += bytes.len();
+                return;
+            }
+        }
         while !bytes.is_empty() {
             if self.pending.buf.is_none() {
                 let size = self.piece_bytes;
@@ -614,22 +694,35 @@ impl Inner {
         }
     }
 
-    /// The tail buffer is full: queue it whole for the next commit.
+    /// The tail buffer is full: its write starts now (if its file exists) and
+    /// the next commit waits for it.
     fn piece_full(&mut self) {
         let p = &mut self.pending;
         let buf = p.buf.take().expect("a full buffer");
         let len = buf.len();
-        self.finished.push(Chunk {
+        let chunk = Chunk {
             seg: p.seg,
             start: p.start,
             buf: Some(Rc::new(buf)),
             len,
             seal: false,
-        });
+            op: Rc::default(),
+            after: p.after.take(),
+        };
         p.start += len as u64;
         p.fill = 0;
         p.written = 0;
         self.piece_bytes = (self.piece_bytes * 2).min(PIECE_MAX_BYTES);
+        self.queue(chunk);
+    }
+
+    /// Queues a chunk for the next commit, starting its write at once if its
+    /// segment file exists.
+    fn queue(&mut self, c: Chunk) {
+        if let Some(f) = self.seg(c.seg).and_then(|s| s.file.clone()) {
+            start_write(&c, f);
+        }
+        self.finished.push(c);
     }
 
     /// Takes the tail buffer's new bytes as a chunk (zero padded to a block); the
@@ -669,18 +762,23 @@ impl Inner {
             buf,
             len,
             seal,
+            op: Rc::default(),
+            after: p.after.take(),
         };
         p.start = align_down(end);
         p.fill = keep;
         p.written = keep;
         p.buf = next;
+        if keep > 0 {
+            p.after = Some(chunk.op.clone());
+        }
         Some(chunk)
     }
 
     fn roll(&mut self) {
         let next_id = self.tail().id + 1;
         if let Some(c) = self.take_tail(true) {
-            self.finished.push(c);
+            self.queue(c);
         }
         self.pending = Pending {
             seg: next_id,
@@ -688,6 +786,7 @@ impl Inner {
             buf: None,
             fill: 0,
             written: 0,
+            after: None,
         };
         let file = match self.spare.take() {
             Some((id, f)) if id == next_id => Some(f),
@@ -746,11 +845,17 @@ impl Inner {
         let tail = self.tail_mut();
         tail.last_msg_seq = seq;
         let b = tail.building.as_mut().expect("tail is being built");
-        let next_local = b.local_subjects.len() as u32;
-        let local = *b.local_subjects.entry(id).or_insert(next_local);
-        if local == next_local {
-            b.index.subjects.push(subject.to_string());
-        }
+        let local = if b.hot_subject.0 == id {
+            b.hot_subject.1
+        } else {
+            let next_local = b.local_subjects.len() as u32;
+            let local = *b.local_subjects.entry(id).or_insert(next_local);
+            if local == next_local {
+                b.index.subjects.push(subject.to_string());
+            }
+            b.hot_subject = (id, local);
+            local
+        };
         b.index.entries.push(IdxEntry {
             seq,
             ts_ns,
@@ -828,6 +933,7 @@ impl Inner {
             // A small batch: the next tail buffer need not be larger than twice it.
             let want = (2 * (self.pending.fill - self.pending.written)).next_power_of_two();
             self.piece_bytes = want.clamp(PIECE_MIN_BYTES, PIECE_MAX_BYTES);
+            self.free.truncate(FREE_PIECES_IDLE);
         }
         let mut chunks: Vec<Chunk> = std::mem::take(&mut self.finished);
         if let Some(c) = self.take_tail(false) {
@@ -1188,20 +1294,30 @@ impl FileStore {
             .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))
     }
 
-    /// Waits until every commit begun has finished (call with the lock held,
-    /// so that no other begins).
+    /// Waits until every commit begun has finished and every write started
+    /// for the next one completed (call with the lock held, so that no other
+    /// commit begins).
     async fn settle(&self) {
         let last = self.last_done.borrow().clone();
         if let Some(d) = last {
             d.wait().await;
         }
+        let started: Vec<Rc<WriteOp>> = {
+            let i = self.inner.borrow();
+            let ops = i.finished.iter().map(|c| &c.op);
+            ops.filter(|op| op.started.get()).cloned().collect()
+        };
+        for op in started {
+            op.done.wait().await;
+        }
     }
 
-    /// Runs a begun commit: its writes (under `permit`, released as soon as
-    /// they completed, so that the next batch's writes overlap this batch's
-    /// fdatasync), its sync, then waits for the commit before it and finishes.
-    /// A record is reported durable only when its own batch's sync and every
-    /// earlier batch's succeeded.
+    /// Runs a begun commit: starts its writes (under `permit`, released as
+    /// soon as they are started, so that the next batch's writes overlap this
+    /// batch's), waits for them, syncs, then waits for the commit before it
+    /// and finishes. A record is reported durable only when its own batch's
+    /// sync (begun after its writes completed) and every earlier batch's
+    /// succeeded.
     async fn run_commit(
         &self,
         job: CommitJob,
@@ -1209,11 +1325,11 @@ impl FileStore {
     ) -> Result<u64> {
         let done = Rc::new(Done::default());
         let prev = self.last_done.replace(Some(done.clone()));
-        let wrote = self.write_phase(&job).await;
-        let sync_dir = job.sync && std::mem::take(&mut self.inner.borrow_mut().dir_dirty);
-        drop(permit);
+        let wrote = self.write_phase(&job, permit).await;
         let result = match wrote {
-            Ok(files) if job.sync => self.sync_phase(&job, files, sync_dir).await.map(|_| true),
+            Ok((files, sync_dir)) if job.sync => {
+                self.sync_phase(&job, files, sync_dir).await.map(|_| true)
+            }
             Ok(_) => Ok(false),
             Err(e) => Err(e),
         };
@@ -1229,15 +1345,21 @@ impl FileStore {
         r
     }
 
-    /// Writes the batch's chunks (all in flight at once; each at most one tail
-    /// buffer) and creates the segment files it needs; returns the files written.
-    async fn write_phase(&self, job: &CommitJob) -> Result<Vec<Rc<DmaFile>>> {
+    /// Starts the batch's writes that have not started yet (each chunk at most
+    /// one tail buffer; full buffers usually started while the batch filled),
+    /// creating the segment files they need, releases `permit`, and waits for
+    /// every write of the batch. Returns the files written and whether the
+    /// directory needs a sync.
+    async fn write_phase(
+        &self,
+        job: &CommitJob,
+        permit: Option<glommio::sync::Permit<'_>>,
+    ) -> Result<(Vec<Rc<DmaFile>>, bool)> {
         let (dir, size) = {
             let i = self.inner.borrow();
             (i.dir.clone(), i.cfg.segment_size_bytes)
         };
         let mut touched: Vec<Rc<DmaFile>> = Vec::new();
-        let mut tasks = Vec::new();
         let mut first_err: Option<StoreError> = None;
         for c in &job.chunks {
             let file = self.inner.borrow().seg(c.seg).and_then(|s| s.file.clone());
@@ -1256,29 +1378,17 @@ impl FileStore {
                     }
                 },
             };
-            if let Some(buf) = &c.buf {
-                let (f, buf, pos) = (file.clone(), buf.clone(), c.start);
-                tasks.push(glommio::spawn_local(async move {
-                    let want = buf.len();
-                    f.write_rc_at(buf, pos).await.map(|w| (w, want))
-                }));
-            }
+            start_write(c, file.clone());
             if !touched.iter().any(|t| Rc::ptr_eq(t, &file)) {
                 touched.push(file);
             }
         }
-        for t in tasks {
-            let e = match t.await {
-                Ok((w, want)) if w == want => continue,
-                Ok((w, want)) => std::io::Error::other(format!("short write: {w} of {want} bytes")),
-                Err(e) => std::io::Error::from(e),
-            };
-            first_err.get_or_insert(e.into());
-        }
-        if let Some(e) = first_err {
-            return Err(e);
-        }
-        if let Some(id) = job.make_spare {
+        if first_err.is_some() {
+            // Whatever could not start never will: nothing may wait for it.
+            for c in &job.chunks {
+                c.op.abandon();
+            }
+        } else if let Some(id) = job.make_spare {
             // Best effort: a missing spare only costs a slower roll. Created
             // here, under the lock, so that no later commit creates it too.
             match new_segment_file(&dir, id, size).await {
@@ -1288,7 +1398,19 @@ impl FileStore {
                 }
             }
         }
-        Ok(touched)
+        let sync_dir = job.sync && std::mem::take(&mut self.inner.borrow_mut().dir_dirty);
+        drop(permit);
+        for c in &job.chunks {
+            if !c.op.done.wait().await {
+                let e = c.op.err.borrow_mut().take();
+                let e = e.unwrap_or_else(|| std::io::Error::other("write failed"));
+                first_err.get_or_insert(e.into());
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        Ok((touched, sync_dir))
     }
 
     /// fdatasync of every file the batch wrote (and of the directory if files
@@ -1851,6 +1973,101 @@ mod tests {
             for i in 0..3_000u64 {
                 let m = s.get(i + 1).await.unwrap().unwrap();
                 assert_eq!(m.payload.len() as u64, (i * 7919) % 9000);
+                assert!(m.payload.iter().all(|&b| b == (i % 251) as u8));
+            }
+        });
+    }
+
+    #[test]
+    fn full_tail_buffers_are_written_before_the_commit_but_durable_only_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run_local(move || async move {
+            let s = FileStore::open(&path, LogConfig::default()).await.unwrap();
+            let mut last = None;
+            for _ in 0..3_000 {
+                last = Some(s.append("w", b"", &[7u8; 1024]).unwrap());
+            }
+            let ops: Vec<Rc<WriteOp>> = {
+                let i = s.inner.borrow();
+                i.finished.iter().map(|c| c.op.clone()).collect()
+            };
+            assert!(ops.len() >= 2, "3 MiB fill several tail buffers");
+            assert!(ops.iter().all(|op| op.started.get()), "written at once");
+            for op in &ops {
+                assert!(op.done.wait().await, "write succeeded");
+            }
+            // Written, not synced: nothing is durable yet.
+            assert_eq!(s.watch().durable_seq(), 0);
+            assert!(poll_once(s.wait_durable(last.unwrap())).await.is_none());
+            assert_eq!(s.get(1).await.unwrap().unwrap().payload[0], 7);
+            assert_eq!(s.commit().await.unwrap(), 3_000);
+            s.wait_durable(last.unwrap()).await.unwrap();
+            drop(s);
+            let s = FileStore::open(&path, LogConfig::default()).await.unwrap();
+            assert_eq!(s.state().last_seq, 3_000);
+            assert!(s.recovery_report().torn_tails.is_empty());
+            for seq in [1, 1_000, 2_999, 3_000] {
+                assert_eq!(s.get(seq).await.unwrap().unwrap().payload.len(), 1024);
+            }
+        });
+    }
+
+    #[test]
+    fn pipelined_commits_rewriting_partial_blocks_keep_every_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run_local(move || async move {
+            let cfg = LogConfig {
+                segment_size_bytes: 4 << 20,
+                record_max_bytes: 64 << 10,
+                ..LogConfig::default()
+            };
+            let s = Rc::new(FileStore::open(&path, cfg.clone()).await.unwrap());
+            let mut commits = Vec::new();
+            let mut tickets = Vec::new();
+            // Many commits in flight at once, most ending inside a block that the
+            // next one rewrites, some batches filling whole tail buffers (written
+            // before their commit), across segment rolls.
+            for i in 0..4_000u64 {
+                let len = if i % 500 < 10 {
+                    200_000
+                } else {
+                    (i * 7919) % 3000
+                };
+                let len = len.min(60_000) as usize;
+                tickets.push(s.append("p", b"", &vec![(i % 251) as u8; len]).unwrap());
+                if i % 3 == 0 {
+                    let sc = s.clone();
+                    commits.push(glommio::spawn_local(async move { sc.commit().await }));
+                }
+                if i % 5 == 0 {
+                    glommio::yield_if_needed().await;
+                    futures_lite::future::yield_now().await;
+                }
+            }
+            let sc = s.clone();
+            commits.push(glommio::spawn_local(async move { sc.commit().await }));
+            for c in commits {
+                c.await.unwrap();
+            }
+            for t in tickets {
+                s.wait_durable(t).await.unwrap();
+            }
+            let s = Rc::try_unwrap(s).ok().unwrap();
+            drop(s);
+            let s = FileStore::open(&path, cfg).await.unwrap();
+            assert_eq!(s.state().last_seq, 4_000);
+            assert!(s.recovery_report().torn_tails.is_empty());
+            assert!(s.recovery_report().missing.is_empty());
+            for i in 0..4_000u64 {
+                let m = s.get(i + 1).await.unwrap().unwrap();
+                let len = if i % 500 < 10 {
+                    200_000
+                } else {
+                    (i * 7919) % 3000
+                };
+                assert_eq!(m.payload.len() as u64, len.min(60_000));
                 assert!(m.payload.iter().all(|&b| b == (i % 251) as u8));
             }
         });

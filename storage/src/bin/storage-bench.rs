@@ -2,12 +2,13 @@
 //! commit's latency, the disk's own O_DIRECT ceiling (same run), reopen time.
 //!
 //! Usage: storage-bench [--dir D] [--total-mib N] [--reopen-gib G] [--sizes 128,1024]
+//!                      [--batch-mib B] [--commits-in-flight C]
 //!
 //! The producer behaves like a shard: it appends, calls `yield_if_needed`
 //! (the executor runs with a short preempt timer, so I/O is submitted and
 //! reaped while it works), and starts one commit per batch without waiting
 //! for the previous one (commits pipeline: batch N+1 is written while batch
-//! N's fdatasync is in flight), keeping at most `COMMITS_IN_FLIGHT`.
+//! N's fdatasync is in flight), keeping at most `--commits-in-flight`.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -21,6 +22,10 @@ struct Args {
     total_mib: u64,
     reopen_gib: u64,
     sizes: Vec<usize>,
+    /// Bytes appended per group commit.
+    batch_mib: u64,
+    /// Commits started and not finished (pipelined) at most.
+    commits_in_flight: usize,
 }
 
 fn args() -> Args {
@@ -29,6 +34,8 @@ fn args() -> Args {
         total_mib: 1024,
         reopen_gib: 4,
         sizes: vec![128, 1024],
+        batch_mib: 4,
+        commits_in_flight: 3,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -37,6 +44,8 @@ fn args() -> Args {
             "--dir" => a.dir = v[i + 1].clone().into(),
             "--total-mib" => a.total_mib = v[i + 1].parse().expect("number"),
             "--reopen-gib" => a.reopen_gib = v[i + 1].parse().expect("number"),
+            "--batch-mib" => a.batch_mib = v[i + 1].parse().expect("number"),
+            "--commits-in-flight" => a.commits_in_flight = v[i + 1].parse().expect("number"),
             "--sizes" => {
                 a.sizes = v[i + 1]
                     .split(',')
@@ -101,10 +110,6 @@ async fn disk_ceiling(dir: &std::path::Path, total_bytes: u64) -> f64 {
     total_bytes as f64 / secs / 1e6
 }
 
-/// Bytes appended per group commit.
-const BATCH_MIB: u64 = 4;
-/// Commits started and not finished (pipelined) at most.
-const COMMITS_IN_FLIGHT: usize = 3;
 /// The executor's preempt timer: how long a task may run before the
 /// executor goes back to the reactor (a shard's loop turn).
 const PREEMPT: Duration = Duration::from_micros(200);
@@ -120,6 +125,7 @@ struct Throughput {
 /// Durable appends with group commit: the next batch is appended while the
 /// previous ones are being written and synced.
 async fn durable_throughput(
+    a: &Args,
     dir: &std::path::Path,
     record_bytes: usize,
     total_bytes: u64,
@@ -132,7 +138,7 @@ async fn durable_throughput(
     let payload = vec![0x5au8; payload_len];
     let stored = natrix_storage::frame::stored_len(subject.len(), 0, payload_len) as u64;
     let total_records = total_bytes / stored;
-    let batch = ((BATCH_MIB << 20) / stored).max(1);
+    let batch = ((a.batch_mib << 20) / stored).max(1);
     let start = Instant::now();
     let mut appended = 0u64;
     let mut commits = 0u64;
@@ -144,7 +150,7 @@ async fn durable_throughput(
             glommio::yield_if_needed().await;
         }
         appended += n;
-        if running.len() == COMMITS_IN_FLIGHT {
+        if running.len() == a.commits_in_flight {
             let t: glommio::task::JoinHandle<u64> = running.pop_front().unwrap();
             t.await.unwrap();
         }
@@ -247,10 +253,11 @@ fn main() {
             let ceiling = disk_ceiling(&a.dir, total).await;
             println!("disk ceiling (O_DIRECT 1 MiB x 8 in flight, {} MiB): {ceiling:.0} MB/s", a.total_mib);
             println!(
-                "log: tail buffers up to 1 MiB (one write each), {BATCH_MIB} MiB per commit, up to {COMMITS_IN_FLIGHT} commits in flight"
+                "log: tail buffers up to 1 MiB (each written as it fills), {} MiB per commit, up to {} commits in flight",
+                a.batch_mib, a.commits_in_flight
             );
             for &rb in &a.sizes {
-                let t = durable_throughput(&a.dir, rb, total).await;
+                let t = durable_throughput(&a, &a.dir, rb, total).await;
                 let mbs = t.records as f64 * t.stored_bytes as f64 / t.secs / 1e6;
                 let payload_mbs = t.records as f64 * t.record_bytes as f64 / t.secs / 1e6;
                 println!(
