@@ -555,3 +555,58 @@ fn a_silent_route_connection_is_closed_after_the_auth_timeout() {
     assert!(lines[0].starts_with("INFO "), "{lines:?}");
     assert_eq!(lines.last().unwrap(), "-ERR 'Authentication Timeout'");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_different_cluster_name_is_refused_with_a_log_line() {
+    let a = Node::start(1, "A", None);
+    let b = TestServer::with_shards(1)
+        .arg("-n")
+        .arg("B")
+        .arg("-cluster")
+        .arg("nats://127.0.0.1:{cluster}")
+        .arg("--cluster_name")
+        .arg("other-cluster")
+        .arg("-routes")
+        .arg(&format!("nats://127.0.0.1:{}", a.cluster_port))
+        .start();
+    common::wait_for("the refusal in a log", WAIT, || {
+        let both = a.server.log() + &b.log();
+        both.contains("Rejecting connection, cluster name")
+    });
+    assert_eq!(a.routes(), 0);
+    assert_eq!(b.json("/routez")["num_routes"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_advertise_is_what_other_servers_hand_out() {
+    let a = Node::start(1, "A", None);
+    let advertised = "natrix-b.example:4222";
+    let b = TestServer::with_shards(1)
+        .arg("-n")
+        .arg("B")
+        .arg("-cluster")
+        .arg("nats://127.0.0.1:{cluster}")
+        .arg("--cluster_name")
+        .arg("test-cluster")
+        .arg("--client_advertise")
+        .arg(advertised)
+        .arg("-routes")
+        .arg(&format!("nats://127.0.0.1:{}", a.cluster_port))
+        .start();
+    common::wait_for("the route", WAIT, || b.json("/routez")["num_routes"] == 1);
+    let client = connect(&a).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !client
+        .server_info()
+        .connect_urls
+        .iter()
+        .any(|u| u == advertised)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            client.server_info().connect_urls
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

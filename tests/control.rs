@@ -90,3 +90,30 @@ fn unknown_signal_is_an_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown signal"));
 }
+
+#[test]
+fn reload_adds_a_route() {
+    let b = TestServer::with_shards(1)
+        .arg("-cluster")
+        .arg("nats://127.0.0.1:{cluster}")
+        .arg("--cluster_name")
+        .arg("reload")
+        .start();
+    let config = |routes: &str| {
+        format!(
+            "listen: 127.0.0.1:{{port}}\nhttp: 127.0.0.1:{{http}}\ncluster {{\n  name: reload\n  listen: 127.0.0.1:{{cluster}}\n  routes: [{routes}]\n}}\n"
+        )
+    };
+    let a = TestServer::with_shards(2).config(&config("")).start();
+    assert_eq!(a.json("/routez")["num_routes"], 0);
+    let path = a.dir.join("server.conf");
+    let route = format!("nats-route://127.0.0.1:{}", b.cluster_port);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("routes: []", &format!("routes: [{route}]"));
+    std::fs::write(&path, text).unwrap();
+    signal("reload", &a);
+    common::wait_for("the new route", WAIT, || {
+        a.json("/routez")["num_routes"] == 1 && b.json("/routez")["num_routes"] == 1
+    });
+}
