@@ -610,3 +610,51 @@ async fn client_advertise_is_what_other_servers_hand_out() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_shard_dials_its_own_pool_connection_and_messages_arrive_once() {
+    let start = |seed: Option<u16>| {
+        let mut b = TestServer::with_shards(2)
+            .arg("-D")
+            .arg("-cluster")
+            .arg("nats://127.0.0.1:{cluster}")
+            .arg("--cluster_name")
+            .arg("pool");
+        if let Some(seed) = seed {
+            b = b.arg("-routes").arg(&format!("nats://127.0.0.1:{seed}"));
+        }
+        let server = b.start();
+        Node {
+            cluster_port: server.cluster_port,
+            server,
+        }
+    };
+    let a = start(None);
+    let b = start(Some(a.cluster_port));
+    wait_mesh(&[&a, &b]).await;
+    for node in [&a, &b] {
+        common::wait_for("a pool connection", WAIT, || {
+            node.server.log().contains("pool connection to")
+        });
+    }
+    let sub_client = connect(&b).await;
+    let mut sub = sub_client.subscribe("pool.>").await.unwrap();
+    common::sync(&sub_client).await;
+    // publishers spread over A's shards by the kernel
+    let publishers: Vec<_> = futures::future::join_all((0..8).map(|_| connect(&a))).await;
+    for p in &publishers {
+        probe(p, &mut sub, "pool.probe").await;
+    }
+    let mut expected = HashSet::new();
+    for (i, p) in publishers.iter().enumerate() {
+        for k in 0..100 {
+            p.publish("pool.data", format!("{i}-{k}").into())
+                .await
+                .unwrap();
+            expected.insert(format!("{i}-{k}"));
+        }
+        p.flush().await.unwrap();
+    }
+    let got = collect(&mut sub, "pool.data", expected.len()).await;
+    assert_exactly_once(&got, &expected);
+}

@@ -40,6 +40,11 @@ pub struct Route {
     pub last_activity: Cell<SystemTime>,
     remote: RefCell<Option<RemoteServer>>,
     registered: Cell<bool>,
+    /// An inbound connection a peer's shard dialed for its messages only (a pool
+    /// member): carries RMSG, no interest, never registered.
+    pool_member: Cell<bool>,
+    /// The slot the routes' shard gave the remote server, once registered.
+    pub slot: Cell<Option<u8>>,
     closed: Cell<bool>,
     started: std::time::Instant,
     pings_out: Cell<u32>,
@@ -177,7 +182,7 @@ impl Route {
     /// the auth timeout, and answer PINGs (ping_interval, ping_max) like a client.
     pub fn tick(&self, shard: &Shard, now: std::time::Instant) {
         let opts = &shard.server.opts;
-        if !self.registered.get() {
+        if !self.registered.get() && !self.pool_member.get() {
             if now.duration_since(self.started).as_millis() as u64 >= shard.server.auth_timeout_ms()
             {
                 warn!(
@@ -223,6 +228,59 @@ impl Route {
     }
 }
 
+impl Route {
+    pub fn new(rid: u64, addr: SocketAddr, solicited: bool, configured: bool) -> Rc<Route> {
+        Rc::new_cyclic(|this| Route {
+            rid,
+            addr,
+            solicited,
+            configured,
+            start: SystemTime::now(),
+            last_activity: Cell::new(SystemTime::now()),
+            remote: RefCell::new(None),
+            registered: Cell::new(false),
+            pool_member: Cell::new(false),
+            slot: Cell::new(None),
+            closed: Cell::new(false),
+            started: std::time::Instant::now(),
+            pings_out: Cell::new(0),
+            last_ping: Cell::new(std::time::Instant::now()),
+            out: Outbound::default(),
+            in_msgs: Cell::new(0),
+            in_bytes: Cell::new(0),
+            out_msgs: Cell::new(0),
+            out_bytes: Cell::new(0),
+            interest: RefCell::default(),
+            this: this.clone(),
+        })
+    }
+
+    /// Attaches the socket and starts the writer task.
+    pub fn start_writer(self: &Rc<Self>, stream: &SharedStream) -> glommio::Task<()> {
+        self.out.attach(stream);
+        let (route, stream) = (self.clone(), stream.clone());
+        glommio::spawn_local(async move {
+            let _ = route.out.drain_to(&stream).await;
+        })
+    }
+
+    pub fn send_line(&self, bytes: &[u8]) {
+        self.send(bytes);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    /// Closes a pool connection of this shard (it holds no interest and is in no
+    /// registry).
+    pub fn close_pool_conn(&self) {
+        if !self.closed.replace(true) {
+            self.out.close();
+        }
+    }
+}
+
 thread_local! {
     /// Account names by index, for encoding interest snapshots on this shard.
     static ACCOUNT_NAMES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
@@ -263,12 +321,18 @@ pub fn info_json(shard: &Shard, routes: &Routes) -> String {
         "connect_urls": routes.own_client_urls,
         "lnoc": true,
         "jetstream": false,
+        "natrix_pool": true,
     })
     .to_string()
 }
 
-fn connect_json(routes: &Routes, target: &RouteTarget, id: &str) -> String {
-    json!({
+pub fn connect_json(
+    routes: &Routes,
+    target: &RouteTarget,
+    id: &str,
+    pool_shard: Option<usize>,
+) -> String {
+    let mut v = json!({
         "echo": false,
         "verbose": false,
         "pedantic": false,
@@ -280,8 +344,11 @@ fn connect_json(routes: &Routes, target: &RouteTarget, id: &str) -> String {
         "cluster": *routes.cluster_name.borrow(),
         "dynamic": routes.dynamic_name.get(),
         "lnoc": true,
-    })
-    .to_string()
+    });
+    if let Some(shard) = pool_shard {
+        v["natrix_pool"] = shard.into();
+    }
+    v.to_string()
 }
 
 /// Serves one route connection, dialed by us (`target`) or accepted, until it ends.
@@ -300,41 +367,15 @@ pub async fn serve(
         return Outcome::Closed { remote_id: None };
     };
     let _ = stream.set_nodelay(true);
-    let route = Rc::new_cyclic(|this| Route {
-        rid: routes.next_rid(),
-        addr,
-        solicited: target.is_some(),
-        configured,
-        start: SystemTime::now(),
-        last_activity: Cell::new(SystemTime::now()),
-        remote: RefCell::new(None),
-        registered: Cell::new(false),
-        closed: Cell::new(false),
-        started: std::time::Instant::now(),
-        pings_out: Cell::new(0),
-        last_ping: Cell::new(std::time::Instant::now()),
-        out: Outbound::default(),
-        in_msgs: Cell::new(0),
-        in_bytes: Cell::new(0),
-        out_msgs: Cell::new(0),
-        out_bytes: Cell::new(0),
-        interest: RefCell::default(),
-        this: this.clone(),
-    });
+    let route = Route::new(routes.next_rid(), addr, target.is_some(), configured);
     routes.add_conn(&route);
     let stream: SharedStream = Rc::new(RefCell::new(stream));
-    route.out.attach(&stream);
-    let writer = {
-        let (route, stream) = (route.clone(), stream.clone());
-        glommio::spawn_local(async move {
-            let _ = route.out.drain_to(&stream).await;
-        })
-    };
+    let writer = route.start_writer(&stream);
     if let Some(target) = &target {
         route.send(
             format!(
                 "CONNECT {}\r\n",
-                connect_json(routes, target, &shard.server.id)
+                connect_json(routes, target, &shard.server.id, None)
             )
             .as_bytes(),
         );
@@ -426,7 +467,7 @@ async fn handle(
             );
             return Err(Stop::Error("Remote error".into()));
         }
-        _ if !route.registered.get() => {}
+        _ if !route.registered.get() && !route.pool_member.get() => {}
         RouteOp::Sub {
             account,
             subject,
@@ -486,6 +527,9 @@ fn check_connect(routes: &Routes, route: &Route, json: &[u8]) -> Result<(), Stop
     if let Some(name) = v["cluster"].as_str() {
         let dynamic = v["dynamic"].as_bool().unwrap_or(false);
         check_cluster_name(routes, route, name, dynamic)?;
+    }
+    if v["natrix_pool"].as_u64().is_some() {
+        route.pool_member.set(true);
     }
     Ok(())
 }
@@ -553,7 +597,12 @@ fn handle_info(
             name: v["server_name"].as_str().unwrap_or(&id).to_string(),
             connect_urls,
         });
-        if !routes.register(shard, route, &id) {
+        let pool_url = if v["natrix_pool"].as_bool() == Some(true) {
+            route_url_of(&v)
+        } else {
+            None
+        };
+        if !routes.register(shard, route, &id, pool_url) {
             return Err(Stop::Error("Duplicate Route".into()));
         }
         route.registered.set(true);
@@ -583,7 +632,7 @@ fn handle_info(
 }
 
 /// Where a server's routes are dialed: its INFO's `ip`, else its `host:port`.
-fn route_url_of(info: &Value) -> Option<String> {
+pub fn route_url_of(info: &Value) -> Option<String> {
     match info["ip"].as_str() {
         Some(ip) if !ip.is_empty() => Some(ip.to_string()),
         _ => {
@@ -638,8 +687,10 @@ fn add_route_interest(
         existing.weight.set(weight);
         return;
     }
+    let Some(slot) = route.slot.get() else { return };
     let entry = Rc::new(RouteInterest {
         route: route.this.clone(),
+        slot,
         weight: Cell::new(weight),
     });
     route

@@ -5,6 +5,7 @@
 //! the cluster's client URLs.
 
 pub mod conn;
+pub mod pool;
 pub mod proto;
 pub mod urls;
 
@@ -20,6 +21,8 @@ use tracing::{debug, info};
 
 /// Pause between attempts to reach a route, growing to this from 100 ms.
 const RECONNECT_DELAY_MAX_MS: u64 = 1000;
+/// Servers a cluster may have besides this one (route slots; a 64-bit mask).
+const SLOTS_MAX: usize = 64;
 /// Attempts for a route learned by gossip (configured routes are retried forever).
 const IMPLICIT_ATTEMPTS_MAX: u32 = 10;
 
@@ -40,6 +43,8 @@ pub struct Routes {
     registered: RefCell<AHashMap<String, Rc<Route>>>,
     /// What the routes have been told: this server's client interest per key.
     announced: RefCell<AHashMap<InterestKey, u32>>,
+    /// The remote server in each route slot (slots index route interest on shards).
+    slots: RefCell<Vec<Option<String>>>,
     /// host:port of every route URL with a soliciting task.
     soliciting: RefCell<AHashSet<String>>,
     next_rid: Cell<u64>,
@@ -65,6 +70,7 @@ impl Routes {
             conns: RefCell::default(),
             registered: RefCell::default(),
             announced: RefCell::default(),
+            slots: RefCell::new(vec![None; SLOTS_MAX]),
             soliciting: RefCell::default(),
             next_rid: Cell::new(1),
         })
@@ -106,7 +112,13 @@ impl Routes {
     /// same server is a duplicate: both servers keep the one solicited by the
     /// server with the smaller id, so they agree without talking. Returns false
     /// when `route` is the one to close.
-    pub fn register(&self, shard: &Shard, route: &Rc<Route>, remote_id: &str) -> bool {
+    pub fn register(
+        &self,
+        shard: &Shard,
+        route: &Rc<Route>,
+        remote_id: &str,
+        pool_url: Option<String>,
+    ) -> bool {
         let existing = self.registered.borrow().get(remote_id).cloned();
         if let Some(old) = existing {
             let keep_new = route.solicited == (self.my_id.as_str() < remote_id);
@@ -121,12 +133,23 @@ impl Routes {
                 "rid:{} - Replacing duplicate remote route {remote_id:?}",
                 old.rid
             );
-            self.registered.borrow_mut().remove(remote_id);
+            // closing it unregisters it and frees its slot
             old.close(shard, "Duplicate Route");
         }
+        let Some(slot) = self.take_slot(remote_id) else {
+            tracing::warn!(
+                "rid:{} - More than {SLOTS_MAX} servers in the cluster; refusing route",
+                route.rid
+            );
+            return false;
+        };
+        route.slot.set(Some(slot));
         self.registered
             .borrow_mut()
             .insert(remote_id.to_string(), route.clone());
+        if let Some(url) = pool_url {
+            self.dial_pool(shard, slot, &url);
+        }
         self.send_all_interest(route);
         self.publish_connect_urls(shard);
         true
@@ -151,7 +174,39 @@ impl Routes {
         if was {
             registered.remove(remote_id.as_deref().unwrap_or_default());
             drop(registered);
+            if let Some(slot) = route.slot.get() {
+                self.slots.borrow_mut()[slot as usize] = None;
+                for peer in shard.peers() {
+                    shard
+                        .link(peer)
+                        .push(crate::server::link::Item::PoolForget { slot });
+                }
+            }
             self.publish_connect_urls(shard);
+        }
+    }
+
+    fn take_slot(&self, remote_id: &str) -> Option<u8> {
+        let mut slots = self.slots.borrow_mut();
+        let free = slots.iter().position(Option::is_none)?;
+        slots[free] = Some(remote_id.to_string());
+        Some(free as u8)
+    }
+
+    /// Asks every other shard to dial its own connection to a natrix peer, so that
+    /// messages leave this server from the shard that received them.
+    fn dial_pool(&self, shard: &Shard, slot: u8, url: &str) {
+        let Some(target) = urls::route_target(url) else {
+            return;
+        };
+        for peer in shard.peers() {
+            let connect = conn::connect_json(self, &target, &self.my_id, Some(peer));
+            let item = crate::server::link::Item::PoolDial {
+                slot,
+                url: target.host_port.clone(),
+                connect,
+            };
+            shard.link(peer).push(item);
         }
     }
 

@@ -19,18 +19,25 @@ pub struct Subscription {
     pub delivered: Cell<u64>,
 }
 
+/// Whose interest an entry stands for: this server's clients (and services), or
+/// another server's, known by the slot the routes' shard gave that server.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Origin {
+    Clients,
+    Server(u8),
+}
+
 /// Interest of another shard in a subject (and queue group, with its member count).
-/// `route` tells whether that shard's interest comes from its routes (another
-/// server's clients) rather than its own clients.
 pub struct RemoteInterest {
     pub shard: usize,
-    pub route: bool,
+    pub origin: Origin,
     pub weight: Cell<u32>,
 }
 
 /// Interest another server announced over a route.
 pub struct RouteInterest {
     pub route: Weak<Route>,
+    pub slot: u8,
     pub weight: Cell<u32>,
 }
 
@@ -56,14 +63,18 @@ impl Interest {
         }
     }
 
+    pub fn origin(&self) -> Origin {
+        match self {
+            Interest::Route(r) => Origin::Server(r.slot),
+            Interest::Remote(r) => r.origin,
+            _ => Origin::Clients,
+        }
+    }
+
     /// Whether the entry stands for another server's interest (directly or via a
     /// peer shard's routes).
     pub fn is_route_kind(&self) -> bool {
-        match self {
-            Interest::Route(_) => true,
-            Interest::Remote(r) => r.route,
-            _ => false,
-        }
+        self.origin() != Origin::Clients
     }
 }
 

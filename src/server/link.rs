@@ -4,6 +4,7 @@
 //! serve), and queries for monitoring.
 
 use crate::server::accounts::AccountId;
+use crate::server::interest::Origin;
 use crate::server::shard::Shard;
 use crate::server::stats::{ShardQuery, ShardReport};
 use bytes::Bytes;
@@ -18,20 +19,30 @@ pub const PENDING_ITEMS_MAX: usize = 64 * 1024;
 pub type Batch = Vec<Item>;
 
 pub enum Item {
-    /// Interest (first entry, or a queue group's new weight); `route` when it is
-    /// another server's interest held by the sender's routes.
+    /// Interest (first entry, or a queue group's new weight), and whose it is.
     Sub {
         account: AccountId,
         subject: Bytes,
         queue: Option<Bytes>,
         weight: u32,
-        route: bool,
+        origin: Origin,
     },
     Unsub {
         account: AccountId,
         subject: Bytes,
         queue: Option<Bytes>,
-        route: bool,
+        origin: Origin,
+    },
+    /// A server got route slot `slot`: this shard dials its own connection to it
+    /// at `url` and introduces itself with the CONNECT json `connect`.
+    PoolDial {
+        slot: u8,
+        url: String,
+        connect: String,
+    },
+    /// The server in `slot` is gone; forget the shard's connection to it.
+    PoolForget {
+        slot: u8,
     },
     Msg(ShardMsg),
     /// The cluster's client URLs changed; clients hear it in an INFO.
@@ -49,6 +60,9 @@ pub struct ShardMsg {
     pub queues: Vec<Bytes>,
     /// It arrived over a route, so it goes to clients only.
     pub from_route: bool,
+    /// Servers (route slots) the routes' shard sends it to: those the sender has
+    /// no connection of its own to.
+    pub route_slots: u64,
 }
 
 /// The outgoing side of the queue to one peer shard.

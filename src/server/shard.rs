@@ -3,10 +3,11 @@
 //! message published on it.
 
 use crate::route::conn::Route;
+use crate::route::pool::PoolState;
 use crate::route::Routes;
 use crate::server::accounts::AccountId;
 use crate::server::client::Client;
-use crate::server::interest::{Interest, InternalSub, RemoteInterest, Subscription};
+use crate::server::interest::{Interest, InternalSub, Origin, RemoteInterest, Subscription};
 use crate::server::link::{Item, Link, ShardMsg};
 use crate::server::stats::{ShardCounters, ShardQuery, ShardReport};
 use crate::server::Server;
@@ -40,7 +41,7 @@ impl Hop {
         match (self, entry) {
             (_, Interest::Local(_) | Interest::Internal(_)) => true,
             (Hop::Client, _) => true,
-            (Hop::Route, Interest::Remote(r)) => !r.route,
+            (Hop::Route, Interest::Remote(r)) => r.origin == Origin::Clients,
             (Hop::Shard, Interest::Route(_)) => true,
             _ => false,
         }
@@ -51,6 +52,8 @@ impl Hop {
 #[derive(Default)]
 struct Plan {
     peers_plain: u64,
+    /// Servers the routes' shard must send to for us (no pool connection here).
+    route_slots: u64,
     peer_queues: Vec<(usize, Bytes)>,
     routes: Vec<(Weak<Route>, Vec<Bytes>)>,
 }
@@ -101,9 +104,11 @@ pub struct Shard {
     pub clients: RefCell<AHashMap<u64, Rc<Client>>>,
     pub counters: ShardCounters,
     sublists: RefCell<Vec<Sublist<Interest>>>,
-    /// Entries per key on this shard, split by kind (clients and services, or routes).
-    local_interest: RefCell<AHashMap<(bool, InterestKey), u32>>,
-    remote_interest: RefCell<AHashMap<(usize, bool, InterestKey), Rc<RemoteInterest>>>,
+    /// Entries per key on this shard, split by whose interest they are.
+    local_interest: RefCell<AHashMap<(Origin, InterestKey), u32>>,
+    remote_interest: RefCell<AHashMap<(usize, Origin, InterestKey), Rc<RemoteInterest>>>,
+    /// This shard's own connections to other servers, by route slot (the pool).
+    pub pool: RefCell<AHashMap<u8, PoolState>>,
     /// The routes to other servers; only on shard 0 of a clustered server.
     pub routes: Option<Routes>,
     /// Client URLs of every server in the cluster, for INFO's `connect_urls`.
@@ -136,6 +141,7 @@ impl Shard {
             sublists: RefCell::new(sublists),
             local_interest: RefCell::default(),
             remote_interest: RefCell::default(),
+            pool: RefCell::default(),
             routes,
             connect_urls: RefCell::default(),
             links: (0..count).map(|_| Link::default()).collect(),
@@ -179,19 +185,19 @@ impl Shard {
         queue: Option<&Bytes>,
         entry: Interest,
     ) {
-        let route = entry.is_route_kind();
+        let origin = entry.origin();
         self.sublists.borrow_mut()[account.index()].insert(subject, queue.map(|q| &q[..]), entry);
         let key = (account, subject.clone(), queue.cloned());
         let weight = {
             let mut counts = self.local_interest.borrow_mut();
-            let n = counts.entry((route, key.clone())).or_insert(0);
+            let n = counts.entry((origin, key.clone())).or_insert(0);
             *n += 1;
             *n
         };
         if weight == 1 || queue.is_some() {
-            self.announce(route, &key, weight);
+            self.announce(origin, &key, weight);
         }
-        if !route {
+        if origin == Origin::Clients {
             self.client_interest_changed(&key);
         }
     }
@@ -203,7 +209,7 @@ impl Shard {
         queue: Option<&Bytes>,
         entry: &Interest,
     ) -> bool {
-        let route = entry.is_route_kind();
+        let origin = entry.origin();
         let removed = self.sublists.borrow_mut()[account.index()].remove(
             subject,
             queue.map(|q| &q[..]),
@@ -216,25 +222,25 @@ impl Shard {
         let weight = {
             let mut counts = self.local_interest.borrow_mut();
             let n = counts
-                .get_mut(&(route, key.clone()))
+                .get_mut(&(origin, key.clone()))
                 .expect("counted when added");
             *n -= 1;
             let n = *n;
             if n == 0 {
-                counts.remove(&(route, key.clone()));
+                counts.remove(&(origin, key.clone()));
             }
             n
         };
         if weight == 0 || queue.is_some() {
-            self.announce(route, &key, weight);
+            self.announce(origin, &key, weight);
         }
-        if !route {
+        if origin == Origin::Clients {
             self.client_interest_changed(&key);
         }
         true
     }
 
-    fn announce(&self, route: bool, key: &InterestKey, weight: u32) {
+    fn announce(&self, origin: Origin, key: &InterestKey, weight: u32) {
         if self.count == 1 {
             return;
         }
@@ -245,7 +251,7 @@ impl Shard {
                     account: *account,
                     subject: subject.clone(),
                     queue: queue.clone(),
-                    route,
+                    origin,
                 }
             } else {
                 Item::Sub {
@@ -253,7 +259,7 @@ impl Shard {
                     subject: subject.clone(),
                     queue: queue.clone(),
                     weight,
-                    route,
+                    origin,
                 }
             };
             self.links[peer].push(item);
@@ -287,13 +293,13 @@ impl Shard {
         let local = self
             .local_interest
             .borrow()
-            .get(&(false, key.clone()))
+            .get(&(Origin::Clients, key.clone()))
             .copied()
             .unwrap_or(0);
         let remote = self.remote_interest.borrow();
         let peers: u32 = self
             .peers()
-            .filter_map(|p| remote.get(&(p, false, key.clone())))
+            .filter_map(|p| remote.get(&(p, Origin::Clients, key.clone())))
             .map(|r| r.weight.get())
             .sum();
         local + peers
@@ -317,19 +323,20 @@ impl Shard {
     /// Delivers a message a client of this shard published. True when anybody, here
     /// or elsewhere, had interest.
     pub fn route(&self, from: Option<&Client>, account: AccountId, msg: &Msg) -> bool {
-        self.dispatch(from, account, msg, Hop::Client, None)
+        self.dispatch(from, account, msg, Hop::Client, None, u64::MAX)
     }
 
     /// Delivers a message that arrived over a route: to this server's clients only.
     pub fn route_from_route(&self, account: AccountId, msg: &Msg, queues: &[Bytes]) -> bool {
-        self.dispatch(None, account, msg, Hop::Route, Some(queues))
+        self.dispatch(None, account, msg, Hop::Route, Some(queues), u64::MAX)
     }
 
     /// Routes one message. `hop` says where it came from, which decides where it may
     /// go: a peer shard's message is not forwarded to other shards, a route's
     /// message is not sent to routes (one hop, as between servers). `queues`, for
     /// a message that came from elsewhere, names the queue groups this shard serves;
-    /// for a client's own publish every matching group is served.
+    /// for a client's own publish every matching group is served. `route_slots` are
+    /// the servers whose routes this shard serves for a peer shard's message.
     fn dispatch(
         &self,
         from: Option<&Client>,
@@ -337,6 +344,7 @@ impl Shard {
         msg: &Msg,
         hop: Hop,
         queues: Option<&[Bytes]>,
+        route_slots: u64,
     ) -> bool {
         let matched = self.sublists.borrow_mut()[account.index()].matches(msg.subject);
         if matched.is_empty() {
@@ -349,8 +357,10 @@ impl Shard {
                 Interest::Local(_) | Interest::Internal(_) => {
                     delivered |= self.deliver(from, entry, account, msg)
                 }
-                Interest::Remote(r) if hop.may_reach(entry) => plan.peers_plain |= 1 << r.shard,
-                Interest::Route(r) if hop.may_reach(entry) => plan.add_route(&r.route, None),
+                Interest::Remote(r) if hop.may_reach(entry) => self.plan_remote(&mut plan, r, None),
+                Interest::Route(r) if hop.may_reach(entry) && route_slots & (1 << r.slot) != 0 => {
+                    plan.add_route(&r.route, None)
+                }
                 _ => {}
             }
         }
@@ -359,7 +369,7 @@ impl Shard {
                 continue;
             }
             match self.pick(members, hop) {
-                Some(Interest::Remote(r)) => plan.peer_queues.push((r.shard, queue.clone())),
+                Some(Interest::Remote(r)) => self.plan_remote(&mut plan, r, Some(queue)),
                 Some(Interest::Route(r)) => plan.add_route(&r.route, Some(queue)),
                 Some(entry) => delivered |= self.deliver(from, entry, account, msg),
                 None => {}
@@ -370,6 +380,28 @@ impl Shard {
         }
         self.forward(account, msg, hop, &plan);
         true
+    }
+
+    /// Interest a peer shard holds. Another server's interest goes out through this
+    /// shard's own pool connection to that server when it has one; else the routes'
+    /// shard sends it. While the pool connection is being made, nothing is sent to
+    /// that server, so that its messages never take two paths and overtake each
+    /// other (as if its interest had not arrived yet).
+    fn plan_remote(&self, plan: &mut Plan, r: &RemoteInterest, queue: Option<&Bytes>) {
+        if let Origin::Server(slot) = r.origin {
+            match self.pool.borrow().get(&slot) {
+                Some(PoolState::Ready(conn)) => {
+                    plan.add_route(&Rc::downgrade(conn), queue);
+                    return;
+                }
+                Some(PoolState::Connecting) => return,
+                Some(PoolState::Failed) | None => plan.route_slots |= 1 << slot,
+            }
+        }
+        match queue {
+            Some(q) => plan.peer_queues.push((r.shard, q.clone())),
+            None => plan.peers_plain |= 1 << r.shard,
+        }
     }
 
     fn forward(&self, account: AccountId, msg: &Msg, hop: Hop, plan: &Plan) {
@@ -402,6 +434,7 @@ impl Shard {
                 payload: payload.clone(),
                 queues: peer_queues,
                 from_route: hop == Hop::Route,
+                route_slots: plan.route_slots,
             }));
         }
     }
@@ -503,14 +536,18 @@ impl Shard {
                 subject,
                 queue,
                 weight,
-                route,
-            } => self.apply_remote_sub(peer, route, (account, subject, queue), weight),
+                origin,
+            } => self.apply_remote_sub(peer, origin, (account, subject, queue), weight),
             Item::Unsub {
                 account,
                 subject,
                 queue,
-                route,
-            } => self.apply_remote_unsub(peer, route, (account, subject, queue)),
+                origin,
+            } => self.apply_remote_unsub(peer, origin, (account, subject, queue)),
+            Item::PoolDial { slot, url, connect } => {
+                crate::route::pool::dial(self, slot, url, connect)
+            }
+            Item::PoolForget { slot } => crate::route::pool::forget(self, slot),
             Item::ConnectUrls(urls) => crate::server::client::connect_urls_changed(self, urls),
             Item::Query(query, reply) => {
                 let _ = reply.send(self.report(&query));
@@ -518,16 +555,16 @@ impl Shard {
         }
     }
 
-    fn apply_remote_sub(&self, peer: usize, route: bool, key: InterestKey, weight: u32) {
+    fn apply_remote_sub(&self, peer: usize, origin: Origin, key: InterestKey, weight: u32) {
         self.applied_from_peer();
-        let map_key = (peer, route, key);
+        let map_key = (peer, origin, key);
         let existing = self.remote_interest.borrow().get(&map_key).cloned();
         match existing {
             Some(entry) => entry.weight.set(weight),
             None => {
                 let entry = Rc::new(RemoteInterest {
                     shard: peer,
-                    route,
+                    origin,
                     weight: Cell::new(weight),
                 });
                 let (account, subject, queue) = &map_key.2;
@@ -541,17 +578,17 @@ impl Shard {
                     .insert(map_key.clone(), entry);
             }
         }
-        if !route {
+        if origin == Origin::Clients {
             self.client_interest_changed(&map_key.2);
         }
     }
 
-    fn apply_remote_unsub(&self, peer: usize, route: bool, key: InterestKey) {
+    fn apply_remote_unsub(&self, peer: usize, origin: Origin, key: InterestKey) {
         self.applied_from_peer();
         let Some(entry) = self
             .remote_interest
             .borrow_mut()
-            .remove(&(peer, route, key.clone()))
+            .remove(&(peer, origin, key.clone()))
         else {
             return;
         };
@@ -561,7 +598,7 @@ impl Shard {
             queue.as_deref(),
             &Interest::Remote(entry),
         );
-        if !route {
+        if origin == Origin::Clients {
             self.client_interest_changed(&key);
         }
     }
@@ -580,7 +617,7 @@ impl Shard {
         } else {
             Hop::Shard
         };
-        self.dispatch(None, m.account, &msg, hop, Some(&m.queues));
+        self.dispatch(None, m.account, &msg, hop, Some(&m.queues), m.route_slots);
     }
 
     // ----- internal services ---------------------------------------------------------

@@ -1,0 +1,134 @@
+//! The route pool: every shard but the routes' own dials its own connection to each
+//! natrix peer, and sends the messages its clients publish there directly, so that a
+//! message leaves the server from the shard that received it. Interest still travels
+//! on the main route (shard 0); a pool connection carries RMSG outward only. Peers
+//! that do not pool (nats-server) are served through shard 0, one route each.
+
+use crate::net::{FrameReader, SharedStream};
+use crate::route::conn::Route;
+use crate::route::proto::{self, RouteOp};
+use crate::server::shard::Shard;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+use tracing::debug;
+
+/// Attempts to dial a pool connection before giving up (shard 0 is used then).
+const DIAL_ATTEMPTS_MAX: u32 = 5;
+
+pub enum PoolState {
+    /// Being dialed: messages for that server wait for it (none are sent), so that
+    /// they never take two paths at once.
+    Connecting,
+    Ready(Rc<Route>),
+    /// Could not be made, or broke: shard 0 serves that server until it re-registers.
+    Failed,
+}
+
+/// Starts dialing the server in `slot` (Item::PoolDial).
+pub fn dial(shard: &Shard, slot: u8, host_port: String, connect: String) {
+    if let Some(PoolState::Ready(old)) = shard.pool.borrow_mut().insert(slot, PoolState::Connecting)
+    {
+        old.close_pool_conn();
+    }
+    let Some(shard) = shard.this() else { return };
+    glommio::spawn_local(run(shard, slot, host_port, connect)).detach();
+}
+
+/// The server in `slot` went away (Item::PoolForget).
+pub fn forget(shard: &Shard, slot: u8) {
+    if let Some(PoolState::Ready(conn)) = shard.pool.borrow_mut().remove(&slot) {
+        conn.close_pool_conn();
+    }
+}
+
+fn is_current(shard: &Shard, slot: u8, conn: Option<&Rc<Route>>) -> bool {
+    match (shard.pool.borrow().get(&slot), conn) {
+        (Some(PoolState::Connecting), None) => true,
+        (Some(PoolState::Ready(c)), Some(conn)) => Rc::ptr_eq(c, conn),
+        _ => false,
+    }
+}
+
+fn fail(shard: &Shard, slot: u8, conn: Option<&Rc<Route>>) {
+    if is_current(shard, slot, conn) {
+        shard.pool.borrow_mut().insert(slot, PoolState::Failed);
+    }
+}
+
+async fn run(shard: Rc<Shard>, slot: u8, host_port: String, connect: String) {
+    let mut stream = None;
+    for attempt in 0..DIAL_ATTEMPTS_MAX {
+        if !is_current(&shard, slot, None) {
+            return;
+        }
+        match glommio::net::TcpStream::connect(host_port.as_str()).await {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => debug!(
+                "shard {} - pool connection to {host_port} failed: {e}",
+                shard.id
+            ),
+        }
+        glommio::timer::sleep(Duration::from_millis(100 << attempt)).await;
+    }
+    let Some(stream) = stream else {
+        return fail(&shard, slot, None);
+    };
+    if !is_current(&shard, slot, None) {
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    let Ok(addr) = stream.peer_addr() else {
+        return fail(&shard, slot, None);
+    };
+    let conn = Route::new(0, addr, true, false);
+    let stream: SharedStream = Rc::new(RefCell::new(stream));
+    let writer = conn.start_writer(&stream);
+    conn.send_line(format!("CONNECT {connect}\r\n").as_bytes());
+    shard
+        .pool
+        .borrow_mut()
+        .insert(slot, PoolState::Ready(conn.clone()));
+    debug!(
+        "shard {} - pool connection to {host_port} ready (slot {slot})",
+        shard.id
+    );
+    read_until_closed(&shard, &conn, &stream).await;
+    fail(&shard, slot, Some(&conn));
+    conn.close_pool_conn();
+    writer.await;
+}
+
+/// A pool connection only answers PINGs; anything else from the peer is ignored.
+async fn read_until_closed(shard: &Shard, conn: &Rc<Route>, stream: &SharedStream) {
+    let mut reader = FrameReader::default();
+    let limits = (
+        shard.server.opts.max_control_line.max(4096),
+        shard.server.opts.max_payload,
+    );
+    while !conn.is_closed() {
+        let Some(chunk) = reader.next_chunk(stream).await else {
+            return;
+        };
+        let mut at = 0;
+        let need = loop {
+            if at == chunk.len() {
+                break 0;
+            }
+            match proto::parse(&chunk[at..], limits.0, limits.1) {
+                Ok((op, n)) => {
+                    if op == RouteOp::Ping {
+                        conn.send_line(b"PONG\r\n");
+                    }
+                    at += n;
+                }
+                Err(crate::proto::ParseError::Incomplete { need }) => break need.unwrap_or(0),
+                Err(_) => return,
+            }
+        };
+        reader.keep_tail(&chunk, at, need);
+    }
+}
