@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use glommio::io::OpenOptions;
-use natrix_storage::rt::{raise_memlock_limit, spawn_park_guard, IO_MEMORY_BYTES};
+use natrix_storage::rt::{raise_memlock_limit, IO_MEMORY_BYTES};
 use natrix_storage::{Durability, FileStore, LogConfig};
 
 struct Args {
@@ -113,8 +113,6 @@ async fn disk_ceiling(dir: &std::path::Path, total_bytes: u64) -> f64 {
 /// The executor's preempt timer: how long a task may run before the
 /// executor goes back to the reactor (a shard's loop turn).
 const PREEMPT: Duration = Duration::from_micros(200);
-/// Longest sleep of an executor parked with runnable tasks (a glommio bug).
-const PARK_GUARD: Duration = Duration::from_millis(1);
 
 struct Throughput {
     record_bytes: usize,
@@ -246,8 +244,6 @@ fn main() {
         .io_memory(IO_MEMORY_BYTES * 8)
         .preempt_timer(PREEMPT)
         .spawn(move || async move {
-            // glommio 0.9 may park with tasks runnable (see rt::spawn_park_guard).
-            spawn_park_guard(PARK_GUARD);
             let total = a.total_mib << 20;
             // Open a store first: it settles glommio's per-device iopoll probe
             // (see file.rs), which the ceiling's fresh empty file would unsettle.
