@@ -113,6 +113,10 @@ pub(crate) struct Group<S: LogStore> {
     pub snapshot_wanted: Rc<Cell<bool>>,
     /// Distinguishes a re-created replica from an earlier one of the same group.
     pub instance: u64,
+    /// Woken only because the leader's node was suspected dead: `(term, leader, was
+    /// quiet)` then. If that node is heard from again before anything else happened
+    /// to the group, the wake is undone.
+    pub suspicion_wake: Option<(u64, u64, bool)>,
 }
 
 impl<S: LogStore> Group<S> {

@@ -185,9 +185,12 @@ pub struct Stats {
     pub quiet_transitions: u64,
     pub wakes: u64,
     pub sync_tickets: u64,
+    /// Peer nodes suspected dead (silent for `node_dead_ticks`).
+    pub peers_lost: u64,
 }
 
 struct Peer {
+    /// In liveness ticks (see `MultiRaft::live_ticks`).
     last_heard_tick: u64,
     /// 0 until the first frame.
     incarnation: u64,
@@ -222,6 +225,12 @@ pub struct MultiRaft<S: LogStore> {
     snapshot_wanted: Vec<GroupId>,
     rng: ChaCha8Rng,
     now_ticks: u64,
+    /// Ticks that count against a silent peer: at most one per turn (`ready()`). A
+    /// node starved of CPU gets its timer's missed ticks in a burst, ahead of the frames
+    /// that queued meanwhile; the gap is its own delay, not its peers' silence.
+    live_ticks: u64,
+    /// A turn ran since the last tick.
+    turned: bool,
     stats: Stats,
 }
 
@@ -263,6 +272,8 @@ impl<S: LogStore> MultiRaft<S> {
             snapshot_wanted: Vec::new(),
             rng,
             now_ticks: 0,
+            live_ticks: 0,
+            turned: true,
             stats: Stats::default(),
         };
         let ids = d.store.borrow().group_ids();
@@ -328,6 +339,7 @@ impl<S: LogStore> MultiRaft<S> {
             conf_state,
             snapshot_wanted: wanted,
             instance,
+            suspicion_wake: None,
         };
         fix_timeout(&mut grp, &mut self.rng, self.cfg.election_ticks);
         self.groups.insert(g, grp);
@@ -339,7 +351,7 @@ impl<S: LogStore> MultiRaft<S> {
         if node == self.cfg.node_id {
             return;
         }
-        let now = self.now_ticks;
+        let now = self.live_ticks;
         self.peers.entry(node).or_insert(Peer {
             last_heard_tick: now,
             incarnation: 0,
@@ -409,7 +421,10 @@ impl<S: LogStore> MultiRaft<S> {
     /// Advances every awake group by one tick and runs node-level liveness.
     pub fn tick(&mut self) {
         self.now_ticks += 1;
-        let now = self.now_ticks;
+        if std::mem::take(&mut self.turned) {
+            self.live_ticks += 1;
+        }
+        let now = self.live_ticks;
         let dead: Vec<NodeId> = self
             .peers
             .iter()
@@ -417,6 +432,7 @@ impl<S: LogStore> MultiRaft<S> {
             .map(|(id, _)| *id)
             .collect();
         for p in dead {
+            self.stats.peers_lost += 1;
             self.peers.get_mut(&p).unwrap().alive = false;
             self.on_peer_lost(p);
         }
@@ -471,6 +487,7 @@ impl<S: LogStore> MultiRaft<S> {
 
     fn wake(&mut self, g: GroupId) {
         let grp = self.groups.get_mut(&g).unwrap();
+        grp.suspicion_wake = None;
         if grp.quiet {
             grp.quiet = false;
             self.stats.wakes += 1;
@@ -498,8 +515,11 @@ impl<S: LogStore> MultiRaft<S> {
             .map(|(g, _)| *g)
             .collect();
         for g in led {
+            let was_quiet = self.groups[&g].quiet;
             self.wake(g);
             let grp = self.groups.get_mut(&g).unwrap();
+            let r = &grp.node.raft;
+            grp.suspicion_wake = Some((r.term, r.leader_id, was_quiet));
             let rank = campaign_rank(g, grp.replica(), &grp.conf_state, peer);
             let r = &mut grp.node.raft;
             // Out of the leader lease: grant pre-votes at once. Campaign after a wait
@@ -510,6 +530,47 @@ impl<S: LogStore> MultiRaft<S> {
             let wait = stagger_ticks(rank, et, &mut self.rng);
             let timeout = (r.election_elapsed + wait).min(2 * et - 1);
             r.set_randomized_election_timeout(timeout);
+        }
+    }
+
+    /// A peer node suspected dead is heard from again, same incarnation: it was only
+    /// slow (a stalled process, a starved CPU). Groups it leads that were woken by the
+    /// suspicion and have not moved on since (same term; a follower of the same leader,
+    /// or a pre-candidate whose pre-vote did not win) take the leader back as if they
+    /// had heard its heartbeat, and those that were quiet go quiet again: a transient
+    /// stall costs no election and leaves idle groups idle.
+    fn on_peer_returned(&mut self, peer: NodeId) {
+        let back: Vec<GroupId> = self
+            .groups
+            .iter()
+            .filter(|(_, grp)| {
+                grp.suspicion_wake
+                    .is_some_and(|(_, leader, _)| node_of(leader) == peer)
+            })
+            .map(|(g, _)| *g)
+            .collect();
+        for g in back {
+            let grp = self.groups.get_mut(&g).unwrap();
+            let (term, leader, was_quiet) = grp.suspicion_wake.take().unwrap();
+            let r = &mut grp.node.raft;
+            let same = r.term == term
+                && match r.state {
+                    StateRole::Follower => r.leader_id == leader,
+                    StateRole::PreCandidate => true,
+                    _ => false,
+                };
+            if !same {
+                continue;
+            }
+            r.become_follower(term, leader);
+            fix_timeout(grp, &mut self.rng, self.cfg.election_ticks);
+            self.dirty.insert(g);
+            if was_quiet {
+                grp.quiet = true;
+                grp.idle_ticks = 0;
+                self.awake.remove(&g);
+                self.stats.quiet_transitions += 1;
+            }
         }
     }
 
@@ -533,7 +594,7 @@ impl<S: LogStore> MultiRaft<S> {
 
     fn heard_from(&mut self, peer: NodeId, incarnation: u64) {
         self.add_peer(peer);
-        let now = self.now_ticks;
+        let now = self.live_ticks;
         let p = self.peers.get_mut(&peer).unwrap();
         let restarted = p.incarnation != 0 && p.incarnation != incarnation;
         let was_alive = p.alive;
@@ -542,6 +603,9 @@ impl<S: LogStore> MultiRaft<S> {
         p.alive = true;
         if restarted {
             self.on_peer_lost(peer);
+        }
+        if !restarted && !was_alive {
+            self.on_peer_returned(peer);
         }
         if restarted || !was_alive {
             self.on_peer_back(peer);
@@ -728,6 +792,7 @@ impl<S: LogStore> MultiRaft<S> {
 
     /// Collects this turn's output.
     pub fn ready(&mut self) -> Ready {
+        self.turned = true;
         let mut sync = None;
         for _ in 0..MAX_READY_PASSES {
             let dirty = std::mem::take(&mut self.dirty);
