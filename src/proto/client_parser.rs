@@ -4,8 +4,6 @@
 //! number of bytes it took, or `Incomplete` (with the size needed, when known) so that
 //! the caller reads more. It does no I/O and never allocates.
 
-use memchr::memchr;
-
 /// Limits the parser enforces.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -40,36 +38,13 @@ pub enum ClientOp<'a> {
     Err,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum ParseError {
-    /// More bytes are needed; `need` is the total length of the operation when known.
-    Incomplete {
-        need: Option<usize>,
-    },
-    ControlLineTooLong,
-    PayloadTooLarge {
-        size: usize,
-    },
-    UnknownOp,
-    /// The operation is known but its arguments are malformed.
-    BadArgs(&'static str),
-}
+pub use crate::proto::lex::ParseError;
+use crate::proto::lex::{control_line, payload, sizes, split_args, split_op};
 
 const ARGS_MAX: usize = 5;
 
 pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<(ClientOp<'a>, usize), ParseError> {
-    let window = &buf[..buf.len().min(limits.control_line_max + 2)];
-    let Some(nl) = memchr(b'\n', window) else {
-        if buf.len() > limits.control_line_max {
-            return Err(ParseError::ControlLineTooLong);
-        }
-        return Err(ParseError::Incomplete { need: None });
-    };
-    let line_len = nl + 1;
-    let line = trim_line_end(&buf[..nl]);
-    if line.len() > limits.control_line_max {
-        return Err(ParseError::ControlLineTooLong);
-    }
+    let (line, line_len) = control_line(buf, limits.control_line_max)?;
     let (name, rest) = split_op(line);
     let op = match name.len() {
         2 if name.eq_ignore_ascii_case(b"+OK") => ClientOp::Ok,
@@ -91,47 +66,6 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<(ClientOp<'a>, usize)
     Ok((op, line_len))
 }
 
-fn trim_line_end(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-fn split_op(line: &[u8]) -> (&[u8], &[u8]) {
-    let line = trim_start(line);
-    match line.iter().position(|b| *b == b' ' || *b == b'\t') {
-        Some(at) => (&line[..at], trim_start(&line[at..])),
-        None => (line, &[]),
-    }
-}
-
-fn trim_start(s: &[u8]) -> &[u8] {
-    let skip = s.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
-    &s[skip..]
-}
-
-/// Splits arguments on spaces and tabs; None when there are more than `ARGS_MAX`.
-fn split_args(rest: &[u8]) -> Option<([&[u8]; ARGS_MAX], usize)> {
-    let mut args: [&[u8]; ARGS_MAX] = [&[]; ARGS_MAX];
-    let mut count = 0;
-    for arg in rest
-        .split(|b| *b == b' ' || *b == b'\t')
-        .filter(|a| !a.is_empty())
-    {
-        if count == ARGS_MAX {
-            return None;
-        }
-        args[count] = arg;
-        count += 1;
-    }
-    Some((args, count))
-}
-
-fn parse_size(arg: &[u8]) -> Option<usize> {
-    if arg.is_empty() || arg.len() > 12 || !arg.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(arg.iter().fold(0usize, |n, d| n * 10 + (d - b'0') as usize))
-}
-
 fn parse_pub<'a>(
     buf: &'a [u8],
     rest: &'a [u8],
@@ -139,34 +73,19 @@ fn parse_pub<'a>(
     limits: &Limits,
     with_headers: bool,
 ) -> Result<(ClientOp<'a>, usize), ParseError> {
-    let (args, count) = split_args(rest).ok_or(ParseError::BadArgs("too many arguments"))?;
-    let sizes = if with_headers { 2 } else { 1 };
-    if count != sizes + 1 && count != sizes + 2 {
+    let (args, count) =
+        split_args::<ARGS_MAX>(rest).ok_or(ParseError::BadArgs("too many arguments"))?;
+    let size_args = if with_headers { 2 } else { 1 };
+    if count != size_args + 1 && count != size_args + 2 {
         return Err(ParseError::BadArgs("wrong number of arguments"));
     }
     let subject = args[0];
-    let reply = (count == sizes + 2).then(|| args[1]);
-    let total = parse_size(args[count - 1]).ok_or(ParseError::BadArgs("bad size"))?;
-    let header_len = if with_headers {
-        let h = parse_size(args[count - 2]).ok_or(ParseError::BadArgs("bad header size"))?;
-        if h > total {
-            return Err(ParseError::BadArgs("header size exceeds total size"));
-        }
-        h
-    } else {
-        0
-    };
+    let reply = (count == size_args + 2).then(|| args[1]);
+    let (header_len, total) = sizes(&args[..count], with_headers)?;
     if total > limits.payload_max {
         return Err(ParseError::PayloadTooLarge { size: total });
     }
-    let end = line_len + total + 2;
-    if buf.len() < end {
-        return Err(ParseError::Incomplete { need: Some(end) });
-    }
-    if &buf[end - 2..end] != b"\r\n" {
-        return Err(ParseError::BadArgs("payload not followed by CRLF"));
-    }
-    let payload = &buf[line_len..line_len + total];
+    let (payload, end) = payload(buf, line_len, total)?;
     let op = ClientOp::Pub {
         subject,
         reply,
@@ -177,7 +96,8 @@ fn parse_pub<'a>(
 }
 
 fn parse_sub(rest: &[u8]) -> Result<ClientOp<'_>, ParseError> {
-    let (args, count) = split_args(rest).ok_or(ParseError::BadArgs("too many arguments"))?;
+    let (args, count) =
+        split_args::<ARGS_MAX>(rest).ok_or(ParseError::BadArgs("too many arguments"))?;
     match count {
         2 => Ok(ClientOp::Sub {
             subject: args[0],
@@ -194,14 +114,15 @@ fn parse_sub(rest: &[u8]) -> Result<ClientOp<'_>, ParseError> {
 }
 
 fn parse_unsub(rest: &[u8]) -> Result<ClientOp<'_>, ParseError> {
-    let (args, count) = split_args(rest).ok_or(ParseError::BadArgs("too many arguments"))?;
+    let (args, count) =
+        split_args::<ARGS_MAX>(rest).ok_or(ParseError::BadArgs("too many arguments"))?;
     match count {
         1 => Ok(ClientOp::Unsub {
             sid: args[0],
             max: None,
         }),
         2 => {
-            let max = parse_size(args[1]).ok_or(ParseError::BadArgs("bad max"))?;
+            let max = crate::proto::lex::size(args[1]).ok_or(ParseError::BadArgs("bad max"))?;
             Ok(ClientOp::Unsub {
                 sid: args[0],
                 max: Some(max as u64),

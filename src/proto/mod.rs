@@ -3,6 +3,8 @@
 
 pub mod client_parser;
 pub mod encode;
+pub mod lex;
 pub mod server_parser;
 
-pub use client_parser::{parse, ClientOp, Limits, ParseError};
+pub use client_parser::{parse, ClientOp, Limits};
+pub use lex::ParseError;

@@ -6,8 +6,6 @@
 //! the caller reads more; `check` only says whether a complete operation is there. No
 //! I/O, no allocation.
 
-use memchr::memchr;
-
 #[derive(Debug, PartialEq, Eq)]
 pub enum ServerOp<'a> {
     /// The JSON object that follows `INFO`.
@@ -28,17 +26,8 @@ pub enum ServerOp<'a> {
     Err(&'a [u8]),
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum ParseError {
-    /// More bytes are needed; `need` is the total length of the operation when known.
-    Incomplete {
-        need: Option<usize>,
-    },
-    ControlLineTooLong,
-    UnknownOp,
-    /// The operation is known but its arguments are malformed.
-    BadArgs(&'static str),
-}
+pub use crate::proto::lex::ParseError;
+use crate::proto::lex::{control_line, payload, sizes, split_args, split_op};
 
 /// Longest control line accepted (INFO lines with many `connect_urls` are long).
 pub const CONTROL_LINE_MAX: usize = 64 * 1024;
@@ -51,15 +40,7 @@ pub fn check(buf: &[u8]) -> Result<usize, ParseError> {
 }
 
 pub fn parse(buf: &[u8]) -> Result<(ServerOp<'_>, usize), ParseError> {
-    let window = &buf[..buf.len().min(CONTROL_LINE_MAX + 2)];
-    let Some(nl) = memchr(b'\n', window) else {
-        if buf.len() > CONTROL_LINE_MAX {
-            return Err(ParseError::ControlLineTooLong);
-        }
-        return Err(ParseError::Incomplete { need: None });
-    };
-    let line_len = nl + 1;
-    let line = buf[..nl].strip_suffix(b"\r").unwrap_or(&buf[..nl]);
+    let (line, line_len) = control_line(buf, CONTROL_LINE_MAX)?;
     let (name, rest) = split_op(line);
     let op = match name.len() {
         3 if name.eq_ignore_ascii_case(b"MSG") => return parse_msg(buf, rest, line_len, false),
@@ -74,31 +55,11 @@ pub fn parse(buf: &[u8]) -> Result<(ServerOp<'_>, usize), ParseError> {
     Ok((op, line_len))
 }
 
-fn split_op(line: &[u8]) -> (&[u8], &[u8]) {
-    let line = trim_start(line);
-    match line.iter().position(|b| *b == b' ' || *b == b'\t') {
-        Some(at) => (&line[..at], trim_start(&line[at..])),
-        None => (line, &[]),
-    }
-}
-
-fn trim_start(s: &[u8]) -> &[u8] {
-    let skip = s.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
-    &s[skip..]
-}
-
 fn unquote(text: &[u8]) -> &[u8] {
     let text = text.trim_ascii();
     text.strip_prefix(b"'")
         .and_then(|t| t.strip_suffix(b"'"))
         .unwrap_or(text)
-}
-
-fn parse_size(arg: &[u8]) -> Option<usize> {
-    if arg.is_empty() || arg.len() > 12 || !arg.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(arg.iter().fold(0usize, |n, d| n * 10 + (d - b'0') as usize))
 }
 
 fn parse_msg<'a>(
@@ -107,45 +68,20 @@ fn parse_msg<'a>(
     line_len: usize,
     with_headers: bool,
 ) -> Result<(ServerOp<'a>, usize), ParseError> {
-    let mut args: [&[u8]; ARGS_MAX] = [&[]; ARGS_MAX];
-    let mut count = 0;
-    for arg in rest
-        .split(|b| *b == b' ' || *b == b'\t')
-        .filter(|a| !a.is_empty())
-    {
-        if count == ARGS_MAX {
-            return Err(ParseError::BadArgs("too many arguments"));
-        }
-        args[count] = arg;
-        count += 1;
-    }
-    let sizes = if with_headers { 2 } else { 1 };
-    if count != sizes + 2 && count != sizes + 3 {
+    let (args, count) =
+        split_args::<ARGS_MAX>(rest).ok_or(ParseError::BadArgs("too many arguments"))?;
+    let size_args = if with_headers { 2 } else { 1 };
+    if count != size_args + 2 && count != size_args + 3 {
         return Err(ParseError::BadArgs("wrong number of arguments"));
     }
-    let total = parse_size(args[count - 1]).ok_or(ParseError::BadArgs("bad size"))?;
-    let header_len = if with_headers {
-        let h = parse_size(args[count - 2]).ok_or(ParseError::BadArgs("bad header size"))?;
-        if h > total {
-            return Err(ParseError::BadArgs("header size exceeds total size"));
-        }
-        h
-    } else {
-        0
-    };
-    let end = line_len + total + 2;
-    if buf.len() < end {
-        return Err(ParseError::Incomplete { need: Some(end) });
-    }
-    if &buf[end - 2..end] != b"\r\n" {
-        return Err(ParseError::BadArgs("payload not followed by CRLF"));
-    }
+    let (header_len, total) = sizes(&args[..count], with_headers)?;
+    let (payload, end) = payload(buf, line_len, total)?;
     let op = ServerOp::Msg {
         subject: args[0],
         sid: args[1],
-        reply: (count == sizes + 3).then(|| args[2]),
+        reply: (count == size_args + 3).then(|| args[2]),
         header_len,
-        payload: &buf[line_len..line_len + total],
+        payload,
     };
     Ok((op, end))
 }

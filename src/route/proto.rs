@@ -3,8 +3,7 @@
 //! queue groups the receiver serves), PING/PONG, +OK/-ERR. Parsing is I/O-free:
 //! `parse` returns one operation and its length, or `Incomplete`.
 
-use crate::proto::client_parser::ParseError;
-use memchr::memchr;
+use crate::proto::lex::{self, control_line, payload, sizes, split_op, ParseError};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum RouteOp<'a> {
@@ -44,19 +43,8 @@ pub fn parse<'a>(
     control_line_max: usize,
     payload_max: usize,
 ) -> Result<(RouteOp<'a>, usize), ParseError> {
-    let window = &buf[..buf.len().min(control_line_max + 2)];
-    let Some(nl) = memchr(b'\n', window) else {
-        if buf.len() > control_line_max {
-            return Err(ParseError::ControlLineTooLong);
-        }
-        return Err(ParseError::Incomplete { need: None });
-    };
-    let line_len = nl + 1;
-    let line = buf[..nl].strip_suffix(b"\r").unwrap_or(&buf[..nl]);
-    let (name, rest) = match line.iter().position(|b| *b == b' ' || *b == b'\t') {
-        Some(at) => (&line[..at], trim(&line[at..])),
-        None => (line, &line[line.len()..]),
-    };
+    let (line, line_len) = control_line(buf, control_line_max)?;
+    let (name, rest) = split_op(line);
     let upper = |s: &[u8]| s.to_ascii_uppercase();
     let op = match upper(name).as_slice() {
         b"INFO" => RouteOp::Info(rest),
@@ -75,11 +63,6 @@ pub fn parse<'a>(
     Ok((op, line_len))
 }
 
-fn trim(s: &[u8]) -> &[u8] {
-    let start = s.iter().take_while(|b| b.is_ascii_whitespace()).count();
-    &s[start..]
-}
-
 fn args(rest: &[u8]) -> Result<Vec<&[u8]>, ParseError> {
     let out: Vec<&[u8]> = rest
         .split(|b| *b == b' ' || *b == b'\t')
@@ -92,10 +75,7 @@ fn args(rest: &[u8]) -> Result<Vec<&[u8]>, ParseError> {
 }
 
 fn number(arg: &[u8]) -> Result<usize, ParseError> {
-    if arg.is_empty() || arg.len() > 12 || !arg.iter().all(u8::is_ascii_digit) {
-        return Err(ParseError::BadArgs("bad number"));
-    }
-    Ok(arg.iter().fold(0, |n, d| n * 10 + (d - b'0') as usize))
+    lex::size(arg).ok_or(ParseError::BadArgs("bad number"))
 }
 
 fn parse_sub(rest: &[u8]) -> Result<RouteOp<'_>, ParseError> {
@@ -142,23 +122,15 @@ fn parse_msg<'a>(
     with_headers: bool,
 ) -> Result<(RouteOp<'a>, usize), ParseError> {
     let a = args(rest)?;
-    let sizes = if with_headers { 2 } else { 1 };
-    if a.len() < 2 + sizes {
+    let size_args = if with_headers { 2 } else { 1 };
+    if a.len() < 2 + size_args {
         return Err(ParseError::BadArgs("RMSG needs account, subject and size"));
     }
-    let total = number(a[a.len() - 1])?;
-    let header_len = if with_headers {
-        number(a[a.len() - 2])?
-    } else {
-        0
-    };
-    if header_len > total {
-        return Err(ParseError::BadArgs("header size exceeds total size"));
-    }
+    let (header_len, total) = sizes(&a, with_headers)?;
     if total > payload_max {
         return Err(ParseError::PayloadTooLarge { size: total });
     }
-    let middle = &a[2..a.len() - sizes];
+    let middle = &a[2..a.len() - size_args];
     let (reply, queues) = match middle {
         [] => (None, Vec::new()),
         [reply] => (Some(*reply), Vec::new()),
@@ -166,20 +138,14 @@ fn parse_msg<'a>(
         [b"|", queues @ ..] => (None, queues.to_vec()),
         _ => return Err(ParseError::BadArgs("bad RMSG arguments")),
     };
-    let end = line_len + total + 2;
-    if buf.len() < end {
-        return Err(ParseError::Incomplete { need: Some(end) });
-    }
-    if &buf[end - 2..end] != b"\r\n" {
-        return Err(ParseError::BadArgs("payload not followed by CRLF"));
-    }
+    let (payload, end) = payload(buf, line_len, total)?;
     let op = RouteOp::Msg {
         account: a[0],
         subject: a[1],
         reply,
         queues,
         header_len,
-        payload: &buf[line_len..line_len + total],
+        payload,
     };
     Ok((op, end))
 }
