@@ -120,6 +120,26 @@ async fn collect(sub: &mut Subscriber, data_subject: &str, count: usize) -> Vec<
     got
 }
 
+/// Each publisher sends `n` messages `{tag}-{i}` on `subject` and flushes; returns
+/// every payload sent.
+async fn publish_tagged<'a>(
+    publishers: impl IntoIterator<Item = (String, &'a async_nats::Client)>,
+    subject: &str,
+    n: usize,
+) -> HashSet<String> {
+    let mut expected = HashSet::new();
+    for (tag, p) in publishers {
+        for i in 0..n {
+            p.publish(subject.to_string(), format!("{tag}-{i}").into())
+                .await
+                .unwrap();
+            expected.insert(format!("{tag}-{i}"));
+        }
+        p.flush().await.unwrap();
+    }
+    expected
+}
+
 fn assert_exactly_once(got: &[String], expected: &HashSet<String>) {
     let unique: HashSet<String> = got.iter().cloned().collect();
     assert_eq!(got.len(), unique.len(), "duplicates delivered");
@@ -142,17 +162,7 @@ async fn seed_walkthrough_each_message_once(shards: usize) {
     for p in pubs.values() {
         probe(p, &mut sub, "a1.probe").await;
     }
-    const N: usize = 200;
-    let mut expected = HashSet::new();
-    for (tag, p) in &pubs {
-        for i in 0..N {
-            p.publish("a1.data", format!("{tag}-{i}").into())
-                .await
-                .unwrap();
-            expected.insert(format!("{tag}-{i}"));
-        }
-        p.flush().await.unwrap();
-    }
+    let expected = publish_tagged(pubs.iter().map(|(t, p)| (t.clone(), p)), "a1.data", 200).await;
     let got = collect(&mut sub, "a1.data", expected.len()).await;
     assert_exactly_once(&got, &expected);
     // the connect URLs of all three servers reach the clients
@@ -475,16 +485,8 @@ async fn exercise(nodes: &[Node]) {
             probe(p, s, "mix.probe").await;
         }
     }
-    let mut expected = HashSet::new();
-    for (i, p) in clients.iter().enumerate() {
-        for k in 0..50 {
-            p.publish("mix.data", format!("{i}-{k}").into())
-                .await
-                .unwrap();
-            expected.insert(format!("{i}-{k}"));
-        }
-        p.flush().await.unwrap();
-    }
+    let tagged = clients.iter().enumerate().map(|(i, p)| (i.to_string(), p));
+    let expected = publish_tagged(tagged, "mix.data", 50).await;
     for s in &mut subs {
         let got = collect(s, "mix.data", expected.len()).await;
         assert_exactly_once(&got, &expected);
@@ -645,16 +647,11 @@ async fn each_shard_dials_its_own_pool_connection_and_messages_arrive_once() {
     for p in &publishers {
         probe(p, &mut sub, "pool.probe").await;
     }
-    let mut expected = HashSet::new();
-    for (i, p) in publishers.iter().enumerate() {
-        for k in 0..100 {
-            p.publish("pool.data", format!("{i}-{k}").into())
-                .await
-                .unwrap();
-            expected.insert(format!("{i}-{k}"));
-        }
-        p.flush().await.unwrap();
-    }
+    let tagged = publishers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i.to_string(), p));
+    let expected = publish_tagged(tagged, "pool.data", 100).await;
     let got = collect(&mut sub, "pool.data", expected.len()).await;
     assert_exactly_once(&got, &expected);
 }

@@ -5,18 +5,16 @@ use crate::url::ServerUrl;
 use glommio::net::TcpStream;
 use natrix::proto::server_parser::{self, ParseError, ServerOp};
 use std::cell::RefCell;
-use std::future::poll_fn;
 use std::io;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
 /// How long the handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A stream that a reading task and a writing task of the same executor share; each
-/// poll borrows it only for the poll.
-pub type Stream = Rc<RefCell<TcpStream>>;
+/// A stream that a reading task and a writing task of the same executor share (the
+/// server's own socket plumbing).
+pub use natrix::net::{read_into, write_all, SharedStream as Stream};
 
 /// What the server said about itself in INFO.
 #[derive(Clone, Debug, Default)]
@@ -94,11 +92,7 @@ impl Reader {
             self.tail = pending;
         }
         let free = &mut self.buf[self.tail..];
-        let n = poll_fn(|cx| {
-            let mut s = stream.borrow_mut();
-            futures_lite::AsyncRead::poll_read(Pin::new(&mut *s), cx, free)
-        })
-        .await?;
+        let n = read_into(stream, free).await?;
         self.tail += n;
         Ok(n)
     }
@@ -124,21 +118,6 @@ impl Reader {
         }
         Ok(())
     }
-}
-
-pub async fn write_all(stream: &Stream, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        let n = poll_fn(|cx| {
-            let mut s = stream.borrow_mut();
-            futures_lite::AsyncWrite::poll_write(Pin::new(&mut *s), cx, buf)
-        })
-        .await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        buf = &buf[n..];
-    }
-    Ok(())
 }
 
 pub struct Conn {

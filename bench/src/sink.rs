@@ -93,11 +93,7 @@ async fn discard(stream: TcpStream, counter: Arc<AtomicU64>) {
             }
         }
         let free = &mut buf[tail..];
-        let n = std::future::poll_fn(|cx| {
-            let mut s = stream.borrow_mut();
-            futures_lite::AsyncRead::poll_read(std::pin::Pin::new(&mut *s), cx, free)
-        })
-        .await;
+        let n = crate::conn::read_into(&stream, free).await;
         match n {
             Ok(0) | Err(_) => return,
             Ok(n) => tail += n,
