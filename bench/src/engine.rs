@@ -104,7 +104,7 @@ where
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("bench-{i}"))
             .io_memory(IO_MEMORY_BYTES)
-            .spawn(move || make(i))
+            .spawn(move || natrix_shards::park_guard::guarded(make(i)))
             .map_err(|e| format!("cannot start executor: {e}"))?;
         handles.push(handle);
     }

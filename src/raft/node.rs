@@ -193,7 +193,9 @@ impl NodeHandle {
                     .io_memory(natrix_storage::rt::IO_MEMORY_BYTES)
                     .make()
                     .map_err(|e| io::Error::other(e.to_string()))?;
-                ex.run(run_node(cfg, open, rx, loop_tx, started_tx))
+                ex.run(natrix_shards::park_guard::guarded(run_node(
+                    cfg, open, rx, loop_tx, started_tx,
+                )))
             })?;
         let (addr, tid) = match started_rx.recv() {
             Ok(Ok(v)) => v,

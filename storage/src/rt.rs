@@ -28,7 +28,7 @@ where
     raise_memlock_limit();
     glommio::LocalExecutorBuilder::default()
         .io_memory(IO_MEMORY_BYTES)
-        .spawn(move || async move { f().await })
+        .spawn(move || natrix_shards::park_guard::guarded(f()))
         .expect("executor starts")
         .join()
         .expect("executor thread")

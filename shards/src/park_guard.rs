@@ -1,0 +1,180 @@
+//! A guard against glommio 0.9 putting an executor to sleep while tasks are runnable.
+//!
+//! glommio's loop polls the rings, installs the preempt timer, then runs the task
+//! queues. If the preempt timer (or any completion on the latency ring) fires before
+//! the first queue is picked, say because the thread was descheduled on a loaded
+//! machine, the loop counts the turn as "nothing ran" and parks: it sleeps in
+//! io_uring until an external event, with the woken tasks still queued. A pending
+//! timer ends such a sleep, but if the task that held the timer is the one left
+//! queued, nothing ever will. (Fixed upstream only in a fork, glommio/glommio#53.)
+//!
+//! The guard: each guarded executor runs a heartbeat task that publishes when it
+//! means to run next; one watchdog thread for the whole process sleeps until the
+//! earliest of those moments and wakes, from outside, the heartbeat of any executor
+//! that is late. A wake from another thread goes through glommio's foreign-wake queue,
+//! which interrupts the sleep; the loop then runs its queues. A busy executor that
+//! merely ran one task for long gets a harmless extra wake.
+//!
+//! The heartbeat beats every `BEAT_BUSY_MS` while the executor runs other tasks
+//! (where the bug strikes: tasks are being woken; under heavy load it can strike on
+//! many turns, so recovery must be quick) and every `BEAT_IDLE_MS` when it ran nothing
+//! else since the last beat, so an idle shard and the watchdog wake only a few times a
+//! second. Worst stall left: about one beat period plus `LATE_MS`.
+
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// Beat period while the executor runs other tasks.
+const BEAT_BUSY_MS: u64 = 5;
+/// Beat period while it ran nothing but the heartbeat.
+const BEAT_IDLE_MS: u64 = 250;
+/// How late a heartbeat may be before the watchdog wakes its executor.
+const LATE_MS: u64 = 2;
+/// The watchdog's longest sleep (it also picks up newly guarded executors then).
+const WATCH_SLEEP_MS_MAX: u64 = 250;
+/// Tasks run since the last beat at most, heartbeat included, for the executor to
+/// count as idle.
+const IDLE_TASKS_MAX: u64 = 2;
+
+/// What the watchdog sees of one executor.
+#[derive(Default)]
+struct Pulse {
+    /// Milliseconds since `epoch()` by which the heartbeat expects to have run again.
+    due_ms: AtomicU64,
+    /// The heartbeat task, to wake from the watchdog thread.
+    waker: Mutex<Option<Waker>>,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64
+}
+
+fn registry() -> &'static Mutex<Vec<Weak<Pulse>>> {
+    static REGISTRY: OnceLock<Mutex<Vec<Weak<Pulse>>>> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("park-guard".into())
+            .spawn(watchdog)
+            .expect("the park-guard thread starts");
+        Mutex::new(Vec::new())
+    })
+}
+
+fn watchdog() {
+    loop {
+        let pulses: Vec<Arc<Pulse>> = {
+            let mut list = registry().lock().expect("park-guard registry");
+            list.retain(|weak| weak.strong_count() > 0);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        let now = now_ms();
+        let mut wake_at_ms = now + WATCH_SLEEP_MS_MAX;
+        for pulse in &pulses {
+            let due_ms = pulse.due_ms.load(Ordering::Acquire);
+            if due_ms == 0 {
+                continue;
+            }
+            if now > due_ms + LATE_MS {
+                wake(pulse);
+                wake_at_ms = wake_at_ms.min(now + BEAT_BUSY_MS);
+            } else {
+                wake_at_ms = wake_at_ms.min(due_ms + LATE_MS + 1);
+            }
+        }
+        drop(pulses);
+        std::thread::sleep(Duration::from_millis(wake_at_ms.saturating_sub(now).max(1)));
+    }
+}
+
+/// Wakes the executor behind `pulse` from this (foreign) thread.
+fn wake(pulse: &Pulse) {
+    let waker = pulse.waker.lock().expect("park-guard waker").clone();
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+/// Guards the executor this is called on. Call once, from a task on the executor;
+/// the heartbeat ends with the executor.
+pub fn install() {
+    let pulse = Arc::new(Pulse::default());
+    registry()
+        .lock()
+        .expect("park-guard registry")
+        .push(Arc::downgrade(&pulse));
+    glommio::spawn_local(heartbeat(pulse)).detach();
+}
+
+/// Runs `future` on a guarded executor: installs the guard, then awaits `future`.
+pub async fn guarded<F: std::future::Future>(future: F) -> F::Output {
+    install();
+    future.await
+}
+
+async fn heartbeat(pulse: Arc<Pulse>) {
+    poll_fn(|cx| {
+        *pulse.waker.lock().expect("park-guard waker") = Some(cx.waker().clone());
+        Poll::Ready(())
+    })
+    .await;
+    loop {
+        // The executor's statistics are taken (reset) by reading them: this reads
+        // the tasks run since the previous beat. Nothing else in Natrix reads them.
+        let tasks_run = glommio::executor().executor_stats().tasks_executed();
+        let idle = tasks_run <= IDLE_TASKS_MAX;
+        let period_ms = if idle { BEAT_IDLE_MS } else { BEAT_BUSY_MS };
+        pulse.due_ms.store(now_ms() + period_ms, Ordering::Release);
+        glommio::timer::sleep(Duration::from_millis(period_ms)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// CPU-bound tasks that yield when preempted, no I/O, a preempt timer short
+    /// enough to fire before the scheduler's first look now and then: without the
+    /// guard, most runs park for good (the executor sleeps with runnable tasks).
+    #[test]
+    fn cpu_bound_yielding_tasks_finish_on_a_guarded_executor() {
+        crate::memlock::raise_to_hard_limit();
+        let (tx, rx) = mpsc::channel();
+        let _executor = glommio::LocalExecutorBuilder::default()
+            .io_memory(512 << 10)
+            .preempt_timer(Duration::from_micros(30))
+            .spawn(move || async move {
+                install();
+                let tasks: Vec<_> = (0..4)
+                    .map(|_| glommio::spawn_local(spin_and_yield(2000)))
+                    .collect();
+                for task in tasks {
+                    task.await;
+                }
+                let _ = tx.send(());
+            })
+            .expect("executor starts");
+        assert!(
+            rx.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "the executor parked with runnable tasks"
+        );
+    }
+
+    async fn spin_and_yield(rounds: usize) {
+        for _ in 0..rounds {
+            let mut x = 0u64;
+            for i in 0..200 {
+                x = std::hint::black_box(x.wrapping_add(i));
+            }
+            glommio::yield_if_needed().await;
+        }
+    }
+}
