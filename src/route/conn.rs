@@ -457,7 +457,8 @@ async fn handle(
         RouteOp::Info(json) => handle_info(shard, routes, route, json)?,
         RouteOp::Ping => route.send(b"PONG\r\n"),
         RouteOp::Pong => route.pings_out.set(0),
-        RouteOp::Ok | RouteOp::Ignored => {}
+        // RAFT is spoken only to peers that advertise it; none does yet.
+        RouteOp::Ok | RouteOp::Ignored | RouteOp::Raft(_) | RouteOp::RaftTooLarge { .. } => {}
         RouteOp::Err(text) => {
             warn!(
                 "{} - rid:{} - Route error: {}",
