@@ -97,7 +97,7 @@ fn log_start(server: &Server) {
 }
 
 fn bind(host: &str, port: u16) -> TcpListener {
-    match TcpListener::bind((host, port)) {
+    match crate::net::listen(host, port) {
         Ok(l) => l,
         Err(e) => {
             error!("Error listening on {host}:{port}: {e}");
