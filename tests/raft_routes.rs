@@ -130,7 +130,10 @@ async fn three_servers_elect_fail_over_and_rejoin(shards: usize) {
     // Restart it from its store: it rejoins and follows the new leader.
     servers[dead] = Some(start(shards, &m[dead], &m));
     let restarted = servers[dead].as_ref().unwrap();
-    assert!(restarted.log().contains("reopened the stored group"));
+    wait_for("the restarted server to reopen its group", FAILOVER_WAIT, || {
+        restarted.log().contains("reopened the stored group")
+    });
+    assert!(!restarted.log().contains("bootstrapped"));
     let refs: Vec<&TestServer> = servers.iter().flatten().collect();
     let back = wait_agreed_leader(&refs, FAILOVER_WAIT, |_| true);
     eprintln!("after the restart all agree on {back}");
@@ -207,3 +210,62 @@ async fn natrix_meta_group_beside_nats_server(shards: usize) {
 }
 
 both_cluster_shard_counts!(with_nats_server, natrix_meta_group_beside_nats_server);
+
+// ----- bad frames ----------------------------------------------------------------------
+
+/// A fake natrix peer on the route port: a frame with a bad checksum and an
+/// oversized RAFT operation are dropped with a log line, and the route stays up.
+#[test]
+fn bad_raft_frames_are_dropped_and_the_route_stays_up() {
+    use std::io::{BufRead, BufReader, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::with_shards(1)
+        .config(&format!(
+            "server_name: solo\nlisten: 127.0.0.1:{{port}}\nhttp: 127.0.0.1:{{http}}\njetstream {{ store_dir: {:?} }}\ncluster {{\n  name: js-test\n  listen: 127.0.0.1:{{cluster}}\n}}\n",
+            tmp.path().display().to_string()
+        ))
+        .start();
+    wait_agreed_leader(&[&server], FORM_WAIT, |l| l == "solo");
+    let mut peer = std::net::TcpStream::connect(("127.0.0.1", server.cluster_port)).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let info = serde_json::json!({
+        "server_id": "NFAKEPEER", "server_name": "fake", "cluster": "js-test",
+        "natrix_raft": true, "natrix_node": 77,
+    });
+    write!(
+        peer,
+        "CONNECT {{\"cluster\":\"js-test\"}}\r\nINFO {info}\r\n"
+    )
+    .unwrap();
+    let mut bad = natrix::raft::frame::encode(&natrix::raft::frame::Frame {
+        from_node: 77,
+        to_node: natrix::jetstream::node_id::node_id("solo"),
+        incarnation: 1,
+        items: vec![],
+    });
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let mut out = Vec::new();
+    natrix::route::proto::encode_raft(&mut out, &bad);
+    let size = natrix::route::proto::RAFT_FRAME_MAX_BYTES + 1;
+    out.extend_from_slice(format!("RAFT {size}\r\n").as_bytes());
+    out.resize(out.len() + size, b'R');
+    out.extend_from_slice(b"\r\nPING\r\n");
+    peer.write_all(&out).unwrap();
+    let mut reader = BufReader::new(peer);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "route closed");
+        if line.trim_end() == "PONG" {
+            break;
+        }
+    }
+    wait_for("both drops logged", FORM_WAIT, || {
+        let log = server.log();
+        log.contains("Dropping a bad Raft frame from node 77")
+            && log.contains("Raft frame: too large")
+    });
+    assert_eq!(server.json("/routez")["num_routes"], 1);
+}
