@@ -115,7 +115,8 @@ impl MetaHost {
 }
 
 /// Where the meta group's store lives: `<store_dir>/jetstream/_meta_`, with
-/// nats-server's default store directory when none is configured.
+/// nats-server's default store directory when none is configured. Absolute (glommio
+/// cannot open a relative directory).
 pub fn store_dir(opts: &crate::options::Options) -> PathBuf {
     let base = opts
         .jetstream
@@ -123,7 +124,8 @@ pub fn store_dir(opts: &crate::options::Options) -> PathBuf {
         .and_then(|js| js.store_dir.as_ref())
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("nats"));
-    base.join("jetstream").join("_meta_")
+    let dir = base.join("jetstream").join("_meta_");
+    std::path::absolute(&dir).unwrap_or(dir)
 }
 
 /// Opens the store and starts the meta group's node loop on this shard (shard 0).
@@ -220,4 +222,23 @@ async fn bootstrap(shard: Rc<Shard>, host: Rc<MetaHost>) {
         names.len(),
         names.join(", ")
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_is_under_store_dir_and_absolute() {
+        let opts = crate::options::Options {
+            jetstream: Some(crate::options::JetStreamConfig {
+                store_dir: Some("data/n1".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let dir = store_dir(&opts);
+        assert!(dir.is_absolute());
+        assert!(dir.ends_with("data/n1/jetstream/_meta_"));
+    }
 }

@@ -20,8 +20,10 @@ pub fn node_id(server_name: &str) -> NodeId {
 /// A short printable form of a node id (8 characters), for `/jsz`'s `peer`.
 pub fn peer_label(node: NodeId) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    // mixed first: ids of similar names differ in few bits
+    let mixed = node.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (0..8)
-        .map(|i| ALPHABET[((node >> (i * 6)) & 63) as usize] as char)
+        .map(|i| ALPHABET[((mixed >> (64 - 6 * (i + 1))) & 63) as usize] as char)
         .collect()
 }
 
@@ -41,5 +43,9 @@ mod tests {
             crate::raft::replica_id(id, 1);
         }
         assert_eq!(peer_label(node_id("n1")).len(), 8);
+        assert_ne!(
+            peer_label(node_id("n1"))[..4],
+            peer_label(node_id("n2"))[..4]
+        );
     }
 }
