@@ -130,9 +130,11 @@ async fn three_servers_elect_fail_over_and_rejoin(shards: usize) {
     // Restart it from its store: it rejoins and follows the new leader.
     servers[dead] = Some(start(shards, &m[dead], &m));
     let restarted = servers[dead].as_ref().unwrap();
-    wait_for("the restarted server to reopen its group", FAILOVER_WAIT, || {
-        restarted.log().contains("reopened the stored group")
-    });
+    wait_for(
+        "the restarted server to reopen its group",
+        FAILOVER_WAIT,
+        || restarted.log().contains("reopened the stored group"),
+    );
     assert!(!restarted.log().contains("bootstrapped"));
     let refs: Vec<&TestServer> = servers.iter().flatten().collect();
     let back = wait_agreed_leader(&refs, FAILOVER_WAIT, |_| true);
