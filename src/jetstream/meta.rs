@@ -195,6 +195,12 @@ async fn bootstrap(shard: Rc<Shard>, host: Rc<MetaHost>) {
         }
         glommio::timer::sleep(Duration::from_millis(BOOTSTRAP_CHECK_INTERVAL_MS)).await;
     };
+    if peers.is_empty() {
+        warn!(
+            "JetStream meta group: no JetStream server behind the configured routes; \
+             this server forms the group alone (list every member's route on each)"
+        );
+    }
     let replica = replica_id(host.node, GENERATION);
     let mut voters = vec![replica];
     let mut names = vec![shard.server.name.clone()];
