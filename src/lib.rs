@@ -9,6 +9,7 @@
 //! - `proto`: the client protocol (parser and encoders), free of I/O.
 //! - `subject`, `sublist`: subject syntax and the subscription index.
 //! - `server`: accounts, auth, shards, clients, routing between shards, `$SYS`.
+//! - `jetstream`: the JetStream meta group (preview) and `/jsz`.
 //! - `raft`: multi-Raft consensus on the shards (tikv's raft crate, quiet groups,
 //!   per-peer frames, group-committed persistence).
 //! - `route`: routes between servers (protocol, connections, gossip).
@@ -18,6 +19,7 @@
 
 pub mod cli;
 pub mod conf;
+pub mod jetstream;
 pub mod logging;
 pub mod monitor;
 pub mod net;

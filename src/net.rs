@@ -39,6 +39,26 @@ pub async fn write_all(stream: &SharedStream, mut buf: &[u8]) -> io::Result<()> 
     Ok(())
 }
 
+/// A listener every shard may bind (SO_REUSEPORT, as glommio's own `bind`), with
+/// SO_REUSEADDR too: the connections it accepts inherit it, so that after a crash
+/// their TIME_WAIT remains do not keep a restarted server off its port.
+pub fn listen(host: &str, port: u16) -> io::Result<glommio::net::TcpListener> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    use std::net::ToSocketAddrs;
+    use std::os::unix::io::{FromRawFd, IntoRawFd};
+    let addr = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::other("empty address"))?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&SockAddr::from(addr))?;
+    socket.listen(1024)?;
+    // SAFETY: a bound, listening TCP socket whose descriptor we hand over.
+    Ok(unsafe { glommio::net::TcpListener::from_raw_fd(socket.into_raw_fd()) })
+}
+
 /// Shuts both directions of the socket, which ends a read waiting on it.
 pub fn shutdown(stream: &SharedStream) {
     // SAFETY: the stream is alive (we hold it), so its descriptor is open and ours.

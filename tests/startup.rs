@@ -88,7 +88,12 @@ fn config_file_and_flag_override_and_log_file() {
 #[test]
 fn every_example_config_parses() {
     let mut seen = 0;
-    for dir in ["configs", "configs/seeds", "configs/cluster"] {
+    for dir in [
+        "configs",
+        "configs/seeds",
+        "configs/cluster",
+        "configs/jetstream",
+    ] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
         for entry in std::fs::read_dir(path).unwrap() {
             let path = entry.unwrap().path();

@@ -54,6 +54,7 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
     } else {
         match route(path) {
             Some(e) => ("200 OK", answer(&shard, e, query).await),
+            None if path.trim_end_matches('/') == "/jsz" => ("200 OK", jsz(&shard)),
             None if path == "/" => ("200 OK", index()),
             None => ("404 Not Found", "{\"error\":\"not found\"}".to_string()),
         }
@@ -93,9 +94,13 @@ async fn answer(shard: &Rc<Shard>, e: Endpoint, query: &str) -> String {
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
+fn jsz(shard: &Shard) -> String {
+    serde_json::to_string_pretty(&crate::jetstream::jsz::document(shard)).unwrap_or_default()
+}
+
 fn index() -> String {
     serde_json::json!({
-        "endpoints": ["/varz", "/connz", "/subsz", "/routez", "/healthz"]
+        "endpoints": ["/varz", "/connz", "/subsz", "/routez", "/healthz", "/jsz"]
     })
     .to_string()
 }

@@ -1,7 +1,7 @@
 //! A node's Raft shard on its own glommio executor: the driver, its store, the TCP
 //! transport, a timer, and a small state machine (the applied entries of each group).
-//! Used by the integration tests and benchmarks; the server will run the same loop
-//! inside its shards.
+//! Used by the integration tests and benchmarks with the TCP transport; the server
+//! runs the same loop ([`drive`]) on its shard 0 with frames carried by its routes.
 //!
 //! One task runs the loop: wait for an event (tick, frame, persisted, command), take
 //! whatever else is queued (bounded), run the driver's turn, start a group commit if
@@ -49,6 +49,28 @@ impl ShardStore for MemStore {
     }
     fn persist(_: Rc<RefCell<Self>>) -> Pin<Box<dyn Future<Output = io::Result<()>>>> {
         Box::pin(async { Ok(()) })
+    }
+}
+
+/// Where a node's outgoing frames go: the TCP transport, or the server's routes.
+pub trait FrameSink: 'static {
+    /// Queues `frame` for `node`; false if it was dropped (Raft retransmits).
+    fn send(&mut self, node: NodeId, frame: Vec<u8>) -> bool;
+    /// Frames dropped so far.
+    fn dropped(&self) -> u64;
+    /// Where peer `node` listens, for sinks that dial (`Command::SetPeers`).
+    fn set_peer(&mut self, _node: NodeId, _addr: SocketAddr) {}
+}
+
+impl FrameSink for Transport {
+    fn send(&mut self, node: NodeId, frame: Vec<u8>) -> bool {
+        Transport::send(self, node, frame)
+    }
+    fn dropped(&self) -> u64 {
+        self.stats.frames_dropped.get()
+    }
+    fn set_peer(&mut self, node: NodeId, addr: SocketAddr) {
+        Transport::set_peer(self, node, addr)
     }
 }
 
@@ -155,11 +177,21 @@ pub enum Command {
     Stop,
 }
 
-enum Event {
+/// What the node loop takes: ticks, frames from peers, persist completions, commands.
+pub enum Event {
     Tick,
     Frame(NodeId, Vec<u8>),
     Persisted(Option<u64>, io::Result<()>),
     Cmd(Command),
+}
+
+/// The sending side of a node loop's events.
+pub type EventSender = mpsc::UnboundedSender<Event>;
+pub type EventReceiver = mpsc::UnboundedReceiver<Event>;
+
+/// A new channel of events for [`drive`].
+pub fn events() -> (EventSender, EventReceiver) {
+    mpsc::unbounded()
 }
 
 /// The controlling side of a node running on its own thread.
@@ -307,8 +339,8 @@ fn gettid() -> i32 {
 async fn run_node<S, F, Fut>(
     cfg: NodeConfig,
     open: F,
-    mut rx: mpsc::UnboundedReceiver<Event>,
-    tx: mpsc::UnboundedSender<Event>,
+    rx: EventReceiver,
+    tx: EventSender,
     started: std_mpsc::Sender<io::Result<(SocketAddr, i32)>>,
 ) -> io::Result<()>
 where
@@ -340,9 +372,27 @@ where
             let _ = ftx.unbounded_send(Event::Frame(from, f));
         }),
     );
+    let _ = started.send(Ok((addr, gettid())));
+    let r = drive(cfg, store, transport, rx, tx, |_| {}).await;
+    _acceptor.cancel();
+    r
+}
+
+/// Runs a node's loop until a `Stop` command or a persist error: ticks every
+/// `cfg.tick_interval`, takes events from `rx` (frames, commands), runs the driver's
+/// turns, sends frames to `sink`, group-commits `store`, and calls `on_turn` with the
+/// driver after every turn (for status snapshots).
+pub async fn drive<S: ShardStore, T: FrameSink>(
+    cfg: NodeConfig,
+    store: Rc<RefCell<S>>,
+    sink: T,
+    mut rx: EventReceiver,
+    tx: EventSender,
+    mut on_turn: impl FnMut(&MultiRaft<S>),
+) -> io::Result<()> {
     let ttx = tx.clone();
     let interval = cfg.tick_interval;
-    let _ticker = glommio::spawn_local(async move {
+    let ticker = glommio::spawn_local(async move {
         let mut next = Instant::now();
         loop {
             next += interval;
@@ -353,11 +403,10 @@ where
         }
     })
     .detach();
-    let _ = started.send(Ok((addr, gettid())));
     let mut shard = Shard {
         driver: MultiRaft::new(cfg.raft.clone(), store.clone()),
         store,
-        transport,
+        transport: sink,
         applied: BTreeMap::new(),
         pending: BTreeMap::new(),
         persisting: false,
@@ -368,6 +417,8 @@ where
         cfg: cfg.clone(),
     };
     shard.turn();
+    on_turn(&shard.driver);
+    let mut result = Ok(());
     while let Some(ev) = rx.next().await {
         shard.handle(ev);
         for _ in 1..cfg.max_events_per_turn {
@@ -380,21 +431,22 @@ where
             break;
         }
         shard.turn();
+        on_turn(&shard.driver);
         shard.maybe_persist();
         if let Some(e) = shard.failed.take() {
-            return Err(e);
+            result = Err(e);
+            break;
         }
         glommio::executor().yield_task_queue_now().await;
     }
-    _acceptor.cancel();
-    _ticker.cancel();
-    Ok(())
+    ticker.cancel();
+    result
 }
 
-struct Shard<S: ShardStore> {
+struct Shard<S: ShardStore, T: FrameSink> {
     driver: MultiRaft<S>,
     store: Rc<RefCell<S>>,
-    transport: Transport,
+    transport: T,
     applied: BTreeMap<GroupId, AppliedLog>,
     /// Proposals by (group, index): their term and who waits.
     pending: BTreeMap<(GroupId, u64), (u64, ProposeReply)>,
@@ -407,7 +459,7 @@ struct Shard<S: ShardStore> {
     cfg: NodeConfig,
 }
 
-impl<S: ShardStore> Shard<S> {
+impl<S: ShardStore, T: FrameSink> Shard<S, T> {
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::Tick => {
@@ -490,7 +542,7 @@ impl<S: ShardStore> Shard<S> {
                     awake_groups: self.driver.awake_groups(),
                     group_ticks: st.group_ticks,
                     frames_sent: st.frames_sent,
-                    frames_dropped: self.transport.stats.frames_dropped.get(),
+                    frames_dropped: self.transport.dropped(),
                     wakes: st.wakes,
                     quiet_transitions: st.quiet_transitions,
                     max_term: self

@@ -1,6 +1,8 @@
 //! One route connection to another server: the handshake (CONNECT and INFO, cluster
 //! name, self and duplicate detection), interest in both directions, and messages
-//! (RMSG/HRMSG) delivered to this server's clients only.
+//! (RMSG/HRMSG) delivered to this server's clients only; and, between natrix servers
+//! that run the JetStream meta group (both advertised `natrix_raft`), Raft frames
+//! (RAFT) for that group.
 
 use crate::net::{FrameReader, Outbound, SharedStream};
 use crate::proto::client_parser::ParseError;
@@ -29,6 +31,8 @@ pub struct RemoteServer {
     pub id: String,
     pub name: String,
     pub connect_urls: Vec<String>,
+    /// Its Raft node id, when it runs the JetStream meta group (`natrix_raft`).
+    pub raft_node: Option<crate::raft::NodeId>,
 }
 
 pub struct Route {
@@ -36,6 +40,8 @@ pub struct Route {
     pub addr: SocketAddr,
     pub solicited: bool,
     pub configured: bool,
+    /// The `host:port` we dialed, for a solicited route.
+    dialed: RefCell<Option<String>>,
     pub start: SystemTime,
     pub last_activity: Cell<SystemTime>,
     remote: RefCell<Option<RemoteServer>>,
@@ -178,6 +184,14 @@ impl Route {
         }
     }
 
+    /// Sends one Raft frame (only to a peer that advertised `natrix_raft`).
+    pub fn send_raft(&self, frame: &[u8]) {
+        if self.closed.get() {
+            return;
+        }
+        self.out.append(|out| proto::encode_raft(out, frame));
+    }
+
     /// Called by the housekeeping tick: a route must finish its handshake within
     /// the auth timeout, and answer PINGs (ping_interval, ping_max) like a client.
     pub fn tick(&self, shard: &Shard, now: std::time::Instant) {
@@ -235,6 +249,7 @@ impl Route {
             addr,
             solicited,
             configured,
+            dialed: RefCell::new(None),
             start: SystemTime::now(),
             last_activity: Cell::new(SystemTime::now()),
             remote: RefCell::new(None),
@@ -305,7 +320,7 @@ fn remember_account_names(shard: &Shard) {
 /// The INFO this server sends on routes.
 pub fn info_json(shard: &Shard, routes: &Routes) -> String {
     let server = &shard.server;
-    json!({
+    let mut info = json!({
         "server_id": server.id,
         "server_name": server.name,
         "version": crate::server::COMPAT_VERSION,
@@ -322,8 +337,12 @@ pub fn info_json(shard: &Shard, routes: &Routes) -> String {
         "lnoc": true,
         "jetstream": false,
         "natrix_pool": true,
-    })
-    .to_string()
+    });
+    if let Some(node) = server.raft_node {
+        info["natrix_raft"] = true.into();
+        info["natrix_node"] = node.into();
+    }
+    info.to_string()
 }
 
 pub fn connect_json(
@@ -368,6 +387,7 @@ pub async fn serve(
     };
     let _ = stream.set_nodelay(true);
     let route = Route::new(routes.next_rid(), addr, target.is_some(), configured);
+    *route.dialed.borrow_mut() = target.as_ref().map(|t| t.host_port.clone());
     routes.add_conn(&route);
     let stream: SharedStream = Rc::new(RefCell::new(stream));
     let writer = route.start_writer(&stream);
@@ -413,6 +433,8 @@ async fn read_loop(
         shard.server.opts.max_control_line.max(4096),
         shard.server.opts.max_payload,
     );
+    // Bytes still to skip of an oversized RAFT operation.
+    let mut skip = 0usize;
     while !route.closed.get() {
         let Some(chunk) = reader.next_chunk(stream).await else {
             return Ok(());
@@ -420,10 +442,21 @@ async fn read_loop(
         route.last_activity.set(SystemTime::now());
         let mut at = 0;
         let need = loop {
+            let skipped = skip.min(chunk.len() - at);
+            at += skipped;
+            skip -= skipped;
             if at == chunk.len() || route.closed.get() {
                 break 0;
             }
             match proto::parse(&chunk[at..], limits.0, limits.1) {
+                Ok((RouteOp::RaftTooLarge { size }, n)) => {
+                    warn!(
+                        "{} - rid:{} - Dropping a {size}-byte Raft frame: too large",
+                        route.addr, route.rid
+                    );
+                    skip = proto::raft_skip_bytes(size);
+                    at += n;
+                }
                 Ok((op, n)) => {
                     handle(shard, route, op, &chunk).await?;
                     at += n;
@@ -457,7 +490,7 @@ async fn handle(
         RouteOp::Info(json) => handle_info(shard, routes, route, json)?,
         RouteOp::Ping => route.send(b"PONG\r\n"),
         RouteOp::Pong => route.pings_out.set(0),
-        RouteOp::Ok | RouteOp::Ignored => {}
+        RouteOp::Ok | RouteOp::Ignored | RouteOp::RaftTooLarge { .. } => {}
         RouteOp::Err(text) => {
             warn!(
                 "{} - rid:{} - Route error: {}",
@@ -478,6 +511,16 @@ async fn handle(
             subject,
             queue,
         } => remove_route_interest(shard, route, account, subject, queue),
+        RouteOp::Raft(frame) => {
+            let node = route.remote().and_then(|r| r.raft_node);
+            match (node, shard.meta.get()) {
+                (Some(node), Some(host)) => host.on_frame(node, frame.to_vec()),
+                _ => debug!(
+                    "{} - rid:{} - Dropping a Raft frame: no meta group on both ends",
+                    route.addr, route.rid
+                ),
+            }
+        }
         RouteOp::Msg {
             account,
             subject,
@@ -592,11 +635,21 @@ fn handle_info(
                 v["cluster_dynamic"].as_bool().unwrap_or(false),
             )?;
         }
+        let raft_node = (v["natrix_raft"].as_bool() == Some(true))
+            .then(|| v["natrix_node"].as_u64())
+            .flatten();
+        let name = v["server_name"].as_str().unwrap_or(&id).to_string();
         *route.remote.borrow_mut() = Some(RemoteServer {
             id: id.clone(),
-            name: v["server_name"].as_str().unwrap_or(&id).to_string(),
+            name: name.clone(),
             connect_urls,
+            raft_node,
         });
+        if route.configured {
+            if let Some(host_port) = route.dialed.borrow().as_deref() {
+                routes.reached(host_port, super::Reached::Server(id.clone()));
+            }
+        }
         let pool_url = if v["natrix_pool"].as_bool() == Some(true) {
             route_url_of(&v)
         } else {
@@ -606,6 +659,9 @@ fn handle_info(
             return Err(Stop::Error("Duplicate Route".into()));
         }
         route.registered.set(true);
+        if let (Some(node), Some(host)) = (raft_node, shard.meta.get()) {
+            host.learn_peer(node, &name);
+        }
         debug!(
             "{} - rid:{} - Registering remote route {id:?}",
             route.addr, route.rid

@@ -2,7 +2,8 @@
 //! connection (`conn`), and here the registry on the routes' shard (shard 0): the
 //! live routes by remote server, the interest announced to them, soliciting with
 //! retries, gossip of new servers (so that a seed is enough for a full mesh), and
-//! the cluster's client URLs.
+//! the cluster's client URLs; and which server each configured route reached, so
+//! that the JetStream meta group knows its voters (`configured_raft_peers`).
 
 pub mod conn;
 pub mod pool;
@@ -26,6 +27,15 @@ const SLOTS_MAX: usize = 64;
 /// Attempts for a route learned by gossip (configured routes are retried forever).
 const IMPLICIT_ATTEMPTS_MAX: u32 = 10;
 
+/// The server a dialed route URL leads to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reached {
+    /// This very server.
+    Myself,
+    /// Another server, by id.
+    Server(String),
+}
+
 pub struct Routes {
     pub my_id: String,
     pub cluster_name: RefCell<String>,
@@ -47,6 +57,8 @@ pub struct Routes {
     slots: RefCell<Vec<Option<String>>>,
     /// host:port of every route URL with a soliciting task.
     soliciting: RefCell<AHashSet<String>>,
+    /// What each configured route's host:port turned out to be.
+    reached: RefCell<AHashMap<String, Reached>>,
     next_rid: Cell<u64>,
 }
 
@@ -72,6 +84,7 @@ impl Routes {
             announced: RefCell::default(),
             slots: RefCell::new(vec![None; SLOTS_MAX]),
             soliciting: RefCell::default(),
+            reached: RefCell::default(),
             next_rid: Cell::new(1),
         })
     }
@@ -184,6 +197,46 @@ impl Routes {
             }
             self.publish_connect_urls(shard);
         }
+    }
+
+    /// A dialed route URL (`host:port`) led to `reached`.
+    pub fn reached(&self, host_port: &str, reached: Reached) {
+        self.reached
+            .borrow_mut()
+            .insert(host_port.to_string(), reached);
+    }
+
+    /// The registered route to the natrix server with Raft node id `node`.
+    pub fn raft_route(&self, node: crate::raft::NodeId) -> Option<Rc<Route>> {
+        self.registered
+            .borrow()
+            .values()
+            .find(|r| r.remote().and_then(|s| s.raft_node) == Some(node))
+            .cloned()
+    }
+
+    /// Once every configured route has reached a server that is connected now (or
+    /// this server itself): the Raft nodes among those servers, with their names.
+    /// None while any is still unknown or not connected.
+    pub fn configured_raft_peers(&self) -> Option<Vec<(crate::raft::NodeId, String)>> {
+        let reached = self.reached.borrow();
+        let registered = self.registered.borrow();
+        let mut peers = Vec::new();
+        for url in self.configured.borrow().iter() {
+            let target = urls::route_target(url)?;
+            match reached.get(&target.host_port)? {
+                Reached::Myself => {}
+                Reached::Server(id) => {
+                    let remote = registered.get(id)?.remote()?;
+                    if let Some(node) = remote.raft_node {
+                        if !peers.iter().any(|(n, _)| *n == node) {
+                            peers.push((node, remote.name));
+                        }
+                    }
+                }
+            }
+        }
+        Some(peers)
     }
 
     fn take_slot(&self, remote_id: &str) -> Option<u8> {
@@ -345,6 +398,7 @@ async fn solicit_loop(shard: Rc<Shard>, target: urls::RouteTarget, configured: b
                         conn::serve(shard.clone(), stream, Some(target.clone()), configured).await;
                     match outcome {
                         conn::Outcome::SelfRoute => {
+                            routes.reached(&target.host_port, Reached::Myself);
                             info!("Detected route to self, ignoring {:?}", target.url);
                             break;
                         }

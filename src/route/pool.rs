@@ -102,7 +102,9 @@ async fn run(shard: Rc<Shard>, slot: u8, host_port: String, connect: String) {
     writer.await;
 }
 
-/// A pool connection only answers PINGs; anything else from the peer is ignored.
+/// A pool connection only answers PINGs and passes Raft frames (should a peer send
+/// any here) to the shard that hosts the Raft groups; anything else is ignored. An
+/// oversized RAFT operation ends the connection (shard 0 takes over its messages).
 async fn read_until_closed(shard: &Shard, conn: &Rc<Route>, stream: &SharedStream) {
     let mut reader = FrameReader::default();
     let limits = (
@@ -119,9 +121,12 @@ async fn read_until_closed(shard: &Shard, conn: &Rc<Route>, stream: &SharedStrea
                 break 0;
             }
             match proto::parse(&chunk[at..], limits.0, limits.1) {
+                Ok((RouteOp::RaftTooLarge { .. }, _)) => return,
                 Ok((op, n)) => {
-                    if op == RouteOp::Ping {
-                        conn.send_line(b"PONG\r\n");
+                    match op {
+                        RouteOp::Ping => conn.send_line(b"PONG\r\n"),
+                        RouteOp::Raft(frame) => forward_raft(shard, frame),
+                        _ => {}
                     }
                     at += n;
                 }
@@ -130,5 +135,22 @@ async fn read_until_closed(shard: &Shard, conn: &Rc<Route>, stream: &SharedStrea
             }
         };
         reader.keep_tail(&chunk, at, need);
+    }
+}
+
+/// Hands a Raft frame to shard 0 through the shard queues.
+fn forward_raft(shard: &Shard, frame: &[u8]) {
+    let Ok(from) = crate::raft::frame::from_node(frame) else {
+        debug!("shard {} - dropping a short Raft frame", shard.id);
+        return;
+    };
+    let item = crate::server::link::Item::Raft {
+        from,
+        frame: frame.to_vec(),
+    };
+    if shard.id == 0 {
+        shard.apply_from_peer(0, item);
+    } else {
+        shard.link(0).push(item);
     }
 }

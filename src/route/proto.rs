@@ -1,7 +1,10 @@
 //! The route protocol between servers, as nats-server speaks it: INFO, CONNECT,
 //! RS+/RS- (interest, with queue group and weight), RMSG/HRMSG (messages, with the
-//! queue groups the receiver serves), PING/PONG, +OK/-ERR. Parsing is I/O-free:
-//! `parse` returns one operation and its length, or `Incomplete`.
+//! queue groups the receiver serves), PING/PONG, +OK/-ERR; and one operation spoken
+//! only between natrix servers that advertised `natrix_raft` in their INFO:
+//! `RAFT <size>\r\n<frame>\r\n`, one Raft frame (`raft::frame`, crc32c-checked by
+//! its receiver) as raw bytes. Parsing is I/O-free: `parse` returns one operation and
+//! its length, or `Incomplete`.
 
 use crate::proto::lex::{self, control_line, payload, sizes, split_op, ParseError};
 
@@ -31,12 +34,23 @@ pub enum RouteOp<'a> {
     Pong,
     Ok,
     Err(&'a [u8]),
+    /// One Raft frame, as `raft::frame::encode` made it (not yet checked).
+    Raft(&'a [u8]),
+    /// A RAFT operation larger than any frame: only its control line was consumed;
+    /// the reader skips the `size` bytes and CR LF that follow (`raft_skip_bytes`).
+    RaftTooLarge {
+        size: usize,
+    },
     /// Leaf-node interest and other operations a route may carry that we ignore.
     Ignored,
 }
 
 /// Arguments of one operation at most (RMSG with many queue groups).
 const ARGS_MAX: usize = 64;
+
+/// Largest RAFT operation: the largest frame `raft::frame::check` accepts.
+pub const RAFT_FRAME_MAX_BYTES: usize =
+    crate::raft::frame::HEADER_BYTES + crate::raft::frame::MAX_PAYLOAD_BYTES;
 
 pub fn parse<'a>(
     buf: &'a [u8],
@@ -57,6 +71,7 @@ pub fn parse<'a>(
         b"PONG" => RouteOp::Pong,
         b"+OK" => RouteOp::Ok,
         b"-ERR" => RouteOp::Err(rest),
+        b"RAFT" => return parse_raft(buf, rest, line_len),
         b"LS+" | b"LS-" => RouteOp::Ignored,
         _ => return Err(ParseError::UnknownOp),
     };
@@ -148,6 +163,38 @@ fn parse_msg<'a>(
         payload,
     };
     Ok((op, end))
+}
+
+fn parse_raft<'a>(
+    buf: &'a [u8],
+    rest: &'a [u8],
+    line_len: usize,
+) -> Result<(RouteOp<'a>, usize), ParseError> {
+    let (a, n) = lex::split_args::<1>(rest).ok_or(ParseError::BadArgs("RAFT takes a size"))?;
+    if n != 1 {
+        return Err(ParseError::BadArgs("RAFT takes a size"));
+    }
+    let size = number(a[0])?;
+    if size > RAFT_FRAME_MAX_BYTES {
+        return Ok((RouteOp::RaftTooLarge { size }, line_len));
+    }
+    let (frame, end) = payload(buf, line_len, size)?;
+    Ok((RouteOp::Raft(frame), end))
+}
+
+/// Bytes to skip after a `RaftTooLarge` control line: its payload and CR LF.
+pub fn raft_skip_bytes(size: usize) -> usize {
+    size + 2
+}
+
+/// `RAFT size\r\nframe\r\n`
+pub fn encode_raft(out: &mut Vec<u8>, frame: &[u8]) {
+    out.reserve(frame.len() + 24);
+    out.extend_from_slice(b"RAFT ");
+    out.extend_from_slice(itoa::Buffer::new().format(frame.len()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(frame);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// `RS+ account subject [queue weight]\r\n`
@@ -319,5 +366,83 @@ mod tests {
             Err(ParseError::BadArgs(_))
         ));
         assert_eq!(one(b"PING\r\n"), RouteOp::Ping);
+    }
+
+    #[test]
+    fn raft_frames_round_trip() {
+        let frame = crate::raft::frame::encode(&crate::raft::frame::Frame {
+            from_node: 7,
+            to_node: 9,
+            incarnation: 3,
+            items: vec![],
+        });
+        let mut out = Vec::new();
+        encode_raft(&mut out, &frame);
+        encode_raft(&mut out, b"\r\nRAFT 1\r\n");
+        let (op, n) = parse(&out, 4096, 1024).unwrap();
+        assert_eq!(op, RouteOp::Raft(&frame));
+        // binary-safe: a payload that looks like protocol is just bytes
+        let (op, m) = parse(&out[n..], 4096, 1024).unwrap();
+        assert_eq!(op, RouteOp::Raft(b"\r\nRAFT 1\r\n"));
+        assert_eq!(n + m, out.len());
+        assert_eq!(
+            crate::raft::frame::from_node(match parse(&out, 4096, 1024).unwrap().0 {
+                RouteOp::Raft(f) => f,
+                _ => unreachable!(),
+            }),
+            Ok(7)
+        );
+    }
+
+    #[test]
+    fn raft_incomplete_bad_and_too_large() {
+        let mut out = Vec::new();
+        encode_raft(&mut out, &[1, 2, 3, 4, 5]);
+        for cut in 0..out.len() {
+            assert!(
+                matches!(
+                    parse(&out[..cut], 4096, 1024),
+                    Err(ParseError::Incomplete { .. })
+                ),
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(
+            parse(b"RAFT 5\r\nab", 4096, 1024),
+            Err(ParseError::Incomplete { need: Some(15) })
+        );
+        assert!(matches!(
+            parse(b"RAFT\r\n", 4096, 1024),
+            Err(ParseError::BadArgs(_))
+        ));
+        assert!(matches!(
+            parse(b"RAFT x\r\n", 4096, 1024),
+            Err(ParseError::BadArgs(_))
+        ));
+        assert!(matches!(
+            parse(b"RAFT 1 2\r\n", 4096, 1024),
+            Err(ParseError::BadArgs(_))
+        ));
+        assert!(matches!(
+            parse(b"RAFT 3\r\nabcXY", 4096, 1024),
+            Err(ParseError::BadArgs(_))
+        ));
+        let huge = format!("RAFT {}\r\nxx", RAFT_FRAME_MAX_BYTES + 1);
+        assert_eq!(
+            parse(huge.as_bytes(), 4096, 1024),
+            Ok((
+                RouteOp::RaftTooLarge {
+                    size: RAFT_FRAME_MAX_BYTES + 1
+                },
+                huge.len() - 2
+            ))
+        );
+        // RAFT ignores max_payload (a client limit): frames have their own.
+        let mut big = Vec::new();
+        encode_raft(&mut big, &vec![0u8; 4096]);
+        assert!(matches!(
+            parse(&big, 4096, 1024).unwrap().0,
+            RouteOp::Raft(_)
+        ));
     }
 }

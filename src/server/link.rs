@@ -45,6 +45,12 @@ pub enum Item {
         slot: u8,
     },
     Msg(ShardMsg),
+    /// A Raft frame from node `from` that arrived on another shard's connection,
+    /// for the shard that hosts the Raft groups (shard 0).
+    Raft {
+        from: crate::raft::NodeId,
+        frame: Vec<u8>,
+    },
     /// The cluster's client URLs changed; clients hear it in an INFO.
     ConnectUrls(std::sync::Arc<Vec<String>>),
     Query(ShardQuery, futures_channel::oneshot::Sender<ShardReport>),

@@ -54,6 +54,9 @@ pub struct Server {
     /// The client port actually bound (differs from the option when that was 0).
     pub port: u16,
     pub config_file: Option<String>,
+    /// This server's Raft node id when it runs the JetStream meta group (JetStream
+    /// and a cluster configured), derived from `server_name`.
+    pub raft_node: Option<crate::raft::NodeId>,
     /// Interest changes announced between shards so far; see `Shard::interest_current`.
     pub interest_epoch: AtomicU64,
     next_cid: AtomicU64,
@@ -72,6 +75,14 @@ impl Server {
         );
         let accounts = Accounts::from_options(&opts);
         let auth = Auth::from_options(&opts, &accounts)?;
+        crate::jetstream::check_cluster_options(&opts)?;
+        let raft_node = (opts.jetstream.is_some() && opts.cluster.is_some())
+            .then(|| {
+                opts.server_name
+                    .as_deref()
+                    .map(crate::jetstream::node_id::node_id)
+            })
+            .flatten();
         let id = new_server_id();
         let name = opts.server_name.clone().unwrap_or_else(|| id.clone());
         Ok(Server {
@@ -87,6 +98,7 @@ impl Server {
             shard_count,
             cores: natrix_shards::runtime::available_cores(),
             config_file,
+            raft_node,
             interest_epoch: AtomicU64::new(0),
             next_cid: AtomicU64::new(1),
             connections: AtomicUsize::new(0),

@@ -111,6 +111,8 @@ pub struct Shard {
     pub pool: RefCell<AHashMap<u8, PoolState>>,
     /// The routes to other servers; only on shard 0 of a clustered server.
     pub routes: Option<Routes>,
+    /// The JetStream meta group; only on shard 0 of a clustered JetStream server.
+    pub meta: std::cell::OnceCell<Rc<crate::jetstream::meta::MetaHost>>,
     /// Client URLs of every server in the cluster, for INFO's `connect_urls`.
     pub connect_urls: RefCell<std::sync::Arc<Vec<String>>>,
     links: Vec<Link>,
@@ -143,6 +145,7 @@ impl Shard {
             remote_interest: RefCell::default(),
             pool: RefCell::default(),
             routes,
+            meta: std::cell::OnceCell::new(),
             connect_urls: RefCell::default(),
             links: (0..count).map(|_| Link::default()).collect(),
             epoch_known: Cell::new(0),
@@ -548,6 +551,10 @@ impl Shard {
                 crate::route::pool::dial(self, slot, url, connect)
             }
             Item::PoolForget { slot } => crate::route::pool::forget(self, slot),
+            Item::Raft { from, frame } => match self.meta.get() {
+                Some(host) => host.on_frame(from, frame),
+                None => tracing::debug!("Dropping a Raft frame: no meta group here"),
+            },
             Item::ConnectUrls(urls) => crate::server::client::connect_urls_changed(self, urls),
             Item::Query(query, reply) => {
                 let _ = reply.send(self.report(&query));

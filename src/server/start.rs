@@ -89,7 +89,12 @@ fn log_start(server: &Server) {
         );
     }
     if server.opts.jetstream.is_some() {
-        tracing::warn!("jetstream: JetStream is not yet supported; running without it");
+        if server.raft_node.is_some() {
+            info!("JetStream (preview): this server joins the cluster's JetStream meta group");
+        }
+        tracing::warn!(
+            "jetstream: the JetStream API is not available yet; clients are not offered JetStream"
+        );
     }
     for warning in &server.opts.warnings {
         tracing::warn!("{warning}");
@@ -97,7 +102,7 @@ fn log_start(server: &Server) {
 }
 
 fn bind(host: &str, port: u16) -> TcpListener {
-    match TcpListener::bind((host, port)) {
+    match crate::net::listen(host, port) {
         Ok(l) => l,
         Err(e) => {
             error!("Error listening on {host}:{port}: {e}");
@@ -116,6 +121,17 @@ async fn run_shard(server: Arc<Server>, ctx: ShardContext<Batch>, bound: Arc<Ato
     }
     if shard.id == 0 {
         sys::register(&shard);
+        if server.raft_node.is_some() {
+            match crate::jetstream::meta::start(&shard).await {
+                Ok(host) => {
+                    let _ = shard.meta.set(host);
+                }
+                Err(e) => {
+                    error!("Could not start the JetStream meta group: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         start_routes(&shard);
         if let Some(port) = server.opts.http_port {
             let host = server

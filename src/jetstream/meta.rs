@@ -1,0 +1,250 @@
+//! The JetStream meta group's host, on shard 0 (where the routes live): its store
+//! under `<store_dir>/jetstream/_meta_/`, the Raft node loop (`raft::node::drive`,
+//! ticked there) with frames carried by the routes, the bootstrap of a new group,
+//! and a status snapshot for `/jsz`.
+//!
+//! Bootstrap rule: a server with no stored meta group waits until every configured
+//! route has been reached (or found to be itself); the voters are then this server
+//! and every natrix JetStream server behind those routes. Every JetStream server of
+//! a cluster must therefore list the routes of all of them (its own may be among
+//! them), so that all compute the same voters. A server that finds a stored group
+//! reopens it and bootstraps nothing.
+
+use crate::jetstream::route_sink::RouteSink;
+use crate::raft::multi::Config;
+use crate::raft::node::{drive, events, Command, Event, EventSender, NodeConfig};
+use crate::raft::{frame, node_of, replica_id, FileLogStore, GroupId, LogStore, MultiRaft};
+use crate::raft::{NodeId, StateRole};
+use crate::server::shard::Shard;
+use ahash::AHashMap;
+use std::cell::RefCell;
+use std::io;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+use tracing::{error, info, warn};
+
+/// The meta group's id in the shard's store.
+pub const META_GROUP: GroupId = 1;
+/// Replica generation of every bootstrapped voter.
+const GENERATION: u64 = 1;
+/// How often a server without a meta group checks whether it may bootstrap it.
+const BOOTSTRAP_CHECK_INTERVAL_MS: u64 = 100;
+/// The meta log's segment files: small, yet twice the largest entry (8 MiB).
+const SEGMENT_BYTES: u64 = 16 << 20;
+
+/// The meta group as this server last saw it.
+#[derive(Clone, Debug, Default)]
+pub struct MetaStatus {
+    /// The group exists here (bootstrapped or reopened).
+    pub exists: bool,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub cluster_size: usize,
+    /// The node loop stopped (a storage error).
+    pub stopped: bool,
+}
+
+pub struct MetaHost {
+    pub node: NodeId,
+    pub dir: PathBuf,
+    events: EventSender,
+    status: RefCell<MetaStatus>,
+    /// Server names by node id: ours, and those of peers that advertised one.
+    names: RefCell<AHashMap<NodeId, String>>,
+}
+
+impl MetaHost {
+    /// A RAFT operation's frame from `from`: checked (size, crc32c) and queued for
+    /// the node loop; a bad one is dropped with a log line, and Raft retransmits.
+    pub fn on_frame(&self, from: NodeId, frame: Vec<u8>) {
+        match frame::check(&frame) {
+            Ok(len) if len == frame.len() => {
+                let _ = self.events.unbounded_send(Event::Frame(from, frame));
+            }
+            Ok(len) => warn!(
+                "Dropping a Raft frame from node {from}: {} bytes after its end",
+                frame.len() - len
+            ),
+            Err(e) => warn!("Dropping a bad Raft frame from node {from}: {e}"),
+        }
+    }
+
+    pub fn learn_peer(&self, node: NodeId, name: &str) {
+        self.names.borrow_mut().insert(node, name.to_string());
+    }
+
+    pub fn status(&self) -> MetaStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A node's server name, or its short label when it was never heard of.
+    pub fn name_of(&self, node: NodeId) -> String {
+        self.names
+            .borrow()
+            .get(&node)
+            .cloned()
+            .unwrap_or_else(|| crate::jetstream::node_id::peer_label(node))
+    }
+
+    fn observe(&self, driver: &MultiRaft<FileLogStore>) {
+        let Some(g) = driver.status(META_GROUP) else {
+            return;
+        };
+        let leader = (g.leader != 0).then(|| node_of(g.leader));
+        let changed = {
+            let mut st = self.status.borrow_mut();
+            let changed = st.leader != leader && leader.is_some();
+            st.exists = true;
+            st.leader = leader;
+            st.term = g.term;
+            st.cluster_size = g.conf_state.voters.len();
+            changed
+        };
+        if changed {
+            if g.role == StateRole::Leader {
+                info!("Self is new JetStream cluster metadata leader");
+            } else if let Some(node) = leader {
+                info!(
+                    "JetStream cluster new metadata leader: {}",
+                    self.name_of(node)
+                );
+            }
+        }
+    }
+}
+
+/// Where the meta group's store lives: `<store_dir>/jetstream/_meta_`, with
+/// nats-server's default store directory when none is configured. Absolute (glommio
+/// cannot open a relative directory).
+pub fn store_dir(opts: &crate::options::Options) -> PathBuf {
+    let base = opts
+        .jetstream
+        .as_ref()
+        .and_then(|js| js.store_dir.as_ref())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("nats"));
+    let dir = base.join("jetstream").join("_meta_");
+    std::path::absolute(&dir).unwrap_or(dir)
+}
+
+/// Opens the store and starts the meta group's node loop on this shard (shard 0).
+pub async fn start(shard: &Rc<Shard>) -> io::Result<Rc<MetaHost>> {
+    let server = &shard.server;
+    let node = server.raft_node.expect("a clustered JetStream server");
+    let dir = store_dir(&server.opts);
+    let log_cfg = natrix_storage::LogConfig {
+        segment_size_bytes: SEGMENT_BYTES,
+        ..Default::default()
+    };
+    let store = FileLogStore::open(&dir, log_cfg).await.map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("JetStream meta store {}: {e}", dir.display()),
+        )
+    })?;
+    let exists = store.group_ids().contains(&META_GROUP);
+    let store = Rc::new(RefCell::new(store));
+    let (tx, rx) = events();
+    let host = Rc::new(MetaHost {
+        node,
+        dir,
+        events: tx.clone(),
+        status: RefCell::default(),
+        names: RefCell::default(),
+    });
+    host.learn_peer(node, &server.name);
+    let incarnation = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        .max(1);
+    let cfg = NodeConfig::new(Config::new(node, incarnation));
+    let sink = RouteSink::new(shard.clone());
+    let observer = host.clone();
+    let stopped = host.clone();
+    glommio::spawn_local(async move {
+        let r = drive(cfg, store, sink, rx, tx, move |d| observer.observe(d)).await;
+        if let Err(e) = r {
+            error!("JetStream meta group stopped: {e}");
+        }
+        stopped.status.borrow_mut().stopped = true;
+    })
+    .detach();
+    info!(
+        "JetStream meta group (preview): node {node}, store {}",
+        host.dir.display()
+    );
+    if exists {
+        info!("JetStream meta group: reopened the stored group");
+    } else {
+        glommio::spawn_local(bootstrap(shard.clone(), host.clone())).detach();
+    }
+    Ok(host)
+}
+
+/// Waits for the configured routes' servers, then creates the group (see the rule
+/// at the top).
+async fn bootstrap(shard: Rc<Shard>, host: Rc<MetaHost>) {
+    let Some(routes) = shard.routes.as_ref() else {
+        return;
+    };
+    info!("JetStream meta group: waiting for the configured routes to bootstrap it");
+    let peers = loop {
+        if let Some(peers) = routes.configured_raft_peers() {
+            break peers;
+        }
+        glommio::timer::sleep(Duration::from_millis(BOOTSTRAP_CHECK_INTERVAL_MS)).await;
+    };
+    if peers.is_empty() {
+        warn!(
+            "JetStream meta group: no JetStream server behind the configured routes; \
+             this server forms the group alone (list every member's route on each)"
+        );
+    }
+    let replica = replica_id(host.node, GENERATION);
+    let mut voters = vec![replica];
+    let mut names = vec![shard.server.name.clone()];
+    for (node, name) in peers {
+        host.learn_peer(node, &name);
+        let r = replica_id(node, GENERATION);
+        if voters.contains(&r) {
+            warn!("JetStream meta group: server {name:?} has the node id of another; ignored");
+            continue;
+        }
+        voters.push(r);
+        names.push(name);
+    }
+    voters.sort_unstable();
+    let (reply, _) = std::sync::mpsc::channel();
+    let _ = host.events.unbounded_send(Event::Cmd(Command::CreateGroup {
+        group: META_GROUP,
+        replica,
+        voters,
+        reply,
+    }));
+    names.sort();
+    info!(
+        "JetStream meta group bootstrapped with {} voters: {}",
+        names.len(),
+        names.join(", ")
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_is_under_store_dir_and_absolute() {
+        let opts = crate::options::Options {
+            jetstream: Some(crate::options::JetStreamConfig {
+                store_dir: Some("data/n1".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let dir = store_dir(&opts);
+        assert!(dir.is_absolute());
+        assert!(dir.ends_with("data/n1/jetstream/_meta_"));
+    }
+}
