@@ -92,6 +92,11 @@ fn tcp_1000_groups_throughput() {
     throughput(1000, 4);
 }
 
+/// 10,000 groups go quiet; their nodes' CPU is measured for 10 s. With
+/// `RAFT_IDLE_HOGS=N` (and `RAFT_IDLE_HOG_SECS`, default 30), N threads then spin on
+/// the 2 cores for that long, starving the nodes, which are measured again; after the
+/// hogs stop every group must be quiet again within `WAIT` (an election storm fed by
+/// stalls would keep them awake and climb the terms).
 #[test]
 #[ignore]
 fn tcp_idle_10000_groups_cpu() {
@@ -109,39 +114,85 @@ fn tcp_idle_10000_groups_cpu() {
     drop(tx);
     let acked = rx.iter().filter(|r| r.is_ok()).count();
     println!("{acked} of {GROUPS} groups committed an entry");
-    let deadline = Instant::now() + WAIT;
+    wait_all_quiet(&c);
+    measure_idle(&c, "idle", Duration::from_secs(10));
+    let hogs: usize = env_or("RAFT_IDLE_HOGS", 0);
+    if hogs == 0 {
+        return;
+    }
+    let hog_time = Duration::from_secs(env_or("RAFT_IDLE_HOG_SECS", 30));
+    let spinning = spin_threads(hogs, hog_time);
+    measure_idle(&c, &format!("starved by {hogs} spinning threads"), hog_time);
+    spinning.into_iter().for_each(|t| t.join().unwrap());
+    let quiet_after = wait_all_quiet(&c);
+    println!("all groups quiet {quiet_after:.1} s after the hogs stopped");
+    measure_idle(&c, "idle again", Duration::from_secs(10));
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Waits until no node has an awake group; returns the seconds it took.
+fn wait_all_quiet(c: &Cluster) -> f64 {
+    let start = Instant::now();
     let mut last_print = Instant::now();
     while c.live().any(|h| h.info().unwrap().awake_groups > 0) {
         if last_print.elapsed() > Duration::from_secs(5) {
             last_print = Instant::now();
-            for h in c.live() {
-                println!("{:?}", h.info());
-            }
+            c.live().for_each(|h| println!("{:?}", h.info()));
         }
-        if Instant::now() > deadline {
-            for h in c.live() {
-                println!("{:?}", h.info());
-            }
+        if start.elapsed() > WAIT {
+            c.live().for_each(|h| println!("{:?}", h.info()));
             panic!("groups stay awake");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    start.elapsed().as_secs_f64()
+}
+
+/// Threads that spin for `run` (a loaded machine, made on demand).
+fn spin_threads(count: usize, run: Duration) -> Vec<std::thread::JoinHandle<()>> {
+    (0..count)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                while start.elapsed() < run {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect()
+}
+
+/// Prints each node's CPU, group ticks, wakes and highest term over `run`, and its
+/// awake groups at the end.
+fn measure_idle(c: &Cluster, label: &str, run: Duration) {
     let tids: Vec<i32> = c.live().map(|h| h.tid).collect();
     let before: Vec<u64> = tids.iter().map(|&t| thread_cpu_ticks(t)).collect();
-    let ticks0: Vec<u64> = c.live().map(|h| h.info().unwrap().group_ticks).collect();
+    let info0: Vec<_> = c.live().map(|h| h.info().unwrap()).collect();
+    // No queries meanwhile: one scans every group, which is what is being measured.
     let start = Instant::now();
-    std::thread::sleep(Duration::from_secs(10));
+    std::thread::sleep(run);
     let secs = start.elapsed().as_secs_f64();
     let hz = clock_ticks_per_second() as f64;
+    println!("{label}, {secs:.1} s:");
     for (i, &t) in tids.iter().enumerate() {
         let used = (thread_cpu_ticks(t) - before[i]) as f64 / hz;
         let info = c.node(i).info().unwrap();
         println!(
-            "node {}: {} groups, {} awake, {} group ticks in {secs:.1} s, CPU {:.3} % of one core",
+            "  node {}: {} groups, {} awake at the end, {} group ticks, {} wakes, \
+             term {} -> {}, CPU {:.3} % of one core",
             i + 1,
             info.groups,
             info.awake_groups,
-            info.group_ticks - ticks0[i],
+            info.group_ticks - info0[i].group_ticks,
+            info.wakes - info0[i].wakes,
+            info0[i].max_term,
+            info.max_term,
             100.0 * used / secs
         );
     }

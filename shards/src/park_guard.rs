@@ -15,11 +15,11 @@
 //! which interrupts the sleep; the loop then runs its queues. A busy executor that
 //! merely ran one task for long gets a harmless extra wake.
 //!
-//! The heartbeat beats every `BEAT_BUSY_MS` while the executor runs other tasks
-//! (where the bug strikes: tasks are being woken; under heavy load it can strike on
-//! many turns, so recovery must be quick) and every `BEAT_IDLE_MS` when it ran nothing
-//! else since the last beat, so an idle shard and the watchdog wake only a few times a
-//! second. Worst stall left: about one beat period plus `LATE_MS`.
+//! The heartbeat beats every `BEAT_BUSY_MS` while the executor is busy (where the bug
+//! strikes: tasks are being woken; with a short preempt timer and a loaded machine it
+//! can strike on many turns, so recovery must be quick) and every `BEAT_IDLE_MS` when
+//! it spent less than `BUSY_PERCENT_MIN` of the time running tasks, so an idle shard
+//! and the watchdog wake only a few times a second. Worst stall left: about one beat period plus `LATE_MS`.
 
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,9 +35,9 @@ const BEAT_IDLE_MS: u64 = 250;
 const LATE_MS: u64 = 2;
 /// The watchdog's longest sleep (it also picks up newly guarded executors then).
 const WATCH_SLEEP_MS_MAX: u64 = 250;
-/// Tasks run since the last beat at most, heartbeat included, for the executor to
-/// count as idle.
-const IDLE_TASKS_MAX: u64 = 2;
+/// The share of the time since the last beat, in percent, that the executor must have
+/// spent running tasks to count as busy.
+const BUSY_PERCENT_MIN: u128 = 5;
 
 /// What the watchdog sees of one executor.
 #[derive(Default)]
@@ -125,12 +125,14 @@ async fn heartbeat(pulse: Arc<Pulse>) {
         Poll::Ready(())
     })
     .await;
+    let mut last_beat = Instant::now();
     loop {
-        // The executor's statistics are taken (reset) by reading them: this reads
-        // the tasks run since the previous beat. Nothing else in Natrix reads them.
-        let tasks_run = glommio::executor().executor_stats().tasks_executed();
-        let idle = tasks_run <= IDLE_TASKS_MAX;
-        let period_ms = if idle { BEAT_IDLE_MS } else { BEAT_BUSY_MS };
+        // The executor's statistics are taken (reset) by reading them: this reads the
+        // time spent running tasks since the previous beat. Nothing else reads them.
+        let running = glommio::executor().executor_stats().executor_runtime();
+        let busy = running.as_micros() * 100 >= last_beat.elapsed().as_micros() * BUSY_PERCENT_MIN;
+        last_beat = Instant::now();
+        let period_ms = if busy { BEAT_BUSY_MS } else { BEAT_IDLE_MS };
         pulse.due_ms.store(now_ms() + period_ms, Ordering::Release);
         glommio::timer::sleep(Duration::from_millis(period_ms)).await;
     }
