@@ -21,17 +21,24 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_channel::mpsc;
 use futures_lite::StreamExt;
+use raft::eraftpb::Entry;
 
-use super::log_store::{GroupId, LogStore, MemStore};
+use super::log_store::{FetchRequest, GroupId, LogStore, MemStore};
 use super::multi::{Applied, Config, GroupStatus, MultiRaft, Proposal, ProposeError};
 use super::storage_log::FileLogStore;
 use super::transport::{spawn_acceptor, Transport, TransportConfig};
 use super::NodeId;
 
-/// A store a shard can persist asynchronously.
+type Fetched = Pin<Box<dyn Future<Output = io::Result<Vec<Entry>>>>>;
+
+/// A store a shard can persist, and read back from, asynchronously.
 pub trait ShardStore: LogStore + Sized + 'static {
     fn has_pending(&self) -> bool;
     fn persist(store: Rc<RefCell<Self>>) -> Pin<Box<dyn Future<Output = io::Result<()>>>>;
+    /// Reads the entries of a fetch the driver asked for (`Ready::fetches`).
+    fn fetch(store: Rc<RefCell<Self>>, req: FetchRequest) -> Fetched;
+    /// Hands the entries read to the store (then the driver resumes raft's reads).
+    fn install_fetched(&mut self, req: FetchRequest, entries: Vec<Entry>);
 }
 
 impl ShardStore for FileLogStore {
@@ -40,6 +47,12 @@ impl ShardStore for FileLogStore {
     }
     fn persist(store: Rc<RefCell<Self>>) -> Pin<Box<dyn Future<Output = io::Result<()>>>> {
         Box::pin(async move { FileLogStore::persist(&store).await })
+    }
+    fn fetch(store: Rc<RefCell<Self>>, req: FetchRequest) -> Fetched {
+        Box::pin(async move { FileLogStore::read_fetch(&store, req).await })
+    }
+    fn install_fetched(&mut self, req: FetchRequest, entries: Vec<Entry>) {
+        FileLogStore::install_fetched(self, req, entries);
     }
 }
 
@@ -50,6 +63,10 @@ impl ShardStore for MemStore {
     fn persist(_: Rc<RefCell<Self>>) -> Pin<Box<dyn Future<Output = io::Result<()>>>> {
         Box::pin(async { Ok(()) })
     }
+    fn fetch(_: Rc<RefCell<Self>>, _: FetchRequest) -> Fetched {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn install_fetched(&mut self, _: FetchRequest, _: Vec<Entry>) {}
 }
 
 /// How a node runs.
@@ -159,6 +176,7 @@ enum Event {
     Tick,
     Frame(NodeId, Vec<u8>),
     Persisted(Option<u64>, io::Result<()>),
+    Fetched(FetchRequest, io::Result<Vec<Entry>>),
     Cmd(Command),
 }
 
@@ -427,6 +445,13 @@ impl<S: ShardStore> Shard<S> {
                     Err(e) => self.failed = Some(e),
                 }
             }
+            Event::Fetched(req, r) => match r {
+                Ok(entries) => {
+                    self.store.borrow_mut().install_fetched(req, entries);
+                    self.driver.on_entries_fetched(req.group);
+                }
+                Err(e) => self.failed = Some(e),
+            },
             Event::Cmd(c) => self.command(c),
         }
     }
@@ -523,6 +548,15 @@ impl<S: ShardStore> Shard<S> {
             if let Some(t) = rd.sync {
                 assert!(self.sync_waiting.is_none_or(|w| w < t));
                 self.sync_waiting = Some(t);
+            }
+            for req in rd.fetches {
+                let store = self.store.clone();
+                let tx = self.tx.clone();
+                glommio::spawn_local(async move {
+                    let r = S::fetch(store, req).await;
+                    let _ = tx.unbounded_send(Event::Fetched(req, r));
+                })
+                .detach();
             }
         }
     }
