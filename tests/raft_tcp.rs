@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use natrix::raft::node::ProposeFailed;
+use natrix::raft::CacheConfig;
 use raft_net::{Cluster, Storage};
 
 const G: u64 = 1;
@@ -111,4 +112,99 @@ fn many_groups_elect_and_commit_over_tcp() {
             c.wait_applied(i, g, 1, WAIT);
         }
     }
+}
+
+/// The leader wrote far more than the entry caches hold while a follower was down: the
+/// follower catches up over real storage (the leader reads the entries back from disk
+/// to send them, the follower reads its own log back to apply it after the restart),
+/// every state machine agrees, and the caches stay within their budget.
+#[test]
+fn follower_far_behind_catches_up_from_disk() {
+    let cache = CacheConfig {
+        entry_cache_bytes_max: 256 << 10,
+        group_entry_cache_bytes_max: 64 << 10,
+        fetch_bytes_max: 64 << 10,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start_with_cache(
+        3,
+        Storage::Files(tmp.path().to_path_buf()),
+        true,
+        cache.clone(),
+    );
+    c.create_group(G);
+    let (leader, _) = c.wait_leader(G, 0, WAIT);
+    let propose = |c: &Cluster, at: usize, from: usize, n: usize| {
+        let (tx, rx) = mpsc::channel();
+        for i in from..from + n {
+            let mut data = format!("p{i:06}-").into_bytes();
+            data.resize(1000, b'x');
+            c.node(at).propose_to(G, data, tx.clone());
+        }
+        drop(tx);
+        for r in rx.iter() {
+            r.expect("committed");
+        }
+    };
+    propose(&c, leader, 0, 200);
+    let lagging = (leader + 1) % 3;
+    for i in 0..3 {
+        c.wait_applied(i, G, 200, WAIT);
+    }
+    c.stop(lagging);
+    // About 4 MB: 16 times the whole cache budget.
+    for batch in 0..8 {
+        propose(&c, leader, 200 + batch * 500, 500);
+    }
+    let total = 200 + 8 * 500;
+    let info = c.node(leader).info().expect("info");
+    assert!(
+        info.entry_cache_bytes <= cache.entry_cache_bytes_max,
+        "leader caches {} bytes",
+        info.entry_cache_bytes
+    );
+
+    let fetches_before = info.fetches;
+    c.start_node(lagging);
+    c.connect();
+    c.wait_applied(lagging, G, total as u64, Duration::from_secs(60));
+    let fetches = c.node(leader).info().expect("info").fetches - fetches_before;
+    eprintln!("the leader read entries back from disk {fetches} times");
+    assert!(fetches > 0, "the leader sent from memory only");
+    let logs: Vec<_> = (0..3).map(|i| c.node(i).applied(G)).collect();
+    assert_eq!(logs[0].data.len(), total);
+    assert_eq!(logs[0].data, logs[1].data);
+    assert_eq!(logs[0].data, logs[2].data);
+    for i in 0..3 {
+        let info = c.node(i).info().expect("info");
+        assert!(
+            info.entry_cache_bytes <= cache.entry_cache_bytes_max,
+            "node {} caches {} bytes",
+            i + 1,
+            info.entry_cache_bytes
+        );
+    }
+
+    // Everyone restarts: each reads its own log back to apply it, none loads it all.
+    for i in 0..3 {
+        c.stop(i);
+    }
+    for i in 0..3 {
+        c.start_node(i);
+    }
+    c.connect();
+    for i in 0..3 {
+        c.wait_applied(i, G, total as u64, Duration::from_secs(60));
+        let info = c.node(i).info().expect("info");
+        assert!(info.fetches > 0, "node {} applied from memory only", i + 1);
+        assert!(info.entry_cache_bytes <= cache.entry_cache_bytes_max);
+    }
+    let again: Vec<_> = (0..3).map(|i| c.node(i).applied(G)).collect();
+    for a in &again {
+        assert_eq!(a.data[..total], logs[0].data[..]);
+    }
+    let (leader, _) = c.wait_leader(G, 0, WAIT);
+    c.node(leader)
+        .propose(G, b"after".to_vec())
+        .expect("commit");
 }

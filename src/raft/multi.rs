@@ -192,6 +192,8 @@ pub struct Stats {
     pub sync_tickets: u64,
     /// Peer nodes suspected dead (silent for `node_dead_ticks`).
     pub peers_lost: u64,
+    /// Reads of entries from disk asked of the caller (`Ready::fetches`).
+    pub fetches: u64,
 }
 
 struct Peer {
@@ -864,6 +866,7 @@ impl<S: LogStore> MultiRaft<S> {
             store.trim_cache();
             store.take_fetches()
         };
+        self.stats.fetches += fetches.len() as u64;
         Ready {
             frames: self.build_frames(),
             sync,

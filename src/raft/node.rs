@@ -39,6 +39,8 @@ pub trait ShardStore: LogStore + Sized + 'static {
     fn fetch(store: Rc<RefCell<Self>>, req: FetchRequest) -> Fetched;
     /// Hands the entries read to the store (then the driver resumes raft's reads).
     fn install_fetched(&mut self, req: FetchRequest, entries: Vec<Entry>);
+    /// Bytes of log entries held in memory.
+    fn entry_cache_bytes(&self) -> u64;
 }
 
 impl ShardStore for FileLogStore {
@@ -54,6 +56,9 @@ impl ShardStore for FileLogStore {
     fn install_fetched(&mut self, req: FetchRequest, entries: Vec<Entry>) {
         FileLogStore::install_fetched(self, req, entries);
     }
+    fn entry_cache_bytes(&self) -> u64 {
+        self.cache_bytes()
+    }
 }
 
 impl ShardStore for MemStore {
@@ -67,6 +72,9 @@ impl ShardStore for MemStore {
         Box::pin(async { Ok(Vec::new()) })
     }
     fn install_fetched(&mut self, _: FetchRequest, _: Vec<Entry>) {}
+    fn entry_cache_bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// How a node runs.
@@ -138,6 +146,10 @@ pub struct NodeInfo {
     pub quiet_transitions: u64,
     /// Highest term of any group here (an election storm shows as a climbing term).
     pub max_term: u64,
+    /// Bytes of log entries the store holds in memory (0 for a store keeping all).
+    pub entry_cache_bytes: u64,
+    /// Reads of entries from disk (entries not in memory).
+    pub fetches: u64,
 }
 
 pub enum Command {
@@ -523,6 +535,8 @@ impl<S: ShardStore> Shard<S> {
                         .map(|s| s.term)
                         .max()
                         .unwrap_or(0),
+                    entry_cache_bytes: self.store.borrow().entry_cache_bytes(),
+                    fetches: st.fetches,
                 });
             }
             Command::Stop => self.stop = true,

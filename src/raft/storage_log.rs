@@ -444,6 +444,12 @@ impl FileLogStore {
                 .collect();
             for r in reads {
                 let Some(m) = r.await.map_err(io_err)? else {
+                    if out.is_empty() && store.borrow().expects_on_disk(req.group, next) {
+                        return Err(invalid(format!(
+                            "group {}: entry {next} missing from the log",
+                            req.group
+                        )));
+                    }
                     return Ok(out);
                 };
                 if m.seq != next {
@@ -459,6 +465,18 @@ impl FileLogStore {
             }
         }
         Ok(out)
+    }
+
+    /// Whether entry `index` of `g` should be in its log on disk (and stay there
+    /// while nothing cuts the log): it is in the log but not in the tail.
+    fn expects_on_disk(&self, g: GroupId, index: u64) -> bool {
+        !self.cutting.contains(&g)
+            && self.groups.get(&g).is_some_and(|gl| {
+                index > gl.snapshot_index() && index < gl.tail_first && index <= gl.last
+            })
+            && !self.ops.iter().any(|op| {
+                matches!(op, Op::Truncate(o, _) | Op::Install(o, ..) | Op::Compact(o, ..) | Op::Remove(o) if *o == g)
+            })
     }
 
     /// Entries read for `req` (by [`Self::read_fetch`]): keeps those still in the log
