@@ -966,30 +966,27 @@ impl LogStore for FileLogStore {
         if self.cache_bytes <= max {
             return;
         }
-        // Runs read back from disk first (they were used when they landed), then the
-        // applied entries of the tails, from the group after the last one trimmed.
-        let order: Vec<GroupId> = self
-            .groups
-            .range(self.trim_cursor..)
-            .chain(self.groups.range(..self.trim_cursor))
-            .map(|(g, _)| *g)
-            .collect();
-        for g in &order {
-            let gl = self.groups.get_mut(g).expect("group");
-            self.cache_bytes -= gl.clip_fetched(1, 0);
-            if self.cache_bytes <= max {
-                return;
+        // Down to 7/8 of the budget, so that a store at its budget does not sweep its
+        // groups every turn. Runs read back from disk go first (they were used when
+        // they landed), then the applied entries of the tails, from the group after
+        // the last one trimmed.
+        let target = max - max / 8;
+        for gl in self.groups.values_mut() {
+            if !gl.fetched.is_empty() {
+                self.cache_bytes -= gl.clip_fetched(1, 0);
             }
         }
-        for g in order {
-            let over = self.cache_bytes - max;
-            let gl = self.groups.get_mut(&g).expect("group");
+        let mut visited = 0;
+        while self.cache_bytes > target && visited < self.groups.len() {
+            let (&g, gl) = match self.groups.range_mut(self.trim_cursor..).next() {
+                Some(x) => x,
+                None => self.groups.iter_mut().next().expect("groups"),
+            };
+            let over = self.cache_bytes - target;
             let keep = gl.tail_bytes.saturating_sub(over);
             self.cache_bytes -= gl.trim_tail(keep);
-            self.trim_cursor = g + 1;
-            if self.cache_bytes <= max {
-                return;
-            }
+            self.trim_cursor = g.wrapping_add(1);
+            visited += 1;
         }
     }
 }
