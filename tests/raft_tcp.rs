@@ -18,8 +18,23 @@ const WAIT: Duration = Duration::from_secs(20);
 
 #[test]
 fn three_nodes_survive_the_leader_dying() {
+    leader_dies(CacheConfig::default());
+}
+
+/// The same with entry caches of a few KiB: nearly every read of an applied entry
+/// (appends to a lagging follower, applying after the restart) goes to disk.
+#[test]
+fn three_nodes_survive_the_leader_dying_with_a_tiny_entry_cache() {
+    leader_dies(CacheConfig {
+        entry_cache_bytes_max: 16 << 10,
+        group_entry_cache_bytes_max: 4 << 10,
+        fetch_bytes_max: 4 << 10,
+    });
+}
+
+fn leader_dies(cache: CacheConfig) {
     let tmp = tempfile::tempdir().unwrap();
-    let mut c = Cluster::start(3, Storage::Files(tmp.path().to_path_buf()), true);
+    let mut c = Cluster::start_with_cache(3, Storage::Files(tmp.path().to_path_buf()), true, cache);
     c.create_group(G);
     let (leader, term) = c.wait_leader(G, 0, WAIT);
 
