@@ -1055,21 +1055,27 @@ impl<S: LogStore> MultiRaft<S> {
     }
 
     /// The highest index up to which the unapplied entries of `g` can be read without
-    /// I/O.
+    /// I/O: from the store's cache, then raft's own unstable entries.
     fn in_memory_through(&self, g: GroupId) -> u64 {
-        let grp = &self.groups[&g];
+        let log = &self.groups[&g].node.raft.raft_log;
         let store = self.store.borrow();
-        let from = (grp.node.raft.raft_log.applied + 1).max(store.first_index(g));
-        store.cached_through(g, from)
+        let from = (log.applied + 1).max(store.first_index(g));
+        let stable_last = store
+            .last_index(g)
+            .min(log.unstable.offset.saturating_sub(1));
+        let through = store.cached_through(g, from);
+        if through >= stable_last {
+            through.max(log.last_index())
+        } else {
+            through
+        }
     }
 
-    /// Whether every committed, unapplied entry of `g` the store holds can be read
-    /// without I/O: raft reads them synchronously (elections, commit-by-vote).
+    /// Whether every committed, unapplied entry of `g` can be read without I/O: raft
+    /// reads them synchronously (elections, commit-by-vote).
     fn unapplied_in_memory(&self, g: GroupId) -> bool {
-        let grp = &self.groups[&g];
-        let log = &grp.node.raft.raft_log;
-        let need = log.committed.min(self.store.borrow().last_index(g));
-        need <= log.applied || self.in_memory_through(g) >= need
+        let log = &self.groups[&g].node.raft.raft_log;
+        log.committed <= log.applied || self.in_memory_through(g) >= log.committed
     }
 
     /// The group's next committed entry is on disk only: its ready can apply nothing
@@ -1079,6 +1085,7 @@ impl<S: LogStore> MultiRaft<S> {
         let log = &grp.node.raft.raft_log;
         let store = self.store.borrow();
         next <= log.committed.min(log.persisted)
+            && next < log.unstable.offset
             && next <= store.last_index(g)
             && next >= store.first_index(g)
             && store.cached_through(g, next) < next
