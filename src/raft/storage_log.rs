@@ -492,17 +492,15 @@ impl FileLogStore {
         let f = gl.fetch.take().expect("fetch");
         gl.resumed.extend(f.contexts);
         let mut keep = Vec::new();
-        let mut next = req.low;
-        for e in entries {
+        for (next, e) in (req.low..).zip(entries) {
             if e.index != next
-                || next < gl.snapshot_index() + 1
+                || next <= gl.snapshot_index()
                 || next >= gl.tail_first
                 || gl.term(next) != Some(e.term)
             {
                 break;
             }
             keep.push(e);
-            next += 1;
         }
         if keep.is_empty() {
             return;
