@@ -196,7 +196,8 @@ impl GroupLog {
 
     fn entries(&self, low: u64, high: u64, max_bytes: u64) -> Vec<Entry> {
         assert!(low > self.snapshot_index() && high <= self.last + 1 && low <= high);
-        let mut out = Vec::new();
+        let cached = (self.tail.len() + self.fetched.len()) as u64;
+        let mut out = Vec::with_capacity((high - low).min(cached) as usize);
         let mut size_bytes = 0u64;
         for i in low..high {
             let Some(e) = self.cached(i) else { break };
