@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use natrix::raft::node::ProposeFailed;
+use natrix::raft::CacheConfig;
 use raft_net::{Cluster, Storage};
 
 const G: u64 = 1;
@@ -17,8 +18,23 @@ const WAIT: Duration = Duration::from_secs(20);
 
 #[test]
 fn three_nodes_survive_the_leader_dying() {
+    leader_dies(CacheConfig::default());
+}
+
+/// The same with entry caches of a few KiB: nearly every read of an applied entry
+/// (appends to a lagging follower, applying after the restart) goes to disk.
+#[test]
+fn three_nodes_survive_the_leader_dying_with_a_tiny_entry_cache() {
+    leader_dies(CacheConfig {
+        entry_cache_bytes_max: 16 << 10,
+        group_entry_cache_bytes_max: 4 << 10,
+        fetch_bytes_max: 4 << 10,
+    });
+}
+
+fn leader_dies(cache: CacheConfig) {
     let tmp = tempfile::tempdir().unwrap();
-    let mut c = Cluster::start(3, Storage::Files(tmp.path().to_path_buf()), true);
+    let mut c = Cluster::start_with_cache(3, Storage::Files(tmp.path().to_path_buf()), true, cache);
     c.create_group(G);
     let (leader, term) = c.wait_leader(G, 0, WAIT);
 
@@ -111,4 +127,216 @@ fn many_groups_elect_and_commit_over_tcp() {
             c.wait_applied(i, g, 1, WAIT);
         }
     }
+}
+
+/// The leader wrote far more than the entry caches hold while a follower was down: the
+/// follower catches up over real storage (the leader reads the entries back from disk
+/// to send them, the follower reads its own log back to apply it after the restart),
+/// every state machine agrees, and the caches stay within their budget.
+#[test]
+fn follower_far_behind_catches_up_from_disk() {
+    let cache = CacheConfig {
+        entry_cache_bytes_max: 256 << 10,
+        group_entry_cache_bytes_max: 64 << 10,
+        fetch_bytes_max: 64 << 10,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start_with_cache(
+        3,
+        Storage::Files(tmp.path().to_path_buf()),
+        true,
+        cache.clone(),
+    );
+    c.create_group(G);
+    let (leader, _) = c.wait_leader(G, 0, WAIT);
+    let propose = |c: &Cluster, at: usize, from: usize, n: usize| {
+        let (tx, rx) = mpsc::channel();
+        for i in from..from + n {
+            let mut data = format!("p{i:06}-").into_bytes();
+            data.resize(1000, b'x');
+            c.node(at).propose_to(G, data, tx.clone());
+        }
+        drop(tx);
+        for r in rx.iter() {
+            r.expect("committed");
+        }
+    };
+    propose(&c, leader, 0, 200);
+    let lagging = (leader + 1) % 3;
+    for i in 0..3 {
+        c.wait_applied(i, G, 200, WAIT);
+    }
+    c.stop(lagging);
+    // About 4 MB: 16 times the whole cache budget.
+    for batch in 0..8 {
+        propose(&c, leader, 200 + batch * 500, 500);
+    }
+    let total = 200 + 8 * 500;
+    let info = c.node(leader).info().expect("info");
+    assert!(
+        info.entry_cache_bytes <= cache.entry_cache_bytes_max,
+        "leader caches {} bytes",
+        info.entry_cache_bytes
+    );
+
+    let fetches_before = info.fetches;
+    c.start_node(lagging);
+    c.connect();
+    c.wait_applied(lagging, G, total as u64, Duration::from_secs(60));
+    let fetches = c.node(leader).info().expect("info").fetches - fetches_before;
+    eprintln!("the leader read entries back from disk {fetches} times");
+    assert!(fetches > 0, "the leader sent from memory only");
+    let logs: Vec<_> = (0..3).map(|i| c.node(i).applied(G)).collect();
+    assert_eq!(logs[0].data.len(), total);
+    assert_eq!(logs[0].data, logs[1].data);
+    assert_eq!(logs[0].data, logs[2].data);
+    for i in 0..3 {
+        let info = c.node(i).info().expect("info");
+        assert!(
+            info.entry_cache_bytes <= cache.entry_cache_bytes_max,
+            "node {} caches {} bytes",
+            i + 1,
+            info.entry_cache_bytes
+        );
+    }
+
+    // Everyone restarts: each reads its own log back to apply it, none loads it all.
+    for i in 0..3 {
+        c.stop(i);
+    }
+    for i in 0..3 {
+        c.start_node(i);
+    }
+    c.connect();
+    for i in 0..3 {
+        c.wait_applied(i, G, total as u64, Duration::from_secs(60));
+        let info = c.node(i).info().expect("info");
+        assert!(info.fetches > 0, "node {} applied from memory only", i + 1);
+        assert!(info.entry_cache_bytes <= cache.entry_cache_bytes_max);
+    }
+    let again: Vec<_> = (0..3).map(|i| c.node(i).applied(G)).collect();
+    for a in &again {
+        assert_eq!(a.data[..total], logs[0].data[..]);
+    }
+    let (leader, _) = c.wait_leader(G, 0, WAIT);
+    c.node(leader)
+        .propose(G, b"after".to_vec())
+        .expect("commit");
+}
+
+/// Nodes stopped and restarted in turn under load, with caches of a few KiB: elections
+/// among nodes applying from disk, conflicting suffixes cut below what is cached, and
+/// catch-ups over storage; in the end every state machine agrees and holds every
+/// acknowledged proposal.
+#[test]
+fn restarts_under_load_with_a_tiny_entry_cache() {
+    let cache = CacheConfig {
+        entry_cache_bytes_max: 32 << 10,
+        group_entry_cache_bytes_max: 8 << 10,
+        fetch_bytes_max: 8 << 10,
+    };
+    let groups = [1u64, 2, 3];
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start_with_cache(
+        3,
+        Storage::Files(tmp.path().to_path_buf()),
+        true,
+        cache.clone(),
+    );
+    for g in groups {
+        c.create_group(g);
+    }
+    let mut acked: BTreeSet<(u64, Bytes)> = BTreeSet::new();
+    // Every node has the groups on disk before the first one goes down.
+    for g in groups {
+        let (l, _) = c.wait_leader(g, 0, WAIT);
+        let data = format!("start{g}").into_bytes();
+        c.node(l).propose(g, data.clone()).expect("commit");
+        acked.insert((g, data.into()));
+        for i in 0..3 {
+            c.wait_applied(i, g, 1, WAIT);
+        }
+    }
+    for round in 0..6 {
+        let down = round % 3;
+        eprintln!("round {round}: node {} down", down + 1);
+        c.stop(down);
+        let (tx, rx) = mpsc::channel();
+        for g in groups {
+            let deadline = Instant::now() + WAIT;
+            while c.leader(g).is_none() {
+                if Instant::now() > deadline {
+                    for i in 0..3 {
+                        if let Some(h) = c.nodes[i].as_ref() {
+                            eprintln!("node {}: {:?} {:?}", i + 1, h.status(g), h.info());
+                        }
+                    }
+                    panic!("no leader for group {g} in round {round}");
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let (l, _) = c.wait_leader(g, 0, WAIT);
+            for i in 0..300 {
+                let mut data = format!("g{g}r{round}i{i}-").into_bytes();
+                data.resize(300, b'x');
+                let tx = tx.clone();
+                let (ptx, prx) = mpsc::channel();
+                c.node(l).propose_to(g, data.clone(), ptx);
+                std::thread::spawn(move || {
+                    if let Ok(Ok(_)) = prx.recv() {
+                        let _ = tx.send((g, Bytes::from(data)));
+                    }
+                });
+            }
+        }
+        drop(tx);
+        acked.extend(rx.iter());
+        c.start_node(down);
+        c.connect();
+    }
+    // A last proposal per group, then everyone applies the same.
+    for g in groups {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (l, _) = c.wait_leader(g, 0, WAIT);
+            if c.node(l).propose(g, format!("end{g}").into_bytes()).is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "group {g} commits nothing");
+        }
+    }
+    for g in groups {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let logs = loop {
+            let logs: Vec<_> = (0..3).map(|i| c.node(i).applied(g)).collect();
+            let done = logs
+                .iter()
+                .all(|l| l.data.last().is_some_and(|d| d.starts_with(b"end")));
+            if done && logs.iter().all(|l| l.count == logs[0].count) {
+                break logs;
+            }
+            assert!(Instant::now() < deadline, "group {g} does not converge");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(logs[0].data, logs[1].data, "group {g}");
+        assert_eq!(logs[0].data, logs[2].data, "group {g}");
+        let applied: BTreeSet<&Bytes> = logs[0].data.iter().collect();
+        assert_eq!(
+            applied.len(),
+            logs[0].data.len(),
+            "group {g}: applied twice"
+        );
+        for (ag, d) in &acked {
+            if *ag == g {
+                assert!(applied.contains(d), "group {g}: acknowledged entry lost");
+            }
+        }
+    }
+    let mut fetches = 0;
+    for i in 0..3 {
+        let info = c.node(i).info().expect("info");
+        assert!(info.entry_cache_bytes <= cache.entry_cache_bytes_max);
+        fetches += info.fetches;
+    }
+    assert!(fetches > 0, "everything was read from memory");
 }

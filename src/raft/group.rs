@@ -52,9 +52,9 @@ impl<S: LogStore> raft::Storage for GroupStorage<S> {
         low: u64,
         high: u64,
         max_size: impl Into<Option<u64>>,
-        _context: GetEntriesContext,
+        context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        let s = self.store.borrow();
+        let mut s = self.store.borrow_mut();
         if low < s.first_index(self.group) {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
@@ -63,7 +63,30 @@ impl<S: LogStore> raft::Storage for GroupStorage<S> {
             "entries past the last index"
         );
         let max_bytes = max_size.into().unwrap_or(u64::MAX);
-        Ok(s.entries(self.group, low, high, max_bytes))
+        if low >= high || s.cached_through(self.group, low) + 1 >= high {
+            return Ok(s.entries(self.group, low, high, max_bytes));
+        }
+        // Part of the range is on disk only: answer what is in memory (a short
+        // answer is fine for raft, it is what a size limit gives) and queue a read.
+        let got = s.entries(self.group, low, high, max_bytes);
+        if !context.can_async() {
+            // Only a ready's committed entries may come back short or empty (they are
+            // applied once read): the driver keeps the other synchronous reads,
+            // elections and commit-by-vote, off groups whose unapplied entries are not
+            // all in memory.
+            debug_assert!(
+                format!("{context:?}").contains("GenReady"),
+                "synchronous read of entries not in memory: {context:?} [{low}, {high})"
+            );
+            let next = low + got.len() as u64;
+            s.want_entries(self.group, next, high, max_bytes, None);
+            return Ok(got);
+        }
+        if got.is_empty() {
+            s.want_entries(self.group, low, high, max_bytes, Some(context));
+            return Err(raft::Error::Store(StorageError::LogTemporarilyUnavailable));
+        }
+        Ok(got)
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::io;
 
 use raft::eraftpb::{Entry, HardState, Snapshot};
+use raft::GetEntriesContext;
 
 /// Identifies a Raft group on a node (a stream, a consumer, or the meta group).
 pub type GroupId = u64;
@@ -59,7 +60,59 @@ pub trait LogStore {
     /// Term of entry `index`, for `first_index - 1 ..= last_index`; `None` otherwise.
     fn term(&self, group: GroupId, index: u64) -> Option<u64>;
     /// Entries `[low, high)` within the held range, at most `max_bytes` (but at least one).
+    /// A store that keeps only part of the log in memory answers the part it can read
+    /// without I/O from `low` on: a prefix of the range, possibly empty (see
+    /// [`LogStore::cached_through`]).
     fn entries(&self, group: GroupId, low: u64, high: u64, max_bytes: u64) -> Vec<Entry>;
+
+    // Stores that keep only part of the log in memory (`FileLogStore`): the driver asks
+    // what is readable now, parks raft's reads that missed, and hands the reads to the
+    // caller (`Ready::fetches`). A store holding everything keeps these defaults.
+
+    /// The highest index `h` such that entries `from..=h` can be read without I/O
+    /// (`from - 1` if entry `from` cannot).
+    fn cached_through(&self, group: GroupId, from: u64) -> u64 {
+        let _ = from;
+        self.last_index(group)
+    }
+    /// Entries from `low` (before `high`, about `max_bytes`) are needed but not in
+    /// memory: queue a read. `context`, if any, is raft's read to resume once they are
+    /// (handed back by [`LogStore::take_fetch_contexts`]).
+    fn want_entries(
+        &mut self,
+        group: GroupId,
+        low: u64,
+        high: u64,
+        max_bytes: u64,
+        context: Option<GetEntriesContext>,
+    ) {
+        let _ = (group, low, high, max_bytes, context);
+    }
+    /// The reads queued since the last call (each group has at most one in flight).
+    fn take_fetches(&mut self) -> Vec<FetchRequest> {
+        Vec::new()
+    }
+    /// Raft's reads parked on `group`'s fetch, once it landed.
+    fn take_fetch_contexts(&mut self, group: GroupId) -> Vec<GetEntriesContext> {
+        let _ = group;
+        Vec::new()
+    }
+    /// Entries up to `index` were handed to the application: they may leave memory.
+    fn set_applied(&mut self, group: GroupId, index: u64) {
+        let _ = (group, index);
+    }
+    /// End of a driver turn: bring the entry cache back within its budget.
+    fn trim_cache(&mut self) {}
+}
+
+/// A read of a group's entries from disk that a store needs done: entries from `low`
+/// (inclusive) to `high` (exclusive), stopping after about `max_bytes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FetchRequest {
+    pub group: GroupId,
+    pub low: u64,
+    pub high: u64,
+    pub max_bytes: u64,
 }
 
 /// One group's log in memory.

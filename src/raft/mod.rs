@@ -31,7 +31,7 @@ pub use log_store::{GroupId, LogStore, MemStore};
 pub use multi::{Applied, Config, MultiRaft, Proposal, ProposeError, Ready};
 pub use raft::eraftpb;
 pub use raft::StateRole;
-pub use storage_log::FileLogStore;
+pub use storage_log::{CacheConfig, FileLogStore};
 
 /// A node of the cluster (one server).
 pub type NodeId = u64;

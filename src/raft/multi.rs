@@ -30,7 +30,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::frame::{self, Frame, FrameError, Item};
 use super::group::{conf_members, Group, GroupStorage};
-use super::log_store::{GroupId, LogStore};
+use super::log_store::{FetchRequest, GroupId, LogStore};
 use super::{node_of, NodeId, INIT_INDEX, INIT_TERM};
 
 /// Timings and limits of a driver. Times are in ticks of the shard timer.
@@ -123,6 +123,10 @@ pub struct Ready {
     /// Groups whose leader must send a snapshot newer than the stored one: call
     /// [`MultiRaft::compact`] with the state machine's current state.
     pub snapshot_wanted: Vec<GroupId>,
+    /// Entries the store must read from disk (a store keeping only part of the log in
+    /// memory): read them, hand them to the store, then call
+    /// [`MultiRaft::on_entries_fetched`] for the group.
+    pub fetches: Vec<FetchRequest>,
 }
 
 impl Ready {
@@ -131,6 +135,7 @@ impl Ready {
             && self.sync.is_none()
             && self.applied.is_empty()
             && self.snapshot_wanted.is_empty()
+            && self.fetches.is_empty()
     }
 }
 
@@ -187,6 +192,8 @@ pub struct Stats {
     pub sync_tickets: u64,
     /// Peer nodes suspected dead (silent for `node_dead_ticks`).
     pub peers_lost: u64,
+    /// Reads of entries from disk asked of the caller (`Ready::fetches`).
+    pub fetches: u64,
 }
 
 struct Peer {
@@ -445,7 +452,14 @@ impl<S: LogStore> MultiRaft<S> {
         }
         let awake: Vec<GroupId> = self.awake.iter().copied().collect();
         for g in awake {
+            let in_memory = self.unapplied_in_memory(g);
             let grp = self.groups.get_mut(&g).expect("awake group exists");
+            if !in_memory && grp.node.raft.state != StateRole::Leader {
+                // An election reads every unapplied entry synchronously: not before
+                // they are all read back from disk (and applied, which frees them).
+                self.dirty.insert(g);
+                continue;
+            }
             grp.node.tick();
             self.stats.group_ticks += 1;
             fix_timeout(grp, &mut self.rng, self.cfg.election_ticks);
@@ -634,7 +648,29 @@ impl<S: LogStore> MultiRaft<S> {
         Ok(())
     }
 
-    fn step_msg(&mut self, g: GroupId, msg: Message) {
+    fn step_msg(&mut self, g: GroupId, mut msg: Message) {
+        let ty = msg.get_msg_type();
+        if self.groups.contains_key(&g) {
+            // Raft reads unapplied entries synchronously when an election starts
+            // (TimeoutNow) and when a vote message moves a candidate's commit index:
+            // keep both off entries that are on disk only.
+            if ty == MessageType::MsgTimeoutNow && !self.unapplied_in_memory(g) {
+                self.dirty.insert(g);
+                return;
+            }
+            if matches!(
+                ty,
+                MessageType::MsgRequestVote
+                    | MessageType::MsgRequestPreVote
+                    | MessageType::MsgRequestVoteResponse
+                    | MessageType::MsgRequestPreVoteResponse
+            ) && msg.commit > 0
+                && msg.commit > self.in_memory_through(g)
+            {
+                msg.commit = 0;
+                msg.commit_term = 0;
+            }
+        }
         let Some(grp) = self.groups.get_mut(&g) else {
             self.stats.dropped_unknown_group += 1;
             return;
@@ -645,7 +681,6 @@ impl<S: LogStore> MultiRaft<S> {
         }
         let r = &grp.node.raft;
         let before = (r.term, r.state, r.leader_id);
-        let ty = msg.get_msg_type();
         let carries_entries = !msg.entries.is_empty();
         let _ = grp.node.step(msg);
         fix_timeout(grp, &mut self.rng, self.cfg.election_ticks);
@@ -763,6 +798,9 @@ impl<S: LogStore> MultiRaft<S> {
 
     /// Starts an election now (tests, or forcing a replica to lead).
     pub fn campaign(&mut self, g: GroupId) -> Result<(), ProposeError> {
+        if self.groups.contains_key(&g) && !self.unapplied_in_memory(g) {
+            return Err(ProposeError::Busy);
+        }
         let grp = self.groups.get_mut(&g).ok_or(ProposeError::NoGroup)?;
         let _ = grp.node.campaign();
         self.wake(g);
@@ -815,19 +853,26 @@ impl<S: LogStore> MultiRaft<S> {
                 self.tickets.push_back(ticket);
             }
             self.complete_unsynced();
-            if self
-                .dirty
-                .iter()
-                .all(|g| self.groups.get(g).is_none_or(|grp| !grp.node.has_ready()))
-            {
+            if self.dirty.iter().all(|g| {
+                self.groups
+                    .get(g)
+                    .is_none_or(|grp| !grp.node.has_ready() || self.waits_for_fetch(*g, grp))
+            }) {
                 break;
             }
         }
+        let fetches = {
+            let mut store = self.store.borrow_mut();
+            store.trim_cache();
+            store.take_fetches()
+        };
+        self.stats.fetches += fetches.len() as u64;
         Ready {
             frames: self.build_frames(),
             sync,
             applied: std::mem::take(&mut self.applied_out),
             snapshot_wanted: std::mem::take(&mut self.snapshot_wanted),
+            fetches,
         }
     }
 
@@ -944,6 +989,7 @@ impl<S: LogStore> MultiRaft<S> {
             // Not after a snapshot alone: raft counts it applied once it is persisted.
             debug_assert!(grp.applied <= last);
             grp.node.advance_apply_to(grp.applied);
+            self.store.borrow_mut().set_applied(g, grp.applied);
         }
         if removed {
             self.remove_replica(g);
@@ -994,6 +1040,55 @@ impl<S: LogStore> MultiRaft<S> {
         for (node, item) in t.held {
             self.outbox.entry(node).or_default().push(item);
         }
+    }
+
+    /// The store holds the entries of `group`'s fetch (see [`Ready::fetches`]): resume
+    /// the raft reads that waited for them.
+    pub fn on_entries_fetched(&mut self, g: GroupId) {
+        let contexts = self.store.borrow_mut().take_fetch_contexts(g);
+        if let Some(grp) = self.groups.get_mut(&g) {
+            for c in contexts {
+                grp.node.on_entries_fetched(c);
+            }
+            self.dirty.insert(g);
+        }
+    }
+
+    /// The highest index up to which the unapplied entries of `g` can be read without
+    /// I/O: from the store's cache, then raft's own unstable entries.
+    fn in_memory_through(&self, g: GroupId) -> u64 {
+        let log = &self.groups[&g].node.raft.raft_log;
+        let store = self.store.borrow();
+        let from = (log.applied + 1).max(store.first_index(g));
+        let stable_last = store
+            .last_index(g)
+            .min(log.unstable.offset.saturating_sub(1));
+        let through = store.cached_through(g, from);
+        if through >= stable_last {
+            through.max(log.last_index())
+        } else {
+            through
+        }
+    }
+
+    /// Whether every committed, unapplied entry of `g` can be read without I/O: raft
+    /// reads them synchronously (elections, commit-by-vote).
+    fn unapplied_in_memory(&self, g: GroupId) -> bool {
+        let log = &self.groups[&g].node.raft.raft_log;
+        log.committed <= log.applied || self.in_memory_through(g) >= log.committed
+    }
+
+    /// The group's next committed entry is on disk only: its ready can apply nothing
+    /// before the fetch lands.
+    fn waits_for_fetch(&self, g: GroupId, grp: &Group<S>) -> bool {
+        let next = grp.applied + 1;
+        let log = &grp.node.raft.raft_log;
+        let store = self.store.borrow();
+        next <= log.committed.min(log.persisted)
+            && next < log.unstable.offset
+            && next <= store.last_index(g)
+            && next >= store.first_index(g)
+            && store.cached_through(g, next) < next
     }
 
     /// Everything written up to sync ticket `ticket` is durable.

@@ -21,17 +21,26 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_channel::mpsc;
 use futures_lite::StreamExt;
+use raft::eraftpb::Entry;
 
-use super::log_store::{GroupId, LogStore, MemStore};
+use super::log_store::{FetchRequest, GroupId, LogStore, MemStore};
 use super::multi::{Applied, Config, GroupStatus, MultiRaft, Proposal, ProposeError};
 use super::storage_log::FileLogStore;
 use super::transport::{spawn_acceptor, Transport, TransportConfig};
 use super::NodeId;
 
-/// A store a shard can persist asynchronously.
+type Fetched = Pin<Box<dyn Future<Output = io::Result<Vec<Entry>>>>>;
+
+/// A store a shard can persist, and read back from, asynchronously.
 pub trait ShardStore: LogStore + Sized + 'static {
     fn has_pending(&self) -> bool;
     fn persist(store: Rc<RefCell<Self>>) -> Pin<Box<dyn Future<Output = io::Result<()>>>>;
+    /// Reads the entries of a fetch the driver asked for (`Ready::fetches`).
+    fn fetch(store: Rc<RefCell<Self>>, req: FetchRequest) -> Fetched;
+    /// Hands the entries read to the store (then the driver resumes raft's reads).
+    fn install_fetched(&mut self, req: FetchRequest, entries: Vec<Entry>);
+    /// Bytes of log entries held in memory.
+    fn entry_cache_bytes(&self) -> u64;
 }
 
 impl ShardStore for FileLogStore {
@@ -41,6 +50,15 @@ impl ShardStore for FileLogStore {
     fn persist(store: Rc<RefCell<Self>>) -> Pin<Box<dyn Future<Output = io::Result<()>>>> {
         Box::pin(async move { FileLogStore::persist(&store).await })
     }
+    fn fetch(store: Rc<RefCell<Self>>, req: FetchRequest) -> Fetched {
+        Box::pin(async move { FileLogStore::read_fetch(&store, req).await })
+    }
+    fn install_fetched(&mut self, req: FetchRequest, entries: Vec<Entry>) {
+        FileLogStore::install_fetched(self, req, entries);
+    }
+    fn entry_cache_bytes(&self) -> u64 {
+        self.cache_bytes()
+    }
 }
 
 impl ShardStore for MemStore {
@@ -49,6 +67,13 @@ impl ShardStore for MemStore {
     }
     fn persist(_: Rc<RefCell<Self>>) -> Pin<Box<dyn Future<Output = io::Result<()>>>> {
         Box::pin(async { Ok(()) })
+    }
+    fn fetch(_: Rc<RefCell<Self>>, _: FetchRequest) -> Fetched {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn install_fetched(&mut self, _: FetchRequest, _: Vec<Entry>) {}
+    fn entry_cache_bytes(&self) -> u64 {
+        0
     }
 }
 
@@ -143,6 +168,10 @@ pub struct NodeInfo {
     pub quiet_transitions: u64,
     /// Highest term of any group here (an election storm shows as a climbing term).
     pub max_term: u64,
+    /// Bytes of log entries the store holds in memory (0 for a store keeping all).
+    pub entry_cache_bytes: u64,
+    /// Reads of entries from disk (entries not in memory).
+    pub fetches: u64,
 }
 
 pub enum Command {
@@ -182,6 +211,7 @@ pub enum Event {
     Tick,
     Frame(NodeId, Vec<u8>),
     Persisted(Option<u64>, io::Result<()>),
+    Fetched(FetchRequest, io::Result<Vec<Entry>>),
     Cmd(Command),
 }
 
@@ -481,6 +511,13 @@ impl<S: ShardStore, T: FrameSink> Shard<S, T> {
                     Err(e) => self.failed = Some(e),
                 }
             }
+            Event::Fetched(req, r) => match r {
+                Ok(entries) => {
+                    self.store.borrow_mut().install_fetched(req, entries);
+                    self.driver.on_entries_fetched(req.group);
+                }
+                Err(e) => self.failed = Some(e),
+            },
             Event::Cmd(c) => self.command(c),
         }
     }
@@ -552,6 +589,8 @@ impl<S: ShardStore, T: FrameSink> Shard<S, T> {
                         .map(|s| s.term)
                         .max()
                         .unwrap_or(0),
+                    entry_cache_bytes: self.store.borrow().entry_cache_bytes(),
+                    fetches: st.fetches,
                 });
             }
             Command::Stop => self.stop = true,
@@ -577,6 +616,15 @@ impl<S: ShardStore, T: FrameSink> Shard<S, T> {
             if let Some(t) = rd.sync {
                 assert!(self.sync_waiting.is_none_or(|w| w < t));
                 self.sync_waiting = Some(t);
+            }
+            for req in rd.fetches {
+                let store = self.store.clone();
+                let tx = self.tx.clone();
+                glommio::spawn_local(async move {
+                    let r = S::fetch(store, req).await;
+                    let _ = tx.unbounded_send(Event::Fetched(req, r));
+                })
+                .detach();
             }
         }
     }

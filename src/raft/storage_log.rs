@@ -8,14 +8,23 @@
 //! ```
 //!
 //! The trait's methods are synchronous and run inside the driver's `ready()`: they
-//! update an in-memory copy of every group's uncompacted log (all reads are served from
-//! it, as raft-rs's `Storage` must answer synchronously) and queue the storage
-//! operations. [`FileLogStore::persist`] is the shard's group commit: it writes new
+//! update each group's metadata in memory (snapshot, hard state, first and last index,
+//! and the terms of the log as runs: one `(first index, term)` per term, so every
+//! `term(index)` is answered without I/O) and a bounded cache of entries, and queue the
+//! storage operations. The cache holds each group's newest entries (a tail: every entry
+//! not yet applied, plus applied ones up to [`CacheConfig::group_entry_cache_bytes_max`],
+//! all groups together within [`CacheConfig::entry_cache_bytes_max`]) and one run of
+//! older entries read back from disk. A read that misses is queued
+//! ([`LogStore::want_entries`]) and done by the caller ([`FileLogStore::read_fetch`],
+//! then [`FileLogStore::install_fetched`] and the driver's `on_entries_fetched`).
+//! [`FileLogStore::persist`] is the shard's group commit: it writes new
 //! snapshot files, replays the queued operations into the logs (appends into the logs'
 //! buffers, the rare truncation durably), commits every touched log at once (all
 //! writes and fdatasyncs in flight together), then rewrites the state file if a term,
 //! vote or group changed. Only then does the caller call `on_persisted`, so a follower
-//! acknowledges, and anyone votes, only what is durable.
+//! acknowledges, and anyone votes, only what is durable. An entry leaves the cache only
+//! once applied, and raft applies only what it knows durable: whatever is not cached
+//! is in the group's log on disk.
 //!
 //! Crash safety. A snapshot file is durable before the log's compact marker that relies
 //! on it; on open, a log that still holds entries up to a snapshot is compacted again,
@@ -27,21 +36,214 @@
 //! disk).
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::Duration;
 
 use natrix_storage::{FileStore, LogConfig, StoreError};
 use raft::eraftpb::{Entry, HardState, Snapshot};
+use raft::GetEntriesContext;
 
-use super::log_store::{GroupId, LogStore, MemStore};
+use super::log_store::{FetchRequest, GroupId, LogStore};
 use super::persist_format::{self as fmt, GroupState};
 
 const STATE_FILE: &str = "raft-state";
 const SNAPSHOT_FILE: &str = "snapshot";
-/// Entries read per batch when loading a log at open.
-const LOAD_BATCH: usize = 1024;
+/// Records read from disk at once (concurrently) by a fetch.
+const FETCH_BATCH: u64 = 64;
+/// Raft reads parked on one group's fetch; more are dropped (raft asks again).
+const MAX_PARKED_READS: usize = 64;
+
+/// How many entries the store keeps in memory.
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// Every group's cached entries together (tails and runs read back from disk).
+    /// Entries not yet applied always stay (raft bounds them: uncommitted bytes,
+    /// messages in flight), so this can be exceeded by them alone.
+    pub entry_cache_bytes_max: u64,
+    /// Applied entries one group keeps after its newest ones (for followers slightly
+    /// behind).
+    pub group_entry_cache_bytes_max: u64,
+    /// Entries one fetch reads from disk.
+    pub fetch_bytes_max: u64,
+}
+
+/// Default [`CacheConfig::entry_cache_bytes_max`]: 64 MiB per shard.
+pub const DEFAULT_ENTRY_CACHE_BYTES_MAX: u64 = 64 << 20;
+/// Default [`CacheConfig::group_entry_cache_bytes_max`]: 4 MiB.
+pub const DEFAULT_GROUP_ENTRY_CACHE_BYTES_MAX: u64 = 4 << 20;
+/// Default [`CacheConfig::fetch_bytes_max`]: 4 MiB.
+pub const DEFAULT_FETCH_BYTES_MAX: u64 = 4 << 20;
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            entry_cache_bytes_max: DEFAULT_ENTRY_CACHE_BYTES_MAX,
+            group_entry_cache_bytes_max: DEFAULT_GROUP_ENTRY_CACHE_BYTES_MAX,
+            fetch_bytes_max: DEFAULT_FETCH_BYTES_MAX,
+        }
+    }
+}
+
+/// Memory an entry takes in the cache.
+fn cached_bytes(e: &Entry) -> u64 {
+    (std::mem::size_of::<Entry>() + e.data.len() + e.context.len()) as u64
+}
+
+/// A read from disk queued or in flight for a group, and the raft reads waiting on it.
+struct Fetch {
+    req: FetchRequest,
+    issued: bool,
+    contexts: Vec<GetEntriesContext>,
+}
+
+/// One group: metadata, the terms of its whole log, and the cached entries.
+struct GroupLog {
+    replica: u64,
+    snapshot: Snapshot,
+    hard_state: HardState,
+    last: u64,
+    /// `(first index, term)` for each term of `snapshot index ..= last`, the snapshot
+    /// first; indexes increase, terms too.
+    terms: Vec<(u64, u64)>,
+    /// The newest entries, `tail_first ..= last`.
+    tail: VecDeque<Entry>,
+    tail_first: u64,
+    tail_bytes: u64,
+    /// Older entries read back from disk, from `fetched_first` on.
+    fetched: Vec<Entry>,
+    fetched_first: u64,
+    fetched_bytes: u64,
+    /// Handed to the application: may leave the cache.
+    applied: u64,
+    fetch: Option<Fetch>,
+    /// Raft reads whose fetch landed, for the driver to resume.
+    resumed: Vec<GetEntriesContext>,
+}
+
+impl GroupLog {
+    fn new(replica: u64, snapshot: &Snapshot, hard_state: &HardState, last: u64) -> Self {
+        let (index, term) = (snapshot.get_metadata().index, snapshot.get_metadata().term);
+        Self {
+            replica,
+            snapshot: snapshot.clone(),
+            hard_state: hard_state.clone(),
+            last,
+            terms: vec![(index, term)],
+            tail: VecDeque::new(),
+            tail_first: last + 1,
+            tail_bytes: 0,
+            fetched: Vec::new(),
+            fetched_first: 0,
+            fetched_bytes: 0,
+            applied: index,
+            fetch: None,
+            resumed: Vec::new(),
+        }
+    }
+
+    fn snapshot_index(&self) -> u64 {
+        self.snapshot.get_metadata().index
+    }
+
+    fn cache_bytes(&self) -> u64 {
+        self.tail_bytes + self.fetched_bytes
+    }
+
+    fn term(&self, index: u64) -> Option<u64> {
+        if index < self.snapshot_index() || index > self.last {
+            return None;
+        }
+        let at = self.terms.partition_point(|&(first, _)| first <= index);
+        Some(self.terms[at - 1].1)
+    }
+
+    fn push_term(&mut self, index: u64, term: u64) {
+        let &(_, last_term) = self.terms.last().expect("terms start at the snapshot");
+        assert!(last_term <= term, "terms must not decrease");
+        if term != last_term {
+            self.terms.push((index, term));
+        }
+    }
+
+    fn cached(&self, index: u64) -> Option<&Entry> {
+        if index >= self.tail_first {
+            return self.tail.get((index - self.tail_first) as usize);
+        }
+        index
+            .checked_sub(self.fetched_first)
+            .and_then(|i| self.fetched.get(i as usize))
+    }
+
+    fn cached_through(&self, from: u64) -> u64 {
+        if from > self.last {
+            return from - 1;
+        }
+        let mut next = from;
+        let fetched_end = self.fetched_first + self.fetched.len() as u64;
+        if (self.fetched_first..fetched_end).contains(&next) {
+            next = fetched_end;
+        }
+        if next >= self.tail_first {
+            self.last
+        } else {
+            next - 1
+        }
+    }
+
+    fn entries(&self, low: u64, high: u64, max_bytes: u64) -> Vec<Entry> {
+        assert!(low > self.snapshot_index() && high <= self.last + 1 && low <= high);
+        let cached = (self.tail.len() + self.fetched.len()) as u64;
+        let mut out = Vec::with_capacity((high - low).min(cached) as usize);
+        let mut size_bytes = 0u64;
+        for i in low..high {
+            let Some(e) = self.cached(i) else { break };
+            size_bytes += (e.data.len() + e.context.len() + 16) as u64;
+            if !out.is_empty() && size_bytes > max_bytes {
+                break;
+            }
+            out.push(e.clone());
+        }
+        out
+    }
+
+    /// Drops fetched entries outside `first ..= last`.
+    fn clip_fetched(&mut self, first: u64, last: u64) -> u64 {
+        let before = self.fetched_bytes;
+        let end = self.fetched_first + self.fetched.len() as u64;
+        if end <= first || self.fetched_first > last {
+            self.fetched.clear();
+        } else {
+            if end > last + 1 {
+                self.fetched
+                    .truncate((last + 1 - self.fetched_first) as usize);
+            }
+            if self.fetched_first < first {
+                self.fetched.drain(..(first - self.fetched_first) as usize);
+                self.fetched_first = first;
+            }
+        }
+        self.fetched_bytes = self.fetched.iter().map(cached_bytes).sum();
+        before - self.fetched_bytes
+    }
+
+    /// Drops applied entries from the front of the tail while it is above `max_bytes`.
+    /// Returns the bytes freed.
+    fn trim_tail(&mut self, max_bytes: u64) -> u64 {
+        let mut freed = 0;
+        while self.tail_bytes > max_bytes && self.tail_first <= self.applied {
+            let e = self.tail.pop_front().expect("tail not empty");
+            let b = cached_bytes(&e);
+            self.tail_bytes -= b;
+            freed += b;
+            self.tail_first += 1;
+        }
+        freed
+    }
+}
 
 /// A storage operation waiting for the next [`FileLogStore::persist`].
 #[derive(Debug)]
@@ -60,9 +262,20 @@ enum Op {
 pub struct FileLogStore {
     dir: PathBuf,
     log_cfg: LogConfig,
-    /// Every group's uncompacted log, hard state and snapshot: the reads.
-    mirror: MemStore,
+    cache_cfg: CacheConfig,
+    groups: BTreeMap<GroupId, GroupLog>,
+    /// Entries cached, all groups together.
+    cache_bytes: u64,
+    /// Groups with a fetch not yet handed out.
+    fetch_queue: Vec<GroupId>,
+    /// Where the next store-wide trim starts (so that it spreads over the groups).
+    trim_cursor: GroupId,
     logs: BTreeMap<GroupId, Rc<FileStore>>,
+    /// Fetches reading a group's log now, and groups whose log is being cut: a cut
+    /// waits for the reads and reads wait for the cut (a record read while its file is
+    /// cut would look corrupt).
+    reading: BTreeMap<GroupId, u32>,
+    cutting: BTreeSet<GroupId>,
     ops: Vec<Op>,
     snapshots_dirty: BTreeSet<GroupId>,
     state_dirty: bool,
@@ -76,9 +289,23 @@ fn io_err(e: StoreError) -> io::Error {
     }
 }
 
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
 impl FileLogStore {
-    /// Opens (or creates) the store in `dir` and loads every group's log.
+    /// Opens (or creates) the store in `dir` with the default cache budget.
     pub async fn open(dir: impl AsRef<Path>, log_cfg: LogConfig) -> io::Result<Self> {
+        Self::open_with(dir, log_cfg, CacheConfig::default()).await
+    }
+
+    /// Opens (or creates) the store in `dir`. Reads each group's metadata and the terms
+    /// of its log from the log's index, no entry: the cache starts empty.
+    pub async fn open_with(
+        dir: impl AsRef<Path>,
+        log_cfg: LogConfig,
+        cache_cfg: CacheConfig,
+    ) -> io::Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(dir.join("groups"))?;
         let groups = match std::fs::read(dir.join(STATE_FILE)) {
@@ -89,8 +316,14 @@ impl FileLogStore {
         let mut s = Self {
             dir,
             log_cfg,
-            mirror: MemStore::new(),
+            cache_cfg,
+            groups: BTreeMap::new(),
+            cache_bytes: 0,
+            fetch_queue: Vec::new(),
+            trim_cursor: 0,
             logs: BTreeMap::new(),
+            reading: BTreeMap::new(),
+            cutting: BTreeSet::new(),
             ops: Vec::new(),
             snapshots_dirty: BTreeSet::new(),
             state_dirty: false,
@@ -136,39 +369,148 @@ impl FileLogStore {
             log.sync().await.map_err(io_err)?;
         }
         if log.first_index() != snap_index + 1 || log.term(snap_index) != Some(snap_term) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "group {g}: log starts at {} (term {:?}), snapshot at {snap_index} term {snap_term}",
-                    log.first_index(),
-                    log.term(snap_index)
-                ),
-            ));
+            return Err(invalid(format!(
+                "group {g}: log starts at {} (term {:?}), snapshot at {snap_index} term {snap_term}",
+                log.first_index(),
+                log.term(snap_index)
+            )));
         }
+        let last = log.last_index();
         let mut hs = gs.hard_state;
-        hs.commit = hs.commit.clamp(snap_index, log.last_index());
-        self.mirror.create_group(g, gs.replica, &snap, &hs);
-        let mut next = log.first_index();
-        while next <= log.last_index() {
-            let batch = log
-                .range(next, log.last_index(), LOAD_BATCH)
-                .await
-                .map_err(io_err)?;
-            let mut entries = Vec::with_capacity(batch.len());
-            for m in batch {
-                if m.seq != next {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("group {g}: entry {next} missing from the log"),
-                    ));
-                }
-                entries.push(fmt::decode_entry(m.seq, m.term, &m.payload)?);
-                next += 1;
+        hs.commit = hs.commit.clamp(snap_index, last);
+        let mut gl = GroupLog::new(gs.replica, &snap, &hs, last);
+        // The terms from the log's index (in memory): no entry is read.
+        for index in snap_index + 1..=last {
+            let term = log
+                .term(index)
+                .ok_or_else(|| invalid(format!("group {g}: entry {index} missing from the log")))?;
+            if term < gl.terms.last().expect("snapshot term").1 {
+                return Err(invalid(format!("group {g}: term decreases at {index}")));
             }
-            self.mirror.append(g, &entries);
+            gl.push_term(index, term);
         }
+        self.groups.insert(g, gl);
         self.logs.insert(g, Rc::new(log));
         Ok(())
+    }
+
+    fn log(&self, g: GroupId) -> &GroupLog {
+        self.groups.get(&g).expect("unknown group in log store")
+    }
+
+    fn log_mut(&mut self, g: GroupId) -> &mut GroupLog {
+        self.groups.get_mut(&g).expect("unknown group in log store")
+    }
+
+    /// Bytes of entries in memory, all groups together.
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache_bytes
+    }
+
+    /// Bytes of entries in memory for `group`.
+    pub fn group_cache_bytes(&self, group: GroupId) -> u64 {
+        self.groups.get(&group).map_or(0, GroupLog::cache_bytes)
+    }
+
+    /// The cache budget.
+    pub fn cache_config(&self) -> &CacheConfig {
+        &self.cache_cfg
+    }
+
+    /// Reads the entries of a fetch from the group's log (the caller then hands them
+    /// to [`Self::install_fetched`]). Stops at the first entry missing or after about
+    /// `max_bytes`. The store must not be borrowed across it.
+    pub async fn read_fetch(
+        store: &Rc<RefCell<Self>>,
+        req: FetchRequest,
+    ) -> io::Result<Vec<Entry>> {
+        while store.borrow().cutting.contains(&req.group) {
+            glommio::timer::sleep(CUT_POLL).await;
+        }
+        let Some(log) = store.borrow().logs.get(&req.group).cloned() else {
+            return Ok(Vec::new());
+        };
+        let _reading = ReadGuard::new(store, req.group);
+        let mut out = Vec::new();
+        let mut size_bytes = 0u64;
+        let mut next = req.low;
+        while next < req.high && size_bytes < req.max_bytes {
+            let end = req.high.min(next + FETCH_BATCH);
+            // One batch of reads in flight at once.
+            let reads: Vec<_> = (next..end)
+                .map(|seq| {
+                    let log = log.clone();
+                    glommio::spawn_local(async move { log.get(seq).await })
+                })
+                .collect();
+            for r in reads {
+                let Some(m) = r.await.map_err(io_err)? else {
+                    if out.is_empty() && store.borrow().expects_on_disk(req.group, next) {
+                        return Err(invalid(format!(
+                            "group {}: entry {next} missing from the log",
+                            req.group
+                        )));
+                    }
+                    return Ok(out);
+                };
+                if m.seq != next {
+                    return Ok(out);
+                }
+                let e = fmt::decode_entry(m.seq, m.term, &m.payload)?;
+                size_bytes += (e.data.len() + e.context.len() + 16) as u64;
+                out.push(e);
+                next += 1;
+                if size_bytes >= req.max_bytes {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether entry `index` of `g` should be in its log on disk (and stay there
+    /// while nothing cuts the log): it is in the log but not in the tail.
+    fn expects_on_disk(&self, g: GroupId, index: u64) -> bool {
+        !self.cutting.contains(&g)
+            && self.groups.get(&g).is_some_and(|gl| {
+                index > gl.snapshot_index() && index < gl.tail_first && index <= gl.last
+            })
+            && !self.ops.iter().any(|op| {
+                matches!(op, Op::Truncate(o, _) | Op::Install(o, ..) | Op::Compact(o, ..) | Op::Remove(o) if *o == g)
+            })
+    }
+
+    /// Entries read for `req` (by [`Self::read_fetch`]): keeps those still in the log
+    /// and not in the tail as the group's run of fetched entries, and readies the raft
+    /// reads that waited (the driver's `on_entries_fetched(group)` resumes them).
+    pub fn install_fetched(&mut self, req: FetchRequest, entries: Vec<Entry>) {
+        let Some(gl) = self.groups.get_mut(&req.group) else {
+            return;
+        };
+        if gl.fetch.as_ref().is_none_or(|f| f.req != req) {
+            return; // a re-created group
+        }
+        let f = gl.fetch.take().expect("fetch");
+        gl.resumed.extend(f.contexts);
+        let mut keep = Vec::new();
+        for (next, e) in (req.low..).zip(entries) {
+            if e.index != next
+                || next <= gl.snapshot_index()
+                || next >= gl.tail_first
+                || gl.term(next) != Some(e.term)
+            {
+                break;
+            }
+            keep.push(e);
+        }
+        if keep.is_empty() {
+            return;
+        }
+        self.cache_bytes -= gl.fetched_bytes;
+        gl.fetched_bytes = keep.iter().map(cached_bytes).sum();
+        gl.fetched_first = req.low;
+        gl.fetched = keep;
+        self.cache_bytes += gl.fetched_bytes;
     }
 
     /// Whether writes are waiting for [`Self::persist`].
@@ -185,8 +527,11 @@ impl FileLogStore {
             s.persisting = true;
             let snapshots: Vec<(PathBuf, Snapshot)> = std::mem::take(&mut s.snapshots_dirty)
                 .into_iter()
-                .filter(|g| s.mirror.has_group(*g))
-                .map(|g| (s.group_dir(g), s.mirror.snapshot(g)))
+                .filter_map(|g| {
+                    s.groups
+                        .get(&g)
+                        .map(|gl| (s.group_dir(g), gl.snapshot.clone()))
+                })
                 .collect();
             let state = std::mem::take(&mut s.state_dirty).then(|| s.state_records());
             (std::mem::take(&mut s.ops), snapshots, state, s.dir.clone())
@@ -266,7 +611,9 @@ impl FileLogStore {
             }
             Op::Truncate(g, from) => {
                 let log = log_of(g);
-                log.truncate_from(from).await.map_err(io_err)?;
+                Self::cut(store, g, log.truncate_from(from))
+                    .await
+                    .map_err(io_err)?;
                 touched.insert(g, log);
             }
             Op::Compact(g, index, term) => {
@@ -277,7 +624,9 @@ impl FileLogStore {
             Op::Install(g, index, term) => {
                 let log = log_of(g);
                 if log.last_index() >= log.first_index() {
-                    log.truncate_from(log.first_index()).await.map_err(io_err)?;
+                    Self::cut(store, g, log.truncate_from(log.first_index()))
+                        .await
+                        .map_err(io_err)?;
                 }
                 log.compact(index + 1, term).map_err(io_err)?;
                 touched.insert(g, log);
@@ -286,16 +635,55 @@ impl FileLogStore {
         Ok(())
     }
 
+    /// Runs a cut of `g`'s log once no fetch reads it.
+    async fn cut<T>(store: &Rc<RefCell<Self>>, g: GroupId, cut: impl Future<Output = T>) -> T {
+        store.borrow_mut().cutting.insert(g);
+        while store.borrow().reading.contains_key(&g) {
+            glommio::timer::sleep(CUT_POLL).await;
+        }
+        let r = cut.await;
+        store.borrow_mut().cutting.remove(&g);
+        r
+    }
+
     fn state_records(&self) -> Vec<GroupState> {
-        self.mirror
-            .group_ids()
-            .into_iter()
-            .map(|g| GroupState {
+        self.groups
+            .iter()
+            .map(|(&g, gl)| GroupState {
                 group: g,
-                replica: self.mirror.replica_id(g),
-                hard_state: self.mirror.hard_state(g),
+                replica: gl.replica,
+                hard_state: gl.hard_state.clone(),
             })
             .collect()
+    }
+}
+
+/// How often a cut and a fetch of the same log check whether the other is done (both
+/// are rare together: a cut is a conflicting suffix or a snapshot install).
+const CUT_POLL: Duration = Duration::from_micros(200);
+
+/// Counts a fetch reading a group's log while it lives.
+struct ReadGuard<'a> {
+    store: &'a Rc<RefCell<FileLogStore>>,
+    group: GroupId,
+}
+
+impl<'a> ReadGuard<'a> {
+    fn new(store: &'a Rc<RefCell<FileLogStore>>, group: GroupId) -> Self {
+        *store.borrow_mut().reading.entry(group).or_insert(0) += 1;
+        Self { store, group }
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        let mut s = self.store.borrow_mut();
+        if let Some(n) = s.reading.get_mut(&self.group) {
+            *n -= 1;
+            if *n == 0 {
+                s.reading.remove(&self.group);
+            }
+        }
     }
 }
 
@@ -317,7 +705,7 @@ async fn write_atomic(dir: &Path, name: &str, bytes: Vec<u8>) -> io::Result<()> 
 
 impl LogStore for FileLogStore {
     fn group_ids(&self) -> Vec<GroupId> {
-        self.mirror.group_ids()
+        self.groups.keys().copied().collect()
     }
 
     fn create_group(
@@ -327,10 +715,11 @@ impl LogStore for FileLogStore {
         snapshot: &Snapshot,
         hard_state: &HardState,
     ) {
-        self.mirror
-            .create_group(group, replica, snapshot, hard_state);
-        self.ops.push(Op::Create(group));
         let index = snapshot.get_metadata().index;
+        let gl = GroupLog::new(replica, snapshot, hard_state, index);
+        let previous = self.groups.insert(group, gl);
+        assert!(previous.is_none(), "group {group} already exists");
+        self.ops.push(Op::Create(group));
         if index > 0 {
             self.snapshots_dirty.insert(group);
             self.ops
@@ -340,53 +729,129 @@ impl LogStore for FileLogStore {
     }
 
     fn replica_id(&self, group: GroupId) -> u64 {
-        self.mirror.replica_id(group)
+        self.log(group).replica
     }
 
     fn remove_group(&mut self, group: GroupId) {
-        self.mirror.remove_group(group);
+        if let Some(gl) = self.groups.remove(&group) {
+            self.cache_bytes -= gl.cache_bytes();
+        }
         self.snapshots_dirty.remove(&group);
         self.ops.push(Op::Remove(group));
         self.state_dirty = true;
     }
 
     fn append(&mut self, group: GroupId, entries: &[Entry]) {
-        if entries.is_empty() {
-            return;
+        let Some(first) = entries.first() else { return };
+        let max = self.cache_cfg.group_entry_cache_bytes_max;
+        let gl = self
+            .groups
+            .get_mut(&group)
+            .expect("unknown group in log store");
+        assert_eq!(first.index, gl.last + 1, "append must be contiguous");
+        let mut added = 0;
+        for e in entries {
+            assert_eq!(e.index, gl.last + 1, "entries must be contiguous");
+            gl.push_term(e.index, e.term);
+            gl.last = e.index;
+            added += cached_bytes(e);
+            gl.tail.push_back(e.clone());
         }
-        self.mirror.append(group, entries);
+        gl.tail_bytes += added;
+        let freed = gl.trim_tail(max);
+        self.cache_bytes = self.cache_bytes + added - freed;
         self.ops.push(Op::Append(group, entries.to_vec()));
     }
 
     fn truncate_suffix(&mut self, group: GroupId, from_index: u64) {
-        self.mirror.truncate_suffix(group, from_index);
+        let gl = self
+            .groups
+            .get_mut(&group)
+            .expect("unknown group in log store");
+        assert!(
+            from_index > gl.snapshot_index(),
+            "cannot truncate into the snapshot"
+        );
+        if from_index <= gl.last {
+            let before = gl.cache_bytes();
+            if from_index >= gl.tail_first {
+                gl.tail.truncate((from_index - gl.tail_first) as usize);
+            } else {
+                gl.tail.clear();
+                gl.tail_first = from_index;
+            }
+            gl.tail_bytes = gl.tail.iter().map(cached_bytes).sum();
+            gl.clip_fetched(0, from_index - 1);
+            gl.last = from_index - 1;
+            while gl.terms.len() > 1 && gl.terms.last().expect("terms").0 >= from_index {
+                gl.terms.pop();
+            }
+            self.cache_bytes -= before - gl.cache_bytes();
+        }
         self.ops.push(Op::Truncate(group, from_index));
     }
 
     fn compact_prefix(&mut self, group: GroupId, snapshot: &Snapshot) {
-        let before = self.mirror.snapshot(group).get_metadata().index;
-        self.mirror.compact_prefix(group, snapshot);
+        let gl = self
+            .groups
+            .get_mut(&group)
+            .expect("unknown group in log store");
         let meta = snapshot.get_metadata();
-        if meta.index > before {
-            self.snapshots_dirty.insert(group);
-            self.ops.push(Op::Compact(group, meta.index, meta.term));
+        let index = meta.index;
+        if index <= gl.snapshot_index() {
+            return;
         }
+        assert!(index <= gl.last, "cannot compact past the last entry");
+        assert_eq!(Some(meta.term), gl.term(index));
+        let before = gl.cache_bytes();
+        while gl.tail_first <= index && !gl.tail.is_empty() {
+            let e = gl.tail.pop_front().expect("tail");
+            gl.tail_bytes -= cached_bytes(&e);
+            gl.tail_first += 1;
+        }
+        gl.tail_first = gl.tail_first.max(index + 1);
+        gl.clip_fetched(index + 1, gl.last);
+        gl.terms.retain(|&(first, _)| first > index);
+        gl.terms.insert(0, (index, meta.term));
+        gl.snapshot = snapshot.clone();
+        gl.applied = gl.applied.max(index);
+        self.cache_bytes -= before - gl.cache_bytes();
+        self.snapshots_dirty.insert(group);
+        self.ops.push(Op::Compact(group, index, meta.term));
     }
 
     fn install_snapshot(&mut self, group: GroupId, snapshot: &Snapshot) {
-        self.mirror.install_snapshot(group, snapshot);
+        let gl = self
+            .groups
+            .get_mut(&group)
+            .expect("unknown group in log store");
         let meta = snapshot.get_metadata();
+        self.cache_bytes -= gl.cache_bytes();
+        gl.tail.clear();
+        gl.tail_bytes = 0;
+        gl.fetched.clear();
+        gl.fetched_bytes = 0;
+        gl.last = meta.index;
+        gl.tail_first = meta.index + 1;
+        gl.terms = vec![(meta.index, meta.term)];
+        gl.snapshot = snapshot.clone();
+        gl.applied = meta.index;
+        let hs = &mut gl.hard_state;
+        hs.commit = hs.commit.max(meta.index);
+        hs.term = hs.term.max(meta.term);
         self.snapshots_dirty.insert(group);
         self.ops.push(Op::Install(group, meta.index, meta.term));
         self.state_dirty = true;
     }
 
     fn set_hard_state(&mut self, group: GroupId, hard_state: &HardState) {
-        let old = self.mirror.hard_state(group);
-        if old.term != hard_state.term || old.vote != hard_state.vote {
+        let gl = self.log_mut(group);
+        let old = &gl.hard_state;
+        let changed = old.term != hard_state.term || old.vote != hard_state.vote;
+        gl.hard_state = hard_state.clone();
+        if changed {
             self.state_dirty = true;
         }
-        self.mirror.set_hard_state(group, hard_state);
     }
 
     /// Not available: storage I/O is asynchronous; call [`FileLogStore::persist`].
@@ -398,26 +863,129 @@ impl LogStore for FileLogStore {
     }
 
     fn hard_state(&self, group: GroupId) -> HardState {
-        self.mirror.hard_state(group)
+        self.log(group).hard_state.clone()
     }
 
     fn snapshot(&self, group: GroupId) -> Snapshot {
-        self.mirror.snapshot(group)
+        self.log(group).snapshot.clone()
     }
 
     fn first_index(&self, group: GroupId) -> u64 {
-        self.mirror.first_index(group)
+        self.log(group).snapshot_index() + 1
     }
 
     fn last_index(&self, group: GroupId) -> u64 {
-        self.mirror.last_index(group)
+        self.log(group).last
     }
 
     fn term(&self, group: GroupId, index: u64) -> Option<u64> {
-        self.mirror.term(group, index)
+        self.log(group).term(index)
     }
 
+    /// The part readable from memory (see [`LogStore::entries`]).
     fn entries(&self, group: GroupId, low: u64, high: u64, max_bytes: u64) -> Vec<Entry> {
-        self.mirror.entries(group, low, high, max_bytes)
+        self.log(group).entries(low, high, max_bytes)
+    }
+
+    fn cached_through(&self, group: GroupId, from: u64) -> u64 {
+        self.log(group).cached_through(from)
+    }
+
+    fn want_entries(
+        &mut self,
+        group: GroupId,
+        low: u64,
+        high: u64,
+        _max_bytes: u64,
+        context: Option<GetEntriesContext>,
+    ) {
+        let fetch_bytes = self.cache_cfg.fetch_bytes_max;
+        let Some(gl) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let high = high.min(gl.tail_first).min(gl.last + 1);
+        match &mut gl.fetch {
+            Some(f) => {
+                if let Some(c) = context {
+                    if f.contexts.len() < MAX_PARKED_READS {
+                        f.contexts.push(c);
+                    }
+                }
+            }
+            None if low < high => {
+                gl.fetch = Some(Fetch {
+                    req: FetchRequest {
+                        group,
+                        low,
+                        high,
+                        max_bytes: fetch_bytes,
+                    },
+                    issued: false,
+                    contexts: context.into_iter().collect(),
+                });
+                self.fetch_queue.push(group);
+            }
+            None => {
+                // Nothing on disk to read (it is all in memory now): resume at once.
+                gl.resumed.extend(context);
+            }
+        }
+    }
+
+    fn take_fetches(&mut self) -> Vec<FetchRequest> {
+        let mut out = Vec::new();
+        for g in std::mem::take(&mut self.fetch_queue) {
+            if let Some(f) = self.groups.get_mut(&g).and_then(|gl| gl.fetch.as_mut()) {
+                if !f.issued {
+                    f.issued = true;
+                    out.push(f.req);
+                }
+            }
+        }
+        out
+    }
+
+    fn take_fetch_contexts(&mut self, group: GroupId) -> Vec<GetEntriesContext> {
+        self.groups
+            .get_mut(&group)
+            .map(|gl| std::mem::take(&mut gl.resumed))
+            .unwrap_or_default()
+    }
+
+    fn set_applied(&mut self, group: GroupId, index: u64) {
+        let max = self.cache_cfg.group_entry_cache_bytes_max;
+        if let Some(gl) = self.groups.get_mut(&group) {
+            gl.applied = gl.applied.max(index);
+            self.cache_bytes -= gl.trim_tail(max);
+        }
+    }
+
+    fn trim_cache(&mut self) {
+        let max = self.cache_cfg.entry_cache_bytes_max;
+        if self.cache_bytes <= max {
+            return;
+        }
+        // Down to 7/8 of the budget, so that a store at its budget does not sweep its
+        // groups every turn. Runs read back from disk go first (they were used when
+        // they landed), then the applied entries of the tails, from the group after
+        // the last one trimmed.
+        let target = max - max / 8;
+        for gl in self.groups.values_mut() {
+            if !gl.fetched.is_empty() {
+                self.cache_bytes -= gl.clip_fetched(1, 0);
+            }
+        }
+        let mut visited = 0;
+        while self.cache_bytes > target && visited < self.groups.len() {
+            let (&g, gl) = match self.groups.range_mut(self.trim_cursor..).next() {
+                Some(x) => x,
+                None => self.groups.iter_mut().next().expect("groups"),
+            };
+            let over = self.cache_bytes - target;
+            let keep = gl.tail_bytes.saturating_sub(over);
+            self.cache_bytes -= gl.trim_tail(keep);
+            self.trim_cursor = g.wrapping_add(1);
+            visited += 1;
+        }
     }
 }

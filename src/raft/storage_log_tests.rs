@@ -9,10 +9,12 @@ use natrix_storage::rt::run_local;
 use natrix_storage::LogConfig;
 use raft::eraftpb::{HardState, Snapshot};
 
-use super::log_store::LogStore;
+use raft::eraftpb::Entry;
+
+use super::log_store::{FetchRequest, GroupId, LogStore};
 use super::log_store_suite::{self as suite, dump, entry, snapshot, Dump};
 use super::persist_format as fmt;
-use super::storage_log::FileLogStore;
+use super::storage_log::{CacheConfig, FileLogStore};
 
 fn small_logs() -> LogConfig {
     LogConfig {
@@ -26,6 +28,39 @@ async fn open(dir: &Path) -> Rc<RefCell<FileLogStore>> {
     Rc::new(RefCell::new(
         FileLogStore::open(dir, small_logs()).await.expect("open"),
     ))
+}
+
+/// Every entry of `g`, from memory where cached, from disk otherwise.
+async fn read_all(s: &Rc<RefCell<FileLogStore>>, g: GroupId, from: u64) -> Vec<Entry> {
+    let last = s.borrow().last_index(g);
+    let mut out = Vec::new();
+    let mut next = from;
+    while next <= last {
+        let mut got = s.borrow().entries(g, next, last + 1, u64::MAX);
+        if got.is_empty() {
+            let req = FetchRequest {
+                group: g,
+                low: next,
+                high: last + 1,
+                max_bytes: u64::MAX,
+            };
+            got = FileLogStore::read_fetch(s, req).await.expect("read");
+            assert!(!got.is_empty(), "group {g}: entry {next} not on disk");
+        }
+        next += got.len() as u64;
+        out.extend(got);
+    }
+    out
+}
+
+/// [`dump`] with every entry, read from disk where not cached.
+async fn dump_file(s: &Rc<RefCell<FileLogStore>>) -> Dump {
+    let mut d = dump(&*s.borrow());
+    for gd in &mut d.groups {
+        let first = s.borrow().first_index(gd.group);
+        gd.entries = read_all(s, gd.group, first).await;
+    }
+    d
 }
 
 async fn persist(s: &Rc<RefCell<FileLogStore>>) {
@@ -64,10 +99,10 @@ fn file_store_passes_the_suite_and_reopens_the_same() {
             let s = open(&dir).await;
             case(&mut s.borrow_mut());
             persist(&s).await;
-            let before = dump(&*s.borrow());
+            let before = dump_file(&s).await;
             drop(s);
             let s = open(&dir).await;
-            let after = dump(&*s.borrow());
+            let after = dump_file(&s).await;
             assert_same_after_reopen(&before, &after);
             // And the reopened store keeps working.
             let g = after.groups[0].group;
@@ -101,7 +136,7 @@ fn writes_not_persisted_are_lost_as_a_whole() {
             },
         );
         persist(&s).await;
-        let durable = dump(&*s.borrow());
+        let durable = dump_file(&s).await;
         // A new term, a vote, a truncation and appends, never persisted: a crash.
         s.borrow_mut().truncate_suffix(1, 3);
         s.borrow_mut().append(1, &[entry(3, 3), entry(4, 3)]);
@@ -118,7 +153,7 @@ fn writes_not_persisted_are_lost_as_a_whole() {
             .create_group(2, 4, &Snapshot::default(), &HardState::default());
         drop(s);
         let s = open(&dir).await;
-        assert_eq!(dump(&*s.borrow()), durable);
+        assert_eq!(dump_file(&s).await, durable);
         assert!(!dir.join("groups").join(format!("{:020}", 2)).exists());
     });
 }
@@ -143,10 +178,10 @@ fn truncation_and_snapshot_install_survive_reopen() {
             .install_snapshot(2, &snapshot(70, 3, &[1, 2, 3]));
         s.borrow_mut().append(2, &[entry(71, 3)]);
         persist(&s).await;
-        let before = dump(&*s.borrow());
+        let before = dump_file(&s).await;
         drop(s);
         let s = open(&dir).await;
-        let after = dump(&*s.borrow());
+        let after = dump_file(&s).await;
         assert_same_after_reopen(&before, &after);
         assert_eq!(s.borrow().last_index(1), 21);
         assert_eq!(s.borrow().term(1, 20), Some(2));
@@ -176,13 +211,12 @@ fn crash_between_snapshot_file_and_compaction_is_repaired() {
             let snap = snapshot(3, snap_term, &[1]);
             std::fs::write(gdir.join("snapshot"), fmt::encode_snapshot(&snap)).unwrap();
             let s = open(&dir).await;
-            let s = s.borrow();
-            assert_eq!(s.first_index(1), 4);
-            assert_eq!(s.term(1, 3), Some(snap_term));
+            assert_eq!(s.borrow().first_index(1), 4);
+            assert_eq!(s.borrow().term(1, 3), Some(snap_term));
             match expect_first_entry {
-                Some(i) => assert_eq!(s.entries(1, i, 6, u64::MAX), es[3..].to_vec()),
+                Some(i) => assert_eq!(read_all(&s, 1, i).await, es[3..].to_vec()),
                 // Entries after a snapshot of another history are dropped.
-                None => assert_eq!(s.last_index(1), 3),
+                None => assert_eq!(s.borrow().last_index(1), 3),
             }
         });
     }
@@ -207,5 +241,147 @@ fn damaged_state_file_is_refused() {
             .err()
             .expect("refused");
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    });
+}
+
+fn tiny_cache() -> CacheConfig {
+    CacheConfig {
+        entry_cache_bytes_max: 96 << 10,
+        group_entry_cache_bytes_max: 32 << 10,
+        fetch_bytes_max: 16 << 10,
+    }
+}
+
+fn big_entry(index: u64, term: u64) -> Entry {
+    let mut e = entry(index, term);
+    let mut data = e.data.to_vec();
+    data.resize(200, b'.');
+    e.data = data.into();
+    e
+}
+
+/// The term of entry `index` written by [`write_big_log`] (a new term every 1,000
+/// entries or so).
+fn term_of(index: u64) -> u64 {
+    1 + ((index - 1) / 100 * 100 + 1) / 1000
+}
+
+/// Appends `n` entries of 200 bytes to each group, persisting and applying as it goes.
+async fn write_big_log(s: &Rc<RefCell<FileLogStore>>, groups: &[GroupId], n: u64) {
+    for &g in groups {
+        s.borrow_mut()
+            .create_group(g, 1, &Snapshot::default(), &HardState::default());
+    }
+    let budget = s.borrow().cache_config().clone();
+    let mut next = 1;
+    while next <= n {
+        let batch: Vec<_> = (next..(next + 100).min(n + 1))
+            .map(|i| big_entry(i, term_of(i)))
+            .collect();
+        for &g in groups {
+            s.borrow_mut().append(g, &batch);
+        }
+        persist(s).await;
+        next += batch.len() as u64;
+        for &g in groups {
+            s.borrow_mut().set_applied(g, next - 1);
+            assert!(s.borrow().group_cache_bytes(g) <= budget.group_entry_cache_bytes_max);
+        }
+        s.borrow_mut().trim_cache();
+        assert!(
+            s.borrow().cache_bytes() <= budget.entry_cache_bytes_max,
+            "{} bytes cached",
+            s.borrow().cache_bytes()
+        );
+    }
+}
+
+#[test]
+fn a_log_far_larger_than_the_cache_stays_within_the_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run_local(move || async move {
+        let s = Rc::new(RefCell::new(
+            FileLogStore::open_with(&dir, small_logs(), tiny_cache())
+                .await
+                .expect("open"),
+        ));
+        // 4 groups of 5,000 entries: 4 MB of data for a 96 KiB cache.
+        let groups = [1, 2, 3, 4];
+        write_big_log(&s, &groups, 5000).await;
+        for g in groups {
+            let st = s.borrow();
+            assert_eq!((st.first_index(g), st.last_index(g)), (1, 5000));
+            for i in 0..=5000 {
+                assert_eq!(st.term(g, i), Some(if i == 0 { 0 } else { term_of(i) }));
+            }
+            // Old entries are on disk only.
+            assert!(st.entries(g, 1, 10, u64::MAX).is_empty());
+            assert_eq!(st.cached_through(g, 1), 0);
+        }
+        // A miss is queued once, read by the caller, and served from memory after.
+        s.borrow_mut().want_entries(2, 10, 5001, u64::MAX, None);
+        s.borrow_mut().want_entries(2, 10, 5001, u64::MAX, None);
+        let reqs = s.borrow_mut().take_fetches();
+        assert_eq!(reqs.len(), 1);
+        assert!(s.borrow_mut().take_fetches().is_empty());
+        let got = FileLogStore::read_fetch(&s, reqs[0]).await.expect("read");
+        assert!(!got.is_empty() && got.len() < 200, "{} entries", got.len());
+        s.borrow_mut().install_fetched(reqs[0], got.clone());
+        let through = s.borrow().cached_through(2, 10);
+        assert_eq!(through, 9 + got.len() as u64);
+        assert_eq!(s.borrow().entries(2, 10, through + 1, u64::MAX), got);
+        assert_eq!(got[0], big_entry(10, 1));
+        s.borrow_mut().trim_cache();
+        assert!(s.borrow().cache_bytes() <= tiny_cache().entry_cache_bytes_max);
+        // Everything is still there, from disk.
+        let all = read_all(&s, 3, 1).await;
+        assert_eq!(all.len(), 5000);
+        assert_eq!(all[4321], big_entry(4322, 5));
+    });
+}
+
+#[test]
+fn reopen_reads_no_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run_local(move || async move {
+        let s = Rc::new(RefCell::new(
+            FileLogStore::open_with(&dir, small_logs(), tiny_cache())
+                .await
+                .expect("open"),
+        ));
+        write_big_log(&s, &[7], 20_000).await;
+        drop(s);
+        let s = Rc::new(RefCell::new(
+            FileLogStore::open_with(&dir, small_logs(), tiny_cache())
+                .await
+                .expect("reopen"),
+        ));
+        assert_eq!(s.borrow().cache_bytes(), 0, "open loaded entries");
+        {
+            let st = s.borrow();
+            assert_eq!((st.first_index(7), st.last_index(7)), (1, 20_000));
+            assert_eq!(st.term(7, 19_999), Some(20));
+            assert_eq!(st.term(7, 999), Some(1));
+            assert_eq!(st.term(7, 1000), Some(1));
+            assert_eq!(st.term(7, 1001), Some(2));
+            assert_eq!(st.term(7, 20_001), None);
+        }
+        // Appends go on at the end; a conflicting suffix below what is cached is cut.
+        s.borrow_mut().truncate_suffix(7, 15_000);
+        s.borrow_mut()
+            .append(7, &[big_entry(15_000, 21), big_entry(15_001, 21)]);
+        assert_eq!(s.borrow().term(7, 14_999), Some(15));
+        assert_eq!(s.borrow().term(7, 15_000), Some(21));
+        persist(&s).await;
+        let all = read_all(&s, 7, 14_990).await;
+        assert_eq!(all.len(), 12);
+        assert_eq!(all[10], big_entry(15_000, 21));
+        drop(s);
+        let s = open(&dir).await;
+        assert_eq!(s.borrow().last_index(7), 15_001);
+        assert_eq!(s.borrow().term(7, 15_001), Some(21));
+        assert_eq!(read_all(&s, 7, 14_999).await[0], big_entry(14_999, 15));
     });
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use natrix::raft::multi::Config;
 use natrix::raft::node::{NodeConfig, NodeHandle};
-use natrix::raft::{replica_id, FileLogStore, GroupId, MemStore, NodeId, StateRole};
+use natrix::raft::{replica_id, CacheConfig, FileLogStore, GroupId, MemStore, NodeId, StateRole};
 use natrix_storage::LogConfig;
 
 /// Small segments: many groups share a disk.
@@ -30,15 +30,27 @@ pub struct Cluster {
     pub nodes: Vec<Option<NodeHandle>>,
     storage: Storage,
     pub keep_applied: bool,
+    /// The entry cache of each node's store (real storage only).
+    pub cache: CacheConfig,
     incarnations: Vec<u64>,
 }
 
 impl Cluster {
     pub fn start(n: usize, storage: Storage, keep_applied: bool) -> Cluster {
+        Self::start_with_cache(n, storage, keep_applied, CacheConfig::default())
+    }
+
+    pub fn start_with_cache(
+        n: usize,
+        storage: Storage,
+        keep_applied: bool,
+        cache: CacheConfig,
+    ) -> Cluster {
         let mut c = Cluster {
             nodes: (0..n).map(|_| None).collect(),
             storage,
             keep_applied,
+            cache,
             incarnations: vec![0; n],
         };
         for i in 0..n {
@@ -63,7 +75,10 @@ impl Cluster {
         let mut cfg = NodeConfig::new(Config::new(id, self.incarnations[i]));
         cfg.keep_applied = self.keep_applied;
         let h = match self.node_dir(i) {
-            Some(dir) => NodeHandle::start(cfg, move || open_files(dir)),
+            Some(dir) => {
+                let cache = self.cache.clone();
+                NodeHandle::start(cfg, move || open_files(dir, cache))
+            }
             None => NodeHandle::start(cfg, || async { Ok(MemStore::new()) }),
         }
         .expect("node starts");
@@ -161,8 +176,8 @@ impl Cluster {
     }
 }
 
-async fn open_files(dir: PathBuf) -> std::io::Result<FileLogStore> {
-    FileLogStore::open(&dir, log_config()).await
+async fn open_files(dir: PathBuf, cache: CacheConfig) -> std::io::Result<FileLogStore> {
+    FileLogStore::open_with(&dir, log_config(), cache).await
 }
 
 /// utime + stime of thread `tid` of this process, in clock ticks.
