@@ -119,7 +119,21 @@ pub async fn guarded<F: std::future::Future>(future: F) -> F::Output {
     future.await
 }
 
+/// Takes the heartbeat's waker out of its pulse when the heartbeat ends (with its
+/// executor), so that the waker is dropped on the executor's own thread and the
+/// watchdog never wakes a task that is gone.
+struct ForgetWaker(Arc<Pulse>);
+
+impl Drop for ForgetWaker {
+    fn drop(&mut self) {
+        self.0.due_ms.store(0, Ordering::Release);
+        let waker = self.0.waker.lock().map(|mut w| w.take());
+        drop(waker);
+    }
+}
+
 async fn heartbeat(pulse: Arc<Pulse>) {
+    let _forget = ForgetWaker(pulse.clone());
     poll_fn(|cx| {
         *pulse.waker.lock().expect("park-guard waker") = Some(cx.waker().clone());
         Poll::Ready(())
