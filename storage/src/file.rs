@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
@@ -1148,9 +1150,30 @@ fn write_index(dir: &Path, index: &SegmentIndex) -> Result<()> {
 /// One sealed segment's index write in flight.
 #[derive(Default)]
 struct IdxWrite {
-    /// The segment went away (or the store did): never install the index.
-    cancelled: Cell<bool>,
+    shared: Arc<IdxWriteShared>,
     done: Done,
+}
+
+/// What the blocking thread shares with the executor.
+#[derive(Default)]
+struct IdxWriteShared {
+    /// The segment went away (or the store did): never install the index.
+    cancelled: AtomicBool,
+    /// Held by the blocking thread while it creates and writes the temporary
+    /// file; it checks `cancelled` first. Dropping the store takes it after
+    /// cancelling, so no file appears in the directory once the store is gone
+    /// (the owner may remove the directory at once).
+    writing: Mutex<()>,
+}
+
+impl IdxWrite {
+    fn cancelled(&self) -> bool {
+        self.shared.cancelled.load(Ordering::Acquire)
+    }
+
+    fn cancel(&self) {
+        self.shared.cancelled.store(true, Ordering::Release);
+    }
 }
 
 /// Index writes in flight, by segment. The index is serialized and written
@@ -1167,7 +1190,14 @@ struct IndexWrites {
     /// Test hook: awaited between the temporary file's write and its rename.
     #[cfg(test)]
     gate: RefCell<Option<Rc<glommio::sync::Semaphore>>>,
+    /// Test hook: run on the blocking thread before (`false`) and after
+    /// (`true`) the temporary file's write.
+    #[cfg(test)]
+    on_blocking: RefCell<Option<BlockingHook>>,
 }
+
+#[cfg(test)]
+type BlockingHook = Arc<dyn Fn(bool) + Send + Sync>;
 
 impl IndexWrites {
     fn start(self: &Rc<Self>, dir: PathBuf, index: SegmentIndex) {
@@ -1176,11 +1206,33 @@ impl IndexWrites {
         self.cancel(id);
         self.pending.borrow_mut().push((id, w.clone()));
         let this = self.clone();
+        let shared = w.shared.clone();
+        #[cfg(test)]
+        let hook = self.on_blocking.borrow().clone();
         glommio::spawn_local(async move {
             let tmp = idx_tmp_path(&dir, id);
             let t = tmp.clone();
             let wrote = glommio::executor()
-                .spawn_blocking(move || std::fs::write(&t, index.to_file_bytes()))
+                .spawn_blocking(move || {
+                    #[cfg(test)]
+                    if let Some(h) = &hook {
+                        h(false);
+                    }
+                    let bytes = index.to_file_bytes();
+                    let r = {
+                        let _writing = shared.writing.lock().unwrap_or_else(|e| e.into_inner());
+                        if shared.cancelled.load(Ordering::Acquire) {
+                            Ok(())
+                        } else {
+                            std::fs::write(&t, bytes)
+                        }
+                    };
+                    #[cfg(test)]
+                    if let Some(h) = &hook {
+                        h(true);
+                    }
+                    r
+                })
                 .await;
             #[cfg(test)]
             {
@@ -1191,7 +1243,7 @@ impl IndexWrites {
             }
             // No await between the check and the rename.
             let installed = match wrote {
-                Ok(()) if !w.cancelled.get() => {
+                Ok(()) if !w.cancelled() => {
                     std::fs::rename(&tmp, idx_path(&dir, id)).map(|_| true)
                 }
                 Ok(()) => Ok(false),
@@ -1212,13 +1264,17 @@ impl IndexWrites {
     /// Makes a write in flight for segment `id` leave no `.idx` behind.
     fn cancel(&self, id: u32) {
         for (_, w) in self.pending.borrow().iter().filter(|(i, _)| *i == id) {
-            w.cancelled.set(true);
+            w.cancel();
         }
     }
 
+    /// Cancels every write and waits (blocking, for at most the one file
+    /// being written) until no temporary file can be created any more; one
+    /// already written is removed by its task, or by the next open.
     fn cancel_all(&self) {
         for (_, w) in self.pending.borrow().iter() {
-            w.cancelled.set(true);
+            w.cancel();
+            drop(w.shared.writing.lock());
         }
     }
 
@@ -2345,6 +2401,42 @@ mod tests {
             // Open wrote the indexes it rebuilt (the old tail's too, now
             // that the preallocated spare is the tail).
             assert!(files(&path, ".idx").len() >= sealed);
+        });
+    }
+
+    #[test]
+    fn no_file_appears_in_the_directory_once_the_store_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run_local(move || async move {
+            let s = FileStore::open(&path, small_segments()).await.unwrap();
+            // The blocking thread waits before its first index write until
+            // the store is gone, and says when that write is over.
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let (over_tx, over_rx) = std::sync::mpsc::channel::<()>();
+            let (go_rx, over_tx) = (Mutex::new(go_rx), Mutex::new(over_tx));
+            let writes = s.inner.borrow().idx_writes.clone();
+            *writes.on_blocking.borrow_mut() = Some(Arc::new(move |after| {
+                if after {
+                    let _ = over_tx.lock().unwrap().send(());
+                } else {
+                    let _ = go_rx.lock().unwrap().recv();
+                }
+            }));
+            fill(&s, 2_000).await;
+            let sealed = s.segment_count() - 1;
+            assert!(sealed >= 4);
+            drop(s);
+            let listing = files(&path, "");
+            for _ in 0..sealed {
+                go_tx.send(()).unwrap();
+                over_rx.recv().unwrap();
+            }
+            // No await since the drop: the executor removed nothing since.
+            assert_eq!(files(&path, ""), listing);
+            assert!(files(&path, ".tmp").is_empty());
+            writes.wait_all().await;
+            std::fs::remove_dir_all(&path).unwrap();
         });
     }
 }
