@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
@@ -246,6 +248,8 @@ struct Inner {
     durable_seq: u64,
     last_sync: Instant,
     last_ts_ns: u64,
+    /// Index writes of sealed segments still in flight.
+    idx_writes: Rc<IndexWrites>,
 }
 
 /// Test hook run before a commit's fdatasync, with the commit's number.
@@ -625,6 +629,7 @@ impl Inner {
             durable_point,
             last_sync: Instant::now(),
             last_ts_ns,
+            idx_writes: Rc::new(IndexWrites::default()),
         })
     }
 
@@ -1026,22 +1031,22 @@ impl Inner {
         self.durable_seq = job.last_seq;
         self.marker_durable_floor = job.marker_floor;
         for id in sealed {
-            self.seal(id)?;
+            self.seal(id);
         }
         self.drop_front_segments();
         watch.advance(job.last_seq);
         Ok(job.last_seq)
     }
 
-    fn seal(&mut self, id: u32) -> Result<()> {
-        let dir = self.dir.clone();
+    /// The segment is complete and durable: its index is written in the
+    /// background (a cache: until it lands, a reopen scans the segment).
+    fn seal(&mut self, id: u32) {
         let Some(seg) = self.segs.iter_mut().find(|s| s.id == id) else {
-            return Ok(());
+            return;
         };
         if let Some(b) = seg.building.take() {
-            write_index(&dir, &b.index)?;
+            self.idx_writes.start(self.dir.clone(), b.index);
         }
-        Ok(())
     }
 
     fn drop_front_segments(&mut self) {
@@ -1060,6 +1065,8 @@ impl Inner {
                 break;
             }
             let s = self.segs.remove(0);
+            // Its index write, if still in flight, must not land after this.
+            self.idx_writes.cancel(s.id);
             let _ = std::fs::remove_file(idx_path(&self.dir, s.id));
             if let Err(e) = std::fs::remove_file(seg_path(&self.dir, s.id)) {
                 tracing::warn!(segment = s.id, error = %e, "cannot remove segment");
@@ -1123,11 +1130,167 @@ enum Source {
     Gone,
 }
 
+/// A temporary file name for segment `id`'s index, unique in this process
+/// (open removes every `*.tmp`, so one left behind by a crash or a cancelled
+/// write is never trusted).
+fn idx_tmp_path(dir: &Path, id: u32) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    dir.join(format!("{id:010}.idx.{n}.tmp"))
+}
+
+/// Writes an index synchronously (open only: it blocks anyway).
 fn write_index(dir: &Path, index: &SegmentIndex) -> Result<()> {
-    let tmp = dir.join(format!("{:010}.idx.tmp", index.segment_id));
+    let tmp = idx_tmp_path(dir, index.segment_id);
     std::fs::write(&tmp, index.to_file_bytes())?;
     std::fs::rename(&tmp, idx_path(dir, index.segment_id))?;
     Ok(())
+}
+
+/// One sealed segment's index write in flight.
+#[derive(Default)]
+struct IdxWrite {
+    shared: Arc<IdxWriteShared>,
+    done: Done,
+}
+
+/// What the blocking thread shares with the executor.
+#[derive(Default)]
+struct IdxWriteShared {
+    /// The segment went away (or the store did): never install the index.
+    cancelled: AtomicBool,
+    /// Held by the blocking thread while it creates and writes the temporary
+    /// file; it checks `cancelled` first. Dropping the store takes it after
+    /// cancelling, so no file appears in the directory once the store is gone
+    /// (the owner may remove the directory at once).
+    writing: Mutex<()>,
+}
+
+impl IdxWrite {
+    fn cancelled(&self) -> bool {
+        self.shared.cancelled.load(Ordering::Acquire)
+    }
+
+    fn cancel(&self) {
+        self.shared.cancelled.store(true, Ordering::Release);
+    }
+}
+
+/// Index writes in flight, by segment. The index is serialized and written
+/// to a temporary file on glommio's blocking thread, so that the executor
+/// keeps serving; back on the executor, the temporary file is renamed to
+/// `.idx` only if the write was not cancelled in the meantime. The check and
+/// the rename run together on the executor, like every removal of a segment,
+/// so an index can never land for a segment removed while it was written.
+#[derive(Default)]
+struct IndexWrites {
+    /// Every write in flight, cancelled ones included (a segment id may
+    /// appear twice only if its first write was cancelled).
+    pending: RefCell<Vec<(u32, Rc<IdxWrite>)>>,
+    /// Test hook: awaited between the temporary file's write and its rename.
+    #[cfg(test)]
+    gate: RefCell<Option<Rc<glommio::sync::Semaphore>>>,
+    /// Test hook: run on the blocking thread before (`false`) and after
+    /// (`true`) the temporary file's write.
+    #[cfg(test)]
+    on_blocking: RefCell<Option<BlockingHook>>,
+}
+
+#[cfg(test)]
+type BlockingHook = Arc<dyn Fn(bool) + Send + Sync>;
+
+impl IndexWrites {
+    fn start(self: &Rc<Self>, dir: PathBuf, index: SegmentIndex) {
+        let id = index.segment_id;
+        let w = Rc::new(IdxWrite::default());
+        self.cancel(id);
+        self.pending.borrow_mut().push((id, w.clone()));
+        let this = self.clone();
+        let shared = w.shared.clone();
+        #[cfg(test)]
+        let hook = self.on_blocking.borrow().clone();
+        glommio::spawn_local(async move {
+            let tmp = idx_tmp_path(&dir, id);
+            let t = tmp.clone();
+            let wrote = glommio::executor()
+                .spawn_blocking(move || {
+                    #[cfg(test)]
+                    if let Some(h) = &hook {
+                        h(false);
+                    }
+                    let bytes = index.to_file_bytes();
+                    let r = {
+                        let _writing = shared.writing.lock().unwrap_or_else(|e| e.into_inner());
+                        if shared.cancelled.load(Ordering::Acquire) {
+                            Ok(())
+                        } else {
+                            std::fs::write(&t, bytes)
+                        }
+                    };
+                    #[cfg(test)]
+                    if let Some(h) = &hook {
+                        h(true);
+                    }
+                    r
+                })
+                .await;
+            #[cfg(test)]
+            {
+                let gate = this.gate.borrow().clone();
+                if let Some(g) = gate {
+                    let _ = g.acquire(1).await;
+                }
+            }
+            // No await between the check and the rename.
+            let installed = match wrote {
+                Ok(()) if !w.cancelled() => {
+                    std::fs::rename(&tmp, idx_path(&dir, id)).map(|_| true)
+                }
+                Ok(()) => Ok(false),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = &installed {
+                tracing::warn!(segment = id, error = %e, "cannot write segment index; a reopen will scan the segment");
+            }
+            if !matches!(installed, Ok(true)) {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            this.pending.borrow_mut().retain(|(_, p)| !Rc::ptr_eq(p, &w));
+            w.done.complete(true);
+        })
+        .detach();
+    }
+
+    /// Makes a write in flight for segment `id` leave no `.idx` behind.
+    fn cancel(&self, id: u32) {
+        for (_, w) in self.pending.borrow().iter().filter(|(i, _)| *i == id) {
+            w.cancel();
+        }
+    }
+
+    /// Cancels every write and waits (blocking, for at most the one file
+    /// being written) until no temporary file can be created any more; one
+    /// already written is removed by its task, or by the next open.
+    fn cancel_all(&self) {
+        for (_, w) in self.pending.borrow().iter() {
+            w.cancel();
+            drop(w.shared.writing.lock());
+        }
+    }
+
+    /// Waits until no index write is in flight (cancelled ones included:
+    /// their temporary files are gone after it).
+    async fn wait_all(&self) {
+        loop {
+            let w = self.pending.borrow().first().map(|(_, w)| w.clone());
+            match w {
+                Some(w) => {
+                    w.done.wait().await;
+                }
+                None => return,
+            }
+        }
+    }
 }
 
 async fn sync_dir(dir: &Path) -> Result<()> {
@@ -1443,6 +1606,8 @@ impl FileStore {
 
     /// Cuts the files back to the last durable point and reloads from disk.
     async fn recover_locked(&self) -> Result<()> {
+        // No index write may land while files are cut and reloaded.
+        self.flush_indexes().await;
         let (dir, cfg, point, durable_seq, segs) = {
             let i = self.inner.borrow();
             let segs: Vec<(u32, Option<Rc<DmaFile>>)> =
@@ -1671,6 +1836,9 @@ impl FileStore {
                 return Err(e);
             }
         }
+        // No commit is in flight: once these land, no index write can land
+        // for a segment cut below.
+        self.flush_indexes().await;
         let (dir, size, loc, last_id) = {
             let inner = self.inner.borrow();
             let loc = inner.core.entry(index).expect("dense").loc;
@@ -1793,10 +1961,27 @@ impl FileStore {
         self.inner.borrow().segs.len()
     }
 
-    /// Commits what is pending; the files stay consistent without it.
+    /// Commits what is pending and waits for the index writes of sealed
+    /// segments; the files stay consistent without it (dropping the store
+    /// cancels index writes in flight: those segments are scanned on reopen).
     pub async fn close(self) -> Result<()> {
         self.sync().await?;
+        self.flush_indexes().await;
         Ok(())
+    }
+
+    /// Waits until the indexes of the segments sealed so far are written (or
+    /// their writes failed or were cancelled: an index is only a cache).
+    pub async fn flush_indexes(&self) {
+        let w = self.inner.borrow().idx_writes.clone();
+        w.wait_all().await;
+    }
+}
+
+impl Drop for FileStore {
+    fn drop(&mut self) {
+        // Nothing owns the directory any more: no index may land in it later.
+        self.inner.get_mut().idx_writes.cancel_all();
     }
 }
 
@@ -2070,6 +2255,188 @@ mod tests {
                 assert_eq!(m.payload.len() as u64, len.min(60_000));
                 assert!(m.payload.iter().all(|&b| b == (i % 251) as u8));
             }
+        });
+    }
+
+    fn files(dir: &Path, suffix: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(suffix))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn small_segments() -> LogConfig {
+        LogConfig {
+            segment_size_bytes: 64 << 10,
+            record_max_bytes: 16 << 10,
+            ..LogConfig::default()
+        }
+    }
+
+    async fn fill(s: &FileStore, n: u64) {
+        for i in 0..n {
+            s.append(&format!("s.{}", i % 5), b"", &[i as u8; 200])
+                .unwrap();
+            if i % 100 == 99 {
+                s.commit().await.unwrap();
+            }
+        }
+        s.commit().await.unwrap();
+    }
+
+    /// Holds every index write between its temporary file and its rename.
+    fn hold_index_writes(s: &FileStore) -> (Rc<glommio::sync::Semaphore>, Rc<IndexWrites>) {
+        let gate = Rc::new(glommio::sync::Semaphore::new(0));
+        let w = s.inner.borrow().idx_writes.clone();
+        *w.gate.borrow_mut() = Some(gate.clone());
+        (gate, w)
+    }
+
+    #[test]
+    fn sealed_indexes_are_written_in_the_background_and_used_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run_local(move || async move {
+            let s = FileStore::open(&path, small_segments()).await.unwrap();
+            fill(&s, 2_000).await;
+            let sealed = s.segment_count() - 1;
+            assert!(sealed >= 4, "{sealed}");
+            s.flush_indexes().await;
+            assert_eq!(files(&path, ".idx").len(), sealed);
+            assert!(files(&path, ".tmp").is_empty());
+            let before = s.state();
+            drop(s);
+            let s = FileStore::open(&path, small_segments()).await.unwrap();
+            assert_eq!(s.state(), before);
+            let r = s.recovery_report();
+            // Every sealed segment from its index; only the tail (and the
+            // preallocated spare, which became the tail) scanned.
+            assert_eq!(r.segments_from_index as usize, sealed, "{r:?}");
+            assert!(r.segments_scanned <= 2, "{r:?}");
+            for seq in [1, 777, 2_000] {
+                let m = s.get(seq).await.unwrap().unwrap();
+                assert_eq!(m.payload.as_ref(), &[(seq - 1) as u8; 200][..]);
+            }
+        });
+    }
+
+    #[test]
+    fn a_segment_removed_while_its_index_is_written_leaves_no_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run_local(move || async move {
+            let s = FileStore::open(&path, small_segments()).await.unwrap();
+            let (gate, writes) = hold_index_writes(&s);
+            fill(&s, 2_000).await;
+            let front: Vec<u32> = s.inner.borrow().segs.iter().map(|g| g.id).collect();
+            let sealed = &front[..front.len() - 1];
+            assert!(sealed.len() >= 4);
+            until(|| writes.pending.borrow().len() == sealed.len()).await;
+            // Retention removes every sealed segment while their writes wait.
+            s.purge(&PurgeRequest {
+                subject: None,
+                up_to_seq: None,
+                keep: Some(1),
+            })
+            .unwrap();
+            for _ in 0..4 {
+                s.append("s.x", b"", b"after").unwrap();
+                s.commit().await.unwrap();
+            }
+            let left: Vec<u32> = s.inner.borrow().segs.iter().map(|g| g.id).collect();
+            let removed: Vec<u32> = sealed
+                .iter()
+                .copied()
+                .filter(|id| !left.contains(id))
+                .collect();
+            assert!(removed.len() >= 3, "removed {removed:?}, left {left:?}");
+            gate.signal(1_000);
+            s.flush_indexes().await;
+            for id in &removed {
+                assert!(!idx_path(&path, *id).exists(), "index of removed {id}");
+                assert!(!seg_path(&path, *id).exists());
+            }
+            assert!(
+                files(&path, ".tmp").is_empty(),
+                "{:?}",
+                files(&path, ".tmp")
+            );
+            let before = s.state();
+            drop(s);
+            let s = FileStore::open(&path, small_segments()).await.unwrap();
+            assert_eq!(s.state(), before);
+            let r = s.recovery_report();
+            assert!(r.missing.is_empty() && r.damage.is_empty(), "{r:?}");
+            assert_eq!(
+                s.get(2_004).await.unwrap().unwrap().payload.as_ref(),
+                b"after"
+            );
+        });
+    }
+
+    #[test]
+    fn dropping_the_store_cancels_index_writes_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run_local(move || async move {
+            let s = FileStore::open(&path, small_segments()).await.unwrap();
+            let (gate, writes) = hold_index_writes(&s);
+            fill(&s, 2_000).await;
+            let sealed = s.segment_count() - 1;
+            until(|| writes.pending.borrow().len() == sealed).await;
+            let before = s.state();
+            drop(s);
+            gate.signal(1_000);
+            writes.wait_all().await;
+            assert!(files(&path, ".idx").is_empty());
+            assert!(files(&path, ".tmp").is_empty());
+            let s = FileStore::open(&path, small_segments()).await.unwrap();
+            assert_eq!(s.state(), before);
+            let r = s.recovery_report();
+            assert_eq!(r.segments_from_index, 0, "{r:?}");
+            assert!(r.missing.is_empty() && r.damage.is_empty(), "{r:?}");
+            // Open wrote the indexes it rebuilt (the old tail's too, now
+            // that the preallocated spare is the tail).
+            assert!(files(&path, ".idx").len() >= sealed);
+        });
+    }
+
+    #[test]
+    fn no_file_appears_in_the_directory_once_the_store_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run_local(move || async move {
+            let s = FileStore::open(&path, small_segments()).await.unwrap();
+            // The blocking thread waits before its first index write until
+            // the store is gone, and says when that write is over.
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let (over_tx, over_rx) = std::sync::mpsc::channel::<()>();
+            let (go_rx, over_tx) = (Mutex::new(go_rx), Mutex::new(over_tx));
+            let writes = s.inner.borrow().idx_writes.clone();
+            *writes.on_blocking.borrow_mut() = Some(Arc::new(move |after| {
+                if after {
+                    let _ = over_tx.lock().unwrap().send(());
+                } else {
+                    let _ = go_rx.lock().unwrap().recv();
+                }
+            }));
+            fill(&s, 2_000).await;
+            let sealed = s.segment_count() - 1;
+            assert!(sealed >= 4);
+            drop(s);
+            let listing = files(&path, "");
+            for _ in 0..sealed {
+                go_tx.send(()).unwrap();
+                over_rx.recv().unwrap();
+            }
+            // No await since the drop: the executor removed nothing since.
+            assert_eq!(files(&path, ""), listing);
+            assert!(files(&path, ".tmp").is_empty());
+            writes.wait_all().await;
+            std::fs::remove_dir_all(&path).unwrap();
         });
     }
 }
