@@ -1,9 +1,9 @@
 //! Socket plumbing shared by client and route connections: one TCP stream read and
 //! written by two tasks of the same shard, and an outbound buffer that producers
-//! append to and one writer task drains.
+//! append to and one writer task drains (and that a stalled producer may wait on).
 
 use glommio::net::TcpStream;
-use natrix_shards::Notify;
+use natrix_shards::{Notify, WaitSet};
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::io;
@@ -65,11 +65,15 @@ pub fn shutdown(stream: &SharedStream) {
     unsafe { libc::shutdown(stream.borrow().as_raw_fd(), libc::SHUT_RDWR) };
 }
 
-/// Bytes waiting to be written to one connection.
+/// Bytes waiting to be written to one connection: those appended since the writer
+/// last took the buffer, and the unwritten rest of what it took (`in_flight`).
 #[derive(Default)]
 pub struct Outbound {
     buf: RefCell<Vec<u8>>,
+    in_flight: Cell<usize>,
     notify: Notify,
+    /// Woken whenever the backlog shrinks (a write made progress, or it was dropped).
+    drained: WaitSet,
     closing: Cell<bool>,
     stream: RefCell<Weak<RefCell<TcpStream>>>,
 }
@@ -94,14 +98,33 @@ impl Outbound {
         self.buf.borrow().len()
     }
 
+    /// Bytes the writer took and has not written yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.get()
+    }
+
+    /// Every byte not yet written to the socket.
+    pub fn backlog(&self) -> usize {
+        self.pending() + self.in_flight.get()
+    }
+
+    /// Waits until the backlog is at most `limit` or the connection is closing.
+    pub async fn wait_backlog_at_most(&self, limit: usize) {
+        self.drained
+            .wait_until(|| self.backlog() <= limit || self.closing.get())
+            .await
+    }
+
     pub fn discard(&self) {
         self.buf.borrow_mut().clear();
+        self.drained.wake_all();
     }
 
     /// The writer sends what is pending, then shuts the socket.
     pub fn close(&self) {
         self.closing.set(true);
         self.notify.notify();
+        self.drained.wake_all();
     }
 
     /// Shuts the socket now, without waiting for the writer.
@@ -111,8 +134,9 @@ impl Outbound {
         }
     }
 
-    /// The writer task: drains to `stream` until closed (Ok) or a write fails.
-    pub async fn drain_to(&self, stream: &SharedStream) -> io::Result<()> {
+    /// The writer task: drains to `stream` until closed (Ok) or a write fails;
+    /// `progress` runs after every write that shrank the backlog.
+    pub async fn drain_to(&self, stream: &SharedStream, progress: impl Fn()) -> io::Result<()> {
         let mut spare = Vec::new();
         let result = loop {
             if self.buf.borrow().is_empty() {
@@ -123,7 +147,9 @@ impl Outbound {
                 continue;
             }
             std::mem::swap(&mut spare, &mut *self.buf.borrow_mut());
-            let written = write_all(stream, &spare).await;
+            self.in_flight.set(spare.len());
+            let written = self.write_tracked(stream, &spare, &progress).await;
+            self.in_flight.set(0);
             spare.clear();
             if spare.capacity() > WRITE_BUFFER_KEEP_BYTES {
                 spare = Vec::new();
@@ -134,7 +160,32 @@ impl Outbound {
             }
         };
         shutdown(stream);
+        self.drained.wake_all();
         result
+    }
+
+    /// `write_all`, counting `in_flight` down and waking waiters as it goes.
+    async fn write_tracked(
+        &self,
+        stream: &SharedStream,
+        mut buf: &[u8],
+        progress: &impl Fn(),
+    ) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = poll_fn(|cx| {
+                let mut s = stream.borrow_mut();
+                futures_lite::AsyncWrite::poll_write(Pin::new(&mut *s), cx, buf)
+            })
+            .await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            buf = &buf[n..];
+            self.in_flight.set(buf.len());
+            self.drained.wake_all();
+            progress();
+        }
+        Ok(())
     }
 }
 

@@ -331,3 +331,58 @@ async fn monitoring_counts_across_shards(shards: usize) {
     assert_eq!(routez["num_routes"], 0);
 }
 both_shard_counts!(monitoring, monitoring_counts_across_shards);
+
+/// Reads `total` bytes 64 KiB at a time with a 1 ms pause after each read (some
+/// 40 MB/s here), a consumer slower than the server; false when the server closes
+/// the connection first.
+fn read_slowly(sub: &mut Raw, total: usize) -> bool {
+    use std::io::Read;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0;
+    while got < total {
+        let want = buf.len().min(total - got);
+        match sub.stream.read(&mut buf[..want]) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got += n,
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
+async fn fast_producer_is_stalled_not_consumer_dropped(shards: usize) {
+    // A stalled producer still moves one read (up to 64 KiB) per 5 ms, and the
+    // kernel reports the consumer's progress in lumps of its socket buffer: the
+    // consumer must be faster than that, and max_pending leave room for a lump.
+    let server = start(shards, "max_pending: 1MB\n");
+    const N: usize = 16 * 1024;
+    let payload = vec![b'x'; 1024];
+    let mut sub = Raw::connect(server.port);
+    sub.send(b"CONNECT {}\r\nSUB stall 1\r\nPING\r\n");
+    assert_eq!(sub.line(), "PONG");
+    let mut publisher = Raw::connect(server.port);
+    publisher.send(b"CONNECT {}\r\nPING\r\n");
+    assert_eq!(publisher.line(), "PONG");
+    let one = format!("MSG stall 1 1024\r\n{}\r\n", "x".repeat(1024)).len();
+    let reader = std::thread::spawn(move || {
+        let all = read_slowly(&mut sub, N * one);
+        sub.send(b"PING\r\n");
+        (all, sub.line())
+    });
+    let mut burst = Vec::with_capacity(N * (payload.len() + 20));
+    for _ in 0..N {
+        burst.extend_from_slice(b"PUB stall 1024\r\n");
+        burst.extend_from_slice(&payload);
+        burst.extend_from_slice(b"\r\n");
+    }
+    burst.extend_from_slice(b"PING\r\n");
+    publisher.send(&burst);
+    assert_eq!(publisher.line(), "PONG");
+    let (all, after) = reader.join().unwrap();
+    assert!(all, "the consumer was dropped: {}", server.json("/varz"));
+    assert_eq!(after, "PONG", "the consumer is still connected");
+    let varz = server.json("/varz");
+    assert_eq!(varz["slow_consumers"], 0);
+    assert!(varz["stalled_clients"].as_u64().unwrap_or(0) >= 1, "{varz}");
+}
+both_shard_counts!(fast_producer, fast_producer_is_stalled_not_consumer_dropped);

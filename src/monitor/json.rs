@@ -180,6 +180,7 @@ pub fn varz(server: &Server, routes: Option<&Routes>, reports: &[ShardReport]) -
         "in_bytes": totals.in_bytes,
         "out_bytes": totals.out_bytes,
         "slow_consumers": totals.slow_consumers,
+        "stalled_clients": totals.stalls,
         "subscriptions": reports.iter().map(|r| r.num_subscriptions).sum::<u64>(),
         "config_load_time": rfc3339(server.start),
         "system_account": server.accounts.name(server.accounts.system()),

@@ -275,7 +275,7 @@ impl Route {
         self.out.attach(stream);
         let (route, stream) = (self.clone(), stream.clone());
         glommio::spawn_local(async move {
-            let _ = route.out.drain_to(&stream).await;
+            let _ = route.out.drain_to(&stream, || {}).await;
         })
     }
 

@@ -8,6 +8,7 @@ use crate::server::accounts::AccountId;
 use crate::server::auth::{Credentials, Login};
 use crate::server::interest::{Interest, Subscription};
 use crate::server::shard::{Msg, Shard};
+use crate::server::stall::{self, Stall};
 use crate::subject;
 use ahash::AHashMap;
 use bytes::Bytes;
@@ -104,6 +105,10 @@ pub struct Client {
     pings_out: Cell<u32>,
     last_ping: Cell<Instant>,
     max_pending: usize,
+    /// Above half of max_pending, and so counted in the server's `pressure`.
+    pressured: Cell<bool>,
+    /// What this client, as a producer, ran into during its current read.
+    stall: Stall,
 }
 
 impl Client {
@@ -117,6 +122,31 @@ impl Client {
 
     pub fn pending_bytes(&self) -> usize {
         self.out.pending()
+    }
+
+    /// Bytes queued for this client and not yet written, in flight included.
+    pub fn backlog(&self) -> usize {
+        self.out.backlog()
+    }
+
+    pub fn max_pending(&self) -> usize {
+        self.max_pending
+    }
+
+    pub async fn wait_backlog_at_most(&self, limit: usize) {
+        self.out.wait_backlog_at_most(limit).await
+    }
+
+    /// As a producer: `dest` is above half its max_pending after our publish.
+    pub fn note_pressured(&self, dest: &Rc<Client>) {
+        if dest.cid != self.cid {
+            self.stall.note_local(dest);
+        }
+    }
+
+    /// As a producer: our publish went to the peer shards in `mask`.
+    pub fn note_peers(&self, mask: u64) {
+        self.stall.note_peers(mask);
     }
 
     pub fn subscription_subjects(&self) -> Vec<String> {
@@ -145,10 +175,11 @@ impl Client {
     }
 
     /// Queues one message for this client; a client whose backlog passes
-    /// max_pending is a slow consumer and is dropped, never waited for.
-    pub fn send_msg(&self, shard: &Shard, sid: &[u8], msg: &Msg) {
+    /// max_pending is a slow consumer and is dropped, never waited for. True when
+    /// it is left above half of max_pending, where a client producer should stall.
+    pub fn send_msg(&self, shard: &Shard, sid: &[u8], msg: &Msg) -> bool {
         if self.closed.get() {
-            return;
+            return false;
         }
         let (header_len, payload) = if msg.header_len > 0 && !self.info.borrow().headers {
             (0, &msg.payload[msg.header_len..])
@@ -164,6 +195,25 @@ impl Client {
         shard.counters.count_out(payload.len());
         if pending > self.max_pending {
             self.slow_consumer(shard);
+            return false;
+        }
+        let pressured = pending + self.out.in_flight() > self.max_pending / 2;
+        if pressured && !self.pressured.replace(true) {
+            shard.server.pressure.raise(shard.id);
+        }
+        pressured
+    }
+
+    /// The writer made progress: is this client back within half of max_pending?
+    fn relieved(&self, shard: &Shard) {
+        if self.pressured.get() && self.out.backlog() <= self.max_pending / 2 {
+            self.unpressure(shard);
+        }
+    }
+
+    fn unpressure(&self, shard: &Shard) {
+        if self.pressured.replace(false) {
+            shard.server.pressure.lower(shard.id);
         }
     }
 
@@ -193,6 +243,8 @@ impl Client {
         }
         shard.clients.borrow_mut().remove(&self.cid);
         shard.server.connection_closed();
+        self.unpressure(shard);
+        self.stall.clear();
         debug!(
             "{} - cid:{} - Client connection closed: {reason}",
             self.addr, self.cid
@@ -275,6 +327,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         pings_out: Cell::new(0),
         last_ping: Cell::new(now),
         max_pending: server.opts.max_pending,
+        pressured: Cell::new(false),
+        stall: Stall::default(),
     });
     let stream: SharedStream = Rc::new(RefCell::new(stream));
     client.out.attach(&stream);
@@ -308,7 +362,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 }
 
 async fn write_loop(shard: Rc<Shard>, client: Rc<Client>, stream: SharedStream) {
-    if let Err(e) = client.out.drain_to(&stream).await {
+    let progress = || client.relieved(&shard);
+    if let Err(e) = client.out.drain_to(&stream, progress).await {
         if e.kind() == io::ErrorKind::TimedOut {
             shard
                 .counters
@@ -337,6 +392,7 @@ async fn read_loop(shard: &Rc<Shard>, client: &Rc<Client>, stream: &SharedStream
             Ok((consumed, need)) => reader.keep_tail(&chunk, consumed, need),
             Err(Closed) => return,
         }
+        stall::wait(shard, &client.stall).await;
         shard.backpressure().await;
     }
 }

@@ -10,7 +10,7 @@ use crate::server::stats::{ShardQuery, ShardReport};
 use bytes::Bytes;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use natrix_shards::Notify;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// Items pending for one peer beyond which a publisher waits for the queue to drain.
@@ -75,14 +75,24 @@ pub struct ShardMsg {
 #[derive(Default)]
 pub struct Link {
     pending: RefCell<Batch>,
+    /// Message payload bytes in `pending`; see `stall::Pressure::in_flight`.
+    pending_bytes: Cell<usize>,
     notify: Notify,
     drained: Notify,
 }
 
 impl Link {
     pub fn push(&self, item: Item) {
+        if let Item::Msg(m) = &item {
+            self.pending_bytes
+                .set(self.pending_bytes.get() + m.payload.len());
+        }
         self.pending.borrow_mut().push(item);
         self.notify.notify();
+    }
+
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes.get()
     }
 
     pub fn pending_len(&self) -> usize {
@@ -96,8 +106,10 @@ impl Link {
         }
     }
 
-    fn take(&self) -> Batch {
-        std::mem::take(&mut *self.pending.borrow_mut())
+    /// The pending batch and its message bytes.
+    fn take(&self) -> (Batch, usize) {
+        let batch = std::mem::take(&mut *self.pending.borrow_mut());
+        (batch, self.pending_bytes.replace(0))
     }
 }
 
@@ -107,10 +119,11 @@ pub async fn outbox(shard: Rc<Shard>, peer: usize, senders: Rc<Senders<Batch>>) 
     loop {
         link.notify.wait().await;
         loop {
-            let batch = link.take();
+            let (batch, bytes) = link.take();
             if batch.is_empty() {
                 break;
             }
+            shard.server.pressure.sent(shard.id, peer, bytes);
             link.drained.notify();
             if senders.send_to(peer, batch).await.is_err() {
                 return;
@@ -119,12 +132,23 @@ pub async fn outbox(shard: Rc<Shard>, peer: usize, senders: Rc<Senders<Batch>>) 
     }
 }
 
-/// Applies what one peer sends, batch by batch.
+/// Applies what one peer sends, batch by batch. While a consumer here is above
+/// half its max_pending, the writers get to run between batches.
 pub async fn inbox(shard: Rc<Shard>, peer: usize, receivers: Rc<Receivers<Batch>>) {
+    let pressure = &shard.server.pressure;
     while let Ok(Some(batch)) = receivers.recv_from(peer).await {
+        let mut bytes = 0;
         for item in batch {
+            if let Item::Msg(m) = &item {
+                bytes += m.payload.len();
+            }
             shard.apply_from_peer(peer, item);
         }
-        glommio::yield_if_needed().await;
+        pressure.applied(peer, shard.id, bytes);
+        if pressure.any(1 << shard.id) {
+            futures_lite::future::yield_now().await;
+        } else {
+            glommio::yield_if_needed().await;
+        }
     }
 }

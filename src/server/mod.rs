@@ -7,6 +7,7 @@
 //! - `interest`, `shard`, `link`: per-shard subscriptions, routing, and the queues
 //!   between shards (the same model as routes between servers).
 //! - `stats`: counters and cross-shard reports for monitoring.
+//! - `stall`: slowing fast producers down to their consumers' pace.
 //! - `sys`: the `$SYS` account's request services.
 //! - `control`: signals (stop, lame duck, reload) and what the shards do about them.
 //! - `start`: binding listeners and running the shards.
@@ -19,6 +20,7 @@ pub mod interest;
 pub mod link;
 pub mod reload;
 pub mod shard;
+pub mod stall;
 pub mod start;
 pub mod stats;
 pub mod sys;
@@ -59,6 +61,8 @@ pub struct Server {
     pub raft_node: Option<crate::raft::NodeId>,
     /// Interest changes announced between shards so far; see `Shard::interest_current`.
     pub interest_epoch: AtomicU64,
+    /// Per shard, its consumers above half their max_pending; see `stall`.
+    pub pressure: stall::Pressure,
     next_cid: AtomicU64,
     connections: AtomicUsize,
 }
@@ -100,6 +104,7 @@ impl Server {
             config_file,
             raft_node,
             interest_epoch: AtomicU64::new(0),
+            pressure: stall::Pressure::new(shard_count),
             next_cid: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
         })

@@ -381,7 +381,10 @@ impl Shard {
         if plan.is_empty() {
             return delivered;
         }
-        self.forward(account, msg, hop, &plan);
+        let peers = self.forward(account, msg, hop, &plan);
+        if let Some(from) = from {
+            from.note_peers(peers);
+        }
         true
     }
 
@@ -407,15 +410,17 @@ impl Shard {
         }
     }
 
-    fn forward(&self, account: AccountId, msg: &Msg, hop: Hop, plan: &Plan) {
+    /// Sends to routes and peer shards; returns the peer shards sent to.
+    fn forward(&self, account: AccountId, msg: &Msg, hop: Hop, plan: &Plan) -> u64 {
         for (route, queues) in &plan.routes {
             if let Some(route) = route.upgrade() {
                 route.send_msg(self.server.accounts.name(account), msg, queues);
             }
         }
         if plan.peers_plain == 0 && plan.peer_queues.is_empty() {
-            return;
+            return 0;
         }
+        let mut sent = 0;
         let subject = msg.bytes(msg.subject);
         let reply = msg.reply.map(|r| msg.bytes(r));
         let payload = msg.bytes(msg.payload);
@@ -429,6 +434,7 @@ impl Shard {
             if plan.peers_plain & (1 << peer) == 0 && peer_queues.is_empty() {
                 continue;
             }
+            sent |= 1 << peer;
             self.links[peer].push(Item::Msg(ShardMsg {
                 account,
                 subject: subject.clone(),
@@ -440,6 +446,7 @@ impl Shard {
                 route_slots: plan.route_slots,
             }));
         }
+        sent
     }
 
     /// One member of a queue group, at random in proportion to weight: this
@@ -522,7 +529,11 @@ impl Shard {
             return false;
         }
         sub.delivered.set(delivered);
-        client.send_msg(self, &sub.sid, msg);
+        if client.send_msg(self, &sub.sid, msg) {
+            if let Some(from) = from {
+                from.note_pressured(&client);
+            }
+        }
         if max > 0 && delivered == max {
             client.remove_subscription(self, &sub.sid);
         }

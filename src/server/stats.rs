@@ -16,6 +16,8 @@ pub struct ShardCounters {
     pub out_msgs: Cell<u64>,
     pub out_bytes: Cell<u64>,
     pub slow_consumers: Cell<u64>,
+    /// Reads after which a fast producer was stalled.
+    pub stalls: Cell<u64>,
     pub total_connections: Cell<u64>,
 }
 
@@ -38,6 +40,7 @@ pub struct Counters {
     pub out_msgs: u64,
     pub out_bytes: u64,
     pub slow_consumers: u64,
+    pub stalls: u64,
     pub total_connections: u64,
 }
 
@@ -98,6 +101,7 @@ pub fn report(shard: &Shard, query: &ShardQuery) -> ShardReport {
             out_msgs: c.out_msgs.get(),
             out_bytes: c.out_bytes.get(),
             slow_consumers: c.slow_consumers.get(),
+            stalls: c.stalls.get(),
             total_connections: c.total_connections.get(),
         },
         num_connections: clients.len(),
@@ -165,6 +169,7 @@ pub fn total_counters(reports: &[ShardReport]) -> Counters {
         out_msgs: a.out_msgs + r.counters.out_msgs,
         out_bytes: a.out_bytes + r.counters.out_bytes,
         slow_consumers: a.slow_consumers + r.counters.slow_consumers,
+        stalls: a.stalls + r.counters.stalls,
         total_connections: a.total_connections + r.counters.total_connections,
     })
 }
