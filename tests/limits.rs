@@ -162,6 +162,12 @@ async fn slow_consumer_is_dropped_not_waited_for(shards: usize) {
     assert_eq!(got.payload, "still here");
     let varz = common_wait(&server, |v| v["slow_consumers"].as_u64().unwrap() >= 1).await;
     assert_eq!(varz["connections"], 2, "the slow consumer was dropped");
+    assert!(
+        server
+            .log()
+            .contains("Slow Consumer Detected: MaxPending of 65536 Exceeded"),
+        "nats-server's words in the log"
+    );
     drop(slow);
 }
 both_shard_counts!(slow_consumer, slow_consumer_is_dropped_not_waited_for);
