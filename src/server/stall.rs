@@ -9,6 +9,11 @@
 //! A consumer on another shard cannot be seen from here; each shard keeps a count
 //! of its own consumers above half their max_pending in `Pressure`, and a producer
 //! that forwarded to a shard under pressure polls that count for the same bounds.
+//! The count is per shard, not per consumer: a producer may wait for a consumer on
+//! that shard that its own messages do not reach. It also waits while what it
+//! sent a peer shard and that shard has not applied yet passes half of
+//! max_pending, as it would for a route's backlog: without that bound a burst can
+//! reach the peer all at once, before its count says anything.
 
 use crate::server::client::Client;
 use crate::server::shard::Shard;
