@@ -24,7 +24,16 @@ pub async fn read_into(stream: &SharedStream, buf: &mut [u8]) -> io::Result<usiz
     .await
 }
 
-pub async fn write_all(stream: &SharedStream, mut buf: &[u8]) -> io::Result<()> {
+pub async fn write_all(stream: &SharedStream, buf: &[u8]) -> io::Result<()> {
+    write_all_reporting(stream, buf, |_| {}).await
+}
+
+/// `write_all`, telling `left` how many bytes are still to write after each write.
+pub async fn write_all_reporting(
+    stream: &SharedStream,
+    mut buf: &[u8],
+    mut left: impl FnMut(usize),
+) -> io::Result<()> {
     while !buf.is_empty() {
         let n = poll_fn(|cx| {
             let mut s = stream.borrow_mut();
@@ -35,6 +44,7 @@ pub async fn write_all(stream: &SharedStream, mut buf: &[u8]) -> io::Result<()> 
             return Err(io::ErrorKind::WriteZero.into());
         }
         buf = &buf[n..];
+        left(buf.len());
     }
     Ok(())
 }
@@ -168,24 +178,15 @@ impl Outbound {
     async fn write_tracked(
         &self,
         stream: &SharedStream,
-        mut buf: &[u8],
+        buf: &[u8],
         progress: &impl Fn(),
     ) -> io::Result<()> {
-        while !buf.is_empty() {
-            let n = poll_fn(|cx| {
-                let mut s = stream.borrow_mut();
-                futures_lite::AsyncWrite::poll_write(Pin::new(&mut *s), cx, buf)
-            })
-            .await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            buf = &buf[n..];
-            self.in_flight.set(buf.len());
+        write_all_reporting(stream, buf, |left| {
+            self.in_flight.set(left);
             self.drained.wake_all();
             progress();
-        }
-        Ok(())
+        })
+        .await
     }
 }
 
