@@ -62,15 +62,11 @@ fn seed_cluster(shards: usize) -> Vec<Node> {
 
 async fn wait_mesh(nodes: &[&Node]) {
     let want = nodes.len() as u64 - 1;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !nodes.iter().all(|n| n.routes() == want) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no full mesh of {} servers",
-            nodes.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("a full mesh of {} servers", nodes.len());
+    common::wait_until(&what, WAIT, || async move {
+        nodes.iter().all(|n| n.routes() == want)
+    })
+    .await;
 }
 
 async fn connect(node: &Node) -> async_nats::Client {
@@ -268,14 +264,11 @@ async fn request_reply_across_servers(shards: usize) {
     });
     for node in &nodes[1..] {
         let c = connect(node).await;
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while c.request("svc.echo", "ready?".into()).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "responder never reachable"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let client = &c;
+        common::wait_until("the responder", WAIT, || async move {
+            client.request("svc.echo", "ready?".into()).await.is_ok()
+        })
+        .await;
         let answers = futures::future::join_all(
             (0..50).map(|i| c.request("svc.echo", format!("{i}").into())),
         )
@@ -504,18 +497,11 @@ async fn exercise(nodes: &[Node]) {
         }
     });
     for c in &clients[1..] {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Ok(r) = c.request("mix.svc", "hi".into()).await {
-                assert_eq!(r.payload, "hi");
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no reply across the mixed cluster"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        common::wait_until("a reply across the mixed cluster", WAIT, || async move {
+            let reply = c.request("mix.svc", "hi".into()).await;
+            reply.map(|r| assert_eq!(r.payload, "hi")).is_ok()
+        })
+        .await;
     }
 }
 
