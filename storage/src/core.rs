@@ -27,6 +27,62 @@ struct SubjectInfo {
     last_seq: u64,
 }
 
+/// The stream reads that both stores answer from their `Core` and their own `get`:
+/// expands into an `impl` of a store with fields `inner.core` and an async `get`.
+macro_rules! stream_reads {
+    () => {
+        /// Live messages with sequence in `[from, to]`, at most `max_msgs` of them.
+        pub async fn range(
+            &self,
+            from: u64,
+            to: u64,
+            max_msgs: usize,
+        ) -> $crate::Result<Vec<$crate::StoredMsg>> {
+            let seqs: Vec<u64> = {
+                let inner = self.inner.borrow();
+                inner
+                    .core
+                    .range(from, to)
+                    .map(|(s, _)| s)
+                    .take(max_msgs)
+                    .collect()
+            };
+            let mut out = Vec::with_capacity(seqs.len());
+            for s in seqs {
+                if let Some(m) = self.get(s).await? {
+                    out.push(m);
+                }
+            }
+            Ok(out)
+        }
+
+        pub async fn last_for_subject(
+            &self,
+            subject: &str,
+        ) -> $crate::Result<Option<$crate::StoredMsg>> {
+            let seq = self.inner.borrow().core.last_of_subject(subject);
+            match seq {
+                Some(s) => self.get(s).await,
+                None => Ok(None),
+            }
+        }
+
+        /// First live sequence stored at or after `ts_ns`.
+        pub fn seq_for_time(&self, ts_ns: u64) -> Option<u64> {
+            self.inner.borrow().core.seq_for_time(ts_ns)
+        }
+
+        pub fn subject_counts(&self, filter: &str) -> Vec<(String, u64)> {
+            self.inner.borrow().core.subject_counts(filter)
+        }
+
+        pub fn state(&self) -> $crate::StreamState {
+            self.inner.borrow().core.state()
+        }
+    };
+}
+pub(crate) use stream_reads;
+
 /// Dense table of sequences `[base_seq, last_seq]`; the front entry is always live.
 #[derive(Clone, Debug)]
 pub(crate) struct Core<L> {

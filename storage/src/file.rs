@@ -18,7 +18,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 
-use crate::config::{Durability, LogConfig, PurgeRequest, StoredMsg, StreamState};
+use crate::config::{Durability, LogConfig, PurgeRequest, StoredMsg};
 use crate::core::{Core, Entry};
 use crate::frame::{self, Frame, Kind};
 use crate::index::{IdxEntry, SegmentIndex, INDEX_VERSION};
@@ -1709,46 +1709,7 @@ impl FileStore {
         }
     }
 
-    /// Live messages with sequence in `[from, to]`, at most `max_msgs` of them.
-    pub async fn range(&self, from: u64, to: u64, max_msgs: usize) -> Result<Vec<StoredMsg>> {
-        let seqs: Vec<u64> = {
-            let inner = self.inner.borrow();
-            inner
-                .core
-                .range(from, to)
-                .map(|(s, _)| s)
-                .take(max_msgs)
-                .collect()
-        };
-        let mut out = Vec::with_capacity(seqs.len());
-        for s in seqs {
-            if let Some(m) = self.get(s).await? {
-                out.push(m);
-            }
-        }
-        Ok(out)
-    }
-
-    pub async fn last_for_subject(&self, subject: &str) -> Result<Option<StoredMsg>> {
-        let seq = self.inner.borrow().core.last_of_subject(subject);
-        match seq {
-            Some(s) => self.get(s).await,
-            None => Ok(None),
-        }
-    }
-
-    /// First live sequence stored at or after `ts_ns`.
-    pub fn seq_for_time(&self, ts_ns: u64) -> Option<u64> {
-        self.inner.borrow().core.seq_for_time(ts_ns)
-    }
-
-    pub fn subject_counts(&self, filter: &str) -> Vec<(String, u64)> {
-        self.inner.borrow().core.subject_counts(filter)
-    }
-
-    pub fn state(&self) -> StreamState {
-        self.inner.borrow().core.state()
-    }
+    crate::core::stream_reads!();
 
     /// Deletes one message (a tombstone; space comes back when its segment goes).
     pub fn delete(&self, seq: u64) -> Result<bool> {

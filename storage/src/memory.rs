@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use crate::config::{Limits, PurgeRequest, StoredMsg, StreamState};
+use crate::config::{Limits, PurgeRequest, StoredMsg};
 use crate::core::{Core, Entry};
 use crate::frame;
 use crate::watch::{DurableWatch, Ticket};
@@ -142,43 +142,7 @@ impl MemStore {
         }))
     }
 
-    pub async fn range(&self, from: u64, to: u64, max_msgs: usize) -> Result<Vec<StoredMsg>> {
-        let seqs: Vec<u64> = self
-            .inner
-            .borrow()
-            .core
-            .range(from, to)
-            .map(|(s, _)| s)
-            .take(max_msgs)
-            .collect();
-        let mut out = Vec::with_capacity(seqs.len());
-        for s in seqs {
-            if let Some(m) = self.get(s).await? {
-                out.push(m);
-            }
-        }
-        Ok(out)
-    }
-
-    pub async fn last_for_subject(&self, subject: &str) -> Result<Option<StoredMsg>> {
-        let seq = self.inner.borrow().core.last_of_subject(subject);
-        match seq {
-            Some(s) => self.get(s).await,
-            None => Ok(None),
-        }
-    }
-
-    pub fn seq_for_time(&self, ts_ns: u64) -> Option<u64> {
-        self.inner.borrow().core.seq_for_time(ts_ns)
-    }
-
-    pub fn subject_counts(&self, filter: &str) -> Vec<(String, u64)> {
-        self.inner.borrow().core.subject_counts(filter)
-    }
-
-    pub fn state(&self) -> StreamState {
-        self.inner.borrow().core.state()
-    }
+    crate::core::stream_reads!();
 
     pub fn delete(&self, seq: u64) -> Result<bool> {
         let mut i = self.inner.borrow_mut();

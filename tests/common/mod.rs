@@ -243,7 +243,6 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// `wait_for` in an async test: the runtime keeps running between looks.
-#[allow(dead_code)]
 pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
 where
     F: FnMut() -> Fut,
