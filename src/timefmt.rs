@@ -93,3 +93,73 @@ mod tests {
         assert_eq!(go_duration(Duration::from_secs(5)), "5s");
     }
 }
+
+/// `2026-11-22T19:20:00.123456789Z`, as JetStream API documents stamp times.
+pub fn rfc3339_nanos(t: SystemTime) -> String {
+    let c = civil(t);
+    let nanos = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second, nanos
+    )
+}
+
+/// Nanoseconds since the epoch of an RFC 3339 UTC time (`...Z` or `+00:00`).
+pub fn parse_rfc3339_ns(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (date, time) = text.split_once(['T', 't', ' '])?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let (clock, offset_secs) = match time.find(['Z', 'z', '+', '-']) {
+        Some(at) => {
+            let (clock, zone) = time.split_at(at);
+            let off = match zone {
+                "Z" | "z" => 0,
+                z => {
+                    let sign = if z.starts_with('-') { -1 } else { 1 };
+                    let (h, m) = z[1..].split_once(':')?;
+                    sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60)
+                }
+            };
+            (clock, off)
+        }
+        None => (time, 0),
+    };
+    let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, mi, s) = (t.next()??, t.next()??, t.next()??);
+    let frac_ns: i64 = if frac.is_empty() {
+        0
+    } else {
+        let digits: String = frac.chars().take(9).collect();
+        digits.parse::<i64>().ok()? * 10i64.pow(9 - digits.len() as u32)
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset_secs;
+    u64::try_from(secs * 1_000_000_000 + frac_ns).ok()
+}
+
+#[cfg(test)]
+mod rfc3339_tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn parses_what_it_writes() {
+        let t = UNIX_EPOCH + Duration::new(1_795_000_000, 123_456_789);
+        let text = rfc3339_nanos(t);
+        assert_eq!(parse_rfc3339_ns(&text), Some(1_795_000_000_123_456_789));
+        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:01Z"), Some(1_000_000_000));
+        assert_eq!(parse_rfc3339_ns("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(parse_rfc3339_ns("garbage"), None);
+    }
+}

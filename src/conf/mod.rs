@@ -18,7 +18,7 @@
 //! [`Map`] of [`Item`]s that remember their [`Pos`]. Every error carries the file, line,
 //! column and a reason; malformed input never panics.
 
-mod duration;
+pub mod duration;
 mod error;
 mod includes;
 mod lexer;

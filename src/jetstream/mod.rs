@@ -1,19 +1,41 @@
-//! JetStream. For now (preview): the meta group, the one Raft group of a clustered
-//! JetStream server's cluster, run on shard 0 over the route connections, and the
-//! `/jsz` monitoring document. The JetStream API (`$JS.API.>`) is not served yet and
-//! clients are not told that JetStream is available.
+//! JetStream: streams and consumers on the shards, the `$JS.API` they answer, and
+//! (clustered servers, preview) the meta group.
 //!
-//! - `node_id`: a server's Raft node id, derived from its `server_name`.
-//! - `meta`: the meta group's host: store, driver loop, bootstrap, status.
-//! - `route_sink`: the meta group's outgoing frames, on the routes.
+//! A stream belongs to one shard for its life. It subscribes internally to its
+//! subjects there, so publishes reach it through ordinary routing; its PubAcks
+//! and deliveries are ordinary publishes. Shard 0 serves `$JS.API.>`: it keeps the
+//! catalogue (which stream lives where) and asks the owning shard through the
+//! shard queues (`Shard::call`) for anything about one stream.
+//!
+//! - `api`: the API's JSON documents, errors, request decoding, and its handler.
+//! - `catalog`: shard 0's map of streams to shards; start-up recovery.
+//! - `registry`: the streams a shard owns, and what it does for the API.
+//! - `stream`, `publish`, `dedupe`: a stream, its publish path and Msg-Id window.
+//! - `consumer`: consumers, their state machine and delivery task.
+//! - `headers`: NATS header blocks.
+//! - `persist`: stream and consumer metadata files.
+//! - `node_id`, `meta`, `route_sink`: the clustered meta group (preview).
 //! - `jsz`: the `/jsz` document.
 
+pub mod api;
+pub mod catalog;
+pub mod consumer;
+pub mod dedupe;
+pub mod headers;
 pub mod jsz;
 pub mod meta;
 pub mod node_id;
+pub mod persist;
+pub mod publish;
+pub mod registry;
 pub mod route_sink;
+pub mod stream;
 
 use crate::options::Options;
+use crate::server::accounts::AccountId;
+use crate::server::shard::{Msg, Shard};
+use std::rc::Weak;
+use std::time::SystemTime;
 
 /// Why a JetStream server cannot start clustered, as nats-server words it.
 pub fn check_cluster_options(opts: &Options) -> Result<(), String> {
@@ -24,4 +46,120 @@ pub fn check_cluster_options(opts: &Options) -> Result<(), String> {
         return Err("jetstream cluster requires `server_name` to be set".into());
     }
     Ok(())
+}
+
+/// What a JetStream internal subscription serves.
+pub enum Service {
+    /// `$JS.API.>` on shard 0.
+    Api,
+    /// A stream's subjects, on its shard.
+    Publish(Weak<stream::Stream>),
+    /// A stream's ack subjects, on its shard.
+    Ack(Weak<stream::Stream>),
+}
+
+/// A message reached a JetStream internal subscription.
+pub fn on_internal(shard: &Shard, service: &Service, account: AccountId, msg: &Msg) {
+    match service {
+        Service::Api => api::on_request(shard, account, msg),
+        Service::Publish(stream) => {
+            if let Some(stream) = stream.upgrade() {
+                publish::on_publish(&stream, msg);
+            }
+        }
+        Service::Ack(stream) => {
+            if let Some(stream) = stream.upgrade() {
+                registry::on_ack(shard, &stream, msg);
+            }
+        }
+    }
+}
+
+/// Publishes a message from the server (PubAcks, API answers, status messages).
+pub fn send(
+    shard: &Shard,
+    account: AccountId,
+    subject: &[u8],
+    reply: Option<&[u8]>,
+    headers: &[u8],
+    payload: &[u8],
+) {
+    send_as(shard, account, subject, subject, reply, headers, payload);
+}
+
+/// Publishes on `to`, shown to subscribers as `subject` (JetStream deliveries).
+pub fn send_as(
+    shard: &Shard,
+    account: AccountId,
+    to: &[u8],
+    subject: &[u8],
+    reply: Option<&[u8]>,
+    headers: &[u8],
+    payload: &[u8],
+) {
+    let mut body = Vec::with_capacity(headers.len() + payload.len());
+    body.extend_from_slice(headers);
+    body.extend_from_slice(payload);
+    let msg = Msg {
+        subject: to,
+        reply,
+        header_len: headers.len(),
+        payload: &body,
+        backing: None,
+        shown: (to != subject).then_some(subject),
+    };
+    shard.route(None, account, &msg);
+}
+
+pub fn now_ns() -> u64 {
+    persist::to_ns(SystemTime::now())
+}
+
+/// nats-server's timestamp format in API documents.
+pub fn time_string(t: SystemTime) -> String {
+    crate::timefmt::rfc3339_nanos(t)
+}
+
+/// A random token of 22 characters (ephemeral consumer names, advisory ids).
+pub fn random_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..22)
+        .map(|_| ALPHABET[rand::random::<usize>() % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Whether two subject filters can match a common subject.
+pub fn subjects_overlap(a: &str, b: &str) -> bool {
+    let ta: Vec<&str> = a.split('.').collect();
+    let tb: Vec<&str> = b.split('.').collect();
+    let mut i = 0;
+    loop {
+        match (ta.get(i), tb.get(i)) {
+            (Some(&">"), _) | (_, Some(&">")) => return true,
+            (None, None) => return true,
+            (None, _) | (_, None) => return false,
+            (Some(x), Some(y)) => {
+                if *x != "*" && *y != "*" && x != y {
+                    return false;
+                }
+            }
+        }
+        i += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subjects_overlap;
+
+    #[test]
+    fn overlap_of_filters() {
+        assert!(subjects_overlap("orders.*", "orders.new"));
+        assert!(subjects_overlap("orders.>", "orders.a.b"));
+        assert!(subjects_overlap(">", "x"));
+        assert!(!subjects_overlap("orders.*", "orders.a.b"));
+        assert!(!subjects_overlap("a.b", "a.c"));
+        assert!(subjects_overlap("*.b", "a.*"));
+        assert!(!subjects_overlap("a", "a.b"));
+    }
 }

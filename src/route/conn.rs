@@ -543,6 +543,7 @@ async fn handle(
                 header_len,
                 payload,
                 backing: Some(chunk),
+                shown: None,
             };
             shard.interest_current().await;
             shard.route_from_route(account, &msg, &queues);

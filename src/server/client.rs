@@ -188,7 +188,7 @@ impl Client {
         };
         let pending = self
             .out
-            .append(|out| encode::message(out, msg.subject, sid, msg.reply, header_len, payload));
+            .append(|out| encode::message(out, msg.shown.unwrap_or(msg.subject), sid, msg.reply, header_len, payload));
         self.out_msgs.set(self.out_msgs.get() + 1);
         self.out_bytes
             .set(self.out_bytes.get() + payload.len() as u64);
@@ -468,6 +468,7 @@ async fn execute(
                 header_len,
                 payload,
                 backing: Some(chunk),
+                shown: None,
             };
             shard.interest_current().await;
             publish(shard, client, &msg);
@@ -605,6 +606,7 @@ fn no_responders_reply(shard: &Shard, client: &Client, reply: &[u8]) {
         header_len: STATUS.len(),
         payload: STATUS,
         backing: None,
+        shown: None,
     };
     for sid in sids {
         client.send_msg(shard, &sid, &msg);

@@ -41,8 +41,10 @@ pub struct RouteInterest {
     pub weight: Cell<u32>,
 }
 
-pub struct InternalSub {
-    pub service: SysService,
+/// A service of the server itself that subscribes like a client.
+pub enum InternalSub {
+    Sys(SysService),
+    JetStream(crate::jetstream::Service),
 }
 
 #[derive(Clone)]

@@ -54,6 +54,9 @@ pub enum Item {
     /// The cluster's client URLs changed; clients hear it in an INFO.
     ConnectUrls(std::sync::Arc<Vec<String>>),
     Query(ShardQuery, futures_channel::oneshot::Sender<ShardReport>),
+    /// Work for the receiving shard on what it owns (a JetStream stream): the
+    /// closure starts it there; its answer comes back on a channel it holds.
+    Call(Box<dyn FnOnce(&Rc<Shard>) + Send>),
 }
 
 pub struct ShardMsg {
@@ -69,6 +72,8 @@ pub struct ShardMsg {
     /// Servers (route slots) the routes' shard sends it to: those the sender has
     /// no connection of its own to.
     pub route_slots: u64,
+    /// See `Msg::shown`.
+    pub shown: Option<Bytes>,
 }
 
 /// The outgoing side of the queue to one peer shard.

@@ -110,6 +110,11 @@ impl Server {
         })
     }
 
+    /// Whether this server serves the JetStream API itself (single-server JetStream).
+    pub fn jetstream_api(&self) -> bool {
+        self.opts.jetstream.is_some() && self.opts.cluster.is_none()
+    }
+
     pub fn auth(&self) -> std::sync::Arc<Auth> {
         self.auth.read().expect("auth lock").clone()
     }
@@ -166,6 +171,9 @@ impl Server {
         });
         if self.auth().required() {
             info["auth_required"] = true.into();
+        }
+        if self.jetstream_api() {
+            info["jetstream"] = true.into();
         }
         if !connect_urls.is_empty() {
             info["connect_urls"] = connect_urls.into();

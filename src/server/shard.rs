@@ -85,6 +85,9 @@ pub struct Msg<'a> {
     pub header_len: usize,
     pub payload: &'a [u8],
     pub backing: Option<&'a Bytes>,
+    /// The subject subscribers see, when it differs from the one routed on (a
+    /// JetStream delivery is routed on its deliver subject, shown on its own).
+    pub shown: Option<&'a [u8]>,
 }
 
 impl Msg<'_> {
@@ -113,6 +116,10 @@ pub struct Shard {
     pub routes: Option<Routes>,
     /// The JetStream meta group; only on shard 0 of a clustered JetStream server.
     pub meta: std::cell::OnceCell<Rc<crate::jetstream::meta::MetaHost>>,
+    /// The JetStream streams this shard owns.
+    pub js: crate::jetstream::registry::Streams,
+    /// Which shard owns each stream; used on shard 0 only.
+    pub catalog: crate::jetstream::catalog::Catalog,
     /// Client URLs of every server in the cluster, for INFO's `connect_urls`.
     pub connect_urls: RefCell<std::sync::Arc<Vec<String>>>,
     links: Vec<Link>,
@@ -120,6 +127,8 @@ pub struct Shard {
     /// applied from peers. Equal to the server's epoch when nothing is in flight.
     epoch_known: Cell<u64>,
     epoch_waiters: WaitSet,
+    /// Woken whenever interest is added here (push consumers wait for listeners).
+    pub interest_added: WaitSet,
     pub control: crate::server::control::ShardControl,
     accept_task: RefCell<Option<glommio::Task<()>>>,
     rng: Cell<u64>,
@@ -146,10 +155,13 @@ impl Shard {
             pool: RefCell::default(),
             routes,
             meta: std::cell::OnceCell::new(),
+            js: Default::default(),
+            catalog: Default::default(),
             connect_urls: RefCell::default(),
             links: (0..count).map(|_| Link::default()).collect(),
             epoch_known: Cell::new(0),
             epoch_waiters: WaitSet::default(),
+            interest_added: WaitSet::default(),
             control: Default::default(),
             accept_task: RefCell::new(None),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1)),
@@ -203,6 +215,7 @@ impl Shard {
         if origin == Origin::Clients {
             self.client_interest_changed(&key);
         }
+        self.interest_added.wake_all();
     }
 
     pub fn remove_interest(
@@ -443,6 +456,7 @@ impl Shard {
                 payload: payload.clone(),
                 queues: peer_queues,
                 from_route: hop == Hop::Route,
+                shown: msg.shown.map(|s| msg.bytes(s)),
                 route_slots: plan.route_slots,
             }));
         }
@@ -502,7 +516,14 @@ impl Shard {
         match entry {
             Interest::Local(sub) => self.deliver_to_subscription(from, sub, msg),
             Interest::Internal(svc) => {
-                crate::server::sys::handle(self, svc, account, msg);
+                match &**svc {
+                    InternalSub::Sys(service) => {
+                        crate::server::sys::handle(self, *service, account, msg)
+                    }
+                    InternalSub::JetStream(service) => {
+                        crate::jetstream::on_internal(self, service, account, msg)
+                    }
+                }
                 true
             }
             Interest::Remote(_) | Interest::Route(_) => false,
@@ -570,6 +591,10 @@ impl Shard {
             Item::Query(query, reply) => {
                 let _ = reply.send(self.report(&query));
             }
+            Item::Call(work) => match self.this() {
+                Some(me) => work(&me),
+                None => tracing::debug!("Dropping a call: the shard is going away"),
+            },
         }
     }
 
@@ -599,6 +624,7 @@ impl Shard {
         if origin == Origin::Clients {
             self.client_interest_changed(&map_key.2);
         }
+        self.interest_added.wake_all();
     }
 
     fn apply_remote_unsub(&self, peer: usize, origin: Origin, key: InterestKey) {
@@ -629,6 +655,7 @@ impl Shard {
             header_len: m.header_len,
             payload: &m.payload,
             backing: None,
+            shown: m.shown.as_deref(),
         };
         let hop = if m.from_route {
             Hop::ShardFromRoute
@@ -640,9 +667,41 @@ impl Shard {
 
     // ----- internal services ---------------------------------------------------------
 
-    pub fn add_internal(&self, account: AccountId, subject: &str, sub: InternalSub) {
+    /// Subscribes an internal service; returns the entry, to remove it later.
+    pub fn add_internal(&self, account: AccountId, subject: &str, sub: InternalSub) -> Interest {
         let subject = Bytes::copy_from_slice(subject.as_bytes());
-        self.add_interest(account, &subject, None, Interest::Internal(Rc::new(sub)));
+        let entry = Interest::Internal(Rc::new(sub));
+        self.add_interest(account, &subject, None, entry.clone());
+        entry
+    }
+
+    /// Whether anybody (here, on a peer shard or beyond a route) listens on `subject`.
+    pub fn has_interest(&self, account: AccountId, subject: &[u8]) -> bool {
+        !self.sublists.borrow_mut()[account.index()]
+            .matches(subject)
+            .is_empty()
+    }
+
+    /// Runs `work` on shard `peer` (here when it is this shard) and returns its
+    /// answer; None when the peer is gone.
+    pub async fn call<T: Send + 'static>(
+        self: &Rc<Self>,
+        peer: usize,
+        work: impl FnOnce(Rc<Shard>) -> futures_lite::future::BoxedLocal<T> + Send + 'static,
+    ) -> Option<T> {
+        if peer == self.id {
+            return Some(work(self.clone()).await);
+        }
+        let (tx, rx) = futures_channel::oneshot::channel();
+        let start = move |shard: &Rc<Shard>| {
+            let answer = work(shard.clone());
+            glommio::spawn_local(async move {
+                let _ = tx.send(answer.await);
+            })
+            .detach();
+        };
+        self.links[peer].push(Item::Call(Box::new(start)));
+        rx.await.ok()
     }
 
     // ----- monitoring ------------------------------------------------------------------

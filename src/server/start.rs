@@ -92,9 +92,11 @@ fn log_start(server: &Server) {
         if server.raft_node.is_some() {
             info!("JetStream (preview): this server joins the cluster's JetStream meta group");
         }
-        tracing::warn!(
-            "jetstream: the JetStream API is not available yet; clients are not offered JetStream"
-        );
+        if !server.jetstream_api() {
+            tracing::warn!(
+                "jetstream: the clustered JetStream API is not available yet; clients are not offered JetStream"
+            );
+        }
     }
     for warning in &server.opts.warnings {
         tracing::warn!("{warning}");
@@ -130,6 +132,12 @@ async fn run_shard(server: Arc<Server>, ctx: ShardContext<Batch>, bound: Arc<Ato
                     error!("Could not start the JetStream meta group: {e}");
                     std::process::exit(1);
                 }
+            }
+        }
+        if server.jetstream_api() {
+            if let Err(e) = crate::jetstream::catalog::start(&shard).await {
+                error!("{e}");
+                std::process::exit(1);
             }
         }
         start_routes(&shard);

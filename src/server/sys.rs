@@ -34,9 +34,7 @@ pub fn register(shard: &Shard) {
     shard.add_internal(
         sys,
         "$SYS.REQ.SERVER.PING",
-        InternalSub {
-            service: SysService::Ping,
-        },
+        InternalSub::Sys(SysService::Ping),
     );
     for subject in [
         "$SYS.REQ.SERVER.PING.STATSZ".to_string(),
@@ -45,9 +43,7 @@ pub fn register(shard: &Shard) {
         shard.add_internal(
             sys,
             &subject,
-            InternalSub {
-                service: SysService::Ping,
-            },
+            InternalSub::Sys(SysService::Ping),
         );
     }
     for (name, endpoint) in ENDPOINTS {
@@ -55,23 +51,22 @@ pub fn register(shard: &Shard) {
         shard.add_internal(
             sys,
             &format!("$SYS.REQ.SERVER.PING.{name}"),
-            InternalSub { service },
+            InternalSub::Sys(service),
         );
         shard.add_internal(
             sys,
             &format!("$SYS.REQ.SERVER.{id}.{name}"),
-            InternalSub { service },
+            InternalSub::Sys(service),
         );
     }
 }
 
 /// A request reached a service: answer on its reply subject, after gathering.
-pub fn handle(shard: &Shard, svc: &InternalSub, account: AccountId, msg: &Msg) {
+pub fn handle(shard: &Shard, service: SysService, account: AccountId, msg: &Msg) {
     let Some(reply) = msg.reply else { return };
     let Some(shard) = shard.this() else { return };
     let reply = Bytes::copy_from_slice(reply);
     let params = ListParams::from_json(msg.payload);
-    let service = svc.service;
     glommio::spawn_local(answer(shard, service, account, reply, params)).detach();
 }
 
@@ -102,6 +97,7 @@ async fn answer(
         header_len: 0,
         payload: payload.as_bytes(),
         backing: None,
+        shown: None,
     };
     shard.route(None, account, &msg);
 }

@@ -76,6 +76,31 @@ macro_rules! stream_reads {
             self.inner.borrow().core.subject_counts(filter)
         }
 
+        /// First live sequence `>= from` on a subject matching `filters` (all when empty).
+        pub fn next_matching(&self, from: u64, filters: &[String]) -> Option<u64> {
+            self.inner.borrow().core.next_matching(from, filters)
+        }
+
+        /// Live messages `>= from` on subjects matching `filters` (all when empty).
+        pub fn count_matching(&self, from: u64, filters: &[String]) -> u64 {
+            self.inner.borrow().core.count_matching(from, filters)
+        }
+
+        /// The newest sequence of each subject matching `filters`, ascending.
+        pub fn last_per_subject(&self, filters: &[String]) -> Vec<u64> {
+            self.inner.borrow().core.last_per_subject(filters)
+        }
+
+        /// The newest live sequence on exactly `subject`.
+        pub fn last_seq_of_subject(&self, subject: &str) -> Option<u64> {
+            self.inner.borrow().core.last_of_subject(subject)
+        }
+
+        /// Deleted sequences between the first and the last.
+        pub fn deleted(&self) -> Vec<u64> {
+            self.inner.borrow().core.deleted()
+        }
+
         pub fn state(&self) -> $crate::StreamState {
             self.inner.borrow().core.state()
         }
@@ -505,6 +530,60 @@ impl<L: Clone> Core<L> {
             candidates.truncate(n);
         }
         candidates
+    }
+
+    /// Whether subject `id` matches any of `filters` (every subject when empty),
+    /// remembered per subject in `cache` for one scan.
+    fn subject_in(&self, id: u32, filters: &[String], cache: &mut HashMap<u32, bool>) -> bool {
+        if filters.is_empty() {
+            return true;
+        }
+        *cache.entry(id).or_insert_with(|| {
+            let name = &self.subjects[id as usize].name;
+            filters.iter().any(|f| subject_matches(f, name))
+        })
+    }
+
+    /// First live sequence `>= from` on a subject matching `filters`.
+    pub fn next_matching(&self, from: u64, filters: &[String]) -> Option<u64> {
+        if filters.is_empty() {
+            return self.next_live(from);
+        }
+        let mut cache = HashMap::new();
+        self.range(from, u64::MAX)
+            .find(|(_, e)| self.subject_in(e.subject, filters, &mut cache))
+            .map(|(seq, _)| seq)
+    }
+
+    /// Live messages `>= from` on subjects matching `filters`.
+    pub fn count_matching(&self, from: u64, filters: &[String]) -> u64 {
+        if from <= self.base_seq && filters.is_empty() {
+            return self.msgs;
+        }
+        let mut cache = HashMap::new();
+        self.range(from, u64::MAX)
+            .filter(|(_, e)| self.subject_in(e.subject, filters, &mut cache))
+            .count() as u64
+    }
+
+    /// The newest sequence of every subject matching `filters`, ascending.
+    pub fn last_per_subject(&self, filters: &[String]) -> Vec<u64> {
+        let mut out: Vec<u64> = self
+            .subjects
+            .iter()
+            .filter(|s| s.msgs > 0)
+            .filter(|s| filters.is_empty() || filters.iter().any(|f| subject_matches(f, &s.name)))
+            .map(|s| s.last_seq)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Deleted (or missing) sequences between the first and the last.
+    pub fn deleted(&self) -> Vec<u64> {
+        (self.base_seq..=self.last_seq)
+            .filter(|&seq| self.live(seq).is_none())
+            .collect()
     }
 
     /// Iterates live `(seq, entry)` in `[from, to]`.

@@ -115,6 +115,10 @@ impl MemStore {
         self.put(index, now_ns(), term, "", b"", data)
     }
 
+    pub fn watch(&self) -> Rc<DurableWatch> {
+        self.watch.clone()
+    }
+
     pub async fn wait_durable(&self, ticket: Ticket) -> Result<()> {
         self.watch.wait(ticket).await
     }

@@ -56,6 +56,35 @@ impl Store {
     pub fn subject_counts(&self, filter: &str) -> Vec<(String, u64)> {
         both!(self, s => s.subject_counts(filter))
     }
+    pub fn next_matching(&self, from: u64, filters: &[String]) -> Option<u64> {
+        both!(self, s => s.next_matching(from, filters))
+    }
+    pub fn count_matching(&self, from: u64, filters: &[String]) -> u64 {
+        both!(self, s => s.count_matching(from, filters))
+    }
+    pub fn last_per_subject(&self, filters: &[String]) -> Vec<u64> {
+        both!(self, s => s.last_per_subject(filters))
+    }
+    pub fn last_seq_of_subject(&self, subject: &str) -> Option<u64> {
+        both!(self, s => s.last_seq_of_subject(subject))
+    }
+    pub fn deleted(&self) -> Vec<u64> {
+        both!(self, s => s.deleted())
+    }
+    /// Everything up to this sequence is durable.
+    pub fn durable_seq(&self) -> u64 {
+        both!(self, s => s.watch().durable_seq())
+    }
+    /// Starts an empty log at `first_seq` (a stream's `first_seq`).
+    pub fn start_at(&self, first_seq: u64) -> Result<()> {
+        both!(self, s => s.compact(first_seq, 0))
+    }
+    pub async fn close(self) -> Result<()> {
+        match self {
+            Store::File(s) => s.close().await,
+            Store::Memory(_) => Ok(()),
+        }
+    }
     pub fn state(&self) -> StreamState {
         both!(self, s => s.state())
     }

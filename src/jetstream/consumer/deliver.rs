@@ -1,0 +1,420 @@
+//! The delivery task of one consumer: it sends what is due (redeliveries first,
+//! then new messages up to what is durable), answers and expires pull requests,
+//! sends idle heartbeats and advisories, and saves the consumer's state.
+
+use super::ack;
+use super::state::Expiry;
+use super::{Consumer, PullRequest};
+use crate::jetstream::api::types::{kind, MaxDeliveriesAdvisory};
+use crate::jetstream::headers;
+use crate::jetstream::stream::Stream;
+use crate::jetstream::{send, time_string};
+use crate::server::shard::Shard;
+use bytes::Bytes;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long a changed consumer state may wait before it is saved.
+const SAVE_DELAY_MS: u64 = 50;
+/// Deliveries per turn before the task yields to others.
+const DELIVERIES_PER_TURN: usize = 256;
+/// How often a push consumer checks whether anybody listens (ephemeral expiry).
+const IDLE_CHECK_MS: u64 = 1000;
+
+pub async fn run(shard: Rc<Shard>, stream: Rc<Stream>, consumer: Rc<Consumer>) {
+    let mut last_save = Instant::now();
+    loop {
+        if consumer.deleted.get() || stream.deleted.get() {
+            return;
+        }
+        let now = Instant::now();
+        expire_pending(&shard, &stream, &consumer);
+        expire_requests(&shard, &stream, &consumer, now);
+        deliver_ready(&shard, &stream, &consumer).await;
+        if consumer.deleted.get() {
+            return;
+        }
+        heartbeats(&shard, &stream, &consumer, now);
+        if inactive_too_long(&shard, &stream, &consumer, now) {
+            crate::jetstream::registry::remove_consumer(&shard, &stream, &consumer.name, false);
+            return;
+        }
+        if consumer.dirty.get() && last_save.elapsed() >= Duration::from_millis(SAVE_DELAY_MS) {
+            consumer.save();
+            last_save = Instant::now();
+        }
+        let sleep = next_wake(&consumer, Instant::now());
+        let woken = futures_lite::future::or(consumer.wake.wait(), glommio::timer::sleep(sleep));
+        match push_without_listener(&shard, &stream, &consumer) {
+            Some(deliver) => {
+                let listener = shard
+                    .interest_added
+                    .wait_until(|| shard.has_interest(stream.account, &deliver));
+                futures_lite::future::or(woken, listener).await
+            }
+            None => woken.await,
+        }
+    }
+}
+
+/// A push consumer's deliver subject while nobody listens on it.
+fn push_without_listener(shard: &Shard, stream: &Stream, consumer: &Consumer) -> Option<Bytes> {
+    let c = consumer.config.borrow();
+    let deliver = c.deliver_subject.as_ref()?;
+    (!shard.has_interest(stream.account, deliver.as_bytes()))
+        .then(|| Bytes::copy_from_slice(deliver.as_bytes()))
+}
+
+fn next_wake(consumer: &Consumer, now: Instant) -> Duration {
+    let mut at = now + Duration::from_millis(IDLE_CHECK_MS);
+    let now_ms = consumer.now_ms();
+    if let Some(d) = consumer.state.borrow().next_deadline_ms() {
+        at = at.min(now + Duration::from_millis(d.saturating_sub(now_ms)));
+    }
+    for r in consumer.waiting.borrow().iter() {
+        if let Some(e) = r.expires_at {
+            at = at.min(e);
+        }
+        if let Some(hb) = r.heartbeat {
+            at = at.min(r.last_sent + hb);
+        }
+    }
+    let hb = consumer.config.borrow().idle_heartbeat;
+    if hb > 0 {
+        at = at.min(consumer.last_push.get() + Duration::from_nanos(hb as u64));
+    }
+    if consumer.dirty.get() {
+        at = at.min(now + Duration::from_millis(SAVE_DELAY_MS));
+    }
+    at.saturating_duration_since(now).max(Duration::from_millis(1))
+}
+
+fn expire_pending(shard: &Shard, stream: &Stream, consumer: &Consumer) {
+    let rules = consumer.rules();
+    let now_ms = consumer.now_ms();
+    let expired = consumer.state.borrow_mut().expire(now_ms, &rules);
+    for e in expired {
+        consumer.dirty.set(true);
+        if let Expiry::Exhausted {
+            stream_seq,
+            deliveries,
+        } = e
+        {
+            let adv = MaxDeliveriesAdvisory {
+                kind: kind::MAX_DELIVERIES,
+                id: crate::jetstream::random_id(),
+                timestamp: time_string(SystemTime::now()),
+                stream: stream.name.clone(),
+                consumer: consumer.name.clone(),
+                stream_seq,
+                deliveries,
+            };
+            let subject = format!(
+                "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}",
+                stream.name, consumer.name
+            );
+            let body = serde_json::to_vec(&adv).expect("serializable");
+            send(shard, stream.account, subject.as_bytes(), None, b"", &body);
+        }
+    }
+}
+
+fn expire_requests(shard: &Shard, stream: &Stream, consumer: &Consumer, now: Instant) {
+    let expired: Vec<PullRequest> = {
+        let mut waiting = consumer.waiting.borrow_mut();
+        let (gone, kept): (Vec<_>, Vec<_>) = waiting
+            .drain(..)
+            .partition(|r| r.expires_at.is_some_and(|e| e <= now));
+        waiting.extend(kept);
+        gone
+    };
+    for r in expired {
+        send_status(shard, stream, &r.reply, 408, "Request Timeout", Some((r.batch_left, r.bytes_left)));
+    }
+}
+
+/// Sends a status message (`NATS/1.0 <code> <text>`) to a pull request's inbox.
+pub fn send_status(
+    shard: &Shard,
+    stream: &Stream,
+    reply: &[u8],
+    code: u16,
+    text: &str,
+    pending: Option<(u64, u64)>,
+) {
+    let extra: Vec<(&str, String)> = match pending {
+        Some((msgs, bytes)) => vec![
+            ("Nats-Pending-Messages", msgs.to_string()),
+            ("Nats-Pending-Bytes", bytes.to_string()),
+        ],
+        None => vec![],
+    };
+    let hdr = headers::status(code, text, &extra);
+    send(shard, stream.account, reply, None, &hdr, b"");
+}
+
+fn heartbeats(shard: &Shard, stream: &Stream, consumer: &Consumer, now: Instant) {
+    let st = consumer.state.borrow().clone();
+    let beat = || {
+        headers::status(
+            100,
+            "Idle Heartbeat",
+            &[
+                ("Nats-Last-Consumer", st.delivered.consumer_seq.to_string()),
+                ("Nats-Last-Stream", st.delivered.stream_seq.to_string()),
+            ],
+        )
+    };
+    let (hb, deliver) = {
+        let c = consumer.config.borrow();
+        (c.idle_heartbeat, c.deliver_subject.clone())
+    };
+    if let Some(ds) = deliver {
+        if hb > 0 && now >= consumer.last_push.get() + Duration::from_nanos(hb as u64) {
+            send(shard, stream.account, ds.as_bytes(), None, &beat(), b"");
+            consumer.last_push.set(now);
+        }
+        return;
+    }
+    for r in consumer.waiting.borrow_mut().iter_mut() {
+        if let Some(hb) = r.heartbeat {
+            if now >= r.last_sent + hb {
+                send(shard, stream.account, &r.reply, None, &beat(), b"");
+                r.last_sent = now;
+            }
+        }
+    }
+}
+
+fn inactive_too_long(shard: &Shard, stream: &Stream, consumer: &Consumer, now: Instant) -> bool {
+    let (durable, threshold, deliver) = {
+        let c = consumer.config.borrow();
+        (
+            c.durable_name.is_some(),
+            c.inactive_threshold,
+            c.deliver_subject.clone(),
+        )
+    };
+    if threshold <= 0 {
+        return false;
+    }
+    let active = match &deliver {
+        Some(ds) => shard.has_interest(stream.account, ds.as_bytes()),
+        None => !consumer.waiting.borrow().is_empty(),
+    };
+    if active {
+        consumer.last_active.set(now);
+        return false;
+    }
+    // A durable with an inactive_threshold goes too, as on nats-server 2.10.
+    let _ = durable;
+    now.duration_since(consumer.last_active.get()) >= Duration::from_nanos(threshold as u64)
+}
+
+/// What the next delivery goes out to.
+enum Target {
+    Push(Bytes),
+    Pull(Bytes),
+}
+
+/// The next stream sequence to send, and whether it is a redelivery.
+fn next_seq(stream: &Stream, consumer: &Consumer) -> Option<(u64, bool)> {
+    let st = consumer.state.borrow();
+    if let Some(seq) = st.next_redelivery() {
+        return Some((seq, true));
+    }
+    let c = consumer.config.borrow();
+    if c.ack_policy != crate::jetstream::api::types::AckPolicy::None
+        && c.max_ack_pending > 0
+        && st.pending.len() as i64 >= c.max_ack_pending
+    {
+        return None;
+    }
+    drop(c);
+    let durable = stream.store.durable_seq();
+    let seq = match consumer.lps.borrow().front() {
+        Some(&s) => s,
+        None => stream.store.next_matching(st.next_seq, &consumer.filters())?,
+    };
+    (seq <= durable).then_some((seq, false))
+}
+
+fn target(consumer: &Consumer) -> Option<Target> {
+    if let Some(ds) = consumer.config.borrow().deliver_subject.as_ref() {
+        return Some(Target::Push(Bytes::copy_from_slice(ds.as_bytes())));
+    }
+    consumer
+        .waiting
+        .borrow()
+        .front()
+        .map(|r| Target::Pull(r.reply.clone()))
+}
+
+async fn deliver_ready(shard: &Shard, stream: &Stream, consumer: &Consumer) {
+    if consumer
+        .paused_until
+        .get()
+        .is_some_and(|t| t > SystemTime::now())
+    {
+        return;
+    }
+    if push_without_listener(shard, stream, consumer).is_some() {
+        return;
+    }
+    let mut sent = 0;
+    while let Some(target) = target(consumer) {
+        let Some((seq, redelivery)) = next_seq(stream, consumer) else {
+            finish_no_wait(shard, stream, consumer);
+            return;
+        };
+        let msg = match stream.store.get(seq).await {
+            Ok(Some(m)) => m,
+            Ok(None) | Err(_) => {
+                skip(consumer, seq, redelivery);
+                continue;
+            }
+        };
+        if consumer.deleted.get() {
+            return;
+        }
+        // The state may have moved while the read was in flight.
+        if next_seq(stream, consumer) != Some((seq, redelivery)) {
+            continue;
+        }
+        let headers_only = consumer.config.borrow().headers_only;
+        let size = msg.headers.len() + msg.payload.len();
+        if let Target::Pull(_) = target {
+            if !fits_request(shard, stream, consumer, size as u64) {
+                continue;
+            }
+        }
+        let rules = consumer.rules();
+        let now_ms = consumer.now_ms();
+        let track = consumer.tracks_acks();
+        let (cseq, dc) = consumer
+            .state
+            .borrow_mut()
+            .on_delivered(seq, now_ms, &rules, track);
+        if !redelivery {
+            let mut lps = consumer.lps.borrow_mut();
+            if lps.front() == Some(&seq) {
+                lps.pop_front();
+                if lps.is_empty() {
+                    drop(lps);
+                    consumer.state.borrow_mut().skip_to(consumer.lps_end.get() + 1);
+                }
+            }
+        }
+        consumer.dirty.set(true);
+        let pending = consumer.num_pending(stream);
+        let reply = ack::subject(&stream.name, &consumer.name, dc, seq, cseq, msg.timestamp_ns, pending);
+        let (hdr, body): (Vec<u8>, &[u8]) = if headers_only {
+            (
+                headers::with_added(&msg.headers, &[("Nats-Msg-Size", msg.payload.len().to_string())]),
+                b"",
+            )
+        } else {
+            (msg.headers.to_vec(), &msg.payload)
+        };
+        let to = match &target {
+            Target::Push(s) | Target::Pull(s) => s,
+        };
+        send_msg(shard, stream, to, msg.subject.as_bytes(), reply.as_bytes(), &hdr, body);
+        match target {
+            Target::Push(_) => consumer.last_push.set(Instant::now()),
+            Target::Pull(_) => took_one(consumer, size as u64),
+        }
+        if !track {
+            stream.retire_acked(seq);
+        }
+        sent += 1;
+        if sent % DELIVERIES_PER_TURN == 0 {
+            glommio::yield_if_needed().await;
+        }
+    }
+}
+
+fn send_msg(
+    shard: &Shard,
+    stream: &Stream,
+    to: &[u8],
+    subject: &[u8],
+    reply: &[u8],
+    hdr: &[u8],
+    body: &[u8],
+) {
+    let _ = subject;
+    crate::jetstream::send_as(shard, stream.account, to, subject, Some(reply), hdr, body);
+}
+
+fn skip(consumer: &Consumer, seq: u64, redelivery: bool) {
+    let mut st = consumer.state.borrow_mut();
+    if redelivery {
+        st.forget(seq);
+        return;
+    }
+    let mut lps = consumer.lps.borrow_mut();
+    if lps.front() == Some(&seq) {
+        lps.pop_front();
+        if lps.is_empty() {
+            st.skip_to(consumer.lps_end.get() + 1);
+        }
+    } else {
+        st.skip_to(seq + 1);
+    }
+}
+
+/// Checks the front pull request's byte budget; a message that can never fit
+/// ends the request with a 409.
+fn fits_request(shard: &Shard, stream: &Stream, consumer: &Consumer, size: u64) -> bool {
+    let mut waiting = consumer.waiting.borrow_mut();
+    let Some(r) = waiting.front() else {
+        return false;
+    };
+    if r.bytes_left == 0 || size <= r.bytes_left {
+        return true;
+    }
+    let r = waiting.pop_front().expect("front exists");
+    drop(waiting);
+    if r.delivered == 0 {
+        send_status(shard, stream, &r.reply, 409, "Message Size Exceeds MaxBytes", None);
+    }
+    false
+}
+
+fn took_one(consumer: &Consumer, size: u64) {
+    let mut waiting = consumer.waiting.borrow_mut();
+    let Some(r) = waiting.front_mut() else {
+        return;
+    };
+    r.batch_left -= 1;
+    r.delivered += 1;
+    r.last_sent = Instant::now();
+    if r.bytes_left > 0 {
+        r.bytes_left = r.bytes_left.saturating_sub(size);
+    }
+    if r.batch_left == 0 || (r.bytes_left == 0 && size > 0 && r.delivered > 0 && r.bytes_left == 0 && was_limited(r)) {
+        waiting.pop_front();
+    }
+}
+
+fn was_limited(_r: &PullRequest) -> bool {
+    false
+}
+
+/// Nothing more to send now: no-wait requests end here.
+fn finish_no_wait(shard: &Shard, stream: &Stream, consumer: &Consumer) {
+    let done: Vec<PullRequest> = {
+        let mut waiting = consumer.waiting.borrow_mut();
+        let (gone, kept): (Vec<_>, Vec<_>) = waiting.drain(..).partition(|r| r.no_wait);
+        waiting.extend(kept);
+        gone
+    };
+    for r in done {
+        if r.delivered == 0 {
+            send_status(shard, stream, &r.reply, 404, "No Messages", None);
+        } else {
+            send_status(shard, stream, &r.reply, 408, "Request Timeout", Some((r.batch_left, r.bytes_left)));
+        }
+    }
+}

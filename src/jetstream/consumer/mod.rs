@@ -1,0 +1,248 @@
+//! Consumers: a stream's views that deliver its messages and track acks.
+//!
+//! - `config`: checking a create request's config, nats-server's defaults.
+//! - `state`: delivery and ack bookkeeping, free of I/O (survives restarts).
+//! - `ack`: decoding ack subjects and bodies.
+//! - `deliver`: the delivery task, pull requests, heartbeats, redelivery timers.
+
+pub mod ack;
+pub mod config;
+pub mod deliver;
+pub mod state;
+
+use crate::jetstream::api::types::{
+    AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, NextRequest, SequencePair,
+};
+use crate::jetstream::stream::Stream;
+use crate::jetstream::{persist, time_string};
+use bytes::Bytes;
+use natrix_shards::Notify;
+use state::{AckRules, ConsumerState};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A waiting pull request.
+pub struct PullRequest {
+    pub reply: Bytes,
+    pub batch_left: u64,
+    /// 0: no byte limit.
+    pub bytes_left: u64,
+    pub expires_at: Option<Instant>,
+    pub no_wait: bool,
+    pub heartbeat: Option<Duration>,
+    pub last_sent: Instant,
+    pub delivered: u64,
+}
+
+impl PullRequest {
+    pub fn new(reply: Bytes, req: &NextRequest, now: Instant) -> PullRequest {
+        let ns = |n: i64| (n > 0).then(|| Duration::from_nanos(n as u64));
+        PullRequest {
+            reply,
+            batch_left: req.batch.max(1) as u64,
+            bytes_left: req.max_bytes.max(0) as u64,
+            expires_at: ns(req.expires).map(|d| now + d),
+            no_wait: req.no_wait,
+            heartbeat: ns(req.idle_heartbeat),
+            last_sent: now,
+            delivered: 0,
+        }
+    }
+}
+
+pub struct Consumer {
+    pub name: String,
+    pub stream: std::rc::Weak<Stream>,
+    pub config: RefCell<ConsumerConfig>,
+    pub created: SystemTime,
+    pub state: RefCell<ConsumerState>,
+    /// Last-per-subject start: these first, then from `lps_end + 1`.
+    pub lps: RefCell<VecDeque<u64>>,
+    pub lps_end: Cell<u64>,
+    pub waiting: RefCell<VecDeque<PullRequest>>,
+    pub wake: Notify,
+    pub deleted: Cell<bool>,
+    pub dirty: Cell<bool>,
+    pub dir: Option<PathBuf>,
+    pub last_active: Cell<Instant>,
+    pub last_push: Cell<Instant>,
+    pub paused_until: Cell<Option<SystemTime>>,
+    pub epoch: Instant,
+}
+
+impl Consumer {
+    pub fn new(
+        stream: &Rc<Stream>,
+        name: String,
+        config: ConsumerConfig,
+        created: SystemTime,
+        state: ConsumerState,
+        dir: Option<PathBuf>,
+    ) -> Rc<Consumer> {
+        let now = Instant::now();
+        let c = Rc::new(Consumer {
+            name,
+            stream: Rc::downgrade(stream),
+            config: RefCell::new(config),
+            created,
+            state: RefCell::new(state),
+            lps: RefCell::default(),
+            lps_end: Cell::new(0),
+            waiting: RefCell::default(),
+            wake: Notify::default(),
+            deleted: Cell::new(false),
+            dirty: Cell::new(false),
+            dir,
+            last_active: Cell::new(now),
+            last_push: Cell::new(now),
+            paused_until: Cell::new(None),
+            epoch: now,
+        });
+        let rules = c.rules();
+        let now_ms = c.now_ms();
+        c.state.borrow_mut().restore_deadlines(now_ms, &rules);
+        c
+    }
+
+    /// Where a new consumer starts, by its deliver policy.
+    pub fn start(stream: &Stream, config: &ConsumerConfig) -> (ConsumerState, Vec<u64>, u64) {
+        let st = stream.store.state();
+        let filters = config::filters(config);
+        let first = st.first_seq.max(1);
+        let after_last = st.last_seq + 1;
+        let mut lps = Vec::new();
+        let start = match config.deliver_policy {
+            DeliverPolicy::All => first,
+            DeliverPolicy::New => after_last,
+            DeliverPolicy::Last => {
+                if filters.is_empty() {
+                    st.last_seq.max(first)
+                } else {
+                    let lasts = stream.store.last_per_subject(&filters);
+                    lasts.last().copied().unwrap_or(after_last)
+                }
+            }
+            DeliverPolicy::ByStartSequence => config.opt_start_seq.unwrap_or(1).max(1),
+            DeliverPolicy::ByStartTime => config
+                .opt_start_time
+                .as_deref()
+                .and_then(crate::timefmt::parse_rfc3339_ns)
+                .and_then(|ns| stream.store.seq_for_time(ns))
+                .unwrap_or(after_last),
+            DeliverPolicy::LastPerSubject => {
+                lps = stream.store.last_per_subject(&filters);
+                lps.first().copied().unwrap_or(after_last)
+            }
+        };
+        (ConsumerState::new(start), lps, st.last_seq)
+    }
+
+    pub fn rules(&self) -> AckRules {
+        let c = self.config.borrow();
+        let ms = |ns: i64| (ns.max(0) / 1_000_000) as u64;
+        AckRules {
+            ack_wait_ms: ms(c.ack_wait),
+            backoff_ms: c.backoff.iter().flatten().map(|&b| ms(b)).collect(),
+            max_deliver: c.max_deliver.max(0) as u64,
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub fn is_push(&self) -> bool {
+        self.config.borrow().deliver_subject.is_some()
+    }
+
+    pub fn is_durable(&self) -> bool {
+        self.config.borrow().durable_name.is_some()
+    }
+
+    pub fn filters(&self) -> Vec<String> {
+        config::filters(&self.config.borrow())
+    }
+
+    /// Whether this consumer no longer needs `stream_seq` (interest retention).
+    pub fn has_acked(&self, stream_seq: u64) -> bool {
+        let st = self.state.borrow();
+        let filters = self.filters();
+        if !filters.is_empty() {
+            // A message outside the filter is of no interest to this consumer.
+            if let Some(stream) = self.stream.upgrade() {
+                let next = stream.store.next_matching(stream_seq, &filters);
+                if next != Some(stream_seq) {
+                    return true;
+                }
+            }
+        }
+        stream_seq < st.next_seq && !st.pending.contains_key(&stream_seq)
+    }
+
+    /// Messages left to deliver for the first time.
+    pub fn num_pending(&self, stream: &Stream) -> u64 {
+        let filters = self.filters();
+        let lps = self.lps.borrow();
+        let st = self.state.borrow();
+        if lps.is_empty() {
+            return stream.pending_from(st.next_seq, &filters);
+        }
+        lps.len() as u64 + stream.pending_from(self.lps_end.get() + 1, &filters)
+    }
+
+    pub fn info(&self, stream: &Stream) -> ConsumerInfo {
+        let st = self.state.borrow().clone();
+        let pair = |s: state::Seqs| SequencePair {
+            consumer_seq: s.consumer_seq,
+            stream_seq: s.stream_seq,
+            last_active: None,
+        };
+        let paused = self
+            .paused_until
+            .get()
+            .is_some_and(|t| t > SystemTime::now());
+        ConsumerInfo {
+            stream_name: stream.name.clone(),
+            name: self.name.clone(),
+            created: time_string(self.created),
+            config: self.config.borrow().clone(),
+            delivered: pair(st.delivered),
+            ack_floor: pair(st.ack_floor),
+            num_ack_pending: st.pending.len() as u64,
+            num_redelivered: st.num_redelivered(),
+            num_waiting: self.waiting.borrow().len() as u64,
+            num_pending: self.num_pending(stream),
+            cluster: None,
+            push_bound: false,
+            paused,
+            pause_remaining: self.paused_until.get().and_then(|t| {
+                t.duration_since(SystemTime::now())
+                    .ok()
+                    .map(|d| d.as_nanos() as i64)
+            }),
+            ts: time_string(SystemTime::now()),
+        }
+    }
+
+    pub fn tracks_acks(&self) -> bool {
+        self.config.borrow().ack_policy != AckPolicy::None
+    }
+
+    /// Saves config and state now (durable consumers of file streams).
+    pub fn save(&self) {
+        let Some(dir) = &self.dir else { return };
+        self.dirty.set(false);
+        let saved = persist::save_consumer(
+            dir,
+            &self.config.borrow(),
+            self.created,
+            &self.state.borrow(),
+        );
+        if let Err(e) = saved {
+            tracing::error!("JetStream consumer {}: could not save its state: {e}", self.name);
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! A message published to a stream's subjects: the checks a publish header may
+//! ask for, the append, de-duplication, roll-ups, and the PubAck that waits for
+//! durability (sent by the stream's ack loop).
+
+use crate::jetstream::api::errors;
+use crate::jetstream::api::types::{ApiError, PubAck, PubError};
+use crate::jetstream::headers::{self, *};
+use crate::jetstream::now_ns;
+use crate::jetstream::stream::{AckWait, Stream, ACKS_WAITING_MAX};
+use crate::server::shard::Msg;
+use bytes::Bytes;
+use natrix_storage::{PurgeRequest, StoreError};
+
+pub fn error_body(stream: &str, error: ApiError) -> Vec<u8> {
+    serde_json::to_vec(&PubError {
+        error,
+        stream: Some(stream.to_string()),
+    })
+    .expect("serializable")
+}
+
+fn ack_body(stream: &str, seq: u64, duplicate: bool) -> Vec<u8> {
+    serde_json::to_vec(&PubAck {
+        stream: stream.to_string(),
+        seq,
+        domain: None,
+        duplicate,
+    })
+    .expect("serializable")
+}
+
+/// Handles one publish on the stream's shard. Never blocks: the PubAck is queued.
+pub fn on_publish(stream: &Stream, msg: &Msg) {
+    let reply = msg.reply.map(Bytes::copy_from_slice);
+    let no_ack = stream.config.borrow().no_ack;
+    let outcome = store(stream, msg);
+    let wait = match outcome {
+        Ok((ticket, seq, duplicate)) => AckWait {
+            ticket,
+            reply: reply.filter(|_| !no_ack),
+            body: ack_body(&stream.name, seq, duplicate),
+        },
+        Err(e) => AckWait {
+            ticket: None,
+            reply,
+            body: error_body(&stream.name, e),
+        },
+    };
+    stream.acks.borrow_mut().push_back(wait);
+    stream.acks_ready.notify();
+    stream.commit_needed.notify();
+}
+
+/// Stores the message; returns its ticket (None for a duplicate), its sequence
+/// and whether it was a duplicate.
+fn store(
+    stream: &Stream,
+    msg: &Msg,
+) -> Result<(Option<natrix_storage::Ticket>, u64, bool), ApiError> {
+    let config = stream.config.borrow();
+    if config.sealed {
+        return Err(errors::sealed());
+    }
+    if stream.acks.borrow().len() >= ACKS_WAITING_MAX {
+        return Err(errors::store_failed("too many publishes waiting for storage"));
+    }
+    let subject = std::str::from_utf8(msg.subject).map_err(|_| errors::bad_request())?;
+    let (hdrs, payload) = msg.payload.split_at(msg.header_len);
+    if config.max_msg_size >= 0 && payload.len() as i64 > config.max_msg_size {
+        return Err(errors::message_too_large());
+    }
+    let msg_id = headers::get(hdrs, MSG_ID).filter(|id| !id.is_empty());
+    if let Some(id) = msg_id {
+        if let Some(seq) = stream.dedupe.borrow().seen(id) {
+            return Ok((None, seq, true));
+        }
+    }
+    check_expectations(stream, hdrs, subject)?;
+    let rollup = headers::get(hdrs, ROLLUP);
+    if rollup.is_some() && !config.allow_rollup_hdrs {
+        return Err(errors::rollup_failed("rollup not permitted"));
+    }
+    if rollup.is_some_and(|r| r != "sub" && r != "all") {
+        return Err(errors::rollup_failed("rollup value invalid"));
+    }
+    drop(config);
+    let ticket = stream
+        .store
+        .append(subject, hdrs, payload)
+        .map_err(store_error)?;
+    let seq = ticket.seq;
+    if let Some(id) = msg_id {
+        stream.dedupe.borrow_mut().record(id, seq, now_ns());
+    }
+    if let Some(kind) = rollup {
+        let req = PurgeRequest {
+            subject: (kind == "sub").then(|| subject.to_string()),
+            up_to_seq: Some(seq),
+            keep: None,
+        };
+        stream.store.purge(&req).map_err(store_error)?;
+    }
+    Ok((Some(ticket), seq, false))
+}
+
+fn check_expectations(stream: &Stream, hdrs: &[u8], subject: &str) -> Result<(), ApiError> {
+    if hdrs.is_empty() {
+        return Ok(());
+    }
+    if let Some(name) = headers::get(hdrs, EXPECTED_STREAM) {
+        if name != stream.name {
+            return Err(errors::stream_not_match());
+        }
+    }
+    if let Some(v) = headers::get(hdrs, EXPECTED_LAST_SEQ) {
+        let want: u64 = v.parse().map_err(|_| errors::bad_request())?;
+        let last = stream.store.state().last_seq;
+        if want != last {
+            return Err(errors::wrong_last_sequence(last));
+        }
+    }
+    if let Some(v) = headers::get(hdrs, EXPECTED_LAST_SUBJ_SEQ) {
+        let want: u64 = v.parse().map_err(|_| errors::bad_request())?;
+        let last = stream.store.last_seq_of_subject(subject).unwrap_or(0);
+        if want != last {
+            return Err(errors::wrong_last_sequence(last));
+        }
+    }
+    if let Some(id) = headers::get(hdrs, EXPECTED_LAST_MSG_ID) {
+        let last = stream.dedupe.borrow().last_id().unwrap_or_default();
+        if id != last {
+            return Err(errors::wrong_last_msg_id(&last));
+        }
+    }
+    Ok(())
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::LimitReached(what) => errors::store_failed(format!("maximum {what} exceeded")),
+        StoreError::TooLarge { .. } => errors::message_too_large(),
+        e if e.is_disk_full() => errors::insufficient_storage(),
+        e => errors::store_failed(e.to_string()),
+    }
+}

@@ -1,0 +1,864 @@
+//! The streams one shard owns, and what it does with them for the API: create,
+//! open at start-up, update, delete, purge, reads, consumers, acks and pull
+//! requests. Called on the owning shard only (through `Shard::call`).
+
+use crate::jetstream::api::errors;
+use crate::jetstream::api::types::*;
+use crate::jetstream::api::Reply;
+use crate::jetstream::consumer::ack::{self, AckKind};
+use crate::jetstream::consumer::state::ConsumerState;
+use crate::jetstream::consumer::{config as cconfig, deliver, Consumer, PullRequest};
+use crate::jetstream::stream::{self, Stream};
+use crate::jetstream::{persist, send, Service};
+use crate::server::accounts::AccountId;
+use crate::server::interest::InternalSub;
+use crate::server::shard::{Msg, Shard};
+use ahash::AHashMap;
+use bytes::Bytes;
+use natrix_storage::{Durability, FileStore, LogConfig, MemStore, Store};
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The streams of one shard, by account and name.
+#[derive(Default)]
+pub struct Streams {
+    map: RefCell<AHashMap<(AccountId, String), Rc<Stream>>>,
+}
+
+impl Streams {
+    pub fn get(&self, account: AccountId, name: &str) -> Option<Rc<Stream>> {
+        self.map.borrow().get(&(account, name.to_string())).cloned()
+    }
+
+    pub fn of_account(&self, account: AccountId) -> Vec<Rc<Stream>> {
+        self.map
+            .borrow()
+            .iter()
+            .filter(|((a, _), _)| *a == account)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
+    pub fn all(&self) -> Vec<Rc<Stream>> {
+        self.map.borrow().values().cloned().collect()
+    }
+}
+
+/// Usage of one account on one shard, for account info and `/jsz`.
+#[derive(Clone, Debug, Default)]
+pub struct Usage {
+    pub streams: u64,
+    pub consumers: u64,
+    pub memory: u64,
+    pub storage: u64,
+    pub messages: u64,
+}
+
+pub fn usage(shard: &Shard, account: Option<AccountId>) -> Usage {
+    let mut u = Usage::default();
+    let streams = match account {
+        Some(a) => shard.js.of_account(a),
+        None => shard.js.all(),
+    };
+    for s in streams {
+        let st = s.store.state();
+        u.streams += 1;
+        u.consumers += s.consumers.borrow().len() as u64;
+        u.messages += st.msgs;
+        if stream::is_memory(&s.config.borrow()) {
+            u.memory += st.bytes;
+        } else {
+            u.storage += st.bytes;
+        }
+    }
+    u
+}
+
+fn store_root(shard: &Shard) -> PathBuf {
+    crate::jetstream::catalog::store_dir(&shard.server)
+}
+
+fn log_config(shard: &Shard, config: &StreamConfig) -> LogConfig {
+    let durability = match shard
+        .server
+        .opts
+        .jetstream
+        .as_ref()
+        .and_then(|j| j.sync_interval_ms)
+    {
+        Some(ms) => Durability::Interval(Duration::from_millis(ms)),
+        None => Durability::Always,
+    };
+    LogConfig {
+        durability,
+        limits: stream::limits(config),
+        ..LogConfig::default()
+    }
+}
+
+/// Creates a new stream here (its files, its subscriptions, its tasks).
+pub async fn create_stream(
+    shard: &Rc<Shard>,
+    account: AccountId,
+    config: StreamConfig,
+) -> Result<StreamInfo, ApiError> {
+    if let Some(existing) = shard.js.get(account, &config.name) {
+        if *existing.config.borrow() == config {
+            return Ok(existing.info(None, false));
+        }
+        return Err(errors::stream_name_in_use());
+    }
+    let created = SystemTime::now();
+    let dir = (!stream::is_memory(&config)).then(|| {
+        persist::account_dir(&store_root(shard), shard.server.accounts.name(account))
+            .join(&config.name)
+    });
+    if let Some(dir) = &dir {
+        persist::save_stream_meta(dir, &config, created)
+            .map_err(|e| errors::stream_create(format!("could not create stream: {e}")))?;
+    }
+    let store = open_store(shard, &config, dir.as_deref()).await.map_err(|e| {
+        if let Some(dir) = &dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        errors::stream_create(format!("could not open stream storage: {e}"))
+    })?;
+    if config.first_seq > 1 {
+        store
+            .start_at(config.first_seq)
+            .map_err(|e| errors::stream_create(e.to_string()))?;
+    }
+    let stream = Stream::new(account, config, created, store, dir);
+    start(shard, &stream);
+    Ok(stream.info(None, false))
+}
+
+async fn open_store(
+    shard: &Shard,
+    config: &StreamConfig,
+    dir: Option<&std::path::Path>,
+) -> Result<Store, natrix_storage::StoreError> {
+    match dir {
+        None => Ok(Store::Memory(MemStore::new(stream::limits(config)))),
+        Some(dir) => {
+            let cfg = log_config(shard, config);
+            Ok(Store::File(
+                FileStore::open(persist::messages_dir(dir), cfg).await?,
+            ))
+        }
+    }
+}
+
+/// Reopens a file stream found in the store directory, with its consumers.
+pub async fn open_stream(
+    shard: &Rc<Shard>,
+    account: AccountId,
+    dir: PathBuf,
+) -> Result<StreamConfig, String> {
+    let meta = persist::load_stream_meta(&dir).map_err(|e| e.to_string())?;
+    let store = open_store(shard, &meta.config, Some(&dir))
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Store::File(f) = &store {
+        let report = f.recovery_report();
+        if !report.missing.is_empty() {
+            tracing::error!(
+                "JetStream stream {}: damaged records found, sequences {:?} are lost and will not be served",
+                meta.config.name,
+                report.missing
+            );
+        }
+    }
+    let config = meta.config.clone();
+    let stream = Stream::new(account, meta.config, persist::from_ns(meta.created_ns), store, Some(dir.clone()));
+    for cdir in persist::consumer_dirs(&dir) {
+        match persist::load_consumer(&cdir) {
+            Ok((m, state)) => {
+                let name = m
+                    .config
+                    .durable_name
+                    .clone()
+                    .or(m.config.name.clone())
+                    .unwrap_or_default();
+                let c = Consumer::new(&stream, name.clone(), m.config, persist::from_ns(m.created_ns), state, Some(cdir));
+                stream.consumers.borrow_mut().insert(name, c);
+            }
+            Err(e) => tracing::error!(
+                "JetStream stream {}: could not load consumer at {}: {e}",
+                config.name,
+                cdir.display()
+            ),
+        }
+    }
+    start(shard, &stream);
+    let first = stream.store.state().first_seq;
+    for c in stream.consumers.borrow().values() {
+        c.state.borrow_mut().forget_below(first);
+        glommio::spawn_local(deliver::run(shard.clone(), stream.clone(), c.clone())).detach();
+    }
+    Ok(config)
+}
+
+/// Subscribes the stream and starts its tasks.
+fn start(shard: &Rc<Shard>, stream: &Rc<Stream>) {
+    let account = stream.account;
+    let weak = Rc::downgrade(stream);
+    let mut subs = Vec::new();
+    let subjects = {
+        let c = stream.config.borrow();
+        if c.subjects.is_empty() {
+            vec![c.name.clone()]
+        } else {
+            c.subjects.clone()
+        }
+    };
+    for subject in subjects {
+        let entry = shard.add_internal(
+            account,
+            &subject,
+            InternalSub::JetStream(Service::Publish(weak.clone())),
+        );
+        subs.push((Bytes::from(subject), entry));
+    }
+    for subject in [
+        format!("$JS.ACK.{}.>", stream.name),
+        format!("$JS.ACK.*.*.{}.>", stream.name),
+    ] {
+        let entry = shard.add_internal(account, &subject, InternalSub::JetStream(Service::Ack(weak.clone())));
+        subs.push((Bytes::from(subject), entry));
+    }
+    *stream.interests.borrow_mut() = subs;
+    shard
+        .js
+        .map
+        .borrow_mut()
+        .insert((account, stream.name.clone()), stream.clone());
+    glommio::spawn_local(stream::commit_loop(stream.clone())).detach();
+    glommio::spawn_local(stream::ack_loop(shard.clone(), stream.clone())).detach();
+    glommio::spawn_local(stream::expiry_loop(stream.clone())).detach();
+}
+
+fn unsubscribe(shard: &Shard, stream: &Stream) {
+    for (subject, entry) in stream.interests.borrow_mut().drain(..) {
+        shard.remove_interest(stream.account, &subject, None, &entry);
+    }
+}
+
+pub async fn update_stream(
+    shard: &Rc<Shard>,
+    stream: &Rc<Stream>,
+    config: StreamConfig,
+) -> Result<StreamInfo, ApiError> {
+    let old = stream.config.borrow().clone();
+    if old.storage != config.storage {
+        return Err(errors::stream_update("stream configuration update can not change storage type"));
+    }
+    if old.retention != config.retention {
+        return Err(errors::stream_update("stream configuration update can not change retention policy"));
+    }
+    if old.sealed && !config.sealed {
+        return Err(errors::stream_update("stream configuration update can not unseal a sealed stream"));
+    }
+    if old.deny_delete && !config.deny_delete {
+        return Err(errors::stream_update("stream configuration update can not cancel deny message deletes"));
+    }
+    if old.deny_purge && !config.deny_purge {
+        return Err(errors::stream_update("stream configuration update can not cancel deny purge"));
+    }
+    stream
+        .store
+        .set_limits(stream::limits(&config))
+        .map_err(|e| errors::stream_update(e.to_string()))?;
+    stream
+        .dedupe
+        .borrow_mut()
+        .set_window(Duration::from_nanos(config.duplicate_window.max(0) as u64));
+    let resubscribe = old.subjects != config.subjects;
+    *stream.config.borrow_mut() = config;
+    stream.save_config()?;
+    if resubscribe {
+        unsubscribe(shard, stream);
+        shard.js.map.borrow_mut().remove(&(stream.account, stream.name.clone()));
+        resubscribe_only(shard, stream);
+    }
+    wake_consumers(stream);
+    Ok(stream.info(None, false))
+}
+
+fn resubscribe_only(shard: &Rc<Shard>, stream: &Rc<Stream>) {
+    let weak = Rc::downgrade(stream);
+    let subjects = stream.config.borrow().subjects.clone();
+    let mut subs = Vec::new();
+    for subject in subjects {
+        let entry = shard.add_internal(stream.account, &subject, InternalSub::JetStream(Service::Publish(weak.clone())));
+        subs.push((Bytes::from(subject), entry));
+    }
+    for subject in [
+        format!("$JS.ACK.{}.>", stream.name),
+        format!("$JS.ACK.*.*.{}.>", stream.name),
+    ] {
+        let entry = shard.add_internal(stream.account, &subject, InternalSub::JetStream(Service::Ack(weak.clone())));
+        subs.push((Bytes::from(subject), entry));
+    }
+    *stream.interests.borrow_mut() = subs;
+    shard
+        .js
+        .map
+        .borrow_mut()
+        .insert((stream.account, stream.name.clone()), stream.clone());
+}
+
+pub async fn delete_stream(shard: &Rc<Shard>, stream: &Rc<Stream>) -> Result<(), ApiError> {
+    stream.deleted.set(true);
+    unsubscribe(shard, stream);
+    shard.js.map.borrow_mut().remove(&(stream.account, stream.name.clone()));
+    let consumers: Vec<Rc<Consumer>> = stream.consumers.borrow_mut().values().cloned().collect();
+    for c in consumers {
+        end_consumer(shard, stream, &c);
+    }
+    stream.consumers.borrow_mut().clear();
+    stream.acks_ready.notify();
+    stream.commit_needed.notify();
+    if let Some(dir) = &stream.dir {
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            tracing::warn!("JetStream stream {}: could not remove {}: {e}", stream.name, dir.display());
+        }
+    }
+    Ok(())
+}
+
+fn wake_consumers(stream: &Stream) {
+    for c in stream.consumers.borrow().values() {
+        c.wake.notify();
+    }
+}
+
+pub fn purge(stream: &Stream, req: &PurgeRequest) -> Result<u64, ApiError> {
+    let c = stream.config.borrow();
+    if c.sealed {
+        return Err(errors::sealed());
+    }
+    if c.deny_purge {
+        return Err(errors::purge_failed("stream purge not permitted"));
+    }
+    drop(c);
+    let purge = natrix_storage::PurgeRequest {
+        subject: req.filter.clone().filter(|f| !f.is_empty()),
+        up_to_seq: req.seq,
+        keep: req.keep,
+    };
+    let n = stream
+        .store
+        .purge(&purge)
+        .map_err(|e| errors::purge_failed(e.to_string()))?;
+    let first = stream.store.state().first_seq;
+    for c in stream.consumers.borrow().values() {
+        c.state.borrow_mut().forget_below(first);
+        c.dirty.set(true);
+        c.wake.notify();
+    }
+    Ok(n)
+}
+
+pub fn delete_msg(stream: &Stream, req: &MsgDeleteRequest) -> Result<(), ApiError> {
+    let c = stream.config.borrow();
+    if c.sealed {
+        return Err(errors::sealed());
+    }
+    if c.deny_delete {
+        return Err(errors::msg_delete_failed("message delete not permitted"));
+    }
+    drop(c);
+    match stream.store.delete(req.seq) {
+        Ok(true) => {
+            for c in stream.consumers.borrow().values() {
+                c.state.borrow_mut().forget(req.seq);
+                c.wake.notify();
+            }
+            Ok(())
+        }
+        Ok(false) => Err(errors::sequence_not_found(req.seq)),
+        Err(e) => Err(errors::msg_delete_failed(e.to_string())),
+    }
+}
+
+/// STREAM.MSG.GET and DIRECT.GET: the message asked for.
+pub async fn get_msg(
+    stream: &Stream,
+    req: &MsgGetRequest,
+) -> Result<natrix_storage::StoredMsg, ApiError> {
+    let found = if let Some(subject) = &req.last_by_subj {
+        if crate::subject::has_wildcard(subject.as_bytes()) {
+            let lasts = stream.store.last_per_subject(std::slice::from_ref(subject));
+            match lasts.last() {
+                Some(&seq) => stream.store.get(seq).await,
+                None => Ok(None),
+            }
+        } else {
+            stream.store.last_for_subject(subject).await
+        }
+    } else if let Some(subject) = &req.next_by_subj {
+        let from = req.seq.unwrap_or(0);
+        match stream.store.next_matching(from, std::slice::from_ref(subject)) {
+            Some(seq) => stream.store.get(seq).await,
+            None => Ok(None),
+        }
+    } else if let Some(seq) = req.seq {
+        stream.store.get(seq).await
+    } else {
+        return Err(errors::bad_request());
+    };
+    match found {
+        Ok(Some(m)) => Ok(m),
+        Ok(None) => Err(errors::no_message_found()),
+        Err(natrix_storage::StoreError::Corrupt { .. }) => Err(errors::no_message_found()),
+        Err(e) => Err(errors::general(e.to_string())),
+    }
+}
+
+// ----- consumers ---------------------------------------------------------------------
+
+/// Creates (or returns the same, or updates) a consumer on `stream`.
+pub fn create_consumer(
+    shard: &Rc<Shard>,
+    stream: &Rc<Stream>,
+    name: Option<String>,
+    config: ConsumerConfig,
+    action: &str,
+) -> Result<ConsumerInfo, ApiError> {
+    let mut config = cconfig::with_defaults(config);
+    let name = name
+        .or(config.name.clone())
+        .or(config.durable_name.clone())
+        .unwrap_or_else(|| crate::jetstream::random_id()[..8].to_string());
+    if config.durable_name.is_none() && config.name.is_none() {
+        config.name = Some(name.clone());
+    } else if config.name.is_none() {
+        config.name = config.durable_name.clone();
+    }
+    let existing = stream.consumers.borrow().get(&name).cloned();
+    if let Some(existing) = existing {
+        let old = existing.config.borrow().clone();
+        if old == config {
+            return Ok(existing.info(stream));
+        }
+        if action == "create" {
+            return Err(errors::consumer_exists());
+        }
+        cconfig::update_allowed(&old, &config)?;
+        let others: Vec<ConsumerConfig> = stream
+            .consumers
+            .borrow()
+            .iter()
+            .filter(|(n, _)| **n != name)
+            .map(|(_, c)| c.config.borrow().clone())
+            .collect();
+        cconfig::validate(&config, &stream.config.borrow(), &others)?;
+        *existing.config.borrow_mut() = config;
+        existing.save();
+        existing.wake.notify();
+        return Ok(existing.info(stream));
+    }
+    if action == "update" {
+        return Err(errors::consumer_does_not_exist());
+    }
+    let others: Vec<ConsumerConfig> = stream
+        .consumers
+        .borrow()
+        .values()
+        .map(|c| c.config.borrow().clone())
+        .collect();
+    cconfig::validate(&config, &stream.config.borrow(), &others)?;
+    let max = stream.config.borrow().max_consumers;
+    if max > 0 && others.len() as i64 >= max {
+        return Err(errors::maximum_consumers());
+    }
+    let (state, lps, lps_end) = Consumer::start(stream, &config);
+    let dir = match (&stream.dir, config.durable_name.is_some()) {
+        (Some(sdir), true) => Some(persist::consumer_dir(sdir, &name)),
+        _ => None,
+    };
+    let consumer = Consumer::new(stream, name.clone(), config, SystemTime::now(), state, dir);
+    if !lps.is_empty() {
+        *consumer.lps.borrow_mut() = lps.into();
+        consumer.lps_end.set(lps_end);
+    }
+    consumer.save();
+    stream.consumers.borrow_mut().insert(name, consumer.clone());
+    glommio::spawn_local(deliver::run(shard.clone(), stream.clone(), consumer.clone())).detach();
+    Ok(consumer.info(stream))
+}
+
+/// Ends a consumer's task and answers its waiting pull requests.
+fn end_consumer(shard: &Shard, stream: &Stream, consumer: &Consumer) {
+    consumer.deleted.set(true);
+    consumer.wake.notify();
+    for r in consumer.waiting.borrow_mut().drain(..) {
+        deliver::send_status(shard, stream, &r.reply, 409, "Consumer Deleted", None);
+    }
+}
+
+/// Removes a consumer (API delete, or an ephemeral gone inactive).
+pub fn remove_consumer(shard: &Shard, stream: &Stream, name: &str, _api: bool) -> bool {
+    let Some(consumer) = stream.consumers.borrow_mut().remove(name) else {
+        return false;
+    };
+    end_consumer(shard, stream, &consumer);
+    if let Some(dir) = &consumer.dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    true
+}
+
+/// A pull request (`CONSUMER.MSG.NEXT`): queued for the delivery task.
+pub fn pull_request(shard: &Shard, stream: &Stream, consumer: &Consumer, reply: Bytes, body: &[u8]) {
+    let req = parse_next_request(body);
+    let now = Instant::now();
+    consumer.last_active.set(now);
+    let max_waiting = consumer.config.borrow().max_waiting.max(1) as usize;
+    if consumer.waiting.borrow().len() >= max_waiting {
+        deliver::send_status(shard, stream, &reply, 409, "Exceeded MaxWaiting", None);
+        return;
+    }
+    let max_batch = consumer.config.borrow().max_batch;
+    if max_batch > 0 && req.batch > max_batch {
+        let text = format!("Exceeded MaxRequestBatch of {max_batch}");
+        deliver::send_status(shard, stream, &reply, 409, &text, None);
+        return;
+    }
+    consumer
+        .waiting
+        .borrow_mut()
+        .push_back(PullRequest::new(reply, &req, now));
+    consumer.wake.notify();
+}
+
+fn parse_next_request(body: &[u8]) -> NextRequest {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return NextRequest {
+            batch: 1,
+            ..Default::default()
+        };
+    }
+    if let Ok(n) = text.parse::<i64>() {
+        return NextRequest {
+            batch: n,
+            ..Default::default()
+        };
+    }
+    serde_json::from_str(text).unwrap_or(NextRequest {
+        batch: 1,
+        ..Default::default()
+    })
+}
+
+/// An ack (or nak, term, progress, next) for a delivered message.
+pub fn on_ack(shard: &Shard, stream: &Rc<Stream>, msg: &Msg) {
+    let Ok(subject) = std::str::from_utf8(msg.subject) else {
+        return;
+    };
+    let Some(a) = ack::parse_subject(subject) else {
+        return;
+    };
+    let Some(consumer) = stream.consumers.borrow().get(&a.consumer).cloned() else {
+        return;
+    };
+    let body = &msg.payload[msg.header_len..];
+    let rules = consumer.rules();
+    let now_ms = consumer.now_ms();
+    consumer.last_active.set(Instant::now());
+    let kind = ack::parse_body(body);
+    let acked = {
+        let mut st = consumer.state.borrow_mut();
+        match &kind {
+            AckKind::Ack | AckKind::Next(_) => {
+                if consumer.config.borrow().ack_policy == AckPolicy::All {
+                    st.ack_all(a.stream_seq)
+                } else {
+                    st.ack(a.stream_seq)
+                }
+            }
+            AckKind::Nak { delay_ms } => {
+                st.nak(a.stream_seq, now_ms, *delay_ms);
+                false
+            }
+            AckKind::InProgress => {
+                st.in_progress(a.stream_seq, now_ms, &rules);
+                false
+            }
+            AckKind::Term { .. } => st.terminate(a.stream_seq).is_some(),
+        }
+    };
+    consumer.dirty.set(true);
+    consumer.wake.notify();
+    if acked {
+        stream.retire_acked(a.stream_seq);
+    }
+    if let AckKind::Next(req) = &kind {
+        if let Some(reply) = msg.reply {
+            pull_request(shard, stream, &consumer, Bytes::copy_from_slice(reply), req.as_bytes());
+        }
+        return;
+    }
+    if let Some(reply) = msg.reply {
+        send(shard, stream.account, reply, None, b"", b"");
+    }
+}
+
+// ----- requests the API forwards to this shard ----------------------------------------
+
+fn json<T: serde::Serialize>(kind: &'static str, body: T) -> Reply {
+    Reply::json(&Response { kind, body })
+}
+
+fn error(kind: &'static str, e: ApiError) -> Reply {
+    Reply::error(kind, e)
+}
+
+/// Runs a request about one stream that lives here.
+pub async fn execute(
+    shard: Rc<Shard>,
+    account: AccountId,
+    op: crate::jetstream::api::request::ApiOp,
+    reply: Option<Bytes>,
+    body: Vec<u8>,
+) -> Option<Reply> {
+    use crate::jetstream::api::request::ApiOp::*;
+    let kind = op.response_kind();
+    let name = op.stream().expect("a stream request").to_string();
+    let Some(stream) = shard.js.get(account, &name) else {
+        if let ConsumerNext(..) = op {
+            return None;
+        }
+        return Some(error(kind, errors::stream_not_found()));
+    };
+    let parse = |what: &[u8]| -> Result<serde_json::Value, ApiError> {
+        if what.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::Value::Object(Default::default()));
+        }
+        serde_json::from_slice(what).map_err(errors::invalid_json)
+    };
+    macro_rules! body_as {
+        ($t:ty) => {
+            match parse(&body).and_then(|v| serde_json::from_value::<$t>(v).map_err(errors::invalid_json)) {
+                Ok(v) => v,
+                Err(e) => return Some(error(kind, e)),
+            }
+        };
+    }
+    let out = match op {
+        StreamInfo(_) => {
+            let req = body_as!(StreamInfoRequest);
+            json(kind, stream.info(req.subjects_filter.as_deref(), req.deleted_details))
+        }
+        StreamUpdate(_) => {
+            let config = body_as!(StreamConfig);
+            match update_stream(&shard, &stream, config).await {
+                Ok(info) => json(kind, info),
+                Err(e) => error(kind, e),
+            }
+        }
+        StreamDelete(_) => match delete_stream(&shard, &stream).await {
+            Ok(()) => json(kind, SuccessBody { success: true }),
+            Err(e) => error(kind, e),
+        },
+        StreamPurge(_) => {
+            let req = body_as!(PurgeRequest);
+            match purge(&stream, &req) {
+                Ok(n) => json(kind, PurgeBody { success: true, purged: n }),
+                Err(e) => error(kind, e),
+            }
+        }
+        MsgGet(_) => {
+            let req = body_as!(MsgGetRequest);
+            match get_msg(&stream, &req).await {
+                Ok(m) => json(kind, MsgGetBody { message: stored_message(&m) }),
+                Err(e) => error(kind, e),
+            }
+        }
+        MsgDelete(_) => {
+            let req = body_as!(MsgDeleteRequest);
+            match delete_msg(&stream, &req) {
+                Ok(()) => json(kind, SuccessBody { success: true }),
+                Err(e) => error(kind, e),
+            }
+        }
+        DirectGet(_, subject) => return Some(direct_get(&stream, subject, &body).await),
+        ConsumerCreate { name, filter, durable_form, .. } => {
+            let req = body_as!(ConsumerCreateRequest);
+            match consumer_create(&shard, &stream, name, filter, durable_form, req) {
+                Ok(info) => json(kind, info),
+                Err(e) => error(kind, e),
+            }
+        }
+        ConsumerInfo(_, c) => match stream.consumers.borrow().get(&c) {
+            Some(c) => json(kind, c.info(&stream)),
+            None => error(kind, errors::consumer_not_found()),
+        },
+        ConsumerDelete(_, c) => {
+            if remove_consumer(&shard, &stream, &c, true) {
+                json(kind, SuccessBody { success: true })
+            } else {
+                error(kind, errors::consumer_not_found())
+            }
+        }
+        ConsumerNames(_) => {
+            let req = body_as!(ListRequest);
+            let names: Vec<String> = stream.consumers.borrow().keys().cloned().collect();
+            let total = names.len();
+            let page: Vec<String> = names.into_iter().skip(req.offset).take(LIST_PAGE).collect();
+            json(kind, ConsumerNamesBody { total, offset: req.offset, limit: LIST_PAGE, consumers: page })
+        }
+        ConsumerList(_) => {
+            let req = body_as!(ListRequest);
+            let all: Vec<Rc<Consumer>> = stream.consumers.borrow().values().cloned().collect();
+            let total = all.len();
+            let page = all.iter().skip(req.offset).take(LIST_PAGE).map(|c| c.info(&stream)).collect();
+            json(kind, ConsumerListBody { total, offset: req.offset, limit: LIST_PAGE, consumers: page })
+        }
+        ConsumerNext(_, c) => {
+            let consumer = stream.consumers.borrow().get(&c).cloned();
+            match (consumer, reply) {
+                (Some(consumer), Some(reply)) if !consumer.is_push() => {
+                    pull_request(&shard, &stream, &consumer, reply, &body);
+                }
+                (Some(_), Some(reply)) => {
+                    deliver::send_status(&shard, &stream, &reply, 409, "Consumer is push based", None)
+                }
+                (None, Some(reply)) => {
+                    deliver::send_status(&shard, &stream, &reply, 404, "Consumer Not Found", None)
+                }
+                _ => {}
+            }
+            return None;
+        }
+        ConsumerPause(_, c) => {
+            let req = body_as!(PauseRequest);
+            let Some(consumer) = stream.consumers.borrow().get(&c).cloned() else {
+                return Some(error(kind, errors::consumer_not_found()));
+            };
+            let until = req
+                .pause_until
+                .as_deref()
+                .and_then(crate::timefmt::parse_rfc3339_ns)
+                .map(persist::from_ns)
+                .filter(|t| *t > SystemTime::now());
+            consumer.paused_until.set(until);
+            consumer.config.borrow_mut().pause_until = req.pause_until.clone().filter(|_| until.is_some());
+            consumer.save();
+            consumer.wake.notify();
+            json(
+                kind,
+                PauseBody {
+                    paused: until.is_some(),
+                    pause_until: until.map_or_else(|| "0001-01-01T00:00:00Z".into(), crate::jetstream::time_string),
+                    pause_remaining: until.and_then(|t| t.duration_since(SystemTime::now()).ok()).map(|d| d.as_nanos() as i64),
+                },
+            )
+        }
+        StreamLeaderStepdown(_) | ConsumerLeaderStepdown(..) | StreamPeerRemove(_) => {
+            error(kind, errors::cluster_required())
+        }
+        StreamCreate(_) | AccountInfo | StreamNames | StreamList | MetaLeaderStepdown | ServerRemove => {
+            error(kind, errors::bad_request())
+        }
+    };
+    Some(out)
+}
+
+pub const LIST_PAGE: usize = 256;
+
+fn consumer_create(
+    shard: &Rc<Shard>,
+    stream: &Rc<Stream>,
+    name: Option<String>,
+    filter: Option<String>,
+    durable_form: bool,
+    req: ConsumerCreateRequest,
+) -> Result<ConsumerInfo, ApiError> {
+    let Some(mut config) = req.config else {
+        return Err(errors::consumer_config_required());
+    };
+    if !req.stream_name.is_empty() && req.stream_name != stream.name {
+        return Err(errors::stream_name_mismatch());
+    }
+    if let Some(name) = &name {
+        if durable_form {
+            match &config.durable_name {
+                Some(d) if d != name => return Err(errors::consumer_durable_name_mismatch()),
+                Some(_) => {}
+                None => config.durable_name = Some(name.clone()),
+            }
+        } else {
+            let given = config.name.as_ref().or(config.durable_name.as_ref());
+            if given.is_some_and(|g| g != name) {
+                return Err(errors::consumer_durable_name_mismatch());
+            }
+        }
+    }
+    if let Some(f) = &filter {
+        if config.filter_subject.as_deref().is_some_and(|c| c != f) {
+            return Err(errors::consumer_filter_mismatch());
+        }
+    }
+    create_consumer(shard, stream, name, config, &req.action)
+}
+
+fn stored_message(m: &natrix_storage::StoredMsg) -> StoredMessage {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    StoredMessage {
+        subject: m.subject.clone(),
+        seq: m.seq,
+        hdrs: (!m.headers.is_empty()).then(|| b64.encode(&m.headers)),
+        data: (!m.payload.is_empty()).then(|| b64.encode(&m.payload)),
+        time: crate::jetstream::time_string(persist::from_ns(m.timestamp_ns)),
+    }
+}
+
+/// DIRECT.GET: the message itself, with its stream headers; 404 status if none.
+async fn direct_get(stream: &Stream, subject: Option<String>, body: &[u8]) -> Reply {
+    let req = match subject {
+        Some(s) => MsgGetRequest {
+            last_by_subj: Some(s),
+            ..Default::default()
+        },
+        None => match serde_json::from_slice::<MsgGetRequest>(body) {
+            Ok(r) => r,
+            Err(_) => {
+                return Reply::status(408, "Bad Request");
+            }
+        },
+    };
+    match get_msg(stream, &req).await {
+        Ok(m) => {
+            let hdr = crate::jetstream::headers::with_added(
+                &m.headers,
+                &[
+                    ("Nats-Stream", stream.name.clone()),
+                    ("Nats-Subject", m.subject.clone()),
+                    ("Nats-Sequence", m.seq.to_string()),
+                    (
+                        "Nats-Time-Stamp",
+                        crate::jetstream::time_string(persist::from_ns(m.timestamp_ns)),
+                    ),
+                ],
+            );
+            Reply {
+                headers: hdr,
+                body: m.payload.to_vec(),
+                failed: false,
+            }
+        }
+        Err(_) => Reply::status(404, "Message Not Found"),
+    }
+}
+
+/// A fresh state for a consumer created by a client, as `Consumer::start` gives.
+pub fn initial_state(stream: &Stream, config: &ConsumerConfig) -> ConsumerState {
+    Consumer::start(stream, config).0
+}

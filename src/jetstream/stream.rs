@@ -1,0 +1,238 @@
+//! One stream on its owning shard: its config, its store, its de-duplication
+//! window, its consumers, and the tasks that commit appends and send PubAcks once
+//! they are durable. Nothing outside this shard touches it.
+
+use crate::jetstream::api::errors;
+use crate::jetstream::api::types::{
+    ApiError, DiscardPolicy, Retention, StorageType, StreamConfig, StreamInfo, StreamState,
+};
+use crate::jetstream::consumer::Consumer;
+use crate::jetstream::{dedupe::Dedupe, now_ns, persist, time_string};
+use crate::server::accounts::AccountId;
+use crate::server::interest::Interest;
+use bytes::Bytes;
+use natrix_shards::Notify;
+use natrix_storage::{Discard, Limits, Store, Ticket};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+/// A PubAck (or publish error) waiting for its message to be durable.
+pub struct AckWait {
+    pub ticket: Option<Ticket>,
+    pub reply: Option<Bytes>,
+    pub body: Vec<u8>,
+}
+
+/// PubAcks waiting at most, per stream, before publishers are refused.
+pub const ACKS_WAITING_MAX: usize = 256 * 1024;
+
+pub struct Stream {
+    pub account: AccountId,
+    pub name: String,
+    pub config: RefCell<StreamConfig>,
+    pub created: SystemTime,
+    pub store: Store,
+    /// Where its files live (file storage only).
+    pub dir: Option<PathBuf>,
+    pub dedupe: RefCell<Dedupe>,
+    pub consumers: RefCell<BTreeMap<String, Rc<Consumer>>>,
+    /// Its internal subscriptions, to remove when it goes.
+    pub interests: RefCell<Vec<(Bytes, Interest)>>,
+    pub acks: RefCell<VecDeque<AckWait>>,
+    pub acks_ready: Notify,
+    pub commit_needed: Notify,
+    /// Consumers wait here for new durable messages.
+    pub durable_advanced: natrix_shards::WaitSet,
+    pub deleted: Cell<bool>,
+}
+
+impl Stream {
+    pub fn new(
+        account: AccountId,
+        config: StreamConfig,
+        created: SystemTime,
+        store: Store,
+        dir: Option<PathBuf>,
+    ) -> Rc<Stream> {
+        let window = Duration::from_nanos(config.duplicate_window.max(0) as u64);
+        Rc::new(Stream {
+            account,
+            name: config.name.clone(),
+            config: RefCell::new(config),
+            created,
+            store,
+            dir,
+            dedupe: RefCell::new(Dedupe::new(window)),
+            consumers: RefCell::default(),
+            interests: RefCell::default(),
+            acks: RefCell::default(),
+            acks_ready: Notify::default(),
+            commit_needed: Notify::default(),
+            durable_advanced: Default::default(),
+            deleted: Cell::new(false),
+        })
+    }
+
+    pub fn info(&self, subjects_filter: Option<&str>, deleted_details: bool) -> StreamInfo {
+        StreamInfo {
+            config: self.config.borrow().clone(),
+            created: time_string(self.created),
+            state: self.state(subjects_filter, deleted_details),
+            cluster: None,
+            ts: time_string(SystemTime::now()),
+        }
+    }
+
+    pub fn state(&self, subjects_filter: Option<&str>, deleted_details: bool) -> StreamState {
+        let s = self.store.state();
+        let ts = |ns: u64| {
+            if ns == 0 {
+                "0001-01-01T00:00:00Z".to_string()
+            } else {
+                time_string(SystemTime::UNIX_EPOCH + Duration::from_nanos(ns))
+            }
+        };
+        let subjects = subjects_filter.filter(|f| !f.is_empty()).map(|f| {
+            self.store
+                .subject_counts(f)
+                .into_iter()
+                .collect::<BTreeMap<String, u64>>()
+        });
+        StreamState {
+            messages: s.msgs,
+            bytes: s.bytes,
+            first_seq: s.first_seq,
+            first_ts: ts(s.first_ts_ns),
+            last_seq: s.last_seq,
+            last_ts: ts(s.last_ts_ns),
+            num_subjects: s.num_subjects,
+            subjects,
+            num_deleted: s.num_deleted,
+            deleted: (deleted_details && s.num_deleted > 0).then(|| self.store.deleted()),
+            consumer_count: self.consumers.borrow().len() as u64,
+        }
+    }
+
+    /// Messages a consumer on `filters` has left from `from`.
+    pub fn pending_from(&self, from: u64, filters: &[String]) -> u64 {
+        self.store.count_matching(from, filters)
+    }
+
+    pub fn is_workqueue(&self) -> bool {
+        self.config.borrow().retention == Retention::Workqueue
+    }
+
+    pub fn is_interest(&self) -> bool {
+        self.config.borrow().retention == Retention::Interest
+    }
+
+    /// Saves the config (file streams).
+    pub fn save_config(&self) -> Result<(), ApiError> {
+        match &self.dir {
+            Some(dir) => persist::save_stream_meta(dir, &self.config.borrow(), self.created)
+                .map_err(|e| errors::general(format!("could not save stream config: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Under interest or workqueue retention, removes what every consumer has
+    /// acknowledged (workqueue: what any consumer acknowledged).
+    pub fn retire_acked(&self, stream_seq: u64) {
+        let retention = self.config.borrow().retention;
+        if retention == Retention::Limits {
+            return;
+        }
+        let consumers = self.consumers.borrow();
+        let done = match retention {
+            Retention::Workqueue => true,
+            _ => consumers.values().all(|c| c.has_acked(stream_seq)),
+        };
+        if done && !consumers.is_empty() {
+            let _ = self.store.delete(stream_seq);
+        }
+    }
+}
+
+/// The storage limits of a stream config.
+pub fn limits(config: &StreamConfig) -> Limits {
+    let pos = |n: i64| n.max(0) as u64;
+    Limits {
+        max_msgs: pos(config.max_msgs),
+        max_bytes: pos(config.max_bytes),
+        max_age: Duration::from_nanos(pos(config.max_age)),
+        max_msgs_per_subject: pos(config.max_msgs_per_subject),
+        discard: match config.discard {
+            DiscardPolicy::Old => Discard::Old,
+            DiscardPolicy::New => Discard::New,
+        },
+        discard_new_per_subject: config.discard_new_per_subject,
+    }
+}
+
+/// Commits appends as they come: one commit in flight while the next batch fills.
+pub async fn commit_loop(stream: Rc<Stream>) {
+    loop {
+        stream.commit_needed.wait().await;
+        if stream.deleted.get() {
+            return;
+        }
+        if let Err(e) = stream.store.commit().await {
+            tracing::error!("JetStream stream {} commit failed: {e}", stream.name);
+        }
+        stream.acks_ready.notify();
+    }
+}
+
+/// Sends PubAcks in order, each once its message is durable; wakes consumers.
+pub async fn ack_loop(shard: Rc<crate::server::shard::Shard>, stream: Rc<Stream>) {
+    loop {
+        let next = stream.acks.borrow_mut().pop_front();
+        let Some(wait) = next else {
+            stream.acks_ready.wait().await;
+            if stream.deleted.get() {
+                return;
+            }
+            continue;
+        };
+        let result = match wait.ticket {
+            Some(t) => stream.store.wait_durable(t).await,
+            None => Ok(()),
+        };
+        stream.durable_advanced.wake_all();
+        let Some(reply) = wait.reply else { continue };
+        let body = match result {
+            Ok(()) => wait.body,
+            Err(e) => {
+                let err = if e.is_disk_full() {
+                    errors::insufficient_storage()
+                } else {
+                    errors::store_failed(e.to_string())
+                };
+                crate::jetstream::publish::error_body(&stream.name, err)
+            }
+        };
+        crate::jetstream::send(&shard, stream.account, &reply, None, b"", &body);
+    }
+}
+
+/// Keeps max_age and the duplicate window: runs while the stream lives.
+pub async fn expiry_loop(stream: Rc<Stream>) {
+    loop {
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+        if stream.deleted.get() {
+            return;
+        }
+        if stream.config.borrow().max_age > 0 {
+            let _ = stream.store.expire(now_ns());
+        }
+        stream.dedupe.borrow_mut().expire(now_ns());
+    }
+}
+
+/// Whether the storage kind of `config` is memory.
+pub fn is_memory(config: &StreamConfig) -> bool {
+    config.storage == StorageType::Memory
+}
