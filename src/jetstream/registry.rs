@@ -76,6 +76,20 @@ pub fn usage(shard: &Shard, account: Option<AccountId>) -> Usage {
     u
 }
 
+/// Saves every consumer's state and commits every stream (a stop is coming).
+pub async fn flush(shard: &Shard) {
+    for stream in shard.js.all() {
+        for c in stream.consumers.borrow().values() {
+            if c.dirty.get() {
+                c.save();
+            }
+        }
+        if let Err(e) = stream.store.commit().await {
+            tracing::error!("JetStream stream {}: final commit failed: {e}", stream.name);
+        }
+    }
+}
+
 fn store_root(shard: &Shard) -> PathBuf {
     crate::jetstream::catalog::store_dir(&shard.server)
 }
@@ -335,7 +349,7 @@ fn wake_consumers(stream: &Stream) {
     }
 }
 
-pub fn purge(stream: &Stream, req: &PurgeRequest) -> Result<u64, ApiError> {
+pub async fn purge(stream: &Stream, req: &PurgeRequest) -> Result<u64, ApiError> {
     let c = stream.config.borrow();
     if c.sealed {
         return Err(errors::sealed());
@@ -353,6 +367,11 @@ pub fn purge(stream: &Stream, req: &PurgeRequest) -> Result<u64, ApiError> {
         .store
         .purge(&purge)
         .map_err(|e| errors::purge_failed(e.to_string()))?;
+    stream
+        .store
+        .commit()
+        .await
+        .map_err(|e| errors::purge_failed(e.to_string()))?;
     let first = stream.store.state().first_seq;
     for c in stream.consumers.borrow().values() {
         c.state.borrow_mut().forget_below(first);
@@ -362,7 +381,7 @@ pub fn purge(stream: &Stream, req: &PurgeRequest) -> Result<u64, ApiError> {
     Ok(n)
 }
 
-pub fn delete_msg(stream: &Stream, req: &MsgDeleteRequest) -> Result<(), ApiError> {
+pub async fn delete_msg(stream: &Stream, req: &MsgDeleteRequest) -> Result<(), ApiError> {
     let c = stream.config.borrow();
     if c.sealed {
         return Err(errors::sealed());
@@ -371,7 +390,15 @@ pub fn delete_msg(stream: &Stream, req: &MsgDeleteRequest) -> Result<(), ApiErro
         return Err(errors::msg_delete_failed("message delete not permitted"));
     }
     drop(c);
-    match stream.store.delete(req.seq) {
+    let deleted = stream.store.delete(req.seq);
+    if let Ok(true) = deleted {
+        stream
+            .store
+            .commit()
+            .await
+            .map_err(|e| errors::msg_delete_failed(e.to_string()))?;
+    }
+    match deleted {
         Ok(true) => {
             for c in stream.consumers.borrow().values() {
                 c.state.borrow_mut().forget(req.seq);
@@ -605,6 +632,8 @@ pub fn on_ack(shard: &Shard, stream: &Rc<Stream>, msg: &Msg) {
         return;
     }
     if let Some(reply) = msg.reply {
+        // The client waits for this answer: what it acked survives a crash.
+        consumer.save();
         send(shard, stream.account, reply, None, b"", b"");
     }
 }
@@ -668,7 +697,7 @@ pub async fn execute(
         },
         StreamPurge(_) => {
             let req = body_as!(PurgeRequest);
-            match purge(&stream, &req) {
+            match purge(&stream, &req).await {
                 Ok(n) => json(kind, PurgeBody { success: true, purged: n }),
                 Err(e) => error(kind, e),
             }
@@ -682,7 +711,7 @@ pub async fn execute(
         }
         MsgDelete(_) => {
             let req = body_as!(MsgDeleteRequest);
-            match delete_msg(&stream, &req) {
+            match delete_msg(&stream, &req).await {
                 Ok(()) => json(kind, SuccessBody { success: true }),
                 Err(e) => error(kind, e),
             }

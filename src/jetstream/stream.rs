@@ -150,8 +150,8 @@ impl Stream {
             Retention::Workqueue => true,
             _ => consumers.values().all(|c| c.has_acked(stream_seq)),
         };
-        if done && !consumers.is_empty() {
-            let _ = self.store.delete(stream_seq);
+        if done && !consumers.is_empty() && self.store.delete(stream_seq).unwrap_or(false) {
+            self.commit_needed.notify();
         }
     }
 }
@@ -225,8 +225,8 @@ pub async fn expiry_loop(stream: Rc<Stream>) {
         if stream.deleted.get() {
             return;
         }
-        if stream.config.borrow().max_age > 0 {
-            let _ = stream.store.expire(now_ns());
+        if stream.config.borrow().max_age > 0 && stream.store.expire(now_ns()).unwrap_or(0) > 0 {
+            stream.commit_needed.notify();
         }
         stream.dedupe.borrow_mut().expire(now_ns());
     }

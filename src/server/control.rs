@@ -6,7 +6,7 @@
 use crate::server::shard::Shard;
 use crate::server::Server;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::{error, info, warn};
@@ -15,7 +15,13 @@ use tracing::{error, info, warn};
 pub struct Control {
     lame_duck: AtomicBool,
     reload_requests: AtomicU64,
+    /// A stop was asked for: shards save what they hold, then the process exits.
+    stopping: AtomicBool,
+    shards_flushed: AtomicUsize,
 }
+
+/// How long a stop waits for the shards to save JetStream state.
+const STOP_FLUSH_WAIT_MS: u64 = 2000;
 
 impl Control {
     pub fn lame_duck(&self) -> bool {
@@ -33,6 +39,29 @@ impl Control {
     pub fn reload_requests(&self) -> u64 {
         self.reload_requests.load(Ordering::Acquire)
     }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub fn shard_flushed(&self) {
+        self.shards_flushed.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Lets the shards save JetStream state (bounded wait), then exits.
+fn stop(server: &Server) -> ! {
+    if server.jetstream_api() {
+        server.control.stopping.store(true, Ordering::Release);
+        let deadline = Instant::now() + std::time::Duration::from_millis(STOP_FLUSH_WAIT_MS);
+        while server.control.shards_flushed.load(Ordering::Acquire) < server.shard_count
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    info!("Server Exiting..");
+    std::process::exit(0);
 }
 
 /// Starts the thread that turns signals into requests.
@@ -52,8 +81,7 @@ pub fn watch_signals(server: Arc<Server>) -> std::io::Result<()> {
                             "interrupt"
                         };
                         info!("Trapped \"{name}\" signal");
-                        info!("Server Exiting..");
-                        std::process::exit(0);
+                        stop(&server);
                     }
                     SIGUSR2 => {
                         info!("Entering lame duck mode, stop accepting new clients");
@@ -71,6 +99,7 @@ pub fn watch_signals(server: Arc<Server>) -> std::io::Result<()> {
 /// Per-shard progress through lame duck mode and reloads.
 #[derive(Default)]
 pub struct ShardControl {
+    flushing: Cell<bool>,
     lame_duck_since: Cell<Option<Instant>>,
     initial_clients: Cell<usize>,
     reloads_seen: Cell<u64>,
@@ -79,6 +108,15 @@ pub struct ShardControl {
 /// Called by each shard's housekeeping tick.
 pub fn tick(shard: &Shard, now: Instant) {
     let server = &shard.server;
+    if server.control.stopping() && !shard.control.flushing.replace(true) {
+        if let Some(shard) = shard.this() {
+            glommio::spawn_local(async move {
+                crate::jetstream::registry::flush(&shard).await;
+                shard.server.control.shard_flushed();
+            })
+            .detach();
+        }
+    }
     if server.control.lame_duck() {
         lame_duck_tick(shard, now);
     }

@@ -18,11 +18,23 @@ use tracing::{error, info};
 /// How often each shard checks its clients' auth timeouts and keep-alives.
 const HOUSEKEEPING_INTERVAL_MS: u64 = 100;
 
+/// How long start-up waits for a port still held by a server that just exited:
+/// io_uring tears its sockets down after the process is gone (about 100 ms here).
+const PORT_RELEASE_WAIT_MS: u64 = 3000;
+
 /// Checks that `host:port` is free (SO_REUSEPORT would otherwise let two servers
 /// share it) and returns the port, chosen by the kernel when `port` is 0.
 fn claim_port(host: &str, port: u16) -> io::Result<u16> {
-    let probe = std::net::TcpListener::bind((host, port))?;
-    Ok(probe.local_addr()?.port())
+    let deadline = Instant::now() + Duration::from_millis(PORT_RELEASE_WAIT_MS);
+    loop {
+        match std::net::TcpListener::bind((host, port)) {
+            Ok(probe) => return Ok(probe.local_addr()?.port()),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 pub fn run(mut server: Server) -> io::Result<()> {
