@@ -122,6 +122,7 @@ try {
   await objScenario(js, `js_obj_${tag}`);
   await nc.close();
 } catch (err) {
-  console.error(`nats.js: ${err.message}`);
+  const at = (err.stack ?? "").split("\n").find((l) => l.includes("kv_obj.mjs"));
+  console.error(`nats.js: ${err.message}${at ? ` (${at.trim()})` : ""}`);
   process.exit(1);
 }

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import os
 import sys
+import traceback
 
 import nats
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
@@ -115,5 +116,7 @@ if __name__ == "__main__":
     try:
         asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "nats://127.0.0.1:4222"))
     except Exception as e:
-        print(f"nats-py: {type(e).__name__}: {e}", file=sys.stderr)
+        here = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == __file__]
+        where = f" (line {here[-1].lineno}: {here[-1].line})" if here else ""
+        print(f"nats-py: {type(e).__name__}: {e}{where}", file=sys.stderr)
         sys.exit(1)
