@@ -167,8 +167,9 @@ var asyncErrors int64
 func publishAsync(js nats.JetStreamContext, count int) {
 	data := payload()
 	for i := 0; i < count; i++ {
-		// At -w outstanding, PublishAsync waits for an ack; StallWait bounds that wait.
-		if _, err := js.PublishAsync(jsSubject, data, nats.StallWait(*apiWait)); err != nil {
+		// At -w outstanding, PublishAsync waits for an ack (by default 200 ms, then fails);
+		// a server that fsyncs every message can take longer, so wait up to -timeout.
+		if _, err := js.PublishAsync(jsSubject, data, nats.StallWait(*timeout)); err != nil {
 			fail("publish %d: %v", i, err)
 		}
 		if atomic.LoadInt64(&asyncErrors) > 0 {
