@@ -251,6 +251,7 @@ def main():
                  "error": bad[-1]["error"] if bad else None}
             if ok:
                 m["rate"] = statistics.median(r["rate"] for r in ok)
+                m["range"] = (min(r["rate"] for r in ok), max(r["rate"] for r in ok))
                 m["cpu"] = statistics.median(r["cpu_us_per_msg"] for r in ok)
                 for p in ("p50_us", "p90_us", "p99_us"):
                     if p in ok[0]:
@@ -265,11 +266,13 @@ def main():
     print("Versions: " + "; ".join(
         f"{n}: {version(table[n].binary)}" for n in names) + f"; jsgen: {version(a.gen)}.")
     print(f"Rounds: {a.rounds}; each figure is the median of the runs that succeeded; ratio = "
-          f"rate ÷ {BASE}'s median rate in this same invocation.")
+          f"rate ÷ {BASE}'s median rate in this same invocation. Server CPU: utime+stime of "
+          f"the server process over jsgen's timed phase (/proc/PID/stat, {1000 // CLK_TCK} ms "
+          "ticks) ÷ messages.")
     print()
     print("| server | mode | size | msgs | rate (msgs/s) | ratio vs 2.9.10 | server CPU µs/msg | "
-          "p50 / p90 / p99 µs |")
-    print("|---|---|---|---|---|---|---|---|")
+          "p50 / p90 / p99 µs | runs: min – max rate |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for (mode, size, msgs, _) in scen:
         base = med.get((BASE, mode, size), {}).get("rate")
         for name in names:
@@ -278,14 +281,15 @@ def main():
             if not m["ok"]:
                 err = (m["error"] or "").replace("|", "/").replace("\n", " ")[:120]
                 print(f"| {name} | {mode} | {size_str(size)} | {n:,} | all {m['failed']} runs "
-                      f"failed: {err} | — | — | — |")
+                      f"failed: {err} | — | — | — | — |")
                 continue
             ratio = f"{m['rate'] / base:.2f}×" if base else "—"
             lat = (f"{m['p50_us']:.0f} / {m['p90_us']:.0f} / {m['p99_us']:.0f}"
                    if "p50_us" in m else "—")
             failed = f" ({m['failed']} failed)" if m["failed"] else ""
             print(f"| {name} | {mode} | {size_str(size)} | {n:,} | {fmt_rate(m['rate'])}{failed} | "
-                  f"{ratio} | {m['cpu']:.2f} | {lat} |")
+                  f"{ratio} | {m['cpu']:.2f} | {lat} | {fmt_rate(m['range'][0])} – "
+                  f"{fmt_rate(m['range'][1])} |")
     print()
     print("Servers (DIR: a fresh temporary store dir for every run; CONF holds "
           "`jetstream { store_dir: DIR, sync_interval: always }`):")
