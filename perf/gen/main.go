@@ -1,0 +1,355 @@
+// jsgen: a JetStream (and core) load generator on the official Go client (nats.go).
+// Built offline against Debian's golang-github-nats-io-go-nats-dev: see build.sh.
+//
+// Modes (-mode):
+//
+//	js-pub-async  (re)create an R1 file stream on bench.js, PublishAsync -n messages of
+//	              -size bytes with at most -w acks outstanding, wait for every ack.
+//	js-pub-sync   the same stream, -n synchronous publishes one by one; latency per publish.
+//	js-pull       the stream pre-filled with -n messages (not timed), a durable pull
+//	              consumer with explicit ack; Fetch(-batch), Ack (async) each message.
+//	core-pubsub   one publisher and one subscriber connection on bench.core; the rate is
+//	              what the subscriber received.
+//
+// Output: one JSON line on stdout,
+// {"mode","msgs","size","secs","rate"[,"p50_us","p90_us","p99_us"][,"server_cpu_us"]}.
+// With -server-pid, server_cpu_us is the server process's utime+stime over the timed
+// phase only (from /proc/PID/stat). Errors go to stderr with exit status 1; a run that
+// takes longer than -timeout exits with status 2.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+const (
+	streamName   = "BENCH"
+	jsSubject    = "bench.js"
+	consumerName = "BENCHC"
+	coreSubject  = "bench.core"
+)
+
+type result struct {
+	Mode        string   `json:"mode"`
+	Msgs        int      `json:"msgs"`
+	Size        int      `json:"size"`
+	Secs        float64  `json:"secs"`
+	Rate        float64  `json:"rate"`
+	P50         *float64 `json:"p50_us,omitempty"`
+	P90         *float64 `json:"p90_us,omitempty"`
+	P99         *float64 `json:"p99_us,omitempty"`
+	ServerCPUUs *float64 `json:"server_cpu_us,omitempty"`
+}
+
+var (
+	url       = flag.String("url", nats.DefaultURL, "server URL")
+	mode      = flag.String("mode", "js-pub-async", "js-pub-async | js-pub-sync | js-pull | core-pubsub")
+	n         = flag.Int("n", 200000, "messages")
+	size      = flag.Int("size", 128, "payload bytes")
+	window    = flag.Int("w", 4000, "js-pub-async: most acks outstanding (nats.go's default window is 4000)")
+	batch     = flag.Int("batch", 100, "js-pull: Fetch batch size")
+	inflight  = flag.Int("inflight", 32<<20, "core-pubsub: most bytes (payload + 48 a message) published but not yet received")
+	timeout   = flag.Duration("timeout", 120*time.Second, "give up (exit 2) after this long")
+	apiWait   = flag.Duration("api-wait", 5*time.Second, "wait for each JetStream API answer / ack")
+	showVer   = flag.Bool("version", false, "print the nats.go version and exit")
+	serverPid = flag.Int("server-pid", 0, "report the server's CPU time over the timed phase (from /proc/PID/stat)")
+)
+
+// cpuTicks returns utime+stime of pid in clock ticks (USER_HZ, 100 on Linux).
+func cpuTicks(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("bad /proc stat")
+	}
+	f := strings.Fields(s[i+2:]) // f[0] is field 3 (state); utime is field 14, stime 15
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("bad /proc stat fields")
+	}
+	return u + st, nil
+}
+
+// timed brackets the measured phase: start returns a stop func giving seconds and, with
+// -server-pid, the server's CPU µs over the phase.
+func timed() func(r *result) {
+	var t0 int64
+	if *serverPid > 0 {
+		t0, _ = cpuTicks(*serverPid)
+	}
+	start := time.Now()
+	return func(r *result) {
+		r.Secs = time.Since(start).Seconds()
+		r.Rate = float64(r.Msgs) / r.Secs
+		if *serverPid > 0 {
+			if t1, err := cpuTicks(*serverPid); err == nil {
+				us := float64(t1-t0) * 1e6 / 100
+				r.ServerCPUUs = &us
+			}
+		}
+	}
+}
+
+func fail(format string, a ...interface{}) {
+	fmt.Fprintf(os.Stderr, "jsgen %s: %s\n", *mode, fmt.Sprintf(format, a...))
+	os.Exit(1)
+}
+
+func connect(name string) *nats.Conn {
+	nc, err := nats.Connect(*url, nats.Name(name), nats.Timeout(*apiWait),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			fmt.Fprintf(os.Stderr, "jsgen %s: async error: %v\n", *mode, err)
+		}))
+	if err != nil {
+		fail("connect %s: %v", *url, err)
+	}
+	return nc
+}
+
+func jsContext(nc *nats.Conn) nats.JetStreamContext {
+	js, err := nc.JetStream(nats.MaxWait(*apiWait), nats.PublishAsyncMaxPending(*window),
+		nats.PublishAsyncErrHandler(func(_ nats.JetStream, _ *nats.Msg, err error) {
+			if atomic.AddInt64(&asyncErrors, 1) == 1 {
+				fmt.Fprintf(os.Stderr, "jsgen %s: publish ack: %v\n", *mode, err)
+			}
+		}))
+	if err != nil {
+		fail("jetstream context: %v", err)
+	}
+	return js
+}
+
+// freshStream deletes the bench stream if present and creates an R1 file stream.
+func freshStream(js nats.JetStreamContext) {
+	if err := js.DeleteStream(streamName); err != nil && !errors.Is(err, nats.ErrStreamNotFound) {
+		fail("delete stream: %v", err)
+	}
+	_, err := js.AddStream(&nats.StreamConfig{
+		Name: streamName, Subjects: []string{jsSubject},
+		Storage: nats.FileStorage, Replicas: 1,
+	})
+	if err != nil {
+		fail("create stream: %v", err)
+	}
+}
+
+func payload() []byte {
+	p := make([]byte, *size)
+	for i := range p {
+		p[i] = 'a' + byte(i%26)
+	}
+	return p
+}
+
+var asyncErrors int64
+
+// publishAsync publishes count messages and waits until every ack (or error) is in;
+// any error fails the run.
+func publishAsync(js nats.JetStreamContext, count int) {
+	data := payload()
+	for i := 0; i < count; i++ {
+		// At -w outstanding, PublishAsync waits for an ack (by default 200 ms, then fails);
+		// a server that fsyncs every message can take longer, so wait up to -timeout.
+		if _, err := js.PublishAsync(jsSubject, data, nats.StallWait(*timeout)); err != nil {
+			fail("publish %d: %v", i, err)
+		}
+		if atomic.LoadInt64(&asyncErrors) > 0 {
+			fail("%d publish errors after %d messages", atomic.LoadInt64(&asyncErrors), i+1)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(*timeout):
+		fail("acks: %d of %d still pending after %v", js.PublishAsyncPending(), count, *timeout)
+	}
+	if e := atomic.LoadInt64(&asyncErrors); e > 0 {
+		fail("%d of %d publishes failed", e, count)
+	}
+}
+
+func jsPubAsync(nc *nats.Conn) result {
+	js := jsContext(nc)
+	freshStream(js)
+	r := result{Mode: *mode, Msgs: *n, Size: *size}
+	done := timed()
+	publishAsync(js, *n)
+	done(&r)
+	return r
+}
+
+func pct(sorted []time.Duration, p float64) *float64 {
+	i := int(p*float64(len(sorted))+0.5) - 1
+	if i < 0 {
+		i = 0
+	}
+	if i >= len(sorted) {
+		i = len(sorted) - 1
+	}
+	v := float64(sorted[i].Nanoseconds()) / 1e3
+	return &v
+}
+
+func jsPubSync(nc *nats.Conn) result {
+	js := jsContext(nc)
+	freshStream(js)
+	data := payload()
+	lat := make([]time.Duration, *n)
+	r := result{Mode: *mode, Msgs: *n, Size: *size}
+	done := timed()
+	for i := 0; i < *n; i++ {
+		t := time.Now()
+		if _, err := js.Publish(jsSubject, data); err != nil {
+			fail("publish %d: %v", i, err)
+		}
+		lat[i] = time.Since(t)
+	}
+	done(&r)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	r.P50, r.P90, r.P99 = pct(lat, 0.50), pct(lat, 0.90), pct(lat, 0.99)
+	return r
+}
+
+func jsPull(nc *nats.Conn) result {
+	js := jsContext(nc)
+	freshStream(js)
+	publishAsync(js, *n)
+	_, err := js.AddConsumer(streamName, &nats.ConsumerConfig{
+		Durable: consumerName, AckPolicy: nats.AckExplicitPolicy,
+	})
+	if err != nil {
+		fail("create consumer: %v", err)
+	}
+	sub, err := js.PullSubscribe(jsSubject, consumerName, nats.Bind(streamName, consumerName))
+	if err != nil {
+		fail("pull subscribe: %v", err)
+	}
+	r := result{Mode: *mode, Msgs: *n, Size: *size}
+	done := timed()
+	got := 0
+	for got < *n {
+		want := *batch
+		if *n-got < want {
+			want = *n - got
+		}
+		msgs, err := sub.Fetch(want, nats.MaxWait(*apiWait))
+		if err != nil {
+			fail("fetch after %d of %d: %v", got, *n, err)
+		}
+		for _, m := range msgs {
+			if err := m.Ack(); err != nil {
+				fail("ack: %v", err)
+			}
+		}
+		got += len(msgs)
+	}
+	if err := nc.Flush(); err != nil {
+		fail("flush: %v", err)
+	}
+	done(&r)
+	return r
+}
+
+func corePubSub(pc *nats.Conn) result {
+	sc := connect("jsgen-sub")
+	defer sc.Close()
+	var received int64
+	all := make(chan struct{})
+	target := int64(*n)
+	sub, err := sc.Subscribe(coreSubject, func(_ *nats.Msg) {
+		if atomic.AddInt64(&received, 1) == target {
+			close(all)
+		}
+	})
+	if err != nil {
+		fail("subscribe: %v", err)
+	}
+	sub.SetPendingLimits(-1, -1)
+	if err := sc.Flush(); err != nil {
+		fail("flush: %v", err)
+	}
+	// The subscription has reached the server; wait until the publisher's side sees
+	// the interest too (one server here, so a flush on the publisher suffices).
+	if err := pc.Flush(); err != nil {
+		fail("flush: %v", err)
+	}
+	data := payload()
+	window := int64(*inflight / (*size + 48))
+	if window < 1 {
+		window = 1
+	}
+	r := result{Mode: *mode, Msgs: *n, Size: *size}
+	deadline := time.Now().Add(*timeout)
+	done := timed()
+	for i := int64(0); i < target; i++ {
+		for i-atomic.LoadInt64(&received) >= window {
+			if time.Now().After(deadline) {
+				fail("received %d of %d", atomic.LoadInt64(&received), target)
+			}
+			time.Sleep(20 * time.Microsecond)
+		}
+		if err := pc.Publish(coreSubject, data); err != nil {
+			fail("publish %d: %v", i, err)
+		}
+	}
+	if err := pc.Flush(); err != nil {
+		fail("flush: %v", err)
+	}
+	select {
+	case <-all:
+	case <-time.After(time.Until(deadline)):
+		fail("received %d of %d", atomic.LoadInt64(&received), target)
+	}
+	done(&r)
+	return r
+}
+
+func main() {
+	flag.Parse()
+	if *showVer {
+		fmt.Printf("jsgen (nats.go %s)\n", nats.Version)
+		return
+	}
+	if *n < 1 || *size < 0 || *window < 1 || *batch < 1 {
+		fail("bad -n, -size, -w or -batch")
+	}
+	time.AfterFunc(*timeout, func() {
+		fmt.Fprintf(os.Stderr, "jsgen %s: timed out after %v\n", *mode, *timeout)
+		os.Exit(2)
+	})
+	nc := connect("jsgen")
+	defer nc.Close()
+	var r result
+	switch *mode {
+	case "js-pub-async":
+		r = jsPubAsync(nc)
+	case "js-pub-sync":
+		r = jsPubSync(nc)
+	case "js-pull":
+		r = jsPull(nc)
+	case "core-pubsub":
+		r = corePubSub(nc)
+	default:
+		fail("unknown mode")
+	}
+	out, _ := json.Marshal(r)
+	fmt.Println(string(out))
+}
