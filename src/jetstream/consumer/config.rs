@@ -30,6 +30,18 @@ pub fn name_problem(name: &str) -> Option<&'static str> {
 
 /// Fills in defaults as nats-server does.
 pub fn with_defaults(mut c: ConsumerConfig) -> ConsumerConfig {
+    for field in [
+        &mut c.durable_name,
+        &mut c.name,
+        &mut c.deliver_subject,
+        &mut c.deliver_group,
+        &mut c.filter_subject,
+        &mut c.description,
+    ] {
+        if field.as_deref() == Some("") {
+            *field = None;
+        }
+    }
     if c.ack_wait <= 0 {
         c.ack_wait = ACK_WAIT_DEFAULT_NS;
     }
