@@ -54,7 +54,7 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
     } else {
         match route(path) {
             Some(e) => ("200 OK", answer(&shard, e, query).await),
-            None if path.trim_end_matches('/') == "/jsz" => ("200 OK", jsz(&shard)),
+            None if path.trim_end_matches('/') == "/jsz" => ("200 OK", jsz(&shard, query).await),
             None if path == "/" => ("200 OK", index()),
             None => ("404 Not Found", "{\"error\":\"not found\"}".to_string()),
         }
@@ -90,12 +90,19 @@ async fn answer(shard: &Rc<Shard>, e: Endpoint, query: &str) -> String {
     } else {
         Vec::new()
     };
-    let value = endpoint(&shard.server, shard.routes.as_ref(), e, &reports, &params);
+    let mut value = endpoint(&shard.server, shard.routes.as_ref(), e, &reports, &params);
+    if e == Endpoint::Varz {
+        if let Some(block) = crate::jetstream::jsz::varz_block(shard).await {
+            value["jetstream"] = serde_json::to_value(block).unwrap_or_default();
+        }
+    }
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
-fn jsz(shard: &Shard) -> String {
-    serde_json::to_string_pretty(&crate::jetstream::jsz::document(shard)).unwrap_or_default()
+async fn jsz(shard: &Rc<Shard>, query: &str) -> String {
+    let q = crate::jetstream::jsz::JszQuery::from_query(query);
+    let doc = crate::jetstream::jsz::document(shard, q).await;
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
 fn index() -> String {
