@@ -141,7 +141,12 @@ pub async fn account_info(shard: &Rc<Shard>, account: AccountId) -> Reply {
         streams: u.streams,
         consumers: u.consumers,
         limits: limits(&shard.server),
-        domain: shard.server.opts.jetstream.as_ref().and_then(|j| j.domain.clone()),
+        domain: shard
+            .server
+            .opts
+            .jetstream
+            .as_ref()
+            .and_then(|j| j.domain.clone()),
         api: shard.catalog.api_stats(Some(account)),
     };
     Reply::json(&Response {
@@ -154,11 +159,17 @@ fn parse_list(body: &[u8]) -> Result<ListRequest, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(ListRequest::default());
     }
-    serde_json::from_slice(body).map_err(errors::invalid_json)
+    serde_json::from_slice::<Option<ListRequest>>(body)
+        .map(Option::unwrap_or_default)
+        .map_err(errors::invalid_json)
 }
 
 /// Names of the account's streams (with `subject`: those that could store it).
-fn matching_names(shard: &Shard, account: AccountId, subject: Option<&str>) -> Vec<(String, usize)> {
+fn matching_names(
+    shard: &Shard,
+    account: AccountId,
+    subject: Option<&str>,
+) -> Vec<(String, usize)> {
     shard
         .catalog
         .entries
@@ -166,7 +177,8 @@ fn matching_names(shard: &Shard, account: AccountId, subject: Option<&str>) -> V
         .iter()
         .filter(|((a, _), e)| *a == account && !e.creating)
         .filter(|(_, e)| {
-            subject.is_none_or(|s| s.is_empty() || e.subjects.iter().any(|x| subjects_overlap(x, s)))
+            subject
+                .is_none_or(|s| s.is_empty() || e.subjects.iter().any(|x| subjects_overlap(x, s)))
         })
         .map(|((_, n), e)| (n.clone(), e.shard))
         .collect()
@@ -241,8 +253,17 @@ fn checked_config(name: &str, body: &[u8]) -> Result<StreamConfig, ApiError> {
     }
     match name_problem(name) {
         Some("path") => return Err(errors::stream_name_path_separators()),
-        Some(_) => return Err(errors::stream_invalid_config("stream name is required and can not contain '.', '*', '>'")),
+        Some(_) => {
+            return Err(errors::stream_invalid_config(
+                "stream name is required and can not contain '.', '*', '>'",
+            ))
+        }
         None => {}
+    }
+    if config.mirror.is_some() || config.sources.as_ref().is_some_and(|s| !s.is_empty()) {
+        return Err(errors::stream_invalid_config(
+            "stream mirrors and sources are not supported by this server yet",
+        ));
     }
     if config.num_replicas > 1 {
         return Err(errors::replicas_not_supported());
@@ -258,14 +279,20 @@ fn checked_config(name: &str, body: &[u8]) -> Result<StreamConfig, ApiError> {
         };
     }
     if config.max_age > 0 && config.duplicate_window > config.max_age {
-        return Err(errors::stream_invalid_config("duplicates window can not be larger then max age"));
+        return Err(errors::stream_invalid_config(
+            "duplicates window can not be larger then max age",
+        ));
     }
     for (i, s) in config.subjects.iter().enumerate() {
         if !crate::subject::is_valid_filter(s.as_bytes()) {
-            return Err(errors::stream_invalid_config(format!("invalid subject: {s:?}")));
+            return Err(errors::stream_invalid_config(format!(
+                "invalid subject: {s:?}"
+            )));
         }
-        if s.starts_with("$JS.API") || s == ">" && false {
-            return Err(errors::stream_invalid_config("subjects that overlap with jetstream api require further configuration"));
+        if s.starts_with("$JS.API") {
+            return Err(errors::stream_invalid_config(
+                "subjects that overlap with jetstream api require further configuration",
+            ));
         }
         if config.subjects[..i].iter().any(|o| subjects_overlap(o, s)) {
             return Err(errors::stream_invalid_config("subjects overlap"));
@@ -273,6 +300,27 @@ fn checked_config(name: &str, body: &[u8]) -> Result<StreamConfig, ApiError> {
     }
     if config.subjects.is_empty() {
         config.subjects = vec![name.to_string()];
+    }
+    if let Some(r) = &config.republish {
+        let valid = crate::subject::is_valid_filter(r.dest.as_bytes())
+            && crate::jetstream::transform::is_valid(&r.src, &r.dest);
+        if !valid {
+            return Err(errors::stream_invalid_config(
+                "stream republish destination is not valid",
+            ));
+        }
+        if config.subjects.iter().any(|s| subjects_overlap(s, &r.dest)) {
+            return Err(errors::stream_invalid_config(
+                "stream republish destination forms a cycle",
+            ));
+        }
+    }
+    if let Some(t) = &config.subject_transform {
+        if !t.dest.is_empty() && !crate::jetstream::transform::is_valid(&t.src, &t.dest) {
+            return Err(errors::stream_invalid_config(
+                "stream subject transform destination is not valid",
+            ));
+        }
     }
     if config.max_msgs == 0 {
         config.max_msgs = -1;
@@ -289,7 +337,9 @@ fn checked_config(name: &str, body: &[u8]) -> Result<StreamConfig, ApiError> {
     if config.max_consumers == 0 {
         config.max_consumers = -1;
     }
-    if config.discard_new_per_subject && (config.discard != DiscardPolicy::New || config.max_msgs_per_subject <= 0) {
+    if config.discard_new_per_subject
+        && (config.discard != DiscardPolicy::New || config.max_msgs_per_subject <= 0)
+    {
         return Err(errors::stream_invalid_config(
             "discard new per subject requires discard new policy to be set and max msgs per subject > 0",
         ));
@@ -322,7 +372,12 @@ pub async fn create(shard: &Rc<Shard>, account: AccountId, name: String, body: &
         Ok(c) => c,
         Err(e) => return Reply::error(k, e),
     };
-    let existing = shard.catalog.entries.borrow().get(&(account, name.clone())).cloned();
+    let existing = shard
+        .catalog
+        .entries
+        .borrow()
+        .get(&(account, name.clone()))
+        .cloned();
     let owner = match existing {
         Some(e) if e.creating => return Reply::error(k, errors::stream_name_in_use()),
         Some(e) => e.shard,
@@ -357,10 +412,16 @@ pub async fn create(shard: &Rc<Shard>, account: AccountId, name: String, body: &
             if let Some(e) = entries.get_mut(&(account, name)) {
                 e.creating = false;
             }
-            Reply::json(&Response { kind: k, body: info })
+            Reply::json(&Response {
+                kind: k,
+                body: info,
+            })
         }
         Err(e) => {
-            if entries.get(&(account, name.clone())).is_some_and(|e| e.creating) {
+            if entries
+                .get(&(account, name.clone()))
+                .is_some_and(|e| e.creating)
+            {
                 entries.remove(&(account, name));
             }
             Reply::error(k, e)
@@ -398,7 +459,10 @@ pub async fn update(shard: &Rc<Shard>, account: AccountId, name: String, body: &
             if let Some(e) = shard.catalog.entries.borrow_mut().get_mut(&(account, name)) {
                 e.subjects = subjects;
             }
-            Reply::json(&Response { kind: k, body: info })
+            Reply::json(&Response {
+                kind: k,
+                body: info,
+            })
         }
         Err(e) => Reply::error(k, e),
     }
@@ -444,7 +508,12 @@ pub async fn start(shard: &Rc<Shard>) -> Result<(), String> {
             std::fs::write(&probe, b"")?;
             std::fs::remove_file(&probe)
         })
-        .map_err(|e| format!("Can't start JetStream: could not use storage directory {}: {e}", root.display()))?;
+        .map_err(|e| {
+            format!(
+                "Can't start JetStream: could not use storage directory {}: {e}",
+                root.display()
+            )
+        })?;
     let accounts = &shard.server.accounts;
     let mut opened = 0;
     for index in 0..accounts.len() {
@@ -457,7 +526,9 @@ pub async fn start(shard: &Rc<Shard>) -> Result<(), String> {
             let owner = shard.catalog.pick_shard(shard.count);
             let d = dir.clone();
             let result = shard
-                .call(owner, move |s| Box::pin(async move { registry::open_stream(&s, account, d).await }))
+                .call(owner, move |s| {
+                    Box::pin(async move { registry::open_stream(&s, account, d).await })
+                })
                 .await
                 .unwrap_or_else(|| Err("shard is gone".into()));
             match result {
@@ -472,7 +543,9 @@ pub async fn start(shard: &Rc<Shard>) -> Result<(), String> {
                         },
                     );
                 }
-                Err(e) => tracing::error!("JetStream: could not open stream at {}: {e}", dir.display()),
+                Err(e) => {
+                    tracing::error!("JetStream: could not open stream at {}: {e}", dir.display())
+                }
             }
         }
         shard.add_internal(

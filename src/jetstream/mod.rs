@@ -12,7 +12,7 @@
 //! - `registry`: the streams a shard owns, and what it does for the API.
 //! - `stream`, `publish`, `dedupe`: a stream, its publish path and Msg-Id window.
 //! - `consumer`: consumers, their state machine and delivery task.
-//! - `headers`: NATS header blocks.
+//! - `headers`: NATS header blocks; `transform`: subject transforms.
 //! - `persist`: stream and consumer metadata files.
 //! - `node_id`, `meta`, `route_sink`: the clustered meta group (preview).
 //! - `jsz`: the `/jsz` document.
@@ -30,6 +30,7 @@ pub mod publish;
 pub mod registry;
 pub mod route_sink;
 pub mod stream;
+pub mod transform;
 
 use crate::options::Options;
 use crate::server::accounts::AccountId;

@@ -6,7 +6,8 @@ use crate::jetstream::api::errors;
 use crate::jetstream::api::types::{ApiError, PubAck, PubError};
 use crate::jetstream::headers::{self, *};
 use crate::jetstream::now_ns;
-use crate::jetstream::stream::{AckWait, Stream, ACKS_WAITING_MAX};
+use crate::jetstream::stream::{AckWait, Republished, Stream, ACKS_WAITING_MAX};
+use crate::jetstream::transform;
 use crate::server::shard::Msg;
 use bytes::Bytes;
 use natrix_storage::{PurgeRequest, StoreError};
@@ -35,15 +36,17 @@ pub fn on_publish(stream: &Stream, msg: &Msg) {
     let no_ack = stream.config.borrow().no_ack;
     let outcome = store(stream, msg);
     let wait = match outcome {
-        Ok((ticket, seq, duplicate)) => AckWait {
-            ticket,
+        Ok(stored) => AckWait {
+            ticket: stored.ticket,
             reply: reply.filter(|_| !no_ack),
-            body: ack_body(&stream.name, seq, duplicate),
+            body: ack_body(&stream.name, stored.seq, stored.ticket.is_none()),
+            republish: stored.republish,
         },
         Err(e) => AckWait {
             ticket: None,
             reply,
             body: error_body(&stream.name, e),
+            republish: None,
         },
     };
     stream.acks.borrow_mut().push_back(wait);
@@ -51,20 +54,31 @@ pub fn on_publish(stream: &Stream, msg: &Msg) {
     stream.commit_needed.notify();
 }
 
-/// Stores the message; returns its ticket (None for a duplicate), its sequence
-/// and whether it was a duplicate.
-fn store(
-    stream: &Stream,
-    msg: &Msg,
-) -> Result<(Option<natrix_storage::Ticket>, u64, bool), ApiError> {
+/// What storing one message gave.
+struct Stored {
+    /// None for a duplicate.
+    ticket: Option<natrix_storage::Ticket>,
+    seq: u64,
+    republish: Option<Republished>,
+}
+
+/// Stores the message (or finds it a duplicate).
+fn store(stream: &Stream, msg: &Msg) -> Result<Stored, ApiError> {
     let config = stream.config.borrow();
     if config.sealed {
         return Err(errors::sealed());
     }
     if stream.acks.borrow().len() >= ACKS_WAITING_MAX {
-        return Err(errors::store_failed("too many publishes waiting for storage"));
+        return Err(errors::store_failed(
+            "too many publishes waiting for storage",
+        ));
     }
-    let subject = std::str::from_utf8(msg.subject).map_err(|_| errors::bad_request())?;
+    let published = std::str::from_utf8(msg.subject).map_err(|_| errors::bad_request())?;
+    let subject = match &config.subject_transform {
+        Some(t) => transform::apply(&t.src, &t.dest, published).unwrap_or_else(|| published.into()),
+        None => published.to_string(),
+    };
+    let subject = subject.as_str();
     let (hdrs, payload) = msg.payload.split_at(msg.header_len);
     if config.max_msg_size >= 0 && payload.len() as i64 > config.max_msg_size {
         return Err(errors::message_too_large());
@@ -72,7 +86,11 @@ fn store(
     let msg_id = headers::get(hdrs, MSG_ID).filter(|id| !id.is_empty());
     if let Some(id) = msg_id {
         if let Some(seq) = stream.dedupe.borrow().seen(id) {
-            return Ok((None, seq, true));
+            return Ok(Stored {
+                ticket: None,
+                seq,
+                republish: None,
+            });
         }
     }
     check_expectations(stream, hdrs, subject)?;
@@ -83,7 +101,9 @@ fn store(
     if rollup.is_some_and(|r| r != "sub" && r != "all") {
         return Err(errors::rollup_failed("rollup value invalid"));
     }
+    let republish_cfg = config.republish.clone();
     drop(config);
+    let last_seq = stream.store.state().last_seq;
     let ticket = stream
         .store
         .append(subject, hdrs, payload)
@@ -100,7 +120,32 @@ fn store(
         };
         stream.store.purge(&req).map_err(store_error)?;
     }
-    Ok((Some(ticket), seq, false))
+    let republish = republish_cfg.and_then(|r| {
+        let to = transform::apply(&r.src, &r.dest, subject)?;
+        let mut extra = vec![
+            ("Nats-Stream", stream.name.clone()),
+            ("Nats-Subject", subject.to_string()),
+            ("Nats-Sequence", seq.to_string()),
+            ("Nats-Last-Sequence", last_seq.to_string()),
+        ];
+        if r.headers_only {
+            extra.push(("Nats-Msg-Size", payload.len().to_string()));
+        }
+        Some(Republished {
+            subject: to,
+            headers: headers::with_added(hdrs, &extra),
+            payload: if r.headers_only {
+                Bytes::new()
+            } else {
+                Bytes::copy_from_slice(payload)
+            },
+        })
+    });
+    Ok(Stored {
+        ticket: Some(ticket),
+        seq,
+        republish,
+    })
 }
 
 fn check_expectations(stream: &Stream, hdrs: &[u8], subject: &str) -> Result<(), ApiError> {
@@ -126,7 +171,8 @@ fn check_expectations(stream: &Stream, hdrs: &[u8], subject: &str) -> Result<(),
             return Err(errors::wrong_last_sequence(last));
         }
     }
-    if let Some(id) = headers::get(hdrs, EXPECTED_LAST_MSG_ID) {
+    // An empty expectation is none, as on nats-server.
+    if let Some(id) = headers::get(hdrs, EXPECTED_LAST_MSG_ID).filter(|id| !id.is_empty()) {
         let last = stream.dedupe.borrow().last_id().unwrap_or_default();
         if id != last {
             return Err(errors::wrong_last_msg_id(&last));

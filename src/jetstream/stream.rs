@@ -24,6 +24,15 @@ pub struct AckWait {
     pub ticket: Option<Ticket>,
     pub reply: Option<Bytes>,
     pub body: Vec<u8>,
+    /// A copy to publish once the message is durable (`republish`).
+    pub republish: Option<Republished>,
+}
+
+/// A stored message republished: its subject, header block and payload.
+pub struct Republished {
+    pub subject: String,
+    pub headers: Vec<u8>,
+    pub payload: Bytes,
 }
 
 /// PubAcks waiting at most, per stream, before publishers are refused.
@@ -202,6 +211,16 @@ pub async fn ack_loop(shard: Rc<crate::server::shard::Shard>, stream: Rc<Stream>
             None => Ok(()),
         };
         stream.durable_advanced.wake_all();
+        if let (Ok(()), Some(r)) = (&result, &wait.republish) {
+            crate::jetstream::send(
+                &shard,
+                stream.account,
+                r.subject.as_bytes(),
+                None,
+                &r.headers,
+                &r.payload,
+            );
+        }
         let Some(reply) = wait.reply else { continue };
         let body = match result {
             Ok(()) => wait.body,

@@ -73,6 +73,14 @@ pub struct SubjectTransform {
     pub dest: String,
 }
 
+/// A mirror or source of a stream (not supported yet: refused at create).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamSource {
+    pub name: String,
+    #[serde(flatten)]
+    pub rest: BTreeMap<String, serde_json::Value>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamConfig {
     #[serde(default)]
@@ -131,6 +139,10 @@ pub struct StreamConfig {
     pub metadata: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<StreamSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<StreamSource>>,
 }
 
 impl Default for StreamConfig {
