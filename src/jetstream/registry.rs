@@ -669,7 +669,11 @@ pub async fn execute(
         if what.iter().all(u8::is_ascii_whitespace) {
             return Ok(serde_json::Value::Object(Default::default()));
         }
-        serde_json::from_slice(what).map_err(errors::invalid_json)
+        // Clients send `null` for "no options" (Go's decoder takes it as empty).
+        match serde_json::from_slice(what).map_err(errors::invalid_json)? {
+            serde_json::Value::Null => Ok(serde_json::Value::Object(Default::default())),
+            v => Ok(v),
+        }
     };
     macro_rules! body_as {
         ($t:ty) => {
