@@ -560,6 +560,10 @@ impl<L: Clone> Core<L> {
         if from <= self.base_seq && filters.is_empty() {
             return self.msgs;
         }
+        if filters.is_empty() && self.entries.len() as u64 == self.msgs {
+            // Nothing deleted: every slot from `from` on is a message.
+            return (self.last_seq + 1).saturating_sub(from);
+        }
         let mut cache = HashMap::new();
         self.range(from, u64::MAX)
             .filter(|(_, e)| self.subject_in(e.subject, filters, &mut cache))

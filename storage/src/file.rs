@@ -267,8 +267,37 @@ pub struct FileStore {
     commit_lock: glommio::sync::Semaphore,
     /// The last commit begun; each one completes after its predecessor.
     last_done: RefCell<Option<Rc<Done>>>,
+    /// The last block read from a segment: a consumer reading forward is served
+    /// from it instead of one read per record.
+    read_cache: RefCell<Option<ReadBlock>>,
+    /// Bumped whenever files are cut or reloaded: older cached blocks are void.
+    read_epoch: std::cell::Cell<u64>,
+    /// Cuts or reloads in progress: no block is cached or served meanwhile.
+    cutting: std::cell::Cell<u32>,
     #[cfg(test)]
     sync_hook: RefCell<Option<SyncHook>>,
+}
+
+/// Bytes read ahead past a record that is not in memory.
+const READ_AHEAD_BYTES: u64 = 256 << 10;
+
+/// Ends a cut: cached blocks from before it stay void.
+struct CutGuard<'a>(&'a FileStore);
+
+impl Drop for CutGuard<'_> {
+    fn drop(&mut self) {
+        let s = self.0;
+        s.read_epoch.set(s.read_epoch.get() + 1);
+        s.cutting.set(s.cutting.get() - 1);
+    }
+}
+
+/// A block of a segment as read from its file, `[start, start + bytes.len())`.
+struct ReadBlock {
+    seg: u32,
+    start: u64,
+    bytes: Rc<Vec<u8>>,
+    epoch: u64,
 }
 
 fn seg_path(dir: &Path, id: u32) -> PathBuf {
@@ -1116,6 +1145,20 @@ impl Inner {
         }
     }
 
+    /// Where the bytes of segment `seg` that are on disk end: before the first
+    /// chunk still in memory (unbounded for a sealed segment).
+    fn disk_end(&self, seg: u32) -> u64 {
+        let p = &self.pending;
+        let mut end = if p.seg == seg { p.start } else { u64::MAX };
+        let inflight = self.inflight.iter().flat_map(|(_, c)| c.iter());
+        for c in self.finished.iter().chain(inflight) {
+            if c.seg == seg {
+                end = end.min(c.start);
+            }
+        }
+        end
+    }
+
     fn mark_corrupt(&mut self, seq: u64) {
         if self.core.remove(seq) {
             self.report.add_missing(seq);
@@ -1344,9 +1387,61 @@ impl FileStore {
             watch,
             commit_lock: glommio::sync::Semaphore::new(1),
             last_done: RefCell::new(None),
+            read_cache: RefCell::new(None),
+            read_epoch: std::cell::Cell::new(0),
+            cutting: std::cell::Cell::new(0),
             #[cfg(test)]
             sync_hook: RefCell::new(None),
         })
+    }
+
+    /// Marks a cut or reload of the files until the guard is dropped.
+    fn cutting(&self) -> CutGuard<'_> {
+        self.read_epoch.set(self.read_epoch.get() + 1);
+        self.cutting.set(self.cutting.get() + 1);
+        CutGuard(self)
+    }
+
+    /// Record `loc` from the cached block, when the block holds all of it.
+    fn cached(&self, loc: Loc) -> Option<Vec<u8>> {
+        if self.cutting.get() > 0 {
+            return None;
+        }
+        let cache = self.read_cache.borrow();
+        let b = cache.as_ref()?;
+        let (lo, hi) = (loc.offset as u64, loc.offset as u64 + loc.len as u64);
+        let fits = b.epoch == self.read_epoch.get()
+            && b.seg == loc.seg
+            && lo >= b.start
+            && hi <= b.start + b.bytes.len() as u64;
+        fits.then(|| b.bytes[(lo - b.start) as usize..(hi - b.start) as usize].to_vec())
+    }
+
+    /// Reads record `loc` with a block after it (up to what is on disk), and
+    /// keeps the block for the reads that follow.
+    async fn read_through(&self, f: &DmaFile, loc: Loc, disk_end: u64) -> Result<Vec<u8>> {
+        let (lo, hi) = (loc.offset as u64, loc.offset as u64 + loc.len as u64);
+        let start = lo & !4095;
+        let end = (start + READ_AHEAD_BYTES).min(disk_end).max(hi);
+        let epoch = self.read_epoch.get();
+        let r = f
+            .read_at(start, (end - start) as usize)
+            .await
+            .map_err(std::io::Error::from)?;
+        let bytes = Rc::new(r.to_vec());
+        if (bytes.len() as u64) < hi - start {
+            return Ok(bytes[(lo - start).min(bytes.len() as u64) as usize..].to_vec());
+        }
+        let out = bytes[(lo - start) as usize..(hi - start) as usize].to_vec();
+        if epoch == self.read_epoch.get() && self.cutting.get() == 0 {
+            *self.read_cache.borrow_mut() = Some(ReadBlock {
+                seg: loc.seg,
+                start,
+                bytes,
+                epoch,
+            });
+        }
+        Ok(out)
     }
 
     /// What recovery found (plus corruption found by reads since).
@@ -1606,6 +1701,7 @@ impl FileStore {
 
     /// Cuts the files back to the last durable point and reloads from disk.
     async fn recover_locked(&self) -> Result<()> {
+        let _cut = self.cutting();
         // No index write may land while files are cut and reloaded.
         self.flush_indexes().await;
         let (dir, cfg, point, durable_seq, segs) = {
@@ -1658,22 +1754,19 @@ impl FileStore {
     /// The message at `seq`, if stored. A record failing its checksum is never
     /// served: it is reported (`recovery_report().missing`) and `Corrupt` returned.
     pub async fn get(&self, seq: u64) -> Result<Option<StoredMsg>> {
-        let (loc, source) = {
+        let (loc, source, disk_end) = {
             let inner = self.inner.borrow();
             let Some(e) = inner.core.live(seq) else {
                 return Ok(None);
             };
-            (e.loc, inner.locate(e.loc))
+            (e.loc, inner.locate(e.loc), inner.disk_end(e.loc.seg))
         };
         let bytes: Vec<u8> = match source {
             Source::Mem(b) => b,
-            Source::File(f) => {
-                let r = f
-                    .read_at(loc.offset as u64, loc.len as usize)
-                    .await
-                    .map_err(std::io::Error::from)?;
-                r.to_vec()
-            }
+            Source::File(f) => match self.cached(loc) {
+                Some(b) => b,
+                None => self.read_through(&f, loc, disk_end).await?,
+            },
             Source::Gone => return Ok(None),
         };
         let parsed = frame::parse(&bytes);
@@ -1773,6 +1866,7 @@ impl FileStore {
     /// Must not run concurrently with appends on the same log.
     pub async fn truncate_from(&self, index: u64) -> Result<()> {
         let _permit = self.lock().await?;
+        let _cut = self.cutting();
         self.settle().await;
         if self.inner.borrow().needs_recovery {
             self.recover_locked().await?;

@@ -86,7 +86,8 @@ fn next_wake(consumer: &Consumer, now: Instant) -> Duration {
     if consumer.dirty.get() {
         at = at.min(now + Duration::from_millis(SAVE_DELAY_MS));
     }
-    at.saturating_duration_since(now).max(Duration::from_millis(1))
+    at.saturating_duration_since(now)
+        .max(Duration::from_millis(1))
 }
 
 fn expire_pending(shard: &Shard, stream: &Stream, consumer: &Consumer) {
@@ -129,7 +130,14 @@ fn expire_requests(shard: &Shard, stream: &Stream, consumer: &Consumer, now: Ins
         gone
     };
     for r in expired {
-        send_status(shard, stream, &r.reply, 408, "Request Timeout", Some((r.batch_left, r.bytes_left)));
+        send_status(
+            shard,
+            stream,
+            &r.reply,
+            408,
+            "Request Timeout",
+            Some((r.batch_left, r.bytes_left)),
+        );
     }
 }
 
@@ -154,14 +162,14 @@ pub fn send_status(
 }
 
 fn heartbeats(shard: &Shard, stream: &Stream, consumer: &Consumer, now: Instant) {
-    let st = consumer.state.borrow().clone();
+    let delivered = consumer.state.borrow().delivered;
     let beat = || {
         headers::status(
             100,
             "Idle Heartbeat",
             &[
-                ("Nats-Last-Consumer", st.delivered.consumer_seq.to_string()),
-                ("Nats-Last-Stream", st.delivered.stream_seq.to_string()),
+                ("Nats-Last-Consumer", delivered.consumer_seq.to_string()),
+                ("Nats-Last-Stream", delivered.stream_seq.to_string()),
             ],
         )
     };
@@ -234,7 +242,9 @@ fn next_seq(stream: &Stream, consumer: &Consumer) -> Option<(u64, bool)> {
     let durable = stream.store.durable_seq();
     let seq = match consumer.lps.borrow().front() {
         Some(&s) => s,
-        None => stream.store.next_matching(st.next_seq, &consumer.filters())?,
+        None => stream
+            .store
+            .next_matching(st.next_seq, &consumer.filters())?,
     };
     (seq <= durable).then_some((seq, false))
 }
@@ -301,16 +311,30 @@ async fn deliver_ready(shard: &Shard, stream: &Stream, consumer: &Consumer) {
                 lps.pop_front();
                 if lps.is_empty() {
                     drop(lps);
-                    consumer.state.borrow_mut().skip_to(consumer.lps_end.get() + 1);
+                    consumer
+                        .state
+                        .borrow_mut()
+                        .skip_to(consumer.lps_end.get() + 1);
                 }
             }
         }
         consumer.dirty.set(true);
         let pending = consumer.num_pending(stream);
-        let reply = ack::subject(&stream.name, &consumer.name, dc, seq, cseq, msg.timestamp_ns, pending);
+        let reply = ack::subject(
+            &stream.name,
+            &consumer.name,
+            dc,
+            seq,
+            cseq,
+            msg.timestamp_ns,
+            pending,
+        );
         let (hdr, body): (Vec<u8>, &[u8]) = if headers_only {
             (
-                headers::with_added(&msg.headers, &[("Nats-Msg-Size", msg.payload.len().to_string())]),
+                headers::with_added(
+                    &msg.headers,
+                    &[("Nats-Msg-Size", msg.payload.len().to_string())],
+                ),
                 b"",
             )
         } else {
@@ -319,7 +343,15 @@ async fn deliver_ready(shard: &Shard, stream: &Stream, consumer: &Consumer) {
         let to = match &target {
             Target::Push(s) | Target::Pull(s) => s,
         };
-        send_msg(shard, stream, to, msg.subject.as_bytes(), reply.as_bytes(), &hdr, body);
+        send_msg(
+            shard,
+            stream,
+            to,
+            msg.subject.as_bytes(),
+            reply.as_bytes(),
+            &hdr,
+            body,
+        );
         match target {
             Target::Push(_) => consumer.last_push.set(Instant::now()),
             Target::Pull(_) => took_one(consumer, size as u64),
@@ -377,7 +409,14 @@ fn fits_request(shard: &Shard, stream: &Stream, consumer: &Consumer, size: u64) 
     let r = waiting.pop_front().expect("front exists");
     drop(waiting);
     if r.delivered == 0 {
-        send_status(shard, stream, &r.reply, 409, "Message Size Exceeds MaxBytes", None);
+        send_status(
+            shard,
+            stream,
+            &r.reply,
+            409,
+            "Message Size Exceeds MaxBytes",
+            None,
+        );
     }
     false
 }
@@ -393,7 +432,9 @@ fn took_one(consumer: &Consumer, size: u64) {
     if r.bytes_left > 0 {
         r.bytes_left = r.bytes_left.saturating_sub(size);
     }
-    if r.batch_left == 0 || (r.bytes_left == 0 && size > 0 && r.delivered > 0 && r.bytes_left == 0 && was_limited(r)) {
+    if r.batch_left == 0
+        || (r.bytes_left == 0 && size > 0 && r.delivered > 0 && r.bytes_left == 0 && was_limited(r))
+    {
         waiting.pop_front();
     }
 }
@@ -414,7 +455,14 @@ fn finish_no_wait(shard: &Shard, stream: &Stream, consumer: &Consumer) {
         if r.delivered == 0 {
             send_status(shard, stream, &r.reply, 404, "No Messages", None);
         } else {
-            send_status(shard, stream, &r.reply, 408, "Request Timeout", Some((r.batch_left, r.bytes_left)));
+            send_status(
+                shard,
+                stream,
+                &r.reply,
+                408,
+                "Request Timeout",
+                Some((r.batch_left, r.bytes_left)),
+            );
         }
     }
 }

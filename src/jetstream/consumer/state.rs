@@ -42,6 +42,9 @@ pub struct ConsumerState {
     /// Stream sequences due for redelivery, oldest first.
     #[serde(default)]
     pub redeliver: BTreeSet<u64>,
+    /// (deadline, stream sequence) of each pending message not due yet.
+    #[serde(skip)]
+    deadlines: BTreeSet<(u64, u64)>,
 }
 
 /// Timing rules from the consumer's config.
@@ -64,6 +67,24 @@ impl AckRules {
 }
 
 impl ConsumerState {
+    /// Sets when a pending message is due (it leaves the redelivery queue).
+    fn set_deadline(&mut self, stream_seq: u64, deadline_ms: u64) {
+        let Some(p) = self.pending.get_mut(&stream_seq) else {
+            return;
+        };
+        self.deadlines.remove(&(p.deadline_ms, stream_seq));
+        p.deadline_ms = deadline_ms;
+        self.deadlines.insert((deadline_ms, stream_seq));
+    }
+
+    /// Drops a message from pending, with its deadline and redelivery.
+    fn drop_pending(&mut self, stream_seq: u64) -> Option<Pending> {
+        let p = self.pending.remove(&stream_seq)?;
+        self.deadlines.remove(&(p.deadline_ms, stream_seq));
+        self.redeliver.remove(&stream_seq);
+        Some(p)
+    }
+
     pub fn new(start_seq: u64) -> ConsumerState {
         ConsumerState {
             next_seq: start_seq.max(1),
@@ -81,8 +102,12 @@ impl ConsumerState {
 
     /// After a restart: every pending message waits a full ack wait again.
     pub fn restore_deadlines(&mut self, now_ms: u64, rules: &AckRules) {
-        for p in self.pending.values_mut() {
+        self.deadlines.clear();
+        for (seq, p) in self.pending.iter_mut() {
             p.deadline_ms = now_ms + rules.wait_ms(p.deliveries);
+            if !self.redeliver.contains(seq) {
+                self.deadlines.insert((p.deadline_ms, *seq));
+            }
         }
     }
 
@@ -114,8 +139,9 @@ impl ConsumerState {
         });
         entry.deliveries += 1;
         entry.consumer_seq = consumer_seq;
-        entry.deadline_ms = now_ms + rules.wait_ms(entry.deliveries);
-        (consumer_seq, entry.deliveries)
+        let deliveries = entry.deliveries;
+        self.set_deadline(stream_seq, now_ms + rules.wait_ms(deliveries));
+        (consumer_seq, deliveries)
     }
 
     /// A stream sequence passed over by a first delivery (filtered out, deleted).
@@ -130,8 +156,7 @@ impl ConsumerState {
 
     /// `+ACK` of one message; false when it was not pending.
     pub fn ack(&mut self, stream_seq: u64) -> bool {
-        let found = self.pending.remove(&stream_seq).is_some();
-        self.redeliver.remove(&stream_seq);
+        let found = self.drop_pending(stream_seq).is_some();
         if found {
             self.update_floor();
         }
@@ -142,8 +167,7 @@ impl ConsumerState {
     pub fn ack_all(&mut self, stream_seq: u64) -> bool {
         let acked: Vec<u64> = self.pending.range(..=stream_seq).map(|(s, _)| *s).collect();
         for s in &acked {
-            self.pending.remove(s);
-            self.redeliver.remove(s);
+            self.drop_pending(*s);
         }
         self.update_floor();
         !acked.is_empty()
@@ -151,29 +175,36 @@ impl ConsumerState {
 
     /// `-NAK` (with a delay): due again after `delay_ms`, at once by default.
     pub fn nak(&mut self, stream_seq: u64, now_ms: u64, delay_ms: u64) -> bool {
-        let Some(p) = self.pending.get_mut(&stream_seq) else {
+        if !self.pending.contains_key(&stream_seq) {
             return false;
-        };
-        p.deadline_ms = now_ms + delay_ms;
+        }
         if delay_ms == 0 {
+            self.set_deadline(stream_seq, now_ms);
+            self.deadlines.remove(&(now_ms, stream_seq));
             self.redeliver.insert(stream_seq);
+        } else {
+            self.redeliver.remove(&stream_seq);
+            self.set_deadline(stream_seq, now_ms + delay_ms);
         }
         true
     }
 
     /// `+WPI`: the ack wait starts again.
     pub fn in_progress(&mut self, stream_seq: u64, now_ms: u64, rules: &AckRules) -> bool {
-        let Some(p) = self.pending.get_mut(&stream_seq) else {
+        let Some(p) = self.pending.get(&stream_seq) else {
             return false;
         };
-        p.deadline_ms = now_ms + rules.wait_ms(p.deliveries);
+        if self.redeliver.contains(&stream_seq) {
+            return true;
+        }
+        let deadline = now_ms + rules.wait_ms(p.deliveries);
+        self.set_deadline(stream_seq, deadline);
         true
     }
 
     /// `+TERM`: never delivered again. Returns its delivery count.
     pub fn terminate(&mut self, stream_seq: u64) -> Option<Pending> {
-        let p = self.pending.remove(&stream_seq)?;
-        self.redeliver.remove(&stream_seq);
+        let p = self.drop_pending(stream_seq)?;
         self.update_floor();
         Some(p)
     }
@@ -181,12 +212,14 @@ impl ConsumerState {
     /// Moves messages whose deadline passed to the redelivery queue, or out of
     /// pending once they reached max_deliver.
     pub fn expire(&mut self, now_ms: u64, rules: &AckRules) -> Vec<Expiry> {
-        let due: Vec<(u64, Pending)> = self
-            .pending
-            .iter()
-            .filter(|(s, p)| p.deadline_ms <= now_ms && !self.redeliver.contains(s))
-            .map(|(s, p)| (*s, *p))
-            .collect();
+        let mut due = Vec::new();
+        while let Some(&(deadline, seq)) = self.deadlines.first() {
+            if deadline > now_ms {
+                break;
+            }
+            self.deadlines.pop_first();
+            due.push((seq, self.pending[&seq]));
+        }
         let mut out = Vec::with_capacity(due.len());
         for (seq, p) in due {
             if rules.max_deliver > 0 && p.deliveries >= rules.max_deliver {
@@ -200,10 +233,7 @@ impl ConsumerState {
                 out.push(Expiry::Redeliver(seq));
             }
         }
-        if out
-            .iter()
-            .any(|e| matches!(e, Expiry::Exhausted { .. }))
-        {
+        if out.iter().any(|e| matches!(e, Expiry::Exhausted { .. })) {
             self.update_floor();
         }
         out
@@ -211,11 +241,7 @@ impl ConsumerState {
 
     /// The earliest deadline of a message not yet due for redelivery.
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.pending
-            .iter()
-            .filter(|(s, _)| !self.redeliver.contains(s))
-            .map(|(_, p)| p.deadline_ms)
-            .min()
+        self.deadlines.first().map(|(d, _)| *d)
     }
 
     /// The oldest message due again.
@@ -227,8 +253,7 @@ impl ConsumerState {
     pub fn forget_below(&mut self, first_seq: u64) {
         let gone: Vec<u64> = self.pending.range(..first_seq).map(|(s, _)| *s).collect();
         for s in gone {
-            self.pending.remove(&s);
-            self.redeliver.remove(&s);
+            self.drop_pending(s);
         }
         if self.next_seq < first_seq {
             self.next_seq = first_seq;
@@ -237,8 +262,7 @@ impl ConsumerState {
     }
 
     pub fn forget(&mut self, stream_seq: u64) {
-        if self.pending.remove(&stream_seq).is_some() {
-            self.redeliver.remove(&stream_seq);
+        if self.drop_pending(stream_seq).is_some() {
             self.update_floor();
         }
     }
@@ -252,7 +276,10 @@ impl ConsumerState {
             None => {
                 self.ack_floor = Seqs {
                     consumer_seq: self.delivered.consumer_seq,
-                    stream_seq: self.delivered.stream_seq.max(self.next_seq.saturating_sub(1)),
+                    stream_seq: self
+                        .delivered
+                        .stream_seq
+                        .max(self.next_seq.saturating_sub(1)),
                 }
             }
             Some((seq, p)) => {
@@ -264,7 +291,13 @@ impl ConsumerState {
                 self.ack_floor.consumer_seq = self.ack_floor.consumer_seq.max(floor.consumer_seq);
             }
         }
-        debug_assert!(self.ack_floor.stream_seq <= self.next_seq.saturating_sub(1).max(self.delivered.stream_seq));
+        debug_assert!(
+            self.ack_floor.stream_seq
+                <= self
+                    .next_seq
+                    .saturating_sub(1)
+                    .max(self.delivered.stream_seq)
+        );
     }
 }
 
@@ -292,7 +325,13 @@ mod tests {
         assert!(s.ack(1));
         assert_eq!(s.ack_floor.stream_seq, 2);
         assert!(s.ack(3));
-        assert_eq!(s.ack_floor, Seqs { consumer_seq: 3, stream_seq: 3 });
+        assert_eq!(
+            s.ack_floor,
+            Seqs {
+                consumer_seq: 3,
+                stream_seq: 3
+            }
+        );
         assert!(!s.ack(3), "a second ack finds nothing");
     }
 
@@ -309,7 +348,10 @@ mod tests {
         assert_eq!(s.on_delivered(1, 2000, &r, true), (3, 3));
         assert_eq!(
             s.expire(3000, &r),
-            vec![Expiry::Exhausted { stream_seq: 1, deliveries: 3 }]
+            vec![Expiry::Exhausted {
+                stream_seq: 1,
+                deliveries: 3
+            }]
         );
         assert!(s.pending.is_empty());
         assert_eq!(s.ack_floor.stream_seq, 1);
