@@ -47,6 +47,10 @@ impl Dedupe {
         self.order.push_back((now_ns, id.to_string()));
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
     /// The id of the newest message that carried one.
     pub fn last_id(&self) -> Option<String> {
         self.last.clone()

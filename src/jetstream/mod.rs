@@ -65,7 +65,7 @@ pub fn on_internal(shard: &Shard, service: &Service, account: AccountId, msg: &M
         Service::Api => api::on_request(shard, account, msg),
         Service::Publish(stream) => {
             if let Some(stream) = stream.upgrade() {
-                publish::on_publish(&stream, msg);
+                publish::on_publish(shard, &stream, msg);
             }
         }
         Service::Ack(stream) => {

@@ -6,9 +6,10 @@ use crate::jetstream::api::errors;
 use crate::jetstream::api::types::{ApiError, PubAck, PubError};
 use crate::jetstream::headers::{self, *};
 use crate::jetstream::now_ns;
+use crate::jetstream::registry;
 use crate::jetstream::stream::{AckWait, Republished, Stream, ACKS_WAITING_MAX};
 use crate::jetstream::transform;
-use crate::server::shard::Msg;
+use crate::server::shard::{Msg, Shard};
 use bytes::Bytes;
 use natrix_storage::{PurgeRequest, StoreError};
 
@@ -31,10 +32,15 @@ fn ack_body(stream: &str, seq: u64, duplicate: bool) -> Vec<u8> {
 }
 
 /// Handles one publish on the stream's shard. Never blocks: the PubAck is queued.
-pub fn on_publish(stream: &Stream, msg: &Msg) {
+pub fn on_publish(shard: &Shard, stream: &Stream, msg: &Msg) {
     let reply = msg.reply.map(Bytes::copy_from_slice);
     let no_ack = stream.config.borrow().no_ack;
-    let outcome = store(stream, msg);
+    let in_memory = crate::jetstream::stream::is_memory(&stream.config.borrow());
+    let size = (msg.subject.len() + msg.payload.len()) as u64;
+    let outcome = match registry::over_server_limit(shard, in_memory, size) {
+        Some(e) => Err(e),
+        None => store(stream, msg),
+    };
     let wait = match outcome {
         Ok(stored) => AckWait {
             ticket: stored.ticket,

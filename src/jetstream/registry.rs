@@ -90,6 +90,42 @@ pub async fn flush(shard: &Shard) {
     }
 }
 
+/// Publishes this shard's stored bytes for the server-wide limits.
+pub fn publish_usage(shard: &Shard) {
+    use std::sync::atomic::Ordering;
+    let u = usage(shard, None);
+    let (memory, file) = &shard.server.js_usage[shard.id];
+    memory.store(u.memory, Ordering::Relaxed);
+    file.store(u.storage, Ordering::Relaxed);
+}
+
+/// `max_memory_store` / `max_file_store` would be passed by `size_bytes` more.
+pub fn over_server_limit(shard: &Shard, in_memory: bool, size_bytes: u64) -> Option<ApiError> {
+    use std::sync::atomic::Ordering;
+    let js = shard.server.opts.jetstream.as_ref()?;
+    let limit = if in_memory {
+        js.max_memory_store
+    } else {
+        js.max_file_store
+    }?;
+    if limit < 0 {
+        return None;
+    }
+    let used: u64 = shard
+        .server
+        .js_usage
+        .iter()
+        .map(|(m, f)| if in_memory { m } else { f }.load(Ordering::Relaxed))
+        .sum();
+    (used + size_bytes > limit as u64).then(|| {
+        if in_memory {
+            errors::insufficient_memory()
+        } else {
+            errors::insufficient_storage()
+        }
+    })
+}
+
 fn store_root(shard: &Shard) -> PathBuf {
     crate::jetstream::catalog::store_dir(&shard.server)
 }
@@ -133,12 +169,14 @@ pub async fn create_stream(
         persist::save_stream_meta(dir, &config, created)
             .map_err(|e| errors::stream_create(format!("could not create stream: {e}")))?;
     }
-    let store = open_store(shard, &config, dir.as_deref()).await.map_err(|e| {
-        if let Some(dir) = &dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        errors::stream_create(format!("could not open stream storage: {e}"))
-    })?;
+    let store = open_store(shard, &config, dir.as_deref())
+        .await
+        .map_err(|e| {
+            if let Some(dir) = &dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            errors::stream_create(format!("could not open stream storage: {e}"))
+        })?;
     if config.first_seq > 1 {
         store
             .start_at(config.first_seq)
@@ -186,7 +224,13 @@ pub async fn open_stream(
         }
     }
     let config = meta.config.clone();
-    let stream = Stream::new(account, meta.config, persist::from_ns(meta.created_ns), store, Some(dir.clone()));
+    let stream = Stream::new(
+        account,
+        meta.config,
+        persist::from_ns(meta.created_ns),
+        store,
+        Some(dir.clone()),
+    );
     for cdir in persist::consumer_dirs(&dir) {
         match persist::load_consumer(&cdir) {
             Ok((m, state)) => {
@@ -196,7 +240,14 @@ pub async fn open_stream(
                     .clone()
                     .or(m.config.name.clone())
                     .unwrap_or_default();
-                let c = Consumer::new(&stream, name.clone(), m.config, persist::from_ns(m.created_ns), state, Some(cdir));
+                let c = Consumer::new(
+                    &stream,
+                    name.clone(),
+                    m.config,
+                    persist::from_ns(m.created_ns),
+                    state,
+                    Some(cdir),
+                );
                 stream.consumers.borrow_mut().insert(name, c);
             }
             Err(e) => tracing::error!(
@@ -240,7 +291,11 @@ fn start(shard: &Rc<Shard>, stream: &Rc<Stream>) {
         format!("$JS.ACK.{}.>", stream.name),
         format!("$JS.ACK.*.*.{}.>", stream.name),
     ] {
-        let entry = shard.add_internal(account, &subject, InternalSub::JetStream(Service::Ack(weak.clone())));
+        let entry = shard.add_internal(
+            account,
+            &subject,
+            InternalSub::JetStream(Service::Ack(weak.clone())),
+        );
         subs.push((Bytes::from(subject), entry));
     }
     *stream.interests.borrow_mut() = subs;
@@ -267,19 +322,29 @@ pub async fn update_stream(
 ) -> Result<StreamInfo, ApiError> {
     let old = stream.config.borrow().clone();
     if old.storage != config.storage {
-        return Err(errors::stream_update("stream configuration update can not change storage type"));
+        return Err(errors::stream_update(
+            "stream configuration update can not change storage type",
+        ));
     }
     if old.retention != config.retention {
-        return Err(errors::stream_update("stream configuration update can not change retention policy"));
+        return Err(errors::stream_update(
+            "stream configuration update can not change retention policy",
+        ));
     }
     if old.sealed && !config.sealed {
-        return Err(errors::stream_update("stream configuration update can not unseal a sealed stream"));
+        return Err(errors::stream_update(
+            "stream configuration update can not unseal a sealed stream",
+        ));
     }
     if old.deny_delete && !config.deny_delete {
-        return Err(errors::stream_update("stream configuration update can not cancel deny message deletes"));
+        return Err(errors::stream_update(
+            "stream configuration update can not cancel deny message deletes",
+        ));
     }
     if old.deny_purge && !config.deny_purge {
-        return Err(errors::stream_update("stream configuration update can not cancel deny purge"));
+        return Err(errors::stream_update(
+            "stream configuration update can not cancel deny purge",
+        ));
     }
     stream
         .store
@@ -294,7 +359,11 @@ pub async fn update_stream(
     stream.save_config()?;
     if resubscribe {
         unsubscribe(shard, stream);
-        shard.js.map.borrow_mut().remove(&(stream.account, stream.name.clone()));
+        shard
+            .js
+            .map
+            .borrow_mut()
+            .remove(&(stream.account, stream.name.clone()));
         resubscribe_only(shard, stream);
     }
     wake_consumers(stream);
@@ -306,14 +375,22 @@ fn resubscribe_only(shard: &Rc<Shard>, stream: &Rc<Stream>) {
     let subjects = stream.config.borrow().subjects.clone();
     let mut subs = Vec::new();
     for subject in subjects {
-        let entry = shard.add_internal(stream.account, &subject, InternalSub::JetStream(Service::Publish(weak.clone())));
+        let entry = shard.add_internal(
+            stream.account,
+            &subject,
+            InternalSub::JetStream(Service::Publish(weak.clone())),
+        );
         subs.push((Bytes::from(subject), entry));
     }
     for subject in [
         format!("$JS.ACK.{}.>", stream.name),
         format!("$JS.ACK.*.*.{}.>", stream.name),
     ] {
-        let entry = shard.add_internal(stream.account, &subject, InternalSub::JetStream(Service::Ack(weak.clone())));
+        let entry = shard.add_internal(
+            stream.account,
+            &subject,
+            InternalSub::JetStream(Service::Ack(weak.clone())),
+        );
         subs.push((Bytes::from(subject), entry));
     }
     *stream.interests.borrow_mut() = subs;
@@ -327,7 +404,11 @@ fn resubscribe_only(shard: &Rc<Shard>, stream: &Rc<Stream>) {
 pub async fn delete_stream(shard: &Rc<Shard>, stream: &Rc<Stream>) -> Result<(), ApiError> {
     stream.deleted.set(true);
     unsubscribe(shard, stream);
-    shard.js.map.borrow_mut().remove(&(stream.account, stream.name.clone()));
+    shard
+        .js
+        .map
+        .borrow_mut()
+        .remove(&(stream.account, stream.name.clone()));
     let consumers: Vec<Rc<Consumer>> = stream.consumers.borrow_mut().values().cloned().collect();
     for c in consumers {
         end_consumer(shard, stream, &c);
@@ -337,7 +418,11 @@ pub async fn delete_stream(shard: &Rc<Shard>, stream: &Rc<Stream>) -> Result<(),
     stream.commit_needed.notify();
     if let Some(dir) = &stream.dir {
         if let Err(e) = std::fs::remove_dir_all(dir) {
-            tracing::warn!("JetStream stream {}: could not remove {}: {e}", stream.name, dir.display());
+            tracing::warn!(
+                "JetStream stream {}: could not remove {}: {e}",
+                stream.name,
+                dir.display()
+            );
         }
     }
     Ok(())
@@ -428,7 +513,10 @@ pub async fn get_msg(
         }
     } else if let Some(subject) = &req.next_by_subj {
         let from = req.seq.unwrap_or(0);
-        match stream.store.next_matching(from, std::slice::from_ref(subject)) {
+        match stream
+            .store
+            .next_matching(from, std::slice::from_ref(subject))
+        {
             Some(seq) => stream.store.get(seq).await,
             None => Ok(None),
         }
@@ -514,7 +602,12 @@ pub fn create_consumer(
     }
     consumer.save();
     stream.consumers.borrow_mut().insert(name, consumer.clone());
-    glommio::spawn_local(deliver::run(shard.clone(), stream.clone(), consumer.clone())).detach();
+    glommio::spawn_local(deliver::run(
+        shard.clone(),
+        stream.clone(),
+        consumer.clone(),
+    ))
+    .detach();
     Ok(consumer.info(stream))
 }
 
@@ -540,7 +633,13 @@ pub fn remove_consumer(shard: &Shard, stream: &Stream, name: &str, _api: bool) -
 }
 
 /// A pull request (`CONSUMER.MSG.NEXT`): queued for the delivery task.
-pub fn pull_request(shard: &Shard, stream: &Stream, consumer: &Consumer, reply: Bytes, body: &[u8]) {
+pub fn pull_request(
+    shard: &Shard,
+    stream: &Stream,
+    consumer: &Consumer,
+    reply: Bytes,
+    body: &[u8],
+) {
     let req = parse_next_request(body);
     let now = Instant::now();
     consumer.last_active.set(now);
@@ -627,7 +726,13 @@ pub fn on_ack(shard: &Shard, stream: &Rc<Stream>, msg: &Msg) {
     }
     if let AckKind::Next(req) = &kind {
         if let Some(reply) = msg.reply {
-            pull_request(shard, stream, &consumer, Bytes::copy_from_slice(reply), req.as_bytes());
+            pull_request(
+                shard,
+                stream,
+                &consumer,
+                Bytes::copy_from_slice(reply),
+                req.as_bytes(),
+            );
         }
         return;
     }
@@ -677,7 +782,9 @@ pub async fn execute(
     };
     macro_rules! body_as {
         ($t:ty) => {
-            match parse(&body).and_then(|v| serde_json::from_value::<$t>(v).map_err(errors::invalid_json)) {
+            match parse(&body)
+                .and_then(|v| serde_json::from_value::<$t>(v).map_err(errors::invalid_json))
+            {
                 Ok(v) => v,
                 Err(e) => return Some(error(kind, e)),
             }
@@ -686,7 +793,10 @@ pub async fn execute(
     let out = match op {
         StreamInfo(_) => {
             let req = body_as!(StreamInfoRequest);
-            json(kind, stream.info(req.subjects_filter.as_deref(), req.deleted_details))
+            json(
+                kind,
+                stream.info(req.subjects_filter.as_deref(), req.deleted_details),
+            )
         }
         StreamUpdate(_) => {
             let config = body_as!(StreamConfig);
@@ -702,14 +812,25 @@ pub async fn execute(
         StreamPurge(_) => {
             let req = body_as!(PurgeRequest);
             match purge(&stream, &req).await {
-                Ok(n) => json(kind, PurgeBody { success: true, purged: n }),
+                Ok(n) => json(
+                    kind,
+                    PurgeBody {
+                        success: true,
+                        purged: n,
+                    },
+                ),
                 Err(e) => error(kind, e),
             }
         }
         MsgGet(_) => {
             let req = body_as!(MsgGetRequest);
             match get_msg(&stream, &req).await {
-                Ok(m) => json(kind, MsgGetBody { message: stored_message(&m) }),
+                Ok(m) => json(
+                    kind,
+                    MsgGetBody {
+                        message: stored_message(&m),
+                    },
+                ),
                 Err(e) => error(kind, e),
             }
         }
@@ -721,7 +842,12 @@ pub async fn execute(
             }
         }
         DirectGet(_, subject) => return Some(direct_get(&stream, subject, &body).await),
-        ConsumerCreate { name, filter, durable_form, .. } => {
+        ConsumerCreate {
+            name,
+            filter,
+            durable_form,
+            ..
+        } => {
             let req = body_as!(ConsumerCreateRequest);
             match consumer_create(&shard, &stream, name, filter, durable_form, req) {
                 Ok(info) => json(kind, info),
@@ -744,14 +870,35 @@ pub async fn execute(
             let names: Vec<String> = stream.consumers.borrow().keys().cloned().collect();
             let total = names.len();
             let page: Vec<String> = names.into_iter().skip(req.offset).take(LIST_PAGE).collect();
-            json(kind, ConsumerNamesBody { total, offset: req.offset, limit: LIST_PAGE, consumers: page })
+            json(
+                kind,
+                ConsumerNamesBody {
+                    total,
+                    offset: req.offset,
+                    limit: LIST_PAGE,
+                    consumers: page,
+                },
+            )
         }
         ConsumerList(_) => {
             let req = body_as!(ListRequest);
             let all: Vec<Rc<Consumer>> = stream.consumers.borrow().values().cloned().collect();
             let total = all.len();
-            let page = all.iter().skip(req.offset).take(LIST_PAGE).map(|c| c.info(&stream)).collect();
-            json(kind, ConsumerListBody { total, offset: req.offset, limit: LIST_PAGE, consumers: page })
+            let page = all
+                .iter()
+                .skip(req.offset)
+                .take(LIST_PAGE)
+                .map(|c| c.info(&stream))
+                .collect();
+            json(
+                kind,
+                ConsumerListBody {
+                    total,
+                    offset: req.offset,
+                    limit: LIST_PAGE,
+                    consumers: page,
+                },
+            )
         }
         ConsumerNext(_, c) => {
             let consumer = stream.consumers.borrow().get(&c).cloned();
@@ -759,9 +906,14 @@ pub async fn execute(
                 (Some(consumer), Some(reply)) if !consumer.is_push() => {
                     pull_request(&shard, &stream, &consumer, reply, &body);
                 }
-                (Some(_), Some(reply)) => {
-                    deliver::send_status(&shard, &stream, &reply, 409, "Consumer is push based", None)
-                }
+                (Some(_), Some(reply)) => deliver::send_status(
+                    &shard,
+                    &stream,
+                    &reply,
+                    409,
+                    "Consumer is push based",
+                    None,
+                ),
                 (None, Some(reply)) => {
                     deliver::send_status(&shard, &stream, &reply, 404, "Consumer Not Found", None)
                 }
@@ -781,24 +933,29 @@ pub async fn execute(
                 .map(persist::from_ns)
                 .filter(|t| *t > SystemTime::now());
             consumer.paused_until.set(until);
-            consumer.config.borrow_mut().pause_until = req.pause_until.clone().filter(|_| until.is_some());
+            consumer.config.borrow_mut().pause_until =
+                req.pause_until.clone().filter(|_| until.is_some());
             consumer.save();
             consumer.wake.notify();
             json(
                 kind,
                 PauseBody {
                     paused: until.is_some(),
-                    pause_until: until.map_or_else(|| "0001-01-01T00:00:00Z".into(), crate::jetstream::time_string),
-                    pause_remaining: until.and_then(|t| t.duration_since(SystemTime::now()).ok()).map(|d| d.as_nanos() as i64),
+                    pause_until: until.map_or_else(
+                        || "0001-01-01T00:00:00Z".into(),
+                        crate::jetstream::time_string,
+                    ),
+                    pause_remaining: until
+                        .and_then(|t| t.duration_since(SystemTime::now()).ok())
+                        .map(|d| d.as_nanos() as i64),
                 },
             )
         }
         StreamLeaderStepdown(_) | ConsumerLeaderStepdown(..) | StreamPeerRemove(_) => {
             error(kind, errors::cluster_required())
         }
-        StreamCreate(_) | AccountInfo | StreamNames | StreamList | MetaLeaderStepdown | ServerRemove => {
-            error(kind, errors::bad_request())
-        }
+        StreamCreate(_) | AccountInfo | StreamNames | StreamList | MetaLeaderStepdown
+        | ServerRemove => error(kind, errors::bad_request()),
     };
     Some(out)
 }

@@ -237,15 +237,21 @@ pub async fn ack_loop(shard: Rc<crate::server::shard::Shard>, stream: Rc<Stream>
     }
 }
 
-/// Keeps max_age and the duplicate window: runs while the stream lives.
+/// Keeps max_age and the duplicate window: runs while the stream lives, every
+/// 100 ms while there is something to expire, every second otherwise.
 pub async fn expiry_loop(stream: Rc<Stream>) {
     loop {
-        glommio::timer::sleep(Duration::from_millis(100)).await;
+        let busy = stream.config.borrow().max_age > 0 || !stream.dedupe.borrow().is_empty();
+        let pause_ms = if busy { 100 } else { 1000 };
+        glommio::timer::sleep(Duration::from_millis(pause_ms)).await;
         if stream.deleted.get() {
             return;
         }
         if stream.config.borrow().max_age > 0 && stream.store.expire(now_ns()).unwrap_or(0) > 0 {
             stream.commit_needed.notify();
+            for c in stream.consumers.borrow().values() {
+                c.wake.notify();
+            }
         }
         stream.dedupe.borrow_mut().expire(now_ns());
     }

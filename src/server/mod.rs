@@ -63,6 +63,9 @@ pub struct Server {
     pub interest_epoch: AtomicU64,
     /// Per shard, its consumers above half their max_pending; see `stall`.
     pub pressure: stall::Pressure,
+    /// Per shard, bytes its JetStream streams hold (memory, file), refreshed by
+    /// each shard's housekeeping: publishes check the server's limits against it.
+    pub js_usage: Vec<(AtomicU64, AtomicU64)>,
     next_cid: AtomicU64,
     connections: AtomicUsize,
 }
@@ -105,6 +108,9 @@ impl Server {
             raft_node,
             interest_epoch: AtomicU64::new(0),
             pressure: stall::Pressure::new(shard_count),
+            js_usage: (0..shard_count)
+                .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+                .collect(),
             next_cid: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
         })

@@ -203,6 +203,7 @@ async fn housekeeping(shard: Rc<Shard>) {
             routes.tick(&shard, now);
         }
         crate::server::control::tick(&shard, now);
+        crate::jetstream::registry::publish_usage(&shard);
     }
 }
 

@@ -18,8 +18,10 @@ use std::time::{Duration, Instant, SystemTime};
 const SAVE_DELAY_MS: u64 = 50;
 /// Deliveries per turn before the task yields to others.
 const DELIVERIES_PER_TURN: usize = 256;
-/// How often a push consumer checks whether anybody listens (ephemeral expiry).
+/// How often a consumer with an inactive_threshold checks whether it is in use.
 const IDLE_CHECK_MS: u64 = 1000;
+/// How long a consumer with nothing to time sleeps before it looks again anyway.
+const QUIET_SLEEP_MS: u64 = 60_000;
 
 pub async fn run(shard: Rc<Shard>, stream: Rc<Stream>, consumer: Rc<Consumer>) {
     let mut last_save = Instant::now();
@@ -65,8 +67,16 @@ fn push_without_listener(shard: &Shard, stream: &Stream, consumer: &Consumer) ->
         .then(|| Bytes::copy_from_slice(deliver.as_bytes()))
 }
 
+/// When the task must look again by itself: the next ack deadline, request expiry
+/// or heartbeat, a pending save, the inactivity check; an idle durable sleeps long.
 fn next_wake(consumer: &Consumer, now: Instant) -> Duration {
-    let mut at = now + Duration::from_millis(IDLE_CHECK_MS);
+    let threshold = consumer.config.borrow().inactive_threshold;
+    let idle_check_ms = if threshold > 0 {
+        IDLE_CHECK_MS.min((threshold / 1_000_000 / 4).max(10) as u64)
+    } else {
+        QUIET_SLEEP_MS
+    };
+    let mut at = now + Duration::from_millis(idle_check_ms);
     let now_ms = consumer.now_ms();
     if let Some(d) = consumer.state.borrow().next_deadline_ms() {
         at = at.min(now + Duration::from_millis(d.saturating_sub(now_ms)));
@@ -451,18 +461,10 @@ fn finish_no_wait(shard: &Shard, stream: &Stream, consumer: &Consumer) {
         waiting.extend(kept);
         gone
     };
+    // nats-server 2.10+ ends a no-wait request with 404 even after a partial
+    // batch (2.9 said 408); the pending counts tell what was left.
     for r in done {
-        if r.delivered == 0 {
-            send_status(shard, stream, &r.reply, 404, "No Messages", None);
-        } else {
-            send_status(
-                shard,
-                stream,
-                &r.reply,
-                408,
-                "Request Timeout",
-                Some((r.batch_left, r.bytes_left)),
-            );
-        }
+        let pending = (r.delivered > 0).then_some((r.batch_left, r.bytes_left));
+        send_status(shard, stream, &r.reply, 404, "No Messages", pending);
     }
 }

@@ -1,0 +1,156 @@
+//! JetStream at the server level: the store limits of the `jetstream` block, a
+//! store directory that cannot be used, `/jsz` and `/varz`, and a config check.
+
+mod common;
+
+use async_nats::jetstream::{self, stream};
+use common::TestServer;
+
+fn js_config(store: &std::path::Path, extra: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:{{port}}\nhttp: 127.0.0.1:{{http}}\njetstream {{\n  store_dir: \"{}\"\n{extra}\n}}\n",
+        store.display()
+    )
+}
+
+#[tokio::test]
+async fn max_file_store_refuses_streams_and_publishes_beyond_it() {
+    let store = tempfile::tempdir().unwrap();
+    let server = TestServer::with_shards(2)
+        .config(&js_config(store.path(), "  max_file_store: 64KB"))
+        .start();
+    let nc = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(nc.clone());
+
+    let too_big = js
+        .create_stream(stream::Config {
+            name: "BIG".into(),
+            subjects: vec!["big".into()],
+            max_bytes: 1 << 20,
+            ..Default::default()
+        })
+        .await
+        .expect_err("a stream larger than max_file_store");
+    assert!(too_big.to_string().contains("10047"), "{too_big}");
+
+    js.create_stream(stream::Config {
+        name: "S".into(),
+        subjects: vec!["s".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let payload = vec![b'x'; 1024];
+    let mut acked = 0u64;
+    let refused = loop {
+        match js.publish("s", payload.clone().into()).await.unwrap().await {
+            Ok(ack) => {
+                acked = ack.sequence;
+                assert!(acked < 1000, "max_file_store never enforced");
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(refused.to_string().contains("10047"), "{refused}");
+    assert!(acked >= 32, "only {acked} messages before the limit");
+    let mut s = js.get_stream("S").await.unwrap();
+    let info = s.info().await.unwrap();
+    assert_eq!(info.state.messages, acked, "every acked message kept");
+}
+
+#[test]
+fn a_store_dir_that_cannot_be_written_stops_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_natrix"))
+        .args(["-js", "-sd", file.to_str().unwrap(), "-p", "-1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started on an unusable store");
+    let log =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(log.contains("Can't start JetStream"), "{log}");
+}
+
+#[tokio::test]
+async fn jsz_and_varz_report_streams_consumers_and_usage() {
+    let store = tempfile::tempdir().unwrap();
+    let server = TestServer::with_shards(2)
+        .config(&js_config(store.path(), ""))
+        .start();
+    let nc = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(nc.clone());
+    for (name, storage) in [
+        ("F", stream::StorageType::File),
+        ("M", stream::StorageType::Memory),
+    ] {
+        let s = js
+            .create_stream(stream::Config {
+                name: name.into(),
+                subjects: vec![name.to_lowercase()],
+                storage,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            js.publish(name.to_lowercase(), vec![b'y'; 100].into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        s.create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("d".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let jsz = server.json("/jsz?consumers=1&config=1");
+    assert_eq!(jsz["streams"], 2, "{jsz}");
+    assert_eq!(jsz["consumers"], 2);
+    assert_eq!(jsz["messages"], 10);
+    assert!(jsz["memory"].as_u64().unwrap() >= 500, "{jsz}");
+    assert!(jsz["storage"].as_u64().unwrap() >= 500, "{jsz}");
+    let details = &jsz["account_details"][0];
+    assert_eq!(details["name"], "$G");
+    let streams = details["stream_detail"].as_array().unwrap();
+    let names: Vec<&str> = streams
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["F", "M"]);
+    assert_eq!(streams[0]["state"]["messages"], 5);
+    assert_eq!(streams[0]["config"]["storage"], "file");
+    assert_eq!(streams[1]["consumer_detail"][0]["name"], "d");
+    assert_eq!(streams[1]["consumer_detail"][0]["num_pending"], 5);
+
+    let plain = server.json("/jsz");
+    assert!(
+        plain.get("account_details").is_none(),
+        "details only when asked: {plain}"
+    );
+
+    let varz = server.json("/varz");
+    let block = &varz["jetstream"];
+    assert!(
+        block["config"]["store_dir"]
+            .as_str()
+            .unwrap()
+            .ends_with("jetstream"),
+        "{block}"
+    );
+    assert!(
+        block["stats"]["storage"].as_u64().unwrap() >= 500,
+        "{block}"
+    );
+    assert!(
+        block["stats"]["api"]["total"].as_u64().unwrap() >= 4,
+        "{block}"
+    );
+
+    let health = server.json("/healthz");
+    assert_eq!(health["status"], "ok");
+}
