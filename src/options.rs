@@ -13,7 +13,7 @@ mod listen;
 
 use std::path::Path;
 
-pub use accounts::AccountConfig;
+pub use accounts::{AccountConfig, AccountJsLimits};
 pub use auth::{Authorization, Permissions, SubjectPermission, UserConfig};
 pub use cluster::ClusterConfig;
 pub use jetstream::JetStreamConfig;

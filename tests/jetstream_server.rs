@@ -154,3 +154,57 @@ async fn jsz_and_varz_report_streams_consumers_and_usage() {
     let health = server.json("/healthz");
     assert_eq!(health["status"], "ok");
 }
+
+#[tokio::test]
+async fn accounts_get_jetstream_when_enabled_and_within_their_limits() {
+    let store = tempfile::tempdir().unwrap();
+    let accounts = "accounts {\n  A { users: [{user: a, password: a}], jetstream: { max_streams: 1, max_consumers: 1 } }\n  B { users: [{user: b, password: b}] }\n}\n";
+    let server = TestServer::with_shards(2)
+        .config(&(js_config(store.path(), "") + accounts))
+        .start();
+    let login = |u: &str| {
+        async_nats::ConnectOptions::with_user_and_password(u.into(), u.into()).connect(server.url())
+    };
+
+    let a = login("a").await.unwrap();
+    let js = jetstream::new(a.clone());
+    let s = js
+        .create_stream(stream::Config {
+            name: "ONE".into(),
+            subjects: vec!["one".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let second = js
+        .create_stream(stream::Config {
+            name: "TWO".into(),
+            subjects: vec!["two".into()],
+            ..Default::default()
+        })
+        .await
+        .expect_err("max_streams 1");
+    assert!(second.to_string().contains("10027"), "{second}");
+    s.create_consumer(jetstream::consumer::pull::Config {
+        durable_name: Some("c1".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let another = s
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("c2".into()),
+            ..Default::default()
+        })
+        .await
+        .expect_err("max_consumers 1");
+    assert!(another.to_string().contains("10026"), "{another}");
+    let info = js.query_account().await.unwrap();
+    assert_eq!(info.limits.max_streams, Some(1));
+    assert_eq!(info.streams, 1);
+
+    let b = login("b").await.unwrap();
+    let reply = b.request("$JS.API.INFO", "".into()).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(body["error"]["err_code"], 10039, "{body}");
+}

@@ -117,13 +117,52 @@ pub async fn account_usage(shard: &Rc<Shard>, account: Option<AccountId>) -> Usa
     })
 }
 
-pub fn limits(server: &Server) -> AccountLimits {
+/// The account's own `jetstream { ... }` limits, when its config has them.
+fn account_limits(server: &Server, account: AccountId) -> crate::options::AccountJsLimits {
+    let name = server.accounts.name(account);
+    server
+        .opts
+        .accounts
+        .iter()
+        .find(|a| a.name == name)
+        .map(|a| a.jetstream_limits)
+        .unwrap_or_default()
+}
+
+/// Whether `account` may use JetStream: every account when none is configured
+/// (the global one), else those whose config says `jetstream: enabled`.
+pub fn enabled_for(server: &Server, account: AccountId) -> bool {
+    if account == server.accounts.system() {
+        return false;
+    }
+    let configured = &server.opts.accounts;
+    let name = server.accounts.name(account);
+    match configured.iter().find(|a| a.name == name) {
+        Some(a) => a.jetstream,
+        None => !configured.iter().any(|a| a.jetstream),
+    }
+}
+
+/// The limits an account sees: its own, within the server's.
+pub fn limits(server: &Server, account: AccountId) -> AccountLimits {
     let js = server.opts.jetstream.as_ref();
+    let own = account_limits(server, account);
+    let tighter = |a: i64, b: i64| match (a < 0, b < 0) {
+        (true, _) => b,
+        (_, true) => a,
+        _ => a.min(b),
+    };
     AccountLimits {
-        max_memory: js.and_then(|j| j.max_memory_store).unwrap_or(-1),
-        max_storage: js.and_then(|j| j.max_file_store).unwrap_or(-1),
-        max_streams: -1,
-        max_consumers: -1,
+        max_memory: tighter(
+            js.and_then(|j| j.max_memory_store).unwrap_or(-1),
+            own.max_memory,
+        ),
+        max_storage: tighter(
+            js.and_then(|j| j.max_file_store).unwrap_or(-1),
+            own.max_storage,
+        ),
+        max_streams: own.max_streams,
+        max_consumers: own.max_consumers,
         max_ack_pending: -1,
         memory_max_stream_bytes: -1,
         storage_max_stream_bytes: -1,
@@ -140,7 +179,7 @@ pub async fn account_info(shard: &Rc<Shard>, account: AccountId) -> Reply {
         reserved_storage: 0,
         streams: u.streams,
         consumers: u.consumers,
-        limits: limits(&shard.server),
+        limits: limits(&shard.server, account),
         domain: shard
             .server
             .opts
@@ -357,8 +396,12 @@ fn overlaps_other(shard: &Shard, account: AccountId, name: &str, subjects: &[Str
     })
 }
 
-fn storage_limit_error(shard: &Shard, config: &StreamConfig) -> Option<ApiError> {
-    let limits = limits(&shard.server);
+fn storage_limit_error(
+    shard: &Shard,
+    account: AccountId,
+    config: &StreamConfig,
+) -> Option<ApiError> {
+    let limits = limits(&shard.server, account);
     let (max, err) = match config.storage {
         StorageType::File => (limits.max_storage, errors::insufficient_storage()),
         StorageType::Memory => (limits.max_memory, errors::insufficient_memory()),
@@ -385,8 +428,13 @@ pub async fn create(shard: &Rc<Shard>, account: AccountId, name: String, body: &
             if overlaps_other(shard, account, &name, &config.subjects) {
                 return Reply::error(k, errors::subjects_overlap());
             }
-            if let Some(e) = storage_limit_error(shard, &config) {
+            if let Some(e) = storage_limit_error(shard, account, &config) {
                 return Reply::error(k, e);
+            }
+            let max_streams = limits(&shard.server, account).max_streams;
+            if max_streams >= 0 && matching_names(shard, account, None).len() as i64 >= max_streams
+            {
+                return Reply::error(k, errors::maximum_streams());
             }
             let owner = shard.catalog.pick_shard(shard.count);
             shard.catalog.entries.borrow_mut().insert(

@@ -1,7 +1,9 @@
 //! `accounts { NAME { users: [...], jetstream: enabled } }` or `accounts: [A, B]`.
 
 use super::auth::{apply_default_permissions, parse_permissions, parse_users, UserConfig};
-use super::convert::{boolean, enabled_word, invalid, map, string, type_error, Notes, Result};
+use super::convert::{
+    boolean, enabled_word, integer, invalid, map, size, string, type_error, Notes, Result,
+};
 use crate::conf::{Item, Map, Value};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -9,6 +11,27 @@ pub struct AccountConfig {
     pub name: String,
     pub users: Vec<UserConfig>,
     pub jetstream: bool,
+    /// `jetstream { max_mem, max_file, max_streams, max_consumers }`; -1: unlimited.
+    pub jetstream_limits: AccountJsLimits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountJsLimits {
+    pub max_memory: i64,
+    pub max_storage: i64,
+    pub max_streams: i64,
+    pub max_consumers: i64,
+}
+
+impl Default for AccountJsLimits {
+    fn default() -> Self {
+        AccountJsLimits {
+            max_memory: -1,
+            max_storage: -1,
+            max_streams: -1,
+            max_consumers: -1,
+        }
+    }
 }
 
 /// The global account's name, which a config may not define.
@@ -71,7 +94,9 @@ fn parse_account(name: &str, item: &Item, notes: &mut Notes) -> Result<AccountCo
     for (k, v) in fields {
         match k.to_ascii_lowercase().as_str() {
             "users" => account.users = parse_users(k, v, Some(name), notes)?,
-            "jetstream" => account.jetstream = account_jetstream(k, v, notes)?,
+            "jetstream" => {
+                (account.jetstream, account.jetstream_limits) = account_jetstream(k, v, notes)?
+            }
             "default_permissions" => default_permissions = Some(parse_permissions(k, v, notes)?),
             "nkey" | "imports" | "exports" | "mappings" | "maps" | "limits" | "msg_trace"
             | "trace_dest" => notes.unsupported(format!("accounts.{name}.{k}"), v),
@@ -83,13 +108,25 @@ fn parse_account(name: &str, item: &Item, notes: &mut Notes) -> Result<AccountCo
 }
 
 /// `jetstream` inside an account: a boolean, `enabled`/`disabled`, or a map of limits.
-fn account_jetstream(key: &str, item: &Item, notes: &mut Notes) -> Result<bool> {
+fn account_jetstream(key: &str, item: &Item, notes: &mut Notes) -> Result<(bool, AccountJsLimits)> {
+    let unlimited = AccountJsLimits::default();
     match &item.value {
-        Value::Bool(_) => boolean(key, item),
-        Value::Str(word) => enabled_word(key, item, word),
+        Value::Bool(_) => Ok((boolean(key, item)?, unlimited)),
+        Value::Str(word) => Ok((enabled_word(key, item, word)?, unlimited)),
         Value::Map(_) => {
-            notes.unsupported("accounts.jetstream limits", item);
-            Ok(true)
+            let mut limits = unlimited;
+            for (k, v) in map(key, item)? {
+                match k.to_ascii_lowercase().as_str() {
+                    "max_mem" | "max_memory" | "max_memory_store" => {
+                        limits.max_memory = size(k, v)?
+                    }
+                    "max_file" | "max_store" | "max_file_store" => limits.max_storage = size(k, v)?,
+                    "max_streams" => limits.max_streams = integer(k, v)?,
+                    "max_consumers" => limits.max_consumers = integer(k, v)?,
+                    _ => notes.unsupported(format!("accounts.jetstream.{k}"), v),
+                }
+            }
+            Ok((true, limits))
         }
         _ => Err(type_error(
             key,

@@ -74,8 +74,13 @@ pub fn on_request(shard: &Shard, account: AccountId, msg: &Msg) {
     catalog.in_flight.set(catalog.in_flight.get() + 1);
     glommio::spawn_local(async move {
         let out = handle(&shard, account, &subject, reply.clone(), body).await;
-        shard.catalog.in_flight.set(shard.catalog.in_flight.get() - 1);
-        shard.catalog.count(account, out.as_ref().is_some_and(|r| r.failed));
+        shard
+            .catalog
+            .in_flight
+            .set(shard.catalog.in_flight.get() - 1);
+        shard
+            .catalog
+            .count(account, out.as_ref().is_some_and(|r| r.failed));
         if let Some(r) = out {
             answer(&shard, account, &reply, r);
         }
@@ -98,8 +103,14 @@ async fn handle(
         return Some(Reply::error(kind::ERROR, errors::bad_request()));
     };
     let kind = op.response_kind();
-    if account == shard.server.accounts.system() {
+    if !catalog::enabled_for(&shard.server, account) {
         return Some(Reply::error(kind, errors::not_enabled_for_account()));
+    }
+    if let ApiOp::ConsumerCreate { .. } = &op {
+        let max = catalog::limits(&shard.server, account).max_consumers;
+        if max >= 0 && catalog::account_usage(shard, Some(account)).await.consumers as i64 >= max {
+            return Some(Reply::error(kind, errors::maximum_consumers()));
+        }
     }
     match &op {
         ApiOp::AccountInfo => Some(catalog::account_info(shard, account).await),
@@ -130,7 +141,9 @@ async fn handle(
             let reply = Some(reply);
             shard
                 .call(owner, move |s| {
-                    Box::pin(crate::jetstream::registry::execute(s, account, op, reply, body))
+                    Box::pin(crate::jetstream::registry::execute(
+                        s, account, op, reply, body,
+                    ))
                 })
                 .await
                 .flatten()
