@@ -196,6 +196,7 @@ mod tests {
                         ..Default::default()
                     }],
                     jetstream: false,
+                    jetstream_limits: Default::default(),
                 },
                 AccountConfig {
                     name: "APP".into(),
@@ -205,6 +206,7 @@ mod tests {
                         ..Default::default()
                     }],
                     jetstream: false,
+                    jetstream_limits: Default::default(),
                 },
             ],
             ..Default::default()
