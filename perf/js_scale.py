@@ -7,7 +7,9 @@
               more subject spread through it: time to create a consumer filtered to that
               subject, and time to fetch its 1,000 messages.
 3. consumers  10,000 durable pull consumers on one stream, created, then left idle: server
-              CPU % over 20 s of idleness (and the time to create them, and RSS).
+              CPU % over 20 s of idleness (and the time to create them, RSS, and the time
+              SIGTERM takes). The stream sets max_consumers to the count: nats-server 2.15
+              refuses the 1,001st consumer of a stream that sets no limit of its own.
 4. streams    1,000 streams with 10 messages each; the server stopped by SIGTERM and started
               again on the same store dir: time from start to `$JS.API.INFO` answering with
               streams == 1,000 (and the time the SIGTERM took).
@@ -182,6 +184,7 @@ def restart_info(a, server, store, workdir, want, rec):
                 continue
             if "first_answer_secs" not in rec:
                 rec["first_answer_secs"] = time.time() - srv.started
+                rec["first_answer_streams"] = ans.get("streams", ans.get("status"))
             last = json.dumps(ans)[:200]
             if ans.get("streams") == want:
                 rec["restart_info_secs"] = time.time() - srv.started
@@ -289,6 +292,9 @@ def rows(sz):
          if r.get("rss_mib") is not None and "idle_cpu_pct" in r else None),
         ("streams", f"4. {n(sz['streams'])} streams × {sz['stream_msgs']} msgs, restart",
          f"start → INFO says streams == {n(sz['streams'])}", secs("restart_info_secs")),
+        ("streams", "", "first INFO answer after start (its streams)", lambda r:
+         f"{r['first_answer_secs']:.2f} s ({r['first_answer_streams']})"
+         if "first_answer_secs" in r else None),
         ("streams", "", "SIGTERM → exit (first server)", secs("stop_secs")),
         ("streams", "", "create the streams (8 in flight)", secs("create_secs")),
         ("kv", f"5. KV bucket, {n(sz['keys'])} keys", "keys()", secs("keys_secs")),

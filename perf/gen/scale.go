@@ -14,7 +14,7 @@
 //	                 timed); then times creating a durable pull consumer filtered to
 //	                 filt.target (explicit ack, deliver all) and fetching all -filtered
 //	                 messages (Fetch(-batch), Ack each; a Fetch that times out is retried).
-//	scale-consumers  stream IDLE on idle.> with -n messages; creates -consumers durable pull
+//	scale-consumers  stream IDLE on idle.> (max_consumers -consumers) with -n messages; creates -consumers durable pull
 //	                 consumers (explicit ack) with -workers requests in flight; then the
 //	                 stream's consumer count. The idle phase is timed by the caller.
 //	scale-streams    creates -streams streams (S0000 ... on st.0 ...) with -workers requests
@@ -260,7 +260,10 @@ func parallel(count int, what string, f func(i int) error) {
 }
 
 func scaleConsumers(js nats.JetStreamContext) {
-	recreateStream(js, &nats.StreamConfig{Name: "IDLE", Subjects: []string{"idle.>"}})
+	// max_consumers set: nats-server 2.15 limits a stream to 1,000 consumers unless the
+	// stream sets a (positive) limit of its own.
+	recreateStream(js, &nats.StreamConfig{Name: "IDLE", Subjects: []string{"idle.>"},
+		MaxConsumers: *consumers})
 	subj := names("idle.", 10)
 	publishAsyncTo(js, *n, func(i int) string { return subj[i%len(subj)] }, payload())
 	scaleRec.set("msgs", *n)
