@@ -10,9 +10,12 @@
 //	              consumer with explicit ack; Fetch(-batch), Ack (async) each message.
 //	core-pubsub   one publisher and one subscriber connection on bench.core; the rate is
 //	              what the subscriber received.
+//	scale-*       the scale cases of perf/js_scale.py (many subjects, consumers, streams,
+//	              keys): see scale.go.
 //
 // Output: one JSON line on stdout,
-// {"mode","msgs","size","secs","rate"[,"p50_us","p90_us","p99_us"][,"server_cpu_us"]}.
+// {"mode","msgs","size","secs","rate"[,"p50_us","p90_us","p99_us"][,"server_cpu_us"]}
+// (the scale-* modes print their own fields, see scale.go).
 // With -server-pid, server_cpu_us is the server process's utime+stime over the timed
 // phase only (from /proc/PID/stat). Errors go to stderr with exit status 1; a run that
 // takes longer than -timeout exits with status 2.
@@ -54,7 +57,7 @@ type result struct {
 
 var (
 	url       = flag.String("url", nats.DefaultURL, "server URL")
-	mode      = flag.String("mode", "js-pub-async", "js-pub-async | js-pub-sync | js-pull | core-pubsub")
+	mode      = flag.String("mode", "js-pub-async", "js-pub-async | js-pub-sync | js-pull | core-pubsub | scale-subjects | scale-filter | scale-consumers | scale-streams | scale-kv")
 	n         = flag.Int("n", 200000, "messages")
 	size      = flag.Int("size", 128, "payload bytes")
 	window    = flag.Int("w", 4000, "js-pub-async: most acks outstanding (nats.go's default window is 4000)")
@@ -111,6 +114,11 @@ func timed() func(r *result) {
 
 func fail(format string, a ...interface{}) {
 	fmt.Fprintf(os.Stderr, "jsgen %s: %s\n", *mode, fmt.Sprintf(format, a...))
+	if strings.HasPrefix(*mode, "scale-") {
+		// The scale modes still print what they measured before the failure.
+		scaleRec.set("error", fmt.Sprintf("%s (phase %v)", fmt.Sprintf(format, a...), scaleRec.get("phase")))
+		fmt.Println(string(scaleRec.json()))
+	}
 	os.Exit(1)
 }
 
@@ -165,11 +173,16 @@ var asyncErrors int64
 // publishAsync publishes count messages and waits until every ack (or error) is in;
 // any error fails the run.
 func publishAsync(js nats.JetStreamContext, count int) {
-	data := payload()
+	publishAsyncTo(js, count, func(int) string { return jsSubject }, payload())
+}
+
+// publishAsyncTo publishes count messages, the i-th on subject(i), and waits until every
+// ack (or error) is in; any error fails the run.
+func publishAsyncTo(js nats.JetStreamContext, count int, subject func(i int) string, data []byte) {
 	for i := 0; i < count; i++ {
 		// At -w outstanding, PublishAsync waits for an ack (by default 200 ms, then fails);
 		// a server that fsyncs every message can take longer, so wait up to -timeout.
-		if _, err := js.PublishAsync(jsSubject, data, nats.StallWait(*timeout)); err != nil {
+		if _, err := js.PublishAsync(subject(i), data, nats.StallWait(*timeout)); err != nil {
 			fail("publish %d: %v", i, err)
 		}
 		if atomic.LoadInt64(&asyncErrors) > 0 {
@@ -333,10 +346,19 @@ func main() {
 	}
 	time.AfterFunc(*timeout, func() {
 		fmt.Fprintf(os.Stderr, "jsgen %s: timed out after %v\n", *mode, *timeout)
+		if strings.HasPrefix(*mode, "scale-") {
+			// What was measured so far, and the phase that did not finish.
+			scaleRec.set("error", fmt.Sprintf("timed out after %v in phase %v", *timeout, scaleRec.get("phase")))
+			fmt.Println(string(scaleRec.json()))
+		}
 		os.Exit(2)
 	})
 	nc := connect("jsgen")
 	defer nc.Close()
+	if strings.HasPrefix(*mode, "scale-") {
+		runScale(nc)
+		return
+	}
 	var r result
 	switch *mode {
 	case "js-pub-async":
