@@ -563,13 +563,7 @@ pub fn create_consumer(
             return Err(errors::consumer_exists());
         }
         cconfig::update_allowed(&old, &config)?;
-        let others: Vec<ConsumerConfig> = stream
-            .consumers
-            .borrow()
-            .iter()
-            .filter(|(n, _)| **n != name)
-            .map(|(_, c)| c.config.borrow().clone())
-            .collect();
+        let others = workqueue_peers(stream, Some(&name));
         cconfig::validate(&config, &stream.config.borrow(), &others)?;
         *existing.config.borrow_mut() = config;
         existing.save();
@@ -579,15 +573,10 @@ pub fn create_consumer(
     if action == "update" {
         return Err(errors::consumer_does_not_exist());
     }
-    let others: Vec<ConsumerConfig> = stream
-        .consumers
-        .borrow()
-        .values()
-        .map(|c| c.config.borrow().clone())
-        .collect();
+    let others = workqueue_peers(stream, None);
     cconfig::validate(&config, &stream.config.borrow(), &others)?;
     let max = stream.config.borrow().max_consumers;
-    if max > 0 && others.len() as i64 >= max {
+    if max > 0 && stream.consumers.borrow().len() as i64 >= max {
         return Err(errors::maximum_consumers());
     }
     let (state, lps, lps_end) = Consumer::start(stream, &config);
@@ -609,6 +598,21 @@ pub fn create_consumer(
     ))
     .detach();
     Ok(consumer.info(stream))
+}
+
+/// The other consumers' configs, which only a workqueue stream checks a new
+/// consumer against (copying them for every create would be quadratic).
+fn workqueue_peers(stream: &Stream, except: Option<&str>) -> Vec<ConsumerConfig> {
+    if !stream.is_workqueue() {
+        return Vec::new();
+    }
+    stream
+        .consumers
+        .borrow()
+        .iter()
+        .filter(|(n, _)| Some(n.as_str()) != except)
+        .map(|(_, c)| c.config.borrow().clone())
+        .collect()
 }
 
 /// Ends a consumer's task and answers its waiting pull requests.

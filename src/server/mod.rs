@@ -66,6 +66,8 @@ pub struct Server {
     /// Per shard, bytes its JetStream streams hold (memory, file), refreshed by
     /// each shard's housekeeping: publishes check the server's limits against it.
     pub js_usage: Vec<(AtomicU64, AtomicU64)>,
+    /// JetStream has reopened its streams: shards may accept clients.
+    pub js_ready: std::sync::atomic::AtomicBool,
     next_cid: AtomicU64,
     connections: AtomicUsize,
 }
@@ -108,6 +110,7 @@ impl Server {
             raft_node,
             interest_epoch: AtomicU64::new(0),
             pressure: stall::Pressure::new(shard_count),
+            js_ready: std::sync::atomic::AtomicBool::new(false),
             js_usage: (0..shard_count)
                 .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
                 .collect(),

@@ -152,6 +152,7 @@ async fn run_shard(server: Arc<Server>, ctx: ShardContext<Batch>, bound: Arc<Ato
                 std::process::exit(1);
             }
         }
+        server.js_ready.store(true, Ordering::Release);
         start_routes(&shard);
         if let Some(port) = server.opts.http_port {
             let host = server
@@ -163,6 +164,10 @@ async fn run_shard(server: Arc<Server>, ctx: ShardContext<Batch>, bound: Arc<Ato
             info!("Starting http monitor on http://{host}:{port}");
             glommio::spawn_local(crate::monitor::http::serve(shard.clone(), listener)).detach();
         }
+    }
+    // Clients come once JetStream has reopened its streams, as on nats-server.
+    while !server.js_ready.load(Ordering::Acquire) {
+        glommio::timer::sleep(Duration::from_millis(2)).await;
     }
     let listener = bind(&server.opts.host, server.port);
     if bound.fetch_add(1, Ordering::AcqRel) + 1 == server.shard_count {

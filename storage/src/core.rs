@@ -86,6 +86,14 @@ macro_rules! stream_reads {
             self.inner.borrow().core.count_matching(from, filters)
         }
 
+        /// Live messages in `[from, to]` on subjects matching `filters`.
+        pub fn count_matching_range(&self, from: u64, to: u64, filters: &[String]) -> u64 {
+            self.inner
+                .borrow()
+                .core
+                .count_matching_range(from, to, filters)
+        }
+
         /// The newest sequence of each subject matching `filters`, ascending.
         pub fn last_per_subject(&self, filters: &[String]) -> Vec<u64> {
             self.inner.borrow().core.last_per_subject(filters)
@@ -566,6 +574,17 @@ impl<L: Clone> Core<L> {
         }
         let mut cache = HashMap::new();
         self.range(from, u64::MAX)
+            .filter(|(_, e)| self.subject_in(e.subject, filters, &mut cache))
+            .count() as u64
+    }
+
+    /// Live messages in `[from, to]` on subjects matching `filters`.
+    pub fn count_matching_range(&self, from: u64, to: u64, filters: &[String]) -> u64 {
+        if from > to {
+            return 0;
+        }
+        let mut cache = HashMap::new();
+        self.range(from, to)
             .filter(|(_, e)| self.subject_in(e.subject, filters, &mut cache))
             .count() as u64
     }

@@ -62,6 +62,9 @@ impl Store {
     pub fn count_matching(&self, from: u64, filters: &[String]) -> u64 {
         both!(self, s => s.count_matching(from, filters))
     }
+    pub fn count_matching_range(&self, from: u64, to: u64, filters: &[String]) -> u64 {
+        both!(self, s => s.count_matching_range(from, to, filters))
+    }
     pub fn last_per_subject(&self, filters: &[String]) -> Vec<u64> {
         both!(self, s => s.last_per_subject(filters))
     }
