@@ -435,14 +435,16 @@ fn wake_consumers(stream: &Stream) {
 }
 
 pub async fn purge(stream: &Stream, req: &PurgeRequest) -> Result<u64, ApiError> {
-    let c = stream.config.borrow();
-    if c.sealed {
+    let (sealed, deny_purge) = {
+        let c = stream.config.borrow();
+        (c.sealed, c.deny_purge)
+    };
+    if sealed {
         return Err(errors::sealed());
     }
-    if c.deny_purge {
+    if deny_purge {
         return Err(errors::purge_failed("stream purge not permitted"));
     }
-    drop(c);
     let purge = natrix_storage::PurgeRequest {
         subject: req.filter.clone().filter(|f| !f.is_empty()),
         up_to_seq: req.seq,
@@ -467,14 +469,16 @@ pub async fn purge(stream: &Stream, req: &PurgeRequest) -> Result<u64, ApiError>
 }
 
 pub async fn delete_msg(stream: &Stream, req: &MsgDeleteRequest) -> Result<(), ApiError> {
-    let c = stream.config.borrow();
-    if c.sealed {
+    let (sealed, deny_delete) = {
+        let c = stream.config.borrow();
+        (c.sealed, c.deny_delete)
+    };
+    if sealed {
         return Err(errors::sealed());
     }
-    if c.deny_delete {
+    if deny_delete {
         return Err(errors::msg_delete_failed("message delete not permitted"));
     }
-    drop(c);
     let deleted = stream.store.delete(req.seq);
     if let Ok(true) = deleted {
         stream

@@ -56,8 +56,11 @@ pub enum Item {
     Query(ShardQuery, futures_channel::oneshot::Sender<ShardReport>),
     /// Work for the receiving shard on what it owns (a JetStream stream): the
     /// closure starts it there; its answer comes back on a channel it holds.
-    Call(Box<dyn FnOnce(&Rc<Shard>) + Send>),
+    Call(Work),
 }
+
+/// What `Item::Call` runs on the receiving shard.
+pub type Work = Box<dyn FnOnce(&Rc<Shard>) + Send>;
 
 pub struct ShardMsg {
     pub account: AccountId,
