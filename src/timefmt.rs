@@ -158,7 +158,10 @@ mod rfc3339_tests {
         let t = UNIX_EPOCH + Duration::new(1_795_000_000, 123_456_789);
         let text = rfc3339_nanos(t);
         assert_eq!(parse_rfc3339_ns(&text), Some(1_795_000_000_123_456_789));
-        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:01Z"), Some(1_000_000_000));
+        assert_eq!(
+            parse_rfc3339_ns("1970-01-01T00:00:01Z"),
+            Some(1_000_000_000)
+        );
         assert_eq!(parse_rfc3339_ns("1970-01-01T01:00:00+01:00"), Some(0));
         assert_eq!(parse_rfc3339_ns("garbage"), None);
     }

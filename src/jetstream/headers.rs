@@ -13,9 +13,7 @@ pub fn get<'a>(block: &'a [u8], name: &str) -> Option<&'a str> {
     let text = std::str::from_utf8(block).ok()?;
     text.split("\r\n").skip(1).find_map(|line| {
         let (key, value) = line.split_once(':')?;
-        key.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| value.trim())
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
     })
 }
 

@@ -21,7 +21,9 @@ pub fn subject(
     ts_ns: u64,
     pending: u64,
 ) -> String {
-    format!("$JS.ACK.{stream}.{consumer}.{deliveries}.{stream_seq}.{consumer_seq}.{ts_ns}.{pending}")
+    format!(
+        "$JS.ACK.{stream}.{consumer}.{deliveries}.{stream_seq}.{consumer_seq}.{ts_ns}.{pending}"
+    )
 }
 
 /// Decodes `$JS.ACK.<stream>.<consumer>.<n>.<sseq>.<cseq>.<ts>.<pending>` (v1) or
@@ -50,11 +52,15 @@ pub fn parse_subject(subject: &str) -> Option<AckSubject> {
 pub enum AckKind {
     Ack,
     /// Redeliver after this delay (0: at once).
-    Nak { delay_ms: u64 },
+    Nak {
+        delay_ms: u64,
+    },
     InProgress,
     /// Ack, and a pull request for more (the body after `+NXT`).
     Next(String),
-    Term { reason: String },
+    Term {
+        reason: String,
+    },
 }
 
 pub fn parse_body(body: &[u8]) -> AckKind {
@@ -121,7 +127,15 @@ mod tests {
             AckKind::Nak { delay_ms: 2000 }
         );
         assert_eq!(parse_body(b"+WPI"), AckKind::InProgress);
-        assert_eq!(parse_body(b"+NXT {\"batch\":5}"), AckKind::Next("{\"batch\":5}".into()));
-        assert_eq!(parse_body(b"+TERM bad"), AckKind::Term { reason: "bad".into() });
+        assert_eq!(
+            parse_body(b"+NXT {\"batch\":5}"),
+            AckKind::Next("{\"batch\":5}".into())
+        );
+        assert_eq!(
+            parse_body(b"+TERM bad"),
+            AckKind::Term {
+                reason: "bad".into()
+            }
+        );
     }
 }
