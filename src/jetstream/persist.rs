@@ -96,20 +96,16 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Stream directories under an account's folder, by name.
 pub fn stream_dirs(root: &Path, account: &str) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(account_dir(root, account)) else {
-        return Vec::new();
-    };
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.join("meta.json").is_file())
-        .collect();
-    dirs.sort();
-    dirs
+    dirs_with_meta(&account_dir(root, account))
 }
 
 pub fn consumer_dirs(stream_dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(stream_dir.join("obs")) else {
+    dirs_with_meta(&stream_dir.join("obs"))
+}
+
+/// The folders in `parent` that hold a `meta.json`, by name.
+fn dirs_with_meta(parent: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(parent) else {
         return Vec::new();
     };
     let mut dirs: Vec<PathBuf> = entries

@@ -268,9 +268,16 @@ pub async fn open_stream(
 
 /// Subscribes the stream and starts its tasks.
 fn start(shard: &Rc<Shard>, stream: &Rc<Stream>) {
+    subscribe(shard, stream);
+    glommio::spawn_local(stream::commit_loop(stream.clone())).detach();
+    glommio::spawn_local(stream::ack_loop(shard.clone(), stream.clone())).detach();
+    glommio::spawn_local(stream::expiry_loop(stream.clone())).detach();
+}
+
+/// Subscribes the stream to its subjects and ack subjects, and lists it here.
+fn subscribe(shard: &Rc<Shard>, stream: &Rc<Stream>) {
     let account = stream.account;
     let weak = Rc::downgrade(stream);
-    let mut subs = Vec::new();
     let subjects = {
         let c = stream.config.borrow();
         if c.subjects.is_empty() {
@@ -279,34 +286,28 @@ fn start(shard: &Rc<Shard>, stream: &Rc<Stream>) {
             c.subjects.clone()
         }
     };
-    for subject in subjects {
-        let entry = shard.add_internal(
-            account,
-            &subject,
-            InternalSub::JetStream(Service::Publish(weak.clone())),
-        );
-        subs.push((Bytes::from(subject), entry));
-    }
-    for subject in [
+    let publish = subjects
+        .into_iter()
+        .map(|s| (s, Service::Publish(weak.clone())));
+    let acks = [
         format!("$JS.ACK.{}.>", stream.name),
         format!("$JS.ACK.*.*.{}.>", stream.name),
-    ] {
-        let entry = shard.add_internal(
-            account,
-            &subject,
-            InternalSub::JetStream(Service::Ack(weak.clone())),
-        );
-        subs.push((Bytes::from(subject), entry));
-    }
+    ]
+    .into_iter()
+    .map(|s| (s, Service::Ack(weak.clone())));
+    let subs = publish
+        .chain(acks)
+        .map(|(subject, service)| {
+            let entry = shard.add_internal(account, &subject, InternalSub::JetStream(service));
+            (Bytes::from(subject), entry)
+        })
+        .collect();
     *stream.interests.borrow_mut() = subs;
     shard
         .js
         .map
         .borrow_mut()
         .insert((account, stream.name.clone()), stream.clone());
-    glommio::spawn_local(stream::commit_loop(stream.clone())).detach();
-    glommio::spawn_local(stream::ack_loop(shard.clone(), stream.clone())).detach();
-    glommio::spawn_local(stream::expiry_loop(stream.clone())).detach();
 }
 
 fn unsubscribe(shard: &Shard, stream: &Stream) {
@@ -364,41 +365,10 @@ pub async fn update_stream(
             .map
             .borrow_mut()
             .remove(&(stream.account, stream.name.clone()));
-        resubscribe_only(shard, stream);
+        subscribe(shard, stream);
     }
     wake_consumers(stream);
     Ok(stream.info(None, false))
-}
-
-fn resubscribe_only(shard: &Rc<Shard>, stream: &Rc<Stream>) {
-    let weak = Rc::downgrade(stream);
-    let subjects = stream.config.borrow().subjects.clone();
-    let mut subs = Vec::new();
-    for subject in subjects {
-        let entry = shard.add_internal(
-            stream.account,
-            &subject,
-            InternalSub::JetStream(Service::Publish(weak.clone())),
-        );
-        subs.push((Bytes::from(subject), entry));
-    }
-    for subject in [
-        format!("$JS.ACK.{}.>", stream.name),
-        format!("$JS.ACK.*.*.{}.>", stream.name),
-    ] {
-        let entry = shard.add_internal(
-            stream.account,
-            &subject,
-            InternalSub::JetStream(Service::Ack(weak.clone())),
-        );
-        subs.push((Bytes::from(subject), entry));
-    }
-    *stream.interests.borrow_mut() = subs;
-    shard
-        .js
-        .map
-        .borrow_mut()
-        .insert((stream.account, stream.name.clone()), stream.clone());
 }
 
 pub async fn delete_stream(shard: &Rc<Shard>, stream: &Rc<Stream>) -> Result<(), ApiError> {
