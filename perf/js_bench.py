@@ -31,6 +31,7 @@ BASE = "nats-server-2.9.10"
 # (mode, size, messages, extra jsgen flags)
 SCENARIOS = [
     ("js-pub-async", 128, 200_000, []),
+    ("js-pub-async", 1024, 100_000, []),
     ("js-pub-sync", 128, 20_000, []),
     ("js-pull", 128, 100_000, []),
     ("core-pubsub", 128, 2_000_000, []),
@@ -187,6 +188,39 @@ def size_str(b):
     return f"{b // 1024} KiB" if b >= 1024 and b % 1024 == 0 else f"{b} B"
 
 
+def plot(path, names, scen, med):
+    """A clustered bar chart: each scenario's median rate per server, as a ratio
+    to nats-server 2.9.10 in the same run (1.0 is a tie)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "rates.dat")
+        with open(data, "w") as f:
+            for (mode, size, _, _) in scen:
+                base = med.get((BASE, mode, size), {}).get("rate")
+                cols = []
+                for name in names:
+                    rate = med[(name, mode, size)].get("rate")
+                    cols.append(f"{rate / base:.3f}" if rate and base else "0")
+                f.write(f'"{mode} {size_str(size)}" ' + " ".join(cols) + "\n")
+        series = ", ".join(
+            (f'"{data}" using {i + 2}:xtic(1)' if i == 0 else f'"" using {i + 2}')
+            + f' title "{name}"' for i, name in enumerate(names))
+        script = f"""
+set terminal pngcairo size 1000,520 font ",10"
+set output "{path}"
+set title "JetStream with the nats.go generator: rate as a ratio to nats-server 2.9.10 (same run)"
+set ylabel "× nats-server 2.9.10 (higher is better)"
+set style data histogram
+set style histogram cluster gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set grid ytics
+set yrange [0:*]
+set key top left
+plot {series}
+"""
+        subprocess.run(["gnuplot"], input=script, text=True, check=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -205,6 +239,7 @@ def main():
     ap.add_argument("--natrix", default=os.path.join(
         os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "natrix"))
     ap.add_argument("--timeout", type=int, default=60, help="seconds per jsgen run")
+    ap.add_argument("--plot", help="write a PNG of the rates (gnuplot) here")
     a = ap.parse_args()
 
     table = servers(a)
@@ -258,6 +293,8 @@ def main():
                         m[p] = statistics.median(r[p] for r in ok)
             med[(name, mode, size)] = m
 
+    if a.plot:
+        plot(a.plot, names, scen, med)
     cores = os.cpu_count()
     print()
     print(f"Machine: nproc {cores}, {platform.machine()}, kernel {platform.release()}, {now}; "

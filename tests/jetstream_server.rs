@@ -208,3 +208,90 @@ async fn accounts_get_jetstream_when_enabled_and_within_their_limits() {
     let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(body["error"]["err_code"], 10039, "{body}");
 }
+
+/// DIRECT.GET batches (ADR-31): messages with `Nats-Num-Pending`, then `204 EOB`;
+/// `multi_last` gives the newest message of each subject.
+#[tokio::test]
+async fn direct_get_batches_and_multi_last() {
+    let store = tempfile::tempdir().unwrap();
+    let server = TestServer::with_shards(2)
+        .config(&js_config(store.path(), ""))
+        .start();
+    let nc = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(nc.clone());
+    js.create_stream(stream::Config {
+        name: "D".into(),
+        subjects: vec!["d.*".into()],
+        allow_direct: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for i in 1..=6 {
+        let subject = if i % 2 == 1 { "d.a" } else { "d.b" };
+        js.publish(subject, format!("v{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let collect = |body: &'static str| {
+        let nc = nc.clone();
+        async move {
+            let inbox = nc.new_inbox();
+            let mut sub = nc.subscribe(inbox.clone()).await.unwrap();
+            nc.publish_with_reply("$JS.API.DIRECT.GET.D", inbox, body.into())
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            loop {
+                let m = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    futures::StreamExt::next(&mut sub),
+                )
+                .await
+                .expect("an answer")
+                .unwrap();
+                let status = m.status.map(|s| s.as_u16());
+                let headers = m.headers.clone().unwrap_or_default();
+                let seq = headers
+                    .get(async_nats::header::NATS_SEQUENCE)
+                    .map(|v| v.as_str().to_string());
+                got.push((status, seq, String::from_utf8_lossy(&m.payload).to_string()));
+                if status.is_some() {
+                    return got;
+                }
+            }
+        }
+    };
+    let batch = collect(r#"{"seq": 2, "batch": 3}"#).await;
+    let seqs: Vec<_> = batch.iter().filter_map(|(_, s, _)| s.clone()).collect();
+    assert_eq!(seqs, ["2", "3", "4"], "{batch:?}");
+    assert_eq!(batch.last().unwrap().0, Some(204), "{batch:?}");
+
+    let by_subject = collect(r#"{"seq": 1, "batch": 10, "next_by_subj": "d.b"}"#).await;
+    let payloads: Vec<_> = by_subject
+        .iter()
+        .filter(|m| m.0.is_none())
+        .map(|m| m.2.clone())
+        .collect();
+    assert_eq!(payloads, ["v2", "v4", "v6"]);
+
+    let lasts = collect(r#"{"multi_last": ["d.a", "d.b"]}"#).await;
+    let payloads: Vec<_> = lasts
+        .iter()
+        .filter(|m| m.0.is_none())
+        .map(|m| m.2.clone())
+        .collect();
+    assert_eq!(payloads, ["v5", "v6"]);
+    let upto = collect(r#"{"multi_last": ["d.*"], "up_to_seq": 3}"#).await;
+    let payloads: Vec<_> = upto
+        .iter()
+        .filter(|m| m.0.is_none())
+        .map(|m| m.2.clone())
+        .collect();
+    assert_eq!(payloads, ["v2", "v3"]);
+
+    let none = collect(r#"{"seq": 50, "batch": 2}"#).await;
+    assert_eq!(none, [(Some(404), None, String::new())]);
+}

@@ -11,6 +11,7 @@
 //! - `catalog`: shard 0's map of streams to shards; start-up recovery.
 //! - `registry`: the streams a shard owns, and what it does for the API.
 //! - `stream`, `publish`, `dedupe`: a stream, its publish path and Msg-Id window.
+//! - `direct`: DIRECT.GET (single, batch, multi_last).
 //! - `consumer`: consumers, their state machine and delivery task.
 //! - `headers`: NATS header blocks; `transform`: subject transforms.
 //! - `persist`: stream and consumer metadata files.
@@ -21,6 +22,7 @@ pub mod api;
 pub mod catalog;
 pub mod consumer;
 pub mod dedupe;
+pub mod direct;
 pub mod headers;
 pub mod jsz;
 pub mod meta;

@@ -819,7 +819,9 @@ pub async fn execute(
                 Err(e) => error(kind, e),
             }
         }
-        DirectGet(_, subject) => return Some(direct_get(&stream, subject, &body).await),
+        DirectGet(_, subject) => {
+            return crate::jetstream::direct::answer(&shard, &stream, subject, reply, &body).await
+        }
         ConsumerCreate {
             name,
             filter,
@@ -985,44 +987,6 @@ fn stored_message(m: &natrix_storage::StoredMsg) -> StoredMessage {
         hdrs: (!m.headers.is_empty()).then(|| b64.encode(&m.headers)),
         data: (!m.payload.is_empty()).then(|| b64.encode(&m.payload)),
         time: crate::jetstream::time_string(persist::from_ns(m.timestamp_ns)),
-    }
-}
-
-/// DIRECT.GET: the message itself, with its stream headers; 404 status if none.
-async fn direct_get(stream: &Stream, subject: Option<String>, body: &[u8]) -> Reply {
-    let req = match subject {
-        Some(s) => MsgGetRequest {
-            last_by_subj: Some(s),
-            ..Default::default()
-        },
-        None => match serde_json::from_slice::<MsgGetRequest>(body) {
-            Ok(r) => r,
-            Err(_) => {
-                return Reply::status(408, "Bad Request");
-            }
-        },
-    };
-    match get_msg(stream, &req).await {
-        Ok(m) => {
-            let hdr = crate::jetstream::headers::with_added(
-                &m.headers,
-                &[
-                    ("Nats-Stream", stream.name.clone()),
-                    ("Nats-Subject", m.subject.clone()),
-                    ("Nats-Sequence", m.seq.to_string()),
-                    (
-                        "Nats-Time-Stamp",
-                        crate::jetstream::time_string(persist::from_ns(m.timestamp_ns)),
-                    ),
-                ],
-            );
-            Reply {
-                headers: hdr,
-                body: m.payload.to_vec(),
-                failed: false,
-            }
-        }
-        Err(_) => Reply::status(404, "Message Not Found"),
     }
 }
 

@@ -86,6 +86,13 @@ macro_rules! stream_reads {
             self.inner.borrow().core.count_matching(from, filters)
         }
 
+        /// The subject of live message `seq`.
+        pub fn subject_of(&self, seq: u64) -> Option<String> {
+            let inner = self.inner.borrow();
+            let e = inner.core.live(seq)?;
+            Some(inner.core.subject_name(e.subject).to_string())
+        }
+
         /// Live messages in `[from, to]` on subjects matching `filters`.
         pub fn count_matching_range(&self, from: u64, to: u64, filters: &[String]) -> u64 {
             self.inner

@@ -62,6 +62,9 @@ impl Store {
     pub fn count_matching(&self, from: u64, filters: &[String]) -> u64 {
         both!(self, s => s.count_matching(from, filters))
     }
+    pub fn subject_of(&self, seq: u64) -> Option<String> {
+        both!(self, s => s.subject_of(seq))
+    }
     pub fn count_matching_range(&self, from: u64, to: u64, filters: &[String]) -> u64 {
         both!(self, s => s.count_matching_range(from, to, filters))
     }
