@@ -162,7 +162,12 @@ fn check_deliver_policy(c: &ConsumerConfig) -> Result<(), ApiError> {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default()
     };
+    let filtered = c.filter_subject.as_deref().is_some_and(|f| !f.is_empty())
+        || c.filter_subjects.as_ref().is_some_and(|f| !f.is_empty());
     match c.deliver_policy {
+        DeliverPolicy::LastPerSubject if !filtered => Err(errors::consumer_invalid_policy(
+            "consumer delivery policy is deliver last per subject, but optional filter subject is not set",
+        )),
         DeliverPolicy::ByStartSequence if !seq => Err(errors::consumer_invalid_policy(
             "consumer delivery policy is deliver by start sequence, but optional start sequence is not set",
         )),

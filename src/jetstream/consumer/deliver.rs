@@ -47,6 +47,7 @@ pub async fn run(shard: Rc<Shard>, stream: Rc<Stream>, consumer: Rc<Consumer>) {
         }
         let sleep = next_wake(&consumer, Instant::now());
         let woken = futures_lite::future::or(consumer.wake.wait(), glommio::timer::sleep(sleep));
+        let woken = futures_lite::future::or(woken, became_durable(&stream, &consumer));
         match push_without_listener(&shard, &stream, &consumer) {
             Some(deliver) => {
                 let listener = shard
@@ -57,6 +58,20 @@ pub async fn run(shard: Rc<Shard>, stream: Rc<Stream>, consumer: Rc<Consumer>) {
             None => woken.await,
         }
     }
+}
+
+/// Resolves when more of the stream is durable, for a consumer that has somewhere
+/// to deliver: consumers only deliver what is durable, and nothing else wakes
+/// them for a new message.
+async fn became_durable(stream: &Stream, consumer: &Consumer) {
+    if target(consumer).is_none() {
+        return std::future::pending().await;
+    }
+    let durable = stream.store.durable_seq();
+    stream
+        .durable_advanced
+        .wait_until(|| stream.store.durable_seq() > durable)
+        .await
 }
 
 /// A push consumer's deliver subject while nobody listens on it.
@@ -413,21 +428,20 @@ fn fits_request(shard: &Shard, stream: &Stream, consumer: &Consumer, size: u64) 
     let Some(r) = waiting.front() else {
         return false;
     };
-    if r.bytes_left == 0 || size <= r.bytes_left {
+    if !r.byte_limited || size <= r.bytes_left {
         return true;
     }
+    // nats-server ends the request with a 409 here, after a partial batch too.
     let r = waiting.pop_front().expect("front exists");
     drop(waiting);
-    if r.delivered == 0 {
-        send_status(
-            shard,
-            stream,
-            &r.reply,
-            409,
-            "Message Size Exceeds MaxBytes",
-            None,
-        );
-    }
+    send_status(
+        shard,
+        stream,
+        &r.reply,
+        409,
+        "Message Size Exceeds MaxBytes",
+        None,
+    );
     false
 }
 
@@ -439,18 +453,10 @@ fn took_one(consumer: &Consumer, size: u64) {
     r.batch_left -= 1;
     r.delivered += 1;
     r.last_sent = Instant::now();
-    if r.bytes_left > 0 {
-        r.bytes_left = r.bytes_left.saturating_sub(size);
-    }
-    if r.batch_left == 0
-        || (r.bytes_left == 0 && size > 0 && r.delivered > 0 && r.bytes_left == 0 && was_limited(r))
-    {
+    r.bytes_left = r.bytes_left.saturating_sub(size);
+    if r.batch_left == 0 || (r.byte_limited && r.bytes_left == 0) {
         waiting.pop_front();
     }
-}
-
-fn was_limited(_r: &PullRequest) -> bool {
-    false
 }
 
 /// Nothing more to send now: no-wait requests end here.

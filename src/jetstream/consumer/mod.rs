@@ -28,7 +28,8 @@ use std::time::{Duration, Instant, SystemTime};
 pub struct PullRequest {
     pub reply: Bytes,
     pub batch_left: u64,
-    /// 0: no byte limit.
+    /// Set when the request has a max_bytes; bytes_left counts down from it.
+    pub byte_limited: bool,
     pub bytes_left: u64,
     pub expires_at: Option<Instant>,
     pub no_wait: bool,
@@ -43,6 +44,7 @@ impl PullRequest {
         PullRequest {
             reply,
             batch_left: req.batch.max(1) as u64,
+            byte_limited: req.max_bytes > 0,
             bytes_left: req.max_bytes.max(0) as u64,
             expires_at: ns(req.expires).map(|d| now + d),
             no_wait: req.no_wait,
