@@ -46,10 +46,7 @@ async fn create_info_update_delete_list(shards: usize) {
     assert_eq!(page["streams"].as_array().unwrap().len(), 2);
     let page = api(&nc, "STREAM.LIST", r#"{"offset":2}"#).await;
     assert_eq!(page["streams"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        page["streams"][0]["config"]["name"].as_str().is_some(),
-        true
-    );
+    assert!(page["streams"][0]["config"]["name"].is_string());
     let by_subject = api(&nc, "STREAM.NAMES", r#"{"subject":"g.x"}"#).await;
     assert_eq!(by_subject["streams"], json!(["GAMMA"]));
     let by_wildcard = api(&nc, "STREAM.NAMES", r#"{"subject":"b.>"}"#).await;
