@@ -186,9 +186,16 @@ impl Client {
         } else {
             (msg.header_len, msg.payload)
         };
-        let pending = self
-            .out
-            .append(|out| encode::message(out, msg.shown.unwrap_or(msg.subject), sid, msg.reply, header_len, payload));
+        let pending = self.out.append(|out| {
+            encode::message(
+                out,
+                msg.shown.unwrap_or(msg.subject),
+                sid,
+                msg.reply,
+                header_len,
+                payload,
+            )
+        });
         self.out_msgs.set(self.out_msgs.get() + 1);
         self.out_bytes
             .set(self.out_bytes.get() + payload.len() as u64);

@@ -40,11 +40,7 @@ pub fn register(shard: &Shard) {
         "$SYS.REQ.SERVER.PING.STATSZ".to_string(),
         format!("$SYS.REQ.SERVER.{id}.STATSZ"),
     ] {
-        shard.add_internal(
-            sys,
-            &subject,
-            InternalSub::Sys(SysService::Ping),
-        );
+        shard.add_internal(sys, &subject, InternalSub::Sys(SysService::Ping));
     }
     for (name, endpoint) in ENDPOINTS {
         let service = SysService::Endpoint(endpoint);

@@ -39,7 +39,11 @@ pub fn stream_update(why: impl Into<String>) -> ApiError {
     err(500, 10069, why)
 }
 pub fn replicas_not_supported() -> ApiError {
-    err(500, 10074, "replicas > 1 not supported in non-clustered mode")
+    err(
+        500,
+        10074,
+        "replicas > 1 not supported in non-clustered mode",
+    )
 }
 pub fn stream_name_path_separators() -> ApiError {
     err(400, 10128, "Stream name can not contain path separators")
@@ -144,13 +148,25 @@ pub fn consumer_push_max_waiting() -> ApiError {
     err(400, 10080, "consumer in push mode can not set max waiting")
 }
 pub fn consumer_hb_requires_push() -> ApiError {
-    err(400, 10088, "consumer idle heartbeat requires a push based consumer")
+    err(
+        400,
+        10088,
+        "consumer idle heartbeat requires a push based consumer",
+    )
 }
 pub fn consumer_fc_requires_push() -> ApiError {
-    err(400, 10089, "consumer flow control requires a push based consumer")
+    err(
+        400,
+        10089,
+        "consumer flow control requires a push based consumer",
+    )
 }
 pub fn consumer_fc_needs_heartbeats() -> ApiError {
-    err(400, 10108, "consumer with flow control also needs heartbeats")
+    err(
+        400,
+        10108,
+        "consumer with flow control also needs heartbeats",
+    )
 }
 pub fn consumer_small_heartbeat() -> ApiError {
     err(400, 10083, "consumer idle heartbeat needs to be >= 100ms")
@@ -166,7 +182,11 @@ pub fn consumer_filter_not_subset() -> ApiError {
     )
 }
 pub fn consumer_max_pending_ack_policy() -> ApiError {
-    err(400, 10082, "consumer requires ack policy for max ack pending")
+    err(
+        400,
+        10082,
+        "consumer requires ack policy for max ack pending",
+    )
 }
 pub fn consumer_backoff_max_deliver() -> ApiError {
     err(
@@ -186,13 +206,25 @@ pub fn consumer_wq_multiple_unfiltered() -> ApiError {
     )
 }
 pub fn consumer_wq_not_unique() -> ApiError {
-    err(400, 10100, "filtered consumer not unique on workqueue stream")
+    err(
+        400,
+        10100,
+        "filtered consumer not unique on workqueue stream",
+    )
 }
 pub fn consumer_wq_deliver_all() -> ApiError {
-    err(400, 10101, "consumer must be deliver all on workqueue stream")
+    err(
+        400,
+        10101,
+        "consumer must be deliver all on workqueue stream",
+    )
 }
 pub fn consumer_replacement_differs() -> ApiError {
-    err(400, 10106, "consumer replacement durable config not the same")
+    err(
+        400,
+        10106,
+        "consumer replacement durable config not the same",
+    )
 }
 pub fn consumer_ephemeral_with_durable() -> ApiError {
     err(

@@ -40,9 +40,17 @@ impl ApiOp {
     pub fn stream(&self) -> Option<&str> {
         use ApiOp::*;
         match self {
-            StreamCreate(s) | StreamUpdate(s) | StreamInfo(s) | StreamDelete(s)
-            | StreamPurge(s) | MsgGet(s) | MsgDelete(s) | DirectGet(s, _)
-            | StreamLeaderStepdown(s) | StreamPeerRemove(s) | ConsumerNames(s)
+            StreamCreate(s)
+            | StreamUpdate(s)
+            | StreamInfo(s)
+            | StreamDelete(s)
+            | StreamPurge(s)
+            | MsgGet(s)
+            | MsgDelete(s)
+            | DirectGet(s, _)
+            | StreamLeaderStepdown(s)
+            | StreamPeerRemove(s)
+            | ConsumerNames(s)
             | ConsumerList(s) => Some(s),
             ConsumerCreate { stream, .. } => Some(stream),
             ConsumerInfo(s, _)

@@ -136,7 +136,9 @@ pub fn validate(
     let fs = filters(c);
     for f in &fs {
         if !subject::is_valid_filter(f.as_bytes()) {
-            return Err(errors::consumer_create("consumer filter subject is not a valid subject"));
+            return Err(errors::consumer_create(
+                "consumer filter subject is not a valid subject",
+            ));
         }
         let inside = stream.subjects.is_empty()
             || stream

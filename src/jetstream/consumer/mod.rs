@@ -73,6 +73,19 @@ pub struct Consumer {
     pub last_push: Cell<Instant>,
     pub paused_until: Cell<Option<SystemTime>>,
     pub epoch: Instant,
+    /// The last count of messages left, to move it forward cheaply.
+    pending_count: Cell<Option<PendingCount>>,
+}
+
+/// `count` messages left from `from` while the stream's last sequence was `last`,
+/// its first `first` and its deleted slots `deleted` (any removal voids it).
+#[derive(Clone, Copy, Debug)]
+struct PendingCount {
+    from: u64,
+    last: u64,
+    first: u64,
+    deleted: u64,
+    count: u64,
 }
 
 impl Consumer {
@@ -102,6 +115,7 @@ impl Consumer {
             last_push: Cell::new(now),
             paused_until: Cell::new(None),
             epoch: now,
+            pending_count: Cell::new(None),
         });
         let rules = c.rules();
         let now_ms = c.now_ms();
@@ -186,13 +200,51 @@ impl Consumer {
 
     /// Messages left to deliver for the first time.
     pub fn num_pending(&self, stream: &Stream) -> u64 {
-        let filters = self.filters();
         let lps = self.lps.borrow();
-        let st = self.state.borrow();
         if lps.is_empty() {
-            return stream.pending_from(st.next_seq, &filters);
+            let from = self.state.borrow().next_seq;
+            return self.pending_from(stream, from);
         }
-        lps.len() as u64 + stream.pending_from(self.lps_end.get() + 1, &filters)
+        lps.len() as u64 + self.pending_from(stream, self.lps_end.get() + 1)
+    }
+
+    /// Messages on this consumer's filters from `from` on. A filtered count scans
+    /// the stream, so the last one is moved forward over what changed since,
+    /// unless anything was removed meanwhile.
+    fn pending_from(&self, stream: &Stream, from: u64) -> u64 {
+        let filters = self.filters();
+        if filters.is_empty() {
+            return stream.pending_from(from, &filters);
+        }
+        let st = stream.store.state();
+        let count = match self.pending_count.get() {
+            Some(c)
+                if c.from <= from
+                    && c.last <= st.last_seq
+                    && c.first == st.first_seq
+                    && c.deleted == st.num_deleted =>
+            {
+                let store = &stream.store;
+                if from <= c.last + 1 {
+                    let passed =
+                        store.count_matching_range(c.from, from.saturating_sub(1), &filters);
+                    let added = store.count_matching_range(c.last + 1, st.last_seq, &filters);
+                    debug_assert!(passed <= c.count, "passed messages were counted");
+                    c.count.saturating_sub(passed) + added
+                } else {
+                    store.count_matching_range(from, st.last_seq, &filters)
+                }
+            }
+            _ => stream.pending_from(from, &filters),
+        };
+        self.pending_count.set(Some(PendingCount {
+            from,
+            last: st.last_seq,
+            first: st.first_seq,
+            deleted: st.num_deleted,
+            count,
+        }));
+        count
     }
 
     pub fn info(&self, stream: &Stream) -> ConsumerInfo {
@@ -244,7 +296,10 @@ impl Consumer {
             &self.state.borrow(),
         );
         if let Err(e) = saved {
-            tracing::error!("JetStream consumer {}: could not save its state: {e}", self.name);
+            tracing::error!(
+                "JetStream consumer {}: could not save its state: {e}",
+                self.name
+            );
         }
     }
 }
