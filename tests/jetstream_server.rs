@@ -5,6 +5,7 @@ mod common;
 
 use async_nats::jetstream::{self, stream};
 use common::TestServer;
+use std::time::Duration;
 
 fn js_config(store: &std::path::Path, extra: &str) -> String {
     format!(
@@ -294,4 +295,105 @@ async fn direct_get_batches_and_multi_last() {
 
     let none = collect(r#"{"seq": 50, "batch": 2}"#).await;
     assert_eq!(none, [(Some(404), None, String::new())]);
+}
+
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A full disk: publishes fail with 10047 and nothing acknowledged is lost; once
+/// space returns the stream takes messages again. Needs root to mount a tmpfs;
+/// skipped otherwise (as storage's ENOSPC test).
+#[tokio::test]
+async fn a_full_disk_fails_publishes_and_the_stream_recovers() {
+    let base = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=150m", "tmpfs"])
+        .arg(base.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let mount = Mount(base.path().to_path_buf());
+    // The stream's first segment (64 MiB, preallocated) fits beside the filler;
+    // the next one does not, until the filler goes.
+    let filler = mount.0.join("filler");
+    std::fs::write(&filler, vec![1u8; 80 << 20]).unwrap();
+    let server = TestServer::with_shards(2)
+        .config(&js_config(&mount.0.join("store"), ""))
+        .start();
+    let nc = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(nc.clone());
+    js.create_stream(stream::Config {
+        name: "FULL".into(),
+        subjects: vec!["full".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let payload = bytes::Bytes::from(vec![b'z'; 16 << 10]);
+    let mut acked: Vec<u64> = Vec::new();
+    let mut refused = None;
+    'fill: for _round in 0..400 {
+        let mut waits = Vec::new();
+        for _ in 0..32 {
+            waits.push(js.publish("full", payload.clone()).await.unwrap());
+        }
+        for w in waits {
+            match w.await {
+                Ok(ack) => acked.push(ack.sequence),
+                Err(e) => refused = Some(e.to_string()),
+            }
+        }
+        if refused.is_some() {
+            break 'fill;
+        }
+    }
+    let refused = refused.expect("the disk filled up");
+    assert!(refused.contains("10047"), "{refused}");
+    assert!(acked.len() > 1000, "only {} messages fit", acked.len());
+    let last_acked = *acked.iter().max().unwrap();
+
+    let mut s = js.get_stream("FULL").await.unwrap();
+    let state = s.info().await.unwrap().state.clone();
+    assert!(state.last_sequence >= last_acked, "{state:?}");
+    for seq in [1, last_acked / 2, last_acked] {
+        let m = s.get_raw_message(seq).await.expect("acked message kept");
+        assert_eq!(m.payload.len(), payload.len());
+    }
+
+    std::fs::remove_file(&filler).unwrap();
+    let again = std::cell::Cell::new(0);
+    common::wait_until(
+        "a publish once space returns",
+        Duration::from_secs(20),
+        || {
+            let js = js.clone();
+            let payload = payload.clone();
+            let again = &again;
+            async move {
+                let Ok(pending) = js.publish("full", payload).await else {
+                    return false;
+                };
+                match pending.await {
+                    Ok(ack) => {
+                        again.set(ack.sequence);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+        },
+    )
+    .await;
+    let again = again.get();
+    assert!(again > last_acked);
+    let state = s.info().await.unwrap().state.clone();
+    assert_eq!(state.last_sequence, again);
 }

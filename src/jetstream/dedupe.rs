@@ -51,6 +51,13 @@ impl Dedupe {
         self.order.is_empty()
     }
 
+    /// Forgets ids of messages above `seq` (lost in a failed write).
+    pub fn forget_above(&mut self, seq: u64) {
+        self.ids.retain(|_, s| *s <= seq);
+        let ids = &self.ids;
+        self.order.retain(|(_, id)| ids.contains_key(id));
+    }
+
     /// The id of the newest message that carried one.
     pub fn last_id(&self) -> Option<String> {
         self.last.clone()
@@ -81,5 +88,15 @@ mod tests {
         assert_eq!(d.seen("a"), Some(1));
         d.expire(1_000_000_000);
         assert_eq!(d.seen("a"), None);
+    }
+
+    #[test]
+    fn ids_of_lost_messages_are_forgotten() {
+        let mut d = Dedupe::new(Duration::from_secs(60));
+        d.record("a", 1, 0);
+        d.record("b", 2, 0);
+        d.forget_above(1);
+        assert_eq!(d.seen("a"), Some(1));
+        assert_eq!(d.seen("b"), None);
     }
 }

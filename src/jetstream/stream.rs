@@ -56,6 +56,8 @@ pub struct Stream {
     /// Consumers wait here for new durable messages.
     pub durable_advanced: natrix_shards::WaitSet,
     pub deleted: Cell<bool>,
+    /// The last commit failed for lack of space (publishers are told 10047).
+    pub disk_full: Cell<bool>,
 }
 
 impl Stream {
@@ -82,6 +84,7 @@ impl Stream {
             commit_needed: Notify::default(),
             durable_advanced: Default::default(),
             deleted: Cell::new(false),
+            disk_full: Cell::new(false),
         })
     }
 
@@ -188,8 +191,15 @@ pub async fn commit_loop(stream: Rc<Stream>) {
         if stream.deleted.get() {
             return;
         }
-        if let Err(e) = stream.store.commit().await {
-            tracing::error!("JetStream stream {} commit failed: {e}", stream.name);
+        match stream.store.commit().await {
+            Ok(_) => stream.disk_full.set(false),
+            Err(e) => {
+                tracing::error!("JetStream stream {} commit failed: {e}", stream.name);
+                stream.disk_full.set(e.is_disk_full());
+                // What was lost must not answer a retried Msg-Id as a duplicate.
+                let durable = stream.store.durable_seq();
+                stream.dedupe.borrow_mut().forget_above(durable);
+            }
         }
         stream.acks_ready.notify();
     }
@@ -225,7 +235,7 @@ pub async fn ack_loop(shard: Rc<crate::server::shard::Shard>, stream: Rc<Stream>
         let body = match result {
             Ok(()) => wait.body,
             Err(e) => {
-                let err = if e.is_disk_full() {
+                let err = if e.is_disk_full() || stream.disk_full.get() {
                     errors::insufficient_storage()
                 } else {
                     errors::store_failed(e.to_string())
