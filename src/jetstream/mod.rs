@@ -100,16 +100,32 @@ pub fn send_as(
     headers: &[u8],
     payload: &[u8],
 ) {
-    let mut body = Vec::with_capacity(headers.len() + payload.len());
-    body.extend_from_slice(headers);
-    body.extend_from_slice(payload);
+    // One buffer holds every part, so that a hop to another shard shares it
+    // instead of copying each part again.
+    let shown = (to != subject).then_some(subject);
+    let reply_len = reply.map_or(0, <[u8]>::len);
+    let shown_len = shown.map_or(0, <[u8]>::len);
+    let mut buf =
+        Vec::with_capacity(to.len() + reply_len + shown_len + headers.len() + payload.len());
+    for part in [
+        to,
+        reply.unwrap_or(b""),
+        shown.unwrap_or(b""),
+        headers,
+        payload,
+    ] {
+        buf.extend_from_slice(part);
+    }
+    let buf = bytes::Bytes::from(buf);
+    let (to_end, reply_end) = (to.len(), to.len() + reply_len);
+    let shown_end = reply_end + shown_len;
     let msg = Msg {
-        subject: to,
-        reply,
+        subject: &buf[..to_end],
+        reply: reply.map(|_| &buf[to_end..reply_end]),
         header_len: headers.len(),
-        payload: &body,
-        backing: None,
-        shown: (to != subject).then_some(subject),
+        payload: &buf[shown_end..],
+        backing: Some(&buf),
+        shown: shown.map(|_| &buf[reply_end..shown_end]),
     };
     shard.route(None, account, &msg);
 }

@@ -539,7 +539,7 @@ pub fn create_consumer(
         cconfig::update_allowed(&old, &config)?;
         let others = workqueue_peers(stream, Some(&name));
         cconfig::validate(&config, &stream.config.borrow(), &others)?;
-        *existing.config.borrow_mut() = config;
+        existing.set_config(config);
         existing.save();
         existing.wake.notify();
         return Ok(existing.info(stream));

@@ -75,6 +75,8 @@ pub struct Consumer {
     pub epoch: Instant,
     /// The last count of messages left, to move it forward cheaply.
     pending_count: Cell<Option<PendingCount>>,
+    /// The config's filters, kept apart: every delivery reads them.
+    filters: RefCell<Rc<Vec<String>>>,
 }
 
 /// `count` messages left from `from` while the stream's last sequence was `last`,
@@ -98,7 +100,9 @@ impl Consumer {
         dir: Option<PathBuf>,
     ) -> Rc<Consumer> {
         let now = Instant::now();
+        let filters = RefCell::new(Rc::new(config::filters(&config)));
         let c = Rc::new(Consumer {
+            filters,
             name,
             stream: Rc::downgrade(stream),
             config: RefCell::new(config),
@@ -178,8 +182,15 @@ impl Consumer {
         self.config.borrow().durable_name.is_some()
     }
 
-    pub fn filters(&self) -> Vec<String> {
-        config::filters(&self.config.borrow())
+    pub fn filters(&self) -> Rc<Vec<String>> {
+        self.filters.borrow().clone()
+    }
+
+    /// Replaces the config (an update).
+    pub fn set_config(&self, new: ConsumerConfig) {
+        *self.filters.borrow_mut() = Rc::new(config::filters(&new));
+        *self.config.borrow_mut() = new;
+        self.pending_count.set(None);
     }
 
     /// Whether this consumer no longer needs `stream_seq` (interest retention).
