@@ -296,7 +296,7 @@ impl Drop for CutGuard<'_> {
 struct ReadBlock {
     seg: u32,
     start: u64,
-    bytes: Rc<Vec<u8>>,
+    bytes: Bytes,
     epoch: u64,
 }
 
@@ -1403,7 +1403,7 @@ impl FileStore {
     }
 
     /// Record `loc` from the cached block, when the block holds all of it.
-    fn cached(&self, loc: Loc) -> Option<Vec<u8>> {
+    fn cached(&self, loc: Loc) -> Option<Bytes> {
         if self.cutting.get() > 0 {
             return None;
         }
@@ -1414,12 +1414,16 @@ impl FileStore {
             && b.seg == loc.seg
             && lo >= b.start
             && hi <= b.start + b.bytes.len() as u64;
-        fits.then(|| b.bytes[(lo - b.start) as usize..(hi - b.start) as usize].to_vec())
+        // A copy of the record alone: a message held on to (a Raft entry cache)
+        // must not pin the whole block.
+        fits.then(|| {
+            Bytes::copy_from_slice(&b.bytes[(lo - b.start) as usize..(hi - b.start) as usize])
+        })
     }
 
     /// Reads record `loc` with a block after it (up to what is on disk), and
     /// keeps the block for the reads that follow.
-    async fn read_through(&self, f: &DmaFile, loc: Loc, disk_end: u64) -> Result<Vec<u8>> {
+    async fn read_through(&self, f: &DmaFile, loc: Loc, disk_end: u64) -> Result<Bytes> {
         let (lo, hi) = (loc.offset as u64, loc.offset as u64 + loc.len as u64);
         let start = lo & !4095;
         let end = (start + READ_AHEAD_BYTES).min(disk_end).max(hi);
@@ -1428,11 +1432,13 @@ impl FileStore {
             .read_at(start, (end - start) as usize)
             .await
             .map_err(std::io::Error::from)?;
-        let bytes = Rc::new(r.to_vec());
+        let bytes = Bytes::copy_from_slice(&r);
         if (bytes.len() as u64) < hi - start {
-            return Ok(bytes[(lo - start).min(bytes.len() as u64) as usize..].to_vec());
+            return Ok(Bytes::copy_from_slice(
+                &bytes[(lo - start).min(bytes.len() as u64) as usize..],
+            ));
         }
-        let out = bytes[(lo - start) as usize..(hi - start) as usize].to_vec();
+        let out = Bytes::copy_from_slice(&bytes[(lo - start) as usize..(hi - start) as usize]);
         if epoch == self.read_epoch.get() && self.cutting.get() == 0 {
             *self.read_cache.borrow_mut() = Some(ReadBlock {
                 seg: loc.seg,
@@ -1761,8 +1767,8 @@ impl FileStore {
             };
             (e.loc, inner.locate(e.loc), inner.disk_end(e.loc.seg))
         };
-        let bytes: Vec<u8> = match source {
-            Source::Mem(b) => b,
+        let bytes: Bytes = match source {
+            Source::Mem(b) => Bytes::from(b),
             Source::File(f) => match self.cached(loc) {
                 Some(b) => b,
                 None => self.read_through(&f, loc, disk_end).await?,
@@ -1774,8 +1780,8 @@ impl FileStore {
             Ok((f, _)) if f.kind == Kind::Msg && f.seq == seq => Ok(Some(StoredMsg {
                 seq,
                 subject: String::from_utf8_lossy(f.subject).into_owned(),
-                headers: Bytes::copy_from_slice(f.headers),
-                payload: Bytes::copy_from_slice(f.payload),
+                headers: bytes.slice_ref(f.headers),
+                payload: bytes.slice_ref(f.payload),
                 timestamp_ns: f.ts_ns,
                 term: f.term,
             })),
