@@ -109,7 +109,10 @@ fn store(stream: &Stream, msg: &Msg) -> Result<Stored, ApiError> {
     }
     let republish_cfg = config.republish.clone();
     drop(config);
-    let last_seq = stream.store.state().last_seq;
+    // The sequence before this one, for a republish only (not read per publish otherwise).
+    let last_seq = republish_cfg
+        .as_ref()
+        .map_or(0, |_| stream.store.state().last_seq);
     let ticket = stream
         .store
         .append(subject, hdrs, payload)

@@ -6,7 +6,6 @@ use crate::jetstream::api::errors;
 use crate::jetstream::api::types::*;
 use crate::jetstream::api::Reply;
 use crate::jetstream::consumer::ack::{self, AckKind};
-use crate::jetstream::consumer::state::ConsumerState;
 use crate::jetstream::consumer::{config as cconfig, deliver, Consumer, PullRequest};
 use crate::jetstream::stream::{self, Stream};
 use crate::jetstream::{persist, send, Service};
@@ -404,17 +403,28 @@ fn wake_consumers(stream: &Stream) {
     }
 }
 
-pub async fn purge(stream: &Stream, req: &PurgeRequest) -> Result<u64, ApiError> {
-    let (sealed, deny_purge) = {
-        let c = stream.config.borrow();
-        (c.sealed, c.deny_purge)
-    };
-    if sealed {
+/// A sealed stream, or one whose config denies it, refuses a purge or delete.
+fn refuse_removal(
+    stream: &Stream,
+    denied: impl Fn(&StreamConfig) -> bool,
+    error: impl Fn() -> ApiError,
+) -> Result<(), ApiError> {
+    let c = stream.config.borrow();
+    if c.sealed {
         return Err(errors::sealed());
     }
-    if deny_purge {
-        return Err(errors::purge_failed("stream purge not permitted"));
+    if denied(&c) {
+        return Err(error());
     }
+    Ok(())
+}
+
+pub async fn purge(stream: &Stream, req: &PurgeRequest) -> Result<u64, ApiError> {
+    refuse_removal(
+        stream,
+        |c| c.deny_purge,
+        || errors::purge_failed("stream purge not permitted"),
+    )?;
     let purge = natrix_storage::PurgeRequest {
         subject: req.filter.clone().filter(|f| !f.is_empty()),
         up_to_seq: req.seq,
@@ -439,16 +449,11 @@ pub async fn purge(stream: &Stream, req: &PurgeRequest) -> Result<u64, ApiError>
 }
 
 pub async fn delete_msg(stream: &Stream, req: &MsgDeleteRequest) -> Result<(), ApiError> {
-    let (sealed, deny_delete) = {
-        let c = stream.config.borrow();
-        (c.sealed, c.deny_delete)
-    };
-    if sealed {
-        return Err(errors::sealed());
-    }
-    if deny_delete {
-        return Err(errors::msg_delete_failed("message delete not permitted"));
-    }
+    refuse_removal(
+        stream,
+        |c| c.deny_delete,
+        || errors::msg_delete_failed("message delete not permitted"),
+    )?;
     let deleted = stream.store.delete(req.seq);
     if let Ok(true) = deleted {
         stream
@@ -988,9 +993,4 @@ fn stored_message(m: &natrix_storage::StoredMsg) -> StoredMessage {
         data: (!m.payload.is_empty()).then(|| b64.encode(&m.payload)),
         time: crate::jetstream::time_string(persist::from_ns(m.timestamp_ns)),
     }
-}
-
-/// A fresh state for a consumer created by a client, as `Consumer::start` gives.
-pub fn initial_state(stream: &Stream, config: &ConsumerConfig) -> ConsumerState {
-    Consumer::start(stream, config).0
 }

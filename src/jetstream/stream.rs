@@ -55,6 +55,8 @@ pub struct Stream {
     pub commit_needed: Notify,
     /// Consumers wait here for new durable messages.
     pub durable_advanced: natrix_shards::WaitSet,
+    /// The durable sequence consumers were last woken for.
+    durable_woken: Cell<u64>,
     pub deleted: Cell<bool>,
     /// The last commit failed for lack of space (publishers are told 10047).
     pub disk_full: Cell<bool>,
@@ -83,6 +85,7 @@ impl Stream {
             acks_ready: Notify::default(),
             commit_needed: Notify::default(),
             durable_advanced: Default::default(),
+            durable_woken: Cell::new(0),
             deleted: Cell::new(false),
             disk_full: Cell::new(false),
         })
@@ -220,7 +223,12 @@ pub async fn ack_loop(shard: Rc<crate::server::shard::Shard>, stream: Rc<Stream>
             Some(t) => stream.store.wait_durable(t).await,
             None => Ok(()),
         };
-        stream.durable_advanced.wake_all();
+        // Consumers wait for more of the stream to be durable: wake them once per
+        // advance, not once per PubAck (a duplicate's ack advances nothing).
+        let durable = stream.store.durable_seq();
+        if durable > stream.durable_woken.replace(durable) {
+            stream.durable_advanced.wake_all();
+        }
         if let (Ok(()), Some(r)) = (&result, &wait.republish) {
             crate::jetstream::send(
                 &shard,
