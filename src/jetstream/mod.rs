@@ -59,6 +59,8 @@ pub enum Service {
     Publish(Weak<stream::Stream>),
     /// A stream's ack subjects, on its shard.
     Ack(Weak<stream::Stream>),
+    /// Flow-control answers for the stream's push consumers, on its shard.
+    FlowControl(Weak<stream::Stream>),
 }
 
 /// A message reached a JetStream internal subscription.
@@ -73,6 +75,11 @@ pub fn on_internal(shard: &Shard, service: &Service, account: AccountId, msg: &M
         Service::Ack(stream) => {
             if let Some(stream) = stream.upgrade() {
                 registry::on_ack(shard, &stream, msg);
+            }
+        }
+        Service::FlowControl(stream) => {
+            if let Some(stream) = stream.upgrade() {
+                registry::on_flow_control(&stream, msg);
             }
         }
     }

@@ -294,8 +294,12 @@ fn subscribe(shard: &Rc<Shard>, stream: &Rc<Stream>) {
     ]
     .into_iter()
     .map(|s| (s, Service::Ack(weak.clone())));
+    let flow = [format!("$JS.FC.{}.*.*", stream.name)]
+        .into_iter()
+        .map(|s| (s, Service::FlowControl(weak.clone())));
     let subs = publish
         .chain(acks)
+        .chain(flow)
         .map(|(subject, service)| {
             let entry = shard.add_internal(account, &subject, InternalSub::JetStream(service));
             (Bytes::from(subject), entry)
@@ -663,6 +667,27 @@ fn parse_next_request(body: &[u8]) -> NextRequest {
         batch: 1,
         ..Default::default()
     })
+}
+
+/// A client's answer to a flow-control request (`$JS.FC.<stream>.<consumer>.<token>`).
+pub fn on_flow_control(stream: &Stream, msg: &Msg) {
+    let Ok(subject) = std::str::from_utf8(msg.subject) else {
+        return;
+    };
+    let Some(name) = subject.split('.').nth(3) else {
+        return;
+    };
+    let Some(consumer) = stream.consumers.borrow().get(name).cloned() else {
+        return;
+    };
+    let answered = consumer
+        .flow
+        .borrow_mut()
+        .as_mut()
+        .is_some_and(|fc| fc.on_answer(subject));
+    if answered {
+        consumer.wake.notify();
+    }
 }
 
 /// An ack (or nak, term, progress, next) for a delivered message.

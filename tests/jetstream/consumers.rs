@@ -130,14 +130,18 @@ async fn pull_requests(shards: usize) {
         .messages()
         .await
         .unwrap();
-    // The request ends when the next message would not fit (409 on nats-server).
-    let mut got = 0;
-    while let Some(Ok(_)) = capped.next().await {
+    // The request ends when the next message would not fit (409 on nats-server),
+    // counting subject, ack reply, headers and payload as nats-server does.
+    let (mut got, mut counted, mut last) = (0, 0, 0);
+    while let Some(Ok(m)) = capped.next().await {
+        assert!(m.headers.is_none(), "published without headers");
+        last = m.subject.len() + m.reply.as_ref().map_or(0, |r| r.len()) + m.payload.len();
+        counted += last;
         got += 1;
     }
     assert!(
-        (1..5).contains(&got),
-        "max_bytes 300 caps ~140-byte messages: {got}"
+        (1..5).contains(&got) && counted <= 300 && counted + last > 300,
+        "max_bytes 300 holds {got} messages of {last} bytes"
     );
 }
 one_and_two_shards!(pulls, pull_requests);
@@ -188,6 +192,92 @@ async fn push_queue(shards: usize) {
     assert_eq!(all, (0..20).collect::<Vec<_>>(), "each once");
 }
 one_and_two_shards!(push_group, push_queue);
+
+/// A push consumer with flow control asks for a reply at half a window, stops
+/// at a whole window left unanswered (its heartbeats name the request it waits
+/// on), and goes on once the client answers.
+async fn push_flow_control(shards: usize) {
+    const COUNT: usize = 3000;
+    const SIZE_BYTES: usize = 1024;
+    const FIRST_WINDOW_BYTES: usize = 2 * 1024 * 1024;
+    let (server, _store) = start(shards);
+    let (nc, js) = connect(&server).await;
+    let s = two_streams(&js).await;
+    let body = bytes::Bytes::from(vec![b'x'; SIZE_BYTES]);
+    let mut acks = Vec::with_capacity(COUNT);
+    for _ in 0..COUNT {
+        acks.push(js.publish("s.x", body.clone()).await.unwrap());
+    }
+    for ack in acks {
+        ack.await.expect("PubAck");
+    }
+    let mut sub = nc.subscribe("deliver.fc").await.unwrap();
+    crate::common::sync(&nc).await;
+    s.create_consumer(push::Config {
+        durable_name: Some("FC".into()),
+        deliver_subject: "deliver.fc".into(),
+        flow_control: true,
+        idle_heartbeat: Duration::from_millis(200),
+        ack_policy: AckPolicy::None,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let is_request = |m: &async_nats::Message| {
+        m.status == Some(StatusCode::from_u16(100).unwrap())
+            && m.description.as_deref() == Some("FlowControl Request")
+    };
+    // Unanswered: data stops at about one window, and a heartbeat says why.
+    let (mut data, mut asked) = (0usize, None);
+    let stalled_on = loop {
+        let m = next_message(&mut sub).await;
+        if is_request(&m) {
+            assert!(asked.is_none(), "one request until it is answered");
+            assert!(
+                data * SIZE_BYTES > FIRST_WINDOW_BYTES / 2 * 8 / 10,
+                "asked at half a window: {data}"
+            );
+            asked = Some(m.reply.clone().expect("a request has a reply").to_string());
+        } else if m.status.is_some() {
+            let stalled = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Consumer-Stalled"));
+            if let Some(on) = stalled {
+                break on.to_string();
+            }
+        } else {
+            data += 1;
+        }
+    };
+    assert_eq!(
+        Some(stalled_on.clone()),
+        asked,
+        "the heartbeat names the request"
+    );
+    assert!(stalled_on.starts_with("$JS.FC."), "{stalled_on}");
+    let window_msgs = FIRST_WINDOW_BYTES / SIZE_BYTES;
+    assert!(
+        data > window_msgs * 9 / 10 && data <= window_msgs + 1,
+        "stopped at one window: {data} messages of {COUNT}"
+    );
+    // Answered: the rest arrives, each later request answered too.
+    nc.publish(stalled_on, "".into()).await.unwrap();
+    while data < COUNT {
+        let m = next_message(&mut sub).await;
+        if is_request(&m) {
+            nc.publish(m.reply.unwrap(), "".into()).await.unwrap();
+        } else if m.status.is_none() {
+            data += 1;
+        }
+    }
+}
+one_and_two_shards!(flow_control, push_flow_control);
+
+async fn next_message(sub: &mut async_nats::Subscriber) -> async_nats::Message {
+    let next = tokio::time::timeout(WAIT, sub.next()).await;
+    next.expect("a message in time").expect("subscription open")
+}
 
 async fn ack_policies(shards: usize) {
     let (server, _store) = start(shards);

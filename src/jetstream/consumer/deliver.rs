@@ -204,7 +204,17 @@ fn heartbeats(shard: &Shard, stream: &Stream, consumer: &Consumer, now: Instant)
     };
     if let Some(ds) = deliver {
         if hb > 0 && now >= consumer.last_push.get() + Duration::from_nanos(hb as u64) {
-            send(shard, stream.account, ds.as_bytes(), None, &beat(), b"");
+            let stalled_on = consumer
+                .flow
+                .borrow()
+                .as_ref()
+                .and_then(|fc| fc.waiting_on().map(str::to_string));
+            // A client that missed the flow-control request answers this header.
+            let beat = match stalled_on {
+                Some(reply) => headers::with_added(&beat(), &[("Nats-Consumer-Stalled", reply)]),
+                None => beat(),
+            };
+            send(shard, stream.account, ds.as_bytes(), None, &beat, b"");
             consumer.last_push.set(now);
         }
         return;
@@ -294,10 +304,14 @@ async fn deliver_ready(shard: &Shard, stream: &Stream, consumer: &Consumer) {
         return;
     }
     if push_without_listener(shard, stream, consumer).is_some() {
+        consumer.reset_flow();
         return;
     }
     let mut sent = 0;
     while let Some(target) = target(consumer) {
+        if flow_stalled(consumer) {
+            return;
+        }
         let Some((seq, redelivery)) = next_seq(stream, consumer) else {
             finish_no_wait(shard, stream, consumer);
             return;
@@ -317,7 +331,22 @@ async fn deliver_ready(shard: &Shard, stream: &Stream, consumer: &Consumer) {
             continue;
         }
         let headers_only = consumer.config.borrow().headers_only;
-        let size = msg.headers.len() + msg.payload.len();
+        let track = consumer.tracks_acks();
+        let (cseq, dc) = consumer.state.borrow().next_delivery(seq, track);
+        let pending = consumer
+            .num_pending(stream)
+            .saturating_sub(u64::from(!redelivery));
+        let reply = ack::subject(
+            &stream.name,
+            &consumer.name,
+            dc,
+            seq,
+            cseq,
+            msg.timestamp_ns,
+            pending,
+        );
+        // What a pull request's max_bytes counts, as on nats-server.
+        let size = msg.subject.len() + reply.len() + msg.headers.len() + msg.payload.len();
         if let Target::Pull(_) = target {
             if !fits_request(shard, stream, consumer, size as u64) {
                 continue;
@@ -325,11 +354,11 @@ async fn deliver_ready(shard: &Shard, stream: &Stream, consumer: &Consumer) {
         }
         let rules = consumer.rules();
         let now_ms = consumer.now_ms();
-        let track = consumer.tracks_acks();
-        let (cseq, dc) = consumer
+        let delivered = consumer
             .state
             .borrow_mut()
             .on_delivered(seq, now_ms, &rules, track);
+        debug_assert_eq!(delivered, (cseq, dc), "the delivery was foreseen");
         if !redelivery {
             let mut lps = consumer.lps.borrow_mut();
             if lps.front() == Some(&seq) {
@@ -344,16 +373,6 @@ async fn deliver_ready(shard: &Shard, stream: &Stream, consumer: &Consumer) {
             }
         }
         consumer.dirty.set(true);
-        let pending = consumer.num_pending(stream);
-        let reply = ack::subject(
-            &stream.name,
-            &consumer.name,
-            dc,
-            seq,
-            cseq,
-            msg.timestamp_ns,
-            pending,
-        );
         let (hdr, body): (Vec<u8>, &[u8]) = if headers_only {
             (
                 headers::with_added(
@@ -377,8 +396,12 @@ async fn deliver_ready(shard: &Shard, stream: &Stream, consumer: &Consumer) {
             &hdr,
             body,
         );
-        match target {
-            Target::Push(_) => consumer.last_push.set(Instant::now()),
+        match &target {
+            Target::Push(to) => {
+                consumer.last_push.set(Instant::now());
+                let pushed = to.len() + reply.len() + hdr.len() + body.len();
+                flow_pushed(shard, stream, consumer, to, pushed as u64);
+            }
             Target::Pull(_) => took_one(consumer, size as u64),
         }
         if !track {
@@ -389,6 +412,29 @@ async fn deliver_ready(shard: &Shard, stream: &Stream, consumer: &Consumer) {
             glommio::yield_if_needed().await;
         }
     }
+}
+
+fn flow_stalled(consumer: &Consumer) -> bool {
+    consumer
+        .flow
+        .borrow()
+        .as_ref()
+        .is_some_and(|fc| fc.stalled())
+}
+
+/// Counts a pushed message for flow control, and asks the client for a
+/// flow-control reply when it is due.
+fn flow_pushed(shard: &Shard, stream: &Stream, consumer: &Consumer, to: &[u8], size_bytes: u64) {
+    let mut flow = consumer.flow.borrow_mut();
+    let Some(fc) = flow.as_mut() else { return };
+    if !fc.on_pushed(size_bytes) {
+        return;
+    }
+    let token: String = crate::jetstream::random_id().chars().take(4).collect();
+    let reply = format!("$JS.FC.{}.{}.{token}", stream.name, consumer.name);
+    let hdr = headers::status(100, "FlowControl Request", &[]);
+    send(shard, stream.account, to, Some(reply.as_bytes()), &hdr, b"");
+    fc.asked(reply);
 }
 
 fn send_msg(

@@ -4,10 +4,12 @@
 //! - `state`: delivery and ack bookkeeping, free of I/O (survives restarts).
 //! - `ack`: decoding ack subjects and bodies.
 //! - `deliver`: the delivery task, pull requests, heartbeats, redelivery timers.
+//! - `flow`: flow control of push consumers, free of I/O.
 
 pub mod ack;
 pub mod config;
 pub mod deliver;
+pub mod flow;
 pub mod state;
 
 use crate::jetstream::api::types::{
@@ -77,6 +79,8 @@ pub struct Consumer {
     pending_count: Cell<Option<PendingCount>>,
     /// The config's filters, kept apart: every delivery reads them.
     filters: RefCell<Rc<Vec<String>>>,
+    /// Set for a push consumer with `flow_control`.
+    pub flow: RefCell<Option<flow::FlowControl>>,
 }
 
 /// `count` messages left from `from` while the stream's last sequence was `last`,
@@ -101,8 +105,10 @@ impl Consumer {
     ) -> Rc<Consumer> {
         let now = Instant::now();
         let filters = RefCell::new(Rc::new(config::filters(&config)));
+        let flow = RefCell::new(flow_control(&config));
         let c = Rc::new(Consumer {
             filters,
+            flow,
             name,
             stream: Rc::downgrade(stream),
             config: RefCell::new(config),
@@ -189,6 +195,9 @@ impl Consumer {
     /// Replaces the config (an update).
     pub fn set_config(&self, new: ConsumerConfig) {
         *self.filters.borrow_mut() = Rc::new(config::filters(&new));
+        if new.flow_control != self.config.borrow().flow_control {
+            *self.flow.borrow_mut() = flow_control(&new);
+        }
         *self.config.borrow_mut() = new;
         self.pending_count.set(None);
     }
@@ -292,6 +301,13 @@ impl Consumer {
         }
     }
 
+    /// Starts flow control afresh (the client's subscription went away).
+    pub fn reset_flow(&self) {
+        if let Some(fc) = self.flow.borrow_mut().as_mut() {
+            *fc = flow::FlowControl::default();
+        }
+    }
+
     pub fn tracks_acks(&self) -> bool {
         self.config.borrow().ack_policy != AckPolicy::None
     }
@@ -313,4 +329,8 @@ impl Consumer {
             );
         }
     }
+}
+
+fn flow_control(config: &ConsumerConfig) -> Option<flow::FlowControl> {
+    (config.flow_control && config.deliver_subject.is_some()).then(flow::FlowControl::default)
 }

@@ -113,6 +113,16 @@ impl ConsumerState {
 
     /// Records a delivery of `stream_seq` (first or again); returns its consumer
     /// sequence and delivery count. With `track` false (ack none) nothing waits.
+    /// The consumer sequence and delivery count the next delivery of
+    /// `stream_seq` will have (what `on_delivered` then returns).
+    pub fn next_delivery(&self, stream_seq: u64, track: bool) -> (u64, u64) {
+        let deliveries = match self.pending.get(&stream_seq) {
+            Some(p) if track => p.deliveries + 1,
+            _ => 1,
+        };
+        (self.delivered.consumer_seq + 1, deliveries)
+    }
+
     pub fn on_delivered(
         &mut self,
         stream_seq: u64,
