@@ -52,7 +52,8 @@ async fn max_file_store_refuses_streams_and_publishes_beyond_it() {
             Err(e) => break e,
         }
     };
-    assert!(refused.to_string().contains("10047"), "{refused}");
+    // nats-server answers 10023 once the server's store is past its limit.
+    assert!(refused.to_string().contains("10023"), "{refused}");
     assert!(acked >= 32, "only {acked} messages before the limit");
     let mut s = js.get_stream("S").await.unwrap();
     let info = s.info().await.unwrap();
@@ -208,6 +209,62 @@ async fn accounts_get_jetstream_when_enabled_and_within_their_limits() {
     let reply = b.request("$JS.API.INFO", "".into()).await.unwrap();
     let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(body["error"]["err_code"], 10039, "{body}");
+}
+
+/// An account's `max_file` caps what its streams hold: a publish past it gets
+/// 10002 (nats-server's code), and another account goes on publishing.
+#[tokio::test]
+async fn an_account_past_its_storage_limit_is_refused_alone() {
+    let store = tempfile::tempdir().unwrap();
+    let accounts = "accounts {\n  A { users: [{user: a, password: a}], jetstream: { max_file: 32KB } }\n  B { users: [{user: b, password: b}], jetstream: enabled }\n}\n";
+    let server = TestServer::with_shards(2)
+        .config(&(js_config(store.path(), "") + accounts))
+        .start();
+    let login = |u: &str| {
+        async_nats::ConnectOptions::with_user_and_password(u.into(), u.into()).connect(server.url())
+    };
+    let mut acked = Vec::new();
+    for user in ["a", "b"] {
+        let js = jetstream::new(login(user).await.unwrap());
+        js.create_stream(stream::Config {
+            name: "S".into(),
+            subjects: vec!["s".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut last = 0;
+        for _ in 0..40 {
+            match js
+                .publish("s", vec![b'x'; 1024].into())
+                .await
+                .unwrap()
+                .await
+            {
+                Ok(ack) => last = ack.sequence,
+                Err(e) => {
+                    assert_eq!(user, "a", "{e}");
+                    assert!(e.to_string().contains("10002"), "{e}");
+                    break;
+                }
+            }
+        }
+        let info = js
+            .get_stream("S")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .clone();
+        assert_eq!(info.state.messages, last, "every acked message kept");
+        acked.push(last);
+    }
+    assert!(
+        (28..32).contains(&acked[0]),
+        "A stopped near 32 KB: {acked:?}"
+    );
+    assert_eq!(acked[1], 40, "B is not limited: {acked:?}");
 }
 
 /// DIRECT.GET batches (ADR-31): messages with `Nats-Num-Pending`, then `204 EOB`;

@@ -16,7 +16,7 @@
 //! - `headers`: NATS header blocks; `transform`: subject transforms.
 //! - `persist`: stream and consumer metadata files.
 //! - `node_id`, `meta`, `route_sink`: the clustered meta group (preview).
-//! - `jsz`: the `/jsz` document.
+//! - `jsz`: the `/jsz` document; `usage`: stored bytes against storage limits.
 
 pub mod api;
 pub mod catalog;
@@ -33,6 +33,7 @@ pub mod registry;
 pub mod route_sink;
 pub mod stream;
 pub mod transform;
+pub mod usage;
 
 use crate::options::Options;
 use crate::server::accounts::AccountId;

@@ -35,12 +35,22 @@ fn ack_body(stream: &str, seq: u64, duplicate: bool) -> Vec<u8> {
 pub fn on_publish(shard: &Shard, stream: &Stream, msg: &Msg) {
     let reply = msg.reply.map(Bytes::copy_from_slice);
     let no_ack = stream.config.borrow().no_ack;
-    let in_memory = crate::jetstream::stream::is_memory(&stream.config.borrow());
     let size = (msg.subject.len() + msg.payload.len()) as u64;
-    let outcome = match registry::over_server_limit(shard, in_memory, size) {
+    let outcome = match registry::over_storage_limit(shard, stream, size) {
         Some(e) => Err(e),
         None => store(stream, msg),
     };
+    if matches!(
+        outcome,
+        Ok(Stored {
+            ticket: Some(_),
+            ..
+        })
+    ) {
+        let medium = registry::medium(stream);
+        let usage = &shard.server.js_usage;
+        usage.add(shard.id, stream.account, medium, size);
+    }
     let wait = match outcome {
         Ok(stored) => AckWait {
             ticket: stored.ticket,

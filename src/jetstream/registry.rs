@@ -8,6 +8,7 @@ use crate::jetstream::api::Reply;
 use crate::jetstream::consumer::ack::{self, AckKind};
 use crate::jetstream::consumer::{config as cconfig, deliver, Consumer, PullRequest};
 use crate::jetstream::stream::{self, Stream};
+use crate::jetstream::usage::Medium;
 use crate::jetstream::{persist, send, Service};
 use crate::server::accounts::AccountId;
 use crate::server::interest::InternalSub;
@@ -89,40 +90,54 @@ pub async fn flush(shard: &Shard) {
     }
 }
 
-/// Publishes this shard's stored bytes for the server-wide limits.
+/// Publishes what this shard's streams hold, per account, for the storage limits.
 pub fn publish_usage(shard: &Shard) {
-    use std::sync::atomic::Ordering;
-    let u = usage(shard, None);
-    let (memory, file) = &shard.server.js_usage[shard.id];
-    memory.store(u.memory, Ordering::Relaxed);
-    file.store(u.storage, Ordering::Relaxed);
+    let accounts = shard.server.accounts.len();
+    let mut held = vec![[0u64; 2]; accounts];
+    for s in shard.js.all() {
+        if let Some(cell) = held.get_mut(s.account.index()) {
+            cell[medium(&s) as usize] += s.store.state().bytes;
+        }
+    }
+    let usage = &shard.server.js_usage;
+    for (i, [memory, file]) in held.into_iter().enumerate() {
+        let account = AccountId(i as u32);
+        usage.set(shard.id, account, Medium::Memory, memory);
+        usage.set(shard.id, account, Medium::File, file);
+    }
 }
 
-/// `max_memory_store` / `max_file_store` would be passed by `size_bytes` more.
-pub fn over_server_limit(shard: &Shard, in_memory: bool, size_bytes: u64) -> Option<ApiError> {
-    use std::sync::atomic::Ordering;
-    let js = shard.server.opts.jetstream.as_ref()?;
-    let limit = if in_memory {
-        js.max_memory_store
+pub fn medium(stream: &Stream) -> Medium {
+    if stream::is_memory(&stream.config.borrow()) {
+        Medium::Memory
     } else {
-        js.max_file_store
-    }?;
-    if limit < 0 {
-        return None;
+        Medium::File
     }
-    let used: u64 = shard
-        .server
-        .js_usage
-        .iter()
-        .map(|(m, f)| if in_memory { m } else { f }.load(Ordering::Relaxed))
-        .sum();
-    (used + size_bytes > limit as u64).then(|| {
-        if in_memory {
-            errors::insufficient_memory()
-        } else {
-            errors::insufficient_storage()
-        }
-    })
+}
+
+/// The error a publish of `size_bytes` more to `stream` gets from the storage
+/// limits, as nats-server checks them: the account's limit would be passed
+/// (10002), or the server's is already passed (10023).
+pub fn over_storage_limit(shard: &Shard, stream: &Stream, size_bytes: u64) -> Option<ApiError> {
+    let medium = medium(stream);
+    let usage = &shard.server.js_usage;
+    let own = crate::jetstream::catalog::account_limits(&shard.server, stream.account);
+    let account_max = match medium {
+        Medium::Memory => own.max_memory,
+        Medium::File => own.max_storage,
+    };
+    if account_max >= 0
+        && usage.of_account(stream.account, medium) + size_bytes > account_max as u64
+    {
+        return Some(errors::account_resources_exceeded());
+    }
+    let js = shard.server.opts.jetstream.as_ref()?;
+    let server_max = match medium {
+        Medium::Memory => js.max_memory_store,
+        Medium::File => js.max_file_store,
+    }?;
+    (server_max >= 0 && usage.total(medium) > server_max as u64)
+        .then(errors::insufficient_resources)
 }
 
 fn store_root(shard: &Shard) -> PathBuf {

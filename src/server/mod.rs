@@ -63,9 +63,9 @@ pub struct Server {
     pub interest_epoch: AtomicU64,
     /// Per shard, its consumers above half their max_pending; see `stall`.
     pub pressure: stall::Pressure,
-    /// Per shard, bytes its JetStream streams hold (memory, file), refreshed by
-    /// each shard's housekeeping: publishes check the server's limits against it.
-    pub js_usage: Vec<(AtomicU64, AtomicU64)>,
+    /// Bytes JetStream streams hold, per shard and account: publishes check the
+    /// server's and the accounts' storage limits against it.
+    pub js_usage: crate::jetstream::usage::StoredBytes,
     /// JetStream has reopened its streams: shards may accept clients.
     pub js_ready: std::sync::atomic::AtomicBool,
     next_cid: AtomicU64,
@@ -94,6 +94,7 @@ impl Server {
             .flatten();
         let id = new_server_id();
         let name = opts.server_name.clone().unwrap_or_else(|| id.clone());
+        let js_usage = crate::jetstream::usage::StoredBytes::new(shard_count, accounts.len());
         Ok(Server {
             port: opts.port,
             opts,
@@ -111,9 +112,7 @@ impl Server {
             interest_epoch: AtomicU64::new(0),
             pressure: stall::Pressure::new(shard_count),
             js_ready: std::sync::atomic::AtomicBool::new(false),
-            js_usage: (0..shard_count)
-                .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
-                .collect(),
+            js_usage,
             next_cid: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
         })

@@ -63,6 +63,12 @@ pub fn store_failed(why: impl Into<String>) -> ApiError {
 pub fn insufficient_storage() -> ApiError {
     err(500, 10047, "insufficient storage resources available")
 }
+pub fn insufficient_resources() -> ApiError {
+    err(503, 10023, "insufficient resources")
+}
+pub fn account_resources_exceeded() -> ApiError {
+    err(400, 10002, "resource limits exceeded for account")
+}
 pub fn insufficient_memory() -> ApiError {
     err(500, 10028, "insufficient memory resources available")
 }
