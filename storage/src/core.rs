@@ -116,12 +116,26 @@ macro_rules! stream_reads {
             self.inner.borrow().core.deleted()
         }
 
+        /// How many removals this store has seen: a mark for `removed_since`.
+        pub fn removals(&self) -> u64 {
+            self.inner.borrow().core.removals()
+        }
+
+        /// Whether a removal after mark `since` took a sequence `>= from`;
+        /// `None` when that is too long ago to tell.
+        pub fn removed_since(&self, since: u64, from: u64) -> Option<bool> {
+            self.inner.borrow().core.removed_since(since, from)
+        }
+
         pub fn state(&self) -> $crate::StreamState {
             self.inner.borrow().core.state()
         }
     };
 }
 pub(crate) use stream_reads;
+
+/// Removals remembered for `removed_since`.
+const RECENT_REMOVALS_MAX: usize = 512;
 
 /// Dense table of sequences `[base_seq, last_seq]`; the front entry is always live.
 #[derive(Clone, Debug)]
@@ -138,6 +152,11 @@ pub(crate) struct Core<L> {
     num_subjects: u64,
     /// The subject interned last (appends usually repeat it): checked before the map.
     hot_subject: u32,
+    /// Removals so far, and the highest sequence each of the latest took: readers
+    /// that keep a count of messages above a point (consumers' pending counts)
+    /// learn from it whether the count still holds.
+    removals: u64,
+    recent_removals: VecDeque<u64>,
 }
 
 impl<L: Clone> Default for Core<L> {
@@ -159,7 +178,36 @@ impl<L: Clone> Core<L> {
             subjects: Vec::new(),
             num_subjects: 0,
             hot_subject: u32::MAX,
+            removals: 0,
+            recent_removals: VecDeque::new(),
         }
+    }
+
+    fn note_removal(&mut self, highest_seq: u64) {
+        self.removals += 1;
+        if self.recent_removals.len() == RECENT_REMOVALS_MAX {
+            self.recent_removals.pop_front();
+        }
+        self.recent_removals.push_back(highest_seq);
+    }
+
+    pub fn removals(&self) -> u64 {
+        self.removals
+    }
+
+    pub fn removed_since(&self, since: u64, from: u64) -> Option<bool> {
+        debug_assert!(since <= self.removals, "a mark from this store");
+        let count = usize::try_from(self.removals - since).ok()?;
+        if count > self.recent_removals.len() {
+            return None;
+        }
+        Some(
+            self.recent_removals
+                .iter()
+                .rev()
+                .take(count)
+                .any(|&s| s >= from),
+        )
     }
 
     fn check_invariants(&self) {
@@ -272,6 +320,7 @@ impl<L: Clone> Core<L> {
         e.live = false;
         let subject = e.subject;
         let size = e.size_bytes as u64;
+        self.note_removal(seq);
         self.msgs -= 1;
         self.bytes -= size;
         let s = &mut self.subjects[subject as usize];
@@ -360,6 +409,7 @@ impl<L: Clone> Core<L> {
         if from > self.last_seq {
             return;
         }
+        self.note_removal(self.last_seq);
         while self.last_seq >= from {
             let e = self.entries.pop_back().expect("dense");
             let seq = self.last_seq;
@@ -644,6 +694,27 @@ mod tests {
             },
         );
         seq
+    }
+
+    #[test]
+    fn removals_tell_whether_a_count_above_a_point_holds() {
+        let mut c = Core::<()>::new();
+        for _ in 0..10 {
+            add(&mut c, "a", 1);
+        }
+        let mark = c.removals();
+        assert_eq!(c.removed_since(mark, 1), Some(false));
+        c.remove(3);
+        assert_eq!(c.removed_since(mark, 4), Some(false));
+        assert_eq!(c.removed_since(mark, 3), Some(true));
+        let mark = c.removals();
+        c.truncate_from(8);
+        assert_eq!(c.removed_since(mark, 10), Some(true));
+        for _ in 0..RECENT_REMOVALS_MAX {
+            let seq = add(&mut c, "a", 1);
+            assert!(c.remove(seq));
+        }
+        assert_eq!(c.removed_since(mark, 1), None, "too long ago");
     }
 
     #[test]

@@ -68,6 +68,17 @@ impl Store {
     pub fn count_matching_range(&self, from: u64, to: u64, filters: &[String]) -> u64 {
         both!(self, s => s.count_matching_range(from, to, filters))
     }
+
+    /// How many removals the store has seen: a mark for `removed_since`.
+    pub fn removals(&self) -> u64 {
+        both!(self, s => s.removals())
+    }
+
+    /// Whether a removal after mark `since` took a sequence `>= from` (`None`:
+    /// too long ago to tell).
+    pub fn removed_since(&self, since: u64, from: u64) -> Option<bool> {
+        both!(self, s => s.removed_since(since, from))
+    }
     pub fn last_per_subject(&self, filters: &[String]) -> Vec<u64> {
         both!(self, s => s.last_per_subject(filters))
     }

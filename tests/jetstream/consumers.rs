@@ -472,6 +472,67 @@ async fn max_ack_pending_and_filters(shards: usize) {
 }
 one_and_two_shards!(pending_and_filters, max_ack_pending_and_filters);
 
+/// `num_pending` stays exact while messages go: acked out of order from a work
+/// queue, deleted ahead of the consumers, filtered or not.
+async fn pending_through_removals(shards: usize) {
+    let (server, _store) = start(shards);
+    let (_nc, js) = connect(&server).await;
+    let mut work = stream::Config {
+        retention: stream::RetentionPolicy::WorkQueue,
+        ..config("W", &["w.>"])
+    };
+    work.name = "W".into();
+    let w = create(&js, work).await;
+    let s = two_streams(&js).await;
+    for i in 0..60 {
+        let subject = if i % 2 == 0 { "a" } else { "b" };
+        publish(&js, &format!("w.{subject}"), "x").await;
+        publish(&js, &format!("s.{subject}"), "x").await;
+    }
+    let pull = |name: &str, filter: &str| pull::Config {
+        durable_name: Some(name.into()),
+        filter_subject: filter.into(),
+        ack_policy: AckPolicy::Explicit,
+        ..Default::default()
+    };
+    let mut wa = w.create_consumer(pull("WA", "w.a")).await.unwrap();
+    let got = fetch(&wa, 10).await;
+    for m in got.iter().rev() {
+        m.double_ack().await.unwrap();
+    }
+    assert_eq!(info(&mut wa).await.num_pending, 20, "acked out of order");
+    let next_a = seq(&fetch(&wa, 1).await[0]) + 2;
+    w.delete_message(next_a).await.unwrap();
+    assert_eq!(
+        info(&mut wa).await.num_pending,
+        18,
+        "one delivered, one deleted"
+    );
+
+    let mut all = s.create_consumer(pull("ALL", "")).await.unwrap();
+    let mut sa = s.create_consumer(pull("SA", "s.a")).await.unwrap();
+    fetch(&all, 5).await;
+    fetch(&sa, 5).await;
+    for deleted in [3, 20, 21, 40] {
+        s.delete_message(deleted).await.unwrap();
+    }
+    assert_eq!(
+        info(&mut all).await.num_pending,
+        60 - 5 - 3,
+        "3 was delivered"
+    );
+    assert_eq!(
+        info(&mut sa).await.num_pending,
+        30 - 5 - 1,
+        "s.a at 21 went"
+    );
+    fetch(&all, 10).await;
+    fetch(&sa, 10).await;
+    assert_eq!(info(&mut all).await.num_pending, 60 - 15 - 3);
+    assert_eq!(info(&mut sa).await.num_pending, 30 - 15 - 1);
+}
+one_and_two_shards!(pending_removals, pending_through_removals);
+
 async fn deliver_policies(shards: usize) {
     let (server, _store) = start(shards);
     let (_nc, js) = connect(&server).await;

@@ -83,14 +83,13 @@ pub struct Consumer {
     pub flow: RefCell<Option<flow::FlowControl>>,
 }
 
-/// `count` messages left from `from` while the stream's last sequence was `last`,
-/// its first `first` and its deleted slots `deleted` (any removal voids it).
+/// `count` messages left in `[from, last]` when the stream had seen `removals`
+/// removals (one at or above `from` since voids it).
 #[derive(Clone, Copy, Debug)]
 struct PendingCount {
     from: u64,
     last: u64,
-    first: u64,
-    deleted: u64,
+    removals: u64,
     count: u64,
 }
 
@@ -230,19 +229,20 @@ impl Consumer {
 
     /// Messages on this consumer's filters from `from` on. A filtered count scans
     /// the stream, so the last one is moved forward over what changed since,
-    /// unless anything was removed meanwhile.
+    /// unless a message it counted was removed meanwhile (acks of delivered
+    /// messages, below it, do not void it).
     fn pending_from(&self, stream: &Stream, from: u64) -> u64 {
         let filters = self.filters();
-        if filters.is_empty() {
+        let st = stream.store.state();
+        if filters.is_empty() && st.num_deleted == 0 {
             return stream.pending_from(from, &filters);
         }
-        let st = stream.store.state();
+        let removals = stream.store.removals();
         let count = match self.pending_count.get() {
             Some(c)
                 if c.from <= from
                     && c.last <= st.last_seq
-                    && c.first == st.first_seq
-                    && c.deleted == st.num_deleted =>
+                    && stream.store.removed_since(c.removals, c.from) == Some(false) =>
             {
                 let store = &stream.store;
                 if from <= c.last + 1 {
@@ -260,8 +260,7 @@ impl Consumer {
         self.pending_count.set(Some(PendingCount {
             from,
             last: st.last_seq,
-            first: st.first_seq,
-            deleted: st.num_deleted,
+            removals,
             count,
         }));
         count
