@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         eprintln!("natrix: cannot open log: {e}");
         return ExitCode::from(1);
     }
+    natrix::server::panic::abort_on_panic();
     if let Some(pid_file) = &opts.pid_file {
         let _ = std::fs::write(pid_file, std::process::id().to_string());
     }

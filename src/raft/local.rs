@@ -230,4 +230,67 @@ mod tests {
             Err(super::super::ProposeError::NotLeader { .. })
         ));
     }
+
+    /// A peer's crafted frames (valid checksum, hostile content) neither panic a
+    /// replica nor stop the group: a heartbeat committing past the log, an ack of
+    /// entries the leader never had, entries that do not follow on, a message
+    /// naming another node's replica.
+    #[test]
+    fn hostile_messages_from_a_peer_harm_nobody() {
+        use super::super::eraftpb::{Entry, Message, MessageType};
+        use super::super::frame::{encode, Frame, Item};
+        let mut c = LocalCluster::new(3);
+        c.create_group(1);
+        elect_all(&mut c, 1);
+        let leader = c.leader(1).unwrap();
+        let follower = (leader + 1) % 3;
+        let stranger = (leader + 2) % 3;
+        let replica = |i: usize| replica_id(i as u64 + 1, 1);
+        let term = c.drivers[leader].status(1).unwrap().term;
+        let msg = |ty: MessageType, from: usize, to: usize| {
+            let mut m = Message::default();
+            m.set_msg_type(ty);
+            m.from = replica(from);
+            m.to = replica(to);
+            m.term = term;
+            m
+        };
+        let mut heartbeat = msg(MessageType::MsgHeartbeat, leader, follower);
+        heartbeat.commit = 1 << 40;
+        let mut ack = msg(MessageType::MsgAppendResponse, follower, leader);
+        ack.index = 1 << 40;
+        let mut append = msg(MessageType::MsgAppend, leader, follower);
+        append.index = c.drivers[follower].status(1).unwrap().last_index;
+        append.log_term = term;
+        append.entries = vec![Entry {
+            index: append.index + 7,
+            term,
+            ..Default::default()
+        }]
+        .into();
+        let mut spoofed = msg(MessageType::MsgHeartbeat, leader, follower);
+        spoofed.commit = 1 << 40;
+        let hostile = [
+            (leader, follower, heartbeat),
+            (follower, leader, ack),
+            (leader, follower, append),
+            (stranger, follower, spoofed),
+        ];
+        for (from, to, m) in hostile {
+            let frame = encode(&Frame {
+                from_node: from as u64 + 1,
+                to_node: to as u64 + 1,
+                incarnation: 1,
+                items: vec![Item::Raft { group: 1, msg: m }],
+            });
+            c.drivers[to].step(from as u64 + 1, &frame).unwrap();
+            c.settle();
+        }
+        let refused: u64 = c.drivers.iter().map(|d| d.stats().refused).sum();
+        assert_eq!(refused, 3, "the clamped heartbeat goes through");
+        let leader = c.leader(1).expect("still led");
+        c.drivers[leader].propose(1, vec![7]).unwrap();
+        c.settle();
+        assert_eq!(c.applied_entries, vec![1, 1, 1], "the group still commits");
+    }
 }

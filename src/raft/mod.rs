@@ -9,12 +9,14 @@
 //! - [`storage_log`]: the store on natrix-storage (one segment log per group).
 //! - [`persist_format`]: the entry payload, state file and snapshot file encodings.
 //! - [`frame`]: the wire format between nodes (crc32c-checked frames).
+//! - [`inbound`]: checks of a peer's Raft message before the `raft` crate sees it.
 //! - [`transport`]: TCP between nodes (one writer per peer, reconnect with backoff).
 //! - [`node`]: a node's shard on its own executor: driver, store, transport, timer.
 //! - [`local`]: an in-process cluster with instant delivery, for tests and benchmarks.
 
 pub mod frame;
 pub mod group;
+pub mod inbound;
 pub mod local;
 pub mod log_store;
 #[cfg(test)]

@@ -30,6 +30,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::frame::{self, Frame, FrameError, Item};
 use super::group::{conf_members, Group, GroupStorage};
+use super::inbound::{self, LogView};
 use super::log_store::{FetchRequest, GroupId, LogStore};
 use super::{node_of, NodeId, INIT_INDEX, INIT_TERM};
 
@@ -194,6 +195,8 @@ pub struct Stats {
     pub peers_lost: u64,
     /// Reads of entries from disk asked of the caller (`Ready::fetches`).
     pub fetches: u64,
+    /// Messages from peers that failed `inbound::admit`.
+    pub refused: u64,
 }
 
 struct Peer {
@@ -636,7 +639,7 @@ impl<S: LogStore> MultiRaft<S> {
         self.heard_from(from, f.incarnation);
         for item in f.items {
             match item {
-                Item::Raft { group, msg } => self.step_msg(group, msg),
+                Item::Raft { group, msg } => self.step_msg(from, group, msg),
                 Item::Quiet {
                     group,
                     from,
@@ -648,7 +651,7 @@ impl<S: LogStore> MultiRaft<S> {
         Ok(())
     }
 
-    fn step_msg(&mut self, g: GroupId, mut msg: Message) {
+    fn step_msg(&mut self, from_node: NodeId, g: GroupId, mut msg: Message) {
         let ty = msg.get_msg_type();
         if self.groups.contains_key(&g) {
             // Raft reads unapplied entries synchronously when an election starts
@@ -680,6 +683,20 @@ impl<S: LogStore> MultiRaft<S> {
             return;
         }
         let r = &grp.node.raft;
+        let log = LogView {
+            last_index: r.raft_log.last_index(),
+            from_member: node_of(msg.from) == from_node
+                && msg.from != msg.to
+                && r.prs().get(msg.from).is_some(),
+        };
+        if let Err(why) = inbound::admit(&mut msg, log) {
+            self.stats.refused += 1;
+            tracing::debug!(
+                "Raft group {g}: refused {:?} from node {from_node}: {why:?}",
+                msg.get_msg_type()
+            );
+            return;
+        }
         let before = (r.term, r.state, r.leader_id);
         let carries_entries = !msg.entries.is_empty();
         let _ = grp.node.step(msg);

@@ -11,6 +11,7 @@
 //! - `sys`: the `$SYS` account's request services.
 //! - `control`: signals (stop, lame duck, reload) and what the shards do about them.
 //! - `start`: binding listeners and running the shards.
+//! - `panic`: a panic ends the process, logged (no half-dead server).
 
 pub mod accounts;
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod client;
 pub mod control;
 pub mod interest;
 pub mod link;
+pub mod panic;
 pub mod reload;
 pub mod shard;
 pub mod stall;

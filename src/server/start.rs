@@ -209,6 +209,7 @@ async fn housekeeping(shard: Rc<Shard>) {
         }
         crate::server::control::tick(&shard, now);
         crate::jetstream::registry::publish_usage(&shard);
+        crate::server::panic::injected(shard.id);
     }
 }
 

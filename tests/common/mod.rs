@@ -48,11 +48,17 @@ pub struct Builder {
     config: Option<String>,
     binary: Option<String>,
     ports: Option<(u16, u16)>,
+    envs: Vec<(String, String)>,
 }
 
 impl Builder {
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_string());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.to_string(), value.to_string()));
         self
     }
 
@@ -129,6 +135,7 @@ impl Builder {
         for a in &self.args {
             cmd.arg(fill(a));
         }
+        cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
         cmd.stdout(Stdio::null()).stderr(log);
         let child = cmd.spawn().expect("start the server binary");
@@ -152,6 +159,7 @@ impl TestServer {
             config: None,
             binary: None,
             ports: None,
+            envs: Vec::new(),
         }
     }
 

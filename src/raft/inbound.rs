@@ -1,0 +1,169 @@
+//! Checks a Raft message from the network before the `raft` crate sees it. The
+//! crate trusts its peers: a commit index past the log, an append whose entries
+//! do not follow on, or an acknowledgement of entries the leader never had
+//! panics it. A peer is anyone who reaches the route port, so nothing it sends
+//! may do that: such a message is dropped, or its commit index clamped to what
+//! this replica holds (an honest leader never sends more).
+
+use raft::eraftpb::{Message, MessageType};
+
+/// What a replica knows of its own log and group, for the checks.
+#[derive(Clone, Copy, Debug)]
+pub struct LogView {
+    pub last_index: u64,
+    /// The sender is a voter or learner of the group, and not this replica.
+    pub from_member: bool,
+}
+
+/// Why a message was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// A type only a node gives itself (proposals, ticks, local reports).
+    LocalOnly,
+    NotAMember,
+    /// Entries not numbered on from the append's index, or terms out of order.
+    BadEntries,
+    /// An acknowledgement of entries past this replica's log.
+    AckPastLog,
+    BadSnapshot,
+}
+
+/// Admits `msg` (clamping its commit index where needed) or says why not.
+pub fn admit(msg: &mut Message, log: LogView) -> Result<(), Refused> {
+    use MessageType::*;
+    let ty = msg.get_msg_type();
+    match ty {
+        MsgHup | MsgBeat | MsgPropose | MsgUnreachable | MsgSnapStatus | MsgCheckQuorum
+        | MsgReadIndex | MsgReadIndexResp => return Err(Refused::LocalOnly),
+        _ => {}
+    }
+    if !log.from_member {
+        return Err(Refused::NotAMember);
+    }
+    match ty {
+        MsgAppend => check_entries(msg)?,
+        MsgAppendResponse if !msg.reject && msg.index > log.last_index => {
+            return Err(Refused::AckPastLog)
+        }
+        MsgSnapshot => check_snapshot(msg)?,
+        _ => {}
+    }
+    if ty == MsgHeartbeat {
+        msg.commit = msg.commit.min(log.last_index);
+    }
+    Ok(())
+}
+
+fn check_entries(msg: &Message) -> Result<(), Refused> {
+    let mut term = msg.log_term;
+    for (i, e) in msg.entries.iter().enumerate() {
+        let in_order = e.index == msg.index + 1 + i as u64;
+        if !in_order || e.term < term || e.term > msg.term {
+            return Err(Refused::BadEntries);
+        }
+        term = e.term;
+    }
+    Ok(())
+}
+
+fn check_snapshot(msg: &Message) -> Result<(), Refused> {
+    let meta = msg.get_snapshot().get_metadata();
+    let voters = &meta.get_conf_state().voters;
+    if meta.index == 0 || meta.term == 0 || meta.term > msg.term || voters.is_empty() {
+        return Err(Refused::BadSnapshot);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::Entry;
+
+    const LOG: LogView = LogView {
+        last_index: 10,
+        from_member: true,
+    };
+
+    fn msg(ty: MessageType) -> Message {
+        let mut m = Message::default();
+        m.set_msg_type(ty);
+        m.term = 5;
+        m
+    }
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_commit_past_the_log_is_clamped() {
+        let mut m = msg(MessageType::MsgHeartbeat);
+        m.commit = 1_000_000;
+        assert_eq!(admit(&mut m, LOG), Ok(()));
+        assert_eq!(m.commit, 10);
+        m.commit = 7;
+        assert_eq!(admit(&mut m, LOG), Ok(()));
+        assert_eq!(m.commit, 7, "an honest commit is kept");
+    }
+
+    #[test]
+    fn appends_must_number_on_and_keep_terms_in_order() {
+        let mut m = msg(MessageType::MsgAppend);
+        m.index = 10;
+        m.log_term = 3;
+        m.entries = vec![entry(11, 3), entry(12, 5)].into();
+        assert_eq!(admit(&mut m.clone(), LOG), Ok(()));
+        for bad in [
+            vec![entry(12, 3)],
+            vec![entry(11, 3), entry(11, 3)],
+            vec![entry(11, 2)],
+            vec![entry(11, 6)],
+            vec![entry(11, 4), entry(12, 3)],
+        ] {
+            m.entries = bad.into();
+            assert_eq!(admit(&mut m, LOG), Err(Refused::BadEntries));
+        }
+    }
+
+    #[test]
+    fn acks_past_the_log_local_types_and_strangers_are_refused() {
+        let mut ack = msg(MessageType::MsgAppendResponse);
+        ack.index = 11;
+        assert_eq!(admit(&mut ack, LOG), Err(Refused::AckPastLog));
+        ack.reject = true;
+        assert_eq!(
+            admit(&mut ack, LOG),
+            Ok(()),
+            "a rejection names its own log"
+        );
+        for local in [
+            MessageType::MsgHup,
+            MessageType::MsgPropose,
+            MessageType::MsgBeat,
+        ] {
+            assert_eq!(admit(&mut msg(local), LOG), Err(Refused::LocalOnly));
+        }
+        let stranger = LogView {
+            from_member: false,
+            ..LOG
+        };
+        let mut vote = msg(MessageType::MsgRequestVote);
+        assert_eq!(admit(&mut vote, stranger), Err(Refused::NotAMember));
+    }
+
+    #[test]
+    fn a_snapshot_needs_an_index_a_term_and_voters() {
+        let mut m = msg(MessageType::MsgSnapshot);
+        assert_eq!(admit(&mut m, LOG), Err(Refused::BadSnapshot));
+        let meta = m.mut_snapshot().mut_metadata();
+        meta.index = 20;
+        meta.term = 4;
+        meta.mut_conf_state().voters = vec![1];
+        assert_eq!(admit(&mut m, LOG), Ok(()));
+    }
+}
