@@ -91,6 +91,20 @@ fn unknown_signal_is_an_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown signal"));
 }
 
+/// `stop=-1` must not become kill(-1): every process the user may signal.
+#[test]
+fn a_pid_that_is_not_a_process_is_refused() {
+    for pid in ["-1", "0", "-42"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_natrix"))
+            .args(["--signal", &format!("stop={pid}")])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "stop={pid}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("invalid pid {pid}")), "{err}");
+    }
+}
+
 #[test]
 fn reload_adds_a_route() {
     let b = TestServer::with_shards(1)

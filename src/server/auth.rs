@@ -111,7 +111,8 @@ impl Auth {
         }
         if let Some(expected) = &self.token {
             let given = creds.token.or(creds.pass);
-            if given == Some(expected.as_str()) && creds.user.is_none() {
+            let matches = given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()));
+            if matches && creds.user.is_none() {
                 return Some(Login {
                     account: AccountId::GLOBAL,
                     user: None,
@@ -166,7 +167,8 @@ fn password_matches(stored: Option<&str>, given: &str) -> bool {
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]

@@ -220,14 +220,22 @@ pub fn send_signal(spec: &str) -> Result<(), String> {
 
 /// A pid, or a pid file's path.
 fn resolve_pid(target: &str) -> Result<i32, String> {
-    if let Ok(pid) = target.parse() {
-        return Ok(pid);
+    let pid = match target.parse::<i32>() {
+        Ok(pid) => pid,
+        Err(_) => {
+            let text = std::fs::read_to_string(target)
+                .map_err(|e| format!("cannot read pid file {target:?}: {e}"))?;
+            text.trim()
+                .parse()
+                .map_err(|_| format!("no pid in {target:?}"))?
+        }
+    };
+    // kill(2) reads 0 and negative pids as process groups, -1 as every process
+    // the user may signal.
+    if pid <= 0 {
+        return Err(format!("invalid pid {pid}: not a process"));
     }
-    let text = std::fs::read_to_string(target)
-        .map_err(|e| format!("cannot read pid file {target:?}: {e}"))?;
-    text.trim()
-        .parse()
-        .map_err(|_| format!("no pid in {target:?}"))
+    Ok(pid)
 }
 
 fn find_single_server() -> Result<i32, String> {
