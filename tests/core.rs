@@ -98,11 +98,13 @@ async fn queue_group_delivers_each_message_once(shards: usize) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut plain = clients[8].subscribe("work").await.unwrap();
     for (member, c) in clients[..6].iter().enumerate() {
-        let mut sub = c.queue_subscribe("work", "workers".into()).await.unwrap();
+        let work = c.queue_subscribe("work", "workers".into()).await.unwrap();
+        let marker = c.subscribe(format!("done.{member}")).await.unwrap();
         common::sync(c).await;
         let tx = tx.clone();
+        let mut both = futures::stream::select(work, marker);
         tokio::spawn(async move {
-            while let Some(m) = sub.next().await {
+            while let Some(m) = both.next().await {
                 let _ = tx.send((member, m.payload));
             }
         });
@@ -117,9 +119,28 @@ async fn queue_group_delivers_each_message_once(shards: usize) {
             .unwrap();
     }
     publisher.flush().await.unwrap();
+    let members = each_once(&mut rx, N).await;
+    assert!(members > 1, "work is spread over members");
+    for _ in 0..N {
+        next(&mut plain).await;
+    }
+    // No late duplicates: a marker to each member comes after everything the
+    // publisher sent that member before it, so nothing but markers is left.
+    for member in 0..6 {
+        let subject = format!("done.{member}");
+        publisher.publish(subject, "marker".into()).await.unwrap();
+    }
+    publisher.flush().await.unwrap();
+    only_markers(&mut rx, 6).await;
+}
+
+type Deliveries = tokio::sync::mpsc::UnboundedReceiver<(usize, bytes::Bytes)>;
+
+/// Takes `n` deliveries, each payload once; how many members took part.
+async fn each_once(rx: &mut Deliveries, n: usize) -> usize {
     let mut seen = HashSet::new();
     let mut members = HashSet::new();
-    for _ in 0..N {
+    for _ in 0..n {
         let (member, payload) = timeout(WAIT, rx.recv()).await.unwrap().unwrap();
         assert!(
             seen.insert(payload.clone()),
@@ -127,16 +148,33 @@ async fn queue_group_delivers_each_message_once(shards: usize) {
         );
         members.insert(member);
     }
-    assert_eq!(seen.len(), N);
-    assert!(members.len() > 1, "work is spread over members");
-    for _ in 0..N {
-        next(&mut plain).await;
-    }
-    // no extra deliveries: after a marker round trip nothing is left
-    publisher.publish("work.done", "x".into()).await.unwrap();
-    publisher.flush().await.unwrap();
-    assert!(rx.try_recv().is_err(), "a queue message arrived twice");
+    members.len()
 }
+
+/// Takes deliveries until every one of `members` has had its marker; anything
+/// else is a message that came twice.
+async fn only_markers(rx: &mut Deliveries, members: usize) {
+    let mut marked = HashSet::new();
+    while marked.len() < members {
+        let (member, payload) = timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+        assert_eq!(payload, "marker", "a queue message arrived twice");
+        marked.insert(member);
+    }
+}
+
+/// The checks above catch a late duplicate (one that arrives after all the
+/// messages were seen once).
+#[tokio::test]
+#[should_panic(expected = "a queue message arrived twice")]
+async fn a_late_duplicate_is_caught() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for (member, payload) in [(0, "1"), (1, "2"), (1, "1"), (0, "marker"), (1, "marker")] {
+        tx.send((member, bytes::Bytes::from(payload))).unwrap();
+    }
+    each_once(&mut rx, 2).await;
+    only_markers(&mut rx, 2).await;
+}
+
 both_shard_counts!(queue_groups, queue_group_delivers_each_message_once);
 
 async fn request_reply_across_shards(shards: usize) {

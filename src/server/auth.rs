@@ -111,7 +111,8 @@ impl Auth {
         }
         if let Some(expected) = &self.token {
             let given = creds.token.or(creds.pass);
-            let matches = given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()));
+            let matches =
+                given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()));
             if matches && creds.user.is_none() {
                 return Some(Login {
                     account: AccountId::GLOBAL,
