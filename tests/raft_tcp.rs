@@ -9,7 +9,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use natrix::raft::node::ProposeFailed;
 use natrix::raft::CacheConfig;
 use raft_net::{Cluster, Storage};
 
@@ -41,9 +40,7 @@ fn leader_dies(cache: CacheConfig) {
     let mut acked: BTreeSet<Bytes> = BTreeSet::new();
     for i in 0..100 {
         let data = format!("a{i}").into_bytes();
-        c.node(leader)
-            .propose(G, data.clone())
-            .expect("leader commits");
+        c.propose_committed(G, data.clone(), WAIT);
         acked.insert(data.into());
     }
     for i in 0..3 {
@@ -75,11 +72,8 @@ fn leader_dies(cache: CacheConfig) {
 
     for i in 0..50 {
         let data = format!("c{i}").into_bytes();
-        match c.node(new_leader).propose(G, data.clone()) {
-            Ok(p) => assert!(p.term >= new_term),
-            Err(ProposeFailed::Refused(e)) => panic!("new leader refused: {e:?}"),
-            Err(e) => panic!("proposal failed: {e:?}"),
-        }
+        let p = c.propose_committed(G, data.clone(), WAIT);
+        assert!(p.term >= new_term);
         acked.insert(data.into());
     }
     let survivors: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
@@ -119,8 +113,7 @@ fn many_groups_elect_and_commit_over_tcp() {
         c.create_group(g);
     }
     for g in 1..=20 {
-        let (l, _) = c.wait_leader(g, 0, WAIT);
-        c.node(l).propose(g, vec![g as u8]).expect("commit");
+        c.propose_committed(g, vec![g as u8], WAIT);
     }
     for g in 1..=20 {
         for i in 0..3 {
@@ -218,10 +211,7 @@ fn follower_far_behind_catches_up_from_disk() {
     for a in &again {
         assert_eq!(a.data[..total], logs[0].data[..]);
     }
-    let (leader, _) = c.wait_leader(G, 0, WAIT);
-    c.node(leader)
-        .propose(G, b"after".to_vec())
-        .expect("commit");
+    c.propose_committed(G, b"after".to_vec(), WAIT);
 }
 
 /// Nodes stopped and restarted in turn under load, with caches of a few KiB: elections
@@ -249,9 +239,8 @@ fn restarts_under_load_with_a_tiny_entry_cache() {
     let mut acked: BTreeSet<(u64, Bytes)> = BTreeSet::new();
     // Every node has the groups on disk before the first one goes down.
     for g in groups {
-        let (l, _) = c.wait_leader(g, 0, WAIT);
         let data = format!("start{g}").into_bytes();
-        c.node(l).propose(g, data.clone()).expect("commit");
+        c.propose_committed(g, data.clone(), WAIT);
         acked.insert((g, data.into()));
         for i in 0..3 {
             c.wait_applied(i, g, 1, WAIT);
@@ -296,14 +285,7 @@ fn restarts_under_load_with_a_tiny_entry_cache() {
     }
     // A last proposal per group, then everyone applies the same.
     for g in groups {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let (l, _) = c.wait_leader(g, 0, WAIT);
-            if c.node(l).propose(g, format!("end{g}").into_bytes()).is_ok() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "group {g} commits nothing");
-        }
+        c.propose_committed(g, format!("end{g}").into_bytes(), WAIT);
     }
     for g in groups {
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use natrix::raft::multi::Config;
-use natrix::raft::node::{NodeConfig, NodeHandle};
+use natrix::raft::node::{NodeConfig, NodeHandle, ProposeFailed};
+use natrix::raft::Proposal;
 use natrix::raft::{replica_id, CacheConfig, FileLogStore, GroupId, MemStore, NodeId, StateRole};
 use natrix_storage::LogConfig;
 
@@ -130,6 +131,26 @@ impl Cluster {
     }
 
     /// Waits for a leader of `g` at a term above `above_term`.
+    /// Proposes `data` to whichever node leads `g`, as a client would: again
+    /// when it surely did not land (refused by a node that is no longer leader,
+    /// or lost to a leader change), never after an unknown outcome.
+    #[allow(dead_code)]
+    pub fn propose_committed(&self, g: GroupId, data: Vec<u8>, timeout: Duration) -> Proposal {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (leader, _) = self.wait_leader(g, 0, left);
+            match self.node(leader).propose(g, data.clone()) {
+                Ok(p) => return p,
+                Err(ProposeFailed::Refused(_) | ProposeFailed::Lost) => {
+                    assert!(Instant::now() < deadline, "group {g} commits nothing");
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => panic!("proposal to group {g} failed: {e:?}"),
+            }
+        }
+    }
+
     pub fn wait_leader(&self, g: GroupId, above_term: u64, timeout: Duration) -> (usize, u64) {
         let deadline = Instant::now() + timeout;
         loop {
