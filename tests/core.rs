@@ -320,3 +320,48 @@ async fn user_and_password_from_flags(shards: usize) {
     assert!(raw.closed_by_server());
 }
 both_shard_counts!(auth_flags, user_and_password_from_flags);
+
+/// A PONG is a barrier, as on nats-server: once a publisher has its PONG, the
+/// subscriber's socket already holds what it published before the PING, wherever
+/// the two connections sit. Eight publishers on two shards: nearly surely some sit
+/// on the other shard than the subscriber.
+#[test]
+fn pong_comes_after_every_subscriber_has_the_messages() {
+    use std::io::Read;
+    const TRIES: usize = 1000;
+    let server = TestServer::start(2);
+    let mut sub = common::Raw::connect(server.port);
+    sub.send(b"CONNECT {\"verbose\":false}\r\nSUB t 1\r\nPING\r\n");
+    assert_eq!(sub.line(), "PONG");
+    let mut pubs: Vec<common::Raw> = (0..8).map(|_| common::Raw::connect(server.port)).collect();
+    for p in &mut pubs {
+        p.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n");
+        assert_eq!(p.line(), "PONG");
+    }
+    let expected = b"MSG t 1 2\r\nhi\r\n";
+    sub.stream.set_nonblocking(true).unwrap();
+    let mut late = 0;
+    for i in 0..TRIES {
+        let count = pubs.len();
+        let p = &mut pubs[i % count];
+        p.send(b"PUB t 2\r\nhi\r\nPING\r\n");
+        assert_eq!(p.line(), "PONG");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while let Ok(n) = sub.stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        if got != expected {
+            late += 1;
+            // Take the late message before the next try.
+            sub.stream.set_nonblocking(false).unwrap();
+            let mut rest = vec![0u8; expected.len() - got.len()];
+            sub.stream.read_exact(&mut rest).unwrap();
+            sub.stream.set_nonblocking(true).unwrap();
+        }
+    }
+    assert_eq!(late, 0, "{late} of {TRIES} messages came after the PONG");
+}

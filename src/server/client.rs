@@ -109,6 +109,8 @@ pub struct Client {
     pressured: Cell<bool>,
     /// What this client, as a producer, ran into during its current read.
     stall: Stall,
+    /// Peer shards this client published to since its last PING (see `pong`).
+    crossed: Cell<u64>,
 }
 
 impl Client {
@@ -147,6 +149,7 @@ impl Client {
     /// As a producer: our publish went to the peer shards in `mask`.
     pub fn note_peers(&self, mask: u64) {
         self.stall.note_peers(mask);
+        self.crossed.set(self.crossed.get() | mask);
     }
 
     pub fn subscription_subjects(&self) -> Vec<String> {
@@ -336,6 +339,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         max_pending: server.opts.max_pending,
         pressured: Cell::new(false),
         stall: Stall::default(),
+        crossed: Cell::new(0),
     });
     let stream: SharedStream = Rc::new(RefCell::new(stream));
     client.out.attach(&stream);
@@ -486,11 +490,27 @@ async fn execute(
             sid,
         } => subscribe(shard, client, subject, queue, sid),
         ClientOp::Unsub { sid, max } => unsubscribe(shard, client, sid, max),
-        ClientOp::Ping => client.send_raw(b"PONG\r\n"),
+        ClientOp::Ping => pong(shard, client).await,
         ClientOp::Pong => client.pings_out.set(0),
         ClientOp::Info | ClientOp::Ok | ClientOp::Err => {}
     }
     Ok(())
+}
+
+/// A PONG is a barrier, as on nats-server: every subscriber has what this client
+/// published before its PING. Messages to subscribers on other shards travel the
+/// ordered queues between shards, so a call through each queue this client used
+/// since its last PING returns once they are in those subscribers' buffers, and
+/// their writers have had their turn. A client that crossed no shard answers at once.
+async fn pong(shard: &Rc<Shard>, client: &Client) {
+    let mut crossed = client.crossed.replace(0);
+    while crossed != 0 {
+        let peer = crossed.trailing_zeros() as usize;
+        crossed &= crossed - 1;
+        let barrier = |_| Box::pin(futures_lite::future::yield_now()) as _;
+        shard.call(peer, barrier).await;
+    }
+    client.send_raw(b"PONG\r\n");
 }
 
 fn ok(client: &Client) {
