@@ -26,6 +26,9 @@ pub enum Refused {
     /// An acknowledgement of entries past this replica's log.
     AckPastLog,
     BadSnapshot,
+    /// A leader-transfer request carries no term (raft forwards it as is);
+    /// every other message between replicas does (raft reads term 0 as local).
+    BadTerm,
 }
 
 /// Admits `msg` (clamping its commit index where needed) or says why not.
@@ -46,6 +49,9 @@ pub fn admit(msg: &mut Message, log: LogView) -> Result<(), Refused> {
             return Err(Refused::AckPastLog)
         }
         MsgSnapshot => check_snapshot(msg)?,
+        MsgTransferLeader if msg.term != 0 => return Err(Refused::BadTerm),
+        MsgTransferLeader => {}
+        _ if msg.term == 0 => return Err(Refused::BadTerm),
         _ => {}
     }
     if ty == MsgHeartbeat {
@@ -55,6 +61,12 @@ pub fn admit(msg: &mut Message, log: LogView) -> Result<(), Refused> {
 }
 
 fn check_entries(msg: &Message) -> Result<(), Refused> {
+    // Raft reads the term of an index past its log as 0, so an append "after"
+    // such an index with term 0 would match and commit past the log. Every group
+    // starts from a snapshot at term 1: no honest append follows term 0.
+    if msg.log_term == 0 {
+        return Err(Refused::BadEntries);
+    }
     let mut term = msg.log_term;
     for (i, e) in msg.entries.iter().enumerate() {
         let in_order = e.index == msg.index + 1 + i as u64;
@@ -118,6 +130,11 @@ mod tests {
         m.log_term = 3;
         m.entries = vec![entry(11, 3), entry(12, 5)].into();
         assert_eq!(admit(&mut m.clone(), LOG), Ok(()));
+        let mut past_the_log = m.clone();
+        past_the_log.index = 15;
+        past_the_log.log_term = 0;
+        past_the_log.entries = vec![entry(16, 3)].into();
+        assert_eq!(admit(&mut past_the_log, LOG), Err(Refused::BadEntries));
         for bad in [
             vec![entry(12, 3)],
             vec![entry(11, 3), entry(11, 3)],
@@ -154,6 +171,19 @@ mod tests {
         };
         let mut vote = msg(MessageType::MsgRequestVote);
         assert_eq!(admit(&mut vote, stranger), Err(Refused::NotAMember));
+    }
+
+    /// Found by tests/hostile_proptest.rs: raft asserts on the term of what it
+    /// forwards or answers.
+    #[test]
+    fn terms_must_be_what_raft_expects() {
+        let mut transfer = msg(MessageType::MsgTransferLeader);
+        assert_eq!(admit(&mut transfer, LOG), Err(Refused::BadTerm));
+        transfer.term = 0;
+        assert_eq!(admit(&mut transfer, LOG), Ok(()));
+        let mut pre_vote = msg(MessageType::MsgRequestPreVote);
+        pre_vote.term = 0;
+        assert_eq!(admit(&mut pre_vote, LOG), Err(Refused::BadTerm));
     }
 
     #[test]

@@ -88,7 +88,8 @@ impl LocalCluster {
         }
         while let Some((from, to, bytes)) = self.queue.pop_front() {
             let (f, t) = (from as usize - 1, to as usize - 1);
-            if self.down[f] || self.down[t] {
+            // A node that is not in the cluster (a crafted configuration named it).
+            if t >= self.drivers.len() || self.down[f] || self.down[t] {
                 continue;
             }
             self.frames_delivered += 1;
