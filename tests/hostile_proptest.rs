@@ -204,3 +204,166 @@ proptest! {
         }
     }
 }
+
+#[path = "common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+/// API subjects whose every request gets an answer (pull requests and direct
+/// gets may rightly wait or answer with a status instead).
+const ANSWERED: &[&str] = &[
+    "STREAM.CREATE.S",
+    "STREAM.CREATE.T",
+    "STREAM.UPDATE.S",
+    "STREAM.INFO.S",
+    "STREAM.MSG.GET.S",
+    "STREAM.MSG.DELETE.S",
+    "STREAM.PURGE.S",
+    "STREAM.NAMES",
+    "STREAM.LIST",
+    "CONSUMER.CREATE.S",
+    "CONSUMER.CREATE.S.C",
+    "CONSUMER.CREATE.S.C.s.x",
+    "CONSUMER.DURABLE.CREATE.S.D",
+    "CONSUMER.INFO.S.C",
+    "CONSUMER.NAMES.S",
+    "CONSUMER.LIST.S",
+    "CONSUMER.PAUSE.S.C",
+];
+
+/// JSON-ish bodies: valid documents with wrong types and odd values, broken
+/// JSON, and arbitrary bytes.
+fn api_body() -> impl Strategy<Value = Vec<u8>> {
+    let value = prop_oneof![
+        Just("null".to_string()),
+        Just("-1".to_string()),
+        Just("18446744073709551616".to_string()),
+        Just("1e308".to_string()),
+        Just("\"\"".to_string()),
+        Just("\"s.>\"".to_string()),
+        Just("\"*\"".to_string()),
+        Just("[]".to_string()),
+        Just("[\"a\",\"a.>\"]".to_string()),
+        Just("{}".to_string()),
+        Just("true".to_string()),
+        "-?[0-9]{1,20}",
+        "\"[a-zA-Z0-9 .*>]{0,12}\"",
+    ];
+    let key = prop::sample::select(vec![
+        "name",
+        "subjects",
+        "retention",
+        "max_msgs",
+        "max_bytes",
+        "max_age",
+        "storage",
+        "num_replicas",
+        "discard",
+        "duplicate_window",
+        "max_msgs_per_subject",
+        "first_seq",
+        "subject_transform",
+        "republish",
+        "placement",
+        "config",
+        "stream_name",
+        "durable_name",
+        "deliver_subject",
+        "deliver_policy",
+        "opt_start_seq",
+        "opt_start_time",
+        "ack_policy",
+        "ack_wait",
+        "max_deliver",
+        "backoff",
+        "filter_subject",
+        "filter_subjects",
+        "max_ack_pending",
+        "idle_heartbeat",
+        "flow_control",
+        "action",
+        "offset",
+        "subject",
+        "seq",
+        "last_by_subj",
+        "next_by_subj",
+        "keep",
+        "filter",
+        "pause_until",
+        "batch",
+        "expires",
+        "no_wait",
+        "max_bytes",
+    ]);
+    prop_oneof![
+        prop::collection::vec((key.clone(), value.clone()), 0..6).prop_map(|fields| {
+            let inner: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", inner.join(",")).into_bytes()
+        }),
+        prop::collection::vec((key.clone(), value.clone()), 1..4).prop_map(|fields| {
+            let inner: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!(
+                "{{\"stream_name\":\"S\",\"config\":{{{}}}}}",
+                inner.join(",")
+            )
+            .into_bytes()
+        }),
+        prop::collection::vec(any::<u8>(), 0..64),
+        "[{}\\[\\]\":,a-z0-9 ]{0,40}".prop_map(String::into_bytes),
+    ]
+}
+
+/// Hostile API bodies each get an answer (an error, or what they asked for), and
+/// the server goes on answering.
+#[test]
+fn hostile_api_bodies_are_answered_and_harm_nobody() {
+    let store = tempfile::tempdir().unwrap();
+    let server = common::TestServer::with_shards(2)
+        .arg("-js")
+        .arg("-sd")
+        .arg(store.path().to_str().unwrap())
+        .start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let nc = rt.block_on(async {
+        let nc = async_nats::connect(server.url()).await.unwrap();
+        let js = async_nats::jetstream::new(nc.clone());
+        let s = js
+            .create_stream(async_nats::jetstream::stream::Config {
+                name: "S".into(),
+                subjects: vec!["s.>".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        s.create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("C".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        js.publish("s.x", "hello".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        nc
+    });
+    let config = ProptestConfig {
+        cases: 300,
+        ..ProptestConfig::default()
+    };
+    let subjects = prop::sample::select(ANSWERED.to_vec());
+    proptest!(config, |(subject in subjects, body in api_body())| {
+        let answer = rt.block_on(async {
+            let request = nc.request(format!("$JS.API.{subject}"), body.clone().into());
+            tokio::time::timeout(std::time::Duration::from_secs(5), request).await
+        });
+        let answer = answer.map_err(|_| TestCaseError::fail("no answer in time"))?;
+        let answer = answer.map_err(|e| TestCaseError::fail(format!("request failed: {e}")))?;
+        let json: Result<serde_json::Value, _> = serde_json::from_slice(&answer.payload);
+        prop_assert!(json.is_ok(), "not JSON: {:?}", answer.payload);
+    });
+    let info = rt.block_on(nc.request("$JS.API.INFO", "".into())).unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.payload).unwrap();
+    assert!(info.get("error").is_none(), "{info}");
+}
