@@ -206,7 +206,6 @@ proptest! {
 }
 
 #[path = "common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 /// API subjects whose every request gets an answer (pull requests and direct
