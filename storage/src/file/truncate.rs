@@ -1,0 +1,189 @@
+//! Cutting files back: Raft suffix truncation (`truncate_from`) and recovery
+//! after a failed commit (`recover_locked`). Both wait for every write in
+//! flight, cut the files, and reload the log from disk.
+
+use std::rc::Rc;
+
+use glommio::io::DmaFile;
+
+use super::open::{cut_and_preallocate, open_segment_file, sync_dir};
+use super::{idx_path, seg_path, FileStore, Inner};
+use crate::{Result, StoreError};
+
+impl FileStore {
+    /// Cuts the files back to the last durable point and reloads from disk.
+    pub(super) async fn recover_locked(&self) -> Result<()> {
+        let _cut = self.cutting();
+        // No index write may land while files are cut and reloaded.
+        self.flush_indexes().await;
+        let (dir, cfg, point, durable_seq, segs) = {
+            let i = self.inner.borrow();
+            let segs: Vec<(u32, Option<Rc<DmaFile>>)> =
+                i.segs.iter().map(|s| (s.id, s.file.clone())).collect();
+            (
+                i.dir.clone(),
+                i.cfg.clone(),
+                i.durable_point,
+                i.durable_seq,
+                segs,
+            )
+        };
+        for (id, file) in segs {
+            if id > point.0 {
+                let _ = std::fs::remove_file(seg_path(&dir, id));
+                let _ = std::fs::remove_file(idx_path(&dir, id));
+            } else if id == point.0 {
+                let f = match file {
+                    Some(f) => f,
+                    None => Rc::new(open_segment_file(&seg_path(&dir, id), false).await?),
+                };
+                cut_and_preallocate(&f, point.1, cfg.segment_size_bytes).await?;
+            }
+        }
+        // Remove a spare beyond the durable tail too.
+        let _ = std::fs::remove_file(seg_path(&dir, point.0 + 1));
+        let report = self.inner.borrow().report.clone();
+        let mut fresh = Inner::open(&dir, cfg).await?;
+        fresh.report.torn_tails.extend(report.torn_tails);
+        fresh.report.damage.extend(report.damage);
+        for (a, b) in report.missing {
+            if !fresh.report.missing.contains(&(a, b)) {
+                fresh.report.missing.push((a, b));
+            }
+        }
+        *self.inner.borrow_mut() = fresh;
+        // Every commit has finished (the lock is held, the pipeline settled):
+        // the failed ones are accounted for by the new epoch.
+        *self.last_done.borrow_mut() = None;
+        self.watch.fail(durable_seq);
+        Ok(())
+    }
+
+    /// Raft: removes `index..=last_index` (a conflicting suffix), durably.
+    /// Must not run concurrently with appends on the same log.
+    pub async fn truncate_from(&self, index: u64) -> Result<()> {
+        let _permit = self.lock().await?;
+        let _cut = self.cutting();
+        self.settle().await;
+        if self.inner.borrow().needs_recovery {
+            self.recover_locked().await?;
+        }
+        {
+            let inner = self.inner.borrow();
+            if index < inner.core.base_seq() {
+                return Err(StoreError::Invalid(format!(
+                    "cannot truncate at {index}: first index is {}",
+                    inner.core.base_seq()
+                )));
+            }
+            if index > inner.core.last_seq() {
+                return Ok(());
+            }
+        }
+        // Make everything before the cut durable first, then cut.
+        let job = self.inner.borrow_mut().begin_commit(true);
+        if let Some(job) = job {
+            if let Err(e) = self.run_commit(job, None).await {
+                let _ = self.recover_locked().await;
+                return Err(e);
+            }
+        }
+        // No commit is in flight: once these land, no index write can land
+        // for a segment cut below.
+        self.flush_indexes().await;
+        let (dir, size, loc, last_id) = {
+            let inner = self.inner.borrow();
+            let loc = inner.core.entry(index).expect("dense").loc;
+            (
+                inner.dir.clone(),
+                inner.cfg.segment_size_bytes,
+                loc,
+                inner.tail().id,
+            )
+        };
+        // A missing entry has no offset of its own: cut at the next record.
+        let cut = if loc.len == 0 {
+            let inner = self.inner.borrow();
+            let seg = inner.seg(loc.seg).expect("segment");
+            seg.building
+                .as_ref()
+                .and_then(|b| {
+                    b.index
+                        .entries
+                        .iter()
+                        .find(|e| e.seq > index)
+                        .map(|e| e.offset as u64)
+                })
+                .unwrap_or(seg.data_len)
+        } else {
+            loc.offset as u64
+        };
+        // Later segments (and a spare) go first, then the index of the cut one.
+        for id in loc.seg + 1..=last_id + 1 {
+            let _ = std::fs::remove_file(idx_path(&dir, id));
+            let _ = std::fs::remove_file(seg_path(&dir, id));
+        }
+        let _ = std::fs::remove_file(idx_path(&dir, loc.seg));
+        let file = self
+            .inner
+            .borrow()
+            .seg(loc.seg)
+            .and_then(|s| s.file.clone())
+            .expect("durable segment has a file");
+        let r: Result<()> = async {
+            cut_and_preallocate(&file, cut, size).await?;
+            sync_dir(&dir).await
+        }
+        .await;
+        if let Err(e) = r {
+            self.inner.borrow_mut().needs_recovery = true;
+            return Err(e);
+        }
+        // Reload from disk: the cut segment is the tail again, indexes rebuilt.
+        let cfg = self.inner.borrow().cfg.clone();
+        let (report, old_base, old_live) = {
+            let i = self.inner.borrow();
+            let live: Vec<u64> = i.core.range(0, index - 1).map(|(s, _)| s).collect();
+            (
+                i.report.clone(),
+                (i.core.base_seq(), i.core.floor_term()),
+                live,
+            )
+        };
+        let mut fresh = Inner::open(&dir, cfg).await?;
+        fresh
+            .report
+            .missing
+            .extend(report.missing.into_iter().filter(|m| m.0 < index));
+        // Tombstones and markers written after the cut are gone with it: redo them.
+        if fresh.core.base_seq() < old_base.0 {
+            fresh.core.compact(old_base.0, old_base.1);
+        }
+        let resurrected: Vec<u64> = fresh
+            .core
+            .range(0, index - 1)
+            .map(|(s, _)| s)
+            .filter(|s| old_live.binary_search(s).is_err())
+            .collect();
+        for &s in &resurrected {
+            fresh.core.remove(s);
+        }
+        fresh.tombstones(&resurrected);
+        if fresh.core.base_seq() > 1 {
+            // The cut may have taken the compact marker that explains the
+            // removed prefix (whose segments may be gone): write it again.
+            fresh.marker = (0, 0);
+        }
+        *self.inner.borrow_mut() = fresh;
+        self.watch.rewind(index);
+        // Make the redone marker and tombstones durable before returning.
+        let job = self.inner.borrow_mut().begin_commit(true);
+        if let Some(job) = job {
+            if let Err(e) = self.run_commit(job, None).await {
+                let _ = self.recover_locked().await;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
