@@ -184,12 +184,17 @@ impl Inner {
         }
         self.marker_durable_seg = job.marker_seg;
         self.durable_point = job.tail_point;
+        debug_assert!(
+            job.last_seq >= self.durable_seq,
+            "durability only moves forward"
+        );
         self.durable_seq = job.last_seq;
         self.marker_durable_floor = job.marker_floor;
         for id in sealed {
             self.seal(id);
         }
         self.drop_front_segments();
+        self.check_invariants();
         watch.advance(job.last_seq);
         Ok(job.last_seq)
     }

@@ -183,6 +183,60 @@ impl Inner {
         self.segs.get(id.checked_sub(first)? as usize)
     }
 
+    /// The tail buffer ends where the tail segment's data does (cheap: every append).
+    fn check_tail(&self) {
+        let (p, tail) = (&self.pending, self.tail());
+        debug_assert_eq!(
+            p.seg, tail.id,
+            "the tail buffer belongs to the tail segment"
+        );
+        debug_assert_eq!(
+            p.start % BLOCK_BYTES,
+            0,
+            "the tail buffer starts on a block"
+        );
+        debug_assert_eq!(p.start + p.fill as u64, tail.data_len);
+        debug_assert!(p.written <= p.fill);
+    }
+
+    /// The file store's invariants (the sequence table checks its own). Debug
+    /// builds only, after open and each commit: it walks every segment.
+    fn check_invariants(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let (first, last) = (self.core.base_seq(), self.core.last_seq());
+        assert!(first <= last + 1, "first {first} > last {last} + 1");
+        assert!(
+            self.durable_seq <= last,
+            "durable {} beyond last {last}",
+            self.durable_seq
+        );
+        for w in self.segs.windows(2) {
+            assert_eq!(w[1].id, w[0].id + 1, "segments are contiguous");
+            assert!(
+                w[0].last_msg_seq <= w[1].last_msg_seq || w[1].last_msg_seq == 0,
+                "segments hold ascending sequences"
+            );
+        }
+        for s in &self.segs {
+            assert!(
+                s.data_len <= self.cfg.segment_size_bytes,
+                "segment {} overfull",
+                s.id
+            );
+        }
+        let (seg, len) = self.durable_point;
+        let tail = self.tail();
+        assert!(
+            seg < tail.id || (seg == tail.id && len <= tail.data_len),
+            "durable point {seg}:{len} beyond the tail {}:{}",
+            tail.id,
+            tail.data_len
+        );
+        self.check_tail();
+    }
+
     fn check_usable(&self) -> Result<()> {
         if self.needs_recovery {
             return Err(StoreError::Io(std::io::Error::other(

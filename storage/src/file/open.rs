@@ -190,7 +190,19 @@ fn list_segments(dir: &Path) -> Result<(Vec<u32>, bool)> {
 /// file of `size` bytes.
 fn read_index(dir: &Path, id: u32, size: u64) -> Option<SegmentIndex> {
     let bytes = std::fs::read(idx_path(dir, id)).ok()?;
-    SegmentIndex::from_file_bytes(&bytes).filter(|i| i.segment_id == id && i.data_len_bytes <= size)
+    SegmentIndex::from_file_bytes(&bytes).filter(|i| index_fits(i, id, size))
+}
+
+/// An index (checksummed, so written by us) is used only if it describes this
+/// segment and every record it lists lies within the file's data.
+fn index_fits(index: &SegmentIndex, id: u32, size: u64) -> bool {
+    let data_len = index.data_len_bytes;
+    index.segment_id == id
+        && data_len <= size
+        && index
+            .entries
+            .iter()
+            .all(|e| e.offset as u64 + e.len as u64 <= data_len)
 }
 
 /// Scans a segment record by record, reports damage, cuts a torn tail (the
@@ -400,7 +412,7 @@ impl Inner {
         let durable_point = (tail.id, tail.data_len);
         let marker = (core.base_seq(), core.floor_term());
         let marker_seg = marker_seg_found.unwrap_or(segs[0].id);
-        Ok(Inner {
+        let inner = Inner {
             dir: dir.to_path_buf(),
             cfg,
             durable_seq: core.last_seq(),
@@ -425,6 +437,8 @@ impl Inner {
             last_sync: Instant::now(),
             last_ts_ns,
             idx_writes: Rc::new(IndexWrites::default()),
-        })
+        };
+        inner.check_invariants();
+        Ok(inner)
     }
 }

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use glommio::io::DmaFile;
 
-use super::{FileStore, Inner, Loc};
+use super::{FileStore, Inner, Loc, Seg};
 use crate::config::StoredMsg;
 use crate::frame::{self, Kind};
 use crate::{Result, StoreError};
@@ -78,9 +78,16 @@ impl Inner {
             return Source::Mem(out);
         }
         // Not wholly in memory: its batch's writes completed.
-        match self.seg(loc.seg).and_then(|s| s.file.clone()) {
-            Some(f) => Source::File(f),
-            None => Source::Gone,
+        match self.seg(loc.seg) {
+            Some(Seg {
+                file: Some(f),
+                data_len,
+                ..
+            }) => {
+                debug_assert!(hi <= *data_len, "record within its segment's data");
+                Source::File(f.clone())
+            }
+            _ => Source::Gone,
         }
     }
 

@@ -110,6 +110,11 @@ pub(super) fn start_write(c: &Chunk, file: Rc<DmaFile>) {
         c.op.done.complete(true);
         return;
     };
+    debug_assert!(
+        c.start.is_multiple_of(BLOCK_BYTES) && (buf.len() as u64).is_multiple_of(BLOCK_BYTES),
+        "O_DIRECT writes are block aligned"
+    );
+    debug_assert!(c.len <= buf.len());
     let (op, after, pos) = (c.op.clone(), c.after.clone(), c.start);
     glommio::spawn_local(async move {
         if let Some(a) = after {
@@ -159,6 +164,11 @@ impl Inner {
         tail.data_len += stored;
         let b = tail.building.as_mut().expect("tail is being built");
         b.index.data_len_bytes = tail.data_len;
+        debug_assert!(
+            tail.data_len <= self.cfg.segment_size_bytes,
+            "record within its segment"
+        );
+        self.check_tail();
         Loc {
             seg: seg_id,
             offset: offset as u32,

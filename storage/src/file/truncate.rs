@@ -81,6 +81,24 @@ impl FileStore {
             }
         }
         // Make everything before the cut durable first, then cut.
+        self.commit_locked().await?;
+        // No commit is in flight: once these land, no index write can land
+        // for a segment cut below.
+        self.flush_indexes().await;
+        let (seg, offset) = self.inner.borrow().cut_point(index);
+        if let Err(e) = self.cut_files(seg, offset).await {
+            self.inner.borrow_mut().needs_recovery = true;
+            return Err(e);
+        }
+        self.reload_after_cut(index).await?;
+        self.watch.rewind(index);
+        // Make the redone marker and tombstones durable before returning.
+        self.commit_locked().await
+    }
+
+    /// Commits and syncs what is pending (the lock held, nothing in flight);
+    /// on failure the log is cut back to its last durable point.
+    async fn commit_locked(&self) -> Result<()> {
         let job = self.inner.borrow_mut().begin_commit(true);
         if let Some(job) = job {
             if let Err(e) = self.run_commit(job, None).await {
@@ -88,74 +106,43 @@ impl FileStore {
                 return Err(e);
             }
         }
-        // No commit is in flight: once these land, no index write can land
-        // for a segment cut below.
-        self.flush_indexes().await;
-        let (dir, size, loc, last_id) = {
+        Ok(())
+    }
+
+    /// Removes every segment after `seg` (a spare included) and `seg`'s index,
+    /// then cuts `seg` at `offset`, durably.
+    async fn cut_files(&self, seg: u32, offset: u64) -> Result<()> {
+        let (dir, size, file, last_id) = {
             let inner = self.inner.borrow();
-            let loc = inner.core.entry(index).expect("dense").loc;
-            (
-                inner.dir.clone(),
-                inner.cfg.segment_size_bytes,
-                loc,
-                inner.tail().id,
-            )
+            let file = inner.seg(seg).and_then(|s| s.file.clone());
+            let file = file.expect("durable segment has a file");
+            let size = inner.cfg.segment_size_bytes;
+            (inner.dir.clone(), size, file, inner.tail().id)
         };
-        // A missing entry has no offset of its own: cut at the next record.
-        let cut = if loc.len == 0 {
-            let inner = self.inner.borrow();
-            let seg = inner.seg(loc.seg).expect("segment");
-            seg.building
-                .as_ref()
-                .and_then(|b| {
-                    b.index
-                        .entries
-                        .iter()
-                        .find(|e| e.seq > index)
-                        .map(|e| e.offset as u64)
-                })
-                .unwrap_or(seg.data_len)
-        } else {
-            loc.offset as u64
-        };
-        // Later segments (and a spare) go first, then the index of the cut one.
-        for id in loc.seg + 1..=last_id + 1 {
+        for id in seg + 1..=last_id + 1 {
             let _ = std::fs::remove_file(idx_path(&dir, id));
             let _ = std::fs::remove_file(seg_path(&dir, id));
         }
-        let _ = std::fs::remove_file(idx_path(&dir, loc.seg));
-        let file = self
-            .inner
-            .borrow()
-            .seg(loc.seg)
-            .and_then(|s| s.file.clone())
-            .expect("durable segment has a file");
-        let r: Result<()> = async {
-            cut_and_preallocate(&file, cut, size).await?;
-            sync_dir(&dir).await
-        }
-        .await;
-        if let Err(e) = r {
-            self.inner.borrow_mut().needs_recovery = true;
-            return Err(e);
-        }
-        // Reload from disk: the cut segment is the tail again, indexes rebuilt.
-        let cfg = self.inner.borrow().cfg.clone();
-        let (report, old_base, old_live) = {
+        let _ = std::fs::remove_file(idx_path(&dir, seg));
+        cut_and_preallocate(&file, offset, size).await?;
+        sync_dir(&dir).await
+    }
+
+    /// Reloads the log from disk after a cut at `index` (the cut segment is the
+    /// tail again) and redoes what the cut took with it: the compact marker
+    /// and tombstones written after the cut point.
+    async fn reload_after_cut(&self, index: u64) -> Result<()> {
+        let (dir, cfg, report, old_base, old_live) = {
             let i = self.inner.borrow();
             let live: Vec<u64> = i.core.range(0, index - 1).map(|(s, _)| s).collect();
-            (
-                i.report.clone(),
-                (i.core.base_seq(), i.core.floor_term()),
-                live,
-            )
+            let base = (i.core.base_seq(), i.core.floor_term());
+            (i.dir.clone(), i.cfg.clone(), i.report.clone(), base, live)
         };
         let mut fresh = Inner::open(&dir, cfg).await?;
         fresh
             .report
             .missing
             .extend(report.missing.into_iter().filter(|m| m.0 < index));
-        // Tombstones and markers written after the cut are gone with it: redo them.
         if fresh.core.base_seq() < old_base.0 {
             fresh.core.compact(old_base.0, old_base.1);
         }
@@ -175,15 +162,23 @@ impl FileStore {
             fresh.marker = (0, 0);
         }
         *self.inner.borrow_mut() = fresh;
-        self.watch.rewind(index);
-        // Make the redone marker and tombstones durable before returning.
-        let job = self.inner.borrow_mut().begin_commit(true);
-        if let Some(job) = job {
-            if let Err(e) = self.run_commit(job, None).await {
-                let _ = self.recover_locked().await;
-                return Err(e);
-            }
-        }
         Ok(())
+    }
+}
+
+impl Inner {
+    /// Where a cut at `index` falls: its segment and offset (a missing entry
+    /// has no offset of its own: the cut is at the next record).
+    fn cut_point(&self, index: u64) -> (u32, u64) {
+        let loc = self.core.entry(index).expect("dense").loc;
+        if loc.len > 0 {
+            return (loc.seg, loc.offset as u64);
+        }
+        let seg = self.seg(loc.seg).expect("segment");
+        let next = seg.building.as_ref().and_then(|b| {
+            let e = b.index.entries.iter().find(|e| e.seq > index);
+            e.map(|e| e.offset as u64)
+        });
+        (loc.seg, next.unwrap_or(seg.data_len))
     }
 }
