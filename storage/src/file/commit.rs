@@ -11,14 +11,12 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use glommio::io::DmaFile;
-
-use super::open::{open_segment_file, sync_dir};
 use super::tail::{
     start_write, Chunk, WriteOp, FREE_PIECES, FREE_PIECES_IDLE, PIECE_MAX_BYTES, PIECE_MIN_BYTES,
 };
 use super::{seg_path, FileStore, Inner};
 use crate::config::Durability;
+use crate::disk::{Disk, SegFile};
 use crate::watch::DurableWatch;
 use crate::{Result, StoreError};
 
@@ -56,7 +54,7 @@ pub(super) struct CommitJob {
     chunks: Vec<Chunk>,
     sync: bool,
     /// The file to sync when there is nothing to write (interval mode).
-    sync_file: Option<Rc<DmaFile>>,
+    sync_file: Option<Rc<SegFile>>,
     make_spare: Option<u32>,
     last_seq: u64,
     tail_point: (u32, u64),
@@ -75,11 +73,9 @@ impl CommitJob {
     }
 }
 
-async fn new_segment_file(dir: &Path, id: u32, size: u64) -> Result<Rc<DmaFile>> {
-    let f = open_segment_file(&seg_path(dir, id), true).await?;
-    f.pre_allocate(size, false)
-        .await
-        .map_err(std::io::Error::from)?;
+async fn new_segment_file(disk: &Disk, dir: &Path, id: u32, size: u64) -> Result<Rc<SegFile>> {
+    let f = disk.open(&seg_path(dir, id), true).await?;
+    f.pre_allocate(size).await?;
     Ok(Rc::new(f))
 }
 
@@ -130,7 +126,7 @@ impl Inner {
     }
 
     /// A file created by a commit's write phase, visible to later commits at once.
-    fn register_file(&mut self, id: u32, f: Rc<DmaFile>, spare: bool) {
+    fn register_file(&mut self, id: u32, f: Rc<SegFile>, spare: bool) {
         self.dir_dirty = true;
         match self.segs.iter_mut().find(|s| s.id == id) {
             Some(seg) if seg.file.is_none() => seg.file = Some(f),
@@ -206,7 +202,8 @@ impl Inner {
             return;
         };
         if let Some(b) = seg.building.take() {
-            self.idx_writes.start(self.dir.clone(), b.index);
+            let disk = self.disk.clone();
+            self.idx_writes.start(disk, self.dir.clone(), b.index);
         }
     }
 }
@@ -313,18 +310,18 @@ impl FileStore {
         &self,
         job: &CommitJob,
         permit: Option<glommio::sync::Permit<'_>>,
-    ) -> Result<(Vec<Rc<DmaFile>>, bool)> {
-        let (dir, size) = {
+    ) -> Result<(Vec<Rc<SegFile>>, bool)> {
+        let (disk, dir, size) = {
             let i = self.inner.borrow();
-            (i.dir.clone(), i.cfg.segment_size_bytes)
+            (i.disk.clone(), i.dir.clone(), i.cfg.segment_size_bytes)
         };
-        let mut touched: Vec<Rc<DmaFile>> = Vec::new();
+        let mut touched: Vec<Rc<SegFile>> = Vec::new();
         let mut first_err: Option<StoreError> = None;
         for c in &job.chunks {
             let file = self.inner.borrow().seg(c.seg).and_then(|s| s.file.clone());
             let file = match file {
                 Some(f) => f,
-                None => match new_segment_file(&dir, c.seg, size).await {
+                None => match new_segment_file(&disk, &dir, c.seg, size).await {
                     Ok(f) => {
                         self.inner
                             .borrow_mut()
@@ -350,7 +347,7 @@ impl FileStore {
         } else if let Some(id) = job.make_spare {
             // Best effort: a missing spare only costs a slower roll. Created
             // here, under the lock, so that no later commit creates it too.
-            match new_segment_file(&dir, id, size).await {
+            match new_segment_file(&disk, &dir, id, size).await {
                 Ok(f) => self.inner.borrow_mut().register_file(id, f, true),
                 Err(e) => {
                     tracing::warn!(segment = id, error = %e, "cannot preallocate next segment")
@@ -377,7 +374,7 @@ impl FileStore {
     async fn sync_phase(
         &self,
         job: &CommitJob,
-        mut files: Vec<Rc<DmaFile>>,
+        mut files: Vec<Rc<SegFile>>,
         sync_dir_too: bool,
     ) -> Result<()> {
         #[cfg(test)]
@@ -391,11 +388,14 @@ impl FileStore {
             files.push(f.clone());
         }
         for f in &files {
-            f.fdatasync().await.map_err(std::io::Error::from)?;
+            f.fdatasync().await?;
         }
         if sync_dir_too {
-            let dir = self.inner.borrow().dir.clone();
-            sync_dir(&dir).await?;
+            let (disk, dir) = {
+                let i = self.inner.borrow();
+                (i.disk.clone(), i.dir.clone())
+            };
+            disk.sync_dir(&dir).await?;
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use super::commit::Done;
 use super::idx_path;
+use crate::disk::Disk;
 use crate::index::SegmentIndex;
 use crate::Result;
 
@@ -25,10 +26,10 @@ fn idx_tmp_path(dir: &Path, id: u32) -> PathBuf {
 }
 
 /// Writes an index synchronously (open only: it blocks anyway).
-pub(super) fn write_index(dir: &Path, index: &SegmentIndex) -> Result<()> {
+pub(super) fn write_index(disk: &Disk, dir: &Path, index: &SegmentIndex) -> Result<()> {
     let tmp = idx_tmp_path(dir, index.segment_id);
-    std::fs::write(&tmp, index.to_file_bytes())?;
-    std::fs::rename(&tmp, idx_path(dir, index.segment_id))?;
+    disk.write(&tmp, &index.to_file_bytes())?;
+    disk.rename(&tmp, &idx_path(dir, index.segment_id))?;
     Ok(())
 }
 
@@ -85,7 +86,7 @@ pub(super) struct IndexWrites {
 type BlockingHook = Arc<dyn Fn(bool) + Send + Sync>;
 
 impl IndexWrites {
-    pub(super) fn start(self: &Rc<Self>, dir: PathBuf, index: SegmentIndex) {
+    pub(super) fn start(self: &Rc<Self>, disk: Disk, dir: PathBuf, index: SegmentIndex) {
         let id = index.segment_id;
         let w = Rc::new(IdxWrite::default());
         self.cancel(id);
@@ -97,8 +98,9 @@ impl IndexWrites {
         glommio::spawn_local(async move {
             let tmp = idx_tmp_path(&dir, id);
             let t = tmp.clone();
-            let wrote = glommio::executor()
-                .spawn_blocking(move || {
+            let d = disk.clone();
+            let wrote = disk
+                .run_blocking(move || {
                     #[cfg(test)]
                     if let Some(h) = &hook {
                         h(false);
@@ -109,7 +111,7 @@ impl IndexWrites {
                         if shared.cancelled.load(Ordering::Acquire) {
                             Ok(())
                         } else {
-                            std::fs::write(&t, bytes)
+                            d.write(&t, &bytes)
                         }
                     };
                     #[cfg(test)]
@@ -129,7 +131,7 @@ impl IndexWrites {
             // No await between the check and the rename.
             let installed = match wrote {
                 Ok(()) if !w.cancelled() => {
-                    std::fs::rename(&tmp, idx_path(&dir, id)).map(|_| true)
+                    disk.rename(&tmp, &idx_path(&dir, id)).map(|_| true)
                 }
                 Ok(()) => Ok(false),
                 Err(e) => Err(e),
@@ -138,7 +140,7 @@ impl IndexWrites {
                 tracing::warn!(segment = id, error = %e, "cannot write segment index; a reopen will scan the segment");
             }
             if !matches!(installed, Ok(true)) {
-                let _ = std::fs::remove_file(&tmp);
+                let _ = disk.remove(&tmp);
             }
             this.pending.borrow_mut().retain(|(_, p)| !Rc::ptr_eq(p, &w));
             w.done.complete(true);

@@ -31,10 +31,11 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
-use glommio::io::{DmaBuffer, DmaFile};
+use glommio::io::DmaBuffer;
 
 use crate::config::LogConfig;
 use crate::core::Core;
+use crate::disk::{Disk, SegFile};
 use crate::index::{SegmentIndex, INDEX_VERSION};
 use crate::watch::{DurableWatch, Ticket};
 use crate::{Result, StoreError};
@@ -58,7 +59,7 @@ pub(crate) struct Loc {
 
 struct Seg {
     id: u32,
-    file: Option<Rc<DmaFile>>,
+    file: Option<Rc<SegFile>>,
     data_len: u64,
     last_msg_seq: u64,
     /// Index being built while the segment is written; `None` once sealed.
@@ -73,6 +74,7 @@ struct Building {
 }
 
 struct Inner {
+    disk: Disk,
     dir: PathBuf,
     cfg: LogConfig,
     core: Core<Loc>,
@@ -98,7 +100,7 @@ struct Inner {
     /// A commit wrote without syncing (interval mode).
     unsynced: bool,
     report: RecoveryReport,
-    spare: Option<(u32, Rc<DmaFile>)>,
+    spare: Option<(u32, Rc<SegFile>)>,
     needs_recovery: bool,
     /// Tail segment and its length at the last successful commit.
     durable_point: (u32, u64),
@@ -250,7 +252,12 @@ impl Inner {
 impl FileStore {
     /// Opens (or creates) the log in `dir`, recovering it.
     pub async fn open(dir: impl AsRef<Path>, cfg: LogConfig) -> Result<FileStore> {
-        let inner = Inner::open(dir.as_ref(), cfg).await?;
+        FileStore::open_on(Disk::Real, dir, cfg).await
+    }
+
+    /// Like `open`, with the files on `disk` (a faulty one, in tests).
+    pub async fn open_on(disk: Disk, dir: impl AsRef<Path>, cfg: LogConfig) -> Result<FileStore> {
+        let inner = Inner::open(disk, dir.as_ref(), cfg).await?;
         let watch = DurableWatch::new(inner.core.last_seq());
         Ok(FileStore {
             inner: RefCell::new(inner),

@@ -2,18 +2,16 @@
 //! scanning: the tail always), cut torn tails, report damage, and rebuild the
 //! sequence table. `RecoveryReport` says what was found.
 
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
-
-use glommio::io::{DmaFile, OpenOptions};
 
 use super::index_writes::{write_index, IndexWrites};
 use super::tail::{Pending, PIECE_MIN_BYTES};
 use super::{align_down, idx_path, seg_path, Building, Inner, Loc, Seg, BLOCK_BYTES};
 use crate::config::LogConfig;
 use crate::core::{Core, Entry};
+use crate::disk::{Disk, SegFile};
 use crate::index::SegmentIndex;
 use crate::recovery::{scan_segment, TornTail};
 use crate::{Result, StoreError};
@@ -50,84 +48,14 @@ impl RecoveryReport {
     }
 }
 
-pub(super) async fn open_segment_file(path: &Path, create: bool) -> Result<DmaFile> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(create)
-        .truncate(create)
-        .dma_open(path)
-        .await
-        .map_err(std::io::Error::from)?;
-    Ok(f)
-}
-
-/// glommio decides once per device whether reads may use the poll ring, by a
-/// probe read on the first file opened. On an empty file that read "succeeds"
-/// even where polling is unsupported, and every later read fails with
-/// EOPNOTSUPP. Opening a write-only file first makes the probe fail (EBADF, one
-/// logged error) and settles the device on the ordinary ring.
-async fn settle_iopoll_probe(dir: &Path) -> Result<()> {
-    thread_local!(static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
-    if DONE.with(|d| d.get()) {
-        return Ok(());
-    }
-    let path = dir.join(".iopoll-probe.tmp");
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .dma_open(&path)
-        .await
-        .map_err(std::io::Error::from)?;
-    let _ = f.close().await;
-    std::fs::remove_file(&path)?;
-    DONE.with(|d| d.set(true));
-    Ok(())
-}
-
-/// End of the last stretch of the file holding data (`SEEK_DATA`/`SEEK_HOLE`),
-/// rounded up to a block. Past it the file reads as zeros (holes, or
-/// preallocated space never written), so a scan can stop there: a fresh
-/// preallocated segment costs nothing to open. Where the file system cannot
-/// tell, the whole file counts as data.
-fn data_end(file: &DmaFile, size: u64) -> u64 {
-    let fd = file.as_raw_fd();
-    let mut pos = 0i64;
-    let mut end = 0u64;
-    loop {
-        // SAFETY: lseek on a file descriptor we own; no memory is passed.
-        let d = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
-        if d < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENXIO) {
-                break;
-            }
-            return size;
-        }
-        // SAFETY: as above.
-        let h = unsafe { libc::lseek(fd, d, libc::SEEK_HOLE) };
-        if h < 0 {
-            return size;
-        }
-        end = h as u64;
-        if end >= size {
-            break;
-        }
-        pos = h;
-    }
-    end.next_multiple_of(BLOCK_BYTES).min(size)
-}
-
-async fn read_all(file: &DmaFile, size: u64) -> Result<Vec<u8>> {
+async fn read_all(file: &SegFile, size: u64) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(size as usize);
     let mut pos = 0u64;
     while pos < size {
         let n = ((size - pos) as usize).min(SCAN_READ_BYTES);
         let r = file
             .read_at_aligned(pos, n.next_multiple_of(BLOCK_BYTES as usize))
-            .await
-            .map_err(std::io::Error::from)?;
+            .await?;
         let got = r.len().min(n);
         out.extend_from_slice(&r[..got]);
         if got < n {
@@ -136,15 +64,6 @@ async fn read_all(file: &DmaFile, size: u64) -> Result<Vec<u8>> {
         pos += n as u64;
     }
     Ok(out)
-}
-
-pub(super) async fn sync_dir(dir: &Path) -> Result<()> {
-    let d = glommio::io::Directory::open(dir)
-        .await
-        .map_err(std::io::Error::from)?;
-    d.sync().await.map_err(std::io::Error::from)?;
-    let _ = d.close().await;
-    Ok(())
 }
 
 /// One segment as found on open: its index (read or rebuilt) and, for the
@@ -157,18 +76,16 @@ struct Loaded {
 
 /// The segment ids in `dir` (contiguous, sorted), removing leftover `*.tmp`
 /// files; a new log gets segment 0 (the `bool` says it must be created).
-fn list_segments(dir: &Path) -> Result<(Vec<u32>, bool)> {
+fn list_segments(disk: &Disk, dir: &Path) -> Result<(Vec<u32>, bool)> {
     let mut ids = Vec::new();
-    for ent in std::fs::read_dir(dir)? {
-        let name = ent?.file_name();
-        let name = name.to_string_lossy();
+    for name in disk.list(dir)? {
         if let Some(id) = name
             .strip_suffix(".seg")
             .and_then(|s| s.parse::<u32>().ok())
         {
             ids.push(id);
         } else if name.ends_with(".tmp") {
-            std::fs::remove_file(dir.join(&*name))?;
+            disk.remove(&dir.join(&name))?;
         }
     }
     ids.sort_unstable();
@@ -188,8 +105,8 @@ fn list_segments(dir: &Path) -> Result<(Vec<u32>, bool)> {
 
 /// The index of a sealed segment from its `.idx`, if that is valid for a
 /// file of `size` bytes.
-fn read_index(dir: &Path, id: u32, size: u64) -> Option<SegmentIndex> {
-    let bytes = std::fs::read(idx_path(dir, id)).ok()?;
+fn read_index(disk: &Disk, dir: &Path, id: u32, size: u64) -> Option<SegmentIndex> {
+    let bytes = disk.read(&idx_path(dir, id)).ok()?;
     SegmentIndex::from_file_bytes(&bytes).filter(|i| index_fits(i, id, size))
 }
 
@@ -209,13 +126,13 @@ fn index_fits(index: &SegmentIndex, id: u32, size: u64) -> bool {
 /// file is truncated and preallocated again, so that later appends cannot
 /// meet the junk) and returns its index and the bytes that were scanned.
 async fn scan_and_repair(
-    file: &DmaFile,
+    file: &SegFile,
     id: u32,
     size: u64,
     cfg: &LogConfig,
     report: &mut RecoveryReport,
 ) -> Result<(SegmentIndex, Vec<u8>)> {
-    let bytes = read_all(file, data_end(file, size)).await?;
+    let bytes = read_all(file, file.data_end(size)).await?;
     let scan = scan_segment(id, &bytes);
     for d in &scan.index.damage {
         tracing::error!(
@@ -242,17 +159,13 @@ async fn scan_and_repair(
 /// Truncates the file to `len_bytes`, preallocates it to `size_bytes` again
 /// and syncs it.
 pub(super) async fn cut_and_preallocate(
-    file: &DmaFile,
+    file: &SegFile,
     len_bytes: u64,
     size_bytes: u64,
 ) -> Result<()> {
-    file.truncate(len_bytes)
-        .await
-        .map_err(std::io::Error::from)?;
-    file.pre_allocate(size_bytes, false)
-        .await
-        .map_err(std::io::Error::from)?;
-    file.fdatasync().await.map_err(std::io::Error::from)?;
+    file.truncate(len_bytes).await?;
+    file.pre_allocate(size_bytes).await?;
+    file.fdatasync().await?;
     Ok(())
 }
 
@@ -260,6 +173,7 @@ pub(super) async fn cut_and_preallocate(
 /// tail always, a sealed segment whose index is missing or damaged, or every
 /// segment with `verify_all_on_open`).
 async fn load_segment(
+    disk: &Disk,
     dir: &Path,
     cfg: &LogConfig,
     id: u32,
@@ -267,10 +181,10 @@ async fn load_segment(
     create: bool,
     report: &mut RecoveryReport,
 ) -> Result<Loaded> {
-    let file = open_segment_file(&seg_path(dir, id), create).await?;
-    let size = file.file_size().await.map_err(std::io::Error::from)?;
+    let file = disk.open(&seg_path(dir, id), create).await?;
+    let size = file.size().await?;
     let from_index = (!is_tail && !cfg.verify_all_on_open)
-        .then(|| read_index(dir, id, size))
+        .then(|| read_index(disk, dir, id, size))
         .flatten();
     let (index, tail_bytes) = match from_index {
         Some(i) => {
@@ -284,18 +198,16 @@ async fn load_segment(
             let tail_bytes = if is_tail {
                 bytes[align_down(data_len) as usize..data_len as usize].to_vec()
             } else {
-                write_index(dir, &index)?;
+                write_index(disk, dir, &index)?;
                 Vec::new()
             };
             (index, tail_bytes)
         }
     };
     if create {
-        file.pre_allocate(cfg.segment_size_bytes, false)
-            .await
-            .map_err(std::io::Error::from)?;
-        file.fdatasync().await.map_err(std::io::Error::from)?;
-        sync_dir(dir).await?;
+        file.pre_allocate(cfg.segment_size_bytes).await?;
+        file.fdatasync().await?;
+        disk.sync_dir(dir).await?;
     }
     let seg = Seg {
         id,
@@ -371,16 +283,17 @@ fn replay_indexes(loaded: &[Loaded], report: &mut RecoveryReport) -> Core<Loc> {
 
 impl Inner {
     /// Opens (or creates) the log in `dir` and recovers it.
-    pub(super) async fn open(dir: &Path, cfg: LogConfig) -> Result<Inner> {
+    pub(super) async fn open(disk: Disk, dir: &Path, cfg: LogConfig) -> Result<Inner> {
         cfg.validate()?;
-        std::fs::create_dir_all(dir)?;
-        settle_iopoll_probe(dir).await?;
-        let (ids, create) = list_segments(dir)?;
+        disk.create_dir_all(dir)?;
+        disk.prepare(dir).await?;
+        let (ids, create) = list_segments(&disk, dir)?;
         let mut report = RecoveryReport::default();
         let mut loaded = Vec::with_capacity(ids.len());
         let last_id = *ids.last().expect("one segment at least");
         for &id in &ids {
-            let l = load_segment(dir, &cfg, id, id == last_id, create, &mut report).await?;
+            let is_tail = id == last_id;
+            let l = load_segment(&disk, dir, &cfg, id, is_tail, create, &mut report).await?;
             loaded.push(l);
         }
         let mut core = replay_indexes(&loaded, &mut report);
@@ -413,6 +326,7 @@ impl Inner {
         let marker = (core.base_seq(), core.floor_term());
         let marker_seg = marker_seg_found.unwrap_or(segs[0].id);
         let inner = Inner {
+            disk,
             dir: dir.to_path_buf(),
             cfg,
             durable_seq: core.last_seq(),

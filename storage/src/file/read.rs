@@ -6,10 +6,10 @@
 use std::rc::Rc;
 
 use bytes::Bytes;
-use glommio::io::DmaFile;
 
 use super::{FileStore, Inner, Loc, Seg};
 use crate::config::StoredMsg;
+use crate::disk::SegFile;
 use crate::frame::{self, Kind};
 use crate::{Result, StoreError};
 
@@ -37,7 +37,7 @@ pub(super) struct ReadBlock {
 
 enum Source {
     Mem(Vec<u8>),
-    File(Rc<DmaFile>),
+    File(Rc<SegFile>),
     Gone,
 }
 
@@ -142,15 +142,12 @@ impl FileStore {
 
     /// Reads record `loc` with a block after it (up to what is on disk), and
     /// keeps the block for the reads that follow.
-    async fn read_through(&self, f: &DmaFile, loc: Loc, disk_end: u64) -> Result<Bytes> {
+    async fn read_through(&self, f: &SegFile, loc: Loc, disk_end: u64) -> Result<Bytes> {
         let (lo, hi) = (loc.offset as u64, loc.offset as u64 + loc.len as u64);
         let start = lo & !4095;
         let end = (start + READ_AHEAD_BYTES).min(disk_end).max(hi);
         let epoch = self.read_epoch.get();
-        let r = f
-            .read_at(start, (end - start) as usize)
-            .await
-            .map_err(std::io::Error::from)?;
+        let r = f.read_at(start, (end - start) as usize).await?;
         let bytes = Bytes::copy_from_slice(&r);
         if (bytes.len() as u64) < hi - start {
             return Ok(Bytes::copy_from_slice(

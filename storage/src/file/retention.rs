@@ -25,8 +25,8 @@ impl Inner {
             let s = self.segs.remove(0);
             // Its index write, if still in flight, must not land after this.
             self.idx_writes.cancel(s.id);
-            let _ = std::fs::remove_file(idx_path(&self.dir, s.id));
-            if let Err(e) = std::fs::remove_file(seg_path(&self.dir, s.id)) {
+            let _ = self.disk.remove(&idx_path(&self.dir, s.id));
+            if let Err(e) = self.disk.remove(&seg_path(&self.dir, s.id)) {
                 tracing::warn!(segment = s.id, error = %e, "cannot remove segment");
             }
         }

@@ -5,11 +5,12 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use glommio::io::{DmaBuffer, DmaFile};
+use glommio::io::DmaBuffer;
 
 use super::commit::Done;
 use super::{align_down, Building, Inner, Loc, Seg, BLOCK_BYTES};
 use crate::core::Entry;
+use crate::disk::SegFile;
 use crate::frame::{self, Frame, Kind};
 use crate::index::IdxEntry;
 use crate::{Result, StoreError};
@@ -102,7 +103,7 @@ impl WriteOp {
 }
 
 /// Starts the chunk's write into `file` (once), after the write it depends on.
-pub(super) fn start_write(c: &Chunk, file: Rc<DmaFile>) {
+pub(super) fn start_write(c: &Chunk, file: Rc<SegFile>) {
     if c.op.started.replace(true) {
         return;
     }
@@ -124,14 +125,14 @@ pub(super) fn start_write(c: &Chunk, file: Rc<DmaFile>) {
             }
         }
         let want = buf.len();
-        let r = file.write_rc_at(buf, pos).await;
+        let r = file.write_at(buf, pos).await;
         drop(file);
         match r {
             Ok(w) if w == want => op.done.complete(true),
             Ok(w) => op.fail(std::io::Error::other(format!(
                 "short write: {w} of {want} bytes"
             ))),
-            Err(e) => op.fail(e.into()),
+            Err(e) => op.fail(e),
         }
     })
     .detach();

@@ -4,10 +4,9 @@
 
 use std::rc::Rc;
 
-use glommio::io::DmaFile;
-
-use super::open::{cut_and_preallocate, open_segment_file, sync_dir};
+use super::open::cut_and_preallocate;
 use super::{idx_path, seg_path, FileStore, Inner};
+use crate::disk::SegFile;
 use crate::{Result, StoreError};
 
 impl FileStore {
@@ -16,11 +15,12 @@ impl FileStore {
         let _cut = self.cutting();
         // No index write may land while files are cut and reloaded.
         self.flush_indexes().await;
-        let (dir, cfg, point, durable_seq, segs) = {
+        let (disk, dir, cfg, point, durable_seq, segs) = {
             let i = self.inner.borrow();
-            let segs: Vec<(u32, Option<Rc<DmaFile>>)> =
+            let segs: Vec<(u32, Option<Rc<SegFile>>)> =
                 i.segs.iter().map(|s| (s.id, s.file.clone())).collect();
             (
+                i.disk.clone(),
                 i.dir.clone(),
                 i.cfg.clone(),
                 i.durable_point,
@@ -30,20 +30,20 @@ impl FileStore {
         };
         for (id, file) in segs {
             if id > point.0 {
-                let _ = std::fs::remove_file(seg_path(&dir, id));
-                let _ = std::fs::remove_file(idx_path(&dir, id));
+                let _ = disk.remove(&seg_path(&dir, id));
+                let _ = disk.remove(&idx_path(&dir, id));
             } else if id == point.0 {
                 let f = match file {
                     Some(f) => f,
-                    None => Rc::new(open_segment_file(&seg_path(&dir, id), false).await?),
+                    None => Rc::new(disk.open(&seg_path(&dir, id), false).await?),
                 };
                 cut_and_preallocate(&f, point.1, cfg.segment_size_bytes).await?;
             }
         }
         // Remove a spare beyond the durable tail too.
-        let _ = std::fs::remove_file(seg_path(&dir, point.0 + 1));
+        let _ = disk.remove(&seg_path(&dir, point.0 + 1));
         let report = self.inner.borrow().report.clone();
-        let mut fresh = Inner::open(&dir, cfg).await?;
+        let mut fresh = Inner::open(disk, &dir, cfg).await?;
         fresh.report.torn_tails.extend(report.torn_tails);
         fresh.report.damage.extend(report.damage);
         for (a, b) in report.missing {
@@ -112,33 +112,47 @@ impl FileStore {
     /// Removes every segment after `seg` (a spare included) and `seg`'s index,
     /// then cuts `seg` at `offset`, durably.
     async fn cut_files(&self, seg: u32, offset: u64) -> Result<()> {
-        let (dir, size, file, last_id) = {
+        let (disk, dir, size, file, last_id) = {
             let inner = self.inner.borrow();
             let file = inner.seg(seg).and_then(|s| s.file.clone());
             let file = file.expect("durable segment has a file");
             let size = inner.cfg.segment_size_bytes;
-            (inner.dir.clone(), size, file, inner.tail().id)
+            (
+                inner.disk.clone(),
+                inner.dir.clone(),
+                size,
+                file,
+                inner.tail().id,
+            )
         };
         for id in seg + 1..=last_id + 1 {
-            let _ = std::fs::remove_file(idx_path(&dir, id));
-            let _ = std::fs::remove_file(seg_path(&dir, id));
+            let _ = disk.remove(&idx_path(&dir, id));
+            let _ = disk.remove(&seg_path(&dir, id));
         }
-        let _ = std::fs::remove_file(idx_path(&dir, seg));
+        let _ = disk.remove(&idx_path(&dir, seg));
         cut_and_preallocate(&file, offset, size).await?;
-        sync_dir(&dir).await
+        Ok(disk.sync_dir(&dir).await?)
     }
 
     /// Reloads the log from disk after a cut at `index` (the cut segment is the
     /// tail again) and redoes what the cut took with it: the compact marker
     /// and tombstones written after the cut point.
     async fn reload_after_cut(&self, index: u64) -> Result<()> {
-        let (dir, cfg, report, old_base, old_live) = {
+        let (disk, dir, cfg, report, old_base, old_live) = {
             let i = self.inner.borrow();
             let live: Vec<u64> = i.core.range(0, index - 1).map(|(s, _)| s).collect();
             let base = (i.core.base_seq(), i.core.floor_term());
-            (i.dir.clone(), i.cfg.clone(), i.report.clone(), base, live)
+            let disk = i.disk.clone();
+            (
+                disk,
+                i.dir.clone(),
+                i.cfg.clone(),
+                i.report.clone(),
+                base,
+                live,
+            )
         };
-        let mut fresh = Inner::open(&dir, cfg).await?;
+        let mut fresh = Inner::open(disk, &dir, cfg).await?;
         fresh
             .report
             .missing
