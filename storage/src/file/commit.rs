@@ -162,12 +162,12 @@ impl Inner {
         let synced = match result {
             Err(e) => {
                 tracing::error!(error = %e, "commit failed; the log will recover to its last durable point");
-                self.needs_recovery = true;
+                self.batch_failed(watch);
                 return Err(e);
             }
             Ok(_) if !prev_ok => {
                 // The batch before this one failed: this one cannot count.
-                self.needs_recovery = true;
+                self.batch_failed(watch);
                 return Err(StoreError::NotDurable);
             }
             Ok(synced) => synced,
@@ -193,6 +193,16 @@ impl Inner {
         self.check_invariants();
         watch.advance(job.last_seq);
         Ok(job.last_seq)
+    }
+
+    /// A batch failed: nothing above the durable point can become durable
+    /// any more (appends stop until the log recovers). Its waiters learn it
+    /// now, not once the recovery succeeds, which waits for a working disk.
+    fn batch_failed(&mut self, watch: &DurableWatch) {
+        if !self.needs_recovery {
+            watch.fail(self.durable_seq);
+        }
+        self.needs_recovery = true;
     }
 
     /// The segment is complete and durable: its index is written in the
