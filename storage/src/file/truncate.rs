@@ -6,7 +6,6 @@ use std::rc::Rc;
 
 use super::open::cut_and_preallocate;
 use super::{idx_path, seg_path, FileStore, Inner};
-use crate::disk::SegFile;
 use crate::{Result, StoreError};
 
 impl FileStore {
@@ -15,33 +14,29 @@ impl FileStore {
         let _cut = self.cutting();
         // No index write may land while files are cut and reloaded.
         self.flush_indexes().await;
-        let (disk, dir, cfg, point, durable_seq, segs) = {
+        let (disk, dir, cfg, point, durable_seq, file, last_id) = {
             let i = self.inner.borrow();
-            let segs: Vec<(u32, Option<Rc<SegFile>>)> =
-                i.segs.iter().map(|s| (s.id, s.file.clone())).collect();
-            (
-                i.disk.clone(),
-                i.dir.clone(),
-                i.cfg.clone(),
-                i.durable_point,
-                i.durable_seq,
-                segs,
-            )
+            let point = i.durable_point;
+            let file = i.seg(point.0).and_then(|s| s.file.clone());
+            // The highest segment file: the tail, or a spare past it (which a
+            // failed batch may have created beyond a segment it rolled into).
+            let spare_id = i.spare.as_ref().map_or(0, |(id, _)| *id);
+            let last_id = i.tail().id.max(spare_id);
+            let (disk, dir, cfg) = (i.disk.clone(), i.dir.clone(), i.cfg.clone());
+            (disk, dir, cfg, point, i.durable_seq, file, last_id)
         };
-        for (id, file) in segs {
-            if id > point.0 {
-                let _ = disk.remove(&seg_path(&dir, id));
-                let _ = disk.remove(&idx_path(&dir, id));
-            } else if id == point.0 {
-                let f = match file {
-                    Some(f) => f,
-                    None => Rc::new(disk.open(&seg_path(&dir, id), false).await?),
-                };
-                cut_and_preallocate(&f, point.1, cfg.segment_size_bytes).await?;
-            }
+        // Every segment past the durable one goes, durably: a crash must not
+        // bring back a segment of the failed batches.
+        for id in point.0 + 1..=last_id + 1 {
+            let _ = disk.remove(&seg_path(&dir, id));
+            let _ = disk.remove(&idx_path(&dir, id));
         }
-        // Remove a spare beyond the durable tail too.
-        let _ = disk.remove(&seg_path(&dir, point.0 + 1));
+        disk.sync_dir(&dir).await?;
+        let file = match file {
+            Some(f) => f,
+            None => Rc::new(disk.open(&seg_path(&dir, point.0), false).await?),
+        };
+        cut_and_preallocate(&file, point.1, cfg.segment_size_bytes).await?;
         let report = self.inner.borrow().report.clone();
         let mut fresh = Inner::open(disk, &dir, cfg).await?;
         fresh.report.torn_tails.extend(report.torn_tails);
