@@ -26,8 +26,9 @@ impl FileStore {
             (disk, dir, cfg, point, i.durable_seq, file, last_id)
         };
         // Every segment past the durable one goes, durably: a crash must not
-        // bring back a segment of the failed batches.
-        for id in point.0 + 1..=last_id + 1 {
+        // bring back a segment of the failed batches. Highest first: a crash
+        // part way leaves the segments contiguous.
+        for id in (point.0 + 1..=last_id + 1).rev() {
             let _ = disk.remove(&seg_path(&dir, id));
             let _ = disk.remove(&idx_path(&dir, id));
         }
@@ -120,7 +121,8 @@ impl FileStore {
                 inner.tail().id,
             )
         };
-        for id in seg + 1..=last_id + 1 {
+        // Highest first: a crash part way leaves the segments contiguous.
+        for id in (seg + 1..=last_id + 1).rev() {
             let _ = disk.remove(&idx_path(&dir, id));
             let _ = disk.remove(&seg_path(&dir, id));
         }
