@@ -126,7 +126,8 @@ async fn check_after_reopen(s: &FileStore, m: &mut Model, acked: u64) -> Result<
 }
 
 /// One process's life: appends with commits awaited, pipelined or left out,
-/// then the crash. Returns the durable sequence it reached and the crash.
+/// now and then a stretch of failing writes or syncs, then the crash. Returns
+/// the durable sequence it reached and the crash.
 async fn live_and_crash(disk: &FaultyDisk, m: &mut Model, rng: &mut Rng) -> (u64, CrashReport) {
     let s = Rc::new(
         FileStore::open_on(disk.disk(), DIR, cfg(rng))
@@ -134,26 +135,45 @@ async fn live_and_crash(disk: &FaultyDisk, m: &mut Model, rng: &mut Rng) -> (u64
             .unwrap(),
     );
     let mut commits = Vec::new();
+    let mut durable = s.watch().durable_seq();
     for _ in 0..4 + rng.below(12) {
-        append_n(&s, m, rng, 1, 30).unwrap();
-        match rng.below(4) {
+        // Appends fail while the log recovers from a failed commit.
+        let _ = append_n(&s, m, rng, 1, 30);
+        match rng.below(5) {
             0 => {
-                s.commit().await.unwrap();
+                let _ = s.commit().await;
             }
             1 => {
                 let sc = s.clone();
                 commits.push(glommio::spawn_local(async move { sc.commit().await }));
             }
             2 => {}
-            _ => {
+            3 => {
                 for _ in 0..rng.below(5) {
                     yield_now().await;
                 }
             }
+            _ => {
+                if rng.chance(1, 2) {
+                    disk.fail_syncs(Some(libc::EIO));
+                } else {
+                    disk.fail_writes(Some(libc::ENOSPC));
+                }
+                // A commit with something to write fails (one with nothing
+                // to write may succeed: a recovery begun earlier may finish).
+                if append_n(&s, m, rng, 1, 30).is_ok() {
+                    assert!(s.commit().await.is_err(), "a commit on a failing disk");
+                }
+                disk.fail_syncs(None);
+                disk.fail_writes(None);
+            }
         }
+        let now = s.watch().durable_seq();
+        assert!(now >= durable, "durable went back from {durable} to {now}");
+        durable = now;
     }
     if rng.chance(1, 2) {
-        s.commit().await.unwrap();
+        let _ = s.commit().await;
     }
     for _ in 0..rng.below(10) {
         yield_now().await;
