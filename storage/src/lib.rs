@@ -8,7 +8,8 @@
 //! - `subject`  NATS subject filters
 //! - `config`   log/stream configuration and public value types
 //! - `watch`    per-record durability notification
-//! - `file`     the file store: segments on glommio DMA files, group commit, recovery
+//! - `disk`     the disk seam: the real disk (io_uring) or a fault-injecting one (tests)
+//! - `file`     the file store: segments on a `Disk`, group commit, recovery
 //! - `memory`   the memory store, same API (`storage: memory`)
 //! - `raft`     the Raft log view of a file store
 //! - `store`    `Store`: file or memory behind one type
@@ -16,6 +17,7 @@
 
 pub mod config;
 mod core;
+pub mod disk;
 mod error;
 pub mod file;
 pub mod frame;
@@ -29,6 +31,7 @@ pub mod subject;
 pub mod watch;
 
 pub use config::{Discard, Durability, Limits, LogConfig, PurgeRequest, StoredMsg, StreamState};
+pub use disk::Disk;
 pub use error::{Result, StoreError};
 pub use file::{FileStore, RecoveryReport};
 pub use memory::MemStore;

@@ -247,7 +247,7 @@ fn main() {
             natrix_shards::park_guard::install();
             let total = a.total_mib << 20;
             // Open a store first: it settles glommio's per-device iopoll probe
-            // (see file.rs), which the ceiling's fresh empty file would unsettle.
+            // (see storage/src/file/open.rs), which the ceiling's fresh empty file would unsettle.
             let probe = a.dir.join("probe");
             drop(FileStore::open(&probe, LogConfig::default()).await.unwrap());
             std::fs::remove_dir_all(&probe).unwrap();
