@@ -12,7 +12,7 @@
 
 use crate::jetstream::route_sink::RouteSink;
 use crate::raft::multi::Config;
-use crate::raft::node::{drive, events, Command, Event, EventSender, NodeConfig};
+use crate::raft::node::{drive, events, Command, Event, EventSender, Inflow, NodeConfig};
 use crate::raft::{frame, node_of, replica_id, FileLogStore, GroupId, LogStore, MultiRaft};
 use crate::raft::{NodeId, StateRole};
 use crate::server::shard::Shard;
@@ -49,6 +49,7 @@ pub struct MetaHost {
     pub node: NodeId,
     pub dir: PathBuf,
     events: EventSender,
+    inflow: Inflow,
     status: RefCell<MetaStatus>,
     /// Server names by node id: ours, and those of peers that advertised one.
     names: RefCell<AHashMap<NodeId, String>>,
@@ -60,7 +61,7 @@ impl MetaHost {
     pub fn on_frame(&self, from: NodeId, frame: Vec<u8>) {
         match frame::check(&frame) {
             Ok(len) if len == frame.len() => {
-                let _ = self.events.unbounded_send(Event::Frame(from, frame));
+                self.inflow.offer(&self.events, from, frame);
             }
             Ok(len) => warn!(
                 "Dropping a Raft frame from node {from}: {} bytes after its end",
@@ -150,6 +151,7 @@ pub async fn start(shard: &Rc<Shard>) -> io::Result<Rc<MetaHost>> {
         node,
         dir,
         events: tx.clone(),
+        inflow: Inflow::default(),
         status: RefCell::default(),
         names: RefCell::default(),
     });

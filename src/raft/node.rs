@@ -15,7 +15,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -209,10 +211,66 @@ pub enum Command {
 /// What the node loop takes: ticks, frames from peers, persist completions, commands.
 pub enum Event {
     Tick,
-    Frame(NodeId, Vec<u8>),
+    Frame(NodeId, InboundFrame),
     Persisted(Option<u64>, io::Result<()>),
     Fetched(FetchRequest, io::Result<Vec<Entry>>),
     Cmd(Command),
+}
+
+/// Bytes of peers' frames a node loop may have queued; past it a new frame is
+/// dropped and counted (Raft sends again what matters), so a flood from a peer
+/// costs memory up to this and no more.
+pub const INBOUND_FRAME_BYTES_MAX: usize = 64 << 20;
+
+/// The frames from peers queued for one node loop.
+#[derive(Clone, Default)]
+pub struct Inflow {
+    queued_bytes: Arc<AtomicUsize>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Inflow {
+    /// Queues `bytes` from `from` for the loop, or drops it when the queue is full.
+    pub fn offer(&self, tx: &EventSender, from: NodeId, bytes: Vec<u8>) -> bool {
+        let len = bytes.len();
+        if self.queued_bytes.load(Ordering::Relaxed) + len > INBOUND_FRAME_BYTES_MAX {
+            if self.dropped.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+                tracing::warn!("Raft: frames from peers queue up faster than they are handled; dropping some (node {from})");
+            }
+            return false;
+        }
+        self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        let frame = InboundFrame {
+            bytes,
+            queued_bytes: self.queued_bytes.clone(),
+        };
+        tx.unbounded_send(Event::Frame(from, frame)).is_ok()
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// A peer's frame on its way to the node loop, counted in its `Inflow` until
+/// the loop is done with it.
+pub struct InboundFrame {
+    bytes: Vec<u8>,
+    queued_bytes: Arc<AtomicUsize>,
+}
+
+impl std::ops::Deref for InboundFrame {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for InboundFrame {
+    fn drop(&mut self) {
+        self.queued_bytes
+            .fetch_sub(self.bytes.len(), Ordering::Relaxed);
+    }
 }
 
 /// The sending side of a node loop's events.
@@ -394,12 +452,13 @@ where
     };
     let transport = Transport::new(cfg.transport.clone());
     let ftx = tx.clone();
+    let inflow = Inflow::default();
     let _acceptor = spawn_acceptor(
         listener,
         cfg.transport.clone(),
         transport.stats.clone(),
         Rc::new(move |from, f| {
-            let _ = ftx.unbounded_send(Event::Frame(from, f));
+            inflow.offer(&ftx, from, f);
         }),
     );
     let _ = started.send(Ok((addr, gettid())));
@@ -754,4 +813,24 @@ fn decode_applied(buf: &[u8]) -> AppliedLog {
         at += len;
     }
     log
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_frames_is_dropped_past_the_bound_and_room_comes_back() {
+        let (tx, mut rx) = events();
+        let inflow = Inflow::default();
+        let frame_bytes = INBOUND_FRAME_BYTES_MAX / 4;
+        for _ in 0..4 {
+            assert!(inflow.offer(&tx, 2, vec![0; frame_bytes]));
+        }
+        assert!(!inflow.offer(&tx, 2, vec![0; 1]), "full");
+        assert_eq!(inflow.dropped(), 1);
+        let taken = rx.try_next().unwrap().unwrap();
+        drop(taken);
+        assert!(inflow.offer(&tx, 2, vec![0; frame_bytes]), "room again");
+    }
 }
