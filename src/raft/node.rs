@@ -234,7 +234,11 @@ impl Inflow {
     pub fn offer(&self, tx: &EventSender, from: NodeId, bytes: Vec<u8>) -> bool {
         let len = bytes.len();
         if self.queued_bytes.load(Ordering::Relaxed) + len > INBOUND_FRAME_BYTES_MAX {
-            if self.dropped.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+            if self
+                .dropped
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(1000)
+            {
                 tracing::warn!("Raft: frames from peers queue up faster than they are handled; dropping some (node {from})");
             }
             return false;
@@ -829,7 +833,7 @@ mod tests {
         }
         assert!(!inflow.offer(&tx, 2, vec![0; 1]), "full");
         assert_eq!(inflow.dropped(), 1);
-        let taken = rx.try_next().unwrap().unwrap();
+        let taken = rx.try_recv().unwrap();
         drop(taken);
         assert!(inflow.offer(&tx, 2, vec![0; frame_bytes]), "room again");
     }
