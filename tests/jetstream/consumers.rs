@@ -274,6 +274,58 @@ async fn push_flow_control(shards: usize) {
 }
 one_and_two_shards!(flow_control, push_flow_control);
 
+/// `replay_policy: original` delivers new messages as far apart as they were
+/// stored; instant replay (the default) as fast as it can.
+async fn replay_original(shards: usize) {
+    const GAP: Duration = Duration::from_millis(300);
+    let (server, _store) = start(shards);
+    let (_nc, js) = connect(&server).await;
+    let s = two_streams(&js).await;
+    for i in 0..3 {
+        if i > 0 {
+            // The gap being replayed: the stored timestamps must be apart.
+            tokio::time::sleep(GAP).await;
+        }
+        publish(&js, "s.r", &i.to_string()).await;
+    }
+    let mut gaps = Vec::new();
+    for (name, policy) in [
+        ("ORIGINAL", jetstream::consumer::ReplayPolicy::Original),
+        ("INSTANT", jetstream::consumer::ReplayPolicy::Instant),
+    ] {
+        let c = s
+            .create_consumer(pull::Config {
+                durable_name: Some(name.into()),
+                replay_policy: policy,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut messages = c.messages().await.unwrap();
+        let mut at = Vec::new();
+        for _ in 0..3 {
+            let m = tokio::time::timeout(WAIT, messages.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            at.push(Instant::now());
+            m.ack().await.unwrap();
+        }
+        gaps.push((at[1] - at[0], at[2] - at[1]));
+    }
+    let (original, instant) = (gaps[0], gaps[1]);
+    assert!(
+        original.0 >= GAP * 8 / 10 && original.1 >= GAP * 8 / 10,
+        "original replay keeps the gaps: {original:?}"
+    );
+    assert!(
+        instant.0 < GAP / 2 && instant.1 < GAP / 2,
+        "instant replay does not: {instant:?}"
+    );
+}
+one_and_two_shards!(replay, replay_original);
+
 async fn next_message(sub: &mut async_nats::Subscriber) -> async_nats::Message {
     let next = tokio::time::timeout(WAIT, sub.next()).await;
     next.expect("a message in time").expect("subscription open")

@@ -104,6 +104,9 @@ fn next_wake(consumer: &Consumer, now: Instant) -> Duration {
             at = at.min(r.last_sent + hb);
         }
     }
+    if let Some(due) = consumer.replay_due.get() {
+        at = at.min(due);
+    }
     let hb = consumer.config.borrow().idle_heartbeat;
     if hb > 0 {
         at = at.min(consumer.last_push.get() + Duration::from_nanos(hb as u64));
@@ -329,6 +332,15 @@ async fn deliver_ready(shard: &Shard, stream: &Stream, consumer: &Consumer) {
         // The state may have moved while the read was in flight.
         if next_seq(stream, consumer) != Some((seq, redelivery)) {
             continue;
+        }
+        if !redelivery {
+            let now = Instant::now();
+            if let Some(due) = consumer.replay_wait(msg.timestamp_ns, now) {
+                consumer.replay_due.set(Some(due));
+                return;
+            }
+            consumer.replay_due.set(None);
+            consumer.replayed.set(Some((now, msg.timestamp_ns)));
         }
         let headers_only = consumer.config.borrow().headers_only;
         let track = consumer.tracks_acks();

@@ -13,7 +13,7 @@ pub mod flow;
 pub mod state;
 
 use crate::jetstream::api::types::{
-    AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, NextRequest, SequencePair,
+    AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, NextRequest, ReplayPolicy, SequencePair,
 };
 use crate::jetstream::stream::Stream;
 use crate::jetstream::{persist, time_string};
@@ -81,6 +81,11 @@ pub struct Consumer {
     filters: RefCell<Rc<Vec<String>>>,
     /// Set for a push consumer with `flow_control`.
     pub flow: RefCell<Option<flow::FlowControl>>,
+    /// `replay_policy: original`: when the last new message went out, and its
+    /// stream timestamp; the next one waits as long as they were apart.
+    pub replayed: Cell<Option<(Instant, u64)>>,
+    /// The next new message is due then (original replay).
+    pub replay_due: Cell<Option<Instant>>,
 }
 
 /// `count` messages left in `[from, last]` when the stream had seen `removals`
@@ -108,6 +113,8 @@ impl Consumer {
         let c = Rc::new(Consumer {
             filters,
             flow,
+            replayed: Cell::new(None),
+            replay_due: Cell::new(None),
             name,
             stream: Rc::downgrade(stream),
             config: RefCell::new(config),
@@ -305,6 +312,17 @@ impl Consumer {
         if let Some(fc) = self.flow.borrow_mut().as_mut() {
             *fc = flow::FlowControl::default();
         }
+    }
+
+    /// Under original replay, when a new message stamped `ts_ns` may go out
+    /// (`None`: now).
+    pub fn replay_wait(&self, ts_ns: u64, now: Instant) -> Option<Instant> {
+        if self.config.borrow().replay_policy != ReplayPolicy::Original {
+            return None;
+        }
+        let (at, last_ns) = self.replayed.get()?;
+        let due = at + Duration::from_nanos(ts_ns.saturating_sub(last_ns));
+        (due > now).then_some(due)
     }
 
     pub fn tracks_acks(&self) -> bool {
