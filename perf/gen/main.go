@@ -14,7 +14,7 @@
 //	              keys): see scale.go.
 //
 // Output: one JSON line on stdout,
-// {"mode","msgs","size","secs","rate"[,"p50_us","p90_us","p99_us"][,"server_cpu_us"]}
+// {"mode","msgs","size","secs","rate"[,"p50_us","p90_us","p99_us"][,"server_cpu_us"],"client_cpu_us"}
 // (the scale-* modes print their own fields, see scale.go).
 // With -server-pid, server_cpu_us is the server process's utime+stime over the timed
 // phase only (from /proc/PID/stat). Errors go to stderr with exit status 1; a run that
@@ -53,6 +53,9 @@ type result struct {
 	P90         *float64 `json:"p90_us,omitempty"`
 	P99         *float64 `json:"p99_us,omitempty"`
 	ServerCPUUs *float64 `json:"server_cpu_us,omitempty"`
+	// The generator's own CPU over the phase: near one core per connection
+	// means the client, not the server, set the rate.
+	ClientCPUUs float64 `json:"client_cpu_us"`
 }
 
 var (
@@ -99,9 +102,13 @@ func timed() func(r *result) {
 	if *serverPid > 0 {
 		t0, _ = cpuTicks(*serverPid)
 	}
+	c0, _ := cpuTicks(os.Getpid())
 	start := time.Now()
 	return func(r *result) {
 		r.Secs = time.Since(start).Seconds()
+		if c1, err := cpuTicks(os.Getpid()); err == nil {
+			r.ClientCPUUs = float64(c1-c0) * 1e6 / 100
+		}
 		r.Rate = float64(r.Msgs) / r.Secs
 		if *serverPid > 0 {
 			if t1, err := cpuTicks(*serverPid); err == nil {
