@@ -24,13 +24,25 @@ impl Node {
     }
 
     fn start_with(shards: usize, name: &str, seed: Option<u16>, binary: Option<&str>) -> Node {
+        Self::start_in(shards, name, seed, binary, Some("test-cluster"))
+    }
+
+    /// `cluster_name: None`: no name given; servers settle on one among themselves.
+    fn start_in(
+        shards: usize,
+        name: &str,
+        seed: Option<u16>,
+        binary: Option<&str>,
+        cluster_name: Option<&str>,
+    ) -> Node {
         let mut b = TestServer::with_shards(shards)
             .arg("-n")
             .arg(name)
             .arg("-cluster")
-            .arg("nats://127.0.0.1:{cluster}")
-            .arg("--cluster_name")
-            .arg("test-cluster");
+            .arg("nats://127.0.0.1:{cluster}");
+        if let Some(cluster) = cluster_name {
+            b = b.arg("--cluster_name").arg(cluster);
+        }
         if let Some(seed) = seed {
             b = b.arg("-routes").arg(&format!("nats://127.0.0.1:{seed}"));
         }
@@ -523,6 +535,47 @@ async fn mixed_nats_server_seed_with_natrix_members() {
     let b = Node::start(2, "B", Some(seed));
     let c = Node::start(1, "C", Some(seed));
     exercise(&[a, b, c]).await;
+}
+
+/// The cluster name each server reports.
+fn cluster_name(node: &Node) -> String {
+    let varz = node.server.json("/varz");
+    varz["cluster"]["name"].as_str().unwrap_or_default().to_string()
+}
+
+/// Without a configured cluster name, natrix and nats-server settle on one (as
+/// nats-server does: a dynamic name gives way to a configured or greater one)
+/// and deliver everywhere.
+async fn mixed_without_a_name(nats_server_seed: bool) {
+    let bin = nats_server();
+    let seed_bin = nats_server_seed.then_some(bin);
+    let a = Node::start_in(2, "A", None, seed_bin, None);
+    let seed = Some(a.cluster_port);
+    let mut nodes = vec![a];
+    for (name, binary) in [("B", None), ("C", None), ("D", Some(bin))] {
+        let binary = if nats_server_seed { None } else { binary };
+        nodes.push(Node::start_in(2, name, seed, binary, None));
+    }
+    let nodes_ref: Vec<&Node> = nodes.iter().collect();
+    common::wait_until("one cluster name", WAIT, || {
+        let nodes = &nodes_ref;
+        async move {
+            let names: HashSet<String> = nodes.iter().map(|n| cluster_name(n)).collect();
+            names.len() == 1 && nodes.iter().all(|n| n.routes() == nodes.len() as u64 - 1)
+        }
+    })
+    .await;
+    exercise(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_without_a_cluster_name_natrix_seed() {
+    mixed_without_a_name(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_without_a_cluster_name_nats_server_seed() {
+    mixed_without_a_name(true).await;
 }
 
 #[test]

@@ -361,7 +361,7 @@ pub fn connect_json(
         "headers": true,
         "name": id,
         "cluster": *routes.cluster_name.borrow(),
-        "dynamic": routes.dynamic_name.get(),
+        "cluster_dynamic": routes.dynamic_name.get(),
         "lnoc": true,
     });
     if let Some(shard) = pool_shard {
@@ -486,7 +486,7 @@ async fn handle(
 ) -> Result<(), Stop> {
     let routes = shard.routes.as_ref().expect("routes' shard");
     match op {
-        RouteOp::Connect(json) => check_connect(routes, route, json)?,
+        RouteOp::Connect(json) => check_connect(shard, routes, route, json)?,
         RouteOp::Info(json) => handle_info(shard, routes, route, json)?,
         RouteOp::Ping => route.send(b"PONG\r\n"),
         RouteOp::Pong => route.pings_out.set(0),
@@ -558,7 +558,7 @@ fn lookup_account(shard: &Shard, name: &[u8]) -> Option<crate::server::accounts:
         .and_then(|n| shard.server.accounts.lookup(n))
 }
 
-fn check_connect(routes: &Routes, route: &Route, json: &[u8]) -> Result<(), Stop> {
+fn check_connect(shard: &Shard, routes: &Routes, route: &Route, json: &[u8]) -> Result<(), Stop> {
     let v: Value = serde_json::from_slice(json).map_err(|_| Stop::Error("Bad CONNECT".into()))?;
     if let Some(user) = &routes.user {
         let ok = v["user"].as_str() == Some(user.as_str())
@@ -569,8 +569,8 @@ fn check_connect(routes: &Routes, route: &Route, json: &[u8]) -> Result<(), Stop
         }
     }
     if let Some(name) = v["cluster"].as_str() {
-        let dynamic = v["dynamic"].as_bool().unwrap_or(false);
-        check_cluster_name(routes, route, name, dynamic)?;
+        let dynamic = v["cluster_dynamic"].as_bool().unwrap_or(false);
+        check_cluster_name(shard, routes, route, name, dynamic)?;
     }
     if v["natrix_pool"].as_u64().is_some() {
         route.pool_member.set(true);
@@ -578,7 +578,12 @@ fn check_connect(routes: &Routes, route: &Route, json: &[u8]) -> Result<(), Stop
     Ok(())
 }
 
+/// As nats-server: a server whose name is its own random one takes a configured
+/// name, or a greater random one, and drops its other routes, which come back
+/// under the new name; so every server of a cluster without a name settles on
+/// the same one.
 fn check_cluster_name(
+    shard: &Shard,
     routes: &Routes,
     route: &Route,
     theirs: &str,
@@ -588,10 +593,11 @@ fn check_cluster_name(
     if ours == theirs || theirs.is_empty() {
         return Ok(());
     }
-    if routes.dynamic_name.get() && (!theirs_dynamic || theirs < ours.as_str()) {
+    if routes.dynamic_name.get() && (!theirs_dynamic || ours.as_str() < theirs) {
         info!("Cluster name updated to {theirs}");
         *routes.cluster_name.borrow_mut() = theirs.to_string();
         routes.dynamic_name.set(theirs_dynamic);
+        routes.close_all_except(shard, route.rid, "Cluster Name Changed");
         return Ok(());
     }
     if theirs_dynamic {
@@ -630,6 +636,7 @@ fn handle_info(
         }
         if let Some(name) = v["cluster"].as_str() {
             check_cluster_name(
+                shard,
                 routes,
                 route,
                 name,

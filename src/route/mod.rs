@@ -177,6 +177,20 @@ impl Routes {
     }
 
     /// Forgets a closed route (registered or not).
+    /// Closes every route connection but `rid`'s.
+    pub fn close_all_except(&self, shard: &Shard, rid: u64, reason: &str) {
+        let others: Vec<Rc<conn::Route>> = self
+            .conns
+            .borrow()
+            .values()
+            .filter(|r| r.rid != rid)
+            .cloned()
+            .collect();
+        for r in others {
+            r.close(shard, reason);
+        }
+    }
+
     pub fn remove(&self, shard: &Shard, route: &Route) {
         self.conns.borrow_mut().remove(&route.rid);
         let remote_id = route.remote_id();
