@@ -94,12 +94,6 @@ fn log_start(server: &Server) {
     if let Some(file) = &server.config_file {
         info!("Using configuration file: {file}");
     }
-    for (what, pos) in &server.opts.unsupported {
-        info!(
-            "{}:{}:{}: {what} is not yet supported; ignored",
-            pos.file, pos.line, pos.col
-        );
-    }
     if server.opts.jetstream.is_some() {
         if server.raft_node.is_some() {
             info!("JetStream (preview): this server joins the cluster's JetStream meta group");
