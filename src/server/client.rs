@@ -451,7 +451,9 @@ async fn execute(
     chunk: &Bytes,
 ) -> Result<(), Closed> {
     if shard.server.opts.trace {
-        trace!("{} - cid:{} - <<- {op:?}", client.addr, client.cid);
+        let max = shard.server.opts.max_traced_msg_len;
+        let line = crate::logging::cut_traced(format!("{op:?}"), max);
+        trace!("{} - cid:{} - <<- {line}", client.addr, client.cid);
     }
     if !client.connected.get()
         && shard.server.auth().required()
