@@ -392,3 +392,32 @@ fn listens_on_ipv6_too_without_an_address() {
     std::io::BufRead::read_line(&mut std::io::BufReader::new(stream), &mut line).unwrap();
     assert!(line.starts_with("INFO "), "{line}");
 }
+
+/// A route that cannot be reached is reported at the default level, in nats-server's
+/// words: the first attempt as an error, later ones at debug level only (until the
+/// 3600th, as `connect_error_reports` has it).
+#[test]
+fn unreachable_routes_are_logged_as_errors() {
+    let closed = common::free_port();
+    let server = common::TestServer::with_shards(1)
+        .args(&["-D", "-cluster", "nats://127.0.0.1:{cluster}"])
+        .args(&[
+            "-routes",
+            &format!("nats://127.0.0.1:{closed},nats://nosuchhost.invalid:4248"),
+        ])
+        .start();
+    let refused = format!(
+        "[ERR] Error trying to connect to route (attempt 1): dial tcp 127.0.0.1:{closed}: connect: connection refused"
+    );
+    let unresolved = "[ERR] Error trying to connect to route (attempt 1): lookup for host \"nosuchhost.invalid\": ";
+    let second = "[DBG] Error trying to connect to route (attempt 2): ";
+    common::wait_for("route errors", common::READY_TIMEOUT, || {
+        let log = server.log();
+        log.contains(&refused) && log.contains(unresolved) && log.contains(second)
+    });
+    let log = server.log();
+    assert!(
+        !log.contains("[ERR] Error trying to connect to route (attempt 2)"),
+        "{log}"
+    );
+}
