@@ -89,6 +89,7 @@ fn serve(cli: &Cli) -> Result<(), String> {
         std::fs::write(pid_file, std::process::id().to_string())
             .map_err(|e| format!("Could not write pidfile: {e}"))?;
     }
+    natrix_shards::memlock::ensure_minimum()?;
     let shards = cli
         .shards
         .unwrap_or_else(natrix_shards::runtime::available_cores);

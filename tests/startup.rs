@@ -421,3 +421,59 @@ fn unreachable_routes_are_logged_as_errors() {
         "{log}"
     );
 }
+
+/// With a locked-memory limit below what io_uring needs (`ulimit -l 64`), the server
+/// raises it when it may (CAP_SYS_RESOURCE) and serves; otherwise it exits naming
+/// the fix. Never glommio's bare `MemLockLimit(65536/524288)`.
+#[test]
+fn low_memlock_limit_is_raised_or_explained() {
+    use std::os::unix::process::CommandExt;
+    let dir = temp_dir("memlock");
+    let port = common::free_port();
+    let err_path = dir.join("stderr.txt");
+    let mut cmd = natrix();
+    cmd.args(["-a", "127.0.0.1", "-p", &port.to_string(), "--shards", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap());
+    // SAFETY: only setrlimit runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let low = libc::rlimit {
+                rlim_cur: 64 * 1024,
+                rlim_max: 64 * 1024,
+            };
+            match libc::setrlimit(libc::RLIMIT_MEMLOCK, &low) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut exited = None;
+    common::wait_for("start or exit", common::READY_TIMEOUT, || {
+        exited = child.try_wait().unwrap();
+        exited.is_some() || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    match exited {
+        Some(status) => {
+            assert_eq!(status.code(), Some(1), "{stderr}");
+            assert!(
+                stderr.contains("RLIMIT_MEMLOCK") && stderr.contains("ulimit -l unlimited"),
+                "{stderr}"
+            );
+        }
+        None => {
+            let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+            let _ = child.kill();
+            let _ = child.wait();
+            let line = limits
+                .lines()
+                .find(|l| l.starts_with("Max locked memory"))
+                .unwrap();
+            assert!(line.contains("unlimited"), "{line}");
+        }
+    }
+    assert!(!stderr.contains("MemLockLimit("), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
