@@ -77,3 +77,30 @@ pub fn init(
     };
     result.map_err(|e| std::io::Error::other(e.to_string()))
 }
+
+/// `text` cut to at most `max` bytes (on a character boundary) with `...` after it,
+/// for `max_traced_msg_len`; 0 leaves it whole.
+pub fn cut_traced(mut text: String, max: usize) -> String {
+    if max == 0 || text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str("...");
+    text
+}
+
+#[cfg(test)]
+mod cut_tests {
+    use super::cut_traced;
+
+    #[test]
+    fn traced_text_is_cut_on_a_character() {
+        assert_eq!(cut_traced("abcdef".into(), 0), "abcdef");
+        assert_eq!(cut_traced("abcdef".into(), 4), "abcd...");
+        assert_eq!(cut_traced("aé".into(), 2), "a...");
+    }
+}

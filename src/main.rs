@@ -1,80 +1,109 @@
-use clap::Parser;
-use natrix::cli::{normalize_args, Cli};
+use natrix::cli::{self, Cli};
 use natrix::options::Options;
 use natrix::server::{start, Server};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse_from(normalize_args(std::env::args())) {
+    let cli = match cli::parse(std::env::args()) {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
-        }
-    };
-    if let Some(spec) = &cli.signal {
-        return match natrix::server::control::send_signal(spec) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("natrix: {e}");
-                ExitCode::from(1)
-            }
-        };
-    }
-    if cli.version {
-        println!("natrix: v{}", natrix::server::VERSION);
-        return ExitCode::SUCCESS;
-    }
-    let mut opts = match &cli.config {
-        Some(path) => match Options::load(std::path::Path::new(path)) {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!("natrix: configuration error: {e}");
-                return ExitCode::from(1);
-            }
-        },
-        None => Options::default(),
-    };
-    if let Err(e) = cli.apply(&mut opts) {
-        eprintln!("natrix: {e}");
-        return ExitCode::from(1);
-    }
-    if let Err(e) = natrix::logging::init(
-        opts.debug,
-        opts.trace,
-        opts.logtime,
-        opts.log_file.as_deref(),
-    ) {
-        eprintln!("natrix: cannot open log: {e}");
-        return ExitCode::from(1);
-    }
-    natrix::server::panic::abort_on_panic();
-    if let Some(pid_file) = &opts.pid_file {
-        let _ = std::fs::write(pid_file, std::process::id().to_string());
-    }
-    let shards = cli
-        .shards
-        .unwrap_or_else(natrix_shards::runtime::available_cores);
-    if !(1..=natrix::server::SHARDS_MAX).contains(&shards) {
-        eprintln!(
-            "natrix: --shards must be between 1 and {}",
-            natrix::server::SHARDS_MAX
-        );
-        return ExitCode::from(1);
-    }
-    let server = match Server::new(opts, shards, cli.config.clone()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("natrix: configuration error: {e}");
+            eprintln!("natrix: {e}\nRun natrix --help for the options.");
             return ExitCode::from(1);
         }
     };
-    match start::run(server) {
+    if let Some(code) = answer_without_serving(&cli) {
+        return code;
+    }
+    match serve(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("natrix: {e}");
             ExitCode::from(1)
         }
     }
+}
+
+/// Help, version, signals and `-t`: what ends before a server starts.
+fn answer_without_serving(cli: &Cli) -> Option<ExitCode> {
+    if cli.help {
+        print!("{}", cli::USAGE);
+    } else if cli.help_tls {
+        print!("{}", cli::TLS_USAGE);
+    } else if let Some(spec) = &cli.signal {
+        if let Err(e) = natrix::server::control::send_signal(spec) {
+            eprintln!("natrix: {e}");
+            return Some(ExitCode::from(1));
+        }
+    } else if cli.version {
+        println!("natrix: v{}", natrix::server::VERSION);
+    } else if cli.test_config {
+        return Some(test_config(cli));
+    } else {
+        return None;
+    }
+    Some(ExitCode::SUCCESS)
+}
+
+/// `-t`: reads the configuration as a start would, says whether it is valid, exits.
+fn test_config(cli: &Cli) -> ExitCode {
+    let Some(path) = &cli.config else {
+        eprintln!("natrix: must specify [-c, --config] option to check configuration file syntax");
+        return ExitCode::from(1);
+    };
+    let checked = options(cli).and_then(|opts| {
+        Server::new(opts, 1, cli.config.clone()).map_err(|e| format!("configuration error: {e}"))
+    });
+    match checked {
+        Ok(_) => {
+            eprintln!("natrix: configuration file {path} is valid");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("natrix: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The config file (if any) with the flags applied over it.
+fn options(cli: &Cli) -> Result<Options, String> {
+    let mut opts = match &cli.config {
+        Some(path) => Options::load(std::path::Path::new(path))
+            .map_err(|e| format!("configuration error: {e}"))?,
+        None => Options::default(),
+    };
+    cli.apply(&mut opts)?;
+    Ok(opts)
+}
+
+fn serve(cli: &Cli) -> Result<(), String> {
+    let opts = options(cli)?;
+    natrix::logging::init(
+        opts.debug,
+        opts.trace,
+        opts.logtime,
+        opts.log_file.as_deref(),
+    )
+    .map_err(|e| format!("cannot open log: {e}"))?;
+    natrix::server::panic::abort_on_panic();
+    if let Some(pid_file) = &opts.pid_file {
+        std::fs::write(pid_file, std::process::id().to_string())
+            .map_err(|e| format!("Could not write pidfile: {e}"))?;
+    }
+    natrix_shards::memlock::ensure_minimum()?;
+    let shards = cli
+        .shards
+        .unwrap_or_else(natrix_shards::runtime::available_cores);
+    if !(1..=natrix::server::SHARDS_MAX).contains(&shards) {
+        return Err(format!(
+            "--shards must be between 1 and {}",
+            natrix::server::SHARDS_MAX
+        ));
+    }
+    let server = Server::new(opts, shards, cli.config.clone())
+        .map_err(|e| format!("configuration error: {e}"))?;
+    start::run(server).map_err(|e| {
+        tracing::error!("{e}");
+        e.to_string()
+    })
 }

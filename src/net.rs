@@ -53,20 +53,105 @@ pub async fn write_all_reporting(
 /// SO_REUSEADDR too: the connections it accepts inherit it, so that after a crash
 /// their TIME_WAIT remains do not keep a restarted server off its port.
 pub fn listen(host: &str, port: u16) -> io::Result<glommio::net::TcpListener> {
-    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-    use std::net::ToSocketAddrs;
     use std::os::unix::io::{FromRawFd, IntoRawFd};
-    let addr = (host, port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::other("empty address"))?;
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&SockAddr::from(addr))?;
-    socket.listen(1024)?;
+    let socket = listening_socket(host, port, true)?;
     // SAFETY: a bound, listening TCP socket whose descriptor we hand over.
     Ok(unsafe { glommio::net::TcpListener::from_raw_fd(socket.into_raw_fd()) })
+}
+
+/// Checks that `host:port` is free by listening on it for a moment (without
+/// SO_REUSEPORT, which would let two servers share it); returns the port, the
+/// kernel's choice when `port` is 0.
+pub fn probe(host: &str, port: u16) -> io::Result<u16> {
+    let socket = listening_socket(host, port, false)?;
+    let addr = socket.local_addr()?;
+    addr.as_socket()
+        .map(|a| a.port())
+        .ok_or_else(|| io::Error::other("not an IP socket"))
+}
+
+/// For a wildcard host (`0.0.0.0`, `::` or empty), whether its listeners take IPv6
+/// as well as IPv4, as nats-server's do (Go listens on `[::]`, dual-stack, for
+/// `0.0.0.0`); None for any other host.
+pub fn wildcard(host: &str) -> Option<bool> {
+    matches!(host, "" | "0.0.0.0" | "::" | "[::]").then(ipv6_available)
+}
+
+fn ipv6_available() -> bool {
+    use socket2::{Domain, Socket, Type};
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        Socket::new(Domain::IPV6, Type::STREAM, None)
+            .and_then(|s| {
+                s.set_only_v6(false)?;
+                s.bind(&std::net::SocketAddr::from(([0u16; 8], 0)).into())
+            })
+            .is_ok()
+    })
+}
+
+fn listening_socket(host: &str, port: u16, reuse_port: bool) -> io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    use std::net::ToSocketAddrs;
+    let dual_stack = wildcard(host) == Some(true);
+    let addr = if dual_stack {
+        std::net::SocketAddr::from(([0u16; 8], port))
+    } else {
+        (host, port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::other("empty address"))?
+    };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if dual_stack {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(reuse_port)?;
+    socket.bind(&SockAddr::from(addr))?;
+    socket.listen(1024)?;
+    Ok(socket)
+}
+
+/// Every IPv4 and IPv6 address of the machine's interfaces, loopback included.
+pub fn interface_ips() -> Vec<std::net::IpAddr> {
+    let mut ips = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list that freeifaddrs releases below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return ips;
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        // SAFETY: a non-null ifa_addr points to a sockaddr of the family it names.
+        if let Some(ip) = unsafe { ifa.ifa_addr.as_ref().and_then(|sa| sockaddr_ip(sa)) } {
+            ips.push(ip);
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    ips
+}
+
+/// # Safety
+/// `sa` must be the head of a sockaddr as large as its family says.
+unsafe fn sockaddr_ip(sa: &libc::sockaddr) -> Option<std::net::IpAddr> {
+    match i32::from(sa.sa_family) {
+        libc::AF_INET => {
+            let sin = &*(sa as *const libc::sockaddr as *const libc::sockaddr_in);
+            Some(std::net::IpAddr::from(
+                u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+            ))
+        }
+        libc::AF_INET6 => {
+            let sin6 = &*(sa as *const libc::sockaddr as *const libc::sockaddr_in6);
+            Some(std::net::IpAddr::from(sin6.sin6_addr.s6_addr))
+        }
+        _ => None,
+    }
 }
 
 /// Shuts both directions of the socket, which ends a read waiting on it.

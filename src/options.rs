@@ -1,8 +1,9 @@
 //! Typed server options, read from a parsed config file the way nats-server reads them.
 //!
 //! Keys are matched case-insensitively. A known key with a value of the wrong type is
-//! an error at the key's position; an unknown key is a warning; nats-server options that
-//! Natrix does not implement yet are listed in [`Options::unsupported`].
+//! an error at the key's position; so is an unknown key (as in nats-server) and an
+//! option for a feature natrix does not have yet. Tuning knobs natrix lacks are
+//! warnings.
 
 mod accounts;
 mod auth;
@@ -18,7 +19,7 @@ pub use auth::{Authorization, Permissions, SubjectPermission, UserConfig};
 pub use cluster::ClusterConfig;
 pub use jetstream::JetStreamConfig;
 
-use crate::conf::{self, ConfError, Item, Map, Pos};
+use crate::conf::{self, ConfError, Item, Map};
 use convert::{
     boolean, bounded, bounded_size, duration_ms, integer, invalid, port, string, Notes, Result,
 };
@@ -36,6 +37,9 @@ pub const DEFAULT_WRITE_DEADLINE_MS: u64 = 10_000;
 pub const DEFAULT_AUTH_TIMEOUT_MS: u64 = 2_000;
 pub const DEFAULT_LAME_DUCK_DURATION_MS: u64 = 120_000;
 pub const DEFAULT_LAME_DUCK_GRACE_PERIOD_MS: u64 = 10_000;
+/// A route never reached is reported once an hour at nats-server's 1 s retry pace.
+pub const DEFAULT_CONNECT_ERROR_REPORTS: u32 = 3600;
+pub const DEFAULT_RECONNECT_ERROR_REPORTS: u32 = 1;
 /// The system account's conventional name.
 pub const SYSTEM_ACCOUNT: &str = "$SYS";
 
@@ -44,8 +48,9 @@ const MIN_LAME_DUCK_DURATION_MS: u64 = 30_000;
 /// Largest `max_payload` and `max_control_line` nats-server accepts (a 32-bit size).
 const MAX_PROTOCOL_SIZE: u64 = i32::MAX as u64;
 
-/// Top-level nats-server options that Natrix accepts but does not implement yet.
-const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
+/// Top-level nats-server options for features natrix does not have: a config that
+/// names one is refused, since the server would not be what the file describes.
+const REFUSED_TOP_LEVEL: &[&str] = &[
     "gateway",
     "leaf",
     "leafnodes",
@@ -56,29 +61,15 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "https",
     "https_port",
     "http_base_path",
-    "logtime_utc",
     "mappings",
     "maps",
-    "disable_sublist_cache",
-    "no_sublist_cache",
     "default_sentinel",
-    "logfile_size_limit",
-    "log_size_limit",
-    "logfile_max_num",
-    "log_max_num",
     "syslog",
     "remote_syslog",
-    "ports_file_dir",
-    "prof_port",
-    "prof_block_rate",
     "proxy_protocol",
-    "max_traced_msg_len",
-    "max_sub_tokens",
-    "max_subscription_tokens",
     "ocsp",
     "ocsp_cache",
     "allow_non_tls",
-    "write_timeout",
     "operator",
     "operators",
     "roots",
@@ -91,21 +82,36 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "resolver_tls",
     "resolver_preload",
     "resolver_pinned_accounts",
-    "no_system_account",
-    "no_system",
-    "no_sys_acc",
     "no_header_support",
     "trusted",
     "trusted_keys",
-    "connect_error_reports",
-    "reconnect_error_reports",
+    "proxies",
+];
+
+/// Top-level tuning knobs natrix does not have: ignored with a warning, as the server
+/// behaves as the file asks in every other respect.
+const IGNORED_TOP_LEVEL: &[&str] = &[
+    "logtime_utc",
+    "disable_sublist_cache",
+    "no_sublist_cache",
+    "logfile_size_limit",
+    "log_size_limit",
+    "logfile_max_num",
+    "log_max_num",
+    "prof_port",
+    "prof_block_rate",
+    "max_sub_tokens",
+    "max_subscription_tokens",
+    "write_timeout",
+    "no_system_account",
+    "no_system",
+    "no_sys_acc",
     "server_tags",
     "server_metadata",
     "feature_flags",
     "default_js_domain",
     "no_fast_producer_stall",
     "max_closed_clients",
-    "proxies",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -145,9 +151,15 @@ pub struct Options {
     pub no_auth_user: Option<String>,
     pub cluster: Option<ClusterConfig>,
     pub jetstream: Option<JetStreamConfig>,
-    /// nats-server options present in the config that Natrix does not support yet.
-    pub unsupported: Vec<(String, Pos)>,
-    /// `file:line:col: reason` for unknown keys and dubious values.
+    /// `ports_file_dir`: where to write `<exe>_<pid>.ports` once listening.
+    pub ports_file_dir: Option<String>,
+    /// `max_traced_msg_len`: trace lines are cut to this many bytes; 0: unlimited.
+    pub max_traced_msg_len: usize,
+    /// Failed first connects to a route logged as errors: the first and every Nth.
+    pub connect_error_reports: u32,
+    /// Failed reconnects to a route logged as errors: the first and every Nth.
+    pub reconnect_error_reports: u32,
+    /// `file:line:col: reason` for dubious values and ignored tuning knobs.
     pub warnings: Vec<String>,
 }
 
@@ -182,7 +194,10 @@ impl Default for Options {
             no_auth_user: None,
             cluster: None,
             jetstream: None,
-            unsupported: Vec::new(),
+            ports_file_dir: None,
+            max_traced_msg_len: 0,
+            connect_error_reports: DEFAULT_CONNECT_ERROR_REPORTS,
+            reconnect_error_reports: DEFAULT_RECONNECT_ERROR_REPORTS,
             warnings: Vec::new(),
         }
     }
@@ -230,8 +245,10 @@ impl<'a> Reader<'a> {
             || self.security(&lower, key, item)?
             || self.subsystems(&lower, key, item)?;
         if !handled {
-            if UNSUPPORTED_TOP_LEVEL.contains(&lower.as_str()) {
+            if REFUSED_TOP_LEVEL.contains(&lower.as_str()) {
                 self.notes.unsupported(key, item);
+            } else if IGNORED_TOP_LEVEL.contains(&lower.as_str()) {
+                self.notes.ignored(key, item);
             } else {
                 self.notes.unknown(key, item);
             }
@@ -318,6 +335,17 @@ impl<'a> Reader<'a> {
             "logtime" => o.logtime = boolean(key, item)?,
             "logfile" | "log_file" => o.log_file = Some(string(key, item)?),
             "pidfile" | "pid_file" => o.pid_file = Some(string(key, item)?),
+            "ports_file_dir" => o.ports_file_dir = Some(string(key, item)?),
+            "max_traced_msg_len" => {
+                o.max_traced_msg_len = as_usize(integer(key, item)?.max(0) as u64)
+            }
+            "connect_error_reports" => {
+                o.connect_error_reports = error_reports(key, item, DEFAULT_CONNECT_ERROR_REPORTS)?
+            }
+            "reconnect_error_reports" => {
+                o.reconnect_error_reports =
+                    error_reports(key, item, DEFAULT_RECONNECT_ERROR_REPORTS)?
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -368,11 +396,11 @@ impl<'a> Reader<'a> {
         if o.system_account.is_none() && o.accounts.iter().any(|a| a.name == SYSTEM_ACCOUNT) {
             o.system_account = Some(SYSTEM_ACCOUNT.to_string());
         }
+        self.notes.check()?;
         self.check_payload()?;
         self.check_users()?;
         let mut opts = self.opts;
         opts.warnings = self.notes.warnings;
-        opts.unsupported = self.notes.unsupported;
         Ok(opts)
     }
 
@@ -439,6 +467,12 @@ impl<'a> Reader<'a> {
             None => Ok(()),
         }
     }
+}
+
+/// A report interval: 0 or less means nats-server's default.
+fn error_reports(key: &str, item: &Item, default: u32) -> Result<u32> {
+    let n = integer(key, item)?;
+    Ok(u32::try_from(n).ok().filter(|n| *n > 0).unwrap_or(default))
 }
 
 fn as_usize(n: u64) -> usize {

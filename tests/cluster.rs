@@ -540,7 +540,10 @@ async fn mixed_nats_server_seed_with_natrix_members() {
 /// The cluster name each server reports.
 fn cluster_name(node: &Node) -> String {
     let varz = node.server.json("/varz");
-    varz["cluster"]["name"].as_str().unwrap_or_default().to_string()
+    varz["cluster"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Without a configured cluster name, natrix and nats-server settle on one (as

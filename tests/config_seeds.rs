@@ -18,11 +18,6 @@ fn seed_path(name: &str) -> PathBuf {
 fn load(name: &str) -> Options {
     let opts = Options::load(&seed_path(name)).unwrap_or_else(|e| panic!("{e}"));
     assert!(opts.warnings.is_empty(), "{name}: {:?}", opts.warnings);
-    assert!(
-        opts.unsupported.is_empty(),
-        "{name}: {:?}",
-        opts.unsupported
-    );
     opts
 }
 

@@ -28,7 +28,7 @@ fn lame_duck_mode_tells_clients_closes_them_and_exits() {
         .config("listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http}\nlame_duck_duration: \"30s\"\nlame_duck_grace_period: \"1s\"\n")
         .start();
     let mut client = Raw::connect(server.port);
-    client.send(b"CONNECT {\"protocol\":1}\r\nPING\r\n");
+    client.send(b"CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\n");
     assert_eq!(client.line(), "PONG");
     signal("ldm", &server);
     let info = client.line();
@@ -64,7 +64,10 @@ fn reload_applies_new_passwords() {
     let server = TestServer::with_shards(2).config(&config("first")).start();
     let login = |pass: &str| {
         let mut c = Raw::connect(server.port);
-        c.send(format!("CONNECT {{\"user\":\"u\",\"pass\":\"{pass}\"}}\r\nPING\r\n").as_bytes());
+        c.send(
+            format!("CONNECT {{\"verbose\":false,\"user\":\"u\",\"pass\":\"{pass}\"}}\r\nPING\r\n")
+                .as_bytes(),
+        );
         c.line() == "PONG"
     };
     assert!(login("first"));

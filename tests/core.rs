@@ -315,7 +315,7 @@ async fn user_and_password_from_flags(shards: usize) {
     );
     let mut raw = common::Raw::connect(server.port);
     assert_eq!(raw.info["auth_required"], true);
-    raw.send(b"CONNECT {\"user\":\"alice\",\"pass\":\"nope\"}\r\nPING\r\n");
+    raw.send(b"CONNECT {\"verbose\":false,\"user\":\"alice\",\"pass\":\"nope\"}\r\nPING\r\n");
     assert_eq!(raw.line(), "-ERR 'Authorization Violation'");
     assert!(raw.closed_by_server());
 }

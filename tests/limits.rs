@@ -19,7 +19,7 @@ fn start(shards: usize, config: &str) -> TestServer {
 
 fn roundtrip_still_works(port: u16) {
     let mut c = Raw::connect(port);
-    c.send(b"CONNECT {}\r\nSUB ok 1\r\nPUB ok 2\r\nhi\r\nPING\r\n");
+    c.send(b"CONNECT {\"verbose\":false}\r\nSUB ok 1\r\nPUB ok 2\r\nhi\r\nPING\r\n");
     assert_eq!(c.line(), "MSG ok 1 2");
     assert_eq!(c.bytes(4), b"hi\r\n");
     assert_eq!(c.line(), "PONG");
@@ -29,19 +29,25 @@ async fn payload_and_control_line_limits(shards: usize) {
     let server = start(shards, "max_payload: 1KB\nmax_control_line: 256\n");
     let mut ok = Raw::connect(server.port);
     assert_eq!(ok.info["max_payload"], 1024);
-    ok.send(b"CONNECT {}\r\nSUB big 1\r\n");
+    ok.send(b"CONNECT {\"verbose\":false}\r\nSUB big 1\r\n");
     ok.send(format!("PUB big 1024\r\n{}\r\nPING\r\n", "x".repeat(1024)).as_bytes());
     assert_eq!(ok.line(), "MSG big 1 1024");
     ok.bytes(1026);
     assert_eq!(ok.line(), "PONG");
 
     let mut big = Raw::connect(server.port);
-    big.send(b"CONNECT {}\r\nPUB big 1025\r\n");
+    big.send(b"CONNECT {\"verbose\":false}\r\nPUB big 1025\r\n");
     assert_eq!(big.line(), "-ERR 'Maximum Payload Violation'");
     assert!(big.closed_by_server());
 
     let mut long = Raw::connect(server.port);
-    long.send(format!("CONNECT {{}}\r\nSUB {} 1\r\n", "a".repeat(300)).as_bytes());
+    long.send(
+        format!(
+            "CONNECT {{\"verbose\":false}}\r\nSUB {} 1\r\n",
+            "a".repeat(300)
+        )
+        .as_bytes(),
+    );
     assert_eq!(long.line(), "-ERR 'Maximum Control Line Exceeded'");
     assert!(long.closed_by_server());
 
@@ -54,11 +60,11 @@ both_shard_counts!(payload_limits, payload_and_control_line_limits);
 async fn garbage_and_bad_subjects(shards: usize) {
     let server = start(shards, "");
     let mut bystander = Raw::connect(server.port);
-    bystander.send(b"CONNECT {}\r\nPING\r\n");
+    bystander.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n");
     assert_eq!(bystander.line(), "PONG");
 
     let mut bad = Raw::connect(server.port);
-    bad.send(b"CONNECT {}\r\nSUB foo..bar 1\r\nPING\r\n");
+    bad.send(b"CONNECT {\"verbose\":false}\r\nSUB foo..bar 1\r\nPING\r\n");
     assert_eq!(bad.line(), "-ERR 'Invalid Subject'");
     assert_eq!(
         bad.line(),
@@ -75,12 +81,12 @@ async fn garbage_and_bad_subjects(shards: usize) {
     assert!(junk.closed_by_server());
 
     let mut bad_pub = Raw::connect(server.port);
-    bad_pub.send(b"CONNECT {}\r\nPUB foo 3\r\nabcdef\r\n");
+    bad_pub.send(b"CONNECT {\"verbose\":false}\r\nPUB foo 3\r\nabcdef\r\n");
     assert!(bad_pub.line().starts_with("-ERR"));
     assert!(bad_pub.closed_by_server());
 
     let mut pedantic = Raw::connect(server.port);
-    pedantic.send(b"CONNECT {\"pedantic\":true}\r\nPUB foo.* 1\r\nx\r\nPING\r\n");
+    pedantic.send(b"CONNECT {\"verbose\":false,\"pedantic\":true}\r\nPUB foo.* 1\r\nx\r\nPING\r\n");
     assert_eq!(pedantic.line(), "-ERR 'Invalid Publish Subject'");
     assert_eq!(pedantic.line(), "PONG");
 
@@ -102,16 +108,31 @@ async fn verbose_mode(shards: usize) {
 }
 both_shard_counts!(verbose, verbose_mode);
 
+/// nats-server 2.9.10 reads a CONNECT without `verbose` or `pedantic` as both on:
+/// `+OK` after each operation, and a wildcard publish reported (then acknowledged,
+/// byte for byte as nats-server answers).
+async fn connect_defaults_to_verbose_and_pedantic(shards: usize) {
+    let server = start(shards, "");
+    let mut c = Raw::connect(server.port);
+    c.send(b"CONNECT {}\r\nPUB foo 1\r\nx\r\nPUB foo.* 1\r\nx\r\nPING\r\n");
+    assert_eq!(c.line(), "+OK");
+    assert_eq!(c.line(), "+OK");
+    assert_eq!(c.line(), "-ERR 'Invalid Publish Subject'");
+    assert_eq!(c.line(), "+OK");
+    assert_eq!(c.line(), "PONG");
+}
+both_shard_counts!(connect_defaults, connect_defaults_to_verbose_and_pedantic);
+
 async fn max_connections_and_subscriptions(shards: usize) {
     let server = start(shards, "max_connections: 2\nmax_subscriptions: 1\n");
     // the harness's readiness probe must be gone before counting
     common_wait(&server, |v| v["connections"] == 0).await;
     let mut a = Raw::connect(server.port);
-    a.send(b"CONNECT {}\r\nSUB a 1\r\nSUB b 2\r\nPING\r\n");
+    a.send(b"CONNECT {\"verbose\":false}\r\nSUB a 1\r\nSUB b 2\r\nPING\r\n");
     assert_eq!(a.line(), "-ERR 'Maximum Subscriptions Exceeded'");
     assert_eq!(a.line(), "PONG");
     let mut b = Raw::connect(server.port);
-    b.send(b"CONNECT {}\r\nPING\r\n");
+    b.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n");
     assert_eq!(b.line(), "PONG");
     let mut third = Raw::connect(server.port);
     assert_eq!(third.line(), "-ERR 'maximum connections exceeded'");
@@ -120,7 +141,7 @@ async fn max_connections_and_subscriptions(shards: usize) {
     // the slot frees once the server has seen the close
     common::wait_until("the slot to free", WAIT, || async {
         let mut c = Raw::connect(server.port);
-        c.send(b"CONNECT {}\r\nPING\r\n");
+        c.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n");
         c.line() == "PONG"
     })
     .await;
@@ -130,7 +151,7 @@ both_shard_counts!(max_connections, max_connections_and_subscriptions);
 async fn slow_consumer_is_dropped_not_waited_for(shards: usize) {
     let server = start(shards, "max_pending: 64KB\nwrite_deadline: \"2s\"\n");
     let mut slow = Raw::connect(server.port);
-    slow.send(b"CONNECT {}\r\nSUB firehose 1\r\nPING\r\n");
+    slow.send(b"CONNECT {\"verbose\":false}\r\nSUB firehose 1\r\nPING\r\n");
     assert_eq!(slow.line(), "PONG");
     // the slow client never reads again; its socket buffers fill and then its
     // pending bytes pass max_pending. The publisher is never held up.
@@ -196,13 +217,13 @@ async fn stale_connection_and_auth_timeout(shards: usize) {
     assert!(silent.closed_by_server());
 
     let mut c = Raw::connect(server.port);
-    c.send(b"CONNECT {\"user\":\"u\",\"pass\":\"p\"}\r\n");
+    c.send(b"CONNECT {\"verbose\":false,\"user\":\"u\",\"pass\":\"p\"}\r\n");
     assert_eq!(c.line(), "PING", "the server pings");
     assert_eq!(c.line(), "-ERR 'Stale Connection'");
     assert!(c.closed_by_server());
 
     let mut answering = Raw::connect(server.port);
-    answering.send(b"CONNECT {\"user\":\"u\",\"pass\":\"p\"}\r\n");
+    answering.send(b"CONNECT {\"verbose\":false,\"user\":\"u\",\"pass\":\"p\"}\r\n");
     for _ in 0..3 {
         assert_eq!(answering.line(), "PING");
         answering.send(b"PONG\r\n");
@@ -360,10 +381,10 @@ async fn fast_producer_is_stalled_not_consumer_dropped(shards: usize) {
     const N: usize = 16 * 1024;
     let payload = vec![b'x'; 1024];
     let mut sub = Raw::connect(server.port);
-    sub.send(b"CONNECT {}\r\nSUB stall 1\r\nPING\r\n");
+    sub.send(b"CONNECT {\"verbose\":false}\r\nSUB stall 1\r\nPING\r\n");
     assert_eq!(sub.line(), "PONG");
     let mut publisher = Raw::connect(server.port);
-    publisher.send(b"CONNECT {}\r\nPING\r\n");
+    publisher.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n");
     assert_eq!(publisher.line(), "PONG");
     let one = format!("MSG stall 1 1024\r\n{}\r\n", "x".repeat(1024)).len();
     let reader = std::thread::spawn(move || {

@@ -42,6 +42,21 @@ impl ConfError {
     }
 }
 
+impl ConfError {
+    /// Several errors as one, the first giving the position, the others each on a
+    /// line of their own after it (`a.conf:2:1: x` newline `a.conf:4:3: y`), as
+    /// nats-server lists them.
+    pub fn joined(errors: Vec<ConfError>) -> ConfError {
+        let mut errors = errors.into_iter();
+        let mut first = errors.next().expect("at least one error");
+        for e in errors {
+            first.reason.push('\n');
+            first.reason.push_str(&e.to_string());
+        }
+        first
+    }
+}
+
 impl fmt::Display for ConfError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.pos, self.reason)

@@ -98,8 +98,12 @@ fn parse_account(name: &str, item: &Item, notes: &mut Notes) -> Result<AccountCo
                 (account.jetstream, account.jetstream_limits) = account_jetstream(k, v, notes)?
             }
             "default_permissions" => default_permissions = Some(parse_permissions(k, v, notes)?),
-            "nkey" | "imports" | "exports" | "mappings" | "maps" | "limits" | "msg_trace"
-            | "trace_dest" => notes.unsupported(format!("accounts.{name}.{k}"), v),
+            "nkey" | "imports" | "exports" | "mappings" | "maps" => {
+                notes.unsupported(format!("accounts.{name}.{k}"), v)
+            }
+            "limits" | "msg_trace" | "trace_dest" => {
+                notes.ignored(format!("accounts.{name}.{k}"), v)
+            }
             _ => notes.unknown(k, v),
         }
     }
@@ -123,7 +127,7 @@ fn account_jetstream(key: &str, item: &Item, notes: &mut Notes) -> Result<(bool,
                     "max_file" | "max_store" | "max_file_store" => limits.max_storage = size(k, v)?,
                     "max_streams" => limits.max_streams = integer(k, v)?,
                     "max_consumers" => limits.max_consumers = integer(k, v)?,
-                    _ => notes.unsupported(format!("accounts.jetstream.{k}"), v),
+                    _ => notes.ignored(format!("accounts.jetstream.{k}"), v),
                 }
             }
             Ok((true, limits))

@@ -66,10 +66,12 @@ pub(crate) fn parse_cluster(key: &str, item: &Item, notes: &mut Notes) -> Result
             }
             "ping_interval" | "write_deadline" => {
                 duration_ms(k, v, &mut notes.warnings)?;
-                notes.unsupported(format!("cluster.{k}"), v);
+                notes.ignored(format!("cluster.{k}"), v);
             }
-            "tls" | "connect_backoff" | "accounts" | "compression" | "ping_max"
-            | "write_timeout" => notes.unsupported(format!("cluster.{k}"), v),
+            "tls" => notes.unsupported(format!("cluster.{k}"), v),
+            "connect_backoff" | "accounts" | "compression" | "ping_max" | "write_timeout" => {
+                notes.ignored(format!("cluster.{k}"), v)
+            }
             _ => notes.unknown(k, v),
         }
     }

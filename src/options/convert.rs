@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use crate::conf::{
-    duration_from_secs, parse_duration, parse_size, ConfError, Item, Map, Pos, Value,
-};
+use crate::conf::{duration_from_secs, parse_duration, parse_size, ConfError, Item, Map, Value};
 
 pub(crate) type Result<T> = std::result::Result<T, ConfError>;
 
@@ -149,39 +147,59 @@ pub(crate) fn enabled_word(key: &str, item: &Item, word: &str) -> Result<bool> {
     }
 }
 
-/// Records `key` as unknown, unless it is a variable used elsewhere.
-pub(crate) fn unknown(key: &str, item: &Item, warnings: &mut Vec<String>) {
-    if !item.referenced {
-        warnings.push(format!("{}: unknown field {key:?}", item.pos));
-    }
+/// `unknown field "key"`, as nats-server words it; None for a variable used elsewhere.
+pub(crate) fn unknown(key: &str, item: &Item) -> Option<ConfError> {
+    (!item.referenced).then(|| invalid(item, format!("unknown field {key:?}")))
 }
 
-/// What reading a config notes without failing: warnings, and nats-server options that
-/// are accepted but not yet supported.
+/// What reading a config collects without stopping at once: errors that refuse the
+/// config (unknown keys, features natrix lacks), reported together as nats-server
+/// does, and warnings.
 #[derive(Debug, Default)]
 pub(crate) struct Notes {
+    pub errors: Vec<ConfError>,
     pub warnings: Vec<String>,
-    pub unsupported: Vec<(String, Pos)>,
 }
 
 impl Notes {
     pub fn unknown(&mut self, key: &str, item: &Item) {
-        unknown(key, item, &mut self.warnings);
+        self.errors.extend(unknown(key, item));
     }
 
-    /// Records `path` (e.g. `leafnodes` or `cluster.tls`) as not yet supported.
-    pub fn unsupported(&mut self, path: impl Into<String>, item: &Item) {
-        self.unsupported.push((path.into(), item.pos.clone()));
+    /// `path` (e.g. `leafnodes` or `cluster.tls`) names a feature natrix lacks:
+    /// starting without it would serve something other than what the file asks for.
+    pub fn unsupported(&mut self, path: impl std::fmt::Display, item: &Item) {
+        self.errors.push(invalid(
+            item,
+            format!("{path} is not supported by natrix yet"),
+        ));
+    }
+
+    /// `path` names a tuning knob natrix lacks; the server runs as if it were absent.
+    pub fn ignored(&mut self, path: impl std::fmt::Display, item: &Item) {
+        self.warn(
+            item,
+            format!("{path} is not supported by natrix yet; ignored"),
+        );
     }
 
     pub fn warn(&mut self, item: &Item, reason: impl std::fmt::Display) {
         self.warnings.push(format!("{}: {reason}", item.pos));
+    }
+
+    /// The collected errors as one, or Ok when there are none.
+    pub fn check(&mut self) -> Result<()> {
+        match std::mem::take(&mut self.errors) {
+            errors if errors.is_empty() => Ok(()),
+            errors => Err(ConfError::joined(errors)),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conf::Pos;
 
     fn item(value: Value) -> Item {
         Item::new(value, Pos::new("t.conf", 2, 3))
@@ -232,11 +250,28 @@ mod tests {
 
     #[test]
     fn unknown_skips_referenced_variables() {
-        let mut warnings = Vec::new();
         let mut var = item(Value::Int(1));
         var.referenced = true;
-        unknown("VAR", &var, &mut warnings);
-        unknown("nope", &item(Value::Int(1)), &mut warnings);
-        assert_eq!(warnings, ["t.conf:2:3: unknown field \"nope\""]);
+        assert!(unknown("VAR", &var).is_none());
+        let e = unknown("nope", &item(Value::Int(1))).unwrap();
+        assert_eq!(e.to_string(), "t.conf:2:3: unknown field \"nope\"");
+    }
+
+    #[test]
+    fn notes_join_errors_one_per_line() {
+        let mut notes = Notes::default();
+        assert!(notes.check().is_ok());
+        notes.unknown("a", &item(Value::Int(1)));
+        notes.unsupported("leafnodes", &item(Value::Int(1)));
+        notes.ignored("prof_port", &item(Value::Int(1)));
+        let e = notes.check().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.conf:2:3: unknown field \"a\"\nt.conf:2:3: leafnodes is not supported by natrix yet"
+        );
+        assert_eq!(
+            notes.warnings,
+            ["t.conf:2:3: prof_port is not supported by natrix yet; ignored"]
+        );
     }
 }

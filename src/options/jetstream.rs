@@ -49,17 +49,19 @@ fn jetstream_block(key: &str, item: &Item, notes: &mut Notes) -> Result<Option<J
             "domain" => js.domain = Some(string(k, v)?),
             "sync" | "sync_interval" => js.sync_interval_ms = sync_interval_ms(k, v, notes)?,
             "enable" | "enabled" => enabled = boolean(k, v)?,
-            "strict"
-            | "key"
+            // Encryption at rest: storing in clear what was meant to be encrypted is
+            // not a choice to make for the operator.
+            "key"
             | "ek"
             | "encryption_key"
             | "prev_key"
             | "prev_ek"
             | "prev_encryption_key"
             | "cipher"
+            | "tpm" => notes.unsupported(format!("jetstream.{k}"), v),
+            "strict"
             | "extension_hint"
             | "limits"
-            | "tpm"
             | "unique_tag"
             | "max_outstanding_catchup"
             | "max_buffered_size"
@@ -69,7 +71,7 @@ fn jetstream_block(key: &str, item: &Item, notes: &mut Notes) -> Result<Option<J
             | "meta_compact"
             | "meta_compact_size"
             | "meta_compact_sync"
-            | "max_concurrent_io" => notes.unsupported(format!("jetstream.{k}"), v),
+            | "max_concurrent_io" => notes.ignored(format!("jetstream.{k}"), v),
             _ => notes.unknown(k, v),
         }
     }

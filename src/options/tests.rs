@@ -135,36 +135,59 @@ fn wrong_types_fail_at_the_key() {
 }
 
 #[test]
-fn unknown_keys_are_warnings_and_variables_are_not_unknown() {
-    let o =
-        opts("PASS: secret\nbogus: 1\nauthorization {\n  password: $PASS\n  user: u\n  nope: 2\n}");
-    assert_eq!(
-        o.warnings,
-        [
-            "opts.conf:2:1: unknown field \"bogus\"",
-            "opts.conf:6:3: unknown field \"nope\""
-        ]
+fn unknown_keys_are_errors_and_variables_are_not_unknown() {
+    let e = opts_err(
+        "PASS: secret\nbogus: 1\nauthorization {\n  password: $PASS\n  user: u\n  nope: 2\n}",
     );
+    assert_eq!(
+        e.to_string(),
+        "opts.conf:2:1: unknown field \"bogus\"\nopts.conf:6:3: unknown field \"nope\""
+    );
+    let o = opts("PASS: secret\nauthorization {\n  password: $PASS\n  user: u\n}");
     assert_eq!(o.authorization.unwrap().password.as_deref(), Some("secret"));
 }
 
 #[test]
-fn unsupported_blocks_are_listed() {
-    let o = opts("leafnodes { port: 7422 }\ngateway { name: g }\nwebsocket { port: 8080 }\nmqtt { port: 1883 }\ntls { cert_file: x }\ncluster { tls { } }");
-    let names: Vec<&str> = o.unsupported.iter().map(|(n, _)| n.as_str()).collect();
+fn features_natrix_lacks_are_refused_with_their_place() {
+    let e = opts_err("port: 1\nleafnodes { port: 7422 }\ngateway { name: g }\nwebsocket { port: 8080 }\nmqtt { port: 1883 }\ntls { cert_file: x }\ncluster { tls { } }\noperator: /op.jwt\nresolver: MEMORY\nresolver_preload: {}\nauthorization { users: [ {nkey: UABC} ] }");
+    let text = e.to_string();
+    let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
-        names,
+        lines,
         [
-            "leafnodes",
-            "gateway",
-            "websocket",
-            "mqtt",
-            "tls",
-            "cluster.tls"
+            "opts.conf:2:1: leafnodes is not supported by natrix yet",
+            "opts.conf:3:1: gateway is not supported by natrix yet",
+            "opts.conf:4:1: websocket is not supported by natrix yet",
+            "opts.conf:5:1: mqtt is not supported by natrix yet",
+            "opts.conf:6:1: tls is not supported by natrix yet",
+            "opts.conf:7:11: cluster.tls is not supported by natrix yet",
+            "opts.conf:8:1: operator is not supported by natrix yet",
+            "opts.conf:9:1: resolver is not supported by natrix yet",
+            "opts.conf:10:1: resolver_preload is not supported by natrix yet",
+            "opts.conf:11:27: users.nkey is not supported by natrix yet",
         ]
     );
-    assert_eq!(o.unsupported[1].1, Pos::new("opts.conf", 2, 1));
-    assert!(o.warnings.is_empty());
+}
+
+#[test]
+fn tuning_knobs_natrix_lacks_are_warnings() {
+    let o = opts("max_closed_clients: 10\ncluster { compression: s2_auto }");
+    assert_eq!(
+        o.warnings,
+        [
+            "opts.conf:1:1: max_closed_clients is not supported by natrix yet; ignored",
+            "opts.conf:2:11: cluster.compression is not supported by natrix yet; ignored"
+        ]
+    );
+}
+
+#[test]
+fn route_error_reports_and_trace_length() {
+    let o = opts("connect_error_reports: 10\nreconnect_error_reports: 0\nmax_traced_msg_len: 64\nports_file_dir: /tmp");
+    assert_eq!(o.connect_error_reports, 10);
+    assert_eq!(o.reconnect_error_reports, DEFAULT_RECONNECT_ERROR_REPORTS);
+    assert_eq!(o.max_traced_msg_len, 64);
+    assert_eq!(o.ports_file_dir.as_deref(), Some("/tmp"));
 }
 
 #[test]

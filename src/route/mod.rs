@@ -6,6 +6,7 @@
 //! that the JetStream meta group knows its voters (`configured_raft_peers`).
 
 pub mod conn;
+pub mod dial;
 pub mod pool;
 pub mod proto;
 pub mod urls;
@@ -24,7 +25,8 @@ use tracing::{debug, info};
 const RECONNECT_DELAY_MAX_MS: u64 = 1000;
 /// Servers a cluster may have besides this one (route slots; a 64-bit mask).
 const SLOTS_MAX: usize = 64;
-/// Attempts for a route learned by gossip (configured routes are retried forever).
+/// Attempts for a route learned by gossip, at least (configured routes are retried
+/// forever; `connect_retries` may allow more).
 const IMPLICIT_ATTEMPTS_MAX: u32 = 10;
 
 /// The server a dialed route URL leads to.
@@ -400,13 +402,19 @@ async fn solicit_loop(shard: Rc<Shard>, target: urls::RouteTarget, configured: b
     let mut delay_ms = 100;
     let mut failures = 0u32;
     let mut known_id: Option<String> = None;
+    let opts = &shard.server.opts;
+    let implicit_attempts = opts
+        .cluster
+        .as_ref()
+        .map_or(0, |c| c.connect_retries.saturating_add(1))
+        .max(IMPLICIT_ATTEMPTS_MAX);
     loop {
         let routes = shard.routes.as_ref().expect("routes' shard");
         let connected = known_id
             .as_deref()
             .is_some_and(|id| routes.is_registered(id));
         if !connected {
-            match glommio::net::TcpStream::connect(target.host_port.as_str()).await {
+            match dial::dial(&target.host_port).await {
                 Ok(stream) => {
                     let outcome =
                         conn::serve(shard.clone(), stream, Some(target.clone()), configured).await;
@@ -425,13 +433,18 @@ async fn solicit_loop(shard: Rc<Shard>, target: urls::RouteTarget, configured: b
                         }
                     }
                 }
-                Err(e) => {
+                Err(why) => {
                     failures += 1;
-                    debug!("Error trying to connect to route {}: {e}", target.url);
+                    // Once a route has been up, each failure to get it back is news.
+                    let every = match known_id {
+                        Some(_) => opts.reconnect_error_reports,
+                        None => opts.connect_error_reports,
+                    };
+                    dial::report(failures, every, &why);
                 }
             }
         }
-        if !configured && failures >= IMPLICIT_ATTEMPTS_MAX {
+        if !configured && failures >= implicit_attempts {
             debug!("Giving up on implicit route {}", target.url);
             break;
         }

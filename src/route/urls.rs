@@ -49,8 +49,11 @@ pub fn dialable_host(host: &str) -> String {
 }
 
 /// This server's client URLs as `host:port`, as nats-server lists them in
-/// `connect_urls`.
+/// `connect_urls`; none with `no_advertise`.
 pub fn client_urls(server: &Server) -> Vec<String> {
+    if server.opts.cluster.as_ref().is_some_and(|c| c.no_advertise) {
+        return Vec::new();
+    }
     if let Some(advertise) = &server.opts.client_advertise {
         return vec![advertise.clone()];
     }
@@ -62,29 +65,12 @@ pub fn client_urls(server: &Server) -> Vec<String> {
 }
 
 fn first_interface_ipv4() -> Option<Ipv4Addr> {
-    let mut found = None;
-    // SAFETY: getifaddrs fills a list we walk read-only and free once.
-    unsafe {
-        let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-        if libc::getifaddrs(&mut list) != 0 {
-            return None;
-        }
-        let mut at = list;
-        while !at.is_null() {
-            let addr = (*at).ifa_addr;
-            if !addr.is_null() && i32::from((*addr).sa_family) == libc::AF_INET {
-                let sin = &*(addr as *const libc::sockaddr_in);
-                let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-                if !ip.is_loopback() {
-                    found = Some(ip);
-                    break;
-                }
-            }
-            at = (*at).ifa_next;
-        }
-        libc::freeifaddrs(list);
-    }
-    found
+    crate::net::interface_ips()
+        .into_iter()
+        .find_map(|ip| match ip {
+            IpAddr::V4(v4) if !v4.is_loopback() => Some(v4),
+            _ => None,
+        })
 }
 
 #[cfg(test)]

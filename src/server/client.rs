@@ -59,7 +59,8 @@ impl Default for ConnectInfo {
 
 impl ConnectInfo {
     /// Reads CONNECT's JSON leniently, as nats-server does: unknown fields and
-    /// nulls are ignored; only a non-object is an error.
+    /// nulls are ignored; only a non-object is an error. A CONNECT that leaves out
+    /// `verbose` or `pedantic` gets them on, as from nats-server (clients send both).
     pub fn from_json(json: &[u8]) -> Result<ConnectInfo, String> {
         let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
         let obj = value
@@ -68,8 +69,8 @@ impl ConnectInfo {
         let flag = |k: &str, default: bool| obj.get(k).and_then(|v| v.as_bool()).unwrap_or(default);
         let text = |k: &str| obj.get(k).and_then(|v| v.as_str()).map(str::to_string);
         Ok(ConnectInfo {
-            verbose: flag("verbose", false),
-            pedantic: flag("pedantic", false),
+            verbose: flag("verbose", true),
+            pedantic: flag("pedantic", true),
             echo: flag("echo", true),
             headers: flag("headers", false),
             no_responders: flag("no_responders", false),
@@ -455,7 +456,9 @@ async fn execute(
     chunk: &Bytes,
 ) -> Result<(), Closed> {
     if shard.server.opts.trace {
-        trace!("{} - cid:{} - <<- {op:?}", client.addr, client.cid);
+        let max = shard.server.opts.max_traced_msg_len;
+        let line = crate::logging::cut_traced(format!("{op:?}"), max);
+        trace!("{} - cid:{} - <<- {line}", client.addr, client.cid);
     }
     if !client.connected.get()
         && shard.server.auth().required()
@@ -593,9 +596,10 @@ fn publish(shard: &Shard, client: &Client, msg: &Msg) {
         let info = client.info.borrow();
         (info.pedantic, info.no_responders && info.headers)
     };
+    // As nats-server: pedantic mode reports a wildcard subject, and the message
+    // still goes on (and is acknowledged in verbose mode).
     if pedantic && !subject::is_valid_publish(msg.subject) {
         client.send_err("Invalid Publish Subject");
-        return;
     }
     if let Some(perms) = client.permissions.borrow().as_deref() {
         if !permitted(perms.publish.as_ref(), msg.subject) {

@@ -60,6 +60,12 @@ fn stop(server: &Server) -> ! {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
+    exit(server);
+}
+
+/// The way out once the server is done: its ports file goes, then the process.
+pub fn exit(server: &Server) -> ! {
+    crate::server::ports::remove(server);
     info!("Server Exiting..");
     std::process::exit(0);
 }
@@ -143,8 +149,7 @@ fn lame_duck_tick(shard: &Shard, now: Instant) {
     if shard.id == 0
         && (shard.server.open_connections() == 0 || elapsed_ms >= opts.lame_duck_duration_ms)
     {
-        info!("Server Exiting..");
-        std::process::exit(0);
+        exit(&shard.server);
     }
     if elapsed_ms < grace_ms {
         return;

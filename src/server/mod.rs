@@ -20,6 +20,7 @@ pub mod control;
 pub mod interest;
 pub mod link;
 pub mod panic;
+pub mod ports;
 pub mod reload;
 pub mod shard;
 pub mod stall;
@@ -185,7 +186,8 @@ impl Server {
         if self.jetstream_api() {
             info["jetstream"] = true.into();
         }
-        if !connect_urls.is_empty() {
+        let no_advertise = self.opts.cluster.as_ref().is_some_and(|c| c.no_advertise);
+        if !connect_urls.is_empty() && !no_advertise {
             info["connect_urls"] = connect_urls.into();
         }
         if self.control.lame_duck() {

@@ -27,8 +27,8 @@ const PORT_RELEASE_WAIT_MS: u64 = 3000;
 fn claim_port(host: &str, port: u16) -> io::Result<u16> {
     let deadline = Instant::now() + Duration::from_millis(PORT_RELEASE_WAIT_MS);
     loop {
-        match std::net::TcpListener::bind((host, port)) {
-            Ok(probe) => return Ok(probe.local_addr()?.port()),
+        match crate::net::probe(host, port) {
+            Ok(port) => return Ok(port),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -62,12 +62,13 @@ pub fn run(mut server: Server) -> io::Result<()> {
             .http_host
             .clone()
             .unwrap_or_else(|| host.clone());
-        claim_port(&http_host, http).map_err(|e| {
+        let claimed = claim_port(&http_host, http).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("Error listening on monitor port: {http_host}:{http}, {e}"),
             )
         })?;
+        server.opts.http_port = Some(claimed);
     }
     log_start(&server);
     let server = Arc::new(server);
@@ -93,12 +94,6 @@ fn log_start(server: &Server) {
     info!("  Shards:   {}", server.shard_count);
     if let Some(file) = &server.config_file {
         info!("Using configuration file: {file}");
-    }
-    for (what, pos) in &server.opts.unsupported {
-        info!(
-            "{}:{}:{}: {what} is not yet supported; ignored",
-            pos.file, pos.line, pos.col
-        );
     }
     if server.opts.jetstream.is_some() {
         if server.raft_node.is_some() {
@@ -176,6 +171,7 @@ async fn run_shard(server: Arc<Server>, ctx: ShardContext<Batch>, bound: Arc<Ato
             server.opts.host, server.port
         );
         info!("Server is ready");
+        crate::server::ports::write(&server);
     }
     let accept = glommio::spawn_local(accept_loop(shard.clone(), listener));
     shard.set_accept_task(accept);

@@ -62,6 +62,11 @@ impl Builder {
         self
     }
 
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
     /// Config text; `{port}`, `{http}` and `{cluster}` are replaced by the chosen
     /// ports (in arguments too).
     pub fn config(mut self, text: &str) -> Self {
@@ -237,6 +242,12 @@ impl TestServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Asks the process to stop (SIGTERM), as an operator does; see `wait_exit`.
+    pub fn terminate(&self) {
+        // SAFETY: kill only sends a signal, to the child this server started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
     }
 
     /// Stops the process now (SIGKILL), as a crash would.
