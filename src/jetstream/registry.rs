@@ -541,7 +541,8 @@ pub fn create_consumer(
     config: ConsumerConfig,
     action: &str,
 ) -> Result<ConsumerInfo, ApiError> {
-    let mut config = cconfig::with_defaults(config);
+    let limits = stream.config.borrow().consumer_limits.clone();
+    let mut config = cconfig::with_defaults(config, &limits);
     let name = name
         .or(config.name.clone())
         .or(config.durable_name.clone())

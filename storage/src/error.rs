@@ -24,9 +24,10 @@ pub enum StoreError {
     /// The record is bigger than the configured maximum.
     #[error("record too large: {size_bytes} bytes, max {max_bytes}")]
     TooLarge { size_bytes: usize, max_bytes: usize },
-    /// The batch that held this record failed to reach the disk.
-    #[error("write failed before the record became durable")]
-    NotDurable,
+    /// The batch that held this record failed to reach the disk (for lack of
+    /// space when `disk_full`).
+    #[error("write failed before the record became durable{}", if *disk_full { ": no space left on the disk" } else { "" })]
+    NotDurable { disk_full: bool },
 }
 
 impl StoreError {
@@ -37,6 +38,7 @@ impl StoreError {
                     || e.kind() == io::ErrorKind::StorageFull
                     || e.to_string().contains("No space left")
             }
+            StoreError::NotDurable { disk_full } => *disk_full,
             _ => false,
         }
     }

@@ -23,8 +23,9 @@ pub struct Ticket {
 pub struct DurableWatch {
     durable_seq: Cell<u64>,
     epoch: Cell<u64>,
-    /// Durable sequence at the end of each past epoch.
-    epoch_ends: RefCell<Vec<u64>>,
+    /// Durable sequence at the end of each past epoch, and whether it ended
+    /// for lack of disk space.
+    epoch_ends: RefCell<Vec<(u64, bool)>>,
     waiters: RefCell<BTreeMap<u64, Vec<Waker>>>,
 }
 
@@ -55,9 +56,10 @@ impl DurableWatch {
         self.wake_upto(seq);
     }
 
-    /// Sequences above `durable_seq` were lost: start a new epoch.
-    pub(crate) fn fail(&self, durable_seq: u64) {
-        self.epoch_ends.borrow_mut().push(durable_seq);
+    /// Sequences above `durable_seq` were lost (for lack of space when
+    /// `disk_full`): start a new epoch.
+    pub(crate) fn fail(&self, durable_seq: u64, disk_full: bool) {
+        self.epoch_ends.borrow_mut().push((durable_seq, disk_full));
         self.epoch.set(self.epoch.get() + 1);
         self.durable_seq.set(durable_seq);
         self.wake_upto(u64::MAX);
@@ -66,8 +68,16 @@ impl DurableWatch {
     /// Sequences at and above `from` were removed (Raft truncation) while durable.
     pub(crate) fn rewind(&self, from: u64) {
         if self.durable_seq.get() >= from {
-            self.fail(from - 1);
+            self.fail(from - 1, false);
         }
+    }
+
+    /// Whether the last failure was for lack of disk space.
+    pub(crate) fn last_failure_disk_full(&self) -> bool {
+        self.epoch_ends
+            .borrow()
+            .last()
+            .is_some_and(|&(_, full)| full)
     }
 
     fn wake_upto(&self, seq: u64) {
@@ -86,11 +96,11 @@ impl DurableWatch {
 
     fn poll_ticket(&self, t: Ticket, cx: &mut Context<'_>) -> Poll<Result<()>> {
         if t.epoch < self.epoch.get() {
-            let end = self.epoch_ends.borrow()[t.epoch as usize];
+            let (end, disk_full) = self.epoch_ends.borrow()[t.epoch as usize];
             return Poll::Ready(if t.seq <= end {
                 Ok(())
             } else {
-                Err(StoreError::NotDurable)
+                Err(StoreError::NotDurable { disk_full })
             });
         }
         if self.durable_seq.get() >= t.seq {

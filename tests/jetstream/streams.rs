@@ -129,3 +129,50 @@ async fn bad_requests(shards: usize) {
     assert_eq!(names, ["S"]);
 }
 one_and_two_shards!(bad_input, bad_requests);
+
+/// A stream's `consumer_limits` (nats-server 2.10): defaults for its consumers'
+/// `max_ack_pending` and `inactive_threshold`, and caps on them.
+async fn consumer_limits(shards: usize) {
+    let (server, _store) = start(shards);
+    let (nc, _js) = connect(&server).await;
+    let created = api(
+        &nc,
+        "STREAM.CREATE.L",
+        r#"{"name":"L","subjects":["l.>"],"consumer_limits":{"inactive_threshold":2000000000,"max_ack_pending":10}}"#,
+    )
+    .await;
+    assert_eq!(
+        created["config"]["consumer_limits"],
+        json!({"inactive_threshold": 2000000000i64, "max_ack_pending": 10}),
+        "{created}"
+    );
+    let defaulted = api(
+        &nc,
+        "CONSUMER.CREATE.L.D",
+        r#"{"stream_name":"L","config":{"durable_name":"D","ack_policy":"explicit"}}"#,
+    )
+    .await;
+    assert_eq!(defaulted["config"]["max_ack_pending"], 10, "{defaulted}");
+    assert_eq!(defaulted["config"]["inactive_threshold"], 2000000000i64);
+    let too_many = api(
+        &nc,
+        "CONSUMER.CREATE.L.E",
+        r#"{"stream_name":"L","config":{"durable_name":"E","ack_policy":"explicit","max_ack_pending":20}}"#,
+    )
+    .await;
+    assert_eq!(too_many["error"]["err_code"], 10121, "{too_many}");
+    assert_eq!(
+        too_many["error"]["description"],
+        "consumer max ack pending exceeds system limit of 10"
+    );
+    let too_idle = api(
+        &nc,
+        "CONSUMER.CREATE.L.F",
+        r#"{"stream_name":"L","config":{"durable_name":"F","inactive_threshold":5000000000}}"#,
+    )
+    .await;
+    assert_eq!(too_idle["error"]["err_code"], 10153, "{too_idle}");
+    let plain = api(&nc, "STREAM.CREATE.P", r#"{"name":"P","subjects":["p.>"]}"#).await;
+    assert_eq!(plain["config"]["consumer_limits"], json!({}), "{plain}");
+}
+one_and_two_shards!(limits_for_consumers, consumer_limits);

@@ -63,6 +63,21 @@ pub fn store_failed(why: impl Into<String>) -> ApiError {
 pub fn insufficient_storage() -> ApiError {
     err(500, 10047, "insufficient storage resources available")
 }
+pub fn consumer_max_ack_pending_excess(limit: i64) -> ApiError {
+    err(
+        400,
+        10121,
+        format!("consumer max ack pending exceeds system limit of {limit}"),
+    )
+}
+pub fn consumer_inactive_threshold_excess(limit_ns: i64) -> ApiError {
+    let limit = crate::timefmt::go_duration(std::time::Duration::from_nanos(limit_ns as u64));
+    err(
+        400,
+        10153,
+        format!("consumer inactive threshold exceeds system limit of {limit}"),
+    )
+}
 pub fn insufficient_resources() -> ApiError {
     err(503, 10023, "insufficient resources")
 }

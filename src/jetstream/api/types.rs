@@ -139,10 +139,34 @@ pub struct StreamConfig {
     pub metadata: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<String>,
+    /// Defaults and caps for the stream's consumers (nats-server 2.10).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub consumer_limits: ConsumerLimits,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<StreamSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<StreamSource>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerLimits {
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub inactive_threshold: i64,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub max_ack_pending: i64,
+}
+
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
+}
+
+/// `null` reads as the default, as Go's JSON reads it into a struct.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
 }
 
 impl Default for StreamConfig {

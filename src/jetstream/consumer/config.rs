@@ -3,7 +3,7 @@
 
 use crate::jetstream::api::errors;
 use crate::jetstream::api::types::{
-    AckPolicy, ApiError, ConsumerConfig, DeliverPolicy, Retention, StreamConfig,
+    AckPolicy, ApiError, ConsumerConfig, ConsumerLimits, DeliverPolicy, Retention, StreamConfig,
 };
 use crate::subject;
 
@@ -28,8 +28,14 @@ pub fn name_problem(name: &str) -> Option<&'static str> {
     None
 }
 
-/// Fills in defaults as nats-server does.
-pub fn with_defaults(mut c: ConsumerConfig) -> ConsumerConfig {
+/// Fills in defaults as nats-server does, the stream's `consumer_limits` first.
+pub fn with_defaults(mut c: ConsumerConfig, limits: &ConsumerLimits) -> ConsumerConfig {
+    if c.max_ack_pending == 0 {
+        c.max_ack_pending = limits.max_ack_pending;
+    }
+    if c.inactive_threshold == 0 {
+        c.inactive_threshold = limits.inactive_threshold;
+    }
     for field in [
         &mut c.durable_name,
         &mut c.name,
@@ -49,7 +55,10 @@ pub fn with_defaults(mut c: ConsumerConfig) -> ConsumerConfig {
         c.max_deliver = -1;
     }
     if c.max_ack_pending == 0 && c.ack_policy != AckPolicy::None {
-        c.max_ack_pending = MAX_ACK_PENDING_DEFAULT;
+        c.max_ack_pending = match limits.max_ack_pending {
+            l if l > 0 => l.min(MAX_ACK_PENDING_DEFAULT),
+            _ => MAX_ACK_PENDING_DEFAULT,
+        };
     }
     if c.deliver_subject.is_none() && c.max_waiting == 0 {
         c.max_waiting = MAX_WAITING_DEFAULT;
@@ -79,6 +88,17 @@ pub fn validate(
     stream: &StreamConfig,
     others: &[ConsumerConfig],
 ) -> Result<(), ApiError> {
+    let limits = &stream.consumer_limits;
+    if limits.max_ack_pending > 0 && c.max_ack_pending > limits.max_ack_pending {
+        return Err(errors::consumer_max_ack_pending_excess(
+            limits.max_ack_pending,
+        ));
+    }
+    if limits.inactive_threshold > 0 && c.inactive_threshold > limits.inactive_threshold {
+        return Err(errors::consumer_inactive_threshold_excess(
+            limits.inactive_threshold,
+        ));
+    }
     for name in c.durable_name.iter().chain(c.name.iter()) {
         match name_problem(name) {
             Some("path") => return Err(errors::consumer_name_path_separators()),

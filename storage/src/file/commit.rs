@@ -162,13 +162,14 @@ impl Inner {
         let synced = match result {
             Err(e) => {
                 tracing::error!(error = %e, "commit failed; the log will recover to its last durable point");
-                self.batch_failed(watch);
+                self.batch_failed(watch, e.is_disk_full());
                 return Err(e);
             }
             Ok(_) if !prev_ok => {
                 // The batch before this one failed: this one cannot count.
-                self.batch_failed(watch);
-                return Err(StoreError::NotDurable);
+                let disk_full = watch.last_failure_disk_full();
+                self.batch_failed(watch, disk_full);
+                return Err(StoreError::NotDurable { disk_full });
             }
             Ok(synced) => synced,
         };
@@ -198,9 +199,9 @@ impl Inner {
     /// A batch failed: nothing above the durable point can become durable
     /// any more (appends stop until the log recovers). Its waiters learn it
     /// now, not once the recovery succeeds, which waits for a working disk.
-    fn batch_failed(&mut self, watch: &DurableWatch) {
+    fn batch_failed(&mut self, watch: &DurableWatch, disk_full: bool) {
         if !self.needs_recovery {
-            watch.fail(self.durable_seq);
+            watch.fail(self.durable_seq, disk_full);
         }
         self.needs_recovery = true;
     }
@@ -234,7 +235,8 @@ impl FileStore {
             let prev = self.last_done.borrow().clone();
             if let Some(p) = prev {
                 if !p.wait().await {
-                    return Err(StoreError::NotDurable);
+                    let disk_full = self.watch.last_failure_disk_full();
+                    return Err(StoreError::NotDurable { disk_full });
                 }
             }
             return Ok(self.inner.borrow().durable_seq);

@@ -121,14 +121,14 @@ fn a_failed_sync_fails_the_batches_pipelined_behind_it() {
         assert!(poll_once(s.wait_durable(b)).await.is_none());
         gate.signal(1);
         assert!(c1.await.is_err());
-        assert!(matches!(c2.await, Err(StoreError::NotDurable)));
+        assert!(matches!(c2.await, Err(StoreError::NotDurable { .. })));
         assert!(matches!(
             s.wait_durable(a).await,
-            Err(StoreError::NotDurable)
+            Err(StoreError::NotDurable { .. })
         ));
         assert!(matches!(
             s.wait_durable(b).await,
-            Err(StoreError::NotDurable)
+            Err(StoreError::NotDurable { .. })
         ));
         s.wait_durable(first).await.unwrap();
         // Cut back to the last durable point, and usable again.

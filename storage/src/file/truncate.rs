@@ -51,7 +51,8 @@ impl FileStore {
         // Every commit has finished (the lock is held, the pipeline settled):
         // the failed ones are accounted for by the new epoch.
         *self.last_done.borrow_mut() = None;
-        self.watch.fail(durable_seq);
+        let disk_full = self.watch.last_failure_disk_full();
+        self.watch.fail(durable_seq, disk_full);
         Ok(())
     }
 
