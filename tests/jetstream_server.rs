@@ -454,3 +454,25 @@ async fn a_full_disk_fails_publishes_and_the_stream_recovers() {
     let state = s.info().await.unwrap().state.clone();
     assert_eq!(state.last_sequence, again);
 }
+
+/// `-sd ./natrix-data`, as the README runs it: a store folder relative to where
+/// the server starts (io_uring's directory opens failed on one before).
+#[tokio::test]
+async fn a_relative_store_dir_works() {
+    let start_in = tempfile::tempdir().unwrap();
+    let server = TestServer::with_shards(2)
+        .cwd(start_in.path())
+        .args(&["-js", "-sd", "./natrix-data"])
+        .start();
+    let js = jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    js.create_stream(stream::Config {
+        name: "REL".into(),
+        subjects: vec!["rel".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("a stream in a relative store");
+    let ack = js.publish("rel", "x".into()).await.unwrap().await.unwrap();
+    assert_eq!(ack.sequence, 1);
+    assert!(start_in.path().join("natrix-data/jetstream").is_dir());
+}

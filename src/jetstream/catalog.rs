@@ -69,15 +69,21 @@ impl Catalog {
     }
 }
 
-/// The store directory: `jetstream { store_dir }`, or nats-server's default.
 pub fn store_dir(server: &Server) -> PathBuf {
-    server
-        .opts
+    store_dir_of(&server.opts)
+}
+
+/// The store directory: `jetstream { store_dir }`, or nats-server's default;
+/// made absolute, as the storage's directory opens (io_uring) fail on a
+/// relative path such as `./natrix-data`.
+pub fn store_dir_of(opts: &crate::options::Options) -> PathBuf {
+    let dir = opts
         .jetstream
         .as_ref()
         .and_then(|j| j.store_dir.clone())
         .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("nats"))
+        .unwrap_or_else(|| std::env::temp_dir().join("nats"));
+    std::path::absolute(&dir).unwrap_or(dir)
 }
 
 pub fn owner(shard: &Shard, account: AccountId, name: &str) -> Option<usize> {

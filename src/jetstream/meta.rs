@@ -115,18 +115,11 @@ impl MetaHost {
     }
 }
 
-/// Where the meta group's store lives: `<store_dir>/jetstream/_meta_`, with
-/// nats-server's default store directory when none is configured. Absolute (glommio
-/// cannot open a relative directory).
+/// Where the meta group's store lives: `<store_dir>/jetstream/_meta_`.
 pub fn store_dir(opts: &crate::options::Options) -> PathBuf {
-    let base = opts
-        .jetstream
-        .as_ref()
-        .and_then(|js| js.store_dir.as_ref())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("nats"));
-    let dir = base.join("jetstream").join("_meta_");
-    std::path::absolute(&dir).unwrap_or(dir)
+    crate::jetstream::catalog::store_dir_of(opts)
+        .join("jetstream")
+        .join("_meta_")
 }
 
 /// Opens the store and starts the meta group's node loop on this shard (shard 0).

@@ -49,11 +49,18 @@ pub struct Builder {
     binary: Option<String>,
     ports: Option<(u16, u16)>,
     envs: Vec<(String, String)>,
+    cwd: Option<PathBuf>,
 }
 
 impl Builder {
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_string());
+        self
+    }
+
+    /// The directory the server starts in (relative paths in its arguments).
+    pub fn cwd(mut self, dir: &std::path::Path) -> Self {
+        self.cwd = Some(dir.to_path_buf());
         self
     }
 
@@ -141,6 +148,9 @@ impl Builder {
             cmd.arg(fill(a));
         }
         cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
         cmd.stdout(Stdio::null()).stderr(log);
         let child = cmd.spawn().expect("start the server binary");
@@ -165,6 +175,7 @@ impl TestServer {
             binary: None,
             ports: None,
             envs: Vec::new(),
+            cwd: None,
         }
     }
 
