@@ -133,12 +133,15 @@ async def across_the_cluster():
 
 
 def main():
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     work = tempfile.mkdtemp(prefix="natrix-readme-")
-    clone = os.path.join(work, "clone")
+    # Always the same place, so that a second run reuses the first one's build.
+    clone = os.path.join(target, "readme-clone")
+    subprocess.run(["rm", "-rf", clone], check=True)
     subprocess.run(["git", "clone", "-q", ROOT, clone], check=True)
     readme = open(os.path.join(clone, "README.md")).read()
     env = dict(os.environ)
-    env["CARGO_TARGET_DIR"] = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    env["CARGO_TARGET_DIR"] = target
     env["CARGO_INSTALL_ROOT"] = os.path.join(work, "root")
     env["PATH"] = os.path.join(work, "root", "bin") + os.pathsep + env["PATH"]
     try:
@@ -169,7 +172,7 @@ def main():
         print("readme: every command ran as the README says")
     finally:
         stop_all()
-        subprocess.run(["rm", "-rf", work])
+        subprocess.run(["rm", "-rf", work, clone])
 
 
 if __name__ == "__main__":
