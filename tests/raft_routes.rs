@@ -161,6 +161,18 @@ fn a_clustered_jetstream_server_needs_a_name() {
         err.contains("jetstream cluster requires `server_name` to be set"),
         "{err}"
     );
+    let named = std::process::Command::new(env!("CARGO_BIN_EXE_natrix"))
+        .args(["-p", &free_port().to_string(), "-js", "-n", "A", "-sd"])
+        .arg(tmp.path())
+        .args(["-cluster", &format!("nats://127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    assert!(!named.status.success());
+    let err = String::from_utf8_lossy(&named.stderr);
+    assert!(
+        err.contains("jetstream cluster requires `cluster.name` to be set"),
+        "{err}"
+    );
 }
 
 // ----- with a stock nats-server in the cluster ---------------------------------------

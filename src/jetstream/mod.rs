@@ -49,6 +49,10 @@ pub fn check_cluster_options(opts: &Options) -> Result<(), String> {
     if opts.server_name.as_deref().is_none_or(str::is_empty) {
         return Err("jetstream cluster requires `server_name` to be set".into());
     }
+    let cluster_name = opts.cluster.as_ref().and_then(|c| c.name.as_deref());
+    if cluster_name.is_none_or(str::is_empty) {
+        return Err("jetstream cluster requires `cluster.name` to be set".into());
+    }
     Ok(())
 }
 
