@@ -93,11 +93,16 @@ def wait_http(url, timeout_s):
     sys.exit(f"readme: {url} did not answer within {timeout_s} s")
 
 
+async def quiet(_error):
+    pass  # a server still starting refuses connections: retried below
+
+
 async def connect_when_up(url, timeout_s):
     deadline = time.time() + timeout_s
     while True:
         try:
-            return await nats.connect(url, allow_reconnect=False, connect_timeout=2)
+            return await nats.connect(url, allow_reconnect=False, connect_timeout=2,
+                                      error_cb=quiet)
         except Exception:
             if time.time() > deadline:
                 raise
