@@ -15,7 +15,7 @@ mod listen;
 use std::path::Path;
 
 pub use accounts::{AccountConfig, AccountJsLimits};
-pub use auth::{Authorization, Permissions, SubjectPermission, UserConfig};
+pub use auth::{Authorization, Permissions, ResponsePermission, SubjectPermission, UserConfig};
 pub use cluster::ClusterConfig;
 pub use jetstream::JetStreamConfig;
 

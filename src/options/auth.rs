@@ -1,6 +1,8 @@
 //! `authorization { ... }` blocks, user lists and permissions.
 
-use super::convert::{array, invalid, map, string, string_list, type_error, Notes, Result};
+use super::convert::{
+    array, integer, invalid, map, string, string_list, type_error, Notes, Result,
+};
 use crate::conf::{parse_duration, Item, Map, Value};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,12 +29,34 @@ pub struct UserConfig {
 pub struct Permissions {
     pub publish: Option<SubjectPermission>,
     pub subscribe: Option<SubjectPermission>,
+    /// `allow_responses`: replies to requests received may be published.
+    pub responses: Option<ResponsePermission>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SubjectPermission {
-    pub allow: Vec<String>,
+    /// `None`: everything not denied; `Some([])`: nothing (as nats-server reads
+    /// an empty allow list).
+    pub allow: Option<Vec<String>>,
     pub deny: Vec<String>,
+}
+
+/// How many answers per request (0 or less: any number) and for how long (`None`:
+/// forever).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponsePermission {
+    pub max_msgs: i64,
+    pub expires: Option<std::time::Duration>,
+}
+
+impl Default for ResponsePermission {
+    /// nats-server's: one answer within two minutes.
+    fn default() -> Self {
+        ResponsePermission {
+            max_msgs: 1,
+            expires: Some(std::time::Duration::from_secs(120)),
+        }
+    }
 }
 
 /// An authorization timeout above this draws a warning, as in nats-server.
@@ -183,12 +207,69 @@ pub(crate) fn parse_permissions(key: &str, item: &Item, notes: &mut Notes) -> Re
             "pub" | "publish" | "import" => perms.publish = subject_permission(k, v, notes)?,
             "sub" | "subscribe" | "export" => perms.subscribe = subject_permission(k, v, notes)?,
             "allow_responses" | "publish_allow_responses" => {
-                notes.unsupported(format!("permissions.{k}"), v)
+                perms.responses = response_permission(k, v, notes)?
             }
             _ => notes.unknown(k, v),
         }
     }
+    if perms.responses.is_some() {
+        // Responses only: the blanket allow goes, as on nats-server.
+        let publish = perms.publish.get_or_insert_with(SubjectPermission::default);
+        publish.allow.get_or_insert_with(Vec::new);
+    }
     Ok(perms)
+}
+
+/// `allow_responses: true`, or `{ max: N, expires: "1m" }` (0 keeps the
+/// default, a negative value means no limit).
+fn response_permission(
+    key: &str,
+    item: &Item,
+    notes: &mut Notes,
+) -> Result<Option<ResponsePermission>> {
+    if let Value::Bool(on) = item.value {
+        return Ok(on.then(ResponsePermission::default));
+    }
+    let Value::Map(fields) = &item.value else {
+        return Err(invalid(
+            item,
+            "error parsing response permissions, expected a boolean or a map".to_string(),
+        ));
+    };
+    let mut rule = ResponsePermission::default();
+    for (k, v) in fields {
+        match k.to_ascii_lowercase().as_str() {
+            "max" | "max_msgs" | "max_messages" | "max_responses" => {
+                let max = integer(k, v)?;
+                if max != 0 {
+                    rule.max_msgs = max;
+                }
+            }
+            "expires" | "expiration" | "ttl" => {
+                let Value::Str(text) = &v.value else {
+                    return Err(invalid(
+                        v,
+                        "error parsing expires, not a duration string".to_string(),
+                    ));
+                };
+                let text = text.trim();
+                if let Some(negative) = text.strip_prefix('-') {
+                    parse_duration(negative)
+                        .map_err(|e| invalid(v, format!("error parsing expires: {e}")))?;
+                    rule.expires = None;
+                } else {
+                    let ttl = parse_duration(text)
+                        .map_err(|e| invalid(v, format!("error parsing expires: {e}")))?;
+                    if !ttl.is_zero() {
+                        rule.expires = Some(ttl);
+                    }
+                }
+            }
+            _ => notes.unknown(k, v),
+        }
+    }
+    let _ = key;
+    Ok(Some(rule))
 }
 
 fn subject_permission(
@@ -199,7 +280,7 @@ fn subject_permission(
     match &item.value {
         Value::Map(fields) => allow_deny(fields, notes),
         _ => Ok(Some(SubjectPermission {
-            allow: subjects(key, item)?,
+            allow: Some(subjects(key, item)?),
             deny: Vec::new(),
         })),
     }
@@ -212,7 +293,7 @@ fn allow_deny(fields: &Map, notes: &mut Notes) -> Result<Option<SubjectPermissio
     let mut perm = SubjectPermission::default();
     for (k, v) in fields {
         match k.to_ascii_lowercase().as_str() {
-            "allow" => perm.allow = subjects(k, v)?,
+            "allow" => perm.allow = Some(subjects(k, v)?),
             "deny" => perm.deny = subjects(k, v)?,
             _ => notes.unknown(k, v),
         }

@@ -247,14 +247,23 @@ authorization {
     let users = o.authorization.unwrap().users;
     assert_eq!(users.len(), 3);
     let a = users[0].permissions.as_ref().unwrap();
-    assert_eq!(a.publish.as_ref().unwrap().allow, ["a.>"]);
-    assert_eq!(a.subscribe.as_ref().unwrap().allow, ["x", "y"]);
+    assert_eq!(
+        a.publish.as_ref().unwrap().allow.as_deref().unwrap(),
+        ["a.>"]
+    );
+    assert_eq!(
+        a.subscribe.as_ref().unwrap().allow.as_deref().unwrap(),
+        ["x", "y"]
+    );
     let b = users[1].permissions.as_ref().unwrap();
     assert_eq!(users[1].password.as_deref(), Some("pb"));
     assert_eq!(b.publish.as_ref().unwrap().deny, ["b.secret"]);
     assert!(b.subscribe.is_none());
     let c = users[2].permissions.as_ref().unwrap();
-    assert_eq!(c.subscribe.as_ref().unwrap().allow, ["PUBLIC.>"]);
+    assert_eq!(
+        c.subscribe.as_ref().unwrap().allow.as_deref().unwrap(),
+        ["PUBLIC.>"]
+    );
     assert!(users.iter().all(|u| u.account.is_none()));
 }
 

@@ -7,6 +7,7 @@ use crate::proto::{self, encode, ClientOp, ParseError};
 use crate::server::accounts::AccountId;
 use crate::server::auth::{Credentials, Login};
 use crate::server::interest::{Interest, Subscription};
+use crate::server::responses::ReplyGrants;
 use crate::server::shard::{Msg, Shard};
 use crate::server::stall::{self, Stall};
 use crate::subject;
@@ -112,6 +113,8 @@ pub struct Client {
     stall: Stall,
     /// Peer shards this client published to since its last PING (see `pong`).
     crossed: Cell<u64>,
+    /// Replies it may publish though its permissions deny them (`allow_responses`).
+    replies: RefCell<Option<ReplyGrants>>,
 }
 
 impl Client {
@@ -165,6 +168,28 @@ impl Client {
         self.subs.borrow().len()
     }
 
+    /// A request with reply subject `reply` reached a client with
+    /// `allow_responses` that may not publish there otherwise.
+    fn may_answer(&self, reply: &[u8]) {
+        let mut replies = self.replies.borrow_mut();
+        let Some(grants) = replies.as_mut() else {
+            return;
+        };
+        let perms = self.permissions.borrow();
+        let publish = perms.as_deref().and_then(|p| p.publish.as_ref());
+        if !permitted(publish, reply) {
+            grants.grant(reply, Instant::now());
+        }
+    }
+
+    /// Whether a publish to `subject` answers a request this client received.
+    fn answers(&self, subject: &[u8]) -> bool {
+        let mut replies = self.replies.borrow_mut();
+        replies
+            .as_mut()
+            .is_some_and(|g| g.allows(subject, Instant::now()))
+    }
+
     fn send_raw(&self, bytes: &[u8]) {
         if self.closed.get() {
             return;
@@ -200,6 +225,9 @@ impl Client {
                 payload,
             )
         });
+        if let Some(reply) = msg.reply {
+            self.may_answer(reply);
+        }
         self.out_msgs.set(self.out_msgs.get() + 1);
         self.out_bytes
             .set(self.out_bytes.get() + payload.len() as u64);
@@ -341,6 +369,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         pressured: Cell::new(false),
         stall: Stall::default(),
         crossed: Cell::new(0),
+        replies: RefCell::new(None),
     });
     let stream: SharedStream = Rc::new(RefCell::new(stream));
     client.out.attach(&stream);
@@ -546,6 +575,11 @@ async fn connect(shard: &Rc<Shard>, client: &Rc<Client>, json: &[u8]) -> Result<
     }
     client.account.set(login.account);
     *client.user.borrow_mut() = login.user;
+    *client.replies.borrow_mut() = login
+        .permissions
+        .as_ref()
+        .and_then(|p| p.responses)
+        .map(|rule| ReplyGrants::new(rule, Instant::now()));
     *client.permissions.borrow_mut() = login.permissions;
     *client.info.borrow_mut() = info;
     client.connected.set(true);
@@ -583,7 +617,7 @@ async fn login(shard: &Shard, info: &ConnectInfo) -> Option<Login> {
 fn permitted(permission: Option<&SubjectPermission>, subject: &[u8]) -> bool {
     let Some(p) = permission else { return true };
     let hit = |list: &[String]| list.iter().any(|f| subject::matches(f.as_bytes(), subject));
-    (p.allow.is_empty() || hit(&p.allow)) && !hit(&p.deny)
+    p.allow.as_deref().is_none_or(hit) && !hit(&p.deny)
 }
 
 fn publish(shard: &Shard, client: &Client, msg: &Msg) {
@@ -602,7 +636,7 @@ fn publish(shard: &Shard, client: &Client, msg: &Msg) {
         client.send_err("Invalid Publish Subject");
     }
     if let Some(perms) = client.permissions.borrow().as_deref() {
-        if !permitted(perms.publish.as_ref(), msg.subject) {
+        if !permitted(perms.publish.as_ref(), msg.subject) && !client.answers(msg.subject) {
             let text = format!(
                 "Permissions Violation for Publish to \"{}\"",
                 String::from_utf8_lossy(msg.subject)

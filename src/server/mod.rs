@@ -12,6 +12,7 @@
 //! - `control`: signals (stop, lame duck, reload) and what the shards do about them.
 //! - `start`: binding listeners and running the shards.
 //! - `panic`: a panic ends the process, logged (no half-dead server).
+//! - `responses`: `allow_responses`, replies a user may publish though denied.
 
 pub mod accounts;
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod link;
 pub mod panic;
 pub mod ports;
 pub mod reload;
+pub mod responses;
 pub mod shard;
 pub mod stall;
 pub mod start;
