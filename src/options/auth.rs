@@ -17,7 +17,10 @@ pub struct Authorization {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserConfig {
+    /// Empty for an nkey user.
     pub user: String,
+    /// A user's public nkey (`U...`): it logs in by signing the server's nonce.
+    pub nkey: Option<String>,
     /// Plain text or a bcrypt hash (`$2a$...`), as written.
     pub password: Option<String>,
     pub permissions: Option<Permissions>,
@@ -157,7 +160,7 @@ pub(crate) fn parse_users(
     Ok(users)
 }
 
-/// One user entry; None for an nkey user, which is recorded as unsupported.
+/// One user entry: a user with a password, or an nkey user.
 fn parse_user(entry: &Item, notes: &mut Notes) -> Result<Option<UserConfig>> {
     let fields = map("users", entry).map_err(|_| {
         invalid(
@@ -178,8 +181,11 @@ fn parse_user(entry: &Item, notes: &mut Notes) -> Result<Option<UserConfig>> {
                 user.permissions = Some(parse_permissions(k, v, notes)?)
             }
             "nkey" => {
-                notes.unsupported("users.nkey", v);
-                return Ok(None);
+                let key = string(k, v)?;
+                if !is_user_nkey(&key) {
+                    return Err(invalid(v, "Not a valid public nkey for a user".to_string()));
+                }
+                user.nkey = Some(key);
             }
             "allowed_connection_types" | "connection_types" | "clients" | "proxy_required" => {
                 notes.unsupported(format!("users.{k}"), v)
@@ -187,8 +193,18 @@ fn parse_user(entry: &Item, notes: &mut Notes) -> Result<Option<UserConfig>> {
             _ => notes.unknown(k, v),
         }
     }
-    user.user = name.ok_or_else(|| invalid(entry, "user entry requires a user"))?;
+    match (name, &user.nkey) {
+        (Some(name), None) => user.user = name,
+        (None, Some(_)) => {}
+        (Some(_), Some(_)) => return Err(invalid(entry, "user entry has both a user and an nkey")),
+        (None, None) => return Err(invalid(entry, "user entry requires a user")),
+    }
     Ok(Some(user))
+}
+
+/// A user's public nkey: `U` and a valid encoding (checksum included).
+fn is_user_nkey(key: &str) -> bool {
+    key.starts_with('U') && nkeys::KeyPair::from_public_key(key).is_ok()
 }
 
 /// Gives `defaults` to every user that has no permissions of its own.

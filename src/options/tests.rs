@@ -149,7 +149,7 @@ fn unknown_keys_are_errors_and_variables_are_not_unknown() {
 
 #[test]
 fn features_natrix_lacks_are_refused_with_their_place() {
-    let e = opts_err("port: 1\nleafnodes { port: 7422 }\ngateway { name: g }\nwebsocket { port: 8080 }\nmqtt { port: 1883 }\ntls { cert_file: x }\ncluster { tls { } }\noperator: /op.jwt\nresolver: MEMORY\nresolver_preload: {}\nauthorization { users: [ {nkey: UABC} ] }");
+    let e = opts_err("port: 1\nleafnodes { port: 7422 }\ngateway { name: g }\nwebsocket { port: 8080 }\nmqtt { port: 1883 }\ntls { cert_file: x }\ncluster { tls { } }\noperator: /op.jwt\nresolver: MEMORY\nresolver_preload: {}");
     let text = e.to_string();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
@@ -164,8 +164,20 @@ fn features_natrix_lacks_are_refused_with_their_place() {
             "opts.conf:8:1: operator is not supported by natrix yet",
             "opts.conf:9:1: resolver is not supported by natrix yet",
             "opts.conf:10:1: resolver_preload is not supported by natrix yet",
-            "opts.conf:11:27: users.nkey is not supported by natrix yet",
         ]
+    );
+}
+
+#[test]
+fn nkey_users_need_a_valid_user_key() {
+    let key = "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4";
+    let o = opts(&format!("authorization {{ users: [ {{nkey: {key}}} ] }}"));
+    let users = &o.authorization.unwrap().users;
+    assert_eq!(users[0].nkey.as_deref(), Some(key));
+    let e = opts_err("authorization { users: [ {nkey: UABC} ] }");
+    assert_eq!(
+        e.to_string(),
+        "opts.conf:1:27: Not a valid public nkey for a user"
     );
 }
 

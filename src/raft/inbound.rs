@@ -11,8 +11,10 @@ use raft::eraftpb::{Message, MessageType};
 #[derive(Clone, Copy, Debug)]
 pub struct LogView {
     pub last_index: u64,
-    /// The sender is a voter or learner of the group, and not this replica.
-    pub from_member: bool,
+    /// The sender is a replica on the node the frame came from, and not this one.
+    /// (Not "a member the replica knows": a replica just added knows no members
+    /// until the leader's snapshot arrives.)
+    pub from_sender_node: bool,
 }
 
 /// Why a message was refused.
@@ -20,7 +22,8 @@ pub struct LogView {
 pub enum Refused {
     /// A type only a node gives itself (proposals, ticks, local reports).
     LocalOnly,
-    NotAMember,
+    /// A replica on another node than the one that sent the frame, or this one.
+    Spoofed,
     /// Entries not numbered on from the append's index, or terms out of order.
     BadEntries,
     /// An acknowledgement of entries past this replica's log.
@@ -40,8 +43,8 @@ pub fn admit(msg: &mut Message, log: LogView) -> Result<(), Refused> {
         | MsgReadIndex | MsgReadIndexResp => return Err(Refused::LocalOnly),
         _ => {}
     }
-    if !log.from_member {
-        return Err(Refused::NotAMember);
+    if !log.from_sender_node {
+        return Err(Refused::Spoofed);
     }
     match ty {
         MsgAppend => check_entries(msg)?,
@@ -94,7 +97,7 @@ mod tests {
 
     const LOG: LogView = LogView {
         last_index: 10,
-        from_member: true,
+        from_sender_node: true,
     };
 
     fn msg(ty: MessageType) -> Message {
@@ -148,7 +151,7 @@ mod tests {
     }
 
     #[test]
-    fn acks_past_the_log_local_types_and_strangers_are_refused() {
+    fn acks_past_the_log_local_types_and_spoofed_senders_are_refused() {
         let mut ack = msg(MessageType::MsgAppendResponse);
         ack.index = 11;
         assert_eq!(admit(&mut ack, LOG), Err(Refused::AckPastLog));
@@ -165,12 +168,12 @@ mod tests {
         ] {
             assert_eq!(admit(&mut msg(local), LOG), Err(Refused::LocalOnly));
         }
-        let stranger = LogView {
-            from_member: false,
+        let spoofed = LogView {
+            from_sender_node: false,
             ..LOG
         };
         let mut vote = msg(MessageType::MsgRequestVote);
-        assert_eq!(admit(&mut vote, stranger), Err(Refused::NotAMember));
+        assert_eq!(admit(&mut vote, spoofed), Err(Refused::Spoofed));
     }
 
     /// Found by tests/hostile_proptest.rs: raft asserts on the term of what it

@@ -685,9 +685,7 @@ impl<S: LogStore> MultiRaft<S> {
         let r = &grp.node.raft;
         let log = LogView {
             last_index: r.raft_log.last_index(),
-            from_member: node_of(msg.from) == from_node
-                && msg.from != msg.to
-                && r.prs().get(msg.from).is_some(),
+            from_sender_node: node_of(msg.from) == from_node && msg.from != msg.to,
         };
         if let Err(why) = inbound::admit(&mut msg, log) {
             self.stats.refused += 1;

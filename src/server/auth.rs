@@ -1,5 +1,6 @@
 //! Who may connect, and into which account: single user, token, users lists and
-//! account users from the config, with plain or bcrypt passwords.
+//! account users from the config, with plain or bcrypt passwords, and nkey users
+//! (who sign the nonce the server put in its INFO).
 
 use crate::options::{Options, Permissions, UserConfig};
 use crate::server::accounts::{AccountId, Accounts};
@@ -24,15 +25,30 @@ pub struct Login {
 #[derive(Debug, Default)]
 pub struct Auth {
     users: AHashMap<String, UserEntry>,
+    /// nkey users, by public key.
+    nkeys: AHashMap<String, UserEntry>,
     token: Option<String>,
     no_auth_user: Option<String>,
 }
 
-/// What the client presented in CONNECT.
+/// What the client presented in CONNECT, and the nonce its INFO carried.
+#[derive(Default)]
 pub struct Credentials<'a> {
     pub user: Option<&'a str>,
     pub pass: Option<&'a str>,
     pub token: Option<&'a str>,
+    pub nkey: Option<&'a str>,
+    /// The nonce signed with the nkey's seed, base64 (URL alphabet, as clients send it).
+    pub sig: Option<&'a str>,
+    pub nonce: &'a [u8],
+}
+
+/// The nonce a server puts in INFO when nkey users may log in: 11 random bytes,
+/// as nats-server's, in unpadded URL-safe base64.
+pub fn new_nonce() -> String {
+    use base64::Engine;
+    let bytes: [u8; 11] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 impl Auth {
@@ -74,7 +90,23 @@ impl Auth {
 
     fn add_user(&mut self, u: &UserConfig, account: AccountId) -> Result<(), String> {
         let perms = u.permissions.clone().map(Arc::new);
-        self.add(&u.user, u.password.clone(), account, perms)
+        let Some(key) = &u.nkey else {
+            return self.add(&u.user, u.password.clone(), account, perms);
+        };
+        let entry = UserEntry {
+            password: None,
+            account,
+            permissions: perms,
+        };
+        if self.nkeys.insert(key.clone(), entry).is_some() {
+            return Err(format!("duplicate nkey {key:?}"));
+        }
+        Ok(())
+    }
+
+    /// Whether clients get a nonce to sign (nkey users exist).
+    pub fn wants_nonce(&self) -> bool {
+        !self.nkeys.is_empty()
     }
 
     fn add(
@@ -96,7 +128,7 @@ impl Auth {
     }
 
     pub fn required(&self) -> bool {
-        !self.users.is_empty() || self.token.is_some()
+        !self.users.is_empty() || !self.nkeys.is_empty() || self.token.is_some()
     }
 
     /// Checks credentials; `None` means Authorization Violation. bcrypt is slow, so
@@ -121,6 +153,9 @@ impl Auth {
                 });
             }
         }
+        if let Some(key) = creds.nkey {
+            return self.login_nkey(key, creds);
+        }
         let no_creds = creds.user.is_none() && creds.pass.is_none() && creds.token.is_none();
         if no_creds {
             let name = self.no_auth_user.as_ref()?;
@@ -141,6 +176,29 @@ impl Auth {
             .and_then(|u| self.users.get(u))
             .and_then(|e| e.password.as_deref())
             .is_some_and(is_bcrypt)
+    }
+
+    /// An nkey user: the signature of our nonce must verify with the public key.
+    fn login_nkey(&self, key: &str, creds: &Credentials) -> Option<Login> {
+        use base64::Engine;
+        let entry = self.nkeys.get(key)?;
+        let sig = creds.sig?;
+        let engines = [
+            base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            base64::engine::general_purpose::STANDARD_NO_PAD,
+        ];
+        let sig = engines
+            .iter()
+            .find_map(|e| e.decode(sig.trim_end_matches('=')).ok())?;
+        let public = nkeys::KeyPair::from_public_key(key).ok()?;
+        if creds.nonce.is_empty() || public.verify(creds.nonce, &sig).is_err() {
+            return None;
+        }
+        Some(Login {
+            account: entry.account,
+            user: Some(key.to_string()),
+            permissions: entry.permissions.clone(),
+        })
     }
 
     fn login_as(&self, name: &str) -> Option<Login> {
@@ -183,7 +241,7 @@ mod tests {
         Credentials {
             user: Some(user),
             pass: Some(pass),
-            token: None,
+            ..Credentials::default()
         }
     }
 
@@ -248,9 +306,8 @@ mod tests {
         });
         let auth = Auth::from_options(&opts, &accounts).unwrap();
         let token = Credentials {
-            user: None,
-            pass: None,
             token: Some("s3cr3t"),
+            ..Credentials::default()
         };
         assert!(auth.login(&token).is_some());
     }

@@ -593,6 +593,7 @@ async fn login(shard: &Shard, info: &ConnectInfo) -> Option<Login> {
         user: info.user.as_deref(),
         pass: info.pass.as_deref(),
         token: info.auth_token.as_deref(),
+        ..Credentials::default()
     };
     let auth = server.auth();
     if !auth.is_slow(&creds) {
@@ -609,6 +610,7 @@ async fn login(shard: &Shard, info: &ConnectInfo) -> Option<Login> {
                 user: user.as_deref(),
                 pass: pass.as_deref(),
                 token: token.as_deref(),
+                ..Credentials::default()
             })
         })
         .await
