@@ -20,6 +20,21 @@ pub struct Secured {
     pub cert_names: Option<CertNames>,
 }
 
+/// TLS records of a handshake start with 0x16. Anything else (a plain CONNECT) is
+/// refused before rustls sees it, so that the client gets no TLS alert, only the
+/// close, as from Go's TLS.
+async fn first_record_is_handshake(tcp: &TcpStream) -> std::io::Result<()> {
+    const HANDSHAKE_RECORD: u8 = 0x16;
+    let mut first = [0u8; 1];
+    match tcp.peek(&mut first).await.map_err(std::io::Error::from)? {
+        1 if first[0] == HANDSHAKE_RECORD => Ok(()),
+        1 => Err(std::io::Error::other(
+            "tls: first record does not look like a TLS handshake",
+        )),
+        _ => Err(std::io::ErrorKind::UnexpectedEof.into()),
+    }
+}
+
 pub async fn secure(
     mut tcp: TcpStream,
     tls: &ClientTls,
@@ -31,7 +46,13 @@ pub async fn secure(
         return None;
     }
     debug!("{addr} - cid:{cid} - Starting TLS client connection handshake");
-    let stream = match crate::tls::stream::accept(tcp, &tls.acceptor, tls.timeout).await {
+    let started = std::time::Instant::now();
+    let handshake = async {
+        crate::tls::stream::bounded(tls.timeout, first_record_is_handshake(&tcp)).await?;
+        let left = tls.timeout.saturating_sub(started.elapsed());
+        crate::tls::stream::accept(tcp, &tls.acceptor, left).await
+    };
+    let stream = match handshake.await {
         Ok(s) => s,
         Err(e) => {
             if matches!(e, HandshakeError::Timeout) {

@@ -136,7 +136,8 @@ pub async fn connect(
     Ok(Stream::Tls(Box::new(TlsStream::Client(tls))))
 }
 
-async fn bounded<T>(
+/// `handshake`, or `HandshakeError::Timeout` once `timeout` has passed.
+pub async fn bounded<T>(
     timeout: Duration,
     handshake: impl std::future::Future<Output = io::Result<T>>,
 ) -> Result<T, HandshakeError> {
