@@ -70,8 +70,7 @@ struct Flag {
     kind: Kind,
 }
 
-const HTTPS_MISSING: &str =
-    "HTTPS monitoring needs TLS, which natrix does not support yet (use -m for http)";
+const HTTPS_MISSING: &str = "HTTPS monitoring is not supported by natrix yet (use -m for http)";
 const SYSLOG_MISSING: &str =
     "syslog is not supported by natrix yet (log to stderr, or to a file with -l FILE)";
 
@@ -338,7 +337,7 @@ Server Options:
         --server_name <server_name>  Server name (default: auto)
     -P, --pid <file>                 File to store PID
     -m, --http_port <port>           Use port for http monitoring (-1 for random)
-    -ms,--https_port <port>          Use port for https monitoring (refused: no TLS yet)
+    -ms,--https_port <port>          Use port for https monitoring (refused: not supported yet)
     -c, --config <file>              Configuration file
     -t                               Test configuration and exit
     -sl,--signal <signal>[=<pid>]    Send signal to natrix process (ldm, stop, quit, term, reopen, reload)
@@ -731,7 +730,7 @@ mod tests {
         );
         assert!(try_parse(&["-ms", "8443"])
             .unwrap_err()
-            .starts_with("-ms: HTTPS monitoring needs TLS"));
+            .starts_with("-ms: HTTPS monitoring is not supported"));
         assert!(try_parse(&["-s"]).unwrap_err().starts_with("-s: syslog"));
     }
 
