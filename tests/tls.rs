@@ -432,3 +432,59 @@ fn nats_server() -> &'static str {
     );
     "nats-server"
 }
+
+/// Builds tests/clients/gotls offline against Debian's nats.go (GOPATH mode, as
+/// perf/gen/build.sh does) into the test's scratch directory.
+fn build_gotls() -> std::path::PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/gotls");
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let bin = scratch.join("gotls");
+    let out = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .current_dir(&src)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOCACHE", scratch.join("gocache"))
+        .env("GOPROXY", "off")
+        .output()
+        .expect("go (apt-get install golang-go golang-github-nats-io-go-nats-dev)");
+    assert!(
+        out.status.success(),
+        "building gotls: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+#[test]
+fn nats_go_connects_with_tls_and_mutual_tls() {
+    let pki = pki();
+    let gotls = build_gotls();
+    let run = |server: &TestServer, client: Option<&Pem>| {
+        let mut cmd = Command::new(&gotls);
+        cmd.arg(format!("tls://127.0.0.1:{}", server.port))
+            .arg(&pki.ca.cert);
+        if let Some(c) = client {
+            cmd.arg(&c.cert).arg(&c.key);
+        }
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success() && text.contains("nats.go ok"), text)
+    };
+    let plain_tls = tls_server(1, &pki, "timeout: 2", "");
+    let (ok, text) = run(&plain_tls, None);
+    assert!(ok, "{text}");
+    let tls = format!("{}, verify: true", pki.ca.conf());
+    let mutual = tls_server(2, &pki, &tls, "");
+    let alice = pki.ca.client("alice", "alice", "acme", "");
+    let (ok, text) = run(&mutual, Some(&alice));
+    assert!(ok, "{text}");
+    let (ok, text) = run(&mutual, None);
+    assert!(!ok, "connected without a client certificate: {text}");
+}
