@@ -28,10 +28,6 @@ impl Stream {
         self.tcp().set_write_timeout(timeout)
     }
 
-    pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
-    }
-
     /// The certificate the peer presented, first of its chain.
     pub fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
         match self {
