@@ -24,6 +24,10 @@ impl Stream {
         }
     }
 
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> glommio::Result<(), ()> {
+        self.tcp().set_read_timeout(timeout)
+    }
+
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> glommio::Result<(), ()> {
         self.tcp().set_write_timeout(timeout)
     }
