@@ -6,7 +6,7 @@
 //! `=value` on a bool, errors that name the flag as typed) and nats-server's help
 //! layout are what operators' scripts rely on, and clap can give neither.
 
-use crate::options::{ClusterConfig, JetStreamConfig, Options};
+use crate::options::{ClusterConfig, JetStreamConfig, Options, TlsConfig};
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Cli {
@@ -33,6 +33,12 @@ pub struct Cli {
     pub version: bool,
     pub help: bool,
     pub help_tls: bool,
+    /// `--tls`; `--tls=false` keeps the config file's tls block whatever else is given.
+    pub tls: Option<bool>,
+    pub tls_verify: bool,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub tls_ca_cert: Option<String>,
     /// `-t`: check the configuration and exit.
     pub test_config: bool,
     pub shards: Option<usize>,
@@ -64,10 +70,7 @@ struct Flag {
     kind: Kind,
 }
 
-const TLS_MISSING: &str =
-    "TLS is not supported by natrix yet; it will not serve plaintext in its place";
-const HTTPS_MISSING: &str =
-    "HTTPS monitoring needs TLS, which natrix does not support yet (use -m for http)";
+const HTTPS_MISSING: &str = "HTTPS monitoring is not supported by natrix yet (use -m for http)";
 const SYSLOG_MISSING: &str =
     "syslog is not supported by natrix yet (log to stderr, or to a file with -l FILE)";
 
@@ -234,12 +237,33 @@ const FLAGS: &[Flag] = &[
         }),
     },
     Flag {
-        names: &["tls", "tlsverify"],
-        kind: Kind::Refused(TLS_MISSING),
+        names: &["tls"],
+        kind: Kind::Bool(|c, b| c.tls = Some(b)),
     },
     Flag {
-        names: &["tlscert", "tlskey", "tlscacert"],
-        kind: Kind::Refused(TLS_MISSING),
+        names: &["tlsverify"],
+        kind: Kind::Bool(|c, b| c.tls_verify = b),
+    },
+    Flag {
+        names: &["tlscert"],
+        kind: Kind::Value(|c, v, _| {
+            c.tls_cert = Some(v.into());
+            Ok(())
+        }),
+    },
+    Flag {
+        names: &["tlskey"],
+        kind: Kind::Value(|c, v, _| {
+            c.tls_key = Some(v.into());
+            Ok(())
+        }),
+    },
+    Flag {
+        names: &["tlscacert"],
+        kind: Kind::Value(|c, v, _| {
+            c.tls_ca_cert = Some(v.into());
+            Ok(())
+        }),
     },
     Flag {
         names: &["routes"],
@@ -313,7 +337,7 @@ Server Options:
         --server_name <server_name>  Server name (default: auto)
     -P, --pid <file>                 File to store PID
     -m, --http_port <port>           Use port for http monitoring (-1 for random)
-    -ms,--https_port <port>          Use port for https monitoring (refused: no TLS yet)
+    -ms,--https_port <port>          Use port for https monitoring (refused: not supported yet)
     -c, --config <file>              Configuration file
     -t                               Test configuration and exit
     -sl,--signal <signal>[=<pid>]    Send signal to natrix process (ldm, stop, quit, term, reopen, reload)
@@ -344,7 +368,7 @@ Authorization Options:
         --pass <password>            Password required for connections
         --auth <token>               Authorization token required for connections
 
-TLS Options (refused: natrix does not support TLS yet):
+TLS Options:
         --tls                        Enable TLS, do not verify clients (default: false)
         --tlscert <file>             Server certificate file
         --tlskey <file>              Private key for server certificate
@@ -370,9 +394,16 @@ Common Options:
 ";
 
 pub const TLS_USAGE: &str = "\
-natrix does not support TLS yet: a tls block in the configuration file and the
---tls, --tlscert, --tlskey, --tlscacert and --tlsverify flags stop the server at start,
-so that it never serves plaintext where TLS was asked for.
+TLS Options:
+        --tls                        Enable TLS, do not verify clients (default: false)
+        --tlscert <file>             Server certificate file
+        --tlskey <file>              Private key for server certificate
+        --tlsverify                  Enable TLS, verify client certificates
+        --tlscacert <file>           Client certificate CA for verification
+
+Any of these flags (unless --tls=false) replaces the configuration file's tls block;
+--tlscert and --tlskey are then required. The tls block also takes verify_and_map,
+timeout (seconds) and handshake_first, and cluster { tls { ... } } secures routes.
 ";
 
 /// Reads `args` (the program name first) as nats-server would.
@@ -460,6 +491,7 @@ impl Cli {
             opts.client_advertise = Some(a.clone());
         }
         self.apply_auth(opts);
+        self.apply_tls(opts)?;
         self.apply_jetstream(opts);
         self.apply_cluster(opts)?;
         self.apply_logging(opts);
@@ -505,6 +537,40 @@ impl Cli {
         if let (Some(js), Some(dir)) = (opts.jetstream.as_mut(), &self.store_dir) {
             js.store_dir = Some(dir.clone());
         }
+    }
+
+    /// Any TLS flag (unless `--tls=false`) replaces the config's tls block, and then
+    /// a certificate and key must be given, as nats-server has it.
+    fn apply_tls(&self, opts: &mut Options) -> Result<(), String> {
+        let any = self.tls.is_some()
+            || self.tls_verify
+            || self.tls_cert.is_some()
+            || self.tls_key.is_some()
+            || self.tls_ca_cert.is_some();
+        if !any || self.tls == Some(false) {
+            return Ok(());
+        }
+        let cert_file = self
+            .tls_cert
+            .clone()
+            .ok_or("TLS Server certificate must be present and valid")?;
+        let key_file = self
+            .tls_key
+            .clone()
+            .ok_or("TLS Server private key must be present and valid")?;
+        let previous = opts.tls.take().unwrap_or_default();
+        let tls = TlsConfig {
+            cert_file,
+            key_file,
+            ca_file: self.tls_ca_cert.clone(),
+            verify: self.tls_verify,
+            map: false,
+            timeout_ms: previous.timeout_ms,
+            handshake_first: false,
+        };
+        crate::tls::config::check(&tls)?;
+        opts.tls = Some(tls);
+        Ok(())
     }
 
     fn apply_auth(&self, opts: &mut Options) {
@@ -662,12 +728,9 @@ mod tests {
             try_parse(&["foo"]).unwrap_err(),
             "unrecognized command: \"foo\""
         );
-        assert!(try_parse(&["--tlscert=a.pem"])
-            .unwrap_err()
-            .starts_with("--tlscert: TLS is not supported"));
         assert!(try_parse(&["-ms", "8443"])
             .unwrap_err()
-            .starts_with("-ms: HTTPS monitoring needs TLS"));
+            .starts_with("-ms: HTTPS monitoring is not supported"));
         assert!(try_parse(&["-s"]).unwrap_err().starts_with("-s: syslog"));
     }
 

@@ -16,6 +16,7 @@
 //! - `net`: socket plumbing shared by client and route connections.
 //! - `monitor`: the HTTP monitoring endpoints.
 //! - `timefmt`: wall-clock formatting for logs and JSON.
+//! - `tls`: TLS for clients and routes (rustls).
 
 pub mod cli;
 pub mod conf;
@@ -31,3 +32,4 @@ pub mod server;
 pub mod subject;
 pub mod sublist;
 pub mod timefmt;
+pub mod tls;

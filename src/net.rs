@@ -2,7 +2,7 @@
 //! written by two tasks of the same shard, and an outbound buffer that producers
 //! append to and one writer task drains (and that a stalled producer may wait on).
 
-use glommio::net::TcpStream;
+use crate::tls::Stream;
 use natrix_shards::{Notify, WaitSet};
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -11,7 +11,7 @@ use std::os::unix::io::AsRawFd;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 
-pub type SharedStream = Rc<RefCell<TcpStream>>;
+pub type SharedStream = Rc<RefCell<Stream>>;
 
 /// A writer's spare buffer larger than this is released after use.
 const WRITE_BUFFER_KEEP_BYTES: usize = 1 << 20;
@@ -46,7 +46,7 @@ pub async fn write_all_reporting(
         buf = &buf[n..];
         left(buf.len());
     }
-    Ok(())
+    poll_fn(|cx| stream.borrow_mut().poll_flush_tls(cx)).await
 }
 
 /// A listener every shard may bind (SO_REUSEPORT, as glommio's own `bind`), with
@@ -170,7 +170,7 @@ pub struct Outbound {
     /// Woken whenever the backlog shrinks (a write made progress, or it was dropped).
     drained: WaitSet,
     closing: Cell<bool>,
-    stream: RefCell<Weak<RefCell<TcpStream>>>,
+    stream: RefCell<Weak<RefCell<Stream>>>,
 }
 
 impl Outbound {

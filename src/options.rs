@@ -11,6 +11,7 @@ mod cluster;
 mod convert;
 mod jetstream;
 mod listen;
+mod tls;
 
 use std::path::Path;
 
@@ -18,6 +19,7 @@ pub use accounts::{AccountConfig, AccountJsLimits};
 pub use auth::{Authorization, Permissions, ResponsePermission, SubjectPermission, UserConfig};
 pub use cluster::ClusterConfig;
 pub use jetstream::JetStreamConfig;
+pub use tls::{TlsConfig, DEFAULT_TLS_TIMEOUT_MS};
 
 use crate::conf::{self, ConfError, Item, Map};
 use convert::{
@@ -57,7 +59,6 @@ const REFUSED_TOP_LEVEL: &[&str] = &[
     "websocket",
     "ws",
     "mqtt",
-    "tls",
     "https",
     "https_port",
     "http_base_path",
@@ -149,6 +150,8 @@ pub struct Options {
     /// `system_account`; if absent and an account named `$SYS` is configured, that one.
     pub system_account: Option<String>,
     pub no_auth_user: Option<String>,
+    /// The top-level tls block: TLS for clients (and HTTPS monitoring).
+    pub tls: Option<TlsConfig>,
     pub cluster: Option<ClusterConfig>,
     pub jetstream: Option<JetStreamConfig>,
     /// `ports_file_dir`: where to write `<exe>_<pid>.ports` once listening.
@@ -192,6 +195,7 @@ impl Default for Options {
             accounts: Vec::new(),
             system_account: None,
             no_auth_user: None,
+            tls: None,
             cluster: None,
             jetstream: None,
             ports_file_dir: None,
@@ -367,6 +371,7 @@ impl<'a> Reader<'a> {
             }
             "system_account" | "system" => self.opts.system_account = Some(string(key, item)?),
             "no_auth_user" => self.opts.no_auth_user = Some(string(key, item)?),
+            "tls" => self.opts.tls = Some(tls::parse_tls("tls", key, item, &mut self.notes)?),
             _ => return Ok(false),
         }
         Ok(true)

@@ -93,10 +93,6 @@ fn refused(dir: &std::path::Path, text: &str) -> String {
 fn features_natrix_lacks_refuse_to_start() {
     let dir = temp_dir("unsupported");
     let cases = [
-        (
-            "port: -1\nauthorization {\n  users: [ { nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4 } ]\n}\n",
-            "server.conf:3:14: users.nkey is not supported by natrix yet",
-        ),
         ("port: -1\noperator: \"./op.jwt\"\n", "server.conf:2:1: operator is not supported by natrix yet"),
         ("port: -1\nresolver: MEMORY\n", "server.conf:2:1: resolver is not supported by natrix yet"),
         (
@@ -105,11 +101,11 @@ fn features_natrix_lacks_refuse_to_start() {
         ),
         (
             "port: -1\ntls {\n  cert_file: \"./cert.pem\"\n}\n",
-            "server.conf:2:1: tls is not supported by natrix yet",
+            "server.conf:2:1: missing 'key_file' in TLS configuration",
         ),
         (
             "port: -1\ncluster {\n  port: -1\n  tls { cert_file: \"./c.pem\" }\n}\n",
-            "server.conf:4:3: cluster.tls is not supported by natrix yet",
+            "server.conf:4:3: missing 'key_file' in TLS configuration",
         ),
         ("port: -1\nleafnodes { port: 7422 }\n", "server.conf:2:1: leafnodes is not supported by natrix yet"),
         ("port: -1\nwebsocket { port: 8080 }\n", "server.conf:2:1: websocket is not supported by natrix yet"),
@@ -223,36 +219,32 @@ fn test_flag_checks_the_config_and_exits() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// TLS, HTTPS monitoring and syslog flags stop the server, naming the flag as typed;
-/// so does a bad value or an unknown flag.
+/// TLS flags without a certificate and key stop the server with nats-server's words;
+/// HTTPS monitoring and syslog flags stop it naming the flag as typed; so does a bad
+/// value or an unknown flag.
 #[test]
 fn refused_flags_name_what_was_typed() {
     let dir = temp_dir("refused-flags");
     let cases: &[(&[&str], &str)] = &[
         (
             &["--tls"],
-            "natrix: --tls: TLS is not supported by natrix yet",
+            "natrix: TLS Server certificate must be present and valid",
         ),
         (
             &["-tlscert=cert.pem"],
-            "natrix: -tlscert: TLS is not supported by natrix yet",
+            "natrix: TLS Server private key must be present and valid",
         ),
         (
-            &["--tlskey", "key.pem"],
-            "natrix: --tlskey: TLS is not supported",
+            &["--tlskey", "key.pem", "--tlsverify"],
+            "natrix: TLS Server certificate must be present and valid",
         ),
         (
-            &["--tlscacert", "ca.pem"],
-            "natrix: --tlscacert: TLS is not supported",
+            &["-ms", "8443"],
+            "natrix: -ms: HTTPS monitoring is not supported",
         ),
-        (
-            &["--tlsverify"],
-            "natrix: --tlsverify: TLS is not supported",
-        ),
-        (&["-ms", "8443"], "natrix: -ms: HTTPS monitoring needs TLS"),
         (
             &["--https_port=8443"],
-            "natrix: --https_port: HTTPS monitoring needs TLS",
+            "natrix: --https_port: HTTPS monitoring is not supported",
         ),
         (&["-s"], "natrix: -s: syslog is not supported by natrix yet"),
         (

@@ -139,7 +139,7 @@ impl Conn {
             .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
             .map_err(|e| e.to_string())?;
         let mut conn = Conn {
-            stream: Rc::new(RefCell::new(stream)),
+            stream: Rc::new(RefCell::new(natrix::tls::Stream::Plain(stream))),
             reader: Reader::new(read_buffer),
             info: ServerInfo::default(),
         };

@@ -71,7 +71,7 @@ pub fn run(flags: &Flags) -> Result<u64, String> {
 
 async fn discard(stream: TcpStream, counter: Arc<AtomicU64>) {
     let _ = stream.set_nodelay(true);
-    let stream = Rc::new(RefCell::new(stream));
+    let stream = Rc::new(RefCell::new(natrix::tls::Stream::Plain(stream)));
     let info = "INFO {\"server_id\":\"NATRIXBENCHSINK\",\"server_name\":\"natrix-bench-sink\",\
                 \"version\":\"sink\",\"proto\":1,\"headers\":true,\"max_payload\":67108864}\r\n";
     if crate::conn::write_all(&stream, info.as_bytes())

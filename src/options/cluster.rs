@@ -5,6 +5,7 @@ use super::convert::{
     boolean, bounded, duration_ms, integer, invalid, map, port, string, string_list, Notes, Result,
 };
 use super::listen::host_port;
+use super::tls::{parse_tls, TlsConfig};
 use crate::conf::Item;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,7 @@ pub struct ClusterConfig {
     pub no_advertise: bool,
     pub connect_retries: u32,
     pub authorization: Option<Authorization>,
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ClusterConfig {
@@ -36,6 +38,7 @@ impl Default for ClusterConfig {
             no_advertise: false,
             connect_retries: 0,
             authorization: None,
+            tls: None,
         }
     }
 }
@@ -68,7 +71,7 @@ pub(crate) fn parse_cluster(key: &str, item: &Item, notes: &mut Notes) -> Result
                 duration_ms(k, v, &mut notes.warnings)?;
                 notes.ignored(format!("cluster.{k}"), v);
             }
-            "tls" => notes.unsupported(format!("cluster.{k}"), v),
+            "tls" => cluster.tls = Some(route_tls(k, v, notes)?),
             "connect_backoff" | "accounts" | "compression" | "ping_max" | "write_timeout" => {
                 notes.ignored(format!("cluster.{k}"), v)
             }
@@ -129,4 +132,16 @@ fn cluster_authorization(key: &str, item: &Item, notes: &mut Notes) -> Result<Au
         ));
     }
     Ok(auth)
+}
+
+/// Routes always check each other's certificates, so the CA must be given.
+fn route_tls(key: &str, item: &Item, notes: &mut Notes) -> Result<TlsConfig> {
+    let tls = parse_tls("cluster.tls", key, item, notes)?;
+    if tls.ca_file.is_none() {
+        return Err(invalid(
+            item,
+            "cluster tls requires a 'ca_file': routes verify each other's certificates",
+        ));
+    }
+    Ok(tls)
 }

@@ -149,7 +149,7 @@ fn unknown_keys_are_errors_and_variables_are_not_unknown() {
 
 #[test]
 fn features_natrix_lacks_are_refused_with_their_place() {
-    let e = opts_err("port: 1\nleafnodes { port: 7422 }\ngateway { name: g }\nwebsocket { port: 8080 }\nmqtt { port: 1883 }\ntls { cert_file: x }\ncluster { tls { } }\noperator: /op.jwt\nresolver: MEMORY\nresolver_preload: {}");
+    let e = opts_err("port: 1\nleafnodes { port: 7422 }\ngateway { name: g }\nwebsocket { port: 8080 }\nmqtt { port: 1883 }\noperator: /op.jwt\nresolver: MEMORY\nresolver_preload: {}");
     let text = e.to_string();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
@@ -159,11 +159,9 @@ fn features_natrix_lacks_are_refused_with_their_place() {
             "opts.conf:3:1: gateway is not supported by natrix yet",
             "opts.conf:4:1: websocket is not supported by natrix yet",
             "opts.conf:5:1: mqtt is not supported by natrix yet",
-            "opts.conf:6:1: tls is not supported by natrix yet",
-            "opts.conf:7:11: cluster.tls is not supported by natrix yet",
-            "opts.conf:8:1: operator is not supported by natrix yet",
-            "opts.conf:9:1: resolver is not supported by natrix yet",
-            "opts.conf:10:1: resolver_preload is not supported by natrix yet",
+            "opts.conf:6:1: operator is not supported by natrix yet",
+            "opts.conf:7:1: resolver is not supported by natrix yet",
+            "opts.conf:8:1: resolver_preload is not supported by natrix yet",
         ]
     );
 }
@@ -404,4 +402,67 @@ fn load_reads_a_file() {
     std::fs::write(&path, "port: [\n").unwrap();
     let e = Options::load(&path).unwrap_err();
     assert_eq!((e.pos.line, e.pos.col), (1, 7));
+}
+
+/// A self-signed certificate and key in a temporary directory.
+fn cert_files() -> (tempfile::TempDir, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let s = |p: std::path::PathBuf| p.display().to_string();
+    (dir, s(cert), s(key))
+}
+
+#[test]
+fn tls_blocks_read_as_nats_server_reads_them() {
+    let (_dir, cert, key) = cert_files();
+    let o = opts(&format!(
+        "tls {{\n cert_file: {cert:?}\n key_file: {key:?}\n ca_file: {cert:?}\n verify_and_map: true\n timeout: 0.5\n handshake_first: true\n}}\ncluster {{ tls {{ cert_file: {cert:?}, key_file: {key:?}, ca_file: {cert:?}, timeout: \"3s\" }} }}"
+    ));
+    let tls = o.tls.unwrap();
+    assert!(tls.verify && tls.map && tls.handshake_first);
+    assert_eq!(tls.timeout_ms, 500);
+    assert_eq!(tls.ca_file.as_deref(), Some(cert.as_str()));
+    assert_eq!(o.cluster.unwrap().tls.unwrap().timeout_ms, 3000);
+    let o = opts(&format!("tls {{ cert_file: {cert:?}, key_file: {key:?} }}"));
+    assert_eq!(o.tls.unwrap().timeout_ms, DEFAULT_TLS_TIMEOUT_MS);
+}
+
+#[test]
+fn bad_tls_blocks_stop_with_their_place() {
+    let (_dir, cert, key) = cert_files();
+    let err = |text: String| opts_err(&text).to_string();
+    assert_eq!(
+        err(format!("port: 1\ntls {{ key_file: {key:?} }}")),
+        "opts.conf:2:1: missing 'cert_file' in TLS configuration"
+    );
+    assert_eq!(
+        err(format!(
+            "tls {{ cert_file: {cert:?}, key_file: {key:?}, verify: true }}"
+        )),
+        "opts.conf:1:1: 'verify' requires a 'ca_file' to check client certificates"
+    );
+    assert_eq!(
+        err(format!(
+            "tls {{ cert_file: {cert:?}, key_file: {key:?}, ca_file: {key:?} }}"
+        )),
+        "opts.conf:1:1: failed to parse root ca certificate"
+    );
+    assert_eq!(
+        err(format!(
+            "cluster {{ tls {{ cert_file: {cert:?}, key_file: {key:?} }} }}"
+        )),
+        "opts.conf:1:11: cluster tls requires a 'ca_file': routes verify each other's certificates"
+    );
+    let refused = err(format!(
+        "tls {{ cert_file: {cert:?}, key_file: {key:?}, cipher_suites: [x] }}"
+    ));
+    assert!(refused.starts_with("opts.conf:1:"), "{refused}");
+    assert!(
+        refused.ends_with(": tls.cipher_suites is not supported by natrix yet"),
+        "{refused}"
+    );
 }

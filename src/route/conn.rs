@@ -338,6 +338,10 @@ pub fn info_json(shard: &Shard, routes: &Routes) -> String {
         "jetstream": false,
         "natrix_pool": true,
     });
+    if routes.tls {
+        info["tls_required"] = true.into();
+        info["tls_verify"] = true.into();
+    }
     if let Some(node) = server.raft_node {
         info["natrix_raft"] = true.into();
         info["natrix_node"] = node.into();
@@ -357,7 +361,7 @@ pub fn connect_json(
         "pedantic": false,
         "user": target.user.clone().or_else(|| routes.user.clone()).unwrap_or_default(),
         "pass": target.pass.clone().or_else(|| routes.pass.clone()).unwrap_or_default(),
-        "tls_required": false,
+        "tls_required": routes.tls,
         "headers": true,
         "name": id,
         "cluster": *routes.cluster_name.borrow(),
@@ -386,6 +390,10 @@ pub async fn serve(
         return Outcome::Closed { remote_id: None };
     };
     let _ = stream.set_nodelay(true);
+    let dialed = target.as_ref().map(|t| t.host_port.as_str());
+    let Some(stream) = super::secure::secure(&shard.server, stream, dialed, addr).await else {
+        return Outcome::Closed { remote_id: None };
+    };
     let route = Route::new(routes.next_rid(), addr, target.is_some(), configured);
     *route.dialed.borrow_mut() = target.as_ref().map(|t| t.host_port.clone());
     routes.add_conn(&route);

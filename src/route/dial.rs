@@ -53,7 +53,7 @@ fn dial_error(addr: SocketAddr, e: &io::Error) -> String {
 }
 
 /// The system's words for `e`, lower case and without Rust's `(os error N)`.
-fn os_text(e: &io::Error) -> String {
+pub(crate) fn os_text(e: &io::Error) -> String {
     let text = e.to_string();
     let text = match text.find(" (os error ") {
         Some(at) => &text[..at],

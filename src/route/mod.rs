@@ -9,6 +9,7 @@ pub mod conn;
 pub mod dial;
 pub mod pool;
 pub mod proto;
+pub mod secure;
 pub mod urls;
 
 use crate::server::shard::{InterestKey, Shard};
@@ -51,6 +52,8 @@ pub struct Routes {
     pub own_client_urls: Vec<String>,
     pub user: Option<String>,
     pub pass: Option<String>,
+    /// Routes run over TLS (`cluster { tls {} }`).
+    pub tls: bool,
     conns: RefCell<AHashMap<u64, Rc<Route>>>,
     registered: RefCell<AHashMap<String, Rc<Route>>>,
     /// What the routes have been told: this server's client interest per key.
@@ -81,6 +84,7 @@ impl Routes {
             own_client_urls: urls::client_urls(server),
             user: auth.and_then(|a| a.user.clone()),
             pass: auth.and_then(|a| a.password.clone()),
+            tls: cluster.tls.is_some(),
             conns: RefCell::default(),
             registered: RefCell::default(),
             announced: RefCell::default(),

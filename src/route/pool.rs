@@ -84,6 +84,10 @@ async fn run(shard: Rc<Shard>, slot: u8, host_port: String, connect: String) {
     let Ok(addr) = stream.peer_addr() else {
         return fail(&shard, slot, None);
     };
+    let Some(stream) = super::secure::secure(&shard.server, stream, Some(&host_port), addr).await
+    else {
+        return fail(&shard, slot, None);
+    };
     let conn = Route::new(0, addr, true, false);
     let stream: SharedStream = Rc::new(RefCell::new(stream));
     let writer = conn.start_writer(&stream);

@@ -4,6 +4,7 @@
 
 use crate::options::{Options, Permissions, UserConfig};
 use crate::server::accounts::{AccountId, Accounts};
+use crate::tls::map::{dn_matches, CertNames};
 use ahash::AHashMap;
 use std::sync::Arc;
 
@@ -166,6 +167,22 @@ impl Auth {
         if !password_matches(entry.password.as_deref(), creds.pass.unwrap_or("")) {
             return None;
         }
+        self.login_as(name)
+    }
+
+    /// `verify_and_map`: the user the client certificate names, as nats-server
+    /// finds it (its names as they are, then its subject as a DN in any order).
+    pub fn login_mapped(&self, cert: &CertNames) -> Option<Login> {
+        if self.users.is_empty() {
+            return self.login(&Credentials::default());
+        }
+        if let Some(name) = cert.candidates.iter().find(|n| self.users.contains_key(*n)) {
+            return self.login_as(name);
+        }
+        let name = self
+            .users
+            .keys()
+            .find(|name| dn_matches(name, &cert.subject))?;
         self.login_as(name)
     }
 

@@ -8,9 +8,11 @@ use crate::server::accounts::AccountId;
 use crate::server::auth::{Credentials, Login};
 use crate::server::interest::{Interest, Subscription};
 use crate::server::responses::ReplyGrants;
+use crate::server::secure::{secure, Secured};
 use crate::server::shard::{Msg, Shard};
 use crate::server::stall::{self, Stall};
 use crate::subject;
+use crate::tls::Stream;
 use ahash::AHashMap;
 use bytes::Bytes;
 use glommio::net::TcpStream;
@@ -115,6 +117,8 @@ pub struct Client {
     crossed: Cell<u64>,
     /// Replies it may publish though its permissions deny them (`allow_responses`).
     replies: RefCell<Option<ReplyGrants>>,
+    /// With `verify_and_map`, the names its certificate offers; the user is one.
+    cert_names: Option<crate::tls::map::CertNames>,
 }
 
 impl Client {
@@ -339,11 +343,23 @@ fn drop_interest(shard: &Shard, account: AccountId, sub: &Rc<Subscription>) {
 struct Closed;
 
 /// Serves one accepted connection until it ends.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    let Ok(addr) = stream.peer_addr() else { return };
-    let _ = stream.set_nodelay(true);
+pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
+    let Ok(addr) = tcp.peer_addr() else { return };
+    let _ = tcp.set_nodelay(true);
     let server = shard.server.clone();
     let cid = server.next_cid();
+    let info = server.info_line(cid, addr.ip(), &shard.connect_urls.borrow());
+    let secured = match server.tls().client.clone() {
+        None => Secured {
+            stream: Stream::Plain(tcp),
+            info_sent: false,
+            cert_names: None,
+        },
+        Some(tls) => match secure(tcp, &tls, info.as_bytes(), addr, cid).await {
+            Some(s) => s,
+            None => return,
+        },
+    };
     let now = Instant::now();
     let client = Rc::new(Client {
         cid,
@@ -370,19 +386,18 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         stall: Stall::default(),
         crossed: Cell::new(0),
         replies: RefCell::new(None),
+        cert_names: secured.cert_names,
     });
-    let stream: SharedStream = Rc::new(RefCell::new(stream));
+    let stream: SharedStream = Rc::new(RefCell::new(secured.stream));
     client.out.attach(&stream);
     let _ = stream
         .borrow()
         .set_write_timeout(Some(std::time::Duration::from_millis(
             server.opts.write_deadline_ms.max(1),
         )));
-    client.send_raw(
-        server
-            .info_line(cid, addr.ip(), &shard.connect_urls.borrow())
-            .as_bytes(),
-    );
+    if !secured.info_sent {
+        client.send_raw(info.as_bytes());
+    }
     let writer = glommio::spawn_local(write_loop(shard.clone(), client.clone(), stream.clone()));
     if !server.connection_opened() {
         client.send_err("maximum connections exceeded");
@@ -561,7 +576,7 @@ async fn connect(shard: &Rc<Shard>, client: &Rc<Client>, json: &[u8]) -> Result<
             return Err(Closed);
         }
     };
-    let Some(login) = login(shard, &info).await else {
+    let Some(login) = login(shard, client, &info).await else {
         warn!(
             "{} - cid:{} - authentication error",
             client.addr, client.cid
@@ -587,8 +602,11 @@ async fn connect(shard: &Rc<Shard>, client: &Rc<Client>, json: &[u8]) -> Result<
     Ok(())
 }
 
-async fn login(shard: &Shard, info: &ConnectInfo) -> Option<Login> {
+async fn login(shard: &Shard, client: &Client, info: &ConnectInfo) -> Option<Login> {
     let server = shard.server.clone();
+    if let Some(names) = &client.cert_names {
+        return server.auth().login_mapped(names);
+    }
     let creds = Credentials {
         user: info.user.as_deref(),
         pass: info.pass.as_deref(),

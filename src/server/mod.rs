@@ -4,6 +4,7 @@
 //! Module map:
 //! - `accounts`, `auth`: the account registry and logins.
 //! - `client`: one client connection (reader, writer, operations).
+//! - `secure`: the TLS step of a client connection.
 //! - `interest`, `shard`, `link`: per-shard subscriptions, routing, and the queues
 //!   between shards (the same model as routes between servers).
 //! - `stats`: counters and cross-shard reports for monitoring.
@@ -24,6 +25,7 @@ pub mod panic;
 pub mod ports;
 pub mod reload;
 pub mod responses;
+pub mod secure;
 pub mod shard;
 pub mod stall;
 pub mod start;
@@ -51,6 +53,8 @@ pub struct Server {
     pub accounts: Accounts,
     /// Swapped whole on reload; read only when a client logs in, never per message.
     auth: std::sync::RwLock<std::sync::Arc<Auth>>,
+    /// TLS for new connections; swapped whole on reload.
+    tls: std::sync::RwLock<std::sync::Arc<crate::tls::Contexts>>,
     /// Requests from signals (lame duck, reload), polled by the shards.
     pub control: Control,
     pub start: SystemTime,
@@ -89,6 +93,7 @@ impl Server {
         );
         let accounts = Accounts::from_options(&opts);
         let auth = Auth::from_options(&opts, &accounts)?;
+        let tls = crate::tls::Contexts::from_options(&opts)?;
         crate::jetstream::check_cluster_options(&opts)?;
         let raft_node = (opts.jetstream.is_some() && opts.cluster.is_some())
             .then(|| {
@@ -107,6 +112,7 @@ impl Server {
             name,
             accounts,
             auth: std::sync::RwLock::new(std::sync::Arc::new(auth)),
+            tls: std::sync::RwLock::new(std::sync::Arc::new(tls)),
             control: Control::default(),
             start: SystemTime::now(),
             start_instant: Instant::now(),
@@ -134,6 +140,14 @@ impl Server {
 
     pub fn replace_auth(&self, auth: Auth) {
         *self.auth.write().expect("auth lock") = std::sync::Arc::new(auth);
+    }
+
+    pub fn tls(&self) -> std::sync::Arc<crate::tls::Contexts> {
+        self.tls.read().expect("tls lock").clone()
+    }
+
+    pub fn replace_tls(&self, tls: crate::tls::Contexts) {
+        *self.tls.write().expect("tls lock") = std::sync::Arc::new(tls);
     }
 
     pub fn next_cid(&self) -> u64 {
@@ -187,6 +201,12 @@ impl Server {
         }
         if self.jetstream_api() {
             info["jetstream"] = true.into();
+        }
+        if let Some(tls) = &self.opts.tls {
+            info["tls_required"] = true.into();
+            if tls.verify {
+                info["tls_verify"] = true.into();
+            }
         }
         let no_advertise = self.opts.cluster.as_ref().is_some_and(|c| c.no_advertise);
         if !connect_urls.is_empty() && !no_advertise {

@@ -1,6 +1,8 @@
 //! Starting real natrix servers for integration tests, and stopping them.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -196,6 +198,10 @@ impl TestServer {
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return Err(format!("exited with {status}:\n{}", self.log()));
+            }
+            // A server whose clients handshake TLS first sends no INFO in plain text.
+            if self.log().contains("Server is ready") {
+                return Ok(());
             }
             if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let mut line = String::new();
