@@ -97,3 +97,55 @@ fn nats_server_answers_the_same() {
         .start();
     assert_eq!(scenario(&server), expected());
 }
+
+/// nkey users: the client signs INFO's nonce with its seed; a key the server
+/// does not know, or a bad signature, is an Authorization Violation. Checked
+/// against nats-server 2.9.10 too when it is installed.
+#[tokio::test]
+async fn nkey_users_sign_the_nonce() {
+    let user = nkeys::KeyPair::new_user();
+    let stranger = nkeys::KeyPair::new_user();
+    let config = format!(
+        "listen: 127.0.0.1:{{port}}\nauthorization {{ users: [ {{ nkey: {} }} ] }}\n",
+        user.public_key()
+    );
+    let mut servers = vec![TestServer::with_shards(2).config(&config).start()];
+    if std::process::Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        servers.push(
+            TestServer::with_shards(1)
+                .binary("nats-server")
+                .config(&config)
+                .start(),
+        );
+    }
+    for server in &servers {
+        let nc = async_nats::ConnectOptions::with_nkey(user.seed().unwrap())
+            .connect(server.url())
+            .await
+            .expect("the configured nkey logs in");
+        nc.flush().await.unwrap();
+        let refused =
+            async_nats::ConnectOptions::with_nkey(stranger.seed().unwrap()).connect(server.url());
+        let refused = tokio::time::timeout(std::time::Duration::from_secs(5), refused).await;
+        assert!(!matches!(refused, Ok(Ok(_))), "an unknown nkey is refused");
+        // A raw CONNECT with the right key and a bad signature.
+        let mut raw = Raw::connect(server.port);
+        assert!(
+            raw.info["nonce"].as_str().is_some_and(|n| !n.is_empty()),
+            "{}",
+            raw.info
+        );
+        raw.send(
+            format!(
+                "CONNECT {{\"verbose\":false,\"nkey\":\"{}\",\"sig\":\"AAAA\"}}\r\nPING\r\n",
+                user.public_key()
+            )
+            .as_bytes(),
+        );
+        assert_eq!(raw.line(), "-ERR 'Authorization Violation'");
+    }
+}

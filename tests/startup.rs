@@ -93,8 +93,14 @@ fn refused(dir: &std::path::Path, text: &str) -> String {
 fn features_natrix_lacks_refuse_to_start() {
     let dir = temp_dir("unsupported");
     let cases = [
-        ("port: -1\noperator: \"./op.jwt\"\n", "server.conf:2:1: operator is not supported by natrix yet"),
-        ("port: -1\nresolver: MEMORY\n", "server.conf:2:1: resolver is not supported by natrix yet"),
+        (
+            "port: -1\noperator: \"./op.jwt\"\n",
+            "server.conf:2:1: operator is not supported by natrix yet",
+        ),
+        (
+            "port: -1\nresolver: MEMORY\n",
+            "server.conf:2:1: resolver is not supported by natrix yet",
+        ),
         (
             "port: -1\nresolver_preload: { ACC: jwt }\n",
             "server.conf:2:1: resolver_preload is not supported by natrix yet",
@@ -107,10 +113,22 @@ fn features_natrix_lacks_refuse_to_start() {
             "port: -1\ncluster {\n  port: -1\n  tls { cert_file: \"./c.pem\" }\n}\n",
             "server.conf:4:3: missing 'key_file' in TLS configuration",
         ),
-        ("port: -1\nleafnodes { port: 7422 }\n", "server.conf:2:1: leafnodes is not supported by natrix yet"),
-        ("port: -1\nwebsocket { port: 8080 }\n", "server.conf:2:1: websocket is not supported by natrix yet"),
-        ("port: -1\nmqtt { port: 1883 }\n", "server.conf:2:1: mqtt is not supported by natrix yet"),
-        ("port: -1\ngateway { name: A }\n", "server.conf:2:1: gateway is not supported by natrix yet"),
+        (
+            "port: -1\nleafnodes { port: 7422 }\n",
+            "server.conf:2:1: leafnodes is not supported by natrix yet",
+        ),
+        (
+            "port: -1\nwebsocket { port: 8080 }\n",
+            "server.conf:2:1: websocket is not supported by natrix yet",
+        ),
+        (
+            "port: -1\nmqtt { port: 1883 }\n",
+            "server.conf:2:1: mqtt is not supported by natrix yet",
+        ),
+        (
+            "port: -1\ngateway { name: A }\n",
+            "server.conf:2:1: gateway is not supported by natrix yet",
+        ),
     ];
     for (text, expected) in cases {
         let stderr = refused(&dir, text);

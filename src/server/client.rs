@@ -39,6 +39,9 @@ pub struct ConnectInfo {
     pub user: Option<String>,
     pub pass: Option<String>,
     pub auth_token: Option<String>,
+    /// An nkey user's public key, and its signature of INFO's nonce.
+    pub nkey: Option<String>,
+    pub sig: Option<String>,
 }
 
 impl Default for ConnectInfo {
@@ -56,6 +59,8 @@ impl Default for ConnectInfo {
             user: None,
             pass: None,
             auth_token: None,
+            nkey: None,
+            sig: None,
         }
     }
 }
@@ -84,6 +89,8 @@ impl ConnectInfo {
             user: text("user"),
             pass: text("pass"),
             auth_token: text("auth_token"),
+            nkey: text("nkey"),
+            sig: text("sig"),
         })
     }
 }
@@ -119,6 +126,8 @@ pub struct Client {
     replies: RefCell<Option<ReplyGrants>>,
     /// With `verify_and_map`, the names its certificate offers; the user is one.
     cert_names: Option<crate::tls::map::CertNames>,
+    /// What its INFO asked it to sign, when nkey users may log in.
+    nonce: Option<String>,
 }
 
 impl Client {
@@ -348,7 +357,16 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
     let _ = tcp.set_nodelay(true);
     let server = shard.server.clone();
     let cid = server.next_cid();
-    let info = server.info_line(cid, addr.ip(), &shard.connect_urls.borrow());
+    let nonce = server
+        .auth()
+        .wants_nonce()
+        .then(crate::server::auth::new_nonce);
+    let info = server.info_line(
+        cid,
+        addr.ip(),
+        &shard.connect_urls.borrow(),
+        nonce.as_deref(),
+    );
     let secured = match server.tls().client.clone() {
         None => Secured {
             stream: Stream::Plain(tcp),
@@ -387,6 +405,7 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
         crossed: Cell::new(0),
         replies: RefCell::new(None),
         cert_names: secured.cert_names,
+        nonce,
     });
     let stream: SharedStream = Rc::new(RefCell::new(secured.stream));
     client.out.attach(&stream);
@@ -611,7 +630,9 @@ async fn login(shard: &Shard, client: &Client, info: &ConnectInfo) -> Option<Log
         user: info.user.as_deref(),
         pass: info.pass.as_deref(),
         token: info.auth_token.as_deref(),
-        ..Credentials::default()
+        nkey: info.nkey.as_deref(),
+        sig: info.sig.as_deref(),
+        nonce: client.nonce.as_deref().unwrap_or_default().as_bytes(),
     };
     let auth = server.auth();
     if !auth.is_slow(&creds) {
@@ -770,7 +791,7 @@ pub fn connect_urls_changed(shard: &Shard, urls: Arc<Vec<String>>) {
     let clients: Vec<Rc<Client>> = shard.clients.borrow().values().cloned().collect();
     for c in clients {
         if c.connected.get() && c.info.borrow().protocol >= 1 {
-            let line = shard.server.info_line(c.cid, c.addr.ip(), &urls);
+            let line = shard.server.info_line(c.cid, c.addr.ip(), &urls, None);
             c.send_raw(line.as_bytes());
         }
     }

@@ -181,7 +181,14 @@ impl Server {
     }
 
     /// The INFO line a new client receives.
-    pub fn info_line(&self, cid: u64, ip: IpAddr, connect_urls: &[String]) -> String {
+    /// A client's INFO; `nonce` for it to sign when nkey users may log in.
+    pub fn info_line(
+        &self,
+        cid: u64,
+        ip: IpAddr,
+        connect_urls: &[String],
+        nonce: Option<&str>,
+    ) -> String {
         let mut info = serde_json::json!({
             "server_id": self.id,
             "server_name": self.name,
@@ -214,6 +221,9 @@ impl Server {
         }
         if self.control.lame_duck() {
             info["ldm"] = true.into();
+        }
+        if let Some(nonce) = nonce {
+            info["nonce"] = nonce.into();
         }
         format!("INFO {info}\r\n")
     }
