@@ -102,6 +102,11 @@ impl Route {
             .collect()
     }
 
+    /// The (account, subject, queue) of each subscription the remote announced.
+    pub fn subscription_keys(&self) -> Vec<InterestKey> {
+        self.interest.borrow().keys().cloned().collect()
+    }
+
     pub fn pending_bytes(&self) -> usize {
         self.out.pending()
     }

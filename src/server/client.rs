@@ -203,6 +203,29 @@ impl Client {
             .is_some_and(|g| g.allows(subject, Instant::now()))
     }
 
+    /// Each subscription as `/connz?subs=detail` shows it, in sid order.
+    pub fn subscription_details(&self, account: &str) -> Vec<crate::server::stats::SubInfo> {
+        let mut out: Vec<_> = self
+            .subs
+            .borrow()
+            .values()
+            .map(|s| crate::server::stats::SubInfo {
+                account: account.to_string(),
+                subject: String::from_utf8_lossy(&s.subject).into_owned(),
+                queue: s
+                    .queue
+                    .as_ref()
+                    .map(|q| String::from_utf8_lossy(q).into_owned()),
+                sid: String::from_utf8_lossy(&s.sid).into_owned(),
+                cid: self.cid,
+                msgs: s.delivered.get(),
+                max: s.max.get(),
+            })
+            .collect();
+        out.sort_by(|a, b| natural_sid(&a.sid).cmp(&natural_sid(&b.sid)));
+        out
+    }
+
     fn send_raw(&self, bytes: &[u8]) {
         if self.closed.get() {
             return;
@@ -289,6 +312,9 @@ impl Client {
         if self.closed.replace(true) {
             return;
         }
+        if shard.clients.borrow().contains_key(&self.cid) {
+            self.remember_closed(shard, reason);
+        }
         let subs: Vec<Rc<Subscription>> = self.subs.borrow_mut().drain().map(|(_, s)| s).collect();
         for sub in subs {
             drop_interest(shard, self.account.get(), &sub);
@@ -302,6 +328,14 @@ impl Client {
             self.addr, self.cid
         );
         self.out.close();
+    }
+
+    /// Keeps this connection's last view for `/connz?state=closed`.
+    fn remember_closed(&self, shard: &Shard, reason: &str) {
+        let mut info = crate::server::stats::conn_info(shard, self, true);
+        info.stop = Some(SystemTime::now());
+        info.reason = Some(reason.to_string());
+        shard.closed.push(info);
     }
 
     pub fn remove_subscription(&self, shard: &Shard, sid: &[u8]) {
@@ -337,6 +371,11 @@ impl Client {
             self.send_raw(b"PING\r\n");
         }
     }
+}
+
+/// A sid's sort key: numbers in numeric order, then other sids by their text.
+fn natural_sid(sid: &str) -> (u64, &str) {
+    (sid.parse().unwrap_or(u64::MAX), sid)
 }
 
 fn drop_interest(shard: &Shard, account: AccountId, sub: &Rc<Subscription>) {
