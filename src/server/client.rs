@@ -24,76 +24,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tracing::{debug, trace, warn};
 
-/// What the client said about itself in CONNECT.
-#[derive(Debug, Clone)]
-pub struct ConnectInfo {
-    pub verbose: bool,
-    pub pedantic: bool,
-    pub echo: bool,
-    pub headers: bool,
-    pub no_responders: bool,
-    pub name: String,
-    pub lang: String,
-    pub version: String,
-    pub protocol: i64,
-    pub user: Option<String>,
-    pub pass: Option<String>,
-    pub auth_token: Option<String>,
-    /// An nkey user's public key, and its signature of INFO's nonce.
-    pub nkey: Option<String>,
-    pub sig: Option<String>,
-}
-
-impl Default for ConnectInfo {
-    fn default() -> Self {
-        ConnectInfo {
-            verbose: false,
-            pedantic: false,
-            echo: true,
-            headers: false,
-            no_responders: false,
-            name: String::new(),
-            lang: String::new(),
-            version: String::new(),
-            protocol: 0,
-            user: None,
-            pass: None,
-            auth_token: None,
-            nkey: None,
-            sig: None,
-        }
-    }
-}
-
-impl ConnectInfo {
-    /// Reads CONNECT's JSON leniently, as nats-server does: unknown fields and
-    /// nulls are ignored; only a non-object is an error. A CONNECT that leaves out
-    /// `verbose` or `pedantic` gets them on, as from nats-server (clients send both).
-    pub fn from_json(json: &[u8]) -> Result<ConnectInfo, String> {
-        let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
-        let obj = value
-            .as_object()
-            .ok_or("CONNECT arguments are not an object")?;
-        let flag = |k: &str, default: bool| obj.get(k).and_then(|v| v.as_bool()).unwrap_or(default);
-        let text = |k: &str| obj.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        Ok(ConnectInfo {
-            verbose: flag("verbose", true),
-            pedantic: flag("pedantic", true),
-            echo: flag("echo", true),
-            headers: flag("headers", false),
-            no_responders: flag("no_responders", false),
-            name: text("name").unwrap_or_default(),
-            lang: text("lang").unwrap_or_default(),
-            version: text("version").unwrap_or_default(),
-            protocol: obj.get("protocol").and_then(|v| v.as_i64()).unwrap_or(0),
-            user: text("user"),
-            pass: text("pass"),
-            auth_token: text("auth_token"),
-            nkey: text("nkey"),
-            sig: text("sig"),
-        })
-    }
-}
+pub use crate::proto::connect::ConnectInfo;
 
 pub struct Client {
     pub cid: u64,
