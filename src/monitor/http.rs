@@ -120,9 +120,14 @@ fn refuse(stream: TcpStream) {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
-    warn!(
-        "Monitoring connection from {peer} refused: {CONNECTIONS_MAX} connections open ({refused} refused so far)"
-    );
+    // Logged at the 1st, 2nd, 4th, 8th... refusal, so that a flood cannot flood the log.
+    if refused.is_power_of_two() {
+        warn!(
+            "Monitoring connection from {peer} refused: {CONNECTIONS_MAX} connections open ({refused} refused so far)"
+        );
+    } else {
+        debug!("Monitoring connection from {peer} refused");
+    }
     drop(stream);
 }
 
