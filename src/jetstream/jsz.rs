@@ -197,11 +197,14 @@ fn shard_details(shard: &Shard, q: JszQuery) -> Vec<(AccountId, StreamDetail)> {
                     in_memory: crate::jetstream::stream::is_memory(&s.config.borrow()),
                     name: s.name.clone(),
                     created: info.created,
-                    cluster: Some(info.cluster.unwrap_or_else(|| ClusterInfo {
-                        name: None,
-                        leader: Some(shard.server.name.clone()),
-                        replicas: Vec::new(),
-                    })),
+                    // A single server leads its streams, as nats-server shows it.
+                    cluster: info.cluster.or_else(|| {
+                        shard.server.jetstream_api().then(|| ClusterInfo {
+                            name: None,
+                            leader: Some(shard.server.name.clone()),
+                            replicas: Vec::new(),
+                        })
+                    }),
                     config: q.config.then_some(info.config),
                     state: info.state,
                     consumer_detail,

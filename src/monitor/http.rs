@@ -61,7 +61,7 @@ enum Page {
     Index,
 }
 
-const PATHS: [(&str, Page); 15] = [
+const PATHS: [(&str, Page); 14] = [
     ("/", Page::Index),
     ("/varz", Page::Doc(Endpoint::Varz)),
     ("/connz", Page::Doc(Endpoint::Connz)),
@@ -76,7 +76,6 @@ const PATHS: [(&str, Page); 15] = [
     ("/gatewayz", Page::Doc(Endpoint::Gatewayz)),
     ("/idz", Page::Doc(Endpoint::Idz)),
     ("/stacksz", Page::Stacks),
-    ("/ipqueuesz", Page::Index),
 ];
 
 fn lookup(path: &str) -> Option<(&'static str, Page)> {

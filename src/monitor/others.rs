@@ -87,8 +87,12 @@ pub struct Accstatz {
 pub fn accstatz(server: &Server, reports: &[ShardReport], include_unused: bool) -> Accstatz {
     let mut by_account: BTreeMap<String, AccountStat> = BTreeMap::new();
     if include_unused {
-        for name in accountz(server).accounts {
-            by_account.entry(name.clone()).or_default().acc = name.clone();
+        for acc in accountz(server).accounts {
+            let stat = AccountStat {
+                acc: acc.clone(),
+                ..Default::default()
+            };
+            by_account.insert(acc, stat);
         }
     }
     for c in reports.iter().flat_map(|r| r.connections.iter()) {
