@@ -20,6 +20,15 @@ fn lenient_true<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     Ok(value.as_bool().unwrap_or(true))
 }
 
+/// A protocol message's JSON object read into `T`; anything but an object is an
+/// error (serde alone would also fill a struct from an array, field by field).
+pub fn from_object<T: DeserializeOwned>(json: &[u8]) -> Result<T, String> {
+    if json.trim_ascii_start().first() != Some(&b'{') {
+        return Err("the arguments are not a JSON object".into());
+    }
+    serde_json::from_slice(json).map_err(|e| e.to_string())
+}
+
 /// What a client said about itself in CONNECT (nats-server's `ClientOpts`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -82,7 +91,7 @@ impl ConnectInfo {
     /// that leaves out `verbose` or `pedantic` gets them on, as from nats-server
     /// (clients send both); the default (a client before its CONNECT) has them off.
     pub fn from_json(json: &[u8]) -> Result<ConnectInfo, String> {
-        serde_json::from_slice(json).map_err(|e| e.to_string())
+        from_object(json)
     }
 }
 
@@ -121,11 +130,12 @@ mod tests {
             c.verbose && c.pedantic && c.echo,
             "unreadable flags read as on"
         );
-        let c = ConnectInfo::from_json(br#"{"verbose":false,"pedantic":false}"#).unwrap();
-        assert!(!c.verbose && !c.pedantic);
         assert_eq!((c.name.as_str(), c.lang.as_str()), ("", "rust"));
         assert_eq!(c.user.as_deref(), Some("u"));
+        let c = ConnectInfo::from_json(br#"{"verbose":false,"pedantic":false}"#).unwrap();
+        assert!(!c.verbose && !c.pedantic);
         assert!(ConnectInfo::from_json(b"[1]").is_err());
+        assert!(from_object::<RouteConnect>(br#" ["N1"]"#).is_err());
         assert!(ConnectInfo::from_json(br#"{"echo":false}"#)
             .map(|c| !c.echo)
             .unwrap());

@@ -6,7 +6,7 @@
 
 use crate::net::{FrameReader, Outbound, SharedStream};
 use crate::proto::client_parser::ParseError;
-use crate::proto::connect::RouteConnect;
+use crate::proto::connect::{from_object, RouteConnect};
 use crate::proto::info::ServerInfo;
 use crate::route::proto::{self, RouteOp};
 use crate::route::urls::RouteTarget;
@@ -581,8 +581,7 @@ fn lookup_account(shard: &Shard, name: &[u8]) -> Option<crate::server::accounts:
 }
 
 fn check_connect(shard: &Shard, routes: &Routes, route: &Route, json: &[u8]) -> Result<(), Stop> {
-    let v: RouteConnect =
-        serde_json::from_slice(json).map_err(|_| Stop::Error("Bad CONNECT".into()))?;
+    let v: RouteConnect = from_object(json).map_err(|_| Stop::Error("Bad CONNECT".into()))?;
     if let Some(user) = &routes.user {
         let ok =
             v.user.as_deref() == Some(user.as_str()) && v.pass.as_deref() == routes.pass.as_deref();
@@ -639,7 +638,7 @@ fn handle_info(
     route: &Rc<Route>,
     json: &[u8],
 ) -> Result<(), Stop> {
-    let v: ServerInfo = serde_json::from_slice(json).map_err(|_| Stop::Error("Bad INFO".into()))?;
+    let v: ServerInfo = from_object(json).map_err(|_| Stop::Error("Bad INFO".into()))?;
     let id = v.server_id.clone();
     if id.is_empty() {
         return Err(Stop::Error("INFO without server_id".into()));
