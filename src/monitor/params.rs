@@ -106,7 +106,10 @@ impl ListParams {
                 _ => {}
             }
         }
-        p.limit = p.limit.max(1);
+        if p.limit == 0 {
+            // nats-server reads a limit of 0 as "the default".
+            p.limit = LIST_LIMIT_DEFAULT;
+        }
         p
     }
 
@@ -154,6 +157,7 @@ mod tests {
             ConnState::Closed
         );
         assert_eq!(ListParams::from_query("").limit, LIST_LIMIT_DEFAULT);
+        assert_eq!(ListParams::from_query("limit=0").limit, LIST_LIMIT_DEFAULT);
     }
 
     #[test]
