@@ -339,11 +339,10 @@ async fn monitoring_counts_across_shards(shards: usize) {
         .unwrap()
         .iter()
         .filter(|c| {
+            // Left out when empty, as on nats-server.
             c["subscriptions_list"]
                 .as_array()
-                .unwrap()
-                .iter()
-                .any(|s| s == "m.x")
+                .is_some_and(|l| l.iter().any(|s| s == "m.x"))
         })
         .collect();
     assert_eq!(with_sub.len(), 1);

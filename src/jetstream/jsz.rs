@@ -2,18 +2,21 @@
 //! Usage and details are gathered from every shard; `meta_cluster` shows the
 //! meta group of a clustered server as this server sees it.
 
-use crate::jetstream::api::types::{ApiStats, ConsumerInfo, StreamConfig, StreamState};
+use crate::jetstream::api::types::{
+    ApiStats, ClusterInfo, ConsumerInfo, StreamConfig, StreamState,
+};
 use crate::jetstream::catalog;
 use crate::jetstream::node_id::peer_label;
 use crate::server::accounts::AccountId;
 use crate::server::shard::Shard;
 use crate::timefmt::rfc3339;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::rc::Rc;
 use std::time::SystemTime;
 
-/// What `/jsz?...` asks for.
-#[derive(Clone, Copy, Debug, Default)]
+/// What `/jsz?...` (or a `$SYS` JSZ request's body) asks for.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct JszQuery {
     pub accounts: bool,
     pub streams: bool,
@@ -35,14 +38,25 @@ impl JszQuery {
                 _ => {}
             }
         }
-        // Streams imply accounts, consumers imply streams (as nats-server).
-        q.streams |= q.consumers;
-        q.accounts |= q.streams;
-        q
+        q.implied()
+    }
+
+    /// From a `$SYS` request body (`{"accounts":true,...}`); defaults when unreadable.
+    pub fn from_json(body: &[u8]) -> JszQuery {
+        serde_json::from_slice::<JszQuery>(body)
+            .unwrap_or_default()
+            .implied()
+    }
+
+    /// Streams imply accounts, consumers imply streams (as nats-server).
+    fn implied(mut self) -> JszQuery {
+        self.streams |= self.consumers;
+        self.accounts |= self.streams;
+        self
     }
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct JsConfig {
     pub max_memory: i64,
     pub max_storage: i64,
@@ -52,7 +66,7 @@ pub struct JsConfig {
     pub domain: Option<String>,
 }
 
-#[derive(Serialize, Clone, Debug, Default)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct JsStats {
     pub memory: u64,
     pub storage: u64,
@@ -63,7 +77,7 @@ pub struct JsStats {
     pub api: ApiStats,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct MetaCluster {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -75,12 +89,14 @@ pub struct MetaCluster {
     pub pending: u64,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct StreamDetail {
     #[serde(skip)]
     pub in_memory: bool,
     pub name: String,
     pub created: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<StreamConfig>,
     pub state: StreamState,
@@ -88,7 +104,7 @@ pub struct StreamDetail {
     pub consumer_detail: Vec<ConsumerInfo>,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct AccountDetail {
     pub name: String,
     pub id: String,
@@ -96,12 +112,14 @@ pub struct AccountDetail {
     pub storage: u64,
     pub reserved_memory: u64,
     pub reserved_storage: u64,
+    pub accounts: u64,
+    pub ha_assets: u64,
     pub api: ApiStats,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stream_detail: Vec<StreamDetail>,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct JsInfo {
     pub server_id: String,
     pub now: String,
@@ -120,11 +138,13 @@ pub struct JsInfo {
     pub account_details: Vec<AccountDetail>,
 }
 
-/// The `jetstream` block of `/varz`.
-#[derive(Serialize, Clone, Debug)]
+/// The `jetstream` block of `/varz`; `{}` when JetStream is off.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct VarzJetStream {
-    pub config: JsConfig,
-    pub stats: JsStats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<JsConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<JsStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meta: Option<MetaCluster>,
 }
@@ -177,6 +197,14 @@ fn shard_details(shard: &Shard, q: JszQuery) -> Vec<(AccountId, StreamDetail)> {
                     in_memory: crate::jetstream::stream::is_memory(&s.config.borrow()),
                     name: s.name.clone(),
                     created: info.created,
+                    // A single server leads its streams, as nats-server shows it.
+                    cluster: info.cluster.or_else(|| {
+                        shard.server.jetstream_api().then(|| ClusterInfo {
+                            name: None,
+                            leader: Some(shard.server.name.clone()),
+                            replicas: Vec::new(),
+                        })
+                    }),
                     config: q.config.then_some(info.config),
                     state: info.state,
                     consumer_detail,
@@ -280,6 +308,8 @@ async fn account_details(shard: &Rc<Shard>, q: JszQuery, _stats: &JsStats) -> Ve
             storage,
             reserved_memory: 0,
             reserved_storage: 0,
+            accounts: 0,
+            ha_assets: 0,
             api: shard.catalog.api_stats(Some(account)),
             stream_detail: if q.streams { streams } else { Vec::new() },
         });
@@ -287,13 +317,15 @@ async fn account_details(shard: &Rc<Shard>, q: JszQuery, _stats: &JsStats) -> Ve
     out
 }
 
-/// `/varz`'s `jetstream` block; None when JetStream is off.
-pub async fn varz_block(shard: &Rc<Shard>) -> Option<VarzJetStream> {
-    let cfg = config(shard)?;
+/// `/varz`'s `jetstream` block; empty when JetStream is off.
+pub async fn varz_block(shard: &Rc<Shard>) -> VarzJetStream {
+    let Some(cfg) = config(shard) else {
+        return VarzJetStream::default();
+    };
     let usage = catalog::account_usage(shard, None).await;
-    Some(VarzJetStream {
-        config: cfg,
-        stats: stats(shard, usage.memory, usage.storage),
+    VarzJetStream {
+        config: Some(cfg),
+        stats: Some(stats(shard, usage.memory, usage.storage)),
         meta: meta_cluster(shard),
-    })
+    }
 }

@@ -1,113 +1,223 @@
-//! A small HTTP/1.1 server for the monitoring port: GET only, one request per
-//! connection, JSON answers.
+//! The monitoring port: HTTP/1.1 served by hyper on the executor of shard 0, with
+//! keep-alive, the per-request deadlines of `io`, and at most
+//! `CONNECTIONS_MAX` connections at once (beyond it a connection is closed at
+//! accept, logged and counted in `/varz`'s `http_refused_connections`).
 
-use crate::monitor::json::{endpoint, Endpoint, ListParams};
+use crate::monitor::io::{Clock, TimedIo};
+use crate::monitor::{document, Endpoint, Request};
 use crate::server::shard::Shard;
-use crate::server::stats::{gather, ShardQuery};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
 use glommio::net::{TcpListener, TcpStream};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Response, StatusCode};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::rc::Rc;
-use tracing::debug;
+use std::time::{Duration, Instant};
+use tracing::{debug, warn};
 
-/// Bytes of request head we read at most.
-const REQUEST_HEAD_MAX: usize = 8192;
+/// Monitoring connections served at once; more are closed at accept.
+pub const CONNECTIONS_MAX: usize = 128;
+/// Pause after a failed accept (out of descriptors, say) before the next.
+const ACCEPT_RETRY_MS: u64 = 10;
+
+/// What the monitoring port counted; it lives on shard 0's thread, where the port
+/// and every document are served.
+#[derive(Default)]
+struct Stats {
+    /// Requests per path; only the paths of `PATHS` are counted, so it holds at
+    /// most `PATHS.len()` entries.
+    requests: RefCell<BTreeMap<&'static str, u64>>,
+    refused: Cell<u64>,
+}
+
+thread_local! {
+    static STATS: Stats = Stats::default();
+}
+
+/// Requests served per path (`/varz`'s `http_req_stats`).
+pub fn req_stats() -> BTreeMap<String, u64> {
+    STATS.with(|s| {
+        s.requests
+            .borrow()
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect()
+    })
+}
+
+/// Connections refused at the connection limit, since start.
+pub fn refused_connections() -> u64 {
+    STATS.with(|s| s.refused.get())
+}
+
+/// What a path serves.
+#[derive(Clone, Copy)]
+enum Page {
+    Doc(Endpoint),
+    Stacks,
+    Index,
+}
+
+const PATHS: [(&str, Page); 14] = [
+    ("/", Page::Index),
+    ("/varz", Page::Doc(Endpoint::Varz)),
+    ("/connz", Page::Doc(Endpoint::Connz)),
+    ("/subsz", Page::Doc(Endpoint::Subsz)),
+    ("/subscriptionsz", Page::Doc(Endpoint::Subsz)),
+    ("/routez", Page::Doc(Endpoint::Routez)),
+    ("/healthz", Page::Doc(Endpoint::Healthz)),
+    ("/jsz", Page::Doc(Endpoint::Jsz)),
+    ("/accountz", Page::Doc(Endpoint::Accountz)),
+    ("/accstatz", Page::Doc(Endpoint::Accstatz)),
+    ("/leafz", Page::Doc(Endpoint::Leafz)),
+    ("/gatewayz", Page::Doc(Endpoint::Gatewayz)),
+    ("/idz", Page::Doc(Endpoint::Idz)),
+    ("/stacksz", Page::Stacks),
+];
+
+fn lookup(path: &str) -> Option<(&'static str, Page)> {
+    let path = match path.trim_end_matches('/') {
+        "" => "/",
+        p => p,
+    };
+    PATHS
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(p, page)| (*p, *page))
+}
 
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
+    let open = Rc::new(Cell::new(0usize));
     loop {
         match listener.accept().await {
+            Ok(stream) if open.get() >= CONNECTIONS_MAX => refuse(stream),
             Ok(stream) => {
-                glommio::spawn_local(handle(shard.clone(), stream)).detach();
+                open.set(open.get() + 1);
+                let (shard, open) = (shard.clone(), open.clone());
+                glommio::spawn_local(async move {
+                    connection(shard, stream).await;
+                    open.set(open.get() - 1);
+                })
+                .detach();
             }
             Err(e) => {
                 debug!("monitoring accept error: {e}");
-                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                glommio::timer::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
             }
         }
     }
 }
 
-async fn read_head(stream: &mut TcpStream) -> Option<String> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 || buf.len() + n > REQUEST_HEAD_MAX {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    String::from_utf8(buf).ok()
-}
-
-async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
-    let Some(head) = read_head(&mut stream).await else {
-        return;
-    };
-    let mut parts = head.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let (status, body) = if method != "GET" {
-        (
-            "405 Method Not Allowed",
-            "{\"error\":\"method not allowed\"}".to_string(),
-        )
+fn refuse(stream: TcpStream) {
+    let refused = STATS.with(|s| {
+        s.refused.set(s.refused.get() + 1);
+        s.refused.get()
+    });
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    // Logged at the 1st, 2nd, 4th, 8th... refusal, so that a flood cannot flood the log.
+    if refused.is_power_of_two() {
+        warn!(
+            "Monitoring connection from {peer} refused: {CONNECTIONS_MAX} connections open ({refused} refused so far)"
+        );
     } else {
-        match route(path) {
-            Some(e) => ("200 OK", answer(&shard, e, query).await),
-            None if path.trim_end_matches('/') == "/jsz" => ("200 OK", jsz(&shard, query).await),
-            None if path == "/" => ("200 OK", index()),
-            None => ("404 Not Found", "{\"error\":\"not found\"}".to_string()),
-        }
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.close().await;
+        debug!("Monitoring connection from {peer} refused");
+    }
+    drop(stream);
 }
 
-fn route(path: &str) -> Option<Endpoint> {
-    match path.trim_end_matches('/') {
-        "/varz" => Some(Endpoint::Varz),
-        "/connz" => Some(Endpoint::Connz),
-        "/subsz" | "/subscriptionsz" => Some(Endpoint::Subsz),
-        "/routez" => Some(Endpoint::Routez),
-        "/healthz" => Some(Endpoint::Healthz),
-        _ => None,
+async fn connection(shard: Rc<Shard>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    let clock = Clock::new(Instant::now());
+    let io = TimedIo::new(stream, clock.clone());
+    let service = hyper::service::service_fn(move |req| {
+        let (shard, clock) = (shard.clone(), clock.clone());
+        async move {
+            clock.request();
+            let response = within_deadline(&clock, respond(&shard, req)).await;
+            clock.responded();
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(io, service)
+        .await;
+    if let Err(e) = served {
+        debug!("monitoring connection {peer:?} ended: {e}");
     }
 }
 
-async fn answer(shard: &Rc<Shard>, e: Endpoint, query: &str) -> String {
-    let params = ListParams::from_query(query);
-    let needs_shards = matches!(e, Endpoint::Varz | Endpoint::Connz | Endpoint::Subsz);
-    let reports = if needs_shards {
-        let q = ShardQuery {
-            connections: e == Endpoint::Connz,
-            subscriptions: params.subs,
-        };
-        gather(shard, q).await
-    } else {
-        Vec::new()
+/// The handler's answer, or 503 once the request's deadline has passed.
+async fn within_deadline(
+    clock: &Clock,
+    answer: impl std::future::Future<Output = Response<Full<Bytes>>>,
+) -> Response<Full<Bytes>> {
+    let left = clock.deadline().saturating_duration_since(Instant::now());
+    let late = async {
+        glommio::timer::sleep(left).await;
+        plain(StatusCode::SERVICE_UNAVAILABLE, "request timed out\n")
     };
-    let mut value = endpoint(&shard.server, shard.routes.as_ref(), e, &reports, &params);
-    if e == Endpoint::Varz {
-        if let Some(block) = crate::jetstream::jsz::varz_block(shard).await {
-            value["jetstream"] = serde_json::to_value(block).unwrap_or_default();
-        }
+    futures_lite::future::or(answer, late).await
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    reply(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(text.as_bytes()),
+    )
+}
+
+fn reply(status: StatusCode, content_type: &str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
     }
-    serde_json::to_string_pretty(&value).unwrap_or_default()
+    r
 }
 
-async fn jsz(shard: &Rc<Shard>, query: &str) -> String {
-    let q = crate::jetstream::jsz::JszQuery::from_query(query);
-    let doc = crate::jetstream::jsz::document(shard, q).await;
-    serde_json::to_string_pretty(&doc).unwrap_or_default()
+fn json(value: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    match serde_json::to_vec_pretty(value) {
+        Ok(body) => reply(StatusCode::OK, "application/json", Bytes::from(body)),
+        Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n"),
+    }
 }
 
-fn index() -> String {
-    serde_json::json!({
-        "endpoints": ["/varz", "/connz", "/subsz", "/routez", "/healthz", "/jsz"]
-    })
-    .to_string()
+async fn respond(shard: &Rc<Shard>, req: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    }
+    let Some((path, page)) = lookup(req.uri().path()) else {
+        return plain(StatusCode::NOT_FOUND, "404 page not found\n");
+    };
+    STATS.with(|s| *s.requests.borrow_mut().entry(path).or_default() += 1);
+    let query = req.uri().query().unwrap_or("");
+    match page {
+        Page::Doc(e) => json(&document(shard, e, &Request::from_query(query)).await),
+        Page::Stacks => reply(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            Bytes::from(crate::monitor::others::stacksz()),
+        ),
+        Page::Index => json(&Index {
+            endpoints: PATHS
+                .iter()
+                .map(|(p, _)| *p)
+                .filter(|p| *p != "/")
+                .collect(),
+        }),
+    }
+}
+
+/// `/`: the endpoints served here.
+#[derive(serde::Serialize)]
+struct Index {
+    endpoints: Vec<&'static str>,
 }

@@ -6,6 +6,8 @@
 
 use crate::net::{FrameReader, Outbound, SharedStream};
 use crate::proto::client_parser::ParseError;
+use crate::proto::connect::{from_object, RouteConnect};
+use crate::proto::info::ServerInfo;
 use crate::route::proto::{self, RouteOp};
 use crate::route::urls::RouteTarget;
 use crate::route::Routes;
@@ -15,7 +17,6 @@ use crate::subject;
 use ahash::AHashMap;
 use bytes::Bytes;
 use glommio::net::TcpStream;
-use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
@@ -100,6 +101,11 @@ impl Route {
             .keys()
             .map(|(_, s, _)| String::from_utf8_lossy(s).into_owned())
             .collect()
+    }
+
+    /// The (account, subject, queue) of each subscription the remote announced.
+    pub fn subscription_keys(&self) -> Vec<InterestKey> {
+        self.interest.borrow().keys().cloned().collect()
     }
 
     pub fn pending_bytes(&self) -> usize {
@@ -318,35 +324,35 @@ fn remember_account_names(shard: &Shard) {
 }
 
 /// The INFO this server sends on routes.
-pub fn info_json(shard: &Shard, routes: &Routes) -> String {
+pub fn route_info(shard: &Shard, routes: &Routes) -> ServerInfo {
     let server = &shard.server;
-    let mut info = json!({
-        "server_id": server.id,
-        "server_name": server.name,
-        "version": crate::server::COMPAT_VERSION,
-        "proto": 1,
-        "go": format!("natrix {}", crate::server::VERSION),
-        "host": routes.listen_host,
-        "port": routes.listen_port.get(),
-        "headers": true,
-        "max_payload": server.opts.max_payload,
-        "cluster": *routes.cluster_name.borrow(),
-        "cluster_dynamic": routes.dynamic_name.get(),
-        "ip": routes.route_url(),
-        "connect_urls": routes.own_client_urls,
-        "lnoc": true,
-        "jetstream": false,
-        "natrix_pool": true,
-    });
-    if routes.tls {
-        info["tls_required"] = true.into();
-        info["tls_verify"] = true.into();
+    ServerInfo {
+        server_id: server.id.clone(),
+        server_name: server.name.clone(),
+        version: crate::server::COMPAT_VERSION.to_string(),
+        proto: 1,
+        go: format!("natrix {}", crate::server::VERSION),
+        host: routes.listen_host.clone(),
+        port: routes.listen_port.get(),
+        headers: true,
+        max_payload: server.opts.max_payload as u64,
+        cluster: Some(routes.cluster_name.borrow().clone()),
+        cluster_dynamic: routes.dynamic_name.get(),
+        ip: Some(routes.route_url()),
+        connect_urls: routes.own_client_urls.clone(),
+        lnoc: true,
+        jetstream: Some(false),
+        tls_required: routes.tls,
+        tls_verify: routes.tls,
+        natrix_pool: true,
+        natrix_raft: server.raft_node.is_some(),
+        natrix_node: server.raft_node,
+        ..Default::default()
     }
-    if let Some(node) = server.raft_node {
-        info["natrix_raft"] = true.into();
-        info["natrix_node"] = node.into();
-    }
-    info.to_string()
+}
+
+pub fn info_json(shard: &Shard, routes: &Routes) -> String {
+    route_info(shard, routes).json()
 }
 
 pub fn connect_json(
@@ -355,23 +361,31 @@ pub fn connect_json(
     id: &str,
     pool_shard: Option<usize>,
 ) -> String {
-    let mut v = json!({
-        "echo": false,
-        "verbose": false,
-        "pedantic": false,
-        "user": target.user.clone().or_else(|| routes.user.clone()).unwrap_or_default(),
-        "pass": target.pass.clone().or_else(|| routes.pass.clone()).unwrap_or_default(),
-        "tls_required": routes.tls,
-        "headers": true,
-        "name": id,
-        "cluster": *routes.cluster_name.borrow(),
-        "cluster_dynamic": routes.dynamic_name.get(),
-        "lnoc": true,
-    });
-    if let Some(shard) = pool_shard {
-        v["natrix_pool"] = shard.into();
-    }
-    v.to_string()
+    let connect = RouteConnect {
+        user: Some(
+            target
+                .user
+                .clone()
+                .or_else(|| routes.user.clone())
+                .unwrap_or_default(),
+        ),
+        pass: Some(
+            target
+                .pass
+                .clone()
+                .or_else(|| routes.pass.clone())
+                .unwrap_or_default(),
+        ),
+        tls_required: routes.tls,
+        headers: true,
+        name: id.to_string(),
+        cluster: Some(routes.cluster_name.borrow().clone()),
+        cluster_dynamic: routes.dynamic_name.get(),
+        lnoc: true,
+        natrix_pool: pool_shard,
+        ..Default::default()
+    };
+    serde_json::to_string(&connect).expect("CONNECT serializes")
 }
 
 /// Serves one route connection, dialed by us (`target`) or accepted, until it ends.
@@ -567,20 +581,19 @@ fn lookup_account(shard: &Shard, name: &[u8]) -> Option<crate::server::accounts:
 }
 
 fn check_connect(shard: &Shard, routes: &Routes, route: &Route, json: &[u8]) -> Result<(), Stop> {
-    let v: Value = serde_json::from_slice(json).map_err(|_| Stop::Error("Bad CONNECT".into()))?;
+    let v: RouteConnect = from_object(json).map_err(|_| Stop::Error("Bad CONNECT".into()))?;
     if let Some(user) = &routes.user {
-        let ok = v["user"].as_str() == Some(user.as_str())
-            && v["pass"].as_str() == routes.pass.as_deref();
+        let ok =
+            v.user.as_deref() == Some(user.as_str()) && v.pass.as_deref() == routes.pass.as_deref();
         if !ok {
             route.send(b"-ERR 'Authorization Violation'\r\n");
             return Err(Stop::Error("Authorization Violation".into()));
         }
     }
-    if let Some(name) = v["cluster"].as_str() {
-        let dynamic = v["cluster_dynamic"].as_bool().unwrap_or(false);
-        check_cluster_name(shard, routes, route, name, dynamic)?;
+    if let Some(name) = &v.cluster {
+        check_cluster_name(shard, routes, route, name, v.cluster_dynamic)?;
     }
-    if v["natrix_pool"].as_u64().is_some() {
+    if v.natrix_pool.is_some() {
         route.pool_member.set(true);
     }
     Ok(())
@@ -625,36 +638,25 @@ fn handle_info(
     route: &Rc<Route>,
     json: &[u8],
 ) -> Result<(), Stop> {
-    let v: Value = serde_json::from_slice(json).map_err(|_| Stop::Error("Bad INFO".into()))?;
-    let id = v["server_id"].as_str().unwrap_or_default().to_string();
+    let v: ServerInfo = from_object(json).map_err(|_| Stop::Error("Bad INFO".into()))?;
+    let id = v.server_id.clone();
     if id.is_empty() {
         return Err(Stop::Error("INFO without server_id".into()));
     }
-    let connect_urls: Vec<String> = v["connect_urls"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|u| u.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let connect_urls = v.connect_urls.clone();
     if !route.registered.get() {
         if id == routes.my_id {
             return Err(Stop::SelfRoute);
         }
-        if let Some(name) = v["cluster"].as_str() {
-            check_cluster_name(
-                shard,
-                routes,
-                route,
-                name,
-                v["cluster_dynamic"].as_bool().unwrap_or(false),
-            )?;
+        if let Some(name) = &v.cluster {
+            check_cluster_name(shard, routes, route, name, v.cluster_dynamic)?;
         }
-        let raft_node = (v["natrix_raft"].as_bool() == Some(true))
-            .then(|| v["natrix_node"].as_u64())
-            .flatten();
-        let name = v["server_name"].as_str().unwrap_or(&id).to_string();
+        let raft_node = v.natrix_node.filter(|_| v.natrix_raft);
+        let name = if v.server_name.is_empty() {
+            id.clone()
+        } else {
+            v.server_name.clone()
+        };
         *route.remote.borrow_mut() = Some(RemoteServer {
             id: id.clone(),
             name: name.clone(),
@@ -666,7 +668,7 @@ fn handle_info(
                 routes.reached(host_port, super::Reached::Server(id.clone()));
             }
         }
-        let pool_url = if v["natrix_pool"].as_bool() == Some(true) {
+        let pool_url = if v.natrix_pool {
             route_url_of(&v)
         } else {
             None
@@ -686,7 +688,7 @@ fn handle_info(
         return Ok(());
     }
     if route.remote_id().as_deref() == Some(id.as_str()) {
-        let lame_duck = v["ldm"].as_bool().unwrap_or(false);
+        let lame_duck = v.ldm;
         if let Some(remote) = route.remote.borrow_mut().as_mut() {
             remote.connect_urls = if lame_duck { Vec::new() } else { connect_urls };
         }
@@ -704,27 +706,23 @@ fn handle_info(
 }
 
 /// Where a server's routes are dialed: its INFO's `ip`, else its `host:port`.
-pub fn route_url_of(info: &Value) -> Option<String> {
-    match info["ip"].as_str() {
+pub fn route_url_of(info: &ServerInfo) -> Option<String> {
+    match info.ip.as_deref() {
         Some(ip) if !ip.is_empty() => Some(ip.to_string()),
-        _ => {
-            let host = info["host"].as_str()?;
-            let port = info["port"].as_u64()?;
-            Some(format!("nats-route://{host}:{port}/"))
-        }
+        _ if info.host.is_empty() || info.port == 0 => None,
+        _ => Some(format!("nats-route://{}:{}/", info.host, info.port)),
     }
 }
 
 /// A new server's INFO as we pass it on to the others: with `ip` set so that they
 /// can dial it (a server's own INFO may not carry one), as nats-server does.
-fn gossip_info(mut info: Value, route: &Route) -> Vec<u8> {
-    if route_url_of(&info).is_none() || info["host"].as_str().is_some_and(|h| h == "0.0.0.0") {
-        let port = info["port"].as_u64().unwrap_or(0);
-        info["ip"] = format!("nats-route://{}:{port}/", route.addr.ip()).into();
-    } else if let Some(url) = route_url_of(&info) {
-        info["ip"] = url.into();
+fn gossip_info(mut info: ServerInfo, route: &Route) -> Vec<u8> {
+    if route_url_of(&info).is_none() || info.host == "0.0.0.0" {
+        info.ip = Some(format!("nats-route://{}:{}/", route.addr.ip(), info.port));
+    } else {
+        info.ip = route_url_of(&info);
     }
-    info.to_string().into_bytes()
+    info.json().into_bytes()
 }
 
 fn interest_key(

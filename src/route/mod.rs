@@ -388,10 +388,9 @@ impl Routes {
     /// Tells the other servers that we are going away, so that they stop handing
     /// out our client URLs.
     pub fn announce_lame_duck(&self, shard: &Shard) {
-        let mut info: serde_json::Value =
-            serde_json::from_str(&conn::info_json(shard, self)).expect("our own INFO is JSON");
-        info["ldm"] = true.into();
-        let info = info.to_string();
+        let mut info = conn::route_info(shard, self);
+        info.ldm = true;
+        let info = info.json();
         for route in self.registered.borrow().values() {
             route.send_info(info.as_bytes());
         }

@@ -24,76 +24,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tracing::{debug, trace, warn};
 
-/// What the client said about itself in CONNECT.
-#[derive(Debug, Clone)]
-pub struct ConnectInfo {
-    pub verbose: bool,
-    pub pedantic: bool,
-    pub echo: bool,
-    pub headers: bool,
-    pub no_responders: bool,
-    pub name: String,
-    pub lang: String,
-    pub version: String,
-    pub protocol: i64,
-    pub user: Option<String>,
-    pub pass: Option<String>,
-    pub auth_token: Option<String>,
-    /// An nkey user's public key, and its signature of INFO's nonce.
-    pub nkey: Option<String>,
-    pub sig: Option<String>,
-}
-
-impl Default for ConnectInfo {
-    fn default() -> Self {
-        ConnectInfo {
-            verbose: false,
-            pedantic: false,
-            echo: true,
-            headers: false,
-            no_responders: false,
-            name: String::new(),
-            lang: String::new(),
-            version: String::new(),
-            protocol: 0,
-            user: None,
-            pass: None,
-            auth_token: None,
-            nkey: None,
-            sig: None,
-        }
-    }
-}
-
-impl ConnectInfo {
-    /// Reads CONNECT's JSON leniently, as nats-server does: unknown fields and
-    /// nulls are ignored; only a non-object is an error. A CONNECT that leaves out
-    /// `verbose` or `pedantic` gets them on, as from nats-server (clients send both).
-    pub fn from_json(json: &[u8]) -> Result<ConnectInfo, String> {
-        let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
-        let obj = value
-            .as_object()
-            .ok_or("CONNECT arguments are not an object")?;
-        let flag = |k: &str, default: bool| obj.get(k).and_then(|v| v.as_bool()).unwrap_or(default);
-        let text = |k: &str| obj.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        Ok(ConnectInfo {
-            verbose: flag("verbose", true),
-            pedantic: flag("pedantic", true),
-            echo: flag("echo", true),
-            headers: flag("headers", false),
-            no_responders: flag("no_responders", false),
-            name: text("name").unwrap_or_default(),
-            lang: text("lang").unwrap_or_default(),
-            version: text("version").unwrap_or_default(),
-            protocol: obj.get("protocol").and_then(|v| v.as_i64()).unwrap_or(0),
-            user: text("user"),
-            pass: text("pass"),
-            auth_token: text("auth_token"),
-            nkey: text("nkey"),
-            sig: text("sig"),
-        })
-    }
-}
+pub use crate::proto::connect::ConnectInfo;
 
 pub struct Client {
     pub cid: u64,
@@ -203,6 +134,29 @@ impl Client {
             .is_some_and(|g| g.allows(subject, Instant::now()))
     }
 
+    /// Each subscription as `/connz?subs=detail` shows it, in sid order.
+    pub fn subscription_details(&self, account: &str) -> Vec<crate::server::stats::SubInfo> {
+        let mut out: Vec<_> = self
+            .subs
+            .borrow()
+            .values()
+            .map(|s| crate::server::stats::SubInfo {
+                account: account.to_string(),
+                subject: String::from_utf8_lossy(&s.subject).into_owned(),
+                queue: s
+                    .queue
+                    .as_ref()
+                    .map(|q| String::from_utf8_lossy(q).into_owned()),
+                sid: String::from_utf8_lossy(&s.sid).into_owned(),
+                cid: self.cid,
+                msgs: s.delivered.get(),
+                max: s.max.get(),
+            })
+            .collect();
+        out.sort_by(|a, b| natural_sid(&a.sid).cmp(&natural_sid(&b.sid)));
+        out
+    }
+
     fn send_raw(&self, bytes: &[u8]) {
         if self.closed.get() {
             return;
@@ -289,6 +243,9 @@ impl Client {
         if self.closed.replace(true) {
             return;
         }
+        if shard.clients.borrow().contains_key(&self.cid) {
+            self.remember_closed(shard, reason);
+        }
         let subs: Vec<Rc<Subscription>> = self.subs.borrow_mut().drain().map(|(_, s)| s).collect();
         for sub in subs {
             drop_interest(shard, self.account.get(), &sub);
@@ -302,6 +259,14 @@ impl Client {
             self.addr, self.cid
         );
         self.out.close();
+    }
+
+    /// Keeps this connection's last view for `/connz?state=closed`.
+    fn remember_closed(&self, shard: &Shard, reason: &str) {
+        let mut info = crate::server::stats::conn_info(shard, self, true);
+        info.stop = Some(SystemTime::now());
+        info.reason = Some(reason.to_string());
+        shard.closed.push(info);
     }
 
     pub fn remove_subscription(&self, shard: &Shard, sid: &[u8]) {
@@ -337,6 +302,11 @@ impl Client {
             self.send_raw(b"PING\r\n");
         }
     }
+}
+
+/// A sid's sort key: numbers in numeric order, then other sids by their text.
+fn natural_sid(sid: &str) -> (u64, &str) {
+    (sid.parse().unwrap_or(u64::MAX), sid)
 }
 
 fn drop_interest(shard: &Shard, account: AccountId, sub: &Rc<Subscription>) {

@@ -180,7 +180,6 @@ impl Server {
             .unwrap_or(self.opts.auth_timeout_ms)
     }
 
-    /// The INFO line a new client receives.
     /// A client's INFO; `nonce` for it to sign when nkey users may log in.
     pub fn info_line(
         &self,
@@ -189,43 +188,34 @@ impl Server {
         connect_urls: &[String],
         nonce: Option<&str>,
     ) -> String {
-        let mut info = serde_json::json!({
-            "server_id": self.id,
-            "server_name": self.name,
-            "version": COMPAT_VERSION,
-            "proto": 1,
-            "git_commit": "",
-            "go": format!("natrix {VERSION}"),
-            "host": self.opts.host,
-            "port": self.port,
-            "headers": true,
-            "max_payload": self.opts.max_payload,
-            "client_id": cid,
-            "client_ip": ip.to_string(),
-        });
-        if self.auth().required() {
-            info["auth_required"] = true.into();
-        }
-        if self.jetstream_api() {
-            info["jetstream"] = true.into();
-        }
-        if let Some(tls) = &self.opts.tls {
-            info["tls_required"] = true.into();
-            if tls.verify {
-                info["tls_verify"] = true.into();
-            }
-        }
         let no_advertise = self.opts.cluster.as_ref().is_some_and(|c| c.no_advertise);
-        if !connect_urls.is_empty() && !no_advertise {
-            info["connect_urls"] = connect_urls.into();
+        crate::proto::info::ServerInfo {
+            server_id: self.id.clone(),
+            server_name: self.name.clone(),
+            version: COMPAT_VERSION.to_string(),
+            proto: 1,
+            git_commit: Some(String::new()),
+            go: format!("natrix {VERSION}"),
+            host: self.opts.host.clone(),
+            port: self.port,
+            headers: true,
+            auth_required: self.auth().required(),
+            tls_required: self.opts.tls.is_some(),
+            tls_verify: self.opts.tls.as_ref().is_some_and(|t| t.verify),
+            max_payload: self.opts.max_payload as u64,
+            client_id: Some(cid),
+            client_ip: Some(ip.to_string()),
+            jetstream: self.jetstream_api().then_some(true),
+            connect_urls: if no_advertise {
+                Vec::new()
+            } else {
+                connect_urls.to_vec()
+            },
+            ldm: self.control.lame_duck(),
+            nonce: nonce.map(str::to_string),
+            ..Default::default()
         }
-        if self.control.lame_duck() {
-            info["ldm"] = true.into();
-        }
-        if let Some(nonce) = nonce {
-            info["nonce"] = nonce.into();
-        }
-        format!("INFO {info}\r\n")
+        .line()
     }
 }
 

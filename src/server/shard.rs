@@ -106,6 +106,8 @@ pub struct Shard {
     pub server: Arc<Server>,
     pub clients: RefCell<AHashMap<u64, Rc<Client>>>,
     pub counters: ShardCounters,
+    /// Connections closed on this shard, for `/connz?state=closed`.
+    pub closed: crate::server::stats::ClosedConns,
     sublists: RefCell<Vec<Sublist<Interest>>>,
     /// Entries per key on this shard, split by whose interest they are.
     local_interest: RefCell<AHashMap<(Origin, InterestKey), u32>>,
@@ -149,6 +151,7 @@ impl Shard {
             server,
             clients: RefCell::default(),
             counters: ShardCounters::default(),
+            closed: Default::default(),
             sublists: RefCell::new(sublists),
             local_interest: RefCell::default(),
             remote_interest: RefCell::default(),
@@ -737,6 +740,7 @@ impl Shard {
                     sid: String::from_utf8_lossy(&sub.sid).into_owned(),
                     cid: sub.client.upgrade().map_or(0, |c| c.cid),
                     msgs: sub.delivered.get(),
+                    max: sub.max.get(),
                 }),
                 Interest::Internal(_) => out.push(crate::server::stats::SubInfo {
                     account: self.server.accounts.name(account).to_string(),
@@ -745,6 +749,7 @@ impl Shard {
                     sid: String::new(),
                     cid: 0,
                     msgs: 0,
+                    max: 0,
                 }),
                 Interest::Remote(_) | Interest::Route(_) => {}
             });

@@ -1,10 +1,12 @@
 //! Counters each shard keeps, and the reports shards send each other when a
 //! monitoring endpoint or a system request needs the whole server's view.
 
+use crate::server::client::Client;
 use crate::server::link::Item;
 use crate::server::shard::Shard;
 use crate::sublist::SublistStats;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::SystemTime;
@@ -48,6 +50,8 @@ pub struct Counters {
 pub struct ShardQuery {
     pub connections: bool,
     pub subscriptions: bool,
+    /// The closed connections this shard remembers, too.
+    pub closed: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -62,12 +66,72 @@ pub struct ConnInfo {
     pub account: String,
     pub user: Option<String>,
     pub subscriptions: usize,
-    pub subscriptions_list: Vec<String>,
+    /// Filled when asked for (and always for a closed connection).
+    pub subs: Vec<SubInfo>,
     pub pending_bytes: usize,
     pub in_msgs: u64,
     pub in_bytes: u64,
     pub out_msgs: u64,
     pub out_bytes: u64,
+    /// When and why it closed; None while open.
+    pub stop: Option<SystemTime>,
+    pub reason: Option<String>,
+}
+
+/// Closed connections a shard remembers for `/connz?state=closed`, as nats-server's
+/// `max_closed_clients` (default 10,000): oldest dropped first.
+pub const CLOSED_CONNECTIONS_MAX: usize = 10_000;
+
+/// The ring of this shard's most recently closed connections; bounded by
+/// `CLOSED_CONNECTIONS_MAX` (so the server keeps at most that many per shard, and
+/// `/connz` shows the newest `CLOSED_CONNECTIONS_MAX` of them all).
+#[derive(Default)]
+pub struct ClosedConns {
+    ring: RefCell<VecDeque<ConnInfo>>,
+}
+
+impl ClosedConns {
+    pub fn push(&self, info: ConnInfo) {
+        let mut ring = self.ring.borrow_mut();
+        if ring.len() == CLOSED_CONNECTIONS_MAX {
+            ring.pop_front();
+        }
+        ring.push_back(info);
+    }
+
+    pub fn snapshot(&self) -> Vec<ConnInfo> {
+        self.ring.borrow().iter().cloned().collect()
+    }
+}
+
+/// A connection's monitoring view; its subscriptions only when `with_subs`.
+pub fn conn_info(shard: &Shard, cl: &Client, with_subs: bool) -> ConnInfo {
+    let info = cl.info.borrow();
+    let account = shard.server.accounts.name(cl.account.get()).to_string();
+    ConnInfo {
+        cid: cl.cid,
+        addr: cl.addr,
+        start: cl.start,
+        last_activity: cl.last_activity.get(),
+        name: info.name.clone(),
+        lang: info.lang.clone(),
+        version: info.version.clone(),
+        subs: if with_subs {
+            cl.subscription_details(&account)
+        } else {
+            Vec::new()
+        },
+        account,
+        user: cl.user.borrow().clone(),
+        subscriptions: cl.subscription_count(),
+        pending_bytes: cl.pending_bytes(),
+        in_msgs: cl.in_msgs.get(),
+        in_bytes: cl.in_bytes.get(),
+        out_msgs: cl.out_msgs.get(),
+        out_bytes: cl.out_bytes.get(),
+        stop: None,
+        reason: None,
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -78,6 +142,8 @@ pub struct SubInfo {
     pub sid: String,
     pub cid: u64,
     pub msgs: u64,
+    /// Deliveries after which it ends (UNSUB with a count); 0 for none.
+    pub max: u64,
 }
 
 #[derive(Debug, Default)]
@@ -87,6 +153,7 @@ pub struct ShardReport {
     pub num_subscriptions: u64,
     pub sublist: SublistStats,
     pub connections: Vec<ConnInfo>,
+    pub closed: Vec<ConnInfo>,
     pub subscriptions: Vec<SubInfo>,
 }
 
@@ -112,32 +179,11 @@ pub fn report(shard: &Shard, query: &ShardQuery) -> ShardReport {
     if query.connections {
         report.connections = clients
             .values()
-            .map(|cl| {
-                let info = cl.info.borrow();
-                ConnInfo {
-                    cid: cl.cid,
-                    addr: cl.addr,
-                    start: cl.start,
-                    last_activity: cl.last_activity.get(),
-                    name: info.name.clone(),
-                    lang: info.lang.clone(),
-                    version: info.version.clone(),
-                    account: shard.server.accounts.name(cl.account.get()).to_string(),
-                    user: cl.user.borrow().clone(),
-                    subscriptions: cl.subscription_count(),
-                    subscriptions_list: if query.subscriptions {
-                        cl.subscription_subjects()
-                    } else {
-                        Vec::new()
-                    },
-                    pending_bytes: cl.pending_bytes(),
-                    in_msgs: cl.in_msgs.get(),
-                    in_bytes: cl.in_bytes.get(),
-                    out_msgs: cl.out_msgs.get(),
-                    out_bytes: cl.out_bytes.get(),
-                }
-            })
+            .map(|cl| conn_info(shard, cl, query.subscriptions))
             .collect();
+    }
+    if query.closed {
+        report.closed = shard.closed.snapshot();
     }
     if query.subscriptions {
         report.subscriptions = subscriptions;

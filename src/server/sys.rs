@@ -3,7 +3,8 @@
 //! They are internal subscriptions on shard 0, reached through ordinary routing, so
 //! only clients of the system account can reach them.
 
-use crate::monitor::json::{self, Endpoint, ListParams};
+use crate::monitor::statsz::{statsz_message, ServerApiResponse};
+use crate::monitor::{common::server_block, document, Endpoint, Request};
 use crate::server::accounts::AccountId;
 use crate::server::interest::InternalSub;
 use crate::server::shard::{Msg, Shard};
@@ -18,13 +19,18 @@ pub enum SysService {
     Endpoint(Endpoint),
 }
 
-const ENDPOINTS: [(&str, Endpoint); 6] = [
+const ENDPOINTS: [(&str, Endpoint); 11] = [
     ("VARZ", Endpoint::Varz),
     ("CONNZ", Endpoint::Connz),
     ("SUBSZ", Endpoint::Subsz),
     ("ROUTEZ", Endpoint::Routez),
     ("HEALTHZ", Endpoint::Healthz),
     ("IDZ", Endpoint::Idz),
+    ("JSZ", Endpoint::Jsz),
+    ("ACCOUNTZ", Endpoint::Accountz),
+    ("ACCSTATZ", Endpoint::Accstatz),
+    ("LEAFZ", Endpoint::Leafz),
+    ("GATEWAYZ", Endpoint::Gatewayz),
 ];
 
 /// Registers the services on `shard` (shard 0).
@@ -62,8 +68,8 @@ pub fn handle(shard: &Shard, service: SysService, account: AccountId, msg: &Msg)
     let Some(reply) = msg.reply else { return };
     let Some(shard) = shard.this() else { return };
     let reply = Bytes::copy_from_slice(reply);
-    let params = ListParams::from_json(msg.payload);
-    glommio::spawn_local(answer(shard, service, account, reply, params)).detach();
+    let request = Request::from_json(msg.payload);
+    glommio::spawn_local(answer(shard, service, account, reply, request)).detach();
 }
 
 async fn answer(
@@ -71,22 +77,25 @@ async fn answer(
     service: SysService,
     account: AccountId,
     reply: Bytes,
-    params: ListParams,
+    request: Request,
 ) {
-    let query = ShardQuery {
-        connections: true,
-        subscriptions: params.subs,
-    };
-    let reports = gather(&shard, query).await;
     let server = &shard.server;
+    let routes = shard.routes.as_ref();
     let body = match service {
-        SysService::Ping => json::statsz_message(server, &reports),
-        SysService::Endpoint(e) => serde_json::json!({
-            "server": json::server_block(server),
-            "data": json::endpoint(server, shard.routes.as_ref(), e, &reports, &params),
-        }),
+        SysService::Ping => {
+            let reports = gather(&shard, ShardQuery::default()).await;
+            serde_json::to_string(&statsz_message(server, routes, &reports))
+        }
+        SysService::Endpoint(e) => {
+            let data = document(&shard, e, &request).await;
+            let cluster = routes.map(|r| r.cluster_name.borrow().clone());
+            serde_json::to_string(&ServerApiResponse {
+                server: server_block(server, cluster),
+                data,
+            })
+        }
     };
-    let payload = body.to_string();
+    let payload = body.unwrap_or_default();
     let msg = Msg {
         subject: &reply,
         reply: None,
