@@ -17,6 +17,7 @@ pub struct Cli {
     pub name: Option<String>,
     /// `-1` is a random port.
     pub http_port: Option<i32>,
+    pub https_port: Option<i32>,
     pub client_advertise: Option<String>,
     pub user: Option<String>,
     pub pass: Option<String>,
@@ -70,7 +71,6 @@ struct Flag {
     kind: Kind,
 }
 
-const HTTPS_MISSING: &str = "HTTPS monitoring is not supported by natrix yet (use -m for http)";
 const SYSLOG_MISSING: &str =
     "syslog is not supported by natrix yet (log to stderr, or to a file with -l FILE)";
 
@@ -119,7 +119,10 @@ const FLAGS: &[Flag] = &[
     },
     Flag {
         names: &["ms", "https_port"],
-        kind: Kind::Refused(HTTPS_MISSING),
+        kind: Kind::Value(|c, v, f| {
+            c.https_port = Some(number(v, f)?);
+            Ok(())
+        }),
     },
     Flag {
         names: &["t"],
@@ -337,7 +340,7 @@ Server Options:
         --server_name <server_name>  Server name (default: auto)
     -P, --pid <file>                 File to store PID
     -m, --http_port <port>           Use port for http monitoring (-1 for random)
-    -ms,--https_port <port>          Use port for https monitoring (refused: not supported yet)
+    -ms,--https_port <port>          Use port for https monitoring (-1 for random)
     -c, --config <file>              Configuration file
     -t                               Test configuration and exit
     -sl,--signal <signal>[=<pid>]    Send signal to natrix process (ldm, stop, quit, term, reopen, reload)
@@ -486,6 +489,9 @@ impl Cli {
         }
         if let Some(m) = self.http_port {
             opts.http_port = Some(port(m, "-m")?);
+        }
+        if let Some(m) = self.https_port {
+            opts.https_port = Some(port(m, "-ms")?);
         }
         if let Some(a) = &self.client_advertise {
             opts.client_advertise = Some(a.clone());
@@ -728,9 +734,7 @@ mod tests {
             try_parse(&["foo"]).unwrap_err(),
             "unrecognized command: \"foo\""
         );
-        assert!(try_parse(&["-ms", "8443"])
-            .unwrap_err()
-            .starts_with("-ms: HTTPS monitoring is not supported"));
+        assert_eq!(try_parse(&["-ms", "8443"]).unwrap().https_port, Some(8443));
         assert!(try_parse(&["-s"]).unwrap_err().starts_with("-s: syslog"));
     }
 

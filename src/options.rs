@@ -59,8 +59,6 @@ const REFUSED_TOP_LEVEL: &[&str] = &[
     "websocket",
     "ws",
     "mqtt",
-    "https",
-    "https_port",
     "http_base_path",
     "mappings",
     "maps",
@@ -127,6 +125,8 @@ pub struct Options {
     pub http_host: Option<String>,
     /// Monitoring port: `http: port`, `http: host:port`, `http_port` or `monitor_port`.
     pub http_port: Option<u16>,
+    /// Monitoring over TLS (the `tls` block's certificate), on `http_host`.
+    pub https_port: Option<u16>,
     pub max_payload: usize,
     pub max_control_line: usize,
     pub max_pending: usize,
@@ -175,6 +175,7 @@ impl Default for Options {
             client_advertise: None,
             http_host: None,
             http_port: None,
+            https_port: None,
             max_payload: DEFAULT_MAX_PAYLOAD,
             max_control_line: DEFAULT_MAX_CONTROL_LINE,
             max_pending: DEFAULT_MAX_PENDING,
@@ -280,6 +281,12 @@ impl<'a> Reader<'a> {
                 o.http_host = hp.host.or(o.http_host.take());
             }
             "http_port" | "monitor_port" => o.http_port = Some(port(key, item)?),
+            "https" => {
+                let hp = host_port(key, item)?;
+                o.https_port = Some(hp.port);
+                o.http_host = hp.host.or(o.http_host.take());
+            }
+            "https_port" => o.https_port = Some(port(key, item)?),
             _ => return Ok(false),
         }
         Ok(true)

@@ -256,14 +256,7 @@ fn refused_flags_name_what_was_typed() {
             &["--tlskey", "key.pem", "--tlsverify"],
             "natrix: TLS Server certificate must be present and valid",
         ),
-        (
-            &["-ms", "8443"],
-            "natrix: -ms: HTTPS monitoring is not supported",
-        ),
-        (
-            &["--https_port=8443"],
-            "natrix: --https_port: HTTPS monitoring is not supported",
-        ),
+        (&["--https_port=8443"], "natrix: https monitoring needs TLS"),
         (&["-s"], "natrix: -s: syslog is not supported by natrix yet"),
         (
             &["-r", "udp://localhost:514"],

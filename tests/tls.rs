@@ -488,3 +488,41 @@ fn nats_go_connects_with_tls_and_mutual_tls() {
     let (ok, text) = run(&mutual, None);
     assert!(!ok, "connected without a client certificate: {text}");
 }
+
+/// `https_port` serves monitoring over TLS with the tls block's certificate:
+/// curl, trusting the test CA, gets `/varz` (which names the port); without
+/// TLS configured, the server refuses to start.
+#[test]
+fn https_monitoring_uses_the_tls_certificate() {
+    let pki = pki();
+    let https_port = common::free_port();
+    let server = tls_server(1, &pki, "", &format!("https: \"127.0.0.1:{https_port}\""));
+    let url = format!("https://127.0.0.1:{https_port}/varz");
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", "--cacert"])
+        .arg(&pki.ca.cert)
+        .arg(&url)
+        .output()
+        .expect("curl");
+    let body = String::from_utf8_lossy(&out.stdout);
+    let varz: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{body}"));
+    assert_eq!(varz["https_port"], https_port, "{body}");
+    assert_eq!(varz["server_id"], server.json("/varz")["server_id"]);
+    let untrusted = Command::new("curl")
+        .args(["-s", "--max-time", "10"])
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        !untrusted.status.success(),
+        "a client not trusting the CA fails"
+    );
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_natrix"))
+        .args(["-p", "-1", "-ms", &common::free_port().to_string()])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("https monitoring needs TLS"), "{err}");
+}

@@ -6,6 +6,7 @@
 use crate::monitor::io::{Clock, TimedIo};
 use crate::monitor::{document, Endpoint, Request};
 use crate::server::shard::Shard;
+use crate::tls::{ClientTls, Stream};
 use bytes::Bytes;
 use glommio::net::{TcpListener, TcpStream};
 use http_body_util::Full;
@@ -89,16 +90,19 @@ fn lookup(path: &str) -> Option<(&'static str, Page)> {
         .map(|(p, page)| (*p, *page))
 }
 
-pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
+/// Serves monitoring on `listener`; with `tls`, every connection is https.
+pub async fn serve(shard: Rc<Shard>, listener: TcpListener, tls: Option<ClientTls>) {
     let open = Rc::new(Cell::new(0usize));
     loop {
         match listener.accept().await {
             Ok(stream) if open.get() >= CONNECTIONS_MAX => refuse(stream),
             Ok(stream) => {
                 open.set(open.get() + 1);
-                let (shard, open) = (shard.clone(), open.clone());
+                let (shard, open, tls) = (shard.clone(), open.clone(), tls.clone());
                 glommio::spawn_local(async move {
-                    connection(shard, stream).await;
+                    if let Some(stream) = secured(stream, tls).await {
+                        connection(shard, stream).await;
+                    }
                     open.set(open.get() - 1);
                 })
                 .detach();
@@ -130,9 +134,25 @@ fn refuse(stream: TcpStream) {
     drop(stream);
 }
 
-async fn connection(shard: Rc<Shard>, stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().ok();
+/// The connection as hyper will see it: plain, or after the TLS handshake
+/// (bounded by the tls block's timeout; a failed one is logged and dropped).
+async fn secured(tcp: TcpStream, tls: Option<ClientTls>) -> Option<Stream> {
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = tls else {
+        return Some(Stream::Plain(tcp));
+    };
+    let peer = tcp.peer_addr().ok();
+    match crate::tls::stream::accept(tcp, &tls.acceptor, tls.timeout).await {
+        Ok(stream) => Some(stream),
+        Err(e) => {
+            debug!("Monitoring TLS handshake with {peer:?} failed: {e}");
+            None
+        }
+    }
+}
+
+async fn connection(shard: Rc<Shard>, stream: Stream) {
+    let peer = stream.peer_addr();
     let clock = Clock::new(Instant::now());
     let io = TimedIo::new(stream, clock.clone());
     let service = hyper::service::service_fn(move |req| {

@@ -6,8 +6,8 @@
 //! requests for `KEEP_ALIVE_IDLE_MS`. Past its deadline every read and write fails
 //! with `TimedOut`, and hyper drops the connection.
 
+use crate::tls::Stream;
 use futures_lite::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
 use std::cell::Cell;
 use std::future::Future;
 use std::io;
@@ -107,9 +107,10 @@ impl Clock {
     }
 }
 
-/// A glommio socket under `Clock`'s deadlines, as hyper's `Read` and `Write`.
+/// A socket (plain, or TLS for https) under `Clock`'s deadlines, as hyper's
+/// `Read` and `Write`.
 pub struct TimedIo {
-    stream: TcpStream,
+    stream: Stream,
     clock: Rc<Clock>,
     /// The timer for the deadline it was armed for.
     timer: Option<(Instant, Pin<Box<glommio::timer::Timer>>)>,
@@ -123,7 +124,7 @@ fn timed_out() -> io::Error {
 }
 
 impl TimedIo {
-    pub fn new(stream: TcpStream, clock: Rc<Clock>) -> TimedIo {
+    pub fn new(stream: Stream, clock: Rc<Clock>) -> TimedIo {
         TimedIo {
             stream,
             clock,

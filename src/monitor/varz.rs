@@ -154,7 +154,7 @@ pub fn varz(shard: &Shard, reports: &[ShardReport], extras: VarzExtras) -> Varz 
         http_host: o.http_host.clone().unwrap_or_else(|| o.host.clone()),
         http_port: o.http_port.unwrap_or(0),
         http_base_path: String::new(),
-        https_port: 0,
+        https_port: o.https_port.unwrap_or(0),
         auth_timeout: server.auth_timeout_ms() as f64 / 1000.0,
         max_control_line: o.max_control_line,
         max_payload: o.max_payload,

@@ -56,19 +56,26 @@ pub fn run(mut server: Server) -> io::Result<()> {
             )
         })?;
     }
-    if let Some(http) = server.opts.http_port {
-        let http_host = server
-            .opts
-            .http_host
-            .clone()
-            .unwrap_or_else(|| host.clone());
-        let claimed = claim_port(&http_host, http).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("Error listening on monitor port: {http_host}:{http}, {e}"),
-            )
-        })?;
-        server.opts.http_port = Some(claimed);
+    let http_host = server
+        .opts
+        .http_host
+        .clone()
+        .unwrap_or_else(|| host.clone());
+    for monitor_port in [&mut server.opts.http_port, &mut server.opts.https_port] {
+        if let Some(port) = *monitor_port {
+            let claimed = claim_port(&http_host, port).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("Error listening on monitor port: {http_host}:{port}, {e}"),
+                )
+            })?;
+            *monitor_port = Some(claimed);
+        }
+    }
+    if server.opts.https_port.is_some() && server.tls().client.is_none() {
+        return Err(io::Error::other(
+            "https monitoring needs TLS: a tls block (cert_file, key_file) or --tlscert/--tlskey",
+        ));
     }
     log_start(&server);
     let server = Arc::new(server);
@@ -149,16 +156,7 @@ async fn run_shard(server: Arc<Server>, ctx: ShardContext<Batch>, bound: Arc<Ato
         }
         server.js_ready.store(true, Ordering::Release);
         start_routes(&shard);
-        if let Some(port) = server.opts.http_port {
-            let host = server
-                .opts
-                .http_host
-                .clone()
-                .unwrap_or_else(|| server.opts.host.clone());
-            let listener = bind(&host, port);
-            info!("Starting http monitor on http://{host}:{port}");
-            glommio::spawn_local(crate::monitor::http::serve(shard.clone(), listener)).detach();
-        }
+        start_monitoring(&shard);
     }
     // Clients come once JetStream has reopened its streams, as on nats-server.
     while !server.js_ready.load(Ordering::Acquire) {
@@ -176,6 +174,22 @@ async fn run_shard(server: Arc<Server>, ctx: ShardContext<Batch>, bound: Arc<Ato
     let accept = glommio::spawn_local(accept_loop(shard.clone(), listener));
     shard.set_accept_task(accept);
     housekeeping(shard).await;
+}
+
+/// The monitoring ports: http, and https with the `tls` block's certificate.
+fn start_monitoring(shard: &Rc<Shard>) {
+    let opts = &shard.server.opts;
+    let host = opts.http_host.clone().unwrap_or_else(|| opts.host.clone());
+    let https_tls = shard.server.tls().client.clone();
+    let ports = [(opts.http_port, None), (opts.https_port, https_tls)];
+    for (port, tls) in ports {
+        let Some(port) = port else { continue };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let listener = bind(&host, port);
+        info!("Starting {scheme} monitor on {scheme}://{host}:{port}");
+        let serve = crate::monitor::http::serve(shard.clone(), listener, tls);
+        glommio::spawn_local(serve).detach();
+    }
 }
 
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {

@@ -24,6 +24,10 @@ impl Stream {
         }
     }
 
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.tcp().peer_addr().ok()
+    }
+
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> glommio::Result<(), ()> {
         self.tcp().set_read_timeout(timeout)
     }
