@@ -18,6 +18,8 @@ pub struct Cli {
     /// `-1` is a random port.
     pub http_port: Option<i32>,
     pub https_port: Option<i32>,
+    pub syslog: Option<bool>,
+    pub remote_syslog: Option<String>,
     pub client_advertise: Option<String>,
     pub user: Option<String>,
     pub pass: Option<String>,
@@ -62,17 +64,12 @@ enum Kind {
     Bool(fn(&mut Cli, bool)),
     /// `-x VALUE` or `-x=VALUE`; the setter gets the value and the flag as typed.
     Value(fn(&mut Cli, &str, &str) -> Result<(), String>),
-    /// A flag natrix refuses: the reason names what is missing.
-    Refused(&'static str),
 }
 
 struct Flag {
     names: &'static [&'static str],
     kind: Kind,
 }
-
-const SYSLOG_MISSING: &str =
-    "syslog is not supported by natrix yet (log to stderr, or to a file with -l FILE)";
 
 const FLAGS: &[Flag] = &[
     Flag {
@@ -169,11 +166,14 @@ const FLAGS: &[Flag] = &[
     },
     Flag {
         names: &["s", "syslog"],
-        kind: Kind::Refused(SYSLOG_MISSING),
+        kind: Kind::Bool(|c, b| c.syslog = Some(b)),
     },
     Flag {
         names: &["r", "remote_syslog"],
-        kind: Kind::Refused(SYSLOG_MISSING),
+        kind: Kind::Value(|c, v, _| {
+            c.remote_syslog = Some(v.to_string());
+            Ok(())
+        }),
     },
     Flag {
         names: &["D", "debug"],
@@ -352,8 +352,8 @@ Server Options:
 Logging Options:
     -l, --log <file>                 File to redirect log output
     -T, --logtime                    Timestamp log entries (default: true)
-    -s, --syslog                     Log to syslog (refused: not supported yet)
-    -r, --remote_syslog <addr>       Syslog server addr (refused: not supported yet)
+    -s, --syslog                     Log to syslog or windows event log
+    -r, --remote_syslog <addr>       Syslog server addr (udp://127.0.0.1:514)
     -D, --debug                      Enable debugging output
     -V, --trace                      Trace the raw protocol
     -VV                              Verbose trace (same as -V here)
@@ -440,7 +440,6 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli, String> {
                 };
                 set(&mut cli, &value, typed)?;
             }
-            Kind::Refused(why) => return Err(format!("{typed}: {why}")),
         }
     }
     if let Some(rest) = args.next() {
@@ -523,6 +522,12 @@ impl Cli {
         }
         if let Some(l) = &self.log {
             opts.log_file = Some(l.clone());
+        }
+        if let Some(s) = self.syslog {
+            opts.syslog = s;
+        }
+        if let Some(r) = &self.remote_syslog {
+            opts.remote_syslog = Some(r.clone());
         }
         if let Some(n) = self.max_traced_msg_len {
             opts.max_traced_msg_len = n;
@@ -735,7 +740,7 @@ mod tests {
             "unrecognized command: \"foo\""
         );
         assert_eq!(try_parse(&["-ms", "8443"]).unwrap().https_port, Some(8443));
-        assert!(try_parse(&["-s"]).unwrap_err().starts_with("-s: syslog"));
+        assert_eq!(try_parse(&["-s"]).unwrap().syslog, Some(true));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! to stderr or a file, with `-D` (debug) and `-V` (trace) switches. glommio logs
 //! through the `log` crate; it is bridged in, so its warnings show.
 
+pub mod syslog;
+
 use crate::timefmt::log_stamp;
 use std::fmt;
 use std::time::SystemTime;
@@ -11,8 +13,17 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 struct NatsFormat {
-    pid: u32,
+    /// Syslog lines carry the pid and time in their own header.
+    pid: Option<u32>,
     logtime: bool,
+}
+
+/// Where log lines go besides their level and text.
+pub enum Sink<'a> {
+    Stderr,
+    /// Appended to this file.
+    File(&'a str),
+    Syslog(syslog::Syslog),
 }
 
 impl<S, N> FormatEvent<S, N> for NatsFormat
@@ -33,7 +44,9 @@ where
             Level::DEBUG => "DBG",
             Level::TRACE => "TRC",
         };
-        write!(w, "[{}] ", self.pid)?;
+        if let Some(pid) = self.pid {
+            write!(w, "[{pid}] ")?;
+        }
         if self.logtime {
             write!(w, "{} ", log_stamp(SystemTime::now()))?;
         }
@@ -43,13 +56,8 @@ where
     }
 }
 
-/// Installs the global logger. `log_file` appends to that file instead of stderr.
-pub fn init(
-    debug: bool,
-    trace: bool,
-    logtime: bool,
-    log_file: Option<&str>,
-) -> std::io::Result<()> {
+/// Installs the global logger, writing to `sink`.
+pub fn init(debug: bool, trace: bool, logtime: bool, sink: Sink) -> std::io::Result<()> {
     let level = if trace {
         Level::TRACE
     } else if debug {
@@ -57,23 +65,27 @@ pub fn init(
     } else {
         Level::INFO
     };
+    let to_syslog = matches!(sink, Sink::Syslog(_));
     let format = NatsFormat {
-        pid: std::process::id(),
-        logtime,
+        pid: (!to_syslog).then(std::process::id),
+        logtime: logtime && !to_syslog,
     };
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_ansi(false)
         .event_format(format);
-    let result = match log_file {
-        Some(path) => {
+    let result = match sink {
+        Sink::File(path) => {
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)?;
             builder.with_writer(std::sync::Mutex::new(file)).try_init()
         }
-        None => builder.with_writer(std::io::stderr).try_init(),
+        Sink::Stderr => builder.with_writer(std::io::stderr).try_init(),
+        Sink::Syslog(target) => builder
+            .with_writer(syslog::SyslogWriter::new(target))
+            .try_init(),
     };
     result.map_err(|e| std::io::Error::other(e.to_string()))
 }

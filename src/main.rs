@@ -78,13 +78,8 @@ fn options(cli: &Cli) -> Result<Options, String> {
 
 fn serve(cli: &Cli) -> Result<(), String> {
     let opts = options(cli)?;
-    natrix::logging::init(
-        opts.debug,
-        opts.trace,
-        opts.logtime,
-        opts.log_file.as_deref(),
-    )
-    .map_err(|e| format!("cannot open log: {e}"))?;
+    natrix::logging::init(opts.debug, opts.trace, opts.logtime, log_sink(&opts)?)
+        .map_err(|e| format!("cannot open log: {e}"))?;
     natrix::server::panic::abort_on_panic();
     if let Some(pid_file) = &opts.pid_file {
         std::fs::write(pid_file, std::process::id().to_string())
@@ -106,4 +101,19 @@ fn serve(cli: &Cli) -> Result<(), String> {
         tracing::error!("{e}");
         e.to_string()
     })
+}
+
+/// Where the log goes: a remote syslog, the local one, a file, or stderr (nats-server's
+/// order of precedence).
+fn log_sink(opts: &Options) -> Result<natrix::logging::Sink<'_>, String> {
+    use natrix::logging::{syslog::Syslog, Sink};
+    if let Some(url) = &opts.remote_syslog {
+        let target = Syslog::remote(url).map_err(|e| format!("error connecting to syslog: {e}"))?;
+        return Ok(Sink::Syslog(target));
+    }
+    if opts.syslog {
+        let target = Syslog::local().map_err(|e| format!("error connecting to syslog: {e}"))?;
+        return Ok(Sink::Syslog(target));
+    }
+    Ok(opts.log_file.as_deref().map_or(Sink::Stderr, Sink::File))
 }

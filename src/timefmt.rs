@@ -57,6 +57,19 @@ pub fn log_stamp(t: SystemTime) -> String {
     )
 }
 
+/// `Dec  6 12:00:00`, as RFC 3164 syslog lines stamp themselves.
+pub fn syslog_stamp(t: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let c = civil(t);
+    let month = MONTHS[(c.month as usize - 1) % 12];
+    format!(
+        "{month} {:>2} {:02}:{:02}:{:02}",
+        c.day, c.hour, c.minute, c.second
+    )
+}
+
 /// Go's duration format, as /varz and /connz print uptimes: `1h2m3s`, `45s`.
 pub fn go_duration(d: std::time::Duration) -> String {
     let s = d.as_secs();

@@ -257,10 +257,9 @@ fn refused_flags_name_what_was_typed() {
             "natrix: TLS Server certificate must be present and valid",
         ),
         (&["--https_port=8443"], "natrix: https monitoring needs TLS"),
-        (&["-s"], "natrix: -s: syslog is not supported by natrix yet"),
         (
-            &["-r", "udp://localhost:514"],
-            "natrix: -r: syslog is not supported",
+            &["-r", "tcp://localhost:514"],
+            "natrix: error connecting to syslog: remote syslog over tcp is not supported",
         ),
         (
             &["-T=maybe"],
@@ -479,4 +478,31 @@ fn low_memlock_limit_is_raised_or_explained() {
     }
     assert!(!stderr.contains("MemLockLimit("), "{stderr}");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `-r udp://host:port` sends the log to a remote syslog, one datagram per line
+/// with nats-server's facility (daemon) and natrix's tag.
+#[test]
+fn logs_go_to_a_remote_syslog() {
+    let daemon = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    daemon
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let url = format!("udp://{}", daemon.local_addr().unwrap());
+    let _server = common::TestServer::with_shards(1)
+        .args(&["-r", &url])
+        .start();
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 2048];
+    while !lines.iter().any(|l: &String| l.contains("Server is ready")) {
+        let n = daemon.recv(&mut buf).expect("a syslog datagram in time");
+        lines.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    let ready = lines
+        .iter()
+        .find(|l| l.contains("Server is ready"))
+        .unwrap();
+    assert!(ready.starts_with("<29>"), "daemon.notice: {ready}");
+    assert!(ready.contains(" natrix["), "{ready}");
+    assert!(ready.ends_with("[INF] Server is ready"), "{ready}");
 }
