@@ -108,7 +108,6 @@ const IGNORED_TOP_LEVEL: &[&str] = &[
     "feature_flags",
     "default_js_domain",
     "no_fast_producer_stall",
-    "max_closed_clients",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +129,8 @@ pub struct Options {
     pub max_pending: usize,
     /// 0 refuses every client (nats-server's `max_connections: 0`).
     pub max_connections: usize,
+    /// Closed connections kept for `/connz?state=closed` (per shard, and in total).
+    pub max_closed_clients: usize,
     /// 0 is unlimited.
     pub max_subscriptions: usize,
     pub ping_interval_ms: u64,
@@ -181,6 +182,7 @@ impl Default for Options {
             max_control_line: DEFAULT_MAX_CONTROL_LINE,
             max_pending: DEFAULT_MAX_PENDING,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_closed_clients: crate::server::stats::CLOSED_CONNECTIONS_DEFAULT,
             max_subscriptions: 0,
             ping_interval_ms: DEFAULT_PING_INTERVAL_MS,
             ping_max: DEFAULT_PING_MAX,
@@ -308,6 +310,13 @@ impl<'a> Reader<'a> {
             "max_pending" => o.max_pending = as_usize(bounded_size(key, item, u64::MAX)?),
             "max_connections" | "max_conn" => {
                 o.max_connections = as_usize(integer(key, item)?.max(0) as u64)
+            }
+            "max_closed_clients" => {
+                // 0 or less: the default, as on nats-server.
+                o.max_closed_clients = match integer(key, item)? {
+                    n if n > 0 => as_usize(n as u64),
+                    _ => crate::server::stats::CLOSED_CONNECTIONS_DEFAULT,
+                }
             }
             "max_subscriptions" | "max_subs" => {
                 o.max_subscriptions = as_usize(bounded(key, item, u64::MAX)?)

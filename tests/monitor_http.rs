@@ -118,3 +118,39 @@ fn keep_alive_serves_several_requests_on_one_connection() {
     let varz = server.json("/varz");
     assert_eq!(varz["http_req_stats"]["/healthz"], 3);
 }
+
+/// `max_closed_clients` bounds what `/connz?state=closed` remembers: the newest
+/// ones, as on nats-server.
+#[test]
+fn max_closed_clients_keeps_the_newest_closed_connections() {
+    let server = TestServer::with_shards(2)
+        .config("listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http}\nmax_closed_clients: 2\n")
+        .start();
+    let mut cids = Vec::new();
+    for _ in 0..3 {
+        let mut c = common::Raw::connect(server.port);
+        cids.push(c.info["client_id"].as_u64().unwrap());
+        c.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n");
+        assert_eq!(c.line(), "PONG");
+        let closed_before = server.json("/connz?state=closed")["total"]
+            .as_u64()
+            .unwrap();
+        drop(c);
+        wait_for("the close recorded", Duration::from_secs(10), || {
+            let total = server.json("/connz?state=closed")["total"]
+                .as_u64()
+                .unwrap();
+            total > closed_before || total == 2
+        });
+    }
+    wait_for("two closed kept", Duration::from_secs(10), || {
+        let connz = server.json("/connz?state=closed");
+        let kept: Vec<u64> = connz["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["cid"].as_u64().unwrap())
+            .collect();
+        kept == cids[1..]
+    });
+}

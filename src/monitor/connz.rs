@@ -89,8 +89,12 @@ fn entry(c: &ConnInfo, params: &ListParams, now: SystemTime) -> ConnzEntry {
 }
 
 /// The connections `params.state` selects, in cid order; closed ones limited to
-/// the newest `CLOSED_CONNECTIONS_MAX` over all shards.
-fn selected<'a>(reports: &'a [ShardReport], params: &ListParams) -> Vec<&'a ConnInfo> {
+/// the newest `max_closed` over all shards.
+fn selected<'a>(
+    reports: &'a [ShardReport],
+    params: &ListParams,
+    max_closed: usize,
+) -> Vec<&'a ConnInfo> {
     let mut conns: Vec<&ConnInfo> = Vec::new();
     if params.state.open() {
         conns.extend(reports.iter().flat_map(|r| r.connections.iter()));
@@ -98,7 +102,7 @@ fn selected<'a>(reports: &'a [ShardReport], params: &ListParams) -> Vec<&'a Conn
     if params.state.closed() {
         let mut closed: Vec<&ConnInfo> = reports.iter().flat_map(|r| r.closed.iter()).collect();
         closed.sort_by_key(|c| std::cmp::Reverse(c.stop));
-        closed.truncate(crate::server::stats::CLOSED_CONNECTIONS_MAX);
+        closed.truncate(max_closed);
         conns.extend(closed);
     }
     conns.sort_by_key(|c| c.cid);
@@ -107,7 +111,7 @@ fn selected<'a>(reports: &'a [ShardReport], params: &ListParams) -> Vec<&'a Conn
 
 pub fn connz(server: &Server, reports: &[ShardReport], params: &ListParams) -> Connz {
     let now = SystemTime::now();
-    let conns = selected(reports, params);
+    let conns = selected(reports, params, server.opts.max_closed_clients);
     let page: Vec<ConnzEntry> = conns
         .iter()
         .skip(params.offset)

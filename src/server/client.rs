@@ -266,7 +266,9 @@ impl Client {
         let mut info = crate::server::stats::conn_info(shard, self, true);
         info.stop = Some(SystemTime::now());
         info.reason = Some(reason.to_string());
-        shard.closed.push(info);
+        shard
+            .closed
+            .push(info, shard.server.opts.max_closed_clients);
     }
 
     pub fn remove_subscription(&self, shard: &Shard, sid: &[u8]) {

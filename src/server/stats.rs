@@ -78,22 +78,22 @@ pub struct ConnInfo {
     pub reason: Option<String>,
 }
 
-/// Closed connections a shard remembers for `/connz?state=closed`, as nats-server's
-/// `max_closed_clients` (default 10,000): oldest dropped first.
-pub const CLOSED_CONNECTIONS_MAX: usize = 10_000;
+/// Closed connections a shard remembers for `/connz?state=closed` unless
+/// `max_closed_clients` says otherwise (nats-server's default): oldest dropped first.
+pub const CLOSED_CONNECTIONS_DEFAULT: usize = 10_000;
 
 /// The ring of this shard's most recently closed connections; bounded by
-/// `CLOSED_CONNECTIONS_MAX` (so the server keeps at most that many per shard, and
-/// `/connz` shows the newest `CLOSED_CONNECTIONS_MAX` of them all).
+/// `max_closed_clients` (so the server keeps at most that many per shard, and
+/// `/connz` shows the newest `max_closed_clients` of them all).
 #[derive(Default)]
 pub struct ClosedConns {
     ring: RefCell<VecDeque<ConnInfo>>,
 }
 
 impl ClosedConns {
-    pub fn push(&self, info: ConnInfo) {
+    pub fn push(&self, info: ConnInfo, max: usize) {
         let mut ring = self.ring.borrow_mut();
-        if ring.len() == CLOSED_CONNECTIONS_MAX {
+        while ring.len() >= max.max(1) {
             ring.pop_front();
         }
         ring.push_back(info);
