@@ -206,20 +206,4 @@ impl MemStore {
         self.watch.rewind(index);
         Ok(())
     }
-
-    pub fn first_index(&self) -> u64 {
-        self.inner.borrow().core.base_seq()
-    }
-
-    pub fn last_index(&self) -> u64 {
-        self.inner.borrow().core.last_seq()
-    }
-
-    pub fn term(&self, index: u64) -> Option<u64> {
-        let i = self.inner.borrow();
-        if index + 1 == i.core.base_seq() {
-            return Some(i.core.floor_term());
-        }
-        i.core.live(index).map(|e| e.term)
-    }
 }

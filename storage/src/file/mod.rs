@@ -339,23 +339,6 @@ impl FileStore {
         self.commit_with(true).await
     }
 
-    pub fn first_index(&self) -> u64 {
-        self.inner.borrow().core.base_seq()
-    }
-
-    pub fn last_index(&self) -> u64 {
-        self.inner.borrow().core.last_seq()
-    }
-
-    /// Raft: the term of the entry at `index` (or of the snapshot at `first_index - 1`).
-    pub fn term(&self, index: u64) -> Option<u64> {
-        let inner = self.inner.borrow();
-        if index + 1 == inner.core.base_seq() {
-            return Some(inner.core.floor_term());
-        }
-        inner.core.live(index).map(|e| e.term)
-    }
-
     /// Number of segment files (for tests and metrics).
     pub fn segment_count(&self) -> usize {
         self.inner.borrow().segs.len()
