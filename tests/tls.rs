@@ -526,3 +526,17 @@ fn https_monitoring_uses_the_tls_certificate() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("https monitoring needs TLS"), "{err}");
 }
+
+/// `/connz` names a TLS connection's version and cipher suite, as nats-server does.
+#[tokio::test]
+async fn connz_shows_tls_version_and_cipher() {
+    let pki = pki();
+    let server = tls_server(1, &pki, "", "");
+    let nc = connect(&server, options(&pki.ca, None)).await.unwrap();
+    nc.flush().await.unwrap();
+    let connz = server.json("/connz");
+    let conn = &connz["connections"][0];
+    assert_eq!(conn["tls_version"], "1.3", "{connz}");
+    let suite = conn["tls_cipher_suite"].as_str().unwrap_or_default();
+    assert!(suite.starts_with("TLS_"), "{connz}");
+}

@@ -36,6 +36,10 @@ pub struct ConnzEntry {
     pub lang: String,
     pub version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cipher_suite: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorized_user: Option<String>,
     pub account: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -81,6 +85,8 @@ fn entry(c: &ConnInfo, params: &ListParams, now: SystemTime) -> ConnzEntry {
         name: c.name.clone(),
         lang: c.lang.clone(),
         version: c.version.clone(),
+        tls_version: c.tls.as_ref().map(|t| t.0.clone()),
+        tls_cipher_suite: c.tls.as_ref().map(|t| t.1.clone()),
         authorized_user: c.user.clone(),
         account: c.account.clone(),
         subscriptions_list,

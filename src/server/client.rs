@@ -59,6 +59,8 @@ pub struct Client {
     cert_names: Option<crate::tls::map::CertNames>,
     /// What its INFO asked it to sign, when nkey users may log in.
     nonce: Option<String>,
+    /// TLS version and cipher suite, for `/connz`.
+    pub tls: Option<(String, String)>,
 }
 
 impl Client {
@@ -377,6 +379,7 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
         crossed: Cell::new(0),
         replies: RefCell::new(None),
         cert_names: secured.cert_names,
+        tls: secured.stream.tls_details(),
         nonce,
     });
     let stream: SharedStream = Rc::new(RefCell::new(secured.stream));

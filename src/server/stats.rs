@@ -76,6 +76,8 @@ pub struct ConnInfo {
     /// When and why it closed; None while open.
     pub stop: Option<SystemTime>,
     pub reason: Option<String>,
+    /// TLS version and cipher suite of a TLS connection.
+    pub tls: Option<(String, String)>,
 }
 
 /// Closed connections a shard remembers for `/connz?state=closed` unless
@@ -131,6 +133,7 @@ pub fn conn_info(shard: &Shard, cl: &Client, with_subs: bool) -> ConnInfo {
         out_bytes: cl.out_bytes.get(),
         stop: None,
         reason: None,
+        tls: cl.tls.clone(),
     }
 }
 

@@ -44,6 +44,21 @@ impl Stream {
         }
     }
 
+    /// The TLS version and cipher suite, named as nats-server's `/connz` names them
+    /// (`1.3`, `TLS_AES_128_GCM_SHA256`); None on plain TCP.
+    pub fn tls_details(&self) -> Option<(String, String)> {
+        let Stream::Tls(s) = self else { return None };
+        let conn = s.get_ref().1;
+        let version = match conn.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => "1.3".to_string(),
+            rustls::ProtocolVersion::TLSv1_2 => "1.2".to_string(),
+            other => format!("{other:?}"),
+        };
+        let suite = format!("{:?}", conn.negotiated_cipher_suite()?.suite());
+        let suite = suite.replacen("TLS13_", "TLS_", 1);
+        Some((version, suite))
+    }
+
     /// Pushes out what TLS holds back after a write; nothing to do on plain TCP.
     pub fn poll_flush_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
