@@ -157,6 +157,16 @@ async fn jsz_and_varz_report_streams_consumers_and_usage() {
     assert_eq!(health["status"], "ok");
 }
 
+/// A client logged in as `user`, whose password is its name.
+async fn login(
+    server: &TestServer,
+    user: &str,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    async_nats::ConnectOptions::with_user_and_password(user.into(), user.into())
+        .connect(server.url())
+        .await
+}
+
 #[tokio::test]
 async fn accounts_get_jetstream_when_enabled_and_within_their_limits() {
     let store = tempfile::tempdir().unwrap();
@@ -164,11 +174,8 @@ async fn accounts_get_jetstream_when_enabled_and_within_their_limits() {
     let server = TestServer::with_shards(2)
         .config(&(js_config(store.path(), "") + accounts))
         .start();
-    let login = |u: &str| {
-        async_nats::ConnectOptions::with_user_and_password(u.into(), u.into()).connect(server.url())
-    };
 
-    let a = login("a").await.unwrap();
+    let a = login(&server, "a").await.unwrap();
     let js = jetstream::new(a.clone());
     let s = js
         .create_stream(stream::Config {
@@ -205,7 +212,7 @@ async fn accounts_get_jetstream_when_enabled_and_within_their_limits() {
     assert_eq!(info.limits.max_streams, Some(1));
     assert_eq!(info.streams, 1);
 
-    let b = login("b").await.unwrap();
+    let b = login(&server, "b").await.unwrap();
     let reply = b.request("$JS.API.INFO", "".into()).await.unwrap();
     let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(body["error"]["err_code"], 10039, "{body}");
@@ -220,12 +227,9 @@ async fn an_account_past_its_storage_limit_is_refused_alone() {
     let server = TestServer::with_shards(2)
         .config(&(js_config(store.path(), "") + accounts))
         .start();
-    let login = |u: &str| {
-        async_nats::ConnectOptions::with_user_and_password(u.into(), u.into()).connect(server.url())
-    };
     let mut acked = Vec::new();
     for user in ["a", "b"] {
-        let js = jetstream::new(login(user).await.unwrap());
+        let js = jetstream::new(login(&server, user).await.unwrap());
         js.create_stream(stream::Config {
             name: "S".into(),
             subjects: vec!["s".into()],

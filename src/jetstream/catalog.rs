@@ -124,7 +124,7 @@ pub async fn account_usage(shard: &Rc<Shard>, account: Option<AccountId>) -> Usa
 }
 
 /// The account's own `jetstream { ... }` limits, when its config has them.
-pub fn account_limits(server: &Server, account: AccountId) -> crate::options::AccountJsLimits {
+fn account_limits(server: &Server, account: AccountId) -> crate::options::AccountJsLimits {
     let name = server.accounts.name(account);
     server
         .opts

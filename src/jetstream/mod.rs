@@ -153,8 +153,13 @@ pub fn time_string(t: SystemTime) -> String {
 
 /// A random token of 22 characters (ephemeral consumer names, advisory ids).
 pub fn random_id() -> String {
+    random_token(22)
+}
+
+/// `len` random letters and digits.
+pub fn random_token(len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    (0..22)
+    (0..len)
         .map(|_| ALPHABET[rand::random::<usize>() % ALPHABET.len()] as char)
         .collect()
 }

@@ -8,7 +8,7 @@ use crate::jetstream::api::Reply;
 use crate::jetstream::consumer::ack::{self, AckKind};
 use crate::jetstream::consumer::{config as cconfig, deliver, Consumer, PullRequest};
 use crate::jetstream::stream::{self, Stream};
-use crate::jetstream::usage::Medium;
+use crate::jetstream::usage::{Medium, Refusal};
 use crate::jetstream::{persist, send, Service};
 use crate::server::accounts::AccountId;
 use crate::server::interest::InternalSub;
@@ -116,28 +116,13 @@ pub fn medium(stream: &Stream) -> Medium {
 }
 
 /// The error a publish of `size_bytes` more to `stream` gets from the storage
-/// limits, as nats-server checks them: the account's limit would be passed
-/// (10002), or the server's is already passed (10023).
+/// limits: the account's would be passed (10002), the server's is (10023).
 pub fn over_storage_limit(shard: &Shard, stream: &Stream, size_bytes: u64) -> Option<ApiError> {
-    let medium = medium(stream);
     let usage = &shard.server.js_usage;
-    let own = crate::jetstream::catalog::account_limits(&shard.server, stream.account);
-    let account_max = match medium {
-        Medium::Memory => own.max_memory,
-        Medium::File => own.max_storage,
-    };
-    if account_max >= 0
-        && usage.of_account(stream.account, medium) + size_bytes > account_max as u64
-    {
-        return Some(errors::account_resources_exceeded());
+    match usage.refusal(stream.account, medium(stream), size_bytes)? {
+        Refusal::Account => Some(errors::account_resources_exceeded()),
+        Refusal::Server => Some(errors::insufficient_resources()),
     }
-    let js = shard.server.opts.jetstream.as_ref()?;
-    let server_max = match medium {
-        Medium::Memory => js.max_memory_store,
-        Medium::File => js.max_file_store,
-    }?;
-    (server_max >= 0 && usage.total(medium) > server_max as u64)
-        .then(errors::insufficient_resources)
 }
 
 fn store_root(shard: &Shard) -> PathBuf {

@@ -104,7 +104,7 @@ impl Server {
             .flatten();
         let id = new_server_id();
         let name = opts.server_name.clone().unwrap_or_else(|| id.clone());
-        let js_usage = crate::jetstream::usage::StoredBytes::new(shard_count, accounts.len());
+        let js_usage = crate::jetstream::usage::StoredBytes::new(shard_count, &accounts, &opts);
         Ok(Server {
             port: opts.port,
             opts,

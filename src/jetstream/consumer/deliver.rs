@@ -442,7 +442,7 @@ fn flow_pushed(shard: &Shard, stream: &Stream, consumer: &Consumer, to: &[u8], s
     if !fc.on_pushed(size_bytes) {
         return;
     }
-    let token: String = crate::jetstream::random_id().chars().take(4).collect();
+    let token = crate::jetstream::random_token(4);
     let reply = format!("$JS.FC.{}.{}.{token}", stream.name, consumer.name);
     let hdr = headers::status(100, "FlowControl Request", &[]);
     send(shard, stream.account, to, Some(reply.as_bytes()), &hdr, b"");
