@@ -67,6 +67,24 @@ impl Catalog {
     pub fn stream_count(&self) -> usize {
         self.entries.borrow().len()
     }
+
+    /// Lists a clustered stream's replica (always on shard 0, where its group is).
+    pub fn add_clustered(&self, account: AccountId, stream: &crate::jetstream::stream::Stream) {
+        let entry = Entry {
+            shard: 0,
+            subjects: stream.config.borrow().subjects.clone(),
+            creating: false,
+        };
+        self.entries
+            .borrow_mut()
+            .insert((account, stream.name.clone()), entry);
+    }
+
+    pub fn remove(&self, account: AccountId, name: &str) {
+        self.entries
+            .borrow_mut()
+            .remove(&(account, name.to_string()));
+    }
 }
 
 pub fn store_dir(server: &Server) -> PathBuf {
@@ -287,8 +305,12 @@ pub async fn list(shard: &Rc<Shard>, account: AccountId, body: &[u8]) -> Reply {
     })
 }
 
-/// Checks a stream config as a create or update gives it, and fills in defaults.
-fn checked_config(name: &str, body: &[u8]) -> Result<StreamConfig, ApiError> {
+/// The most replicas a clustered stream may have, as on nats-server.
+pub const REPLICAS_MAX: i64 = 5;
+
+/// Checks a stream config as a create or update gives it, and fills in defaults
+/// (more than one replica only in a cluster).
+pub fn checked_config(name: &str, body: &[u8], clustered: bool) -> Result<StreamConfig, ApiError> {
     let mut config: StreamConfig = serde_json::from_slice(body).map_err(errors::invalid_json)?;
     if config.name.is_empty() {
         config.name = name.to_string();
@@ -310,8 +332,11 @@ fn checked_config(name: &str, body: &[u8]) -> Result<StreamConfig, ApiError> {
             "stream mirrors and sources are not supported by this server yet",
         ));
     }
-    if config.num_replicas > 1 {
+    if config.num_replicas > 1 && !clustered {
         return Err(errors::replicas_not_supported());
+    }
+    if config.num_replicas > REPLICAS_MAX {
+        return Err(errors::stream_invalid_config("maximum replicas is 5"));
     }
     if config.num_replicas < 1 {
         config.num_replicas = 1;
@@ -392,7 +417,7 @@ fn checked_config(name: &str, body: &[u8]) -> Result<StreamConfig, ApiError> {
     Ok(config)
 }
 
-fn overlaps_other(shard: &Shard, account: AccountId, name: &str, subjects: &[String]) -> bool {
+pub fn overlaps_other(shard: &Shard, account: AccountId, name: &str, subjects: &[String]) -> bool {
     shard.catalog.entries.borrow().iter().any(|((a, n), e)| {
         *a == account
             && n != name
@@ -402,7 +427,7 @@ fn overlaps_other(shard: &Shard, account: AccountId, name: &str, subjects: &[Str
     })
 }
 
-fn storage_limit_error(
+pub fn storage_limit_error(
     shard: &Shard,
     account: AccountId,
     config: &StreamConfig,
@@ -417,7 +442,7 @@ fn storage_limit_error(
 
 pub async fn create(shard: &Rc<Shard>, account: AccountId, name: String, body: &[u8]) -> Reply {
     let k = kind::STREAM_CREATE;
-    let config = match checked_config(&name, body) {
+    let config = match checked_config(&name, body, false) {
         Ok(c) => c,
         Err(e) => return Reply::error(k, e),
     };
@@ -485,7 +510,7 @@ pub async fn create(shard: &Rc<Shard>, account: AccountId, name: String, body: &
 
 pub async fn update(shard: &Rc<Shard>, account: AccountId, name: String, body: &[u8]) -> Reply {
     let k = kind::STREAM_UPDATE;
-    let config = match checked_config(&name, body) {
+    let config = match checked_config(&name, body, false) {
         Ok(c) => c,
         Err(e) => return Reply::error(k, e),
     };
@@ -581,7 +606,11 @@ pub async fn start(shard: &Rc<Shard>) -> Result<(), String> {
             let d = dir.clone();
             let result = shard
                 .call(owner, move |s| {
-                    Box::pin(async move { registry::open_stream(&s, account, d).await })
+                    Box::pin(async move {
+                        let stream = registry::open_stream(&s, account, d).await?;
+                        let config = stream.config.borrow().clone();
+                        Ok::<_, String>(config)
+                    })
                 })
                 .await
                 .unwrap_or_else(|| Err("shard is gone".into()));

@@ -178,6 +178,23 @@ fn meta_cluster(shard: &Shard) -> Option<MetaCluster> {
     })
 }
 
+/// A clustered stream replica's group as this server sees it.
+fn clustered(shard: &Shard, stream: &crate::jetstream::stream::Stream) -> Option<ClusterInfo> {
+    let r = stream.cluster.get()?;
+    let cl = shard.cluster.get()?;
+    let view = cl.view(r.group);
+    Some(ClusterInfo {
+        name: shard
+            .server
+            .opts
+            .cluster
+            .as_ref()
+            .and_then(|c| c.name.clone()),
+        leader: (view.leader != 0).then(|| cl.name_of(view.leader)),
+        replicas: Vec::new(),
+    })
+}
+
 /// The streams (and consumers) one shard owns, per account name.
 fn shard_details(shard: &Shard, q: JszQuery) -> Vec<(AccountId, StreamDetail)> {
     let mut out: Vec<(AccountId, StreamDetail)> = shard
@@ -198,7 +215,7 @@ fn shard_details(shard: &Shard, q: JszQuery) -> Vec<(AccountId, StreamDetail)> {
                     name: s.name.clone(),
                     created: info.created,
                     // A single server leads its streams, as nats-server shows it.
-                    cluster: info.cluster.or_else(|| {
+                    cluster: clustered(shard, s).or(info.cluster).or_else(|| {
                         shard.server.jetstream_api().then(|| ClusterInfo {
                             name: None,
                             leader: Some(shard.server.name.clone()),

@@ -10,6 +10,7 @@
 //! them), so that all compute the same voters. A server that finds a stored group
 //! reopens it and bootstraps nothing.
 
+use crate::jetstream::cluster::{Cluster, ClusterMachine};
 use crate::jetstream::route_sink::RouteSink;
 use crate::raft::multi::Config;
 use crate::raft::node::{drive, events, Command, Event, EventSender, Inflow, NodeConfig};
@@ -88,7 +89,7 @@ impl MetaHost {
             .unwrap_or_else(|| crate::jetstream::node_id::peer_label(node))
     }
 
-    fn observe(&self, driver: &MultiRaft<FileLogStore>) {
+    pub fn observe(&self, driver: &MultiRaft<FileLogStore>) {
         let Some(g) = driver.status(META_GROUP) else {
             return;
         };
@@ -153,12 +154,15 @@ pub async fn start(shard: &Rc<Shard>) -> io::Result<Rc<MetaHost>> {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
         .max(1);
-    let cfg = NodeConfig::new(Config::new(node, incarnation));
+    let mut cfg = NodeConfig::new(Config::new(node, incarnation));
+    cfg.keep_applied = false;
     let sink = RouteSink::new(shard.clone());
-    let observer = host.clone();
+    let cluster = Cluster::new(shard, host.clone(), tx.clone());
+    adopt_local_replicas(shard, &cluster);
+    let _ = shard.cluster.set(cluster.clone());
     let stopped = host.clone();
     glommio::spawn_local(async move {
-        let r = drive(cfg, store, sink, rx, tx, move |d| observer.observe(d)).await;
+        let r = drive(cfg, store, sink, rx, tx, ClusterMachine(cluster)).await;
         if let Err(e) = r {
             error!("JetStream meta group stopped: {e}");
         }
@@ -175,6 +179,22 @@ pub async fn start(shard: &Rc<Shard>) -> io::Result<Rc<MetaHost>> {
         glommio::spawn_local(bootstrap(shard.clone(), host.clone())).detach();
     }
     Ok(host)
+}
+
+/// The stream and consumer replicas reopened from the store directory join the
+/// cluster's map before the node loop applies anything to them.
+fn adopt_local_replicas(shard: &Shard, cluster: &Cluster) {
+    for stream in shard.js.all() {
+        let Some(r) = stream.cluster.get() else {
+            continue;
+        };
+        cluster.streams.borrow_mut().insert(r.group, stream.clone());
+        for c in stream.consumers.borrow().values() {
+            if let Some(cr) = c.cluster.get() {
+                cluster.consumers.borrow_mut().insert(cr.group, c.clone());
+            }
+        }
+    }
 }
 
 /// Waits for the configured routes' servers, then creates the group (see the rule

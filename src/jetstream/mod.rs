@@ -15,11 +15,14 @@
 //! - `consumer`: consumers, their state machine and delivery task.
 //! - `headers`: NATS header blocks; `transform`: subject transforms.
 //! - `persist`: stream and consumer metadata files.
-//! - `node_id`, `meta`, `route_sink`: the clustered meta group (preview).
+//! - `node_id`, `meta`, `route_sink`: the meta group's host on shard 0.
+//! - `cluster`: clustered JetStream (assignments, stream and consumer groups, the
+//!   API as a cluster answers it).
 //! - `jsz`: the `/jsz` document; `usage`: stored bytes against storage limits.
 
 pub mod api;
 pub mod catalog;
+pub mod cluster;
 pub mod consumer;
 pub mod dedupe;
 pub mod direct;

@@ -19,6 +19,34 @@ pub struct StreamMeta {
 pub struct ConsumerMeta {
     pub config: ConsumerConfig,
     pub created_ns: u64,
+    /// A clustered consumer's Raft group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u64>,
+}
+
+/// A clustered stream replica's group and peers (`cluster.json` beside its config).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    pub group: u64,
+    pub peers: Vec<u64>,
+}
+
+const BINDING_FILE: &str = "cluster.json";
+
+pub fn save_binding(dir: &Path, binding: &Binding) -> io::Result<()> {
+    write_atomically(&dir.join(BINDING_FILE), &serde_json::to_vec(binding)?)?;
+    sync_dir(dir)
+}
+
+/// The binding of a clustered stream's replica; None for a stream of one server.
+pub fn load_binding(dir: &Path) -> io::Result<Option<Binding>> {
+    match std::fs::read(dir.join(BINDING_FILE)) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(io::Error::other),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 pub fn to_ns(t: SystemTime) -> u64 {
@@ -68,11 +96,13 @@ pub fn save_consumer(
     config: &ConsumerConfig,
     created: SystemTime,
     state: &ConsumerState,
+    group: Option<u64>,
 ) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let meta = ConsumerMeta {
         config: config.clone(),
         created_ns: to_ns(created),
+        group,
     };
     write_atomically(&dir.join("meta.json"), &serde_json::to_vec(&meta)?)?;
     write_atomically(&dir.join("state.json"), &serde_json::to_vec(state)?)

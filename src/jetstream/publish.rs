@@ -21,7 +21,7 @@ pub fn error_body(stream: &str, error: ApiError) -> Vec<u8> {
     .expect("serializable")
 }
 
-fn ack_body(stream: &str, seq: u64, duplicate: bool) -> Vec<u8> {
+pub fn ack_body(stream: &str, seq: u64, duplicate: bool) -> Vec<u8> {
     serde_json::to_vec(&PubAck {
         stream: stream.to_string(),
         seq,
@@ -32,14 +32,36 @@ fn ack_body(stream: &str, seq: u64, duplicate: bool) -> Vec<u8> {
 }
 
 /// Handles one publish on the stream's shard. Never blocks: the PubAck is queued.
+/// A replicated stream's leader proposes the message instead (`cluster::stream`).
 pub fn on_publish(shard: &Shard, stream: &Stream, msg: &Msg) {
+    if stream.cluster.get().is_some() {
+        crate::jetstream::cluster::stream::on_publish(shard, stream, msg);
+        return;
+    }
     let reply = msg.reply.map(Bytes::copy_from_slice);
-    let no_ack = stream.config.borrow().no_ack;
-    let size = (msg.subject.len() + msg.payload.len()) as u64;
+    let size = stored_size(msg.subject, msg.payload);
     let outcome = match registry::over_storage_limit(shard, stream, size) {
         Some(e) => Err(e),
         None => store(stream, msg),
     };
+    queue_ack(shard, stream, reply, size, outcome);
+}
+
+/// Bytes a message counts against storage limits.
+pub fn stored_size(subject: &[u8], payload: &[u8]) -> u64 {
+    (subject.len() + payload.len()) as u64
+}
+
+/// Counts a stored message and queues its PubAck (or error) for the ack loop,
+/// which sends it once the message is durable.
+pub fn queue_ack(
+    shard: &Shard,
+    stream: &Stream,
+    reply: Option<Bytes>,
+    size: u64,
+    outcome: Result<Stored, ApiError>,
+) {
+    let no_ack = stream.config.borrow().no_ack;
     if matches!(
         outcome,
         Ok(Stored {
@@ -71,15 +93,40 @@ pub fn on_publish(shard: &Shard, stream: &Stream, msg: &Msg) {
 }
 
 /// What storing one message gave.
-struct Stored {
+pub struct Stored {
     /// None for a duplicate.
-    ticket: Option<natrix_storage::Ticket>,
-    seq: u64,
-    republish: Option<Republished>,
+    pub ticket: Option<natrix_storage::Ticket>,
+    pub seq: u64,
+    pub republish: Option<Republished>,
 }
 
 /// Stores the message (or finds it a duplicate).
 fn store(stream: &Stream, msg: &Msg) -> Result<Stored, ApiError> {
+    match accept(stream, msg)? {
+        Accepted::Duplicate(seq) => Ok(Stored {
+            ticket: None,
+            seq,
+            republish: None,
+        }),
+        Accepted::New { subject } => {
+            let (hdrs, payload) = msg.payload.split_at(msg.header_len);
+            append(stream, &subject, hdrs, payload, None)
+        }
+    }
+}
+
+/// What the checks before an append found.
+pub enum Accepted {
+    /// A `Nats-Msg-Id` seen in the window: the sequence it got then.
+    Duplicate(u64),
+    /// A new message, to store on `subject` (after the stream's transform).
+    New { subject: String },
+}
+
+/// The checks a publish passes before its append: seal, size, de-duplication,
+/// expectation headers, roll-up permission. A clustered stream's leader runs them
+/// before it proposes the message.
+pub fn accept(stream: &Stream, msg: &Msg) -> Result<Accepted, ApiError> {
     let config = stream.config.borrow();
     if config.sealed {
         return Err(errors::sealed());
@@ -94,7 +141,6 @@ fn store(stream: &Stream, msg: &Msg) -> Result<Stored, ApiError> {
         Some(t) => transform::apply(&t.src, &t.dest, published).unwrap_or_else(|| published.into()),
         None => published.to_string(),
     };
-    let subject = subject.as_str();
     let (hdrs, payload) = msg.payload.split_at(msg.header_len);
     if config.max_msg_size >= 0 && payload.len() as i64 > config.max_msg_size {
         return Err(errors::message_too_large());
@@ -102,14 +148,10 @@ fn store(stream: &Stream, msg: &Msg) -> Result<Stored, ApiError> {
     let msg_id = headers::get(hdrs, MSG_ID).filter(|id| !id.is_empty());
     if let Some(id) = msg_id {
         if let Some(seq) = stream.dedupe.borrow().seen(id) {
-            return Ok(Stored {
-                ticket: None,
-                seq,
-                republish: None,
-            });
+            return Ok(Accepted::Duplicate(seq));
         }
     }
-    check_expectations(stream, hdrs, subject)?;
+    check_expectations(stream, hdrs, &subject)?;
     let rollup = headers::get(hdrs, ROLLUP);
     if rollup.is_some() && !config.allow_rollup_hdrs {
         return Err(errors::rollup_failed("rollup not permitted"));
@@ -117,21 +159,33 @@ fn store(stream: &Stream, msg: &Msg) -> Result<Stored, ApiError> {
     if rollup.is_some_and(|r| r != "sub" && r != "all") {
         return Err(errors::rollup_failed("rollup value invalid"));
     }
-    let republish_cfg = config.republish.clone();
-    drop(config);
+    Ok(Accepted::New { subject })
+}
+
+/// Appends an accepted message (at `ts_ns` when a replicated entry names its
+/// time), records its Msg-Id, applies a roll-up and prepares a republish.
+pub fn append(
+    stream: &Stream,
+    subject: &str,
+    hdrs: &[u8],
+    payload: &[u8],
+    ts_ns: Option<u64>,
+) -> Result<Stored, ApiError> {
+    let republish_cfg = stream.config.borrow().republish.clone();
     // The sequence before this one, for a republish only (not read per publish otherwise).
     let last_seq = republish_cfg
         .as_ref()
         .map_or(0, |_| stream.store.state().last_seq);
-    let ticket = stream
-        .store
-        .append(subject, hdrs, payload)
-        .map_err(store_error)?;
+    let ticket = match ts_ns {
+        Some(ts) => stream.store.append_at(ts, subject, hdrs, payload),
+        None => stream.store.append(subject, hdrs, payload),
+    }
+    .map_err(store_error)?;
     let seq = ticket.seq;
-    if let Some(id) = msg_id {
+    if let Some(id) = headers::get(hdrs, MSG_ID).filter(|id| !id.is_empty()) {
         stream.dedupe.borrow_mut().record(id, seq, now_ns());
     }
-    if let Some(kind) = rollup {
+    if let Some(kind) = headers::get(hdrs, ROLLUP) {
         let req = PurgeRequest {
             subject: (kind == "sub").then(|| subject.to_string()),
             up_to_seq: Some(seq),

@@ -153,19 +153,36 @@ pub async fn create_stream(
     account: AccountId,
     config: StreamConfig,
 ) -> Result<StreamInfo, ApiError> {
+    create_replica(shard, account, config, SystemTime::now(), None)
+        .await
+        .map(|s| s.info(None, false))
+}
+
+/// Creates a stream here; a clustered stream's replica when `replica` is given
+/// (its group is written beside its config, so a restart finds it).
+pub async fn create_replica(
+    shard: &Rc<Shard>,
+    account: AccountId,
+    config: StreamConfig,
+    created: SystemTime,
+    replica: Option<crate::jetstream::cluster::stream::Replica>,
+) -> Result<Rc<Stream>, ApiError> {
     if let Some(existing) = shard.js.get(account, &config.name) {
         if *existing.config.borrow() == config {
-            return Ok(existing.info(None, false));
+            return Ok(existing);
         }
         return Err(errors::stream_name_in_use());
     }
-    let created = SystemTime::now();
     let dir = (!stream::is_memory(&config)).then(|| {
         persist::account_dir(&store_root(shard), shard.server.accounts.name(account))
             .join(&config.name)
     });
     if let Some(dir) = &dir {
         persist::save_stream_meta(dir, &config, created)
+            .and_then(|_| match &replica {
+                Some(r) => persist::save_binding(dir, &r.binding()),
+                None => Ok(()),
+            })
             .map_err(|e| errors::stream_create(format!("could not create stream: {e}")))?;
     }
     let store = open_store(shard, &config, dir.as_deref())
@@ -182,8 +199,11 @@ pub async fn create_stream(
             .map_err(|e| errors::stream_create(e.to_string()))?;
     }
     let stream = Stream::new(account, config, created, store, dir);
+    if let Some(r) = replica {
+        let _ = stream.cluster.set(r);
+    }
     start(shard, &stream);
-    Ok(stream.info(None, false))
+    Ok(stream)
 }
 
 async fn open_store(
@@ -202,12 +222,13 @@ async fn open_store(
     }
 }
 
-/// Reopens a file stream found in the store directory, with its consumers.
+/// Reopens a file stream found in the store directory, with its consumers (and,
+/// for a clustered stream's replica, its group).
 pub async fn open_stream(
     shard: &Rc<Shard>,
     account: AccountId,
     dir: PathBuf,
-) -> Result<StreamConfig, String> {
+) -> Result<Rc<Stream>, String> {
     let meta = persist::load_stream_meta(&dir).map_err(|e| e.to_string())?;
     let store = open_store(shard, &meta.config, Some(&dir))
         .await
@@ -223,6 +244,7 @@ pub async fn open_stream(
         }
     }
     let config = meta.config.clone();
+    let binding = persist::load_binding(&dir).map_err(|e| e.to_string())?;
     let stream = Stream::new(
         account,
         meta.config,
@@ -230,6 +252,13 @@ pub async fn open_stream(
         store,
         Some(dir.clone()),
     );
+    if let Some(b) = binding {
+        let _ = stream
+            .cluster
+            .set(crate::jetstream::cluster::stream::Replica::new(
+                b.group, b.peers,
+            ));
+    }
     for cdir in persist::consumer_dirs(&dir) {
         match persist::load_consumer(&cdir) {
             Ok((m, state)) => {
@@ -247,6 +276,11 @@ pub async fn open_stream(
                     state,
                     Some(cdir),
                 );
+                if let Some(group) = m.group {
+                    let _ = c
+                        .cluster
+                        .set(crate::jetstream::cluster::consumer::Replica::new(group));
+                }
                 stream.consumers.borrow_mut().insert(name, c);
             }
             Err(e) => tracing::error!(
@@ -262,7 +296,8 @@ pub async fn open_stream(
         c.state.borrow_mut().forget_below(first);
         glommio::spawn_local(deliver::run(shard.clone(), stream.clone(), c.clone())).detach();
     }
-    Ok(config)
+    debug_assert_eq!(*stream.config.borrow(), config);
+    Ok(stream)
 }
 
 /// Subscribes the stream and starts its tasks.
@@ -273,21 +308,14 @@ fn start(shard: &Rc<Shard>, stream: &Rc<Stream>) {
     glommio::spawn_local(stream::expiry_loop(stream.clone())).detach();
 }
 
-/// Subscribes the stream to its subjects and ack subjects, and lists it here.
+/// Subscribes the stream to its subjects (a clustered stream only while its
+/// replica here leads) and ack subjects, and lists it here.
 fn subscribe(shard: &Rc<Shard>, stream: &Rc<Stream>) {
     let account = stream.account;
     let weak = Rc::downgrade(stream);
-    let subjects = {
-        let c = stream.config.borrow();
-        if c.subjects.is_empty() {
-            vec![c.name.clone()]
-        } else {
-            c.subjects.clone()
-        }
-    };
-    let publish = subjects
-        .into_iter()
-        .map(|s| (s, Service::Publish(weak.clone())));
+    if stream.cluster.get().is_none() {
+        subscribe_subjects(shard, stream);
+    }
     let acks = [
         format!("$JS.ACK.{}.>", stream.name),
         format!("$JS.ACK.*.*.{}.>", stream.name),
@@ -297,8 +325,7 @@ fn subscribe(shard: &Rc<Shard>, stream: &Rc<Stream>) {
     let flow = [format!("$JS.FC.{}.*.*", stream.name)]
         .into_iter()
         .map(|s| (s, Service::FlowControl(weak.clone())));
-    let subs = publish
-        .chain(acks)
+    let subs = acks
         .chain(flow)
         .map(|(subject, service)| {
             let entry = shard.add_internal(account, &subject, InternalSub::JetStream(service));
@@ -313,7 +340,36 @@ fn subscribe(shard: &Rc<Shard>, stream: &Rc<Stream>) {
         .insert((account, stream.name.clone()), stream.clone());
 }
 
+/// Subscribes the stream's subjects (publishes reach it from then on).
+pub fn subscribe_subjects(shard: &Rc<Shard>, stream: &Rc<Stream>) {
+    let weak = Rc::downgrade(stream);
+    let subjects = {
+        let c = stream.config.borrow();
+        if c.subjects.is_empty() {
+            vec![c.name.clone()]
+        } else {
+            c.subjects.clone()
+        }
+    };
+    let subs = subjects
+        .into_iter()
+        .map(|subject| {
+            let service = InternalSub::JetStream(Service::Publish(weak.clone()));
+            let entry = shard.add_internal(stream.account, &subject, service);
+            (Bytes::from(subject), entry)
+        })
+        .collect();
+    *stream.subject_interests.borrow_mut() = subs;
+}
+
+pub fn unsubscribe_subjects(shard: &Shard, stream: &Stream) {
+    for (subject, entry) in stream.subject_interests.borrow_mut().drain(..) {
+        shard.remove_interest(stream.account, &subject, None, &entry);
+    }
+}
+
 fn unsubscribe(shard: &Shard, stream: &Stream) {
+    unsubscribe_subjects(shard, stream);
     for (subject, entry) in stream.interests.borrow_mut().drain(..) {
         shard.remove_interest(stream.account, &subject, None, &entry);
     }
@@ -361,14 +417,9 @@ pub async fn update_stream(
     let resubscribe = old.subjects != config.subjects;
     *stream.config.borrow_mut() = config;
     stream.save_config()?;
-    if resubscribe {
-        unsubscribe(shard, stream);
-        shard
-            .js
-            .map
-            .borrow_mut()
-            .remove(&(stream.account, stream.name.clone()));
-        subscribe(shard, stream);
+    if resubscribe && !stream.subject_interests.borrow().is_empty() {
+        unsubscribe_subjects(shard, stream);
+        subscribe_subjects(shard, stream);
     }
     wake_consumers(stream);
     Ok(stream.info(None, false))
@@ -424,6 +475,18 @@ fn refuse_removal(
 }
 
 pub async fn purge(stream: &Stream, req: &PurgeRequest) -> Result<u64, ApiError> {
+    let n = purge_now(stream, req)?;
+    stream
+        .store
+        .commit()
+        .await
+        .map_err(|e| errors::purge_failed(e.to_string()))?;
+    Ok(n)
+}
+
+/// Purges in the store (durable with the store's next commit) and moves the
+/// consumers past what went.
+pub fn purge_now(stream: &Stream, req: &PurgeRequest) -> Result<u64, ApiError> {
     refuse_removal(
         stream,
         |c| c.deny_purge,
@@ -438,40 +501,40 @@ pub async fn purge(stream: &Stream, req: &PurgeRequest) -> Result<u64, ApiError>
         .store
         .purge(&purge)
         .map_err(|e| errors::purge_failed(e.to_string()))?;
-    stream
-        .store
-        .commit()
-        .await
-        .map_err(|e| errors::purge_failed(e.to_string()))?;
     let first = stream.store.state().first_seq;
     for c in stream.consumers.borrow().values() {
         c.state.borrow_mut().forget_below(first);
-        c.dirty.set(true);
+        c.mark_dirty();
         c.wake.notify();
     }
+    stream.commit_needed.notify();
     Ok(n)
 }
 
 pub async fn delete_msg(stream: &Stream, req: &MsgDeleteRequest) -> Result<(), ApiError> {
+    delete_now(stream, req)?;
+    stream
+        .store
+        .commit()
+        .await
+        .map_err(|e| errors::msg_delete_failed(e.to_string()))?;
+    Ok(())
+}
+
+/// Deletes one message in the store (durable with the store's next commit).
+pub fn delete_now(stream: &Stream, req: &MsgDeleteRequest) -> Result<(), ApiError> {
     refuse_removal(
         stream,
         |c| c.deny_delete,
         || errors::msg_delete_failed("message delete not permitted"),
     )?;
-    let deleted = stream.store.delete(req.seq);
-    if let Ok(true) = deleted {
-        stream
-            .store
-            .commit()
-            .await
-            .map_err(|e| errors::msg_delete_failed(e.to_string()))?;
-    }
-    match deleted {
+    match stream.store.delete(req.seq) {
         Ok(true) => {
             for c in stream.consumers.borrow().values() {
                 c.state.borrow_mut().forget(req.seq);
                 c.wake.notify();
             }
+            stream.commit_needed.notify();
             Ok(())
         }
         Ok(false) => Err(errors::sequence_not_found(req.seq)),
@@ -525,18 +588,10 @@ pub fn create_consumer(
     name: Option<String>,
     config: ConsumerConfig,
     action: &str,
+    replica: Option<crate::jetstream::cluster::consumer::Replica>,
 ) -> Result<ConsumerInfo, ApiError> {
     let limits = stream.config.borrow().consumer_limits.clone();
-    let mut config = cconfig::with_defaults(config, &limits);
-    let name = name
-        .or(config.name.clone())
-        .or(config.durable_name.clone())
-        .unwrap_or_else(|| crate::jetstream::random_id()[..8].to_string());
-    if config.durable_name.is_none() && config.name.is_none() {
-        config.name = Some(name.clone());
-    } else if config.name.is_none() {
-        config.name = config.durable_name.clone();
-    }
+    let (name, config) = named_with_defaults(name, config, &limits);
     let existing = stream.consumers.borrow().get(&name).cloned();
     if let Some(existing) = existing {
         let old = existing.config.borrow().clone();
@@ -569,6 +624,9 @@ pub fn create_consumer(
         _ => None,
     };
     let consumer = Consumer::new(stream, name.clone(), config, SystemTime::now(), state, dir);
+    if let Some(r) = replica {
+        let _ = consumer.cluster.set(r);
+    }
     if !lps.is_empty() {
         *consumer.lps.borrow_mut() = lps.into();
         consumer.lps_end.set(lps_end);
@@ -582,6 +640,26 @@ pub fn create_consumer(
     ))
     .detach();
     Ok(consumer.info(stream))
+}
+
+/// A new consumer's name (given, from its config, or made up) and its config with
+/// nats-server's defaults and its name filled in.
+pub fn named_with_defaults(
+    name: Option<String>,
+    config: ConsumerConfig,
+    limits: &crate::jetstream::api::types::ConsumerLimits,
+) -> (String, ConsumerConfig) {
+    let mut config = cconfig::with_defaults(config, limits);
+    let name = name
+        .or(config.name.clone())
+        .or(config.durable_name.clone())
+        .unwrap_or_else(|| crate::jetstream::random_id()[..8].to_string());
+    if config.durable_name.is_none() && config.name.is_none() {
+        config.name = Some(name.clone());
+    } else if config.name.is_none() {
+        config.name = config.durable_name.clone();
+    }
+    (name, config)
 }
 
 /// The other consumers' configs, which only a workqueue stream checks a new
@@ -702,6 +780,9 @@ pub fn on_ack(shard: &Shard, stream: &Rc<Stream>, msg: &Msg) {
     let Some(consumer) = stream.consumers.borrow().get(&a.consumer).cloned() else {
         return;
     };
+    if !consumer.acts_here() {
+        return; // a clustered consumer's leader takes its acks
+    }
     let body = &msg.payload[msg.header_len..];
     let rules = consumer.rules();
     let now_ms = consumer.now_ms();
@@ -728,7 +809,7 @@ pub fn on_ack(shard: &Shard, stream: &Rc<Stream>, msg: &Msg) {
             AckKind::Term { .. } => st.terminate(a.stream_seq).is_some(),
         }
     };
-    consumer.dirty.set(true);
+    consumer.mark_dirty();
     consumer.wake.notify();
     if acked {
         stream.retire_acked(a.stream_seq);
@@ -746,9 +827,20 @@ pub fn on_ack(shard: &Shard, stream: &Rc<Stream>, msg: &Msg) {
         return;
     }
     if let Some(reply) = msg.reply {
-        // The client waits for this answer: what it acked survives a crash.
+        // The client waits for this answer: what it acked survives a crash (in a
+        // cluster: is committed in the consumer's group).
         consumer.save();
-        send(shard, stream.account, reply, None, b"", b"");
+        let held = consumer
+            .cluster
+            .get()
+            .is_some_and(|r| r.hold_reply(Bytes::copy_from_slice(reply)));
+        if held {
+            if let Some(cl) = shard.cluster.get() {
+                cl.wake();
+            }
+        } else {
+            send(shard, stream.account, reply, None, b"", b"");
+        }
     }
 }
 
@@ -981,10 +1073,23 @@ fn consumer_create(
     durable_form: bool,
     req: ConsumerCreateRequest,
 ) -> Result<ConsumerInfo, ApiError> {
-    let Some(mut config) = req.config else {
+    let (name, config) = requested_consumer(&stream.name, name, filter, durable_form, &req)?;
+    create_consumer(shard, stream, name, config, &req.action, None)
+}
+
+/// The name and config a consumer create request asks for, checked against its
+/// subject's name and filter.
+pub fn requested_consumer(
+    stream_name: &str,
+    name: Option<String>,
+    filter: Option<String>,
+    durable_form: bool,
+    req: &ConsumerCreateRequest,
+) -> Result<(Option<String>, ConsumerConfig), ApiError> {
+    let Some(mut config) = req.config.clone() else {
         return Err(errors::consumer_config_required());
     };
-    if !req.stream_name.is_empty() && req.stream_name != stream.name {
+    if !req.stream_name.is_empty() && req.stream_name != stream_name {
         return Err(errors::stream_name_mismatch());
     }
     if let Some(name) = &name {
@@ -1006,7 +1111,7 @@ fn consumer_create(
             return Err(errors::consumer_filter_mismatch());
         }
     }
-    create_consumer(shard, stream, name, config, &req.action)
+    Ok((name, config))
 }
 
 fn stored_message(m: &natrix_storage::StoredMsg) -> StoredMessage {

@@ -48,8 +48,12 @@ pub struct Stream {
     pub dir: Option<PathBuf>,
     pub dedupe: RefCell<Dedupe>,
     pub consumers: RefCell<BTreeMap<String, Rc<Consumer>>>,
-    /// Its internal subscriptions, to remove when it goes.
+    /// Its internal subscriptions to ack and flow-control subjects, to remove when it goes.
     pub interests: RefCell<Vec<(Bytes, Interest)>>,
+    /// Its subscriptions to its subjects (a clustered stream's only while it leads).
+    pub subject_interests: RefCell<Vec<(Bytes, Interest)>>,
+    /// Set for a clustered stream's replica.
+    pub cluster: std::cell::OnceCell<crate::jetstream::cluster::stream::Replica>,
     pub acks: RefCell<VecDeque<AckWait>>,
     pub acks_ready: Notify,
     pub commit_needed: Notify,
@@ -81,6 +85,8 @@ impl Stream {
             dedupe: RefCell::new(Dedupe::new(window)),
             consumers: RefCell::default(),
             interests: RefCell::default(),
+            subject_interests: RefCell::default(),
+            cluster: Default::default(),
             acks: RefCell::default(),
             acks_ready: Notify::default(),
             commit_needed: Notify::default(),

@@ -1173,6 +1173,13 @@ impl<S: LogStore> MultiRaft<S> {
         })
     }
 
+    /// Role, leader replica (0: none) and term of `g`: cheap, for a look at every
+    /// group per turn.
+    pub fn role(&self, g: GroupId) -> Option<(StateRole, u64, u64)> {
+        let r = &self.groups.get(&g)?.node.raft;
+        Some((r.state, r.leader_id, r.term))
+    }
+
     /// Term of entry `index` in this replica's log (stable or not).
     pub fn log_term(&self, g: GroupId, index: u64) -> Option<u64> {
         self.groups.get(&g)?.node.raft.raft_log.term(index).ok()

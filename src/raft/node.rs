@@ -79,6 +79,25 @@ impl ShardStore for MemStore {
     }
 }
 
+/// The application behind a node's groups: it applies what they commit, gives their
+/// snapshots, and hands the driver work between turns. The node loop keeps only
+/// counts of applied entries for itself (and their data for the tests that ask).
+pub trait Machine<S: ShardStore> {
+    /// One committed entry or change, in log order per group.
+    fn apply(&mut self, _driver: &mut MultiRaft<S>, _applied: &Applied) {}
+    /// The state of `group` at its applied index, for a snapshot; `None` lets the
+    /// node snapshot its own counts.
+    fn snapshot(&mut self, _group: GroupId) -> Option<Vec<u8>> {
+        None
+    }
+    /// After every turn: work the application queued (proposals, new groups, leader
+    /// transfers), and a look at the groups for status pages.
+    fn after_turn(&mut self, _driver: &mut MultiRaft<S>) {}
+}
+
+/// No application: the node's counts are the state machine (tests, benchmarks).
+impl<S: ShardStore> Machine<S> for () {}
+
 /// Where a node's outgoing frames go: the TCP transport, or the server's routes.
 pub trait FrameSink: 'static {
     /// Queues `frame` for `node`; false if it was dropped (Raft retransmits).
@@ -215,6 +234,8 @@ pub enum Event {
     Persisted(Option<u64>, io::Result<()>),
     Fetched(FetchRequest, io::Result<Vec<Entry>>),
     Cmd(Command),
+    /// The application queued work for [`Machine::after_turn`].
+    Wake,
 }
 
 /// Bytes of peers' frames a node loop may have queued; past it a new frame is
@@ -466,22 +487,22 @@ where
         }),
     );
     let _ = started.send(Ok((addr, gettid())));
-    let r = drive(cfg, store, transport, rx, tx, |_| {}).await;
+    let r = drive(cfg, store, transport, rx, tx, ()).await;
     _acceptor.cancel();
     r
 }
 
 /// Runs a node's loop until a `Stop` command or a persist error: ticks every
 /// `cfg.tick_interval`, takes events from `rx` (frames, commands), runs the driver's
-/// turns, sends frames to `sink`, group-commits `store`, and calls `on_turn` with the
-/// driver after every turn (for status snapshots).
-pub async fn drive<S: ShardStore, T: FrameSink>(
+/// turns, sends frames to `sink`, group-commits `store`, and has `machine` apply
+/// what commits and work the driver after every turn.
+pub async fn drive<S: ShardStore, T: FrameSink, M: Machine<S>>(
     cfg: NodeConfig,
     store: Rc<RefCell<S>>,
     sink: T,
     mut rx: EventReceiver,
     tx: EventSender,
-    mut on_turn: impl FnMut(&MultiRaft<S>),
+    machine: M,
 ) -> io::Result<()> {
     let ttx = tx.clone();
     let interval = cfg.tick_interval;
@@ -508,9 +529,9 @@ pub async fn drive<S: ShardStore, T: FrameSink>(
         stop: false,
         tx,
         cfg: cfg.clone(),
+        machine,
     };
     shard.turn();
-    on_turn(&shard.driver);
     let mut result = Ok(());
     while let Some(ev) = rx.next().await {
         shard.handle(ev);
@@ -524,7 +545,6 @@ pub async fn drive<S: ShardStore, T: FrameSink>(
             break;
         }
         shard.turn();
-        on_turn(&shard.driver);
         shard.maybe_persist();
         if let Some(e) = shard.failed.take() {
             result = Err(e);
@@ -536,7 +556,7 @@ pub async fn drive<S: ShardStore, T: FrameSink>(
     result
 }
 
-struct Shard<S: ShardStore, T: FrameSink> {
+struct Shard<S: ShardStore, T: FrameSink, M: Machine<S>> {
     driver: MultiRaft<S>,
     store: Rc<RefCell<S>>,
     transport: T,
@@ -550,9 +570,10 @@ struct Shard<S: ShardStore, T: FrameSink> {
     stop: bool,
     tx: mpsc::UnboundedSender<Event>,
     cfg: NodeConfig,
+    machine: M,
 }
 
-impl<S: ShardStore, T: FrameSink> Shard<S, T> {
+impl<S: ShardStore, T: FrameSink, M: Machine<S>> Shard<S, T, M> {
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::Tick => {
@@ -582,6 +603,7 @@ impl<S: ShardStore, T: FrameSink> Shard<S, T> {
                 Err(e) => self.failed = Some(e),
             },
             Event::Cmd(c) => self.command(c),
+            Event::Wake => {}
         }
     }
 
@@ -661,6 +683,12 @@ impl<S: ShardStore, T: FrameSink> Shard<S, T> {
     }
 
     fn turn(&mut self) {
+        self.machine.after_turn(&mut self.driver);
+        self.ready_rounds();
+        self.machine.after_turn(&mut self.driver);
+    }
+
+    fn ready_rounds(&mut self) {
         for _ in 0..4 {
             let rd = self.driver.ready();
             if rd.is_empty() {
@@ -670,10 +698,14 @@ impl<S: ShardStore, T: FrameSink> Shard<S, T> {
                 self.transport.send(to, f);
             }
             for a in rd.applied {
+                self.machine.apply(&mut self.driver, &a);
                 self.apply(a);
             }
             for g in rd.snapshot_wanted {
-                let data = encode_applied(self.applied.get(&g));
+                let data = self
+                    .machine
+                    .snapshot(g)
+                    .unwrap_or_else(|| encode_applied(self.applied.get(&g)));
                 let _ = self.driver.compact(g, data);
             }
             if let Some(t) = rd.sync {

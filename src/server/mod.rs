@@ -129,9 +129,10 @@ impl Server {
         })
     }
 
-    /// Whether this server serves the JetStream API itself (single-server JetStream).
+    /// Whether this server serves the JetStream API (alone, or as a storage node of
+    /// a cluster; a plain node of a cluster forwards it to those).
     pub fn jetstream_api(&self) -> bool {
-        self.opts.jetstream.is_some() && self.opts.cluster.is_none()
+        self.opts.jetstream.is_some()
     }
 
     pub fn auth(&self) -> std::sync::Arc<Auth> {

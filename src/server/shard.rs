@@ -118,6 +118,8 @@ pub struct Shard {
     pub routes: Option<Routes>,
     /// The JetStream meta group; only on shard 0 of a clustered JetStream server.
     pub meta: std::cell::OnceCell<Rc<crate::jetstream::meta::MetaHost>>,
+    /// Clustered JetStream (assignments, groups); only on shard 0, with `meta`.
+    pub cluster: std::cell::OnceCell<Rc<crate::jetstream::cluster::Cluster>>,
     /// The JetStream streams this shard owns.
     pub js: crate::jetstream::registry::Streams,
     /// Which shard owns each stream; used on shard 0 only.
@@ -158,6 +160,7 @@ impl Shard {
             pool: RefCell::default(),
             routes,
             meta: std::cell::OnceCell::new(),
+            cluster: std::cell::OnceCell::new(),
             js: Default::default(),
             catalog: Default::default(),
             connect_urls: RefCell::default(),

@@ -102,15 +102,8 @@ fn log_start(server: &Server) {
     if let Some(file) = &server.config_file {
         info!("Using configuration file: {file}");
     }
-    if server.opts.jetstream.is_some() {
-        if server.raft_node.is_some() {
-            info!("JetStream (preview): this server joins the cluster's JetStream meta group");
-        }
-        if !server.jetstream_api() {
-            tracing::warn!(
-                "jetstream: the clustered JetStream API is not available yet; clients are not offered JetStream"
-            );
-        }
+    if server.raft_node.is_some() {
+        info!("JetStream: this server is a storage node of the cluster's JetStream");
     }
     for warning in &server.opts.warnings {
         tracing::warn!("{warning}");
@@ -137,6 +130,13 @@ async fn run_shard(server: Arc<Server>, ctx: ShardContext<Batch>, bound: Arc<Ato
     }
     if shard.id == 0 {
         sys::register(&shard);
+        if server.jetstream_api() {
+            if let Err(e) = crate::jetstream::catalog::start(&shard).await {
+                error!("{e}");
+                std::process::exit(1);
+            }
+        }
+        // After the streams reopened: the node loop applies entries to them.
         if server.raft_node.is_some() {
             match crate::jetstream::meta::start(&shard).await {
                 Ok(host) => {
@@ -146,12 +146,6 @@ async fn run_shard(server: Arc<Server>, ctx: ShardContext<Batch>, bound: Arc<Ato
                     error!("Could not start the JetStream meta group: {e}");
                     std::process::exit(1);
                 }
-            }
-        }
-        if server.jetstream_api() {
-            if let Err(e) = crate::jetstream::catalog::start(&shard).await {
-                error!("{e}");
-                std::process::exit(1);
             }
         }
         server.js_ready.store(true, Ordering::Release);

@@ -106,6 +106,9 @@ async fn handle(
     if !catalog::enabled_for(&shard.server, account) {
         return Some(Reply::error(kind, errors::not_enabled_for_account()));
     }
+    if let Some(cl) = shard.cluster.get().cloned() {
+        return crate::jetstream::cluster::api::handle(shard, &cl, account, op, reply, body).await;
+    }
     if let ApiOp::ConsumerCreate { .. } = &op {
         let max = catalog::limits(&shard.server, account).max_consumers;
         if max >= 0 && catalog::account_usage(shard, Some(account)).await.consumers as i64 >= max {

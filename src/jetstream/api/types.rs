@@ -201,6 +201,8 @@ pub struct PeerInfo {
     pub active: i64,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub lag: u64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub offline: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

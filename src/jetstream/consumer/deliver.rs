@@ -29,6 +29,14 @@ pub async fn run(shard: Rc<Shard>, stream: Rc<Stream>, consumer: Rc<Consumer>) {
         if consumer.deleted.get() || stream.deleted.get() {
             return;
         }
+        if !consumer.acts_here() {
+            // A clustered consumer's replica that does not lead: its leader delivers.
+            if consumer.dirty.get() {
+                consumer.save();
+            }
+            consumer.wake.wait().await;
+            continue;
+        }
         let now = Instant::now();
         expire_pending(&shard, &stream, &consumer);
         expire_requests(&shard, &stream, &consumer, now);
@@ -123,7 +131,7 @@ fn expire_pending(shard: &Shard, stream: &Stream, consumer: &Consumer) {
     let now_ms = consumer.now_ms();
     let expired = consumer.state.borrow_mut().expire(now_ms, &rules);
     for e in expired {
-        consumer.dirty.set(true);
+        consumer.mark_dirty();
         if let Expiry::Exhausted {
             stream_seq,
             deliveries,
@@ -384,7 +392,7 @@ async fn deliver_ready(shard: &Shard, stream: &Stream, consumer: &Consumer) {
                 }
             }
         }
-        consumer.dirty.set(true);
+        consumer.mark_dirty();
         let (hdr, body): (Vec<u8>, &[u8]) = if headers_only {
             (
                 headers::with_added(

@@ -86,6 +86,8 @@ pub struct Consumer {
     pub replayed: Cell<Option<(Instant, u64)>>,
     /// The next new message is due then (original replay).
     pub replay_due: Cell<Option<Instant>>,
+    /// Set for a clustered consumer's replica.
+    pub cluster: std::cell::OnceCell<crate::jetstream::cluster::consumer::Replica>,
 }
 
 /// `count` messages left in `[from, last]` when the stream had seen `removals`
@@ -115,6 +117,7 @@ impl Consumer {
             flow,
             replayed: Cell::new(None),
             replay_due: Cell::new(None),
+            cluster: Default::default(),
             name,
             stream: Rc::downgrade(stream),
             config: RefCell::new(config),
@@ -329,6 +332,21 @@ impl Consumer {
         self.config.borrow().ack_policy != AckPolicy::None
     }
 
+    /// Its state changed: saved soon, and (a clustered consumer's leader) proposed
+    /// to its group after the node loop's turn.
+    pub fn mark_dirty(&self) {
+        self.dirty.set(true);
+        if let Some(r) = self.cluster.get() {
+            r.changed.set(true);
+        }
+    }
+
+    /// Whether it delivers and takes acks here: always, unless it is a clustered
+    /// consumer's replica that does not lead.
+    pub fn acts_here(&self) -> bool {
+        self.cluster.get().is_none_or(|r| r.leading.get())
+    }
+
     /// Saves config and state now (durable consumers of file streams).
     pub fn save(&self) {
         let Some(dir) = &self.dir else { return };
@@ -338,6 +356,7 @@ impl Consumer {
             &self.config.borrow(),
             self.created,
             &self.state.borrow(),
+            self.cluster.get().map(|r| r.group),
         );
         if let Err(e) = saved {
             tracing::error!(

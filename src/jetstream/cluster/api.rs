@@ -1,0 +1,725 @@
+//! `$JS.API` in a cluster. Every JetStream server gets each request; this decides
+//! whether this one answers (see the module map) and answers it: account-wide
+//! requests, creates and deletes on the meta leader (through the meta group),
+//! requests about a stream on its leader, about a consumer on the consumer's leader.
+
+use super::assign::{Change, MetaOp, Refusal, StreamAssignment};
+use super::entry;
+use super::{Answer, Cluster};
+use crate::jetstream::api::request::ApiOp;
+use crate::jetstream::api::types::*;
+use crate::jetstream::api::{errors, Reply};
+use crate::jetstream::consumer::config as cconfig;
+use crate::jetstream::meta::META_GROUP;
+use crate::jetstream::stream::Stream;
+use crate::jetstream::{catalog, persist, registry, subjects_overlap, time_string};
+use crate::raft::{GroupId, NodeId};
+use crate::server::accounts::AccountId;
+use crate::server::shard::Shard;
+use bytes::Bytes;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+/// How long a create waits for the replica on this server before it answers
+/// from the assignment alone.
+const REPLICA_WAIT_MS: u64 = 2_000;
+const REPLICA_POLL_MS: u64 = 10;
+/// How long a create waits for the new group's leader before it answers.
+const LEADER_WAIT_MS: u64 = 5_000;
+
+/// Answers `op` if this server is the one to; None to stay silent.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    cl: &Rc<Cluster>,
+    account: AccountId,
+    op: ApiOp,
+    reply: Bytes,
+    body: Vec<u8>,
+) -> Option<Reply> {
+    let kind = op.response_kind();
+    let acct = shard.server.accounts.name(account).to_string();
+    let meta_leader = cl.is_meta_leader();
+    match op {
+        ApiOp::AccountInfo => meta_leader.then(|| account_info(shard, cl, account, &acct)),
+        ApiOp::StreamNames => meta_leader.then(|| names(cl, &acct, &body)),
+        ApiOp::StreamList => match meta_leader {
+            true => Some(list(shard, cl, account, &acct, &body).await),
+            false => None,
+        },
+        ApiOp::StreamCreate(name) if meta_leader => {
+            Some(create_stream(shard, cl, account, &acct, &name, &body).await)
+        }
+        ApiOp::StreamUpdate(name) if meta_leader => {
+            Some(update_stream(cl, &acct, &name, &body).await)
+        }
+        ApiOp::StreamDelete(name) if meta_leader => {
+            let op = MetaOp::RemoveStream {
+                account: acct,
+                name,
+            };
+            Some(success_or_error(kind, propose_meta(cl, op).await))
+        }
+        ApiOp::MetaLeaderStepdown if meta_leader => {
+            if account != shard.server.accounts.system() {
+                return Some(Reply::error(
+                    kind,
+                    errors::general("only the system account may step the meta leader down"),
+                ));
+            }
+            Some(success_or_error(kind, cl.step_down(META_GROUP).await))
+        }
+        ApiOp::ServerRemove | ApiOp::StreamPeerRemove(_) if meta_leader => Some(Reply::error(
+            kind,
+            errors::general("peer removal is not supported by this server yet"),
+        )),
+        ApiOp::ConsumerCreate {
+            stream,
+            name,
+            filter,
+            durable_form,
+        } if meta_leader => Some(
+            create_consumer(shard, cl, &acct, &stream, name, filter, durable_form, &body).await,
+        ),
+        ApiOp::ConsumerDelete(stream, name) if meta_leader => {
+            let op = MetaOp::RemoveConsumer {
+                account: acct,
+                stream,
+                name,
+            };
+            Some(success_or_error(kind, propose_meta(cl, op).await))
+        }
+        ApiOp::StreamCreate(_)
+        | ApiOp::StreamUpdate(_)
+        | ApiOp::StreamDelete(_)
+        | ApiOp::MetaLeaderStepdown
+        | ApiOp::ServerRemove
+        | ApiOp::StreamPeerRemove(_)
+        | ApiOp::ConsumerCreate { .. }
+        | ApiOp::ConsumerDelete(..) => None,
+        op => about_stream(shard, cl, account, &acct, op, reply, body).await,
+    }
+}
+
+fn success_or_error(kind: &'static str, r: Result<(), ApiError>) -> Reply {
+    match r {
+        Ok(()) => Reply::json(&Response {
+            kind,
+            body: SuccessBody { success: true },
+        }),
+        Err(e) => Reply::error(kind, e),
+    }
+}
+
+/// Proposes a meta operation and waits for it to be applied.
+async fn propose_meta_change(cl: &Cluster, op: MetaOp) -> Result<Change, ApiError> {
+    match cl
+        .propose(META_GROUP, super::assign::encode_op(&op))
+        .await?
+    {
+        Answer::Meta(change) => match *change {
+            Change::Refused(why) => Err(refusal_error(why)),
+            change => Ok(change),
+        },
+        Answer::Count(Err(e)) => Err(e),
+        _ => Err(errors::general(
+            "JetStream cluster: the meta leader changed, try again",
+        )),
+    }
+}
+
+async fn propose_meta(cl: &Cluster, op: MetaOp) -> Result<(), ApiError> {
+    propose_meta_change(cl, op).await.map(|_| ())
+}
+
+fn refusal_error(why: Refusal) -> ApiError {
+    match why {
+        Refusal::StreamExists => errors::stream_name_in_use(),
+        Refusal::StreamNotFound => errors::stream_not_found(),
+        Refusal::ConsumerExists => errors::consumer_exists(),
+        Refusal::ConsumerNotFound => errors::consumer_not_found(),
+        Refusal::TooManyStreams => errors::maximum_streams(),
+    }
+}
+
+fn account_info(shard: &Shard, cl: &Cluster, account: AccountId, acct: &str) -> Reply {
+    let meta = cl.meta.borrow();
+    let (streams, consumers) = meta
+        .of_account(acct)
+        .fold((0, 0), |(s, c), sa| (s + 1, c + sa.consumers.len() as u64));
+    let usage = registry::usage(shard, Some(account));
+    let info = AccountInfo {
+        memory: usage.memory,
+        storage: usage.storage,
+        reserved_memory: 0,
+        reserved_storage: 0,
+        streams,
+        consumers,
+        limits: catalog::limits(&shard.server, account),
+        domain: shard
+            .server
+            .opts
+            .jetstream
+            .as_ref()
+            .and_then(|j| j.domain.clone()),
+        api: shard.catalog.api_stats(Some(account)),
+    };
+    Reply::json(&Response {
+        kind: kind::ACCOUNT_INFO,
+        body: info,
+    })
+}
+
+fn list_request(body: &[u8]) -> ListRequest {
+    serde_json::from_slice::<Option<ListRequest>>(body)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+fn matching(cl: &Cluster, acct: &str, subject: Option<&str>) -> Vec<StreamAssignment> {
+    cl.meta
+        .borrow()
+        .of_account(acct)
+        .filter(|sa| {
+            subject.is_none_or(|s| {
+                s.is_empty() || sa.config.subjects.iter().any(|x| subjects_overlap(x, s))
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+fn names(cl: &Cluster, acct: &str, body: &[u8]) -> Reply {
+    let req = list_request(body);
+    let all = matching(cl, acct, req.subject.as_deref());
+    Reply::json(&Response {
+        kind: kind::STREAM_NAMES,
+        body: NamesBody {
+            total: all.len(),
+            offset: req.offset,
+            limit: registry::LIST_PAGE,
+            streams: all
+                .into_iter()
+                .skip(req.offset)
+                .take(registry::LIST_PAGE)
+                .map(|sa| sa.config.name)
+                .collect(),
+        },
+    })
+}
+
+/// The stream list: from the replicas here, or from the assignment (empty state)
+/// for streams this server holds no replica of.
+async fn list(
+    shard: &Rc<Shard>,
+    cl: &Cluster,
+    account: AccountId,
+    acct: &str,
+    body: &[u8],
+) -> Reply {
+    let req = list_request(body);
+    let all = matching(cl, acct, req.subject.as_deref());
+    let total = all.len();
+    let mut streams = Vec::new();
+    for sa in all.into_iter().skip(req.offset).take(registry::LIST_PAGE) {
+        let mut info = match shard.js.get(account, &sa.config.name) {
+            Some(s) => s.info(None, false),
+            None => assigned_info(&sa),
+        };
+        info.cluster = Some(cluster_info(shard, cl, &sa, sa.group).await);
+        streams.push(info);
+    }
+    Reply::json(&Response {
+        kind: kind::STREAM_LIST,
+        body: StreamListBody {
+            total,
+            offset: req.offset,
+            limit: registry::LIST_PAGE,
+            streams,
+            missing: Vec::new(),
+        },
+    })
+}
+
+fn assigned_info(sa: &StreamAssignment) -> StreamInfo {
+    StreamInfo {
+        config: sa.config.clone(),
+        created: time_string(persist::from_ns(sa.created_ns)),
+        state: StreamState::default(),
+        cluster: None,
+        ts: time_string(SystemTime::now()),
+    }
+}
+
+/// The servers a new stream's replicas go to: the least loaded JetStream servers
+/// of the meta group (ties broken by the stream's name, so streams spread).
+fn place(cl: &Cluster, name: &str, replicas: usize) -> Option<Vec<NodeId>> {
+    let mut peers = cl.meta_peers.borrow().clone();
+    if peers.len() < replicas {
+        return None;
+    }
+    let meta = cl.meta.borrow();
+    let salt = crate::jetstream::node_id::node_id(name);
+    peers.sort_by_key(|n| (meta.load_of(*n), n ^ salt));
+    peers.truncate(replicas);
+    // This server (the meta leader) first when it holds a replica: it stands for
+    // leader at once and answers the create when it leads.
+    if let Some(at) = peers.iter().position(|n| *n == cl.node) {
+        peers.swap(0, at);
+    }
+    Some(peers)
+}
+
+async fn create_stream(
+    shard: &Rc<Shard>,
+    cl: &Rc<Cluster>,
+    account: AccountId,
+    acct: &str,
+    name: &str,
+    body: &[u8],
+) -> Reply {
+    let k = kind::STREAM_CREATE;
+    let config = match catalog::checked_config(name, body, true) {
+        Ok(c) => c,
+        Err(e) => return Reply::error(k, e),
+    };
+    if let Some(existing) = cl.meta.borrow().stream(acct, name) {
+        if existing.config != config {
+            return Reply::error(k, errors::stream_name_in_use());
+        }
+    }
+    let exists = cl.meta.borrow().stream(acct, name).is_some();
+    if !exists {
+        let overlaps = cl.meta.borrow().of_account(acct).any(|sa| {
+            sa.config
+                .subjects
+                .iter()
+                .any(|a| config.subjects.iter().any(|b| subjects_overlap(a, b)))
+        });
+        if overlaps {
+            return Reply::error(k, errors::subjects_overlap());
+        }
+        let max_streams = catalog::limits(&shard.server, account).max_streams;
+        if max_streams >= 0 && cl.meta.borrow().of_account(acct).count() as i64 >= max_streams {
+            return Reply::error(k, errors::maximum_streams());
+        }
+        let Some(peers) = place(cl, name, config.num_replicas.max(1) as usize) else {
+            return Reply::error(k, errors::insufficient_resources());
+        };
+        let op = MetaOp::AddStream {
+            account: acct.to_string(),
+            config: config.clone(),
+            peers,
+            created_ns: persist::to_ns(SystemTime::now()),
+        };
+        if let Err(e) = propose_meta(cl, op).await {
+            return Reply::error(k, e);
+        }
+    }
+    let Some(sa) = cl.meta.borrow().stream(acct, name).cloned() else {
+        return Reply::error(k, errors::stream_not_found());
+    };
+    wait_for_leader(shard, cl, account, &sa).await;
+    let mut info = match local_stream(shard, account, name).await {
+        Some(s) => s.info(None, false),
+        None => assigned_info(&sa),
+    };
+    info.cluster = Some(cluster_info(shard, cl, &sa, sa.group).await);
+    Reply::json(&Response {
+        kind: k,
+        body: info,
+    })
+}
+
+/// Waits (bounded) until the new stream has a leader that took its subjects, as
+/// nats-server answers a create once the stream's leader is elected: a publish
+/// right after the answer finds it.
+async fn wait_for_leader(shard: &Shard, cl: &Cluster, account: AccountId, sa: &StreamAssignment) {
+    let subject = sa
+        .config
+        .subjects
+        .first()
+        .map(|s| literal_of(s))
+        .unwrap_or_else(|| sa.config.name.clone());
+    let mut waited_ms = 0;
+    while waited_ms < LEADER_WAIT_MS {
+        if cl.view(sa.group).ready || shard.has_interest(account, subject.as_bytes()) {
+            return;
+        }
+        glommio::timer::sleep(Duration::from_millis(REPLICA_POLL_MS)).await;
+        waited_ms += REPLICA_POLL_MS;
+    }
+}
+
+/// A subject that `pattern` matches (wildcards filled in).
+fn literal_of(pattern: &str) -> String {
+    pattern
+        .split('.')
+        .map(|t| if t == "*" || t == ">" { "_" } else { t })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Waits (bounded) until a group this server holds has a leader.
+async fn wait_for_group_leader(cl: &Cluster, group: GroupId) {
+    let mut waited_ms = 0;
+    while waited_ms < LEADER_WAIT_MS && cl.view(group).leader == 0 {
+        glommio::timer::sleep(Duration::from_millis(REPLICA_POLL_MS)).await;
+        waited_ms += REPLICA_POLL_MS;
+    }
+}
+
+/// The replica here, once created (a create answers with its state).
+async fn local_stream(shard: &Shard, account: AccountId, name: &str) -> Option<Rc<Stream>> {
+    let mut waited_ms = 0;
+    loop {
+        if let Some(s) = shard.js.get(account, name) {
+            return Some(s);
+        }
+        if waited_ms >= REPLICA_WAIT_MS {
+            return None;
+        }
+        glommio::timer::sleep(Duration::from_millis(REPLICA_POLL_MS)).await;
+        waited_ms += REPLICA_POLL_MS;
+    }
+}
+
+async fn update_stream(cl: &Cluster, acct: &str, name: &str, body: &[u8]) -> Reply {
+    let k = kind::STREAM_UPDATE;
+    let config = match catalog::checked_config(name, body, true) {
+        Ok(c) => c,
+        Err(e) => return Reply::error(k, e),
+    };
+    let Some(sa) = cl.meta.borrow().stream(acct, name).cloned() else {
+        return Reply::error(k, errors::stream_not_found());
+    };
+    if sa.config.num_replicas != config.num_replicas {
+        return Reply::error(
+            k,
+            errors::stream_update(
+                "changing a stream's replicas is not supported by this server yet",
+            ),
+        );
+    }
+    let op = MetaOp::UpdateStream {
+        account: acct.to_string(),
+        config: config.clone(),
+    };
+    match propose_meta_change(cl, op).await {
+        Ok(Change::StreamUpdated(sa)) => {
+            let mut info = assigned_info(&sa);
+            info.config = config;
+            Reply::json(&Response {
+                kind: k,
+                body: info,
+            })
+        }
+        Ok(_) => Reply::error(k, errors::stream_not_found()),
+        Err(e) => Reply::error(k, e),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn create_consumer(
+    shard: &Rc<Shard>,
+    cl: &Rc<Cluster>,
+    acct: &str,
+    stream: &str,
+    name: Option<String>,
+    filter: Option<String>,
+    durable_form: bool,
+    body: &[u8],
+) -> Reply {
+    let k = kind::CONSUMER_CREATE;
+    let req: ConsumerCreateRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return Reply::error(k, errors::invalid_json(e)),
+    };
+    let Some(sa) = cl.meta.borrow().stream(acct, stream).cloned() else {
+        return Reply::error(k, errors::stream_not_found());
+    };
+    let (name, config) =
+        match registry::requested_consumer(stream, name, filter, durable_form, &req) {
+            Ok(v) => v,
+            Err(e) => return Reply::error(k, e),
+        };
+    let (name, config) = registry::named_with_defaults(name, config, &sa.config.consumer_limits);
+    match sa.consumers.get(&name) {
+        Some(existing) if existing.config == config => {}
+        Some(_) if req.action == "create" => return Reply::error(k, errors::consumer_exists()),
+        Some(existing) => {
+            if let Err(e) = cconfig::update_allowed(&existing.config, &config) {
+                return Reply::error(k, e);
+            }
+        }
+        None if req.action == "update" => {
+            return Reply::error(k, errors::consumer_does_not_exist())
+        }
+        None => {
+            let others: Vec<ConsumerConfig> =
+                sa.consumers.values().map(|c| c.config.clone()).collect();
+            let others = if sa.config.retention == Retention::Workqueue {
+                others
+            } else {
+                Vec::new()
+            };
+            if let Err(e) = cconfig::validate(&config, &sa.config, &others) {
+                return Reply::error(k, e);
+            }
+            let max = sa.config.max_consumers;
+            if max > 0 && sa.consumers.len() as i64 >= max {
+                return Reply::error(k, errors::maximum_consumers());
+            }
+        }
+    }
+    let op = MetaOp::AddConsumer {
+        account: acct.to_string(),
+        stream: stream.to_string(),
+        name: name.clone(),
+        config,
+        created_ns: persist::to_ns(SystemTime::now()),
+    };
+    let (sa, ca) = match propose_meta_change(cl, op).await {
+        Ok(Change::ConsumerAdded(sa, ca)) => (sa, ca),
+        Ok(_) => return Reply::error(k, errors::stream_not_found()),
+        Err(e) => return Reply::error(k, e),
+    };
+    let local = local_consumer(shard, cl, ca.group).await;
+    if local.is_some() {
+        wait_for_group_leader(cl, ca.group).await;
+    }
+    let mut info = match local {
+        Some(c) => match c.stream.upgrade() {
+            Some(s) => c.info(&s),
+            None => assigned_consumer_info(&sa, &ca),
+        },
+        None => assigned_consumer_info(&sa, &ca),
+    };
+    info.cluster = Some(cluster_info(shard, cl, &sa, ca.group).await);
+    Reply::json(&Response {
+        kind: k,
+        body: info,
+    })
+}
+
+async fn local_consumer(
+    _shard: &Shard,
+    cl: &Cluster,
+    group: GroupId,
+) -> Option<Rc<crate::jetstream::consumer::Consumer>> {
+    let mut waited_ms = 0;
+    loop {
+        if let Some(c) = cl.consumers.borrow().get(&group) {
+            return Some(c.clone());
+        }
+        if waited_ms >= REPLICA_WAIT_MS {
+            return None;
+        }
+        glommio::timer::sleep(Duration::from_millis(REPLICA_POLL_MS)).await;
+        waited_ms += REPLICA_POLL_MS;
+    }
+}
+
+fn assigned_consumer_info(
+    sa: &StreamAssignment,
+    ca: &super::assign::ConsumerAssignment,
+) -> ConsumerInfo {
+    let zero = || SequencePair {
+        consumer_seq: 0,
+        stream_seq: 0,
+        last_active: None,
+    };
+    ConsumerInfo {
+        stream_name: sa.config.name.clone(),
+        name: ca.name.clone(),
+        created: time_string(persist::from_ns(ca.created_ns)),
+        config: ca.config.clone(),
+        delivered: zero(),
+        ack_floor: zero(),
+        num_ack_pending: 0,
+        num_redelivered: 0,
+        num_waiting: 0,
+        num_pending: 0,
+        cluster: None,
+        push_bound: false,
+        paused: false,
+        pause_remaining: None,
+        ts: time_string(SystemTime::now()),
+    }
+}
+
+/// `cluster { name, leader, replicas }` of a group, as this server sees it (the
+/// leader knows how far each replica is).
+pub async fn cluster_info(
+    shard: &Shard,
+    cl: &Cluster,
+    sa: &StreamAssignment,
+    group: GroupId,
+) -> ClusterInfo {
+    let name = shard
+        .server
+        .opts
+        .cluster
+        .as_ref()
+        .and_then(|c| c.name.clone());
+    let Some(d) = cl.detail(group).await else {
+        return ClusterInfo {
+            name,
+            leader: None,
+            replicas: Vec::new(),
+        };
+    };
+    let leading = d.leader == cl.node;
+    let replicas = sa
+        .peers
+        .iter()
+        .filter(|n| **n != d.leader)
+        .map(|n| {
+            let matched = d
+                .followers
+                .iter()
+                .find(|(f, _)| f == n)
+                .map_or(0, |(_, m)| *m);
+            let current = leading && matched >= d.commit;
+            PeerInfo {
+                name: cl.name_of(*n),
+                current,
+                active: 0,
+                lag: if leading {
+                    d.last_index.saturating_sub(matched)
+                } else {
+                    0
+                },
+                offline: leading && matched == 0 && d.last_index > 1,
+            }
+        })
+        .collect();
+    ClusterInfo {
+        name,
+        leader: (d.leader != 0).then(|| cl.name_of(d.leader)),
+        replicas,
+    }
+}
+
+/// A request about one stream (or its consumers): answered by its leader, or by
+/// the consumer's leader; "not found" by the meta leader.
+async fn about_stream(
+    shard: &Rc<Shard>,
+    cl: &Rc<Cluster>,
+    account: AccountId,
+    acct: &str,
+    op: ApiOp,
+    reply: Bytes,
+    body: Vec<u8>,
+) -> Option<Reply> {
+    let kind = op.response_kind();
+    let name = op.stream()?.to_string();
+    let sa = cl.meta.borrow().stream(acct, &name).cloned();
+    let Some(sa) = sa else {
+        if !cl.is_meta_leader() {
+            return None;
+        }
+        if let ApiOp::ConsumerNext(..) = op {
+            crate::jetstream::send(
+                shard,
+                account,
+                &reply,
+                None,
+                &crate::jetstream::headers::status(404, "Stream Not Found", &[]),
+                b"",
+            );
+            return None;
+        }
+        return Some(Reply::error(kind, errors::stream_not_found()));
+    };
+    let consumer = match &op {
+        ApiOp::ConsumerInfo(_, c)
+        | ApiOp::ConsumerNext(_, c)
+        | ApiOp::ConsumerPause(_, c)
+        | ApiOp::ConsumerLeaderStepdown(_, c) => Some(c.clone()),
+        _ => None,
+    };
+    if let Some(c) = consumer {
+        let Some(ca) = sa.consumers.get(&c).cloned() else {
+            // Not found: the stream's leader says so.
+            if !cl.view(sa.group).ready {
+                return None;
+            }
+            if let ApiOp::ConsumerNext(..) = op {
+                crate::jetstream::send(
+                    shard,
+                    account,
+                    &reply,
+                    None,
+                    &crate::jetstream::headers::status(404, "Consumer Not Found", &[]),
+                    b"",
+                );
+                return None;
+            }
+            return Some(Reply::error(kind, errors::consumer_not_found()));
+        };
+        if !cl.view(ca.group).ready {
+            return None;
+        }
+        return match op {
+            ApiOp::ConsumerLeaderStepdown(..) => {
+                Some(success_or_error(kind, cl.step_down(ca.group).await))
+            }
+            ApiOp::ConsumerInfo(..) => {
+                let stream = shard.js.get(account, &name)?;
+                let c = stream.consumers.borrow().get(&c).cloned()?;
+                let mut info = c.info(&stream);
+                info.cluster = Some(cluster_info(shard, cl, &sa, ca.group).await);
+                Some(Reply::json(&Response { kind, body: info }))
+            }
+            op => registry::execute(shard.clone(), account, op, Some(reply), body).await,
+        };
+    }
+    if !cl.view(sa.group).ready {
+        return None;
+    }
+    match op {
+        ApiOp::StreamLeaderStepdown(_) => {
+            Some(success_or_error(kind, cl.step_down(sa.group).await))
+        }
+        ApiOp::StreamInfo(_) => {
+            let stream = shard.js.get(account, &name)?;
+            let req: StreamInfoRequest = serde_json::from_slice(&body).unwrap_or_default();
+            let mut info = stream.info(req.subjects_filter.as_deref(), req.deleted_details);
+            info.cluster = Some(cluster_info(shard, cl, &sa, sa.group).await);
+            Some(Reply::json(&Response { kind, body: info }))
+        }
+        ApiOp::StreamPurge(_) => {
+            let data = entry::encode_request(true, &body);
+            Some(match cl.propose(sa.group, data).await {
+                Ok(Answer::Count(Ok(purged))) => Reply::json(&Response {
+                    kind,
+                    body: PurgeBody {
+                        success: true,
+                        purged,
+                    },
+                }),
+                Ok(Answer::Count(Err(e))) | Err(e) => Reply::error(kind, e),
+                Ok(_) => Reply::error(
+                    kind,
+                    errors::general("the stream's leader changed, try again"),
+                ),
+            })
+        }
+        ApiOp::MsgDelete(_) => {
+            let data = entry::encode_request(false, &body);
+            Some(match cl.propose(sa.group, data).await {
+                Ok(Answer::Count(Ok(_))) => Reply::json(&Response {
+                    kind,
+                    body: SuccessBody { success: true },
+                }),
+                Ok(Answer::Count(Err(e))) | Err(e) => Reply::error(kind, e),
+                Ok(_) => Reply::error(
+                    kind,
+                    errors::general("the stream's leader changed, try again"),
+                ),
+            })
+        }
+        op => registry::execute(shard.clone(), account, op, Some(reply), body).await,
+    }
+}

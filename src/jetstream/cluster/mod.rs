@@ -1,0 +1,576 @@
+//! Clustered JetStream: the meta group's assignments, stream and consumer groups,
+//! and the API as a cluster answers it. Everything here runs on shard 0, where the
+//! routes and the Raft node loop (`raft::node::drive`) live; a clustered stream's
+//! replica lives on shard 0 too.
+//!
+//! - `assign`: the meta state machine (streams, consumers, their groups and peers).
+//! - `entry`: a stream group's entries (messages, purges, deletes).
+//! - `stream`: a stream replica: creating it, applying entries, proposing publishes.
+//! - `consumer`: a consumer replica: its state replicated by its leader.
+//! - `api`: which server answers which `$JS.API` request, and how.
+//!
+//! Who answers (as nats-server): every JetStream server subscribes `$JS.API.>`, so
+//! each request reaches all of them; the meta leader answers the account-wide
+//! requests and the creates and deletes (proposed to the meta group), a stream's
+//! leader the requests about the stream, a consumer's leader those about it. The
+//! others stay silent. A stream's leader alone subscribes its subjects, so a
+//! publish reaches it wherever it was sent; it proposes the message, and the
+//! PubAck goes out once the entry is committed (durable on a quorum) and applied.
+
+pub mod api;
+pub mod assign;
+pub mod consumer;
+pub mod entry;
+pub mod stream;
+
+use crate::jetstream::api::errors;
+use crate::jetstream::api::types::ApiError;
+use crate::jetstream::consumer::Consumer;
+use crate::jetstream::meta::{MetaHost, META_GROUP};
+use crate::jetstream::stream::Stream;
+use crate::raft::multi::Applied;
+use crate::raft::node::{Event, EventSender, Machine};
+use crate::raft::{node_of, replica_id, FileLogStore, GroupId, MultiRaft, NodeId, StateRole};
+use crate::server::shard::Shard;
+use ahash::AHashMap;
+use assign::{Change, MetaState};
+use futures_channel::oneshot;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::{Rc, Weak};
+use tracing::{error, warn};
+
+/// Replica generation of every replica of a stream or consumer group.
+pub const GENERATION: u64 = 1;
+/// Operations queued for the node loop at most; past it requests are refused.
+pub const OPS_QUEUED_MAX: usize = 64 * 1024;
+/// Applied meta entries between two snapshots of the meta state.
+const META_SNAPSHOT_EVERY: u64 = 1024;
+
+/// What an applied proposal gave the request waiting for it.
+#[derive(Debug)]
+pub enum Answer {
+    Meta(Box<Change>),
+    Count(Result<u64, ApiError>),
+    /// The entry at the proposal's index is another one (a leader change).
+    Lost,
+}
+
+type AnswerTx = oneshot::Sender<Answer>;
+
+/// A group's replicas as its leader sees them.
+#[derive(Clone, Debug, Default)]
+pub struct Detail {
+    pub leader: NodeId,
+    pub commit: u64,
+    pub last_index: u64,
+    /// Every voter other than the leader: (node, matched index).
+    pub followers: Vec<(NodeId, u64)>,
+}
+
+/// Work for the driver, done between two turns of the node loop.
+enum Op {
+    Propose {
+        group: GroupId,
+        data: Vec<u8>,
+        answer: Option<AnswerTx>,
+        /// Told when the driver refuses the proposal (publishes).
+        refused: Option<Box<dyn FnOnce(ApiError)>>,
+    },
+    CreateGroup {
+        group: GroupId,
+        peers: Vec<NodeId>,
+    },
+    RemoveGroup(GroupId),
+    StepDown {
+        group: GroupId,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
+    Detail {
+        group: GroupId,
+        reply: oneshot::Sender<Option<Detail>>,
+    },
+}
+
+/// A group as this server last saw it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct View {
+    pub leader: NodeId,
+    pub term: u64,
+    /// This server leads and has applied everything committed before its term.
+    pub ready: bool,
+}
+
+pub struct Cluster {
+    pub node: NodeId,
+    pub host: Rc<MetaHost>,
+    shard: Weak<Shard>,
+    pub meta: RefCell<MetaState>,
+    meta_applied_since_snapshot: Cell<u64>,
+    ops: RefCell<VecDeque<Op>>,
+    events: EventSender,
+    /// This server's stream and consumer replicas, by group.
+    pub streams: RefCell<AHashMap<GroupId, Rc<Stream>>>,
+    pub consumers: RefCell<AHashMap<GroupId, Rc<Consumer>>>,
+    views: RefCell<AHashMap<GroupId, View>>,
+    waiting: RefCell<BTreeMap<(GroupId, u64), (u64, AnswerTx)>>,
+    /// The meta group's voters.
+    pub meta_peers: RefCell<Vec<NodeId>>,
+}
+
+impl Cluster {
+    pub fn new(shard: &Rc<Shard>, host: Rc<MetaHost>, events: EventSender) -> Rc<Cluster> {
+        Rc::new(Cluster {
+            node: host.node,
+            host,
+            shard: Rc::downgrade(shard),
+            meta: RefCell::new(MetaState::new()),
+            meta_applied_since_snapshot: Cell::new(0),
+            ops: RefCell::default(),
+            events,
+            streams: RefCell::default(),
+            consumers: RefCell::default(),
+            views: RefCell::default(),
+            waiting: RefCell::default(),
+            meta_peers: RefCell::default(),
+        })
+    }
+
+    pub fn shard(&self) -> Option<Rc<Shard>> {
+        self.shard.upgrade()
+    }
+
+    pub fn view(&self, group: GroupId) -> View {
+        self.views.borrow().get(&group).copied().unwrap_or_default()
+    }
+
+    pub fn is_meta_leader(&self) -> bool {
+        self.view(META_GROUP).ready
+    }
+
+    /// The meta leader's node, if one is known.
+    pub fn meta_leader(&self) -> Option<NodeId> {
+        let v = self.view(META_GROUP);
+        (v.leader != 0).then_some(v.leader)
+    }
+
+    pub fn name_of(&self, node: NodeId) -> String {
+        self.host.name_of(node)
+    }
+
+    fn queue(&self, op: Op) -> Result<(), ApiError> {
+        let mut ops = self.ops.borrow_mut();
+        if ops.len() >= OPS_QUEUED_MAX {
+            return Err(errors::general("JetStream cluster is busy"));
+        }
+        let wake = ops.is_empty();
+        ops.push_back(op);
+        drop(ops);
+        if wake {
+            let _ = self.events.unbounded_send(Event::Wake);
+        }
+        Ok(())
+    }
+
+    /// Proposes `data` to `group` and waits until it is applied here.
+    pub async fn propose(&self, group: GroupId, data: Vec<u8>) -> Result<Answer, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.queue(Op::Propose {
+            group,
+            data,
+            answer: Some(tx),
+            refused: None,
+        })?;
+        rx.await
+            .map_err(|_| errors::general("JetStream cluster proposal was not applied"))
+    }
+
+    /// Proposes a publish; `refused` runs if the driver refuses it at once.
+    pub fn propose_publish(
+        &self,
+        group: GroupId,
+        data: Vec<u8>,
+        refused: Box<dyn FnOnce(ApiError)>,
+    ) -> Result<(), ApiError> {
+        self.queue(Op::Propose {
+            group,
+            data,
+            answer: None,
+            refused: Some(refused),
+        })
+    }
+
+    pub fn create_group(&self, group: GroupId, peers: Vec<NodeId>) {
+        let _ = self.queue(Op::CreateGroup { group, peers });
+    }
+
+    pub fn remove_group(&self, group: GroupId) {
+        let _ = self.queue(Op::RemoveGroup(group));
+    }
+
+    /// Hands leadership of `group` to another voter (this server must lead it).
+    pub async fn step_down(&self, group: GroupId) -> Result<(), ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.queue(Op::StepDown { group, reply: tx })?;
+        rx.await
+            .unwrap_or_else(|_| Err(errors::general("step-down was not done")))
+    }
+
+    pub async fn detail(&self, group: GroupId) -> Option<Detail> {
+        let (tx, rx) = oneshot::channel();
+        self.queue(Op::Detail { group, reply: tx }).ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// Asks the node loop for a turn (work was queued outside `queue`).
+    pub fn wake(&self) {
+        let _ = self.events.unbounded_send(Event::Wake);
+    }
+
+    /// Proposes from inside the node loop; `answer` hears the outcome. False
+    /// when the driver refused it (then `answer` has heard so).
+    pub fn propose_now(
+        &self,
+        driver: &mut MultiRaft<FileLogStore>,
+        group: GroupId,
+        data: Vec<u8>,
+        answer: AnswerTx,
+    ) -> bool {
+        match driver.propose(group, data) {
+            Ok(p) => {
+                self.waiting
+                    .borrow_mut()
+                    .insert((group, p.index), (p.term, answer));
+                true
+            }
+            Err(e) => {
+                let why = errors::general(format!("JetStream cluster: {e:?}"));
+                let _ = answer.send(Answer::Count(Err(why)));
+                false
+            }
+        }
+    }
+
+    fn run_ops(self: &Rc<Self>, driver: &mut MultiRaft<FileLogStore>) {
+        let ops: Vec<Op> = self.ops.borrow_mut().drain(..).collect();
+        for op in ops {
+            self.run_op(driver, op);
+        }
+        consumer::propose_changed(self, driver);
+    }
+
+    fn run_op(&self, driver: &mut MultiRaft<FileLogStore>, op: Op) {
+        match op {
+            Op::Propose {
+                group,
+                data,
+                answer,
+                refused,
+            } => match answer {
+                Some(tx) => {
+                    self.propose_now(driver, group, data, tx);
+                }
+                None => {
+                    if let Err(e) = driver.propose(group, data) {
+                        if let Some(f) = refused {
+                            f(errors::general(format!("JetStream cluster: {e:?}")));
+                        }
+                    }
+                }
+            },
+            Op::CreateGroup { group, peers } => {
+                if driver.has_group(group) {
+                    return;
+                }
+                let voters: Vec<u64> = peers.iter().map(|n| replica_id(*n, GENERATION)).collect();
+                let me = replica_id(self.node, GENERATION);
+                if let Err(e) = driver.create_group(group, me, &voters) {
+                    error!("JetStream cluster: could not create group {group}: {e:?}");
+                    return;
+                }
+                // The preferred leader stands at once: a new stream takes
+                // publishes without waiting out an election timeout.
+                if peers.first() == Some(&self.node) {
+                    let _ = driver.campaign(group);
+                }
+            }
+            Op::RemoveGroup(group) => {
+                driver.remove_replica(group);
+                self.views.borrow_mut().remove(&group);
+            }
+            Op::StepDown { group, reply } => {
+                let _ = reply.send(step_down(driver, group));
+            }
+            Op::Detail { group, reply } => {
+                let _ = reply.send(detail(driver, group));
+            }
+        }
+    }
+
+    /// Looks at every group: a replica that lost its leadership stops acting as
+    /// leader at once.
+    fn refresh_views(&self, driver: &MultiRaft<FileLogStore>) {
+        let mut lost = Vec::new();
+        {
+            let mut views = self.views.borrow_mut();
+            for g in driver.group_ids() {
+                let Some((role, leader, term)) = driver.role(g) else {
+                    continue;
+                };
+                let v = views.entry(g).or_default();
+                let leading = role == StateRole::Leader;
+                if v.ready && (!leading || term != v.term) {
+                    v.ready = false;
+                    lost.push(g);
+                }
+                v.leader = if leader == 0 { 0 } else { node_of(leader) };
+                v.term = term;
+            }
+        }
+        for g in lost {
+            self.on_leadership(g, false);
+        }
+        let voters = driver
+            .status(META_GROUP)
+            .map(|s| s.conf_state.voters.iter().map(|r| node_of(*r)).collect())
+            .unwrap_or_default();
+        *self.meta_peers.borrow_mut() = voters;
+    }
+
+    /// A new leader applied its own term's first entry: everything committed before
+    /// is applied here, so it may act.
+    fn on_leader_entry(&self, driver: &MultiRaft<FileLogStore>, group: GroupId, term: u64) {
+        let Some((role, _, current)) = driver.role(group) else {
+            return;
+        };
+        if role != StateRole::Leader || current != term {
+            return;
+        }
+        {
+            let mut views = self.views.borrow_mut();
+            let v = views.entry(group).or_default();
+            v.leader = self.node;
+            v.term = term;
+            if v.ready {
+                return;
+            }
+            v.ready = true;
+        }
+        self.on_leadership(group, true);
+    }
+
+    fn on_leadership(&self, group: GroupId, leading: bool) {
+        let Some(shard) = self.shard() else { return };
+        let stream = self.streams.borrow().get(&group).cloned();
+        if let Some(s) = stream {
+            stream::set_leading(&shard, &s, leading);
+            return;
+        }
+        let consumer = self.consumers.borrow().get(&group).cloned();
+        if let Some(c) = consumer {
+            consumer::set_leading(&c, leading);
+        }
+    }
+
+    fn answer(&self, group: GroupId, index: u64, term: u64, answer: Option<Answer>) {
+        let Some((t, tx)) = self.waiting.borrow_mut().remove(&(group, index)) else {
+            return;
+        };
+        let a = if t == term {
+            answer.unwrap_or(Answer::Count(Ok(0)))
+        } else {
+            Answer::Lost
+        };
+        let _ = tx.send(a);
+    }
+
+    /// Waiting proposals of `group` at `index` or below that can no longer be
+    /// applied (covered by a snapshot, or the group went away).
+    fn fail_waiting(&self, group: GroupId, up_to: u64) {
+        let keys: Vec<_> = self
+            .waiting
+            .borrow()
+            .range((group, 0)..=(group, up_to))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            if let Some((_, tx)) = self.waiting.borrow_mut().remove(&k) {
+                let _ = tx.send(Answer::Lost);
+            }
+        }
+    }
+
+    fn apply_meta(&self, driver: &mut MultiRaft<FileLogStore>, data: &[u8]) -> Option<Answer> {
+        let Some(op) = assign::decode_op(data) else {
+            warn!("JetStream cluster: a meta entry this server cannot read was skipped");
+            return None;
+        };
+        let change = self.meta.borrow_mut().apply(op);
+        self.act_on(&change);
+        let n = self.meta_applied_since_snapshot.get() + 1;
+        self.meta_applied_since_snapshot.set(n);
+        if n >= META_SNAPSHOT_EVERY {
+            self.meta_applied_since_snapshot.set(0);
+            let _ = driver.compact(META_GROUP, self.meta.borrow().encode());
+        }
+        Some(Answer::Meta(Box::new(change)))
+    }
+
+    /// Creates or removes this server's replicas as the meta state changed.
+    fn act_on(&self, change: &Change) {
+        let Some(shard) = self.shard() else { return };
+        match change {
+            Change::StreamAdded(sa) | Change::StreamUpdated(sa) => {
+                if sa.peers.contains(&self.node) {
+                    stream::ensure_replica(&shard, self, sa);
+                }
+            }
+            Change::StreamRemoved(sa) => stream::remove_replica(&shard, self, sa),
+            Change::ConsumerAdded(sa, ca) => {
+                if sa.peers.contains(&self.node) {
+                    consumer::ensure_replica(&shard, sa, ca);
+                }
+            }
+            Change::ConsumerRemoved(sa, ca) => consumer::remove_replica(&shard, self, sa, ca),
+            Change::Refused(_) => {}
+        }
+    }
+
+    /// A meta snapshot replaced the state: replicas follow the new state.
+    fn restore_meta(&self, data: &[u8]) {
+        let state = match MetaState::decode(data) {
+            Ok(s) => s,
+            Err(e) => {
+                error!("JetStream cluster: the meta snapshot cannot be read: {e}");
+                return;
+            }
+        };
+        let old = std::mem::replace(&mut *self.meta.borrow_mut(), state.clone());
+        for (key, sa) in &old.streams {
+            if !state.streams.contains_key(key) {
+                self.act_on(&Change::StreamRemoved(sa.clone()));
+            }
+        }
+        for sa in state.streams.values() {
+            self.act_on(&Change::StreamAdded(sa.clone()));
+            for ca in sa.consumers.values() {
+                self.act_on(&Change::ConsumerAdded(sa.clone(), ca.clone()));
+            }
+        }
+    }
+}
+
+fn step_down(driver: &mut MultiRaft<FileLogStore>, group: GroupId) -> Result<(), ApiError> {
+    let st = driver
+        .status(group)
+        .ok_or_else(|| errors::general("no such group here"))?;
+    if st.role != StateRole::Leader {
+        return Err(errors::general("not the leader"));
+    }
+    // The most caught-up other voter.
+    let to = st
+        .conf_state
+        .voters
+        .iter()
+        .filter(|r| **r != st.replica)
+        .max_by_key(|r| driver.matched(group, **r).unwrap_or(0))
+        .copied()
+        .ok_or_else(|| errors::general("no other replica to step down to"))?;
+    driver
+        .transfer_leader(group, to)
+        .map_err(|e| errors::general(format!("step-down failed: {e:?}")))
+}
+
+fn detail(driver: &MultiRaft<FileLogStore>, group: GroupId) -> Option<Detail> {
+    let st = driver.status(group)?;
+    let leading = st.role == StateRole::Leader;
+    let followers = st
+        .conf_state
+        .voters
+        .iter()
+        .filter(|r| **r != st.replica)
+        .map(|r| {
+            let matched = if leading {
+                driver.matched(group, *r).unwrap_or(0)
+            } else {
+                0
+            };
+            (node_of(*r), matched)
+        })
+        .collect();
+    Some(Detail {
+        leader: if st.leader == 0 {
+            0
+        } else {
+            node_of(st.leader)
+        },
+        commit: st.commit,
+        last_index: st.last_index,
+        followers,
+    })
+}
+
+/// The node loop's application: meta, stream and consumer groups.
+pub struct ClusterMachine(pub Rc<Cluster>);
+
+impl Machine<FileLogStore> for ClusterMachine {
+    fn apply(&mut self, driver: &mut MultiRaft<FileLogStore>, applied: &Applied) {
+        let cl = &self.0;
+        match applied {
+            Applied::Entry {
+                group,
+                index,
+                term,
+                data,
+            } => {
+                if data.is_empty() {
+                    cl.on_leader_entry(driver, *group, *term);
+                    cl.answer(*group, *index, *term, None);
+                    return;
+                }
+                let answer = if *group == META_GROUP {
+                    cl.apply_meta(driver, data)
+                } else if let Some(s) = cl.streams.borrow().get(group).cloned() {
+                    stream::apply(cl, &s, data)
+                } else if let Some(c) = cl.consumers.borrow().get(group).cloned() {
+                    consumer::apply(cl, &c, data);
+                    None
+                } else {
+                    None
+                };
+                cl.answer(*group, *index, *term, answer);
+            }
+            Applied::Snapshot {
+                group, index, data, ..
+            } => {
+                if *group == META_GROUP {
+                    cl.restore_meta(data);
+                } else if let Some(c) = cl.consumers.borrow().get(group).cloned() {
+                    consumer::apply(cl, &c, data);
+                }
+                cl.fail_waiting(*group, *index);
+            }
+            Applied::ConfChange { .. } => {}
+            Applied::Removed { group } => cl.fail_waiting(*group, u64::MAX),
+        }
+    }
+
+    fn snapshot(&mut self, group: GroupId) -> Option<Vec<u8>> {
+        let cl = &self.0;
+        if group == META_GROUP {
+            return Some(cl.meta.borrow().encode());
+        }
+        if let Some(c) = cl.consumers.borrow().get(&group) {
+            return Some(consumer::encode_state(c));
+        }
+        // A stream's state is its store; a replica far behind is caught up from
+        // the log, which stream groups do not compact.
+        Some(Vec::new())
+    }
+
+    fn after_turn(&mut self, driver: &mut MultiRaft<FileLogStore>) {
+        self.0.run_ops(driver);
+        self.0.refresh_views(driver);
+        self.0.host.observe(driver);
+    }
+}

@@ -1,0 +1,288 @@
+//! A clustered stream's replica on this server: created when the meta group
+//! assigns the stream here, fed by its group's committed entries, and, while it
+//! leads, subscribed to the stream's subjects and proposing what is published.
+
+use super::assign::StreamAssignment;
+use super::entry::{self, MsgEntry, StreamEntry};
+use super::{Answer, Cluster};
+use crate::jetstream::api::errors;
+use crate::jetstream::api::types::{ApiError, MsgDeleteRequest, PurgeRequest};
+use crate::jetstream::persist::{self, Binding};
+use crate::jetstream::publish::{self, Accepted};
+use crate::jetstream::registry;
+use crate::jetstream::stream::{Stream, ACKS_WAITING_MAX};
+use crate::raft::{GroupId, NodeId};
+use crate::server::shard::{Msg, Shard};
+use bytes::Bytes;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use tracing::{error, info};
+
+/// What a stream replica adds to a stream.
+pub struct Replica {
+    pub group: GroupId,
+    pub peers: RefCell<Vec<NodeId>>,
+    /// Leads its group and has applied all that was committed before: it proposes.
+    pub leading: Cell<bool>,
+    /// The sequence the next proposed message expects (None: after the last stored).
+    pub next_seq: Cell<Option<u64>>,
+    /// Messages proposed and not yet applied.
+    pub in_flight: Cell<usize>,
+}
+
+impl Replica {
+    pub fn new(group: GroupId, peers: Vec<NodeId>) -> Replica {
+        Replica {
+            group,
+            peers: RefCell::new(peers),
+            leading: Cell::new(false),
+            next_seq: Cell::new(None),
+            in_flight: Cell::new(0),
+        }
+    }
+
+    pub fn binding(&self) -> Binding {
+        Binding {
+            group: self.group,
+            peers: self.peers.borrow().clone(),
+        }
+    }
+}
+
+/// The meta group put a replica of `sa` here: create it (or follow its new config).
+pub fn ensure_replica(shard: &Rc<Shard>, cl: &Cluster, sa: &StreamAssignment) {
+    let Some(account) = shard.server.accounts.lookup(&sa.account) else {
+        error!(
+            "JetStream cluster: stream {} of unknown account {}",
+            sa.config.name, sa.account
+        );
+        return;
+    };
+    if let Some(existing) = shard.js.get(account, &sa.config.name) {
+        let same_group = existing.cluster.get().map(|r| r.group) == Some(sa.group);
+        if same_group {
+            cl.streams.borrow_mut().insert(sa.group, existing.clone());
+            cl.create_group(sa.group, sa.peers.clone());
+            if *existing.config.borrow() != sa.config {
+                let (shard, config) = (shard.clone(), sa.config.clone());
+                glommio::spawn_local(async move {
+                    if let Err(e) = registry::update_stream(&shard, &existing, config).await {
+                        error!(
+                            "JetStream cluster: stream {} update: {}",
+                            existing.name, e.description
+                        );
+                    }
+                })
+                .detach();
+            }
+            return;
+        }
+        error!(
+            "JetStream cluster: stream {} is assigned group {} but a stream of that name is here already",
+            sa.config.name, sa.group
+        );
+        return;
+    }
+    let shard = shard.clone();
+    let sa = sa.clone();
+    glommio::spawn_local(async move {
+        let Some(cl) = shard.cluster.get().cloned() else {
+            return;
+        };
+        let replica = Replica::new(sa.group, sa.peers.clone());
+        let created = persist::from_ns(sa.created_ns);
+        match registry::create_replica(&shard, account, sa.config.clone(), created, Some(replica))
+            .await
+        {
+            Ok(stream) => {
+                shard.catalog.add_clustered(account, &stream);
+                cl.streams.borrow_mut().insert(sa.group, stream);
+                cl.create_group(sa.group, sa.peers.clone());
+                info!(
+                    "JetStream cluster: created a replica of stream {} (group {})",
+                    sa.config.name, sa.group
+                );
+            }
+            Err(e) => error!(
+                "JetStream cluster: could not create a replica of stream {}: {}",
+                sa.config.name, e.description
+            ),
+        }
+    })
+    .detach();
+}
+
+/// The stream was deleted: its replica here goes, with its consumers' groups.
+pub fn remove_replica(shard: &Rc<Shard>, cl: &Cluster, sa: &StreamAssignment) {
+    for ca in sa.consumers.values() {
+        cl.consumers.borrow_mut().remove(&ca.group);
+        cl.remove_group(ca.group);
+    }
+    let stream = cl.streams.borrow_mut().remove(&sa.group);
+    cl.remove_group(sa.group);
+    let Some(stream) = stream else { return };
+    shard.catalog.remove(stream.account, &stream.name);
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let _ = registry::delete_stream(&shard, &stream).await;
+    })
+    .detach();
+}
+
+/// The replica here became its group's ready leader, or stopped leading.
+pub fn set_leading(shard: &Rc<Shard>, stream: &Rc<Stream>, leading: bool) {
+    let Some(r) = stream.cluster.get() else {
+        return;
+    };
+    r.next_seq.set(None);
+    if r.leading.replace(leading) == leading {
+        return;
+    }
+    if leading {
+        registry::subscribe_subjects(shard, stream);
+        info!(
+            "JetStream cluster: this server leads stream {}",
+            stream.name
+        );
+    } else {
+        registry::unsubscribe_subjects(shard, stream);
+    }
+}
+
+/// A publish reached the leader: checked, then proposed; its PubAck goes out once
+/// the entry is applied here (`apply_msg`).
+pub fn on_publish(shard: &Shard, stream: &Stream, msg: &Msg) {
+    let Some(r) = stream.cluster.get() else {
+        return;
+    };
+    let Some(cl) = shard.cluster.get() else {
+        return;
+    };
+    if !r.leading.get() {
+        return; // a publish that was under way when this replica stopped leading
+    }
+    let reply = msg.reply.map(Bytes::copy_from_slice);
+    let size = publish::stored_size(msg.subject, msg.payload);
+    let refused = |e: ApiError| publish::queue_ack(shard, stream, reply.clone(), size, Err(e));
+    if let Some(e) = registry::over_storage_limit(shard, stream, size) {
+        return refused(e);
+    }
+    if r.in_flight.get() >= ACKS_WAITING_MAX {
+        return refused(errors::store_failed(
+            "too many publishes waiting for replication",
+        ));
+    }
+    let subject = match publish::accept(stream, msg) {
+        Err(e) => return refused(e),
+        Ok(Accepted::Duplicate(seq)) => {
+            let dup = publish::Stored {
+                ticket: None,
+                seq,
+                republish: None,
+            };
+            return publish::queue_ack(shard, stream, reply, size, Ok(dup));
+        }
+        Ok(Accepted::New { subject }) => subject,
+    };
+    let seq = r
+        .next_seq
+        .get()
+        .unwrap_or_else(|| stream.store.state().last_seq + 1);
+    let (hdrs, payload) = msg.payload.split_at(msg.header_len);
+    let entry = MsgEntry {
+        seq,
+        ts_ns: crate::jetstream::now_ns(),
+        proposer: cl.node,
+        reply: reply
+            .clone()
+            .filter(|_| !stream.config.borrow().no_ack)
+            .unwrap_or_default(),
+        subject: Bytes::from(subject),
+        headers: Bytes::copy_from_slice(hdrs),
+        payload: Bytes::copy_from_slice(payload),
+    };
+    let (Some(owner), Some(here)) = (shard.js.get(stream.account, &stream.name), shard.this())
+    else {
+        return;
+    };
+    let for_refusal = reply.clone();
+    let on_refused = Box::new(move |e: ApiError| {
+        if let Some(r) = owner.cluster.get() {
+            r.next_seq.set(None);
+            r.in_flight.set(r.in_flight.get().saturating_sub(1));
+        }
+        publish::queue_ack(&here, &owner, for_refusal, size, Err(e));
+    });
+    match cl.propose_publish(r.group, entry.encode(), on_refused) {
+        Ok(()) => {
+            r.next_seq.set(Some(seq + 1));
+            r.in_flight.set(r.in_flight.get() + 1);
+        }
+        Err(e) => refused(e),
+    }
+}
+
+/// An entry of the stream's group was committed: every replica applies it alike.
+pub fn apply(cl: &Cluster, stream: &Rc<Stream>, data: &Bytes) -> Option<Answer> {
+    let shard = cl.shard()?;
+    match entry::decode(data)? {
+        StreamEntry::Msg(m) => {
+            apply_msg(&shard, cl.node, stream, m);
+            None
+        }
+        StreamEntry::Purge(body) => Some(Answer::Count(purge(stream, &body))),
+        StreamEntry::Delete(body) => Some(Answer::Count(delete(stream, &body))),
+    }
+}
+
+fn apply_msg(shard: &Shard, node: NodeId, stream: &Stream, m: MsgEntry) {
+    let mine = m.proposer == node;
+    let r = stream.cluster.get().expect("a clustered stream");
+    if mine {
+        r.in_flight.set(r.in_flight.get().saturating_sub(1));
+    }
+    let last = stream.store.state().last_seq;
+    if m.seq <= last {
+        return; // applied before a restart: the store has it
+    }
+    let reply = (!m.reply.is_empty()).then(|| m.reply.clone());
+    let size = publish::stored_size(&m.subject, &m.payload);
+    if m.seq != last + 1 {
+        // Proposed after one that was lost: refused on every replica alike.
+        if mine {
+            r.next_seq.set(None);
+            let e = errors::general("stream sequence mismatch, publish again");
+            publish::queue_ack(shard, stream, reply, size, Err(e));
+        }
+        return;
+    }
+    let subject = String::from_utf8_lossy(&m.subject);
+    let outcome = publish::append(stream, &subject, &m.headers, &m.payload, Some(m.ts_ns));
+    if let Ok(stored) = &outcome {
+        debug_assert_eq!(stored.seq, m.seq);
+    }
+    if mine {
+        publish::queue_ack(shard, stream, reply, size, outcome);
+    } else if outcome.is_ok() {
+        let medium = registry::medium(stream);
+        shard
+            .server
+            .js_usage
+            .add(shard.id, stream.account, medium, size);
+        stream.commit_needed.notify();
+    }
+}
+
+fn purge(stream: &Stream, body: &[u8]) -> Result<u64, ApiError> {
+    let req: PurgeRequest = if body.is_empty() {
+        PurgeRequest::default()
+    } else {
+        serde_json::from_slice(body).map_err(errors::invalid_json)?
+    };
+    registry::purge_now(stream, &req)
+}
+
+fn delete(stream: &Stream, body: &[u8]) -> Result<u64, ApiError> {
+    let req: MsgDeleteRequest = serde_json::from_slice(body).map_err(errors::invalid_json)?;
+    registry::delete_now(stream, &req).map(|()| 1)
+}
