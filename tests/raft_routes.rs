@@ -111,9 +111,9 @@ async fn three_servers_elect_fail_over_and_rejoin(shards: usize) {
     assert_eq!(jsz["meta_cluster"]["name"], "js-test");
     assert_eq!(jsz["meta_cluster"]["cluster_size"], 3);
     assert_eq!(jsz["meta_cluster"]["peer"].as_str().map(str::len), Some(8));
-    // JetStream is not offered to clients yet
+    // A storage node offers JetStream to its clients.
     let raw = common::Raw::connect(refs[0].port);
-    assert!(raw.info.get("jetstream").is_none());
+    assert_eq!(raw.info.get("jetstream"), Some(&serde_json::json!(true)));
     drop(raw);
 
     // Kill the leader: the other two elect another.
