@@ -598,6 +598,24 @@ pub async fn start(shard: &Rc<Shard>) -> Result<(), String> {
     for index in 0..accounts.len() {
         let account = AccountId(index as u32);
         if account == accounts.system() {
+            // A cluster's system-wide requests (meta leader step-down, server
+            // removal) come in the system account.
+            if shard.server.raft_node.is_some() {
+                for subject in ["$JS.API.META.>", "$JS.API.SERVER.>"] {
+                    shard.add_internal(
+                        account,
+                        subject,
+                        crate::server::interest::InternalSub::JetStream(
+                            crate::jetstream::Service::Api,
+                        ),
+                    );
+                }
+            }
+            continue;
+        }
+        if accounts.name(account) == "$SYS" {
+            // The built-in system account's name, unused when the config names
+            // another: no JetStream there (a nats-server route would not know it).
             continue;
         }
         let account_name = accounts.name(account).to_string();

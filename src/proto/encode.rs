@@ -25,7 +25,7 @@ pub fn message(
 }
 
 /// Appends `[header_len ]size\r\npayload\r\n`, the end of every message frame
-/// (MSG, HMSG, RMSG, HRMSG).
+/// (MSG, HMSG, RMSG, HMSG (routes)).
 pub fn sizes_and_payload(out: &mut Vec<u8>, header_len: usize, payload: &[u8]) {
     let mut ints = itoa::Buffer::new();
     if header_len > 0 {

@@ -1,6 +1,6 @@
 //! One route connection to another server: the handshake (CONNECT and INFO, cluster
 //! name, self and duplicate detection), interest in both directions, and messages
-//! (RMSG/HRMSG) delivered to this server's clients only; and, between natrix servers
+//! (RMSG/HMSG) delivered to this server's clients only; and, between natrix servers
 //! that run the JetStream meta group (both advertised `natrix_raft`), Raft frames
 //! (RAFT) for that group.
 

@@ -1,5 +1,5 @@
 //! The route protocol between servers, as nats-server speaks it: INFO, CONNECT,
-//! RS+/RS- (interest, with queue group and weight), RMSG/HRMSG (messages, with the
+//! RS+/RS- (interest, with queue group and weight), RMSG/HMSG (messages, with the
 //! queue groups the receiver serves), PING/PONG, +OK/-ERR; and one operation spoken
 //! only between natrix servers that advertised `natrix_raft` in their INFO:
 //! `RAFT <size>\r\n<frame>\r\n`, one Raft frame (`raft::frame`, crc32c-checked by
@@ -66,7 +66,9 @@ pub fn parse<'a>(
         b"RS+" => parse_sub(rest)?,
         b"RS-" => parse_unsub(rest)?,
         b"RMSG" => return parse_msg(buf, rest, line_len, payload_max, false),
-        b"HRMSG" => return parse_msg(buf, rest, line_len, payload_max, true),
+        // nats-server names a routed message with headers HMSG; HRMSG is what
+        // natrix sent before it matched (still read, from older natrix servers).
+        b"HMSG" | b"HRMSG" => return parse_msg(buf, rest, line_len, payload_max, true),
         b"PING" => RouteOp::Ping,
         b"PONG" => RouteOp::Pong,
         b"+OK" => RouteOp::Ok,
@@ -226,7 +228,7 @@ pub fn encode_unsub(out: &mut Vec<u8>, account: &str, subject: &[u8], queue: Opt
 }
 
 /// `RMSG account subject [+ reply queues.. | queues.. | reply] size\r\npayload\r\n`
-/// (HRMSG with the header size when `header_len > 0`).
+/// (HMSG with the header size when `header_len > 0`, as nats-server sends it).
 pub fn encode_msg(
     out: &mut Vec<u8>,
     account: &str,
@@ -237,7 +239,7 @@ pub fn encode_msg(
     payload: &[u8],
 ) {
     out.reserve(subject.len() + payload.len() + 64);
-    out.extend_from_slice(if header_len > 0 { b"HRMSG " } else { b"RMSG " });
+    out.extend_from_slice(if header_len > 0 { b"HMSG " } else { b"RMSG " });
     out.extend_from_slice(account.as_bytes());
     out.push(b' ');
     out.extend_from_slice(subject);
@@ -329,6 +331,29 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn a_message_with_headers_is_hmsg_as_nats_server_names_it() {
+        let mut out = Vec::new();
+        encode_msg(&mut out, "APP", b"a", None, &[], 12, b"NATS/1.0\r\n\r\nhi");
+        assert!(
+            out.starts_with(b"HMSG APP a 12 14\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&out)
+        );
+        // what nats-server 2.9 sends on a route
+        let go = b"HMSG APP orders.new _INBOX.x 12 14\r\nNATS/1.0\r\n\r\nhi\r\n";
+        let (op, n) = parse(go, 4096, 1 << 20).unwrap();
+        assert_eq!(n, go.len());
+        assert!(matches!(
+            op,
+            RouteOp::Msg {
+                header_len: 12,
+                reply: Some(b"_INBOX.x"),
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -103,7 +103,8 @@ async fn handle(
         return Some(Reply::error(kind::ERROR, errors::bad_request()));
     };
     let kind = op.response_kind();
-    if !catalog::enabled_for(&shard.server, account) {
+    let system_wide = matches!(op, ApiOp::MetaLeaderStepdown | ApiOp::ServerRemove);
+    if !system_wide && !catalog::enabled_for(&shard.server, account) {
         return Some(Reply::error(kind, errors::not_enabled_for_account()));
     }
     if let Some(cl) = shard.cluster.get().cloned() {

@@ -1,0 +1,551 @@
+//! Clustered JetStream through async-nats on real servers: R3 streams on 3 and 5
+//! storage nodes, every acknowledged message on every replica, fail-over after the
+//! leader is killed, quorum loss (nothing acknowledged) and recovery, full restarts
+//! after SIGTERM and SIGKILL, step-downs of each kind, and a mixed cluster with a
+//! plain natrix router and a nats-server 2.9.10 core node whose clients use
+//! JetStream.
+
+mod common;
+
+use async_nats::jetstream;
+use async_nats::HeaderMap;
+use common::{free_port, wait_for, TestServer};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const FORM_WAIT: Duration = Duration::from_secs(30);
+const REQUEST_WAIT: Duration = Duration::from_secs(3);
+const STREAM: &str = "ORDERS";
+
+struct Member {
+    name: String,
+    port: u16,
+    http: u16,
+    cluster_port: u16,
+    store: Option<PathBuf>,
+}
+
+fn members(storage: usize, plain: usize, dir: &Path) -> Vec<Member> {
+    (0..storage + plain)
+        .map(|i| Member {
+            name: if i < storage {
+                format!("n{}-c1", i + 1)
+            } else {
+                format!("p{}-c1", i - storage + 1)
+            },
+            port: free_port(),
+            http: free_port(),
+            cluster_port: free_port(),
+            store: (i < storage).then(|| dir.join(format!("n{}", i + 1))),
+        })
+        .collect()
+}
+
+const ACCOUNTS: &str = "accounts {\n  SYS: { users: [ { user: admin, password: s3cr3t } ] }\n  APP: { jetstream: enabled, users: [ { user: app, password: app } ] }\n}\nsystem_account: SYS\n";
+
+/// The JetStream clustering docs' node config: every member lists every route.
+fn config(me: &Member, all: &[Member]) -> String {
+    let routes: Vec<String> = all
+        .iter()
+        .map(|m| format!("nats-route://127.0.0.1:{}", m.cluster_port))
+        .collect();
+    let js = match &me.store {
+        Some(dir) => format!(
+            "jetstream {{ store_dir: {:?} }}\n",
+            dir.display().to_string()
+        ),
+        None => String::new(),
+    };
+    format!(
+        "server_name: {}\nlisten: 127.0.0.1:{{port}}\nhttp: 127.0.0.1:{{http}}\n{js}cluster {{\n  name: C1\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n{ACCOUNTS}",
+        me.name,
+        me.cluster_port,
+        routes.join(", ")
+    )
+}
+
+fn start(me: &Member, all: &[Member]) -> TestServer {
+    TestServer::with_shards(2)
+        .config(&config(me, all))
+        .ports(me.port, me.http)
+        .start()
+}
+
+struct Cluster {
+    members: Vec<Member>,
+    servers: Vec<Option<TestServer>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(storage: usize, plain: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let members = members(storage, plain, dir.path());
+        let servers = members.iter().map(|m| Some(start(m, &members))).collect();
+        Cluster {
+            members,
+            servers,
+            _dir: dir,
+        }
+    }
+
+    fn index_of(&self, name: &str) -> usize {
+        self.members.iter().position(|m| m.name == name).unwrap()
+    }
+
+    fn url(&self, i: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.members[i].port)
+    }
+
+    fn kill(&mut self, i: usize) {
+        self.servers[i].take().expect("running").kill();
+    }
+
+    fn terminate(&mut self, i: usize) {
+        let mut s = self.servers[i].take().expect("running");
+        s.terminate();
+        assert!(
+            s.wait_exit(Duration::from_secs(10)).is_some(),
+            "exits on SIGTERM"
+        );
+    }
+
+    fn restart(&mut self, i: usize) {
+        assert!(self.servers[i].is_none());
+        self.servers[i] = Some(start(&self.members[i], &self.members));
+    }
+
+    fn logs(&self) -> String {
+        self.running()
+            .map(|s| s.log())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn running(&self) -> impl Iterator<Item = &TestServer> {
+        self.servers.iter().flatten()
+    }
+
+    /// The replica of the stream on server `i` as its `/jsz` shows it: (messages, last seq).
+    fn replica_state(&self, i: usize) -> Option<(u64, u64)> {
+        let s = self.servers[i].as_ref()?;
+        let (status, body) = s.http_get("/jsz?accounts=1&streams=1");
+        if status != 200 {
+            return None;
+        }
+        let v: Value = serde_json::from_str(&body).ok()?;
+        let accounts = v["account_details"].as_array()?;
+        accounts
+            .iter()
+            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+            .find(|d| d["name"] == STREAM)
+            .map(|d| {
+                (
+                    d["state"]["messages"].as_u64().unwrap_or(0),
+                    d["state"]["last_seq"].as_u64().unwrap_or(0),
+                )
+            })
+    }
+
+    /// Waits until every running storage node holds `(messages, last_seq)`.
+    fn wait_replicas(&self, messages: u64, last_seq: u64) {
+        let storage: Vec<usize> = (0..self.members.len())
+            .filter(|i| self.members[*i].store.is_some() && self.servers[*i].is_some())
+            .collect();
+        wait_for(
+            "every replica holds the acknowledged messages",
+            FORM_WAIT,
+            || {
+                storage
+                    .iter()
+                    .all(|i| self.replica_state(*i) == Some((messages, last_seq)))
+            },
+        );
+    }
+}
+
+async fn connect(url: &str) -> (async_nats::Client, jetstream::Context) {
+    let nc = async_nats::ConnectOptions::with_user_and_password("app".into(), "app".into())
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .expect("connect");
+    let mut js = jetstream::new(nc.clone());
+    js.set_timeout(REQUEST_WAIT);
+    (nc, js)
+}
+
+async fn api(nc: &async_nats::Client, subject: &str, body: &str) -> Option<Value> {
+    let reply = tokio::time::timeout(
+        REQUEST_WAIT,
+        nc.request(format!("$JS.API.{subject}"), body.to_string().into()),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    serde_json::from_slice(&reply.payload).ok()
+}
+
+/// Waits until `$JS.API.INFO` answers (a meta leader exists).
+async fn wait_js(nc: &async_nats::Client) -> bool {
+    let begun = Instant::now();
+    while begun.elapsed() < FORM_WAIT {
+        if let Some(v) = api(nc, "INFO", "").await {
+            if v.get("error").is_none() {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+async fn create_r3(nc: &async_nats::Client) -> Value {
+    let body = format!(r#"{{"name":"{STREAM}","subjects":["orders.>"],"num_replicas":3}}"#);
+    let v = api(nc, &format!("STREAM.CREATE.{STREAM}"), &body)
+        .await
+        .expect("create answered");
+    assert!(v.get("error").is_none(), "create: {v}");
+    v
+}
+
+/// Stream info once it has a leader and every replica is current.
+async fn stream_ready(nc: &async_nats::Client, not_leader: Option<&str>) -> Value {
+    let begun = Instant::now();
+    while begun.elapsed() < FORM_WAIT {
+        if let Some(v) = api(nc, &format!("STREAM.INFO.{STREAM}"), "").await {
+            let leader = v["cluster"]["leader"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let replicas = v["cluster"]["replicas"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let current = replicas.iter().all(|r| r["current"] == true);
+            if !leader.is_empty() && Some(leader.as_str()) != not_leader && current {
+                return v;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("stream {STREAM} has no current leader within {FORM_WAIT:?}");
+}
+
+/// The leader consumer `w` reports, once it is not `not`.
+async fn consumer_leader(nc: &async_nats::Client, not: Option<&str>) -> String {
+    let begun = Instant::now();
+    while begun.elapsed() < FORM_WAIT {
+        if let Some(v) = api(nc, &format!("CONSUMER.INFO.{STREAM}.w"), "").await {
+            let leader = v["cluster"]["leader"].as_str().unwrap_or_default();
+            if !leader.is_empty() && Some(leader) != not {
+                return leader.to_string();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("consumer w has no leader (other than {not:?})");
+}
+
+fn leader_of(info: &Value) -> String {
+    info["cluster"]["leader"]
+        .as_str()
+        .expect("a leader")
+        .to_string()
+}
+
+/// Publishes `n` messages `prefix-i`, each until acknowledged (a Msg-Id makes a
+/// retry safe); returns the sequence each got.
+async fn publish_acked(js: &jetstream::Context, prefix: &str, n: usize) -> BTreeMap<u64, String> {
+    let mut acked = BTreeMap::new();
+    for i in 0..n {
+        let payload = format!("{prefix}-{i}");
+        let begun = Instant::now();
+        loop {
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", payload.as_str());
+            let sent = js
+                .publish_with_headers("orders.new", headers, payload.clone().into())
+                .await;
+            let ack = match sent {
+                Ok(f) => f.await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match ack {
+                Ok(ack) => {
+                    assert_eq!(ack.stream, STREAM);
+                    let before = acked.insert(ack.sequence, payload.clone());
+                    assert!(
+                        before.is_none(),
+                        "sequence {} acknowledged twice",
+                        ack.sequence
+                    );
+                    break;
+                }
+                Err(e) => {
+                    assert!(
+                        begun.elapsed() < FORM_WAIT,
+                        "{payload} never acknowledged: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+    acked
+}
+
+/// Reads the whole stream through an ordered pull of every message.
+async fn read_all(js: &jetstream::Context) -> BTreeMap<u64, String> {
+    let stream = js.get_stream(STREAM).await.expect("stream");
+    let last = stream.cached_info().state.last_sequence;
+    let mut out = BTreeMap::new();
+    for seq in 1..=last {
+        let begun = Instant::now();
+        loop {
+            match stream.get_raw_message(seq).await {
+                Ok(m) => {
+                    out.insert(seq, String::from_utf8(m.payload.to_vec()).unwrap());
+                    break;
+                }
+                Err(e) => {
+                    assert!(begun.elapsed() < FORM_WAIT, "message {seq}: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_acknowledged_message_survives_leader_loss_on_every_replica() {
+    let mut cl = Cluster::start(3, 0);
+    let (nc, js) = connect(&cl.url(0)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    let created = create_r3(&nc).await;
+    assert_eq!(created["config"]["num_replicas"], 3);
+    let info = stream_ready(&nc, None).await;
+    assert_eq!(info["cluster"]["name"], "C1");
+    assert_eq!(info["cluster"]["replicas"].as_array().unwrap().len(), 2);
+
+    let mut acked = publish_acked(&js, "a", 200).await;
+    assert_eq!(
+        acked.keys().copied().collect::<Vec<_>>(),
+        (1..=200).collect::<Vec<_>>()
+    );
+    cl.wait_replicas(200, 200);
+
+    // Kill the stream's leader: another takes over, and nothing acked is lost.
+    let old = leader_of(&info);
+    let dead = cl.index_of(&old);
+    cl.kill(dead);
+    let survivor = (0..3).find(|i| *i != dead).unwrap();
+    let (nc, js) = connect(&cl.url(survivor)).await;
+    let failover_begun = Instant::now();
+    acked.extend(publish_acked(&js, "b", 1).await);
+    eprintln!("fail-over took {:?}", failover_begun.elapsed());
+    acked.extend(publish_acked(&js, "c", 100).await);
+    let last = *acked.keys().last().unwrap();
+
+    cl.restart(dead);
+    cl.wait_replicas(acked.len() as u64, last);
+    let info = stream_ready(&nc, None).await;
+    assert_ne!(leader_of(&info), "");
+    let stored = read_all(&js).await;
+    assert_eq!(
+        stored, acked,
+        "the stream holds exactly what was acknowledged"
+    );
+    drop(nc);
+}
+
+#[tokio::test]
+async fn without_a_quorum_nothing_is_acknowledged_and_it_recovers() {
+    let mut cl = Cluster::start(3, 0);
+    let (nc, js) = connect(&cl.url(0)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    create_r3(&nc).await;
+    stream_ready(&nc, None).await;
+    let mut acked = publish_acked(&js, "before", 20).await;
+
+    cl.kill(1);
+    cl.kill(2);
+    for i in 0..10 {
+        let payload = format!("lost-{i}");
+        if let Ok(f) = js.publish("orders.new", payload.clone().into()).await {
+            let r = f.await;
+            assert!(r.is_err(), "{payload} acknowledged without a quorum: {r:?}");
+        }
+    }
+    cl.restart(1);
+    cl.restart(2);
+    stream_ready(&nc, None).await;
+    acked.extend(publish_acked(&js, "after", 20).await);
+    let last = *acked.keys().last().unwrap();
+    cl.wait_replicas(acked.len() as u64, last);
+    let stored = read_all(&js).await;
+    assert_eq!(stored, acked, "no unacknowledged publish was stored");
+}
+
+#[tokio::test]
+async fn a_whole_cluster_restarts_after_sigterm_and_after_sigkill() {
+    let mut cl = Cluster::start(3, 0);
+    let (nc, js) = connect(&cl.url(0)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    create_r3(&nc).await;
+    stream_ready(&nc, None).await;
+    let mut acked = publish_acked(&js, "one", 100).await;
+    drop(nc);
+
+    for how in ["SIGTERM", "SIGKILL"] {
+        for i in 0..3 {
+            if how == "SIGTERM" {
+                cl.terminate(i);
+            } else {
+                cl.kill(i);
+            }
+        }
+        for i in 0..3 {
+            cl.restart(i);
+        }
+        let (nc, js) = connect(&cl.url(1)).await;
+        assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+        stream_ready(&nc, None).await;
+        let last = *acked.keys().last().unwrap();
+        cl.wait_replicas(acked.len() as u64, last);
+        assert_eq!(read_all(&js).await, acked, "after {how}");
+        acked.extend(publish_acked(&js, how, 50).await);
+    }
+}
+
+#[tokio::test]
+async fn stream_consumer_and_meta_leaders_step_down() {
+    let cl = Cluster::start(3, 0);
+    let (nc, js) = connect(&cl.url(0)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    create_r3(&nc).await;
+    let info = stream_ready(&nc, None).await;
+    let old = leader_of(&info);
+    let r = api(&nc, &format!("STREAM.LEADER.STEPDOWN.{STREAM}"), "")
+        .await
+        .unwrap();
+    assert_eq!(r["success"], true, "{r}");
+    let info = stream_ready(&nc, Some(&old)).await;
+    assert_ne!(leader_of(&info), old);
+    publish_acked(&js, "s", 10).await;
+
+    let consumer =
+        r#"{"stream_name":"ORDERS","config":{"durable_name":"w","ack_policy":"explicit"}}"#;
+    let c = api(&nc, &format!("CONSUMER.CREATE.{STREAM}.w"), consumer)
+        .await
+        .unwrap();
+    assert!(c.get("error").is_none(), "{c}");
+    let before = consumer_leader(&nc, None).await;
+    let r = api(&nc, &format!("CONSUMER.LEADER.STEPDOWN.{STREAM}.w"), "")
+        .await
+        .unwrap();
+    assert_eq!(r["success"], true, "{r}");
+    let after = consumer_leader(&nc, Some(&before)).await;
+    assert_ne!(after, before);
+
+    // The meta leader steps down for the system account only.
+    let denied = api(&nc, "META.LEADER.STEPDOWN", "").await.unwrap();
+    assert!(denied.get("error").is_some(), "{denied}");
+    let meta_of = |s: &TestServer| {
+        s.json("/jsz")["meta_cluster"]["leader"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let old_meta = meta_of(cl.running().next().unwrap()).unwrap();
+    let sys = async_nats::ConnectOptions::with_user_and_password("admin".into(), "s3cr3t".into())
+        .connect(cl.url(0))
+        .await
+        .unwrap();
+    let r = api(&sys, "META.LEADER.STEPDOWN", "").await.unwrap();
+    assert_eq!(r["success"], true, "{r}");
+    wait_for("another meta leader", FORM_WAIT, || {
+        cl.running()
+            .all(|s| meta_of(s).is_some_and(|l| l != old_meta))
+    });
+}
+
+#[tokio::test]
+async fn five_nodes_place_three_replicas_and_any_node_serves_clients() {
+    let cl = Cluster::start(5, 0);
+    let (nc, _) = connect(&cl.url(0)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    create_r3(&nc).await;
+    let info = stream_ready(&nc, None).await;
+    let mut peers: Vec<String> = info["cluster"]["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    peers.push(leader_of(&info));
+    peers.sort();
+    peers.dedup();
+    assert_eq!(peers.len(), 3, "three distinct replicas: {peers:?}");
+    // A client on a server without a replica publishes and reads.
+    let outside = (0..5)
+        .find(|i| !peers.contains(&cl.members[*i].name))
+        .unwrap();
+    let (_, js) = connect(&cl.url(outside)).await;
+    let acked = publish_acked(&js, "five", 50).await;
+    assert_eq!(read_all(&js).await, acked);
+}
+
+#[tokio::test]
+async fn a_plain_router_and_a_nats_server_node_forward_jetstream() {
+    let reference = "nats-server";
+    if std::process::Command::new(reference)
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("nats-server 2.9.10 is needed (apt-get install nats-server)");
+    }
+    let mut cl = Cluster::start(3, 1);
+    // A stock nats-server joins the same cluster as a core node.
+    let port = free_port();
+    let cport = free_port();
+    let routes: Vec<String> = cl
+        .members
+        .iter()
+        .map(|m| format!("nats-route://127.0.0.1:{}", m.cluster_port))
+        .collect();
+    let conf = format!(
+        "server_name: g1-c1\nlisten: 127.0.0.1:{port}\ncluster {{\n  name: C1\n  listen: 127.0.0.1:{cport}\n  routes: [{}]\n}}\n{ACCOUNTS}",
+        routes.join(", ")
+    );
+    let go = TestServer::with_shards(1)
+        .binary(reference)
+        .config(&conf)
+        .ports(port, free_port())
+        .start();
+    for url in [cl.url(3), format!("nats://127.0.0.1:{port}")] {
+        let (nc, js) = connect(&url).await;
+        assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+        if api(&nc, &format!("STREAM.INFO.{STREAM}"), "")
+            .await
+            .is_none_or(|v| v.get("error").is_some())
+        {
+            create_r3(&nc).await;
+        }
+        let info = stream_ready(&nc, None).await;
+        let leader = leader_of(&info);
+        assert!(leader.starts_with('n'), "a storage node leads: {leader}");
+        eprintln!("publishing through {url}");
+        publish_acked(&js, &url, 20).await;
+    }
+    let varz = cl.servers[3].as_ref().unwrap().json("/varz");
+    assert!(
+        varz["jetstream"]["config"].is_null(),
+        "the plain node claims JetStream: {varz}"
+    );
+    cl.kill(3);
+    drop(go);
+}
