@@ -118,6 +118,30 @@ async def jetstream_round_trip():
     await nc.close()
 
 
+async def replicated_round_trip():
+    """An R3 stream created through one node of the JetStream cluster example takes a
+    publish through another."""
+    nc = await connect_when_up("nats://127.0.0.1:14222", 30)
+    deadline = time.time() + 30
+    while True:
+        try:
+            await nc.request("$JS.API.INFO", b"", timeout=1)
+            break
+        except Exception:
+            if time.time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+    js = nc.jetstream(timeout=5)
+    await js.add_stream(name="ORDERS", subjects=["orders.>"], num_replicas=3)
+    other = await connect_when_up("nats://127.0.0.1:24222", 30)
+    ack = await other.jetstream(timeout=5).publish("orders.new", b"hello")
+    assert ack.stream == "ORDERS" and ack.seq == 1, ack
+    info = await js.stream_info("ORDERS")
+    assert info.cluster.leader and len(info.cluster.replicas) == 2, info.cluster
+    await other.close()
+    await nc.close()
+
+
 async def across_the_cluster():
     sub_nc = await connect_when_up("nats://127.0.0.1:6222", 30)
     pub_nc = await connect_when_up("nats://127.0.0.1:5222", 30)
@@ -173,6 +197,14 @@ def main():
             assert shlex.split(line)[0] == "natrix", line
             start(line, clone, env)
         asyncio.run(across_the_cluster())
+        stop_all()
+
+        js_cluster = [c for c in commands(section_blocks(readme, "### Clustered JetStream")[0])
+                      if shlex.split(c)[0] == "natrix"]
+        assert len(js_cluster) == 3, js_cluster
+        for line in js_cluster:
+            start(line.rstrip("& "), clone, env)
+        asyncio.run(replicated_round_trip())
         stop_all()
         print("readme: every command ran as the README says")
     finally:

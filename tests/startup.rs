@@ -196,6 +196,7 @@ fn every_example_config_parses() {
         "configs/seeds",
         "configs/cluster",
         "configs/jetstream",
+        "configs/jetstream5",
     ] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
         for entry in std::fs::read_dir(path).unwrap() {
