@@ -549,3 +549,63 @@ async fn a_plain_router_and_a_nats_server_node_forward_jetstream() {
     cl.kill(3);
     drop(go);
 }
+
+/// Publishes `n` messages `prefix-i` pipelined (up to 256 acks outstanding);
+/// every one must be acknowledged.
+async fn publish_pipelined(
+    js: &jetstream::Context,
+    prefix: &str,
+    n: usize,
+) -> BTreeMap<u64, String> {
+    let mut acked = BTreeMap::new();
+    let mut i = 0;
+    while i < n {
+        let mut waiting = Vec::new();
+        for _ in 0..256.min(n - i) {
+            let payload = format!("{prefix}-{i}");
+            let ack = js
+                .publish("orders.new", payload.clone().into())
+                .await
+                .expect("sent");
+            waiting.push((payload, ack));
+            i += 1;
+        }
+        for (payload, ack) in waiting {
+            let ack = ack.await.unwrap_or_else(|e| panic!("{payload}: {e}"));
+            assert!(acked.insert(ack.sequence, payload).is_none(), "acked twice");
+        }
+    }
+    acked
+}
+
+#[tokio::test]
+async fn a_compacted_group_log_catches_a_replica_up_and_restarts_whole() {
+    let mut cl = Cluster::start(3, 0);
+    let (nc, js) = connect(&cl.url(0)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    create_r3(&nc).await;
+    let info = stream_ready(&nc, None).await;
+    // Past the compaction interval (8,192 entries) with every replica up.
+    let mut acked = publish_pipelined(&js, "x", 9_000).await;
+    let follower = (0..3)
+        .find(|i| cl.members[*i].name != leader_of(&info))
+        .unwrap();
+    cl.kill(follower);
+    let client = (0..3).find(|i| *i != follower).unwrap();
+    let (nc, js) = connect(&cl.url(client)).await;
+    acked.extend(publish_pipelined(&js, "y", 1_000).await);
+    cl.restart(follower);
+    cl.wait_replicas(10_000, 10_000);
+    for i in 0..3 {
+        cl.kill(i);
+    }
+    for i in 0..3 {
+        cl.restart(i);
+    }
+    let (nc2, js) = connect(&cl.url(follower)).await;
+    assert!(wait_js(&nc2).await, "no meta leader:\n{}", cl.logs());
+    stream_ready(&nc2, None).await;
+    cl.wait_replicas(10_000, 10_000);
+    assert_eq!(read_all(&js).await, acked);
+    drop(nc);
+}

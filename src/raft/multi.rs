@@ -826,8 +826,21 @@ impl<S: LogStore> MultiRaft<S> {
     /// index; `data` is the application's state after everything handed out so far.
     /// Returns the snapshot index.
     pub fn compact(&mut self, g: GroupId, data: Vec<u8>) -> Result<u64, ProposeError> {
+        let applied = self.groups.get(&g).ok_or(ProposeError::NoGroup)?.applied;
+        self.compact_to(g, applied, data)
+    }
+
+    /// Compacts the log of `g` up to `index` (at most the applied index), behind a
+    /// snapshot whose state is `data`: for a state machine whose state is durable
+    /// elsewhere up to `index` (a stream's store).
+    pub fn compact_to(
+        &mut self,
+        g: GroupId,
+        index: u64,
+        data: Vec<u8>,
+    ) -> Result<u64, ProposeError> {
         let grp = self.groups.get(&g).ok_or(ProposeError::NoGroup)?;
-        let index = grp.applied;
+        assert!(index <= grp.applied, "compacting past the applied index");
         let mut store = self.store.borrow_mut();
         let snap_index = store.snapshot(g).get_metadata().index;
         if index <= snap_index {

@@ -12,6 +12,7 @@ use bytes::Bytes;
 const KIND_MSG: u8 = 1;
 const KIND_PURGE: u8 = 2;
 const KIND_DELETE: u8 = 3;
+const KIND_COMPACT: u8 = 4;
 const MSG_FIXED_BYTES: usize = 1 + 8 + 8 + 8 + 2 + 2 + 4;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +35,9 @@ pub enum StreamEntry {
     Purge(Bytes),
     /// A message delete request's JSON body.
     Delete(Bytes),
+    /// Every replica holds the log up to this index: each compacts its log there once
+    /// its store has made what it applied durable.
+    Compact(u64),
 }
 
 impl MsgEntry {
@@ -69,6 +73,12 @@ pub fn encode_request(purge: bool, body: &[u8]) -> Vec<u8> {
     out
 }
 
+pub fn encode_compact(up_to: u64) -> Vec<u8> {
+    let mut out = vec![KIND_COMPACT];
+    out.extend_from_slice(&up_to.to_le_bytes());
+    out
+}
+
 /// Decodes an entry; None for one this version does not know or a damaged one
 /// (the group's log is checksummed, so only a newer peer could send it).
 pub fn decode(data: &Bytes) -> Option<StreamEntry> {
@@ -77,6 +87,10 @@ pub fn decode(data: &Bytes) -> Option<StreamEntry> {
         KIND_MSG => decode_msg(data).map(StreamEntry::Msg),
         KIND_PURGE => Some(StreamEntry::Purge(data.slice(1..))),
         KIND_DELETE => Some(StreamEntry::Delete(data.slice(1..))),
+        KIND_COMPACT => {
+            let bytes: [u8; 8] = data.get(1..9)?.try_into().ok()?;
+            Some(StreamEntry::Compact(u64::from_le_bytes(bytes)))
+        }
         _ => None,
     }
 }
@@ -135,5 +149,8 @@ mod tests {
             Some(StreamEntry::Purge(Bytes::from_static(b"{}")))
         );
         assert_eq!(decode(&Bytes::from_static(&[9, 1])), None);
+        let compact = Bytes::from(encode_compact(77));
+        assert_eq!(decode(&compact), Some(StreamEntry::Compact(77)));
+        assert_eq!(decode(&compact.slice(..5)), None);
     }
 }

@@ -34,6 +34,7 @@ use crate::raft::{node_of, replica_id, FileLogStore, GroupId, MultiRaft, NodeId,
 use crate::server::shard::Shard;
 use ahash::AHashMap;
 use assign::{Change, MetaState};
+
 use futures_channel::oneshot;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -89,6 +90,14 @@ enum Op {
     Detail {
         group: GroupId,
         reply: oneshot::Sender<Option<Detail>>,
+    },
+    /// A leader proposes to compact a stream group's log up to what every
+    /// replica's log holds.
+    ProposeCompaction(GroupId),
+    /// A replica's store has made its log durable up to `index`.
+    Compact {
+        group: GroupId,
+        index: u64,
     },
 }
 
@@ -204,6 +213,14 @@ impl Cluster {
         let _ = self.queue(Op::CreateGroup { group, peers });
     }
 
+    pub fn propose_compaction(&self, group: GroupId) {
+        let _ = self.queue(Op::ProposeCompaction(group));
+    }
+
+    pub fn compact_log(&self, group: GroupId, index: u64) {
+        let _ = self.queue(Op::Compact { group, index });
+    }
+
     pub fn remove_group(&self, group: GroupId) {
         let _ = self.queue(Op::RemoveGroup(group));
     }
@@ -303,6 +320,17 @@ impl Cluster {
             }
             Op::Detail { group, reply } => {
                 let _ = reply.send(detail(driver, group));
+            }
+            Op::ProposeCompaction(group) => {
+                if let Some(up_to) = held_by_all(driver, group) {
+                    let _ = driver.propose(group, entry::encode_compact(up_to));
+                }
+            }
+            Op::Compact { group, index } => {
+                let applied = driver.status(group).map_or(0, |s| s.applied);
+                if let Err(e) = driver.compact_to(group, index.min(applied), Vec::new()) {
+                    warn!("JetStream cluster: group {group} not compacted: {e:?}");
+                }
             }
         }
     }
@@ -481,6 +509,24 @@ fn step_down(driver: &mut MultiRaft<FileLogStore>, group: GroupId) -> Result<(),
         .map_err(|e| errors::general(format!("step-down failed: {e:?}")))
 }
 
+/// The highest index every voter's log holds (the leader's view), if any worth a
+/// compaction: no replica then needs what is compacted (stream groups cannot send a
+/// snapshot of their messages).
+fn held_by_all(driver: &MultiRaft<FileLogStore>, group: GroupId) -> Option<u64> {
+    let st = driver.status(group)?;
+    if st.role != StateRole::Leader {
+        return None;
+    }
+    let up_to = st
+        .conf_state
+        .voters
+        .iter()
+        .filter(|r| **r != st.replica)
+        .map(|r| driver.matched(group, *r).unwrap_or(0))
+        .fold(st.applied, u64::min);
+    (up_to > st.first_index).then_some(up_to)
+}
+
 fn detail(driver: &MultiRaft<FileLogStore>, group: GroupId) -> Option<Detail> {
     let st = driver.status(group)?;
     let leading = st.role == StateRole::Leader;
@@ -563,8 +609,12 @@ impl Machine<FileLogStore> for ClusterMachine {
         if let Some(c) = cl.consumers.borrow().get(&group) {
             return Some(consumer::encode_state(c));
         }
-        // A stream's state is its store; a replica far behind is caught up from
-        // the log, which stream groups do not compact.
+        // A stream's state is its store: its log is compacted only up to what every
+        // replica holds, so no replica should need a snapshot. One that does (its
+        // log lost) is not caught up by this version.
+        if cl.streams.borrow().contains_key(&group) {
+            error!("JetStream cluster: a replica of group {group} needs messages compacted away; it is not caught up");
+        }
         Some(Vec::new())
     }
 

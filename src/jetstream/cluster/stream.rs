@@ -28,7 +28,12 @@ pub struct Replica {
     pub next_seq: Cell<Option<u64>>,
     /// Messages proposed and not yet applied.
     pub in_flight: Cell<usize>,
+    /// Entries applied since this replica last asked for its log to be compacted.
+    pub applied_since_compact: Cell<u64>,
 }
+
+/// Entries a leader applies between two proposals to compact the group's log.
+pub const COMPACT_EVERY_ENTRIES: u64 = 8192;
 
 impl Replica {
     pub fn new(group: GroupId, peers: Vec<NodeId>) -> Replica {
@@ -38,6 +43,7 @@ impl Replica {
             leading: Cell::new(false),
             next_seq: Cell::new(None),
             in_flight: Cell::new(0),
+            applied_since_compact: Cell::new(0),
         }
     }
 
@@ -228,11 +234,50 @@ pub fn apply(cl: &Cluster, stream: &Rc<Stream>, data: &Bytes) -> Option<Answer> 
     match entry::decode(data)? {
         StreamEntry::Msg(m) => {
             apply_msg(&shard, cl.node, stream, m);
+            count_for_compaction(cl, stream);
+            None
+        }
+        StreamEntry::Compact(up_to) => {
+            compact_when_durable(cl, stream, up_to);
             None
         }
         StreamEntry::Purge(body) => Some(Answer::Count(purge(stream, &body))),
         StreamEntry::Delete(body) => Some(Answer::Count(delete(stream, &body))),
     }
+}
+
+/// A leader asks for the group's log to be compacted every so many entries (the
+/// stream's store holds the messages: the log need not keep them).
+fn count_for_compaction(cl: &Cluster, stream: &Stream) {
+    let r = stream.cluster.get().expect("a clustered stream");
+    let n = r.applied_since_compact.get() + 1;
+    r.applied_since_compact.set(n);
+    if n >= COMPACT_EVERY_ENTRIES && r.leading.get() {
+        r.applied_since_compact.set(0);
+        cl.propose_compaction(r.group);
+    }
+}
+
+/// Compacts this replica's log up to `up_to` once the store has made durable what
+/// was applied (everything up to `up_to` among it).
+fn compact_when_durable(cl: &Cluster, stream: &Rc<Stream>, up_to: u64) {
+    let (Some(shard), Some(r)) = (cl.shard(), stream.cluster.get()) else {
+        return;
+    };
+    let (stream, group) = (stream.clone(), r.group);
+    glommio::spawn_local(async move {
+        let Some(cl) = shard.cluster.get().cloned() else {
+            return;
+        };
+        match stream.store.commit().await {
+            Ok(_) => cl.compact_log(group, up_to),
+            Err(e) => error!(
+                "JetStream cluster: stream {} not compacted: {e}",
+                stream.name
+            ),
+        }
+    })
+    .detach();
 }
 
 fn apply_msg(shard: &Shard, node: NodeId, stream: &Stream, m: MsgEntry) {
