@@ -213,6 +213,12 @@ async fn create_r3(nc: &async_nats::Client) -> Value {
 
 /// Stream info once it has a leader and every replica is current.
 async fn stream_ready(nc: &async_nats::Client, not_leader: Option<&str>) -> Value {
+    stream_ready_with(nc, not_leader, 0).await
+}
+
+/// Stream info once it has a leader other than `not_leader` and all replicas but
+/// `may_lag` are current.
+async fn stream_ready_with(nc: &async_nats::Client, not_leader: Option<&str>, may_lag: usize) -> Value {
     let begun = Instant::now();
     while begun.elapsed() < FORM_WAIT {
         if let Some(v) = api(nc, &format!("STREAM.INFO.{STREAM}"), "").await {
@@ -224,7 +230,8 @@ async fn stream_ready(nc: &async_nats::Client, not_leader: Option<&str>) -> Valu
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
-            let current = replicas.iter().all(|r| r["current"] == true);
+            let lagging = replicas.iter().filter(|r| r["current"] != true).count();
+            let current = lagging <= may_lag;
             if !leader.is_empty() && Some(leader.as_str()) != not_leader && current {
                 return v;
             }
@@ -423,7 +430,7 @@ async fn a_whole_cluster_restarts_after_sigterm_and_after_sigkill() {
 
 #[tokio::test]
 async fn stream_consumer_and_meta_leaders_step_down() {
-    let cl = Cluster::start(3, 0);
+    let mut cl = Cluster::start(3, 0);
     let (nc, js) = connect(&cl.url(0)).await;
     assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
     create_r3(&nc).await;
@@ -470,6 +477,21 @@ async fn stream_consumer_and_meta_leaders_step_down() {
         cl.running()
             .all(|s| meta_of(s).is_some_and(|l| l != old_meta))
     });
+
+    // Lame duck mode (SIGUSR2) on the stream's leader: it hands the stream to
+    // another replica before it exits.
+    let info = stream_ready(&nc, None).await;
+    let ldm = cl.index_of(&leader_of(&info));
+    let pid = cl.servers[ldm].as_ref().unwrap().pid();
+    // SAFETY: signalling a child process this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGUSR2) };
+    let client = (0..3).find(|i| *i != ldm).unwrap();
+    let (other, js) = connect(&cl.url(client)).await;
+    let info = stream_ready_with(&other, Some(&cl.members[ldm].name), 2).await;
+    assert_ne!(leader_of(&info), cl.members[ldm].name);
+    publish_acked(&js, "after-ldm", 5).await;
+    let mut gone = cl.servers[ldm].take().unwrap();
+    assert!(gone.wait_exit(Duration::from_secs(30)).is_some(), "lame duck exits");
 }
 
 #[tokio::test]
@@ -608,4 +630,31 @@ async fn a_compacted_group_log_catches_a_replica_up_and_restarts_whole() {
     cl.wait_replicas(10_000, 10_000);
     assert_eq!(read_all(&js).await, acked);
     drop(nc);
+}
+
+#[tokio::test]
+async fn an_inactive_ephemeral_consumer_goes_from_every_replica() {
+    let cl = Cluster::start(3, 0);
+    let (nc, _) = connect(&cl.url(0)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    create_r3(&nc).await;
+    stream_ready(&nc, None).await;
+    let body = r#"{"stream_name":"ORDERS","config":{"ack_policy":"explicit","inactive_threshold":500000000}}"#;
+    let c = api(&nc, &format!("CONSUMER.CREATE.{STREAM}"), body).await.unwrap();
+    assert!(c.get("error").is_none(), "{c}");
+    let names = || async {
+        api(&nc, &format!("CONSUMER.NAMES.{STREAM}"), "")
+            .await
+            .map(|v| v["consumers"].as_array().map_or(0, Vec::len))
+    };
+    assert_eq!(names().await, Some(1));
+    let begun = Instant::now();
+    while names().await != Some(0) {
+        assert!(begun.elapsed() < FORM_WAIT, "the inactive consumer stayed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let count = |s: &TestServer| s.json("/jsz")["consumers"].as_u64();
+    wait_for("no replica keeps the consumer", FORM_WAIT, || {
+        cl.running().all(|s| count(s) == Some(0))
+    });
 }

@@ -160,6 +160,7 @@ pub async fn start(shard: &Rc<Shard>) -> io::Result<Rc<MetaHost>> {
     let cluster = Cluster::new(shard, host.clone(), tx.clone());
     adopt_local_replicas(shard, &cluster);
     let _ = shard.cluster.set(cluster.clone());
+    let watched = cluster.clone();
     let stopped = host.clone();
     glommio::spawn_local(async move {
         let r = drive(cfg, store, sink, rx, tx, ClusterMachine(cluster)).await;
@@ -178,7 +179,38 @@ pub async fn start(shard: &Rc<Shard>) -> io::Result<Rc<MetaHost>> {
     } else {
         glommio::spawn_local(bootstrap(shard.clone(), host.clone())).detach();
     }
+    glommio::spawn_local(watch_strangers(shard.clone(), watched)).detach();
     Ok(host)
+}
+
+/// How often a server looks for JetStream servers outside its meta group.
+const STRANGER_CHECK_INTERVAL_MS: u64 = 5_000;
+
+/// Warns (once per server) about a connected JetStream server that is not a voter
+/// of this server's meta group: the two formed separate groups (each bootstrapped
+/// without the other, e.g. with routes that do not list every member), and their
+/// streams do not see each other.
+async fn watch_strangers(shard: Rc<Shard>, cluster: Rc<Cluster>) {
+    let mut warned: Vec<NodeId> = Vec::new();
+    loop {
+        glommio::timer::sleep(Duration::from_millis(STRANGER_CHECK_INTERVAL_MS)).await;
+        let Some(routes) = shard.routes.as_ref() else { return };
+        let voters = cluster.meta_peers.borrow().clone();
+        if voters.is_empty() {
+            continue;
+        }
+        for (node, name) in routes.connected_raft_peers() {
+            if voters.contains(&node) || warned.contains(&node) {
+                continue;
+            }
+            warned.push(node);
+            warn!(
+                "JetStream meta group: server {name:?} runs JetStream but is not in this server's \
+                 meta group; both formed a group without the other (list every JetStream \
+                 server's route on each, then start the newer one with an empty store)"
+            );
+        }
+    }
 }
 
 /// The stream and consumer replicas reopened from the store directory join the

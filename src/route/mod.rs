@@ -235,6 +235,20 @@ impl Routes {
             .cloned()
     }
 
+    /// The Raft nodes of every connected server that advertises one, with their names.
+    pub fn connected_raft_peers(&self) -> Vec<(crate::raft::NodeId, String)> {
+        let mut peers: Vec<_> = self
+            .registered
+            .borrow()
+            .values()
+            .filter_map(|r| r.remote())
+            .filter_map(|remote| Some((remote.raft_node?, remote.name)))
+            .collect();
+        peers.sort();
+        peers.dedup();
+        peers
+    }
+
     /// Once every configured route has reached a server that is connected now (or
     /// this server itself): the Raft nodes among those servers, with their names.
     /// None while any is still unknown or not connected.

@@ -102,6 +102,9 @@ pub fn watch_signals(server: Arc<Server>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// How long lame duck mode waits for this server's Raft leaderships to move.
+const LEADERSHIP_HANDOFF_WAIT_MS: u64 = 2_000;
+
 /// Per-shard progress through lame duck mode and reloads.
 #[derive(Default)]
 pub struct ShardControl {
@@ -146,7 +149,12 @@ fn lame_duck_tick(shard: &Shard, now: Instant) {
     let grace_ms = opts
         .lame_duck_grace_period_ms
         .min(opts.lame_duck_duration_ms);
+    // A storage node first hands its leaderships to others (bounded wait).
+    let leaderships_handed = shard.cluster.get().is_none_or(|cl| {
+        cl.leads_nothing() || elapsed_ms >= LEADERSHIP_HANDOFF_WAIT_MS
+    });
     if shard.id == 0
+        && leaderships_handed
         && (shard.server.open_connections() == 0 || elapsed_ms >= opts.lame_duck_duration_ms)
     {
         exit(&shard.server);
@@ -185,6 +193,9 @@ fn start_lame_duck(shard: &Shard, now: Instant) {
     crate::server::client::connect_urls_changed(shard, urls);
     if let Some(routes) = &shard.routes {
         routes.announce_lame_duck(shard);
+    }
+    if let Some(cl) = shard.cluster.get() {
+        cl.step_down_everywhere();
     }
     if shard.id == 0 {
         warn!(

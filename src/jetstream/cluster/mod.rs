@@ -91,6 +91,8 @@ enum Op {
         group: GroupId,
         reply: oneshot::Sender<Option<Detail>>,
     },
+    /// Lame duck mode: every group this server leads gets another leader.
+    StepDownAll,
     /// A leader proposes to compact a stream group's log up to what every
     /// replica's log holds.
     ProposeCompaction(GroupId),
@@ -213,6 +215,19 @@ impl Cluster {
         let _ = self.queue(Op::CreateGroup { group, peers });
     }
 
+    /// Hands every leadership this server holds to another replica (lame duck).
+    pub fn step_down_everywhere(&self) {
+        let _ = self.queue(Op::StepDownAll);
+    }
+
+    /// Whether this server leads no group (as of the last turn).
+    pub fn leads_nothing(&self) -> bool {
+        self.views
+            .borrow()
+            .values()
+            .all(|v| v.leader != self.node)
+    }
+
     pub fn propose_compaction(&self, group: GroupId) {
         let _ = self.queue(Op::ProposeCompaction(group));
     }
@@ -320,6 +335,17 @@ impl Cluster {
             }
             Op::Detail { group, reply } => {
                 let _ = reply.send(detail(driver, group));
+            }
+            Op::StepDownAll => {
+                let leading: Vec<GroupId> = driver
+                    .group_ids()
+                    .filter(|g| driver.role(*g).is_some_and(|(r, ..)| r == StateRole::Leader))
+                    .collect();
+                for g in leading {
+                    if let Err(e) = step_down(driver, g) {
+                        warn!("JetStream cluster: group {g} kept its leader here: {}", e.description);
+                    }
+                }
             }
             Op::ProposeCompaction(group) => {
                 if let Some(up_to) = held_by_all(driver, group) {

@@ -46,6 +46,15 @@ pub async fn run(shard: Rc<Shard>, stream: Rc<Stream>, consumer: Rc<Consumer>) {
         }
         heartbeats(&shard, &stream, &consumer, now);
         if inactive_too_long(&shard, &stream, &consumer, now) {
+            if consumer.cluster.get().is_some() {
+                // Every replica goes with it: the meta leader removes it (asked as
+                // a client would), then again after another threshold if need be.
+                let delete = format!("$JS.API.CONSUMER.DELETE.{}.{}", stream.name, consumer.name);
+                let nobody = Some(&b"_NATRIX.consumer.inactive"[..]);
+                crate::jetstream::send(&shard, stream.account, delete.as_bytes(), nobody, b"", b"");
+                consumer.last_active.set(now);
+                continue;
+            }
             crate::jetstream::registry::remove_consumer(&shard, &stream, &consumer.name, false);
             return;
         }
