@@ -47,7 +47,12 @@ const ACCOUNTS: &str = "accounts {\n  SYS: { users: [ { user: admin, password: s
 
 /// The JetStream clustering docs' node config: every member lists every route.
 fn config(me: &Member, all: &[Member]) -> String {
-    let routes: Vec<String> = all
+    config_with_routes(me, all)
+}
+
+/// A node config listing the routes of `routed` only.
+fn config_with_routes(me: &Member, routed: &[Member]) -> String {
+    let routes: Vec<String> = routed
         .iter()
         .map(|m| format!("nats-route://127.0.0.1:{}", m.cluster_port))
         .collect();
@@ -218,7 +223,11 @@ async fn stream_ready(nc: &async_nats::Client, not_leader: Option<&str>) -> Valu
 
 /// Stream info once it has a leader other than `not_leader` and all replicas but
 /// `may_lag` are current.
-async fn stream_ready_with(nc: &async_nats::Client, not_leader: Option<&str>, may_lag: usize) -> Value {
+async fn stream_ready_with(
+    nc: &async_nats::Client,
+    not_leader: Option<&str>,
+    may_lag: usize,
+) -> Value {
     let begun = Instant::now();
     while begun.elapsed() < FORM_WAIT {
         if let Some(v) = api(nc, &format!("STREAM.INFO.{STREAM}"), "").await {
@@ -491,7 +500,10 @@ async fn stream_consumer_and_meta_leaders_step_down() {
     assert_ne!(leader_of(&info), cl.members[ldm].name);
     publish_acked(&js, "after-ldm", 5).await;
     let mut gone = cl.servers[ldm].take().unwrap();
-    assert!(gone.wait_exit(Duration::from_secs(30)).is_some(), "lame duck exits");
+    assert!(
+        gone.wait_exit(Duration::from_secs(30)).is_some(),
+        "lame duck exits"
+    );
 }
 
 #[tokio::test]
@@ -640,7 +652,9 @@ async fn an_inactive_ephemeral_consumer_goes_from_every_replica() {
     create_r3(&nc).await;
     stream_ready(&nc, None).await;
     let body = r#"{"stream_name":"ORDERS","config":{"ack_policy":"explicit","inactive_threshold":500000000}}"#;
-    let c = api(&nc, &format!("CONSUMER.CREATE.{STREAM}"), body).await.unwrap();
+    let c = api(&nc, &format!("CONSUMER.CREATE.{STREAM}"), body)
+        .await
+        .unwrap();
     assert!(c.get("error").is_none(), "{c}");
     let names = || async {
         api(&nc, &format!("CONSUMER.NAMES.{STREAM}"), "")
@@ -657,4 +671,40 @@ async fn an_inactive_ephemeral_consumer_goes_from_every_replica() {
     wait_for("no replica keeps the consumer", FORM_WAIT, || {
         cl.running().all(|s| count(s) == Some(0))
     });
+}
+
+#[tokio::test]
+async fn servers_given_only_a_seed_join_its_meta_group_as_voters() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = members(3, 0, dir.path());
+    // Seed 004's layout: the seed lists no route, the others only the seed's.
+    let start_with = |me: &Member, routed: &[Member]| {
+        TestServer::with_shards(2)
+            .config(&config_with_routes(me, routed))
+            .ports(me.port, me.http)
+            .start()
+    };
+    let seed = start_with(&m[0], &[]);
+    let others: Vec<TestServer> = m[1..].iter().map(|me| start_with(me, &m[..1])).collect();
+    let all: Vec<&TestServer> = std::iter::once(&seed).chain(&others).collect();
+    let meta = |s: &TestServer| s.json("/jsz")["meta_cluster"].clone();
+    wait_for("one meta group of three voters", FORM_WAIT, || {
+        let views: Vec<Value> = all.iter().map(|s| meta(s)).collect();
+        views
+            .iter()
+            .all(|v| v["cluster_size"] == 3 && v["leader"].is_string())
+            && views.iter().all(|v| v["leader"] == views[0]["leader"])
+    });
+    let logs = || all.iter().map(|s| s.log()).collect::<Vec<_>>().join("\n");
+    assert!(
+        !logs().contains("not in this server's meta group"),
+        "{}",
+        logs()
+    );
+    let (nc, js) = connect(&format!("nats://127.0.0.1:{}", m[2].port)).await;
+    assert!(wait_js(&nc).await);
+    create_r3(&nc).await;
+    stream_ready(&nc, None).await;
+    let acked = publish_acked(&js, "seeded", 20).await;
+    assert_eq!(read_all(&js).await, acked);
 }

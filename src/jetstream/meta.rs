@@ -4,11 +4,14 @@
 //! and a status snapshot for `/jsz`.
 //!
 //! Bootstrap rule: a server with no stored meta group waits until every configured
-//! route has been reached (or found to be itself); the voters are then this server
-//! and every natrix JetStream server behind those routes. Every JetStream server of
-//! a cluster must therefore list the routes of all of them (its own may be among
-//! them), so that all compute the same voters. A server that finds a stored group
-//! reopens it and bootstraps nothing.
+//! route has been reached (or found to be itself). If a server behind them already
+//! has a group (its route INFO says `natrix_meta`), this one joins it: it creates an
+//! empty replica, and the group's leader adds it as a learner, catches it up and
+//! makes it a voter (`cluster::grow_meta`). Otherwise the voters are this server and
+//! every natrix JetStream server behind those routes: servers that all list every
+//! member's route compute the same voters, and a seed that lists none forms the
+//! group alone for the others to join (seed 004's gossip layout). A server that
+//! finds a stored group reopens it and bootstraps nothing.
 
 use crate::jetstream::cluster::{Cluster, ClusterMachine};
 use crate::jetstream::route_sink::RouteSink;
@@ -179,36 +182,50 @@ pub async fn start(shard: &Rc<Shard>) -> io::Result<Rc<MetaHost>> {
     } else {
         glommio::spawn_local(bootstrap(shard.clone(), host.clone())).detach();
     }
-    glommio::spawn_local(watch_strangers(shard.clone(), watched)).detach();
+    glommio::spawn_local(watch_membership(shard.clone(), watched)).detach();
     Ok(host)
 }
 
-/// How often a server looks for JetStream servers outside its meta group.
-const STRANGER_CHECK_INTERVAL_MS: u64 = 5_000;
+/// How often a server looks at the JetStream servers behind its routes.
+const MEMBERSHIP_CHECK_INTERVAL_MS: u64 = 1_000;
 
-/// Warns (once per server) about a connected JetStream server that is not a voter
-/// of this server's meta group: the two formed separate groups (each bootstrapped
-/// without the other, e.g. with routes that do not list every member), and their
-/// streams do not see each other.
-async fn watch_strangers(shard: Rc<Shard>, cluster: Rc<Cluster>) {
+/// Looks at the JetStream servers behind the routes every second. The meta leader
+/// adds those without a meta group of their own (joining it) as learners and
+/// promotes caught-up learners to voters, one change at a time. A connected server
+/// with a group of its own that is not a voter here formed a separate group (each
+/// bootstrapped without the other): warned about, once per server.
+async fn watch_membership(shard: Rc<Shard>, cluster: Rc<Cluster>) {
     let mut warned: Vec<NodeId> = Vec::new();
     loop {
-        glommio::timer::sleep(Duration::from_millis(STRANGER_CHECK_INTERVAL_MS)).await;
-        let Some(routes) = shard.routes.as_ref() else { return };
+        glommio::timer::sleep(Duration::from_millis(MEMBERSHIP_CHECK_INTERVAL_MS)).await;
+        let Some(routes) = shard.routes.as_ref() else {
+            return;
+        };
         let voters = cluster.meta_peers.borrow().clone();
         if voters.is_empty() {
             continue;
         }
-        for (node, name) in routes.connected_raft_peers() {
-            if voters.contains(&node) || warned.contains(&node) {
+        let mut joining = Vec::new();
+        for (node, name, member) in routes.connected_raft_peers() {
+            cluster.host.learn_peer(node, &name);
+            if voters.contains(&node) {
                 continue;
             }
-            warned.push(node);
-            warn!(
-                "JetStream meta group: server {name:?} runs JetStream but is not in this server's \
-                 meta group; both formed a group without the other (list every JetStream \
-                 server's route on each, then start the newer one with an empty store)"
-            );
+            if !member {
+                joining.push(node);
+                continue;
+            }
+            if !warned.contains(&node) {
+                warned.push(node);
+                warn!(
+                    "JetStream meta group: server {name:?} runs JetStream but is not in this \
+                     server's meta group; both formed a group without the other (list every \
+                     JetStream server's route on each, then start the newer one with an empty store)"
+                );
+            }
+        }
+        if cluster.is_meta_leader() {
+            cluster.grow_meta(joining);
         }
     }
 }
@@ -242,16 +259,25 @@ async fn bootstrap(shard: Rc<Shard>, host: Rc<MetaHost>) {
         }
         glommio::timer::sleep(Duration::from_millis(BOOTSTRAP_CHECK_INTERVAL_MS)).await;
     };
+    if let Some((_, name, _)) = peers.iter().find(|(_, _, member)| *member) {
+        // A formed group is behind the routes (a seed's): join it; its leader adds
+        // this server as a learner, catches it up and makes it a voter.
+        info!("JetStream meta group: joining the group of {name:?} and the others");
+        if let Some(cluster) = shard.cluster.get() {
+            cluster.join_meta();
+        }
+        return;
+    }
     if peers.is_empty() {
-        warn!(
+        info!(
             "JetStream meta group: no JetStream server behind the configured routes; \
-             this server forms the group alone (list every member's route on each)"
+             this server forms the group alone and others join it"
         );
     }
     let replica = replica_id(host.node, GENERATION);
     let mut voters = vec![replica];
     let mut names = vec![shard.server.name.clone()];
-    for (node, name) in peers {
+    for (node, name, _) in peers {
         host.learn_peer(node, &name);
         let r = replica_id(node, GENERATION);
         if voters.contains(&r) {

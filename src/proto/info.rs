@@ -59,6 +59,10 @@ pub struct ServerInfo {
     pub natrix_raft: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub natrix_node: Option<u64>,
+    /// natrix: this server's meta group exists (stored or formed); a server that
+    /// finds one behind its routes joins it instead of forming its own.
+    #[serde(skip_serializing_if = "is_false")]
+    pub natrix_meta: bool,
 }
 
 impl ServerInfo {

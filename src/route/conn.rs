@@ -34,6 +34,8 @@ pub struct RemoteServer {
     pub connect_urls: Vec<String>,
     /// Its Raft node id, when it runs the JetStream meta group (`natrix_raft`).
     pub raft_node: Option<crate::raft::NodeId>,
+    /// Its meta group existed when it sent its INFO.
+    pub meta_member: bool,
 }
 
 pub struct Route {
@@ -347,6 +349,7 @@ pub fn route_info(shard: &Shard, routes: &Routes) -> ServerInfo {
         natrix_pool: true,
         natrix_raft: server.raft_node.is_some(),
         natrix_node: server.raft_node,
+        natrix_meta: shard.meta.get().is_some_and(|m| m.status().exists),
         ..Default::default()
     }
 }
@@ -662,6 +665,7 @@ fn handle_info(
             name: name.clone(),
             connect_urls,
             raft_node,
+            meta_member: v.natrix_meta,
         });
         if route.configured {
             if let Some(host_port) = route.dialed.borrow().as_deref() {

@@ -235,14 +235,15 @@ impl Routes {
             .cloned()
     }
 
-    /// The Raft nodes of every connected server that advertises one, with their names.
-    pub fn connected_raft_peers(&self) -> Vec<(crate::raft::NodeId, String)> {
+    /// The Raft nodes of every connected server that advertises one: (node, name,
+    /// whether its meta group existed when it connected).
+    pub fn connected_raft_peers(&self) -> Vec<(crate::raft::NodeId, String, bool)> {
         let mut peers: Vec<_> = self
             .registered
             .borrow()
             .values()
             .filter_map(|r| r.remote())
-            .filter_map(|remote| Some((remote.raft_node?, remote.name)))
+            .filter_map(|remote| Some((remote.raft_node?, remote.name, remote.meta_member)))
             .collect();
         peers.sort();
         peers.dedup();
@@ -252,7 +253,7 @@ impl Routes {
     /// Once every configured route has reached a server that is connected now (or
     /// this server itself): the Raft nodes among those servers, with their names.
     /// None while any is still unknown or not connected.
-    pub fn configured_raft_peers(&self) -> Option<Vec<(crate::raft::NodeId, String)>> {
+    pub fn configured_raft_peers(&self) -> Option<Vec<(crate::raft::NodeId, String, bool)>> {
         let reached = self.reached.borrow();
         let registered = self.registered.borrow();
         let mut peers = Vec::new();
@@ -263,8 +264,8 @@ impl Routes {
                 Reached::Server(id) => {
                     let remote = registered.get(id)?.remote()?;
                     if let Some(node) = remote.raft_node {
-                        if !peers.iter().any(|(n, _)| *n == node) {
-                            peers.push((node, remote.name));
+                        if !peers.iter().any(|(n, _, _)| *n == node) {
+                            peers.push((node, remote.name, remote.meta_member));
                         }
                     }
                 }

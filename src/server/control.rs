@@ -150,9 +150,10 @@ fn lame_duck_tick(shard: &Shard, now: Instant) {
         .lame_duck_grace_period_ms
         .min(opts.lame_duck_duration_ms);
     // A storage node first hands its leaderships to others (bounded wait).
-    let leaderships_handed = shard.cluster.get().is_none_or(|cl| {
-        cl.leads_nothing() || elapsed_ms >= LEADERSHIP_HANDOFF_WAIT_MS
-    });
+    let leaderships_handed = shard
+        .cluster
+        .get()
+        .is_none_or(|cl| cl.leads_nothing() || elapsed_ms >= LEADERSHIP_HANDOFF_WAIT_MS);
     if shard.id == 0
         && leaderships_handed
         && (shard.server.open_connections() == 0 || elapsed_ms >= opts.lame_duck_duration_ms)

@@ -93,6 +93,11 @@ enum Op {
     },
     /// Lame duck mode: every group this server leads gets another leader.
     StepDownAll,
+    /// This server joins a formed meta group: an empty replica, caught up once the
+    /// leader adds it.
+    JoinMeta,
+    /// The meta leader promotes a caught-up learner, or adds one of these servers.
+    GrowMeta(Vec<NodeId>),
     /// A leader proposes to compact a stream group's log up to what every
     /// replica's log holds.
     ProposeCompaction(GroupId),
@@ -215,6 +220,14 @@ impl Cluster {
         let _ = self.queue(Op::CreateGroup { group, peers });
     }
 
+    pub fn join_meta(&self) {
+        let _ = self.queue(Op::JoinMeta);
+    }
+
+    pub fn grow_meta(&self, joining: Vec<NodeId>) {
+        let _ = self.queue(Op::GrowMeta(joining));
+    }
+
     /// Hands every leadership this server holds to another replica (lame duck).
     pub fn step_down_everywhere(&self) {
         let _ = self.queue(Op::StepDownAll);
@@ -222,10 +235,7 @@ impl Cluster {
 
     /// Whether this server leads no group (as of the last turn).
     pub fn leads_nothing(&self) -> bool {
-        self.views
-            .borrow()
-            .values()
-            .all(|v| v.leader != self.node)
+        self.views.borrow().values().all(|v| v.leader != self.node)
     }
 
     pub fn propose_compaction(&self, group: GroupId) {
@@ -339,14 +349,28 @@ impl Cluster {
             Op::StepDownAll => {
                 let leading: Vec<GroupId> = driver
                     .group_ids()
-                    .filter(|g| driver.role(*g).is_some_and(|(r, ..)| r == StateRole::Leader))
+                    .filter(|g| {
+                        driver
+                            .role(*g)
+                            .is_some_and(|(r, ..)| r == StateRole::Leader)
+                    })
                     .collect();
                 for g in leading {
                     if let Err(e) = step_down(driver, g) {
-                        warn!("JetStream cluster: group {g} kept its leader here: {}", e.description);
+                        warn!(
+                            "JetStream cluster: group {g} kept its leader here: {}",
+                            e.description
+                        );
                     }
                 }
             }
+            Op::JoinMeta => {
+                let me = replica_id(self.node, GENERATION);
+                if let Err(e) = driver.create_replica(META_GROUP, me) {
+                    warn!("JetStream meta group: could not join: {e:?}");
+                }
+            }
+            Op::GrowMeta(joining) => grow_meta(driver, &joining),
             Op::ProposeCompaction(group) => {
                 if let Some(up_to) = held_by_all(driver, group) {
                     let _ = driver.propose(group, entry::encode_compact(up_to));
@@ -533,6 +557,57 @@ fn step_down(driver: &mut MultiRaft<FileLogStore>, group: GroupId) -> Result<(),
     driver
         .transfer_leader(group, to)
         .map_err(|e| errors::general(format!("step-down failed: {e:?}")))
+}
+
+/// One membership change of the meta group, led here: a caught-up learner becomes
+/// a voter, or else the first joining server becomes a learner.
+fn grow_meta(driver: &mut MultiRaft<FileLogStore>, joining: &[NodeId]) {
+    use crate::raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+    let Some(st) = driver.status(META_GROUP) else {
+        return;
+    };
+    if st.role != StateRole::Leader || !st.conf_state.voters_outgoing.is_empty() {
+        return;
+    }
+    let change = |t: ConfChangeType, replica: u64| {
+        let mut one = ConfChangeSingle::default();
+        one.set_change_type(t);
+        one.node_id = replica;
+        let mut cc = ConfChangeV2::default();
+        cc.mut_changes().push(one);
+        cc
+    };
+    let caught_up = st.conf_state.learners.iter().find(|l| {
+        driver
+            .matched(META_GROUP, **l)
+            .is_some_and(|m| m >= st.commit)
+    });
+    let cc = match caught_up {
+        Some(&learner) => change(ConfChangeType::AddNode, learner),
+        None => {
+            let members: Vec<u64> = st
+                .conf_state
+                .voters
+                .iter()
+                .chain(&st.conf_state.learners)
+                .copied()
+                .collect();
+            let Some(node) = joining
+                .iter()
+                .find(|n| !members.contains(&replica_id(**n, GENERATION)))
+            else {
+                return;
+            };
+            change(
+                ConfChangeType::AddLearnerNode,
+                replica_id(*node, GENERATION),
+            )
+        }
+    };
+    match driver.propose_conf_change(META_GROUP, cc) {
+        Ok(_) => tracing::info!("JetStream meta group: membership change proposed"),
+        Err(e) => tracing::debug!("JetStream meta group: membership change waits: {e:?}"),
+    }
 }
 
 /// The highest index every voter's log holds (the leader's view), if any worth a
