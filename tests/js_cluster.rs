@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const FORM_WAIT: Duration = Duration::from_secs(30);
-const REQUEST_WAIT: Duration = Duration::from_secs(3);
+/// An API answer or a PubAck; generous, as many clusters run at once on a small
+/// machine while the tests run.
+const REQUEST_WAIT: Duration = Duration::from_secs(10);
 const STREAM: &str = "ORDERS";
 
 struct Member {
@@ -152,6 +154,21 @@ impl Cluster {
                     d["state"]["last_seq"].as_u64().unwrap_or(0),
                 )
             })
+    }
+
+    /// Waits until every running storage node holds the same `(messages, last_seq)`,
+    /// with at least `last_seq`; returns it.
+    fn wait_replicas_agree(&self, at_least: u64) -> (u64, u64) {
+        let storage: Vec<usize> = (0..self.members.len())
+            .filter(|i| self.members[*i].store.is_some() && self.servers[*i].is_some())
+            .collect();
+        let mut agreed = None;
+        wait_for("the replicas agree", FORM_WAIT, || {
+            let states: Vec<_> = storage.iter().map(|i| self.replica_state(*i)).collect();
+            agreed = states[0].filter(|s| s.1 >= at_least && states.iter().all(|x| *x == Some(*s)));
+            agreed.is_some()
+        });
+        agreed.unwrap()
     }
 
     /// Waits until every running storage node holds `(messages, last_seq)`.
@@ -389,21 +406,48 @@ async fn without_a_quorum_nothing_is_acknowledged_and_it_recovers() {
 
     cl.kill(1);
     cl.kill(2);
+    let mut unknown = Vec::new();
+    let mut impatient = jetstream::new(nc.clone());
+    impatient.set_timeout(Duration::from_secs(1));
     for i in 0..10 {
         let payload = format!("lost-{i}");
-        if let Ok(f) = js.publish("orders.new", payload.clone().into()).await {
+        if let Ok(f) = impatient
+            .publish("orders.new", payload.clone().into())
+            .await
+        {
             let r = f.await;
             assert!(r.is_err(), "{payload} acknowledged without a quorum: {r:?}");
         }
+        // Not acknowledged, so its outcome is unknown: a leader that still held it
+        // in its log may commit it once the others are back.
+        unknown.push(payload);
     }
     cl.restart(1);
     cl.restart(2);
     stream_ready(&nc, None).await;
     acked.extend(publish_acked(&js, "after", 20).await);
-    let last = *acked.keys().last().unwrap();
-    cl.wait_replicas(acked.len() as u64, last);
+    let (_, last) = cl.wait_replicas_agree(*acked.keys().last().unwrap());
     let stored = read_all(&js).await;
-    assert_eq!(stored, acked, "no unacknowledged publish was stored");
+    assert_eq!(stored.len() as u64, last);
+    for (seq, payload) in &acked {
+        assert_eq!(
+            stored.get(seq),
+            Some(payload),
+            "acknowledged message {seq} lost"
+        );
+    }
+    for (seq, payload) in &stored {
+        if acked.get(seq) != Some(payload) {
+            assert!(
+                unknown.contains(payload),
+                "{payload} at {seq} was never published"
+            );
+        }
+    }
+    let mut payloads: Vec<&String> = stored.values().collect();
+    payloads.sort();
+    payloads.dedup();
+    assert_eq!(payloads.len(), stored.len(), "a message stored twice");
 }
 
 #[tokio::test]
@@ -707,4 +751,47 @@ async fn servers_given_only_a_seed_join_its_meta_group_as_voters() {
     stream_ready(&nc, None).await;
     let acked = publish_acked(&js, "seeded", 20).await;
     assert_eq!(read_all(&js).await, acked);
+}
+
+#[tokio::test]
+async fn expectations_and_msg_ids_count_what_is_being_replicated() {
+    let cl = Cluster::start(3, 0);
+    let (nc, js) = connect(&cl.url(0)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    create_r3(&nc).await;
+    stream_ready(&nc, None).await;
+    // Twenty copies of one Msg-Id in flight at once: one message stored, and every
+    // acknowledgement names it.
+    let mut pending = Vec::new();
+    for _ in 0..20 {
+        let mut h = HeaderMap::new();
+        h.insert("Nats-Msg-Id", "once");
+        pending.push(
+            js.publish_with_headers("orders.new", h, "once".into())
+                .await
+                .unwrap(),
+        );
+    }
+    let mut seqs = Vec::new();
+    for p in pending {
+        if let Ok(ack) = p.await {
+            seqs.push(ack.sequence);
+        }
+    }
+    assert!(!seqs.is_empty() && seqs.iter().all(|s| *s == 1), "{seqs:?}");
+    // Twenty publishes expecting the stream's last sequence to be 1: one wins.
+    let mut pending = Vec::new();
+    for i in 0..20 {
+        let mut h = HeaderMap::new();
+        h.insert("Nats-Expected-Last-Sequence", "1");
+        let p = js.publish_with_headers("orders.cas", h, format!("cas-{i}").into());
+        pending.push(p.await.unwrap());
+    }
+    let mut won = 0;
+    for p in pending {
+        won += usize::from(p.await.is_ok());
+    }
+    assert_eq!(won, 1, "exactly one compare-and-set wins");
+    let info = stream_ready(&nc, None).await;
+    assert_eq!(info["state"]["messages"], 2);
 }

@@ -102,7 +102,7 @@ pub struct Stored {
 
 /// Stores the message (or finds it a duplicate).
 fn store(stream: &Stream, msg: &Msg) -> Result<Stored, ApiError> {
-    match accept(stream, msg)? {
+    match accept(stream, msg, None)? {
         Accepted::Duplicate(seq) => Ok(Stored {
             ticket: None,
             seq,
@@ -123,10 +123,56 @@ pub enum Accepted {
     New { subject: String },
 }
 
+/// What a clustered stream's leader has proposed and not yet applied: the checks
+/// of a new publish count it as stored.
+#[derive(Default)]
+pub struct InFlight {
+    /// The sequence the last proposed message expects.
+    pub last_seq: u64,
+    /// Proposed messages per subject.
+    pub subjects: ahash::AHashMap<String, u32>,
+    /// Their `Nats-Msg-Id`s.
+    pub ids: ahash::AHashSet<String>,
+}
+
+impl InFlight {
+    pub fn is_empty(&self) -> bool {
+        self.subjects.is_empty()
+    }
+
+    pub fn add(&mut self, seq: u64, subject: &str, msg_id: Option<&str>) {
+        self.last_seq = seq;
+        *self.subjects.entry(subject.to_string()).or_default() += 1;
+        if let Some(id) = msg_id {
+            self.ids.insert(id.to_string());
+        }
+    }
+
+    pub fn remove(&mut self, subject: &str, msg_id: Option<&str>) {
+        if let Some(n) = self.subjects.get_mut(subject) {
+            *n -= 1;
+            if *n == 0 {
+                self.subjects.remove(subject);
+            }
+        }
+        if let Some(id) = msg_id {
+            self.ids.remove(id);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        *self = InFlight::default();
+    }
+}
+
 /// The checks a publish passes before its append: seal, size, de-duplication,
 /// expectation headers, roll-up permission. A clustered stream's leader runs them
-/// before it proposes the message.
-pub fn accept(stream: &Stream, msg: &Msg) -> Result<Accepted, ApiError> {
+/// before it proposes the message, counting what it has in flight.
+pub fn accept(
+    stream: &Stream,
+    msg: &Msg,
+    in_flight: Option<&InFlight>,
+) -> Result<Accepted, ApiError> {
     let config = stream.config.borrow();
     if config.sealed {
         return Err(errors::sealed());
@@ -150,8 +196,13 @@ pub fn accept(stream: &Stream, msg: &Msg) -> Result<Accepted, ApiError> {
         if let Some(seq) = stream.dedupe.borrow().seen(id) {
             return Ok(Accepted::Duplicate(seq));
         }
+        if in_flight.is_some_and(|f| f.ids.contains(id)) {
+            // Its first copy is being replicated: the client tries again and then
+            // gets the duplicate ack (or the first copy failed, and this one goes).
+            return Err(errors::general("duplicate message id is in process"));
+        }
     }
-    check_expectations(stream, hdrs, &subject)?;
+    check_expectations(stream, hdrs, &subject, in_flight.filter(|f| !f.is_empty()))?;
     let rollup = headers::get(hdrs, ROLLUP);
     if rollup.is_some() && !config.allow_rollup_hdrs {
         return Err(errors::rollup_failed("rollup not permitted"));
@@ -221,7 +272,12 @@ pub fn append(
     })
 }
 
-fn check_expectations(stream: &Stream, hdrs: &[u8], subject: &str) -> Result<(), ApiError> {
+fn check_expectations(
+    stream: &Stream,
+    hdrs: &[u8],
+    subject: &str,
+    in_flight: Option<&InFlight>,
+) -> Result<(), ApiError> {
     if hdrs.is_empty() {
         return Ok(());
     }
@@ -232,13 +288,19 @@ fn check_expectations(stream: &Stream, hdrs: &[u8], subject: &str) -> Result<(),
     }
     if let Some(v) = headers::get(hdrs, EXPECTED_LAST_SEQ) {
         let want: u64 = v.parse().map_err(|_| errors::bad_request())?;
-        let last = stream.store.state().last_seq;
+        let last = in_flight.map_or_else(|| stream.store.state().last_seq, |f| f.last_seq);
         if want != last {
             return Err(errors::wrong_last_sequence(last));
         }
     }
     if let Some(v) = headers::get(hdrs, EXPECTED_LAST_SUBJ_SEQ) {
         let want: u64 = v.parse().map_err(|_| errors::bad_request())?;
+        if in_flight.is_some_and(|f| f.subjects.contains_key(subject)) {
+            // A message on this subject is being replicated: its sequence is not
+            // the subject's last yet, and neither is the stored one.
+            let stored = stream.store.last_seq_of_subject(subject).unwrap_or(0);
+            return Err(errors::wrong_last_sequence(stored));
+        }
         let last = stream.store.last_seq_of_subject(subject).unwrap_or(0);
         if want != last {
             return Err(errors::wrong_last_sequence(last));

@@ -7,8 +7,9 @@ use super::entry::{self, MsgEntry, StreamEntry};
 use super::{Answer, Cluster};
 use crate::jetstream::api::errors;
 use crate::jetstream::api::types::{ApiError, MsgDeleteRequest, PurgeRequest};
+use crate::jetstream::headers::{self, MSG_ID};
 use crate::jetstream::persist::{self, Binding};
-use crate::jetstream::publish::{self, Accepted};
+use crate::jetstream::publish::{self, Accepted, InFlight};
 use crate::jetstream::registry;
 use crate::jetstream::stream::{Stream, ACKS_WAITING_MAX};
 use crate::raft::{GroupId, NodeId};
@@ -28,6 +29,8 @@ pub struct Replica {
     pub next_seq: Cell<Option<u64>>,
     /// Messages proposed and not yet applied.
     pub in_flight: Cell<usize>,
+    /// What they are, for the checks of the next publishes.
+    pub proposed: RefCell<InFlight>,
     /// Entries applied since this replica last asked for its log to be compacted.
     pub applied_since_compact: Cell<u64>,
 }
@@ -43,8 +46,16 @@ impl Replica {
             leading: Cell::new(false),
             next_seq: Cell::new(None),
             in_flight: Cell::new(0),
+            proposed: RefCell::default(),
             applied_since_compact: Cell::new(0),
         }
+    }
+
+    /// Proposals of this replica may not be applied any more (a refusal, a lost
+    /// leadership): the next proposal expects the sequence after the stored one.
+    pub fn forget_proposed(&self) {
+        self.next_seq.set(None);
+        self.proposed.borrow_mut().clear();
     }
 
     pub fn binding(&self) -> Binding {
@@ -178,7 +189,7 @@ pub fn on_publish(shard: &Shard, stream: &Stream, msg: &Msg) {
             "too many publishes waiting for replication",
         ));
     }
-    let subject = match publish::accept(stream, msg) {
+    let subject = match publish::accept(stream, msg, Some(&r.proposed.borrow())) {
         Err(e) => return refused(e),
         Ok(Accepted::Duplicate(seq)) => {
             let dup = publish::Stored {
@@ -214,15 +225,18 @@ pub fn on_publish(shard: &Shard, stream: &Stream, msg: &Msg) {
     let for_refusal = reply.clone();
     let on_refused = Box::new(move |e: ApiError| {
         if let Some(r) = owner.cluster.get() {
-            r.next_seq.set(None);
+            r.forget_proposed();
             r.in_flight.set(r.in_flight.get().saturating_sub(1));
         }
         publish::queue_ack(&here, &owner, for_refusal, size, Err(e));
     });
+    let msg_id = headers::get(hdrs, MSG_ID).filter(|id| !id.is_empty());
+    let subject = String::from_utf8_lossy(&entry.subject).into_owned();
     match cl.propose_publish(r.group, entry.encode(), on_refused) {
         Ok(()) => {
             r.next_seq.set(Some(seq + 1));
             r.in_flight.set(r.in_flight.get() + 1);
+            r.proposed.borrow_mut().add(seq, &subject, msg_id);
         }
         Err(e) => refused(e),
     }
@@ -283,8 +297,11 @@ fn compact_when_durable(cl: &Cluster, stream: &Rc<Stream>, up_to: u64) {
 fn apply_msg(shard: &Shard, node: NodeId, stream: &Stream, m: MsgEntry) {
     let mine = m.proposer == node;
     let r = stream.cluster.get().expect("a clustered stream");
+    let subject = String::from_utf8_lossy(&m.subject);
     if mine {
         r.in_flight.set(r.in_flight.get().saturating_sub(1));
+        let msg_id = headers::get(&m.headers, MSG_ID).filter(|id| !id.is_empty());
+        r.proposed.borrow_mut().remove(&subject, msg_id);
     }
     let last = stream.store.state().last_seq;
     if m.seq <= last {
@@ -295,13 +312,12 @@ fn apply_msg(shard: &Shard, node: NodeId, stream: &Stream, m: MsgEntry) {
     if m.seq != last + 1 {
         // Proposed after one that was lost: refused on every replica alike.
         if mine {
-            r.next_seq.set(None);
+            r.forget_proposed();
             let e = errors::general("stream sequence mismatch, publish again");
             publish::queue_ack(shard, stream, reply, size, Err(e));
         }
         return;
     }
-    let subject = String::from_utf8_lossy(&m.subject);
     let outcome = publish::append(stream, &subject, &m.headers, &m.payload, Some(m.ts_ns));
     if let Ok(stored) = &outcome {
         debug_assert_eq!(stored.seq, m.seq);
