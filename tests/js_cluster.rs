@@ -10,6 +10,7 @@ mod common;
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use common::{free_port, wait_for, TestServer};
+use futures::StreamExt;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -508,8 +509,42 @@ async fn stream_consumer_and_meta_leaders_step_down() {
         .await
         .unwrap();
     assert_eq!(r["success"], true, "{r}");
-    let after = consumer_leader(&nc, Some(&before)).await;
+    let mut after = consumer_leader(&nc, Some(&before)).await;
     assert_ne!(after, before);
+
+    // A consumer led by a replica that does not lead the stream hears of new
+    // messages: a waiting pull request gets one published after it.
+    let stream_leader = leader_of(&stream_ready(&nc, None).await);
+    while after == stream_leader {
+        let r = api(&nc, &format!("CONSUMER.LEADER.STEPDOWN.{STREAM}.w"), "")
+            .await
+            .unwrap();
+        assert_eq!(r["success"], true, "{r}");
+        after = consumer_leader(&nc, Some(&after)).await;
+    }
+    let inbox = nc.new_inbox();
+    let mut pulled = nc.subscribe(inbox.clone()).await.unwrap();
+    let next = format!("$JS.API.CONSUMER.MSG.NEXT.{STREAM}.w");
+    nc.publish_with_reply(next.clone(), inbox.clone(), r#"{"batch":10}"#.into())
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        tokio::time::timeout(REQUEST_WAIT, pulled.next())
+            .await
+            .expect("the stored ten")
+            .unwrap();
+    }
+    let waiting = r#"{"batch":1,"expires":15000000000}"#;
+    nc.publish_with_reply(next, inbox, waiting.into())
+        .await
+        .unwrap();
+    nc.flush().await.unwrap();
+    publish_acked(&js, "late", 1).await;
+    let late = tokio::time::timeout(REQUEST_WAIT, pulled.next())
+        .await
+        .expect("the late one")
+        .unwrap();
+    assert_eq!(&late.payload[..], b"late-0");
 
     // The meta leader steps down for the system account only.
     let denied = api(&nc, "META.LEADER.STEPDOWN", "").await.unwrap();

@@ -34,8 +34,28 @@ pub const META_GROUP: GroupId = 1;
 const GENERATION: u64 = 1;
 /// How often a server without a meta group checks whether it may bootstrap it.
 const BOOTSTRAP_CHECK_INTERVAL_MS: u64 = 100;
-/// The meta log's segment files: small, yet twice the largest entry (8 MiB).
-const SEGMENT_BYTES: u64 = 16 << 20;
+/// The Raft logs' segment files (meta, stream and consumer groups share the store):
+/// each is preallocated whole, so they are small, yet twice the largest entry (a
+/// message of `max_payload`) fits; a store made with bigger ones keeps them.
+fn segment_bytes(max_payload: usize, dir: &std::path::Path) -> u64 {
+    let existing = std::fs::read_dir(dir.join("groups"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|g| std::fs::read_dir(g.path().join("log")).ok())
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0);
+    (2 * max_payload as u64 + (64 << 10))
+        .max(1 << 20)
+        .max(existing)
+        .next_multiple_of(4096)
+        .min(natrix_storage::config::SEGMENT_SIZE_MAX_BYTES)
+}
 
 /// The meta group as this server last saw it.
 #[derive(Clone, Debug, Default)]
@@ -131,8 +151,11 @@ pub async fn start(shard: &Rc<Shard>) -> io::Result<Rc<MetaHost>> {
     let server = &shard.server;
     let node = server.raft_node.expect("a clustered JetStream server");
     let dir = store_dir(&server.opts);
+    let segment_size_bytes = segment_bytes(server.opts.max_payload, &dir);
     let log_cfg = natrix_storage::LogConfig {
-        segment_size_bytes: SEGMENT_BYTES,
+        segment_size_bytes,
+        record_max_bytes: ((segment_size_bytes / 2) as usize)
+            .min(natrix_storage::frame::RECORD_MAX_BYTES),
         ..Default::default()
     };
     let store = FileLogStore::open(&dir, log_cfg).await.map_err(|e| {

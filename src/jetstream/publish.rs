@@ -73,9 +73,13 @@ pub fn queue_ack(
         let usage = &shard.server.js_usage;
         usage.add(shard.id, stream.account, medium, size);
     }
+    let replicated = stream.cluster.get().is_some();
     let wait = match outcome {
         Ok(stored) => AckWait {
-            ticket: stored.ticket,
+            // A replicated message is durable already, in its group's log on a
+            // quorum (that log is compacted only past what the store made
+            // durable): its PubAck does not wait for the store's own sync.
+            ticket: stored.ticket.filter(|_| !replicated),
             reply: reply.filter(|_| !no_ack),
             body: ack_body(&stream.name, stored.seq, stored.ticket.is_none()),
             republish: stored.republish,

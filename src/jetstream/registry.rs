@@ -129,7 +129,46 @@ fn store_root(shard: &Shard) -> PathBuf {
     crate::jetstream::catalog::store_dir(&shard.server)
 }
 
-fn log_config(shard: &Shard, config: &StreamConfig) -> LogConfig {
+/// The largest segment a stream store starts (nats-server's default block size is
+/// 8 MiB too): a segment is preallocated whole, so many small streams must not each
+/// take 64 MiB of disk.
+const STREAM_SEGMENT_MAX_BYTES: u64 = 8 << 20;
+const STREAM_SEGMENT_MIN_BYTES: u64 = 1 << 20;
+
+/// A stream's segment size: up to 8 MiB, smaller for a stream whose `max_bytes` is
+/// smaller, never below what one message of `max_payload` needs; an existing store
+/// keeps the size its segments were made with.
+fn segment_bytes(config: &StreamConfig, max_payload: usize, dir: Option<&std::path::Path>) -> u64 {
+    let wanted = match u64::try_from(config.max_bytes) {
+        Ok(max) if max > 0 => max.clamp(STREAM_SEGMENT_MIN_BYTES, STREAM_SEGMENT_MAX_BYTES),
+        _ => STREAM_SEGMENT_MAX_BYTES,
+    };
+    let one_message = 2 * max_payload as u64 + (64 << 10);
+    let existing = dir
+        .map(|d| largest_segment_bytes(&persist::messages_dir(d)))
+        .unwrap_or(0);
+    wanted
+        .max(one_message)
+        .max(existing)
+        .next_multiple_of(4096)
+        .min(natrix_storage::config::SEGMENT_SIZE_MAX_BYTES)
+}
+
+/// The size of the largest segment file in `dir` (0 when there is none).
+fn largest_segment_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0)
+}
+
+fn log_config(shard: &Shard, config: &StreamConfig, dir: &std::path::Path) -> LogConfig {
     let durability = match shard
         .server
         .opts
@@ -140,9 +179,13 @@ fn log_config(shard: &Shard, config: &StreamConfig) -> LogConfig {
         Some(ms) => Durability::Interval(Duration::from_millis(ms)),
         None => Durability::Always,
     };
+    let segment_size_bytes = segment_bytes(config, shard.server.opts.max_payload, Some(dir));
     LogConfig {
         durability,
         limits: stream::limits(config),
+        segment_size_bytes,
+        record_max_bytes: ((segment_size_bytes / 2) as usize)
+            .min(natrix_storage::frame::RECORD_MAX_BYTES),
         ..LogConfig::default()
     }
 }
@@ -214,7 +257,7 @@ async fn open_store(
     match dir {
         None => Ok(Store::Memory(MemStore::new(stream::limits(config)))),
         Some(dir) => {
-            let cfg = log_config(shard, config);
+            let cfg = log_config(shard, config, dir);
             Ok(Store::File(
                 FileStore::open(persist::messages_dir(dir), cfg).await?,
             ))

@@ -214,11 +214,23 @@ pub async fn commit_loop(stream: Rc<Stream>) {
     }
 }
 
+/// Consumers wait for more of the stream to be durable: wakes them once per
+/// advance, not once per PubAck (a duplicate's ack advances nothing).
+fn wake_consumers_if_durable(stream: &Stream) {
+    let durable = stream.store.durable_seq();
+    if durable > stream.durable_woken.replace(durable) {
+        stream.durable_advanced.wake_all();
+    }
+}
+
 /// Sends PubAcks in order, each once its message is durable; wakes consumers.
 pub async fn ack_loop(shard: Rc<crate::server::shard::Shard>, stream: Rc<Stream>) {
     loop {
         let next = stream.acks.borrow_mut().pop_front();
         let Some(wait) = next else {
+            // A commit with no PubAck waiting on it (a replica's applied entries,
+            // or acks sent before the store's sync): consumers still hear of it.
+            wake_consumers_if_durable(&stream);
             stream.acks_ready.wait().await;
             if stream.deleted.get() {
                 return;
@@ -229,12 +241,7 @@ pub async fn ack_loop(shard: Rc<crate::server::shard::Shard>, stream: Rc<Stream>
             Some(t) => stream.store.wait_durable(t).await,
             None => Ok(()),
         };
-        // Consumers wait for more of the stream to be durable: wake them once per
-        // advance, not once per PubAck (a duplicate's ack advances nothing).
-        let durable = stream.store.durable_seq();
-        if durable > stream.durable_woken.replace(durable) {
-            stream.durable_advanced.wake_all();
-        }
+        wake_consumers_if_durable(&stream);
         if let (Ok(()), Some(r)) = (&result, &wait.republish) {
             crate::jetstream::send(
                 &shard,
