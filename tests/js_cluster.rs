@@ -459,6 +459,15 @@ async fn a_whole_cluster_restarts_after_sigterm_and_after_sigkill() {
     create_r3(&nc).await;
     stream_ready(&nc, None).await;
     let mut acked = publish_acked(&js, "one", 100).await;
+    // More streams, so that a restart reopens several (each must come back beside
+    // its group, once).
+    for i in 1..=3 {
+        let body = format!(r#"{{"name":"EXTRA{i}","subjects":["extra{i}.>"],"num_replicas":3}}"#);
+        let v = api(&nc, &format!("STREAM.CREATE.EXTRA{i}"), &body)
+            .await
+            .expect("created");
+        assert!(v.get("error").is_none(), "{v}");
+    }
     drop(nc);
 
     for how in ["SIGTERM", "SIGKILL"] {
@@ -478,6 +487,13 @@ async fn a_whole_cluster_restarts_after_sigterm_and_after_sigkill() {
         let last = *acked.keys().last().unwrap();
         cl.wait_replicas(acked.len() as u64, last);
         assert_eq!(read_all(&js).await, acked, "after {how}");
+        for s in cl.running() {
+            assert_eq!(
+                s.json("/jsz")["streams"],
+                4,
+                "each replica reopened once after {how}"
+            );
+        }
         acked.extend(publish_acked(&js, how, 50).await);
     }
 }

@@ -620,7 +620,13 @@ pub async fn start(shard: &Rc<Shard>) -> Result<(), String> {
         }
         let account_name = accounts.name(account).to_string();
         for dir in persist::stream_dirs(&root, &account_name) {
-            let owner = shard.catalog.pick_shard(shard.count);
+            // A clustered stream's replica lives on shard 0, beside its group.
+            let clustered = matches!(persist::load_binding(&dir), Ok(Some(_)));
+            let owner = if clustered {
+                0
+            } else {
+                shard.catalog.pick_shard(shard.count)
+            };
             let d = dir.clone();
             let result = shard
                 .call(owner, move |s| {

@@ -45,6 +45,8 @@ use tracing::{error, warn};
 pub const GENERATION: u64 = 1;
 /// Operations queued for the node loop at most; past it requests are refused.
 pub const OPS_QUEUED_MAX: usize = 64 * 1024;
+/// How often every group's view is refreshed (awake ones are, every turn).
+const FULL_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Applied meta entries between two snapshots of the meta state.
 const META_SNAPSHOT_EVERY: u64 = 1024;
 
@@ -132,6 +134,8 @@ pub struct Cluster {
     waiting: RefCell<BTreeMap<(GroupId, u64), (u64, AnswerTx)>>,
     /// The meta group's voters.
     pub meta_peers: RefCell<Vec<NodeId>>,
+    /// When every group was last looked at.
+    last_sweep: Cell<Option<std::time::Instant>>,
 }
 
 impl Cluster {
@@ -149,6 +153,7 @@ impl Cluster {
             views: RefCell::default(),
             waiting: RefCell::default(),
             meta_peers: RefCell::default(),
+            last_sweep: Cell::new(None),
         })
     }
 
@@ -385,13 +390,24 @@ impl Cluster {
         }
     }
 
-    /// Looks at every group: a replica that lost its leadership stops acting as
-    /// leader at once.
+    /// Looks at the groups that are awake (at every group once a second): a replica
+    /// that lost its leadership stops acting as leader at once. Idle groups are
+    /// quiet, so an idle server looks at few.
     fn refresh_views(&self, driver: &MultiRaft<FileLogStore>) {
+        let sweep = self
+            .last_sweep
+            .get()
+            .is_none_or(|at| at.elapsed() >= FULL_SWEEP_INTERVAL);
+        let groups: Vec<GroupId> = if sweep {
+            self.last_sweep.set(Some(std::time::Instant::now()));
+            driver.group_ids().collect()
+        } else {
+            driver.awake_ids().collect()
+        };
         let mut lost = Vec::new();
         {
             let mut views = self.views.borrow_mut();
-            for g in driver.group_ids() {
+            for g in groups.iter().copied() {
                 let Some((role, leader, term)) = driver.role(g) else {
                     continue;
                 };
@@ -408,11 +424,14 @@ impl Cluster {
         for g in lost {
             self.on_leadership(g, false);
         }
-        let voters = driver
-            .status(META_GROUP)
-            .map(|s| s.conf_state.voters.iter().map(|r| node_of(*r)).collect())
-            .unwrap_or_default();
-        *self.meta_peers.borrow_mut() = voters;
+        if sweep || groups.contains(&META_GROUP) {
+            let voters = driver
+                .status(META_GROUP)
+                .map(|s| s.conf_state.voters.iter().map(|r| node_of(*r)).collect())
+                .unwrap_or_default();
+            *self.meta_peers.borrow_mut() = voters;
+            self.host.observe(driver);
+        }
     }
 
     /// A new leader applied its own term's first entry: everything committed before
@@ -722,6 +741,5 @@ impl Machine<FileLogStore> for ClusterMachine {
     fn after_turn(&mut self, driver: &mut MultiRaft<FileLogStore>) {
         self.0.run_ops(driver);
         self.0.refresh_views(driver);
-        self.0.host.observe(driver);
     }
 }

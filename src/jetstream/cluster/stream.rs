@@ -100,6 +100,14 @@ pub fn ensure_replica(shard: &Rc<Shard>, cl: &Cluster, sa: &StreamAssignment) {
         );
         return;
     }
+    if crate::jetstream::catalog::owner(shard, account, &sa.config.name).is_some_and(|s| s != 0) {
+        // Never two owners of one stream's files.
+        error!(
+            "JetStream cluster: stream {} is open on another shard, not beside its group",
+            sa.config.name
+        );
+        return;
+    }
     let shard = shard.clone();
     let sa = sa.clone();
     glommio::spawn_local(async move {
