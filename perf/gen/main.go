@@ -173,9 +173,9 @@ func connect(name string) *nats.Conn {
 func jsContext(nc *nats.Conn) nats.JetStreamContext {
 	js, err := nc.JetStream(nats.MaxWait(*apiWait), nats.PublishAsyncMaxPending(*window),
 		nats.PublishAsyncErrHandler(func(_ nats.JetStream, _ *nats.Msg, err error) {
-			if atomic.AddInt64(&asyncErrors, 1) == 1 {
-				fmt.Fprintf(os.Stderr, "jsgen %s: publish ack: %v\n", *mode, err)
-			}
+			// The first error is kept before the count shows it: fail() names it.
+			firstAsyncError.CompareAndSwap(nil, err.Error())
+			atomic.AddInt64(&asyncErrors, 1)
 		}))
 	if err != nil {
 		fail("jetstream context: %v", err)
@@ -257,6 +257,9 @@ func payload() []byte {
 
 var asyncErrors int64
 
+// firstAsyncError is the first failed publish's error text.
+var firstAsyncError atomic.Value
+
 // publishAsync publishes count messages and waits until every ack (or error) is in;
 // any error fails the run.
 func publishAsync(js nats.JetStreamContext, count int) {
@@ -273,7 +276,8 @@ func publishAsyncTo(js nats.JetStreamContext, count int, subject func(i int) str
 			fail("publish %d: %v", i, err)
 		}
 		if atomic.LoadInt64(&asyncErrors) > 0 {
-			fail("%d publish errors after %d messages", atomic.LoadInt64(&asyncErrors), i+1)
+			fail("%d publish errors after %d messages, the first: %v",
+				atomic.LoadInt64(&asyncErrors), i+1, firstAsyncError.Load())
 		}
 	}
 	select {
@@ -282,7 +286,7 @@ func publishAsyncTo(js nats.JetStreamContext, count int, subject func(i int) str
 		fail("acks: %d of %d still pending after %v", js.PublishAsyncPending(), count, *timeout)
 	}
 	if e := atomic.LoadInt64(&asyncErrors); e > 0 {
-		fail("%d of %d publishes failed", e, count)
+		fail("%d of %d publishes failed, the first: %v", e, count, firstAsyncError.Load())
 	}
 }
 
