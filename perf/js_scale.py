@@ -31,7 +31,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -64,35 +63,7 @@ def rss_mib(pid):
     return None
 
 
-def js_info(port, deadline):
-    """One `$JS.API.INFO` request on a raw connection; returns the parsed answer, or
-    {"status": ...} for a no-responders / error status. Raises OSError if the server does
-    not accept or answer before the deadline."""
-    with socket.create_connection(("127.0.0.1", port),
-                                  timeout=max(0.1, deadline - time.time())) as s:
-        f = s.makefile("rb")
-        if not f.readline().startswith(b"INFO "):
-            raise OSError("no INFO")
-        s.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,'
-                  b'"no_responders":true,"protocol":1}\r\nSUB _INBOX.scale 1\r\n'
-                  b"PUB $JS.API.INFO _INBOX.scale 0\r\n\r\n")
-        while True:
-            s.settimeout(max(0.1, deadline - time.time()))
-            line = f.readline()
-            if not line:
-                raise OSError("connection closed")
-            if line.startswith(b"PING"):
-                s.sendall(b"PONG\r\n")
-            elif line.startswith(b"-ERR"):
-                raise OSError(line.decode(errors="replace").strip())
-            elif line.startswith(b"MSG "):
-                size = int(line.split()[-1])
-                return json.loads(f.read(size + 2)[:size])
-            elif line.startswith(b"HMSG "):
-                parts = line.split()
-                hdr, total = int(parts[-2]), int(parts[-1])
-                data = f.read(total + 2)
-                return {"status": data[:hdr].decode(errors="replace").splitlines()[0]}
+js_info = jb.js_info  # one `$JS.API.INFO` request on a raw connection
 
 
 class Running:

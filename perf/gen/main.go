@@ -3,22 +3,28 @@
 //
 // Modes (-mode):
 //
-//	js-pub-async  (re)create an R1 file stream on bench.js, PublishAsync -n messages of
-//	              -size bytes with at most -w acks outstanding, wait for every ack.
+//	js-pub-async  (re)create a file stream on bench.js (R1, or -replicas N), PublishAsync
+//	              -n messages of -size bytes with at most -w acks outstanding, wait for
+//	              every ack.
 //	js-pub-sync   the same stream, -n synchronous publishes one by one; latency per publish.
-//	js-pull       the stream pre-filled with -n messages (not timed), a durable pull
-//	              consumer with explicit ack; Fetch(-batch), Ack (async) each message.
+//	js-pull       the stream pre-filled with -n messages (not timed, every publish acked),
+//	              a durable pull consumer with explicit ack; Fetch(-batch), Ack (async)
+//	              each message.
 //	core-pubsub   one publisher and one subscriber connection on bench.core; the rate is
 //	              what the subscriber received.
 //	scale-*       the scale cases of perf/js_scale.py (many subjects, consumers, streams,
 //	              keys): see scale.go.
 //
 // Output: one JSON line on stdout,
-// {"mode","msgs","size","secs","rate"[,"p50_us","p90_us","p99_us"][,"server_cpu_us"],"client_cpu_us"}
+// {"mode","msgs","size","secs","rate"[,"p50_us","p90_us","p99_us"][,"server_cpu_us"],"client_cpu_us"[,"replicas","stream_leader"]}
 // (the scale-* modes print their own fields, see scale.go).
 // With -server-pid, server_cpu_us is the server process's utime+stime over the timed
-// phase only (from /proc/PID/stat). Errors go to stderr with exit status 1; a run that
-// takes longer than -timeout exits with status 2.
+// phase only (from /proc/PID/stat); with several pids (a cluster), their sum. Errors go
+// to stderr with exit status 1; a run that takes longer than -timeout exits with status 2.
+//
+// With -replicas N > 1 (a JetStream cluster) the stream is created with N replicas; the
+// create is retried (the meta leader may not know every peer yet) and the timed phase
+// starts only once the stream's info names a cluster leader, reported as stream_leader.
 package main
 
 import (
@@ -56,6 +62,10 @@ type result struct {
 	// The generator's own CPU over the phase: near one core per connection
 	// means the client, not the server, set the rate.
 	ClientCPUUs float64 `json:"client_cpu_us"`
+	// With -replicas > 1: the replica count and the stream's leader (server_name) when
+	// the timed phase began.
+	Replicas     int    `json:"replicas,omitempty"`
+	StreamLeader string `json:"stream_leader,omitempty"`
 }
 
 var (
@@ -69,8 +79,15 @@ var (
 	timeout   = flag.Duration("timeout", 120*time.Second, "give up (exit 2) after this long")
 	apiWait   = flag.Duration("api-wait", 5*time.Second, "wait for each JetStream API answer / ack")
 	showVer   = flag.Bool("version", false, "print the nats.go version and exit")
-	serverPid = flag.Int("server-pid", 0, "report the server's CPU time over the timed phase (from /proc/PID/stat)")
+	serverPid = flag.String("server-pid", "", "PID[,PID...]: report the server's CPU time over the timed phase (from /proc/PID/stat); several pids (a cluster): their sum")
+	replicas  = flag.Int("replicas", 1, "js-* modes: the stream's replicas (>1 needs a JetStream cluster)")
 )
+
+// serverPids is -server-pid parsed.
+var serverPids []int
+
+// streamLeader is the bench stream's cluster leader once freshStream has seen one.
+var streamLeader string
 
 // cpuTicks returns utime+stime of pid in clock ticks (USER_HZ, 100 on Linux).
 func cpuTicks(pid int) (int64, error) {
@@ -95,12 +112,25 @@ func cpuTicks(pid int) (int64, error) {
 	return u + st, nil
 }
 
+// serversTicks sums cpuTicks over every -server-pid.
+func serversTicks() (int64, error) {
+	var sum int64
+	for _, pid := range serverPids {
+		t, err := cpuTicks(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += t
+	}
+	return sum, nil
+}
+
 // timed brackets the measured phase: start returns a stop func giving seconds and, with
-// -server-pid, the server's CPU µs over the phase.
+// -server-pid, the server's (or servers') CPU µs over the phase.
 func timed() func(r *result) {
 	var t0 int64
-	if *serverPid > 0 {
-		t0, _ = cpuTicks(*serverPid)
+	if len(serverPids) > 0 {
+		t0, _ = serversTicks()
 	}
 	c0, _ := cpuTicks(os.Getpid())
 	start := time.Now()
@@ -110,8 +140,8 @@ func timed() func(r *result) {
 			r.ClientCPUUs = float64(c1-c0) * 1e6 / 100
 		}
 		r.Rate = float64(r.Msgs) / r.Secs
-		if *serverPid > 0 {
-			if t1, err := cpuTicks(*serverPid); err == nil {
+		if len(serverPids) > 0 {
+			if t1, err := serversTicks(); err == nil {
 				us := float64(t1-t0) * 1e6 / 100
 				r.ServerCPUUs = &us
 			}
@@ -143,9 +173,9 @@ func connect(name string) *nats.Conn {
 func jsContext(nc *nats.Conn) nats.JetStreamContext {
 	js, err := nc.JetStream(nats.MaxWait(*apiWait), nats.PublishAsyncMaxPending(*window),
 		nats.PublishAsyncErrHandler(func(_ nats.JetStream, _ *nats.Msg, err error) {
-			if atomic.AddInt64(&asyncErrors, 1) == 1 {
-				fmt.Fprintf(os.Stderr, "jsgen %s: publish ack: %v\n", *mode, err)
-			}
+			// The first error is kept before the count shows it: fail() names it.
+			firstAsyncError.CompareAndSwap(nil, err.Error())
+			atomic.AddInt64(&asyncErrors, 1)
 		}))
 	if err != nil {
 		fail("jetstream context: %v", err)
@@ -153,17 +183,67 @@ func jsContext(nc *nats.Conn) nats.JetStreamContext {
 	return js
 }
 
-// freshStream deletes the bench stream if present and creates an R1 file stream.
+// freshStream deletes the bench stream if present and creates a file stream with
+// -replicas replicas. With more than one (a cluster), the delete and the create are
+// retried until -timeout (the meta group may still be settling: no leader yet, or a
+// leader that does not know every peer), and it returns only once the stream's info
+// names a leader.
 func freshStream(js nats.JetStreamContext) {
-	if err := js.DeleteStream(streamName); err != nil && !errors.Is(err, nats.ErrStreamNotFound) {
-		fail("delete stream: %v", err)
+	if *replicas <= 1 {
+		if err := js.DeleteStream(streamName); err != nil && !errors.Is(err, nats.ErrStreamNotFound) {
+			fail("delete stream: %v", err)
+		}
+		_, err := js.AddStream(&nats.StreamConfig{
+			Name: streamName, Subjects: []string{jsSubject},
+			Storage: nats.FileStorage, Replicas: 1,
+		})
+		if err != nil {
+			fail("create stream: %v", err)
+		}
+		return
 	}
-	_, err := js.AddStream(&nats.StreamConfig{
+	deadline := time.Now().Add(*timeout)
+	retry := func(what string, err error, tries int) {
+		if time.Now().After(deadline) {
+			fail("%s: still failing after %d tries: %v", what, tries, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for tries := 1; ; tries++ {
+		err := js.DeleteStream(streamName)
+		if err == nil || errors.Is(err, nats.ErrStreamNotFound) {
+			break
+		}
+		retry("delete stream", err, tries)
+	}
+	cfg := &nats.StreamConfig{
 		Name: streamName, Subjects: []string{jsSubject},
-		Storage: nats.FileStorage, Replicas: 1,
-	})
-	if err != nil {
-		fail("create stream: %v", err)
+		Storage: nats.FileStorage, Replicas: *replicas,
+	}
+	for tries := 1; ; tries++ {
+		_, err := js.AddStream(cfg)
+		if err == nil {
+			break
+		}
+		// An earlier try that timed out on our side may have created it after all.
+		if errors.Is(err, nats.ErrStreamNameAlreadyInUse) {
+			break
+		}
+		retry("create stream", err, tries)
+	}
+	for tries := 1; ; tries++ {
+		info, err := js.StreamInfo(streamName)
+		if err == nil && info.Cluster != nil && info.Cluster.Leader != "" {
+			if info.Config.Replicas != *replicas {
+				fail("stream has %d replicas, asked for %d", info.Config.Replicas, *replicas)
+			}
+			streamLeader = info.Cluster.Leader
+			return
+		}
+		if err == nil {
+			err = errors.New("no cluster leader in stream info")
+		}
+		retry("stream leader", err, tries)
 	}
 }
 
@@ -176,6 +256,9 @@ func payload() []byte {
 }
 
 var asyncErrors int64
+
+// firstAsyncError is the first failed publish's error text.
+var firstAsyncError atomic.Value
 
 // publishAsync publishes count messages and waits until every ack (or error) is in;
 // any error fails the run.
@@ -193,7 +276,8 @@ func publishAsyncTo(js nats.JetStreamContext, count int, subject func(i int) str
 			fail("publish %d: %v", i, err)
 		}
 		if atomic.LoadInt64(&asyncErrors) > 0 {
-			fail("%d publish errors after %d messages", atomic.LoadInt64(&asyncErrors), i+1)
+			fail("%d publish errors after %d messages, the first: %v",
+				atomic.LoadInt64(&asyncErrors), i+1, firstAsyncError.Load())
 		}
 	}
 	select {
@@ -202,7 +286,7 @@ func publishAsyncTo(js nats.JetStreamContext, count int, subject func(i int) str
 		fail("acks: %d of %d still pending after %v", js.PublishAsyncPending(), count, *timeout)
 	}
 	if e := atomic.LoadInt64(&asyncErrors); e > 0 {
-		fail("%d of %d publishes failed", e, count)
+		fail("%d of %d publishes failed, the first: %v", e, count, firstAsyncError.Load())
 	}
 }
 
@@ -257,6 +341,20 @@ func jsPull(nc *nats.Conn) result {
 	})
 	if err != nil {
 		fail("create consumer: %v", err)
+	}
+	if *replicas > 1 {
+		// Not timed: the consumer's own group must have a leader before the first Fetch.
+		deadline := time.Now().Add(*timeout)
+		for {
+			info, err := js.ConsumerInfo(streamName, consumerName)
+			if err == nil && info.Cluster != nil && info.Cluster.Leader != "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				fail("consumer leader: none after %v (last error %v)", *timeout, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	sub, err := js.PullSubscribe(jsSubject, consumerName, nats.Bind(streamName, consumerName))
 	if err != nil {
@@ -348,8 +446,18 @@ func main() {
 		fmt.Printf("jsgen (nats.go %s)\n", nats.Version)
 		return
 	}
-	if *n < 1 || *size < 0 || *window < 1 || *batch < 1 {
-		fail("bad -n, -size, -w or -batch")
+	if *n < 1 || *size < 0 || *window < 1 || *batch < 1 || *replicas < 1 {
+		fail("bad -n, -size, -w, -batch or -replicas")
+	}
+	for _, p := range strings.Split(*serverPid, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		pid, err := strconv.Atoi(p)
+		if err != nil || pid < 1 {
+			fail("bad -server-pid %q", *serverPid)
+		}
+		serverPids = append(serverPids, pid)
 	}
 	time.AfterFunc(*timeout, func() {
 		fmt.Fprintf(os.Stderr, "jsgen %s: timed out after %v\n", *mode, *timeout)
@@ -378,6 +486,9 @@ func main() {
 		r = corePubSub(nc)
 	default:
 		fail("unknown mode")
+	}
+	if *replicas > 1 && strings.HasPrefix(*mode, "js-") {
+		r.Replicas, r.StreamLeader = *replicas, streamLeader
 	}
 	out, _ := json.Marshal(r)
 	fmt.Println(string(out))

@@ -77,15 +77,15 @@ func (r *record) json() []byte {
 func phase(name string) func() float64 {
 	scaleRec.set("phase", name)
 	var t0 int64
-	if *serverPid > 0 {
-		t0, _ = cpuTicks(*serverPid)
+	if len(serverPids) > 0 {
+		t0, _ = serversTicks()
 	}
 	start := time.Now()
 	return func() float64 {
 		secs := time.Since(start).Seconds()
 		scaleRec.set(name+"_secs", secs)
-		if *serverPid > 0 {
-			if t1, err := cpuTicks(*serverPid); err == nil {
+		if len(serverPids) > 0 {
+			if t1, err := serversTicks(); err == nil {
 				scaleRec.set(name+"_cpu_us", float64(t1-t0)*1e6/100)
 			}
 		}
