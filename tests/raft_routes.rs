@@ -273,7 +273,10 @@ fn bad_raft_frames_are_dropped_and_the_route_stays_up() {
     let mut line = Vec::new();
     loop {
         line.clear();
-        assert!(reader.read_until(b'\n', &mut line).unwrap() > 0, "route closed");
+        assert!(
+            reader.read_until(b'\n', &mut line).unwrap() > 0,
+            "route closed"
+        );
         if line == b"PONG\r\n" {
             break;
         }

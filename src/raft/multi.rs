@@ -1218,12 +1218,6 @@ impl<S: LogStore> MultiRaft<S> {
         self.awake.len()
     }
 
-    /// The groups that are not quiet (a quiet group's role and leader do not change
-    /// until something wakes it).
-    pub fn awake_ids(&self) -> impl Iterator<Item = GroupId> + '_ {
-        self.awake.iter().copied()
-    }
-
     pub fn stats(&self) -> &Stats {
         &self.stats
     }

@@ -26,6 +26,9 @@ const REPLICA_WAIT_MS: u64 = 2_000;
 const REPLICA_POLL_MS: u64 = 10;
 /// How long a create waits for the new group's leader before it answers.
 const LEADER_WAIT_MS: u64 = 5_000;
+/// How long a request waits for a leader just elected here to be able to act.
+const ACTING_WAIT_MS: u64 = 2_000;
+const ACTING_POLL_MS: u64 = 2;
 
 /// Answers `op` if this server is the one to; None to stay silent.
 pub async fn handle(
@@ -360,12 +363,36 @@ fn literal_of(pattern: &str) -> String {
         .join(".")
 }
 
-/// Waits (bounded) until a group this server holds has a leader.
+/// Waits (bounded) until a group this server holds has a leader, and when that is
+/// this server, until it may act (it applied what was committed before its term).
 async fn wait_for_group_leader(cl: &Cluster, group: GroupId) {
     let mut waited_ms = 0;
-    while waited_ms < LEADER_WAIT_MS && cl.view(group).leader == 0 {
+    while waited_ms < LEADER_WAIT_MS && !has_acting_leader(cl, group) {
         glommio::timer::sleep(Duration::from_millis(REPLICA_POLL_MS)).await;
         waited_ms += REPLICA_POLL_MS;
+    }
+}
+
+fn has_acting_leader(cl: &Cluster, group: GroupId) -> bool {
+    let v = cl.view(group);
+    v.ready || (v.leader != 0 && v.leader != cl.node)
+}
+
+/// Whether this server leads `group` and may act; a leader just elected first
+/// applies what was committed before its term (bounded wait), so a request that
+/// reaches it then is answered rather than lost.
+async fn leads(cl: &Cluster, group: GroupId) -> bool {
+    let mut waited_ms = 0;
+    loop {
+        let v = cl.view(group);
+        if v.ready {
+            return true;
+        }
+        if v.leader != cl.node || waited_ms >= ACTING_WAIT_MS {
+            return false;
+        }
+        glommio::timer::sleep(Duration::from_millis(ACTING_POLL_MS)).await;
+        waited_ms += ACTING_POLL_MS;
     }
 }
 
@@ -642,7 +669,7 @@ async fn about_stream(
     if let Some(c) = consumer {
         let Some(ca) = sa.consumers.get(&c).cloned() else {
             // Not found: the stream's leader says so.
-            if !cl.view(sa.group).ready {
+            if !leads(cl, sa.group).await {
                 return None;
             }
             if let ApiOp::ConsumerNext(..) = op {
@@ -658,7 +685,7 @@ async fn about_stream(
             }
             return Some(Reply::error(kind, errors::consumer_not_found()));
         };
-        if !cl.view(ca.group).ready {
+        if !leads(cl, ca.group).await {
             return None;
         }
         return match op {
@@ -675,7 +702,7 @@ async fn about_stream(
             op => registry::execute(shard.clone(), account, op, Some(reply), body).await,
         };
     }
-    if !cl.view(sa.group).ready {
+    if !leads(cl, sa.group).await {
         return None;
     }
     match op {

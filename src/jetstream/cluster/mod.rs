@@ -45,8 +45,6 @@ use tracing::{error, warn};
 pub const GENERATION: u64 = 1;
 /// Operations queued for the node loop at most; past it requests are refused.
 pub const OPS_QUEUED_MAX: usize = 64 * 1024;
-/// How often every group's view is refreshed (awake ones are, every turn).
-const FULL_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Applied meta entries between two snapshots of the meta state.
 const META_SNAPSHOT_EVERY: u64 = 1024;
 
@@ -134,8 +132,6 @@ pub struct Cluster {
     waiting: RefCell<BTreeMap<(GroupId, u64), (u64, AnswerTx)>>,
     /// The meta group's voters.
     pub meta_peers: RefCell<Vec<NodeId>>,
-    /// When every group was last looked at.
-    last_sweep: Cell<Option<std::time::Instant>>,
 }
 
 impl Cluster {
@@ -153,7 +149,6 @@ impl Cluster {
             views: RefCell::default(),
             waiting: RefCell::default(),
             meta_peers: RefCell::default(),
-            last_sweep: Cell::new(None),
         })
     }
 
@@ -390,20 +385,10 @@ impl Cluster {
         }
     }
 
-    /// Looks at the groups that are awake (at every group once a second): a replica
-    /// that lost its leadership stops acting as leader at once. Idle groups are
-    /// quiet, so an idle server looks at few.
+    /// Looks at every group (a lookup each: cheap next to a turn): a replica that
+    /// lost its leadership stops acting as leader at once.
     fn refresh_views(&self, driver: &MultiRaft<FileLogStore>) {
-        let sweep = self
-            .last_sweep
-            .get()
-            .is_none_or(|at| at.elapsed() >= FULL_SWEEP_INTERVAL);
-        let groups: Vec<GroupId> = if sweep {
-            self.last_sweep.set(Some(std::time::Instant::now()));
-            driver.group_ids().collect()
-        } else {
-            driver.awake_ids().collect()
-        };
+        let groups: Vec<GroupId> = driver.group_ids().collect();
         let mut lost = Vec::new();
         {
             let mut views = self.views.borrow_mut();
@@ -424,7 +409,7 @@ impl Cluster {
         for g in lost {
             self.on_leadership(g, false);
         }
-        if sweep || groups.contains(&META_GROUP) {
+        {
             let voters = driver
                 .status(META_GROUP)
                 .map(|s| s.conf_state.voters.iter().map(|r| node_of(*r)).collect())

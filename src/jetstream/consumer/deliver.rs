@@ -534,11 +534,15 @@ fn took_one(consumer: &Consumer, size: u64) {
     }
 }
 
-/// Nothing more to send now: no-wait requests end here.
+/// Nothing more to send now: no-wait requests end here, except one with an
+/// `expires` that got nothing yet: as on nats-server it waits, once, for the first
+/// messages (or its expiry), then ends when the stream has no more.
 fn finish_no_wait(shard: &Shard, stream: &Stream, consumer: &Consumer) {
     let done: Vec<PullRequest> = {
         let mut waiting = consumer.waiting.borrow_mut();
-        let (gone, kept): (Vec<_>, Vec<_>) = waiting.drain(..).partition(|r| r.no_wait);
+        let (gone, kept): (Vec<_>, Vec<_>) = waiting
+            .drain(..)
+            .partition(|r| r.no_wait && (r.expires_at.is_none() || r.delivered > 0));
         waiting.extend(kept);
         gone
     };
