@@ -239,6 +239,7 @@ pub fn append(
     let seq = ticket.seq;
     if let Some(id) = headers::get(hdrs, MSG_ID).filter(|id| !id.is_empty()) {
         stream.dedupe.borrow_mut().record(id, seq, now_ns());
+        stream.expiry_needed.notify();
     }
     if let Some(kind) = headers::get(hdrs, ROLLUP) {
         let req = PurgeRequest {

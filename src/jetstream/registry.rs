@@ -459,6 +459,7 @@ pub async fn update_stream(
         .set_window(Duration::from_nanos(config.duplicate_window.max(0) as u64));
     let resubscribe = old.subjects != config.subjects;
     *stream.config.borrow_mut() = config;
+    stream.expiry_needed.notify();
     stream.save_config()?;
     if resubscribe && !stream.subject_interests.borrow().is_empty() {
         unsubscribe_subjects(shard, stream);
@@ -483,6 +484,7 @@ pub async fn delete_stream(shard: &Rc<Shard>, stream: &Rc<Stream>) -> Result<(),
     stream.consumers.borrow_mut().clear();
     stream.acks_ready.notify();
     stream.commit_needed.notify();
+    stream.expiry_needed.notify();
     if let Some(dir) = &stream.dir {
         if let Err(e) = std::fs::remove_dir_all(dir) {
             tracing::warn!(

@@ -57,6 +57,9 @@ pub struct Stream {
     pub acks: RefCell<VecDeque<AckWait>>,
     pub acks_ready: Notify,
     pub commit_needed: Notify,
+    /// Wakes the expiry task of a stream with nothing to expire (a Msg-Id recorded,
+    /// a config change, the stream deleted).
+    pub expiry_needed: Notify,
     /// Consumers wait here for new durable messages.
     pub durable_advanced: natrix_shards::WaitSet,
     /// The durable sequence consumers were last woken for.
@@ -90,6 +93,7 @@ impl Stream {
             acks: RefCell::default(),
             acks_ready: Notify::default(),
             commit_needed: Notify::default(),
+            expiry_needed: Notify::default(),
             durable_advanced: Default::default(),
             durable_woken: Cell::new(0),
             deleted: Cell::new(false),
@@ -273,8 +277,13 @@ pub async fn ack_loop(shard: Rc<crate::server::shard::Shard>, stream: Rc<Stream>
 pub async fn expiry_loop(stream: Rc<Stream>) {
     loop {
         let busy = stream.config.borrow().max_age > 0 || !stream.dedupe.borrow().is_empty();
-        let pause_ms = if busy { 100 } else { 1000 };
-        glommio::timer::sleep(Duration::from_millis(pause_ms)).await;
+        if busy {
+            glommio::timer::sleep(Duration::from_millis(EXPIRY_INTERVAL_MS)).await;
+        } else {
+            // Nothing can expire: no timer (a thousand idle streams would wake a
+            // thousand times a second).
+            stream.expiry_needed.wait().await;
+        }
         if stream.deleted.get() {
             return;
         }
@@ -287,6 +296,10 @@ pub async fn expiry_loop(stream: Rc<Stream>) {
         stream.dedupe.borrow_mut().expire(now_ns());
     }
 }
+
+/// How often a stream with an age limit or Msg-Ids in its window looks for what
+/// expired.
+const EXPIRY_INTERVAL_MS: u64 = 100;
 
 /// Whether the storage kind of `config` is memory.
 pub fn is_memory(config: &StreamConfig) -> bool {

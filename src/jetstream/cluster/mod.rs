@@ -45,6 +45,9 @@ use tracing::{error, warn};
 pub const GENERATION: u64 = 1;
 /// Operations queued for the node loop at most; past it requests are refused.
 pub const OPS_QUEUED_MAX: usize = 64 * 1024;
+/// How often every group's view is refreshed (those whose role changed are, at
+/// every turn).
+const FULL_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Applied meta entries between two snapshots of the meta state.
 const META_SNAPSHOT_EVERY: u64 = 1024;
 
@@ -132,6 +135,8 @@ pub struct Cluster {
     waiting: RefCell<BTreeMap<(GroupId, u64), (u64, AnswerTx)>>,
     /// The meta group's voters.
     pub meta_peers: RefCell<Vec<NodeId>>,
+    /// When every group was last looked at.
+    last_sweep: Cell<Option<std::time::Instant>>,
 }
 
 impl Cluster {
@@ -149,6 +154,7 @@ impl Cluster {
             views: RefCell::default(),
             waiting: RefCell::default(),
             meta_peers: RefCell::default(),
+            last_sweep: Cell::new(None),
         })
     }
 
@@ -385,10 +391,21 @@ impl Cluster {
         }
     }
 
-    /// Looks at every group (a lookup each: cheap next to a turn): a replica that
-    /// lost its leadership stops acting as leader at once.
-    fn refresh_views(&self, driver: &MultiRaft<FileLogStore>) {
-        let groups: Vec<GroupId> = driver.group_ids().collect();
+    /// Looks at the groups whose role or leader changed, and at every group once a
+    /// second as well: a replica that lost its leadership stops acting as leader at
+    /// once, and an idle server with many groups does not look at each per turn.
+    fn refresh_views(&self, driver: &mut MultiRaft<FileLogStore>) {
+        let changed = driver.take_role_changes();
+        let sweep = self
+            .last_sweep
+            .get()
+            .is_none_or(|at| at.elapsed() >= FULL_SWEEP_INTERVAL);
+        let groups: Vec<GroupId> = if sweep {
+            self.last_sweep.set(Some(std::time::Instant::now()));
+            driver.group_ids().collect()
+        } else {
+            changed.into_iter().collect()
+        };
         let mut lost = Vec::new();
         {
             let mut views = self.views.borrow_mut();
@@ -409,7 +426,7 @@ impl Cluster {
         for g in lost {
             self.on_leadership(g, false);
         }
-        {
+        if sweep || groups.contains(&META_GROUP) {
             let voters = driver
                 .status(META_GROUP)
                 .map(|s| s.conf_state.voters.iter().map(|r| node_of(*r)).collect())
