@@ -225,8 +225,6 @@ pub struct MultiRaft<S: LogStore> {
     logger: slog::Logger,
     groups: BTreeMap<GroupId, Group<S>>,
     awake: BTreeSet<GroupId>,
-    /// Groups whose role or leader changed since the application last asked.
-    role_changed: BTreeSet<GroupId>,
     dirty: BTreeSet<GroupId>,
     peers: BTreeMap<NodeId, Peer>,
     outbox: BTreeMap<NodeId, Vec<Item>>,
@@ -274,7 +272,6 @@ impl<S: LogStore> MultiRaft<S> {
             logger: slog::Logger::root(slog::Discard, slog::o!()),
             groups: BTreeMap::new(),
             awake: BTreeSet::new(),
-            role_changed: BTreeSet::new(),
             dirty: BTreeSet::new(),
             peers: BTreeMap::new(),
             outbox: BTreeMap::new(),
@@ -918,9 +915,6 @@ impl<S: LogStore> MultiRaft<S> {
             return;
         }
         let mut rd = grp.node.ready();
-        if rd.ss().is_some() {
-            self.role_changed.insert(g);
-        }
         let mut snapshot_sent_to = Vec::new();
         for m in rd.take_messages() {
             if m.get_msg_type() == MessageType::MsgSnapshot {
@@ -1222,12 +1216,6 @@ impl<S: LogStore> MultiRaft<S> {
 
     pub fn awake_groups(&self) -> usize {
         self.awake.len()
-    }
-
-    /// The groups whose role or leader changed since the last call (raft's soft
-    /// state in their ready).
-    pub fn take_role_changes(&mut self) -> BTreeSet<GroupId> {
-        std::mem::take(&mut self.role_changed)
     }
 
     pub fn stats(&self) -> &Stats {

@@ -647,14 +647,9 @@ async fn about_stream(
             return None;
         }
         if let ApiOp::ConsumerNext(..) = op {
-            crate::jetstream::send(
-                shard,
-                account,
-                &reply,
-                None,
-                &crate::jetstream::headers::status(404, "Stream Not Found", &[]),
-                b"",
-            );
+            // As on nats-server, where only a consumer's leader listens for its
+            // pull requests: a server that has not applied the consumer's creation
+            // yet must not answer "not found" for it.
             return None;
         }
         return Some(Reply::error(kind, errors::stream_not_found()));
@@ -673,15 +668,7 @@ async fn about_stream(
                 return None;
             }
             if let ApiOp::ConsumerNext(..) = op {
-                crate::jetstream::send(
-                    shard,
-                    account,
-                    &reply,
-                    None,
-                    &crate::jetstream::headers::status(404, "Consumer Not Found", &[]),
-                    b"",
-                );
-                return None;
+                return None; // (see above)
             }
             return Some(Reply::error(kind, errors::consumer_not_found()));
         };

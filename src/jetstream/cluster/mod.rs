@@ -45,8 +45,8 @@ use tracing::{error, warn};
 pub const GENERATION: u64 = 1;
 /// Operations queued for the node loop at most; past it requests are refused.
 pub const OPS_QUEUED_MAX: usize = 64 * 1024;
-/// How often every group's view is refreshed (those whose role changed are, at
-/// every turn).
+/// How often the meta group's voters and status are read again (at once when its
+/// leader changes).
 const FULL_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Applied meta entries between two snapshots of the meta state.
 const META_SNAPSHOT_EVERY: u64 = 1024;
@@ -391,22 +391,19 @@ impl Cluster {
         }
     }
 
-    /// Looks at the groups whose role or leader changed, and at every group once a
-    /// second as well: a replica that lost its leadership stops acting as leader at
-    /// once, and an idle server with many groups does not look at each per turn.
+    /// Looks at every group (a lookup each): a replica that lost its leadership
+    /// stops acting as leader at once. Once per turn, after its ready.
     fn refresh_views(&self, driver: &mut MultiRaft<FileLogStore>) {
-        let changed = driver.take_role_changes();
+        let groups: Vec<GroupId> = driver.group_ids().collect();
         let sweep = self
             .last_sweep
             .get()
             .is_none_or(|at| at.elapsed() >= FULL_SWEEP_INTERVAL);
-        let groups: Vec<GroupId> = if sweep {
+        if sweep {
             self.last_sweep.set(Some(std::time::Instant::now()));
-            driver.group_ids().collect()
-        } else {
-            changed.into_iter().collect()
-        };
+        }
         let mut lost = Vec::new();
+        let mut meta_changed = false;
         {
             let mut views = self.views.borrow_mut();
             for g in groups.iter().copied() {
@@ -419,14 +416,16 @@ impl Cluster {
                     v.ready = false;
                     lost.push(g);
                 }
-                v.leader = if leader == 0 { 0 } else { node_of(leader) };
+                let leader = if leader == 0 { 0 } else { node_of(leader) };
+                meta_changed |= g == META_GROUP && (v.leader != leader || v.term != term);
+                v.leader = leader;
                 v.term = term;
             }
         }
         for g in lost {
             self.on_leadership(g, false);
         }
-        if sweep || groups.contains(&META_GROUP) {
+        if sweep || meta_changed {
             let voters = driver
                 .status(META_GROUP)
                 .map(|s| s.conf_state.voters.iter().map(|r| node_of(*r)).collect())

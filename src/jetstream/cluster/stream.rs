@@ -226,17 +226,18 @@ pub fn on_publish(shard: &Shard, stream: &Stream, msg: &Msg) {
         headers: Bytes::copy_from_slice(hdrs),
         payload: Bytes::copy_from_slice(payload),
     };
-    let (Some(owner), Some(here)) = (shard.js.get(stream.account, &stream.name), shard.this())
-    else {
+    let Some(owner) = shard.js.get(stream.account, &stream.name) else {
         return;
     };
-    let for_refusal = reply.clone();
-    let on_refused = Box::new(move |e: ApiError| {
+    // Refused by the driver (no longer the leader, a transfer under way): no answer.
+    // During a change of leader the new one may have taken the same publish, so an
+    // error here could tell a client "failed" of a message that is stored; the
+    // client times out instead, an honest "unknown".
+    let on_refused = Box::new(move |_: ApiError| {
         if let Some(r) = owner.cluster.get() {
             r.forget_proposed();
             r.in_flight.set(r.in_flight.get().saturating_sub(1));
         }
-        publish::queue_ack(&here, &owner, for_refusal, size, Err(e));
     });
     let msg_id = headers::get(hdrs, MSG_ID).filter(|id| !id.is_empty());
     let subject = String::from_utf8_lossy(&entry.subject).into_owned();
@@ -319,10 +320,10 @@ fn apply_msg(shard: &Shard, node: NodeId, stream: &Stream, m: MsgEntry) {
     let size = publish::stored_size(&m.subject, &m.payload);
     if m.seq != last + 1 {
         // Proposed after one that was lost: refused on every replica alike.
+        // No answer to the proposer's client (see `on_publish`): another leader
+        // may have stored the same publish.
         if mine {
             r.forget_proposed();
-            let e = errors::general("stream sequence mismatch, publish again");
-            publish::queue_ack(shard, stream, reply, size, Err(e));
         }
         return;
     }
