@@ -575,7 +575,16 @@ async fn stream_consumer_and_meta_leaders_step_down() {
         .connect(cl.url(0))
         .await
         .unwrap();
-    let r = api(&sys, "META.LEADER.STEPDOWN", "").await.unwrap();
+    // The new connection's reply subject may not have reached the meta leader's
+    // server yet (interest travels on the routes): ask again until answered.
+    let mut answer = None;
+    for _ in 0..5 {
+        answer = api(&sys, "META.LEADER.STEPDOWN", "").await;
+        if answer.is_some() {
+            break;
+        }
+    }
+    let r = answer.expect("the meta leader answers the system account");
     assert_eq!(r["success"], true, "{r}");
     wait_for("another meta leader", FORM_WAIT, || {
         cl.running()
