@@ -99,7 +99,7 @@ async def run_once(args, log):
         await readback.wait_quiet(cluster, 15)
         reads = {}
         for node in cluster.nodes:
-            reads[node.name] = await readback.read_replica(cluster, node, args.read_bound,
+            reads[node.name] = await readback.read_replica(cluster, mesh, node, args.read_bound,
                                                            log)
         jsz = await readback.jsz_states(cluster, 15)
         history = [r.as_dict() for r in workload.records]

@@ -1,8 +1,9 @@
 """Reading the stream back from every replica, black-box, the same way on both servers.
 
 For each replica in turn: `$JS.API.STREAM.LEADER.STEPDOWN.<stream>` until STREAM.INFO's
-`cluster.leader` is that replica (bounded; a replica that never leads is reported
-unread), then every sequence from first to last by `$JS.API.STREAM.MSG.GET.<stream>`
+`cluster.leader` is that replica, or if step-downs do not reach it, the leader cut off
+through the proxies until another is elected (bounded; a replica that never leads is
+reported unread), then every sequence from first to last by `$JS.API.STREAM.MSG.GET.<stream>`
 (answered by the leader), then STREAM.INFO again: if the leader changed meanwhile, the
 replica is read again. And each node's `/jsz?accounts=1&streams=1` state, polled until
 all agree (bounded).
@@ -23,26 +24,49 @@ async def _leader_info(cluster, via):
     return info.get("cluster", {}).get("leader"), info.get("state", {})
 
 
-async def make_leader(cluster, target, bound, log):
-    """Steps the stream's leader down until `target` leads; True if it does in time."""
+async def _wait_new_leader(cluster, via, old, bound):
+    t = time.monotonic() + bound
+    while time.monotonic() < t:
+        now, _ = await _leader_info(cluster, via)
+        if now and now != old:
+            return now
+        await asyncio.sleep(0.1)
+    return None
+
+
+async def make_leader(cluster, mesh, target, bound, log):
+    """Makes `target` the stream's leader; True if it leads within `bound`.
+
+    First `STREAM.LEADER.STEPDOWN` (nats-server hands leadership to a random current
+    replica). A server may pick the same replica every time (natrix hands it to the
+    most caught-up one, ties broken by a fixed order), so that some replica never leads
+    by step-downs alone: after two that did not reach the target, the current leader is
+    cut off from every node through the proxies until the others elect a leader
+    among themselves (randomized election timeouts), then the links heal."""
     deadline = time.monotonic() + bound
     via = target.i
+    misses = 0
     while time.monotonic() < deadline:
         leader, _ = await _leader_info(cluster, via)
         if leader == target.name:
             return True
-        if leader:
-            await cluster.request(via, f"$JS.API.STREAM.LEADER.STEPDOWN.{STREAM}", None, 2.0)
-            # wait for a new leader (bounded) before looking again
-            t = time.monotonic() + 5
-            while time.monotonic() < min(t, deadline):
-                now, _ = await _leader_info(cluster, via)
-                if now and now != leader:
-                    break
-                await asyncio.sleep(0.1)
-        else:
+        if not leader:
             await asyncio.sleep(0.2)
-    log(f"readback: {target.name} did not become leader within {bound} s")
+            continue
+        if misses < 2:
+            await cluster.request(via, f"$JS.API.STREAM.LEADER.STEPDOWN.{STREAM}", None, 2.0)
+            await _wait_new_leader(cluster, via, leader, min(5, deadline - time.monotonic()))
+            misses += 1
+            continue
+        old = cluster.by_name(leader)
+        mesh.partition([{old.i}, {n.i for n in cluster.nodes if n.i != old.i}])
+        now = await _wait_new_leader(cluster, via, leader, min(15, deadline - time.monotonic()))
+        mesh.heal()
+        log(f"readback: {leader} cut off to move leadership towards {target.name}: {now}")
+        misses = 0
+        # the old leader rejoins; wait for the group to settle on one leader
+        await asyncio.sleep(0.5)
+    log(f"readback: {target.name} did not become leader within {bound:.0f} s")
     return False
 
 
@@ -79,13 +103,13 @@ async def read_all(cluster, via, first, last, concurrency=32):
     return out, errors
 
 
-async def read_replica(cluster, node, bound, log):
+async def read_replica(cluster, mesh, node, bound, log):
     """The replica's (seq -> payload) map read through it as leader; None if it never
     led within `bound`. Sequences that kept failing to read hold "<error: ...>"."""
     deadline = time.monotonic() + bound
     last_try = None
     while time.monotonic() < deadline:
-        if not await make_leader(cluster, node, max(1.0, deadline - time.monotonic()), log):
+        if not await make_leader(cluster, mesh, node, max(1.0, deadline - time.monotonic()), log):
             break
         leader, state = await _leader_info(cluster, node.i)
         if leader != node.name:
