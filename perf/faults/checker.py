@@ -17,12 +17,15 @@ Checks (each a violation when its count is not 0):
 - unread      replicas that could not be read back
 - jsz_mismatch  replicas whose /jsz messages/first/last differ, or that lack the stream
 - no_leader   no stream leader after healing, or no publish acked after it
+- failed_present  publishes answered with an error (all attempts) whose payload is
+              stored: an error must mean "not stored", or a client that trusts it and
+              publishes again (with a new Msg-Id) stores the message twice
 """
 
 from collections import Counter
 
 VIOLATIONS = ["lost", "duplicated", "foreign", "divergent", "unread", "jsz_mismatch",
-              "no_leader"]
+              "no_leader", "failed_present"]
 
 
 def check(history, reads, jsz, leader, acked_after_heal):
@@ -80,7 +83,6 @@ def check(history, reads, jsz, leader, acked_after_heal):
     stored = set(reference.values())
     out["unknown_present"] = sum(1 for h in history
                                  if h["outcome"] == "unknown" and h["payload"] in stored)
-    # Informational, not a violation: an error answer whose message landed anyway.
     out["failed_present"] = sum(1 for h in history
                                 if h["outcome"] == "failed" and h["payload"] in stored)
     out["stored"] = len(reference)

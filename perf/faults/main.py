@@ -34,7 +34,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -74,9 +74,11 @@ async def run_once(args, log):
             if not await cluster.wait_monitoring(node, deadline):
                 raise RuntimeError(f"{node.name} not up within 30 s")
         await cluster.connect_admin()
+        log("phase: nodes up")
         await cluster.create_stream(args.nodes, 60)
         if not await cluster.wait_leader(30):
             raise RuntimeError("no stream leader within 30 s of creating it")
+        log("phase: stream has a leader")
         tag = f"{args.server[:2]}{args.seed}{args.fault[:3]}"
         workload = Workload(cluster.nodes, tag, args.rate, args.timeout, args.retry_after,
                             random.Random(rng.random()))
@@ -96,15 +98,19 @@ async def run_once(args, log):
         await workload.stop(args.timeout * 2 + (args.retry_after or 0) + 1)
         await load
         acked_after = workload.acked_after(healed_at)
+        log("phase: workload stopped")
         await readback.wait_quiet(cluster, 15)
         reads = {}
         for node in cluster.nodes:
             reads[node.name] = await readback.read_replica(cluster, mesh, node, args.read_bound,
                                                            log)
+        log("phase: replicas read")
         jsz = await readback.jsz_states(cluster, 15)
+        log("phase: /jsz read")
         history = [r.as_dict() for r in workload.records]
         out = check(history, reads, jsz, leader, acked_after)
         result.update(out)
+        result["answers"] = answer_counts(history)
         result["events"] = nemesis.events
         with open(os.path.join(run_dir, "history.jsonl"), "w") as f:
             for h in history:
@@ -129,6 +135,12 @@ async def run_once(args, log):
     return result
 
 
+def answer_counts(history):
+    """The most common (outcome, error) of publish attempts, e.g. "failed: no responders"."""
+    c = Counter(f"{a[3]}: {a[5]}" if a[5] else a[3] for h in history for a in h["attempts"])
+    return dict(c.most_common(4))
+
+
 def cmd_run(args):
     args.run_dir = args.run_dir or os.path.join(
         args.work_dir, f"{args.server}-{args.fault}-{args.seed}")
@@ -150,7 +162,7 @@ def cmd_run(args):
         short["run_dir"] = args.run_dir
         short["details"] = result.get("details", [])[:5]
     print(json.dumps(short), flush=True)
-    if result.get("ok") and not args.keep:
+    if result.get("ok") and not args.keep and not result.get("failed_present"):
         shutil.rmtree(args.run_dir, ignore_errors=True)
     if "error" in result:
         return 2

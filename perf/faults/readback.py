@@ -66,7 +66,9 @@ async def make_leader(cluster, mesh, target, bound, log):
         misses = 0
         # the old leader rejoins; wait for the group to settle on one leader
         await asyncio.sleep(0.5)
-    log(f"readback: {target.name} did not become leader within {bound:.0f} s")
+    info = await cluster.stream_info(timeout=2.0)
+    log(f"readback: {target.name} did not become leader within {bound:.0f} s; stream"
+        f" cluster info: {json.dumps((info or {}).get('cluster'))}")
     return False
 
 

@@ -1,6 +1,7 @@
 """Self-test of the checker: a clean fabricated history passes, and each fabricated fault
 (a lost ack, an ack at the wrong sequence, a payload twice, a foreign payload, a divergent
-replica, an unreadable replica, /jsz that disagree, no leader) fails exactly its check.
+replica, an unreadable replica, /jsz that disagree, no leader, an error answer for a message that
+was stored) fails exactly its check.
 
     python3 perf/faults/main.py selftest
 """
@@ -93,6 +94,12 @@ def _lost_on_minority(a):
     del a["reads"]["n3"][1]
 
 
+def _failed_present(a):
+    r = a["reads"]
+    for m in r.values():
+        m[max(m) + 1] = "t:3"  # k=3 was answered with an error
+
+
 def main():
     results = [
         _case("clean history", lambda a: None, []),
@@ -107,6 +114,7 @@ def main():
         _case("/jsz differ", _jsz, ["jsz_mismatch"]),
         _case("no leader after healing", _no_leader, ["no_leader"]),
         _case("no publish acked after healing", _no_ack_after_heal, ["no_leader"]),
+        _case("error answered, message stored", _failed_present, ["failed_present"]),
     ]
     print(f"selftest: {sum(results)}/{len(results)} cases as expected")
     return 0 if all(results) else 1
