@@ -188,6 +188,8 @@ RUN_OPTS = ["nodes", "rate", "timeout", "retry_after", "warmup", "cycles", "hold
 def cmd_campaign(args):
     kinds = KINDS if args.kinds == "all" else args.kinds.split(",")
     servers = args.servers.split(",")
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     out = open(args.out, "a") if args.out else None
     rows = defaultdict(lambda: defaultdict(int))
     failures = []
