@@ -8,6 +8,11 @@ Input (plain data, so that the self-test can fabricate it):
 - jsz: replica name -> [messages, first_seq, last_seq] from its /jsz, or None
 - leader: the stream's leader after healing (None: none within the bound)
 - acked_after_heal: publishes acked after the last heal
+- upto: the stream's last sequence once the workload stopped and the stream was quiet.
+  Read-back may add probe messages after it (to move leadership), so replicas read
+  earlier lack them: replicas are compared up to `upto`, and a message acked beyond it
+  is looked for only on replicas read after it (read_last: replica -> the stream's last
+  sequence when it was read, at least the message's own)
 
 Checks (each a violation when its count is not 0):
 - lost        acked messages not at the sequence a PubAck named, on some replica
@@ -28,17 +33,21 @@ VIOLATIONS = ["lost", "duplicated", "foreign", "divergent", "unread", "jsz_misma
               "no_leader", "failed_present"]
 
 
-def check(history, reads, jsz, leader, acked_after_heal):
+def check(history, reads, jsz, leader, acked_after_heal, upto=None, read_last=None):
     counts = Counter(h["outcome"] for h in history)
     out = {"messages": len(history), "acked": counts["acked"], "failed": counts["failed"],
            "unknown": counts["unknown"]}
     readable = {name: m for name, m in reads.items() if m is not None}
     out["unread"] = len(reads) - len(readable)
+    if upto is None:
+        upto = max((max(m, default=0) for m in readable.values()), default=0)
+    compared = {name: {s: p for s, p in m.items() if s <= upto}
+                for name, m in readable.items()}
 
     # The majority map (ties: the first replica read, the leader after healing).
     keyed = Counter()
     first_seen = {}
-    for name, m in readable.items():
+    for name, m in compared.items():
         key = tuple(sorted(m.items()))
         keyed[key] += 1
         first_seen.setdefault(key, name)
@@ -46,7 +55,7 @@ def check(history, reads, jsz, leader, acked_after_heal):
     if keyed:
         best = max(keyed.items(), key=lambda kv: (kv[1], -list(first_seen).index(kv[0])))
         reference = dict(best[0])
-    out["divergent"] = sum(1 for m in readable.values() if m != reference)
+    out["divergent"] = sum(1 for m in compared.values() if m != reference)
 
     payloads = {h["payload"] for h in history}
     lost, lost_on = set(), Counter()
@@ -55,6 +64,9 @@ def check(history, reads, jsz, leader, acked_after_heal):
         seqs = {a[4] for a in h["attempts"] if a[3] == "acked"}
         for seq in seqs:
             for name, m in readable.items():
+                last = (read_last or {}).get(name)
+                if seq > upto and seq > (last if last is not None else max(m, default=0)):
+                    continue  # added after this replica was read
                 if m.get(seq) != h["payload"]:
                     lost.add(h["payload"])
                     lost_on[name] += 1
@@ -80,7 +92,7 @@ def check(history, reads, jsz, leader, acked_after_heal):
     out["duplicated"] = len(dup)
     out["foreign"] = len(foreign)
 
-    stored = set(reference.values())
+    stored = set(reference.values()) | {p for m in readable.values() for p in m.values()}
     out["unknown_present"] = sum(1 for h in history
                                  if h["outcome"] == "unknown" and h["payload"] in stored)
     out["failed_present"] = sum(1 for h in history

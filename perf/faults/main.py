@@ -100,15 +100,20 @@ async def run_once(args, log):
         acked_after = workload.acked_after(healed_at)
         log("phase: workload stopped")
         await readback.wait_quiet(cluster, 15)
-        reads = {}
+        upto = ((await cluster.stream_info(timeout=2.0)) or {}).get("state", {}).get("last_seq")
+
+        async def probe(node_i, timeout):
+            await workload.probe(cluster.admin[node_i], node_i, timeout)
+
+        reads, read_last = {}, {}
         for node in cluster.nodes:
-            reads[node.name] = await readback.read_replica(cluster, mesh, node, args.read_bound,
-                                                           log)
+            reads[node.name], read_last[node.name] = await readback.read_replica(
+                cluster, mesh, node, args.read_bound, log, probe)
         log("phase: replicas read")
         jsz = await readback.jsz_states(cluster, 15)
         log("phase: /jsz read")
         history = [r.as_dict() for r in workload.records]
-        out = check(history, reads, jsz, leader, acked_after)
+        out = check(history, reads, jsz, leader, acked_after, upto, read_last)
         result.update(out)
         result["answers"] = answer_counts(history)
         result["events"] = nemesis.events

@@ -1,9 +1,9 @@
 """Reading the stream back from every replica, black-box, the same way on both servers.
 
 For each replica in turn: `$JS.API.STREAM.LEADER.STEPDOWN.<stream>` until STREAM.INFO's
-`cluster.leader` is that replica, or if step-downs do not reach it, the leader cut off
-through the proxies until another is elected (bounded; a replica that never leads is
-reported unread), then every sequence from first to last by `$JS.API.STREAM.MSG.GET.<stream>`
+`cluster.leader` is that replica, or if step-downs do not reach it, a probe message
+that makes it the most caught-up replica (see make_leader; bounded: a replica that never
+leads is reported unread), then every sequence from first to last by `$JS.API.STREAM.MSG.GET.<stream>`
 (answered by the leader), then STREAM.INFO again: if the leader changed meanwhile, the
 replica is read again. And each node's `/jsz?accounts=1&streams=1` state, polled until
 all agree (bounded).
@@ -34,15 +34,19 @@ async def _wait_new_leader(cluster, via, old, bound):
     return None
 
 
-async def make_leader(cluster, mesh, target, bound, log):
+async def make_leader(cluster, mesh, target, bound, log, probe):
     """Makes `target` the stream's leader; True if it leads within `bound`.
 
     First `STREAM.LEADER.STEPDOWN` (nats-server hands leadership to a random current
-    replica). A server may pick the same replica every time (natrix hands it to the
-    most caught-up one, ties broken by a fixed order), so that some replica never leads
-    by step-downs alone: after two that did not reach the target, the current leader is
-    cut off from every node through the proxies until the others elect a leader
-    among themselves (randomized election timeouts), then the links heal."""
+    replica). A server may pick the same replica every time: natrix hands it to the most
+    caught-up one, ties broken by a fixed order, and after a leader's loss its replicas
+    campaign in a fixed order too, so some replica may never lead by step-downs or
+    failovers. After two step-downs that did not reach the target, the target is made
+    the most caught-up: every other replica but the leader is cut off through the
+    proxies, one probe message is published through the target (recorded in the history
+    like any other), and the leader is stepped down (3 nodes: before healing, the leader
+    and the target being a quorum; 5 nodes: right after healing, the probe having
+    reached only the target)."""
     deadline = time.monotonic() + bound
     via = target.i
     misses = 0
@@ -59,13 +63,17 @@ async def make_leader(cluster, mesh, target, bound, log):
             misses += 1
             continue
         old = cluster.by_name(leader)
-        mesh.partition([{old.i}, {n.i for n in cluster.nodes if n.i != old.i}])
-        now = await _wait_new_leader(cluster, via, leader, min(15, deadline - time.monotonic()))
+        n = len(cluster.nodes)
+        mesh.partition([{old.i, target.i}] + [{x.i} for x in cluster.nodes
+                                                if x.i not in (old.i, target.i)])
+        await probe(target.i, 2.0 if n == 3 else 0.5)
+        if n != 3:
+            mesh.heal()
+        await cluster.request(via, f"$JS.API.STREAM.LEADER.STEPDOWN.{STREAM}", None, 2.0)
+        now = await _wait_new_leader(cluster, via, leader, min(5, deadline - time.monotonic()))
         mesh.heal()
-        log(f"readback: {leader} cut off to move leadership towards {target.name}: {now}")
+        log(f"readback: probe through {target.name}, {leader} stepped down: {now}")
         misses = 0
-        # the old leader rejoins; wait for the group to settle on one leader
-        await asyncio.sleep(0.5)
     info = await cluster.stream_info(timeout=2.0)
     log(f"readback: {target.name} did not become leader within {bound:.0f} s; stream"
         f" cluster info: {json.dumps((info or {}).get('cluster'))}")
@@ -105,13 +113,14 @@ async def read_all(cluster, via, first, last, concurrency=32):
     return out, errors
 
 
-async def read_replica(cluster, mesh, node, bound, log):
-    """The replica's (seq -> payload) map read through it as leader; None if it never
-    led within `bound`. Sequences that kept failing to read hold "<error: ...>"."""
+async def read_replica(cluster, mesh, node, bound, log, probe):
+    """(seq -> payload, last seq) read through the replica as leader; (None, None) if it
+    never led within `bound`. Sequences that kept failing to read hold "<error: ...>"."""
     deadline = time.monotonic() + bound
     last_try = None
     while time.monotonic() < deadline:
-        if not await make_leader(cluster, mesh, node, max(1.0, deadline - time.monotonic()), log):
+        if not await make_leader(cluster, mesh, node, max(1.0, deadline - time.monotonic()), log,
+                                 probe):
             break
         leader, state = await _leader_info(cluster, node.i)
         if leader != node.name:
@@ -121,8 +130,8 @@ async def read_replica(cluster, mesh, node, bound, log):
         after, state2 = await _leader_info(cluster, node.i)
         if after == node.name and state2.get("last_seq") == last:
             if not errors:
-                return msgs
-            last_try = {**msgs, **errors}
+                return msgs, last
+            last_try = ({**msgs, **errors}, last)
             log(f"readback: {node.name}: {len(errors)} sequences failed to read, e.g."
                 f" {next(iter(errors.items()))}")
         else:
@@ -132,7 +141,7 @@ async def read_replica(cluster, mesh, node, bound, log):
     if last_try is not None:
         return last_try
     log(f"readback: {node.name} not read within {bound} s")
-    return None
+    return None, None
 
 
 def _jsz_state(node):

@@ -36,7 +36,8 @@ def _clean():
 def _case(name, mutate, expect):
     history, reads, jsz = _clean()
     args = {"history": history, "reads": reads, "jsz": jsz, "leader": "n1",
-            "acked_after_heal": 3}
+            "acked_after_heal": 3, "upto": None,
+            "read_last": None}
     mutate(args)
     got = check(**args)
     ok = got["violations"] == expect
@@ -100,6 +101,21 @@ def _failed_present(a):
         m[max(m) + 1] = "t:3"  # k=3 was answered with an error
 
 
+def _probe_after_first_read(a):
+    # read-back added an acked probe at seq upto+1 after n1 was read: not a violation
+    a["history"].append({"payload": "probe", "outcome": "acked",
+                         "attempts": [[1, 0, 0, "acked", 17, None]]})
+    a["reads"]["n2"][17] = "probe"
+    a["reads"]["n3"][17] = "probe"
+    a["upto"] = 16
+    a["read_last"] = {"n1": 16, "n2": 17, "n3": 17}
+
+
+def _probe_lost(a):
+    _probe_after_first_read(a)
+    del a["reads"]["n3"][17]
+
+
 def main():
     results = [
         _case("clean history", lambda a: None, []),
@@ -115,6 +131,8 @@ def main():
         _case("no leader after healing", _no_leader, ["no_leader"]),
         _case("no publish acked after healing", _no_ack_after_heal, ["no_leader"]),
         _case("error answered, message stored", _failed_present, ["failed_present"]),
+        _case("probe after the first replica's read", _probe_after_first_read, []),
+        _case("probe missing on a replica read after it", _probe_lost, ["lost"]),
     ]
     print(f"selftest: {sum(results)}/{len(results)} cases as expected")
     return 0 if all(results) else 1

@@ -80,15 +80,15 @@ class Workload:
     def now(self):
         return round(time.monotonic() - self.t_start, 4)
 
-    async def _send(self, node_i, rec):
-        nc = self.clients[node_i]
+    async def _send(self, node_i, rec, nc=None, timeout=None):
+        nc = nc or self.clients[node_i]
         t0 = self.now()
         seq, dup, err = None, False, None
         try:
             if not nc.is_connected:
                 raise ConnectionError("not connected")
             msg = await nc.request(f"faults.{rec.k % 16}", rec.payload.encode(),
-                                   timeout=self.timeout,
+                                   timeout=timeout or self.timeout,
                                    headers={"Nats-Msg-Id": rec.msg_id})
             body = json.loads(msg.data)
             if "error" in body:
@@ -140,6 +140,13 @@ class Workload:
             else:
                 next_t = time.monotonic()  # behind: do not burst to catch up
                 await asyncio.sleep(0)
+
+    async def probe(self, nc, node_i, timeout):
+        """One more message through `nc` (read-back's leader moves), recorded like the rest."""
+        k = len(self.records)
+        rec = Record(k, f"{self.tag}-{k}", f"{self.tag}:probe{k}:{self.rng.getrandbits(32):08x}")
+        self.records.append(rec)
+        await self._send(node_i, rec, nc=nc, timeout=timeout)
 
     def acked_after(self, t):
         return sum(1 for r in self.records for a in r.attempts
