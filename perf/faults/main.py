@@ -51,7 +51,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 def server_binary(args):
     if args.server == "natrix":
-        return args.natrix or os.path.join(ROOT, "target", "release", "natrix")
+        return os.path.abspath(args.natrix or os.path.join(ROOT, "target", "release", "natrix"))
     return shutil.which("nats-server") or "nats-server"
 
 
@@ -272,7 +272,9 @@ def add_run_opts(p, campaign):
     p.add_argument("--flips", type=int, default=d(16), help="bits flipped per node")
     p.add_argument("--recover-bound", type=float, default=d(30.0))
     p.add_argument("--read-bound", type=float, default=d(30.0))
-    p.add_argument("--port-base", type=int, default=d(47100))
+    p.add_argument("--port-base", type=int, default=d(27100),
+                   help="ports from here, below the ephemeral range (32768-) where the"
+                   " kernel picks the local ports of outgoing connections")
     p.add_argument("--work-dir", default=d(os.path.join(
         os.environ.get("TMPDIR", "/tmp"), "natrix-faults")))
 
