@@ -271,7 +271,8 @@ def add_run_opts(p, campaign):
                    help="seconds of publishing after the last heal")
     p.add_argument("--flips", type=int, default=d(16), help="bits flipped per node")
     p.add_argument("--recover-bound", type=float, default=d(30.0))
-    p.add_argument("--read-bound", type=float, default=d(30.0))
+    p.add_argument("--read-bound", type=float, default=d(60.0),
+                   help="seconds to make a replica leader and read it")
     p.add_argument("--port-base", type=int, default=d(27100),
                    help="ports from here, below the ephemeral range (32768-) where the"
                    " kernel picks the local ports of outgoing connections")

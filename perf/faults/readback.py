@@ -41,7 +41,7 @@ async def make_leader(cluster, mesh, target, bound, log, probe):
     replica). A server may pick the same replica every time: natrix hands it to the most
     caught-up one, ties broken by a fixed order, and after a leader's loss its replicas
     campaign in a fixed order too, so some replica may never lead by step-downs or
-    failovers. After two step-downs that did not reach the target, the target is made
+    failovers. After four step-downs that did not reach the target, the target is made
     the most caught-up: every other replica but the leader is cut off through the
     proxies, one probe message is published through the target (recorded in the history
     like any other), and the leader is stepped down (3 nodes: before healing, the leader
@@ -57,7 +57,7 @@ async def make_leader(cluster, mesh, target, bound, log, probe):
         if not leader:
             await asyncio.sleep(0.2)
             continue
-        if misses < 2:
+        if misses < 4:
             await cluster.request(via, f"$JS.API.STREAM.LEADER.STEPDOWN.{STREAM}", None, 2.0)
             await _wait_new_leader(cluster, via, leader, min(5, deadline - time.monotonic()))
             misses += 1
@@ -70,7 +70,7 @@ async def make_leader(cluster, mesh, target, bound, log, probe):
         if n != 3:
             mesh.heal()
         await cluster.request(via, f"$JS.API.STREAM.LEADER.STEPDOWN.{STREAM}", None, 2.0)
-        now = await _wait_new_leader(cluster, via, leader, min(5, deadline - time.monotonic()))
+        now = await _wait_new_leader(cluster, via, leader, min(10, deadline - time.monotonic()))
         mesh.heal()
         log(f"readback: probe through {target.name}, {leader} stepped down: {now}")
         misses = 0
