@@ -16,6 +16,7 @@ Commands (from the repository root):
   python3 perf/faults/main.py run --server natrix --fault kill_leader --seed 1
   python3 perf/faults/main.py campaign --servers natrix,nats-server --seeds 1-20
   python3 perf/faults/main.py selftest
+  python3 perf/faults/main.py summary perf/out/faults-long-*.jsonl
 
 A run: fresh store dirs, 3 (or 5) nodes, an R3 (or R5) stream, the workload, warm-up,
 `--cycles` faults of one kind (each: inject, hold, heal, wait for a leader), a tail of
@@ -225,14 +226,7 @@ def cmd_campaign(args):
                 if out:
                     out.write(json.dumps(res) + "\n")
                     out.flush()
-                r = rows[(server, kind)]
-                r["runs"] += 1
-                for key in ("acked", "lost", "duplicated", "divergent", "unknown",
-                            "unknown_present", "foreign", "unread", "jsz_mismatch",
-                            "no_leader"):
-                    r[key] += int(res.get(key) or 0)
-                r["errors"] += 1 if "error" in res else 0
-                r["failed_runs"] += 0 if res.get("ok") else 1
+                add_row(rows, res)
                 if not res.get("ok"):
                     failures.append((server, kind, seed, res.get("violations"),
                                      res.get("error")))
@@ -244,10 +238,37 @@ def cmd_campaign(args):
     return 0 if not failures else 1
 
 
+def add_row(rows, res):
+    r = rows[(res.get("server"), res.get("fault"))]
+    r["runs"] += 1
+    for key in ("acked", "lost", "duplicated", "divergent", "unknown", "unknown_present",
+                "failed_present", "foreign", "unread", "jsz_mismatch", "no_leader"):
+        r[key] += int(res.get(key) or 0)
+    r["errors"] += 1 if "error" in res else 0
+    r["failed_runs"] += 0 if res.get("ok") else 1
+
+
+def cmd_summary(args):
+    """The table of JSON lines files (a campaign's --out), one row per server and kind;
+    a later line for the same (server, fault, seed) replaces an earlier one."""
+    last = {}
+    for path in args.files:
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    res = json.loads(line)
+                    last[(res.get("server"), res.get("fault"), res.get("seed"))] = res
+    rows = defaultdict(lambda: defaultdict(int))
+    for res in last.values():
+        add_row(rows, res)
+    print(summary_table(rows))
+    return 0
+
+
 def summary_table(rows):
     cols = ["runs", "acked", "lost", "duplicated", "divergent", "unknown",
-            "unknown_present", "foreign", "unread", "jsz_mismatch", "no_leader", "errors",
-            "failed_runs"]
+            "unknown_present", "failed_present", "foreign", "unread", "jsz_mismatch",
+            "no_leader", "errors", "failed_runs"]
     lines = ["| server | fault | " + " | ".join(cols) + " |",
              "|---|---|" + "---|" * len(cols)]
     for (server, kind), r in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
@@ -299,7 +320,11 @@ def main():
     c.add_argument("--run-timeout", type=int, default=240)
     add_run_opts(c, True)
     sub.add_parser("selftest", help="the checker against fabricated histories")
+    sm = sub.add_parser("summary", help="the table of campaigns' --out files")
+    sm.add_argument("files", nargs="+")
     args = ap.parse_args()
+    if args.cmd == "summary":
+        return cmd_summary(args)
     if args.cmd == "run":
         return cmd_run(args)
     if args.cmd == "campaign":
