@@ -10,9 +10,10 @@ Kinds (n = 3 or 5 nodes; a minority is 1 of 3 or 2 of 5):
   partition_minority  a random minority cut off from the rest
   partition_bridge    two halves that cannot reach each other, one node reaching both
   bitflip             a random minority killed (-9); while down, random bits flipped in
-                      its stream's segment files; restarted
+                      its stream's segment files (in their data: not in the zeros a
+                      preallocated file ends with); restarted
   truncate            a random minority killed (-9); while down, its newest segment file
-                      cut short by a random length; restarted
+                      cut short by 1 byte to half of its data; restarted
 
 Segment files: natrix `<store>/jetstream/$G/streams/<stream>/msgs/*.seg`, nats-server
 `<store>/jetstream/$G/streams/<stream>/msgs/*.blk`.
@@ -35,9 +36,26 @@ def segment_files(node):
     return sorted(glob.glob(os.path.join(base, "*.seg")) + glob.glob(os.path.join(base, "*.blk")))
 
 
+def data_end(path):
+    """The length of a file without its trailing zero bytes: natrix preallocates its
+    segments (64 MiB), so faults aimed past the last record would touch nothing."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        end = size
+        while end > 0:
+            start = max(0, end - (1 << 20))
+            f.seek(start)
+            chunk = f.read(end - start).rstrip(b"\0")
+            if chunk:
+                return start + len(chunk)
+            end = start
+    return 0
+
+
 def flip_bits(files, count, rng):
-    """Flips `count` random bits, files weighted by size; returns [(file, offset, bit)]."""
-    sizes = [(f, os.path.getsize(f)) for f in files]
+    """Flips `count` random bits in the files' data (up to data_end), files weighted by
+    their data's length; returns [(file, offset, bit)]."""
+    sizes = [(f, data_end(f)) for f in files]
     sizes = [(f, s) for f, s in sizes if s > 0]
     total = sum(s for _, s in sizes)
     done = []
@@ -60,14 +78,16 @@ def flip_bits(files, count, rng):
 
 
 def truncate_newest(files, rng):
-    files = [f for f in files if os.path.getsize(f) > 0]
+    """Cuts the newest file with data short by 1 byte to half its data; returns
+    (file, size, data length, new size)."""
+    files = [f for f in files if data_end(f) > 0]
     if not files:
         return None
     newest = max(files, key=lambda f: (os.path.getmtime(f), f))
-    size = os.path.getsize(newest)
-    cut = rng.randint(1, max(1, size // 2))
-    os.truncate(newest, size - cut)
-    return (os.path.basename(newest), size, size - cut)
+    size, end = os.path.getsize(newest), data_end(newest)
+    cut = rng.randint(1, max(1, end // 2))
+    os.truncate(newest, end - cut)
+    return (os.path.basename(newest), size, end, end - cut)
 
 
 class Nemesis:
