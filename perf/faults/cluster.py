@@ -7,7 +7,9 @@ routes to the other nodes through the proxies of `proxy.Mesh` and its own route 
 the proxies; `no_advertise` keeps the clients on the node they were given.
 
 natrix and nats-server take the same file. Every process is started here and stopped
-here by pid (SIGCONT first, for one that was paused), also when the run fails.
+here by pid (SIGCONT first, for one that was paused), also when the run fails; each
+node's pid is also in `<run dir>/<node>/pid`, for `kill_leftovers` when a run itself
+is killed.
 """
 
 import asyncio
@@ -111,6 +113,8 @@ class Node:
             self.proc = subprocess.Popen([self.binary, "-c", self.conf], stdout=log,
                                          stderr=subprocess.STDOUT, cwd=self.dir,
                                          start_new_session=True)
+        with open(os.path.join(self.dir, "pid"), "w") as f:
+            f.write(f"{self.proc.pid}\n")
         self.paused = False
 
     def signal(self, sig):
@@ -150,6 +154,25 @@ class Node:
         url = f"http://127.0.0.1:{self.ports.http(self.i)}{path}"
         with urllib.request.urlopen(url, timeout=timeout) as r:
             return json.loads(r.read())
+
+
+def kill_leftovers(run_dir):
+    """SIGCONT + SIGKILL of the nodes a killed run left (pid files whose process still
+    runs with a config of that run dir); returns the pids killed."""
+    killed = []
+    for name in sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []:
+        try:
+            with open(os.path.join(run_dir, name, "pid")) as f:
+                pid = int(f.read())
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if os.path.join(run_dir, name, "node.conf").encode() not in f.read():
+                    continue
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except (OSError, ValueError):
+            pass
+    return killed
 
 
 class Cluster:

@@ -41,13 +41,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from checker import check  # noqa: E402
-from cluster import Cluster, Ports  # noqa: E402
+from cluster import Cluster, Ports, kill_leftovers  # noqa: E402
 from nemesis import KINDS, Nemesis  # noqa: E402
 from proxy import Mesh  # noqa: E402
 import readback  # noqa: E402
 from workload import Workload  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def default_work_dir():
+    return os.path.join(os.environ.get("TMPDIR", "/tmp"), "natrix-faults")
 
 
 def server_binary(args):
@@ -217,8 +221,12 @@ def cmd_campaign(args):
                     line = (p.stdout.strip().splitlines() or ["{}"])[-1]
                     res = json.loads(line)
                 except subprocess.TimeoutExpired:
+                    run_dir = os.path.join(args.work_dir or default_work_dir(),
+                                           f"{server}-{kind}-{seed}")
+                    killed = kill_leftovers(run_dir)
                     res = {"server": server, "fault": kind, "seed": seed, "ok": False,
-                           "error": f"run exceeded {args.run_timeout} s"}
+                           "error": f"run exceeded {args.run_timeout} s; nodes killed:"
+                                    f" {killed}"}
                 except json.JSONDecodeError:
                     res = {"server": server, "fault": kind, "seed": seed, "ok": False,
                            "error": f"no JSON line: {p.stderr[-300:]}"}
@@ -297,8 +305,7 @@ def add_run_opts(p, campaign):
     p.add_argument("--port-base", type=int, default=d(27100),
                    help="ports from here, below the ephemeral range (32768-) where the"
                    " kernel picks the local ports of outgoing connections")
-    p.add_argument("--work-dir", default=d(os.path.join(
-        os.environ.get("TMPDIR", "/tmp"), "natrix-faults")))
+    p.add_argument("--work-dir", default=d(default_work_dir()))
 
 
 def main():
