@@ -196,13 +196,25 @@ pub fn limits(server: &Server, account: AccountId) -> AccountLimits {
 
 pub async fn account_info(shard: &Rc<Shard>, account: AccountId) -> Reply {
     let u = account_usage(shard, Some(account)).await;
+    account_info_reply(shard, account, &u, u.streams, u.consumers)
+}
+
+/// The account info document: `usage`'s bytes, and the stream and consumer counts
+/// given (a cluster counts them from its assignments).
+pub fn account_info_reply(
+    shard: &Shard,
+    account: AccountId,
+    usage: &Usage,
+    streams: u64,
+    consumers: u64,
+) -> Reply {
     let info = AccountInfo {
-        memory: u.memory,
-        storage: u.storage,
+        memory: usage.memory,
+        storage: usage.storage,
         reserved_memory: 0,
         reserved_storage: 0,
-        streams: u.streams,
-        consumers: u.consumers,
+        streams,
+        consumers,
         limits: limits(&shard.server, account),
         domain: shard
             .server
@@ -218,7 +230,7 @@ pub async fn account_info(shard: &Rc<Shard>, account: AccountId) -> Reply {
     })
 }
 
-fn parse_list(body: &[u8]) -> Result<ListRequest, ApiError> {
+pub fn parse_list(body: &[u8]) -> Result<ListRequest, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(ListRequest::default());
     }

@@ -33,7 +33,7 @@ pub fn ack_body(stream: &str, seq: u64, duplicate: bool) -> Vec<u8> {
 
 /// Handles one publish on the stream's shard. Never blocks: the PubAck is queued.
 /// A replicated stream's leader proposes the message instead (`cluster::stream`).
-pub fn on_publish(shard: &Shard, stream: &Stream, msg: &Msg) {
+pub fn on_publish(shard: &Shard, stream: &std::rc::Rc<Stream>, msg: &Msg) {
     if stream.cluster.get().is_some() {
         crate::jetstream::cluster::stream::on_publish(shard, stream, msg);
         return;

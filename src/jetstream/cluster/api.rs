@@ -150,33 +150,7 @@ fn account_info(shard: &Shard, cl: &Cluster, account: AccountId, acct: &str) -> 
         .of_account(acct)
         .fold((0, 0), |(s, c), sa| (s + 1, c + sa.consumers.len() as u64));
     let usage = registry::usage(shard, Some(account));
-    let info = AccountInfo {
-        memory: usage.memory,
-        storage: usage.storage,
-        reserved_memory: 0,
-        reserved_storage: 0,
-        streams,
-        consumers,
-        limits: catalog::limits(&shard.server, account),
-        domain: shard
-            .server
-            .opts
-            .jetstream
-            .as_ref()
-            .and_then(|j| j.domain.clone()),
-        api: shard.catalog.api_stats(Some(account)),
-    };
-    Reply::json(&Response {
-        kind: kind::ACCOUNT_INFO,
-        body: info,
-    })
-}
-
-fn list_request(body: &[u8]) -> ListRequest {
-    serde_json::from_slice::<Option<ListRequest>>(body)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+    catalog::account_info_reply(shard, account, &usage, streams, consumers)
 }
 
 fn matching(cl: &Cluster, acct: &str, subject: Option<&str>) -> Vec<StreamAssignment> {
@@ -193,7 +167,10 @@ fn matching(cl: &Cluster, acct: &str, subject: Option<&str>) -> Vec<StreamAssign
 }
 
 fn names(cl: &Cluster, acct: &str, body: &[u8]) -> Reply {
-    let req = list_request(body);
+    let req = match catalog::parse_list(body) {
+        Ok(r) => r,
+        Err(e) => return Reply::error(kind::STREAM_NAMES, e),
+    };
     let all = matching(cl, acct, req.subject.as_deref());
     Reply::json(&Response {
         kind: kind::STREAM_NAMES,
@@ -220,7 +197,10 @@ async fn list(
     acct: &str,
     body: &[u8],
 ) -> Reply {
-    let req = list_request(body);
+    let req = match catalog::parse_list(body) {
+        Ok(r) => r,
+        Err(e) => return Reply::error(kind::STREAM_LIST, e),
+    };
     let all = matching(cl, acct, req.subject.as_deref());
     let total = all.len();
     let mut streams = Vec::new();

@@ -176,7 +176,7 @@ pub fn set_leading(shard: &Rc<Shard>, stream: &Rc<Stream>, leading: bool) {
 
 /// A publish reached the leader: checked, then proposed; its PubAck goes out once
 /// the entry is applied here (`apply_msg`).
-pub fn on_publish(shard: &Shard, stream: &Stream, msg: &Msg) {
+pub fn on_publish(shard: &Shard, stream: &Rc<Stream>, msg: &Msg) {
     let Some(r) = stream.cluster.get() else {
         return;
     };
@@ -226,9 +226,7 @@ pub fn on_publish(shard: &Shard, stream: &Stream, msg: &Msg) {
         headers: Bytes::copy_from_slice(hdrs),
         payload: Bytes::copy_from_slice(payload),
     };
-    let Some(owner) = shard.js.get(stream.account, &stream.name) else {
-        return;
-    };
+    let owner = stream.clone();
     // Refused by the driver (no longer the leader, a transfer under way): no answer.
     // During a change of leader the new one may have taken the same publish, so an
     // error here could tell a client "failed" of a message that is stored; the
