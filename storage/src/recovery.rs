@@ -95,6 +95,8 @@ pub fn scan_segment(segment_id: u32, buf: &[u8]) -> Scan {
                         }
                     }
                 }
+                // A file cut inside the last record's padding keeps the record
+                // whole: the padding is zeros, restored by the caller.
                 off += n;
                 None
             }
@@ -122,6 +124,7 @@ pub fn scan_segment(segment_id: u32, buf: &[u8]) -> Scan {
         }
     }
     index.data_len_bytes = off as u64;
+    debug_assert!(off <= buf.len().next_multiple_of(ALIGN_BYTES));
     Scan { index, torn }
 }
 
@@ -189,6 +192,20 @@ mod tests {
         assert_eq!(s.index.damage[0].offset, starts[4] as u64);
         assert_eq!(s.index.damage[0].resume_offset, starts[5] as u64);
         assert_eq!(s.torn, None);
+    }
+
+    #[test]
+    fn file_cut_inside_the_last_padding_keeps_the_record() {
+        let (b, starts) = seg(10);
+        let framed = frame::check(&b[starts[9]..]).unwrap();
+        let padded = b.len() - starts[9];
+        assert!(framed < padded, "the last record has padding");
+        for cut in starts[9] + framed..b.len() {
+            let s = scan_segment(0, &b[..cut]);
+            assert_eq!(s.index.entries.len(), 10, "cut {cut}");
+            assert_eq!(s.index.data_len_bytes, b.len() as u64, "cut {cut}");
+            assert_eq!(s.torn, None, "cut {cut}");
+        }
     }
 
     #[test]

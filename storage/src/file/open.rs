@@ -132,7 +132,7 @@ async fn scan_and_repair(
     cfg: &LogConfig,
     report: &mut RecoveryReport,
 ) -> Result<(SegmentIndex, Vec<u8>)> {
-    let bytes = read_all(file, file.data_end(size)).await?;
+    let mut bytes = read_all(file, file.data_end(size)).await?;
     let scan = scan_segment(id, &bytes);
     for d in &scan.index.damage {
         tracing::error!(
@@ -152,7 +152,13 @@ async fn scan_and_repair(
         );
         report.torn_tails.push((id, t));
         cut_and_preallocate(file, scan.index.data_len_bytes, cfg.segment_size_bytes).await?;
+    } else if (bytes.len() as u64) < scan.index.data_len_bytes {
+        // Cut inside the last record's padding: the padding comes back as zeros.
+        tracing::warn!(segment = id, "segment cut inside padding; zeros restored");
+        bytes.resize(scan.index.data_len_bytes as usize, 0);
+        cut_and_preallocate(file, scan.index.data_len_bytes, cfg.segment_size_bytes).await?;
     }
+    debug_assert!(scan.index.data_len_bytes <= bytes.len() as u64);
     Ok((scan.index, bytes))
 }
 

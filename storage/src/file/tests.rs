@@ -460,3 +460,34 @@ fn no_file_appears_in_the_directory_once_the_store_is_dropped() {
         std::fs::remove_dir_all(&path).unwrap();
     });
 }
+
+/// A segment cut inside its last record's padding (a file truncated while the
+/// server was down) opens with every record, and takes appends after it.
+#[test]
+fn a_segment_cut_inside_the_last_padding_opens_and_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let s = FileStore::open(&path, LogConfig::default()).await.unwrap();
+        s.append("a", b"", &[1u8; 100]).unwrap();
+        s.append("b", b"", &[2u8; 101]).unwrap();
+        s.commit().await.unwrap();
+        let data_len = s.inner.borrow().segs.last().unwrap().data_len;
+        drop(s);
+        let seg = seg_path(&path, 0);
+        let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(data_len - 1).unwrap();
+        drop(f);
+
+        let s = FileStore::open(&path, LogConfig::default()).await.unwrap();
+        assert_eq!(s.state().last_seq, 2);
+        assert_eq!(s.get(2).await.unwrap().unwrap().payload, vec![2u8; 101]);
+        s.append("c", b"", &[3u8; 7]).unwrap();
+        s.commit().await.unwrap();
+        drop(s);
+        let s = FileStore::open(&path, LogConfig::default()).await.unwrap();
+        assert_eq!(s.state().last_seq, 3);
+        assert_eq!(s.get(3).await.unwrap().unwrap().payload, vec![3u8; 7]);
+        assert_eq!(s.get(1).await.unwrap().unwrap().payload, vec![1u8; 100]);
+    });
+}
