@@ -864,3 +864,69 @@ async fn expectations_and_msg_ids_count_what_is_being_replicated() {
     let info = stream_ready(&nc, None).await;
     assert_eq!(info["state"]["messages"], 2);
 }
+
+/// The segment files of stream `STREAM` under a storage node's store directory.
+fn stream_segments(store: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![store.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "seg")
+                && path.to_string_lossy().contains(&format!("/{STREAM}/"))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Flips one byte of the payload `payload` in the stream's segment files.
+fn corrupt_a_record(store: &Path, payload: &str) {
+    for seg in stream_segments(store) {
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let Some(at) = bytes
+            .windows(payload.len())
+            .position(|w| w == payload.as_bytes())
+        else {
+            continue;
+        };
+        bytes[at] ^= 0x5a;
+        std::fs::write(&seg, &bytes).unwrap();
+        return;
+    }
+    panic!("no segment holds {payload}");
+}
+
+#[tokio::test]
+async fn a_replica_with_a_corrupt_record_is_repaired_from_the_group_log() {
+    let mut cl = Cluster::start(3, 0);
+    let (nc, js) = connect(&cl.url(0)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    create_r3(&nc).await;
+    let info = stream_ready(&nc, None).await;
+    let mut acked = publish_acked(&js, "a", 100).await;
+    cl.wait_replicas(100, 100);
+    let follower = (0..3)
+        .find(|i| *i != 0 && cl.members[*i].name != leader_of(&info))
+        .unwrap();
+    cl.kill(follower);
+    corrupt_a_record(cl.members[follower].store.as_ref().unwrap(), "a-50");
+    cl.restart(follower);
+    acked.extend(publish_acked(&js, "b", 10).await);
+    // Without the repair the damaged replica would hold 109 messages.
+    cl.wait_replicas(110, 110);
+    assert!(
+        cl.servers[follower]
+            .as_ref()
+            .unwrap()
+            .log()
+            .contains("to apply them again from its group's log"),
+        "the damage was found and repaired"
+    );
+    assert_eq!(read_all(&js).await, acked);
+    drop(nc);
+}

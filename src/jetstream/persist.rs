@@ -29,6 +29,10 @@ pub struct ConsumerMeta {
 pub struct Binding {
     pub group: u64,
     pub peers: Vec<u64>,
+    /// The group's log holds every message after this sequence (it was compacted up
+    /// to a point at or before it): a damaged record above it can be applied again.
+    #[serde(default)]
+    pub log_from_seq: u64,
 }
 
 const BINDING_FILE: &str = "cluster.json";
@@ -72,7 +76,10 @@ pub fn consumer_dir(stream_dir: &Path, consumer: &str) -> PathBuf {
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
+    let mut f = std::fs::File::create(&tmp)?;
+    io::Write::write_all(&mut f, bytes)?;
+    // Durable before the rename: a crash never leaves an empty file in its place.
+    f.sync_data()?;
     std::fs::rename(&tmp, path)
 }
 

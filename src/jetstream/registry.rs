@@ -265,6 +265,47 @@ async fn open_store(
     }
 }
 
+/// Damaged records found on open are lost to a stream of one server (reported,
+/// never served). A clustered replica drops everything from the first one on when
+/// its group's log still holds those messages: they are applied again from it.
+async fn repair_damage(
+    store: &FileStore,
+    name: &str,
+    binding: Option<&persist::Binding>,
+) -> Result<(), String> {
+    let report = store.recovery_report();
+    let Some(&(first_missing, _)) = report.missing.first() else {
+        return Ok(());
+    };
+    match binding {
+        Some(b) if first_missing > b.log_from_seq => {
+            tracing::warn!(
+                "JetStream stream {name}: damaged records found (sequences {:?}); this replica drops sequences {first_missing} and later, to apply them again from its group's log",
+                report.missing
+            );
+            store
+                .truncate_from(first_missing)
+                .await
+                .map_err(|e| format!("could not cut the damaged records: {e}"))
+        }
+        Some(b) => {
+            tracing::error!(
+                "JetStream stream {name}: damaged records found (sequences {:?}) that its group's log no longer holds (it starts after {}); this replica will not serve them",
+                report.missing,
+                b.log_from_seq
+            );
+            Ok(())
+        }
+        None => {
+            tracing::error!(
+                "JetStream stream {name}: damaged records found, sequences {:?} are lost and will not be served",
+                report.missing
+            );
+            Ok(())
+        }
+    }
+}
+
 /// Reopens a file stream found in the store directory, with its consumers (and,
 /// for a clustered stream's replica, its group).
 pub async fn open_stream(
@@ -276,18 +317,11 @@ pub async fn open_stream(
     let store = open_store(shard, &meta.config, Some(&dir))
         .await
         .map_err(|e| e.to_string())?;
+    let binding = persist::load_binding(&dir).map_err(|e| e.to_string())?;
     if let Store::File(f) = &store {
-        let report = f.recovery_report();
-        if !report.missing.is_empty() {
-            tracing::error!(
-                "JetStream stream {}: damaged records found, sequences {:?} are lost and will not be served",
-                meta.config.name,
-                report.missing
-            );
-        }
+        repair_damage(f, &meta.config.name, binding.as_ref()).await?;
     }
     let config = meta.config.clone();
-    let binding = persist::load_binding(&dir).map_err(|e| e.to_string())?;
     let stream = Stream::new(
         account,
         meta.config,
@@ -299,7 +333,9 @@ pub async fn open_stream(
         let _ = stream
             .cluster
             .set(crate::jetstream::cluster::stream::Replica::new(
-                b.group, b.peers,
+                b.group,
+                b.peers,
+                b.log_from_seq,
             ));
     }
     for cdir in persist::consumer_dirs(&dir) {

@@ -33,14 +33,17 @@ pub struct Replica {
     pub proposed: RefCell<InFlight>,
     /// Entries applied since this replica last asked for its log to be compacted.
     pub applied_since_compact: Cell<u64>,
+    /// The group's log holds every message after this sequence (see `Binding`).
+    pub log_from_seq: Cell<u64>,
 }
 
 /// Entries a leader applies between two proposals to compact the group's log.
 pub const COMPACT_EVERY_ENTRIES: u64 = 8192;
 
 impl Replica {
-    pub fn new(group: GroupId, peers: Vec<NodeId>) -> Replica {
+    pub fn new(group: GroupId, peers: Vec<NodeId>, log_from_seq: u64) -> Replica {
         Replica {
+            log_from_seq: Cell::new(log_from_seq),
             group,
             peers: RefCell::new(peers),
             leading: Cell::new(false),
@@ -62,6 +65,7 @@ impl Replica {
         Binding {
             group: self.group,
             peers: self.peers.borrow().clone(),
+            log_from_seq: self.log_from_seq.get(),
         }
     }
 }
@@ -114,7 +118,7 @@ pub fn ensure_replica(shard: &Rc<Shard>, cl: &Cluster, sa: &StreamAssignment) {
         let Some(cl) = shard.cluster.get().cloned() else {
             return;
         };
-        let replica = Replica::new(sa.group, sa.peers.clone());
+        let replica = Replica::new(sa.group, sa.peers.clone(), 0);
         let created = persist::from_ns(sa.created_ns);
         match registry::create_replica(&shard, account, sa.config.clone(), created, Some(replica))
             .await
@@ -286,12 +290,16 @@ fn compact_when_durable(cl: &Cluster, stream: &Rc<Stream>, up_to: u64) {
         return;
     };
     let (stream, group) = (stream.clone(), r.group);
+    // Every message after this one was applied after the entry asking for the
+    // compaction, so after `up_to`: the log keeps it.
+    let log_from_seq = stream.store.state().last_seq;
     glommio::spawn_local(async move {
         let Some(cl) = shard.cluster.get().cloned() else {
             return;
         };
-        match stream.store.commit().await {
-            Ok(_) => cl.compact_log(group, up_to),
+        let durable = stream.store.commit().await.map_err(|e| e.to_string());
+        match durable.and_then(|_| record_log_start(&stream, log_from_seq)) {
+            Ok(()) => cl.compact_log(group, up_to),
             Err(e) => error!(
                 "JetStream cluster: stream {} not compacted: {e}",
                 stream.name
@@ -299,6 +307,20 @@ fn compact_when_durable(cl: &Cluster, stream: &Rc<Stream>, up_to: u64) {
         }
     })
     .detach();
+}
+
+/// Records (durably, before the log is compacted) from which sequence on the
+/// group's log holds the stream's messages.
+fn record_log_start(stream: &Stream, log_from_seq: u64) -> Result<(), String> {
+    let r = stream.cluster.get().expect("a clustered stream");
+    if log_from_seq <= r.log_from_seq.get() {
+        return Ok(());
+    }
+    r.log_from_seq.set(log_from_seq);
+    match &stream.dir {
+        Some(dir) => persist::save_binding(dir, &r.binding()).map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
 }
 
 fn apply_msg(shard: &Shard, node: NodeId, stream: &Stream, m: MsgEntry) {
