@@ -902,7 +902,7 @@ fn corrupt_a_record(store: &Path, payload: &str) {
 }
 
 #[tokio::test]
-async fn a_replica_with_a_corrupt_record_is_repaired_from_the_group_log() {
+async fn replicas_with_corrupt_records_are_repaired_from_the_group_log() {
     let mut cl = Cluster::start(3, 0);
     let (nc, js) = connect(&cl.url(0)).await;
     assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
@@ -910,23 +910,30 @@ async fn a_replica_with_a_corrupt_record_is_repaired_from_the_group_log() {
     let info = stream_ready(&nc, None).await;
     let mut acked = publish_acked(&js, "a", 100).await;
     cl.wait_replicas(100, 100);
-    let follower = (0..3)
-        .find(|i| *i != 0 && cl.members[*i].name != leader_of(&info))
-        .unwrap();
-    cl.kill(follower);
-    corrupt_a_record(cl.members[follower].store.as_ref().unwrap(), "a-50");
-    cl.restart(follower);
-    acked.extend(publish_acked(&js, "b", 10).await);
-    // Without the repair the damaged replica would hold 109 messages.
-    cl.wait_replicas(110, 110);
-    assert!(
-        cl.servers[follower]
-            .as_ref()
-            .unwrap()
-            .log()
-            .contains("to apply them again from its group's log"),
-        "the damage was found and repaired"
-    );
+    let leader = cl.index_of(&leader_of(&info));
+    // A record in the middle (the store is cut there), then the very first one (the
+    // store starts again): each time every message comes back from the log.
+    let followers = (0..3).filter(|i| *i != leader);
+    for (round, (follower, damaged)) in followers.zip(["a-50", "a-0"]).enumerate() {
+        cl.kill(follower);
+        corrupt_a_record(cl.members[follower].store.as_ref().unwrap(), damaged);
+        cl.restart(follower);
+        let client = if follower == 0 { leader } else { 0 };
+        let (_nc, js) = connect(&cl.url(client)).await;
+        acked.extend(publish_acked(&js, &format!("r{round}"), 10).await);
+        // Without the repair the damaged replica would hold one message less.
+        let n = acked.len() as u64;
+        cl.wait_replicas(n, n);
+        assert!(
+            cl.servers[follower]
+                .as_ref()
+                .unwrap()
+                .log()
+                .contains("to apply them again from its group's log"),
+            "the damage was found and repaired"
+        );
+    }
+    let (_nc, js) = connect(&cl.url(leader)).await;
     assert_eq!(read_all(&js).await, acked);
     drop(nc);
 }

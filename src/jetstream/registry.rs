@@ -269,13 +269,19 @@ async fn open_store(
 /// never served). A clustered replica drops everything from the first one on when
 /// its group's log still holds those messages: they are applied again from it.
 async fn repair_damage(
-    store: &FileStore,
-    name: &str,
+    shard: &Rc<Shard>,
+    meta: &persist::StreamMeta,
+    dir: &std::path::Path,
+    store: Store,
     binding: Option<&persist::Binding>,
-) -> Result<(), String> {
-    let report = store.recovery_report();
+) -> Result<Store, String> {
+    let name = &meta.config.name;
+    let Store::File(f) = &store else {
+        return Ok(store);
+    };
+    let report = f.recovery_report();
     let Some(&(first_missing, _)) = report.missing.first() else {
-        return Ok(());
+        return Ok(store);
     };
     match binding {
         Some(b) if first_missing > b.log_from_seq => {
@@ -283,10 +289,25 @@ async fn repair_damage(
                 "JetStream stream {name}: damaged records found (sequences {:?}); this replica drops sequences {first_missing} and later, to apply them again from its group's log",
                 report.missing
             );
-            store
-                .truncate_from(first_missing)
+            if first_missing >= f.first_index() {
+                f.truncate_from(first_missing)
+                    .await
+                    .map_err(|e| format!("could not cut the damaged records: {e}"))?;
+                return Ok(store);
+            }
+            // The damage reaches the first record: the store starts again, empty.
+            store.close().await.map_err(|e| e.to_string())?;
+            let messages = persist::messages_dir(dir);
+            std::fs::remove_dir_all(&messages)
+                .map_err(|e| format!("could not clear {}: {e}", messages.display()))?;
+            let store = open_store(shard, &meta.config, Some(dir))
                 .await
-                .map_err(|e| format!("could not cut the damaged records: {e}"))
+                .map_err(|e| e.to_string())?;
+            if first_missing > 1 {
+                store.start_at(first_missing).map_err(|e| e.to_string())?;
+            }
+            store.commit().await.map_err(|e| e.to_string())?;
+            Ok(store)
         }
         Some(b) => {
             tracing::error!(
@@ -294,14 +315,14 @@ async fn repair_damage(
                 report.missing,
                 b.log_from_seq
             );
-            Ok(())
+            Ok(store)
         }
         None => {
             tracing::error!(
                 "JetStream stream {name}: damaged records found, sequences {:?} are lost and will not be served",
                 report.missing
             );
-            Ok(())
+            Ok(store)
         }
     }
 }
@@ -318,9 +339,7 @@ pub async fn open_stream(
         .await
         .map_err(|e| e.to_string())?;
     let binding = persist::load_binding(&dir).map_err(|e| e.to_string())?;
-    if let Store::File(f) = &store {
-        repair_damage(f, &meta.config.name, binding.as_ref()).await?;
-    }
+    let store = repair_damage(shard, &meta, &dir, store, binding.as_ref()).await?;
     let config = meta.config.clone();
     let stream = Stream::new(
         account,
