@@ -929,11 +929,45 @@ async fn replicas_with_corrupt_records_are_repaired_from_the_group_log() {
                 .as_ref()
                 .unwrap()
                 .log()
-                .contains("to apply them again from its group's log"),
+                .contains("to get them again from its group's log"),
             "the damage was found and repaired"
         );
     }
     let (_nc, js) = connect(&cl.url(leader)).await;
     assert_eq!(read_all(&js).await, acked);
     drop(nc);
+}
+
+#[tokio::test]
+async fn a_corrupt_record_the_log_no_longer_holds_comes_from_a_peer() {
+    let mut cl = Cluster::start(3, 0);
+    let (nc, js) = connect(&cl.url(0)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    create_r3(&nc).await;
+    let info = stream_ready(&nc, None).await;
+    // Past the compaction interval: the group's log no longer holds the first ones.
+    let mut acked = publish_pipelined(&js, "x", 9_000).await;
+    cl.wait_replicas(9_000, 9_000);
+    let leader = cl.index_of(&leader_of(&info));
+    let mut followers = (0..3).filter(|i| *i != leader);
+    let (damaged, other) = (followers.next().unwrap(), followers.next().unwrap());
+    cl.kill(damaged);
+    corrupt_a_record(cl.members[damaged].store.as_ref().unwrap(), "x-10");
+    cl.restart(damaged);
+    let (lnc, ljs) = connect(&cl.url(leader)).await;
+    acked.extend(publish_acked(&ljs, "y", 10).await);
+    cl.wait_replicas(9_010, 9_010);
+    let log = cl.servers[damaged].as_ref().unwrap().log();
+    assert!(log.contains("to get them again from a peer"), "{log}");
+    assert!(log.contains("caught up through sequence"), "{log}");
+    // Read through the repaired replica: the other follower goes, the leader hands
+    // leadership to the only voter left.
+    cl.kill(other);
+    let stepped = api(&lnc, &format!("STREAM.LEADER.STEPDOWN.{STREAM}"), "").await;
+    assert!(stepped.is_some_and(|v| v["success"] == true));
+    let (dnc, djs) = connect(&cl.url(damaged)).await;
+    let info = stream_ready_with(&dnc, Some(&cl.members[leader].name), 1).await;
+    assert_eq!(leader_of(&info), cl.members[damaged].name);
+    assert_eq!(read_all(&djs).await, acked);
+    drop((nc, lnc, dnc));
 }

@@ -612,7 +612,7 @@ pub async fn start(shard: &Rc<Shard>) -> Result<(), String> {
         if account == accounts.system() {
             // A cluster's system-wide requests (meta leader step-down, server
             // removal) come in the system account.
-            if shard.server.raft_node.is_some() {
+            if let Some(node) = shard.server.raft_node {
                 for subject in ["$JS.API.META.>", "$JS.API.SERVER.>"] {
                     shard.add_internal(
                         account,
@@ -622,6 +622,13 @@ pub async fn start(shard: &Rc<Shard>) -> Result<(), String> {
                         ),
                     );
                 }
+                shard.add_internal(
+                    account,
+                    &crate::jetstream::cluster::catchup::subscription(node),
+                    crate::server::interest::InternalSub::JetStream(
+                        crate::jetstream::Service::CatchUp,
+                    ),
+                );
             }
             continue;
         }

@@ -69,12 +69,15 @@ pub enum Service {
     Ack(Weak<stream::Stream>),
     /// Flow-control answers for the stream's push consumers, on its shard.
     FlowControl(Weak<stream::Stream>),
+    /// Stream catch-up requests and answers between servers, on shard 0.
+    CatchUp,
 }
 
 /// A message reached a JetStream internal subscription.
 pub fn on_internal(shard: &Shard, service: &Service, account: AccountId, msg: &Msg) {
     match service {
         Service::Api => api::on_request(shard, account, msg),
+        Service::CatchUp => cluster::catchup::on_message(shard, msg),
         Service::Publish(stream) => {
             if let Some(stream) = stream.upgrade() {
                 publish::on_publish(shard, &stream, msg);

@@ -321,7 +321,7 @@ fn check_expectations(
     Ok(())
 }
 
-fn store_error(e: StoreError) -> ApiError {
+pub fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::LimitReached(what) => errors::store_failed(format!("maximum {what} exceeded")),
         StoreError::TooLarge { .. } => errors::message_too_large(),

@@ -265,66 +265,73 @@ async fn open_store(
     }
 }
 
+/// What open did about damaged records.
+#[derive(PartialEq)]
+enum Repair {
+    /// None found, or a stream of one server's (reported, never served).
+    None,
+    /// A clustered replica dropped them and every later one: its group's log
+    /// holds them and applies them again.
+    FromLog,
+    /// As above, but the log no longer holds them: a peer's store provides them.
+    FromPeer,
+}
+
 /// Damaged records found on open are lost to a stream of one server (reported,
-/// never served). A clustered replica drops everything from the first one on when
-/// its group's log still holds those messages: they are applied again from it.
+/// never served). A clustered replica drops everything from the first one on, and
+/// gets it back from its group's log, or from a peer where the log no longer
+/// holds it.
 async fn repair_damage(
     shard: &Rc<Shard>,
     meta: &persist::StreamMeta,
     dir: &std::path::Path,
     store: Store,
     binding: Option<&persist::Binding>,
-) -> Result<Store, String> {
+) -> Result<(Store, Repair), String> {
     let name = &meta.config.name;
     let Store::File(f) = &store else {
-        return Ok(store);
+        return Ok((store, Repair::None));
     };
     let report = f.recovery_report();
     let Some(&(first_missing, _)) = report.missing.first() else {
-        return Ok(store);
+        return Ok((store, Repair::None));
     };
-    match binding {
-        Some(b) if first_missing > b.log_from_seq => {
-            tracing::warn!(
-                "JetStream stream {name}: damaged records found (sequences {:?}); this replica drops sequences {first_missing} and later, to apply them again from its group's log",
-                report.missing
-            );
-            if first_missing >= f.first_index() {
-                f.truncate_from(first_missing)
-                    .await
-                    .map_err(|e| format!("could not cut the damaged records: {e}"))?;
-                return Ok(store);
-            }
-            // The damage reaches the first record: the store starts again, empty.
-            store.close().await.map_err(|e| e.to_string())?;
-            let messages = persist::messages_dir(dir);
-            std::fs::remove_dir_all(&messages)
-                .map_err(|e| format!("could not clear {}: {e}", messages.display()))?;
-            let store = open_store(shard, &meta.config, Some(dir))
-                .await
-                .map_err(|e| e.to_string())?;
-            if first_missing > 1 {
-                store.start_at(first_missing).map_err(|e| e.to_string())?;
-            }
-            store.commit().await.map_err(|e| e.to_string())?;
-            Ok(store)
-        }
-        Some(b) => {
-            tracing::error!(
-                "JetStream stream {name}: damaged records found (sequences {:?}) that its group's log no longer holds (it starts after {}); this replica will not serve them",
-                report.missing,
-                b.log_from_seq
-            );
-            Ok(store)
-        }
-        None => {
-            tracing::error!(
-                "JetStream stream {name}: damaged records found, sequences {:?} are lost and will not be served",
-                report.missing
-            );
-            Ok(store)
-        }
+    let Some(b) = binding else {
+        tracing::error!(
+            "JetStream stream {name}: damaged records found, sequences {:?} are lost and will not be served",
+            report.missing
+        );
+        return Ok((store, Repair::None));
+    };
+    let repair = if first_missing > b.log_from_seq {
+        Repair::FromLog
+    } else {
+        Repair::FromPeer
+    };
+    tracing::warn!(
+        "JetStream stream {name}: damaged records found (sequences {:?}); this replica drops sequences {first_missing} and later, to get them again from {}",
+        report.missing,
+        if repair == Repair::FromLog { "its group's log" } else { "a peer" }
+    );
+    if first_missing >= f.first_index() {
+        f.truncate_from(first_missing)
+            .await
+            .map_err(|e| format!("could not cut the damaged records: {e}"))?;
+        return Ok((store, repair));
     }
+    // The damage reaches the first record: the store starts again, empty.
+    store.close().await.map_err(|e| e.to_string())?;
+    let messages = persist::messages_dir(dir);
+    std::fs::remove_dir_all(&messages)
+        .map_err(|e| format!("could not clear {}: {e}", messages.display()))?;
+    let store = open_store(shard, &meta.config, Some(dir))
+        .await
+        .map_err(|e| e.to_string())?;
+    if first_missing > 1 {
+        store.start_at(first_missing).map_err(|e| e.to_string())?;
+    }
+    store.commit().await.map_err(|e| e.to_string())?;
+    Ok((store, repair))
 }
 
 /// Reopens a file stream found in the store directory, with its consumers (and,
@@ -339,7 +346,7 @@ pub async fn open_stream(
         .await
         .map_err(|e| e.to_string())?;
     let binding = persist::load_binding(&dir).map_err(|e| e.to_string())?;
-    let store = repair_damage(shard, &meta, &dir, store, binding.as_ref()).await?;
+    let (store, repair) = repair_damage(shard, &meta, &dir, store, binding.as_ref()).await?;
     let config = meta.config.clone();
     let stream = Stream::new(
         account,
@@ -356,6 +363,9 @@ pub async fn open_stream(
                 b.peers,
                 b.log_from_seq,
             ));
+        if repair == Repair::FromPeer {
+            crate::jetstream::cluster::catchup::start(shard, &stream);
+        }
     }
     for cdir in persist::consumer_dirs(&dir) {
         match persist::load_consumer(&cdir) {

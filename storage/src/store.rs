@@ -92,6 +92,14 @@ impl Store {
     pub fn durable_seq(&self) -> u64 {
         both!(self, s => s.watch().durable_seq())
     }
+    /// Whether a sequence at or after `seq` was lost to damage (found on open or
+    /// by a read): such a store cannot tell a lost message from a deleted one.
+    pub fn lost_from(&self, seq: u64) -> bool {
+        match self {
+            Store::File(s) => s.recovery_report().missing.iter().any(|m| m.1 >= seq),
+            Store::Memory(_) => false,
+        }
+    }
     /// Starts an empty log at `first_seq` (a stream's `first_seq`).
     pub fn start_at(&self, first_seq: u64) -> Result<()> {
         both!(self, s => s.compact(first_seq, 0))

@@ -8,6 +8,7 @@
 //! - `stream`: a stream replica: creating it, applying entries, proposing publishes.
 //! - `consumer`: a consumer replica: its state replicated by its leader.
 //! - `api`: which server answers which `$JS.API` request, and how.
+//! - `catchup`: a replica fetching from a peer what its group's log no longer holds.
 //!
 //! Who answers (as nats-server): every JetStream server subscribes `$JS.API.>`, so
 //! each request reaches all of them; the meta leader answers the account-wide
@@ -19,6 +20,7 @@
 
 pub mod api;
 pub mod assign;
+pub mod catchup;
 pub mod consumer;
 pub mod entry;
 pub mod stream;
@@ -137,6 +139,8 @@ pub struct Cluster {
     pub meta_peers: RefCell<Vec<NodeId>>,
     /// When every group was last looked at.
     last_sweep: Cell<Option<std::time::Instant>>,
+    /// A catching-up replica's batch request waiting for its answer, by group.
+    pub catchup_answers: RefCell<AHashMap<GroupId, oneshot::Sender<bytes::Bytes>>>,
 }
 
 impl Cluster {
@@ -155,6 +159,7 @@ impl Cluster {
             waiting: RefCell::default(),
             meta_peers: RefCell::default(),
             last_sweep: Cell::new(None),
+            catchup_answers: RefCell::default(),
         })
     }
 
@@ -565,13 +570,16 @@ fn step_down(driver: &mut MultiRaft<FileLogStore>, group: GroupId) -> Result<(),
     if st.role != StateRole::Leader {
         return Err(errors::general("not the leader"));
     }
-    // The most caught-up other voter.
+    // The most caught-up other voter among those this server hears from.
     let to = st
         .conf_state
         .voters
         .iter()
         .filter(|r| **r != st.replica)
-        .max_by_key(|r| driver.matched(group, **r).unwrap_or(0))
+        .max_by_key(|r| {
+            let alive = driver.peer_alive(node_of(**r));
+            (alive, driver.matched(group, **r).unwrap_or(0))
+        })
         .copied()
         .ok_or_else(|| errors::general("no other replica to step down to"))?;
     driver
@@ -698,7 +706,7 @@ impl Machine<FileLogStore> for ClusterMachine {
                 let answer = if *group == META_GROUP {
                     cl.apply_meta(driver, data)
                 } else if let Some(s) = cl.streams.borrow().get(group).cloned() {
-                    stream::apply(cl, &s, data)
+                    catchup::apply(cl, &s, *index, data)
                 } else if let Some(c) = cl.consumers.borrow().get(group).cloned() {
                     consumer::apply(cl, &c, data);
                     None
@@ -712,6 +720,11 @@ impl Machine<FileLogStore> for ClusterMachine {
             } => {
                 if *group == META_GROUP {
                     cl.restore_meta(data);
+                } else if let Some(s) = cl.streams.borrow().get(group).cloned() {
+                    // Only a restart applies a stream group's snapshot: the log is
+                    // compacted only up to what every replica holds.
+                    let r = s.cluster.get().expect("a clustered stream");
+                    r.applied_index.set(r.applied_index.get().max(*index));
                 } else if let Some(c) = cl.consumers.borrow().get(group).cloned() {
                     consumer::apply(cl, &c, data);
                 }

@@ -35,6 +35,12 @@ pub struct Replica {
     pub applied_since_compact: Cell<u64>,
     /// The group's log holds every message after this sequence (see `Binding`).
     pub log_from_seq: Cell<u64>,
+    /// The group index of the last entry this replica's store reflects.
+    pub applied_index: Cell<u64>,
+    /// Entries up to this index are in the store already (from a peer's catch-up).
+    pub skip_through: Cell<u64>,
+    /// While it catches up from a peer: the entries applied meanwhile.
+    pub catching_up: RefCell<Option<super::catchup::Held>>,
 }
 
 /// Entries a leader applies between two proposals to compact the group's log.
@@ -44,6 +50,9 @@ impl Replica {
     pub fn new(group: GroupId, peers: Vec<NodeId>, log_from_seq: u64) -> Replica {
         Replica {
             log_from_seq: Cell::new(log_from_seq),
+            applied_index: Cell::new(0),
+            skip_through: Cell::new(0),
+            catching_up: RefCell::new(None),
             group,
             peers: RefCell::new(peers),
             leading: Cell::new(false),
@@ -164,6 +173,10 @@ pub fn set_leading(shard: &Rc<Shard>, stream: &Rc<Stream>, leading: bool) {
         return;
     };
     r.next_seq.set(None);
+    if leading && r.catching_up.borrow().is_some() {
+        hand_on_leadership(shard, r.group, &stream.name);
+        return;
+    }
     if r.leading.replace(leading) == leading {
         return;
     }
@@ -176,6 +189,23 @@ pub fn set_leading(shard: &Rc<Shard>, stream: &Rc<Stream>, leading: bool) {
     } else {
         registry::unsubscribe_subjects(shard, stream);
     }
+}
+
+/// A replica catching up does not lead: its store lacks messages.
+fn hand_on_leadership(shard: &Rc<Shard>, group: GroupId, name: &str) {
+    info!("JetStream cluster: stream {name} is catching up here; leadership is handed on");
+    let Some(cl) = shard.cluster.get().cloned() else {
+        return;
+    };
+    glommio::spawn_local(async move {
+        if let Err(e) = cl.step_down(group).await {
+            error!(
+                "JetStream cluster: group {group} kept its leader: {}",
+                e.description
+            );
+        }
+    })
+    .detach();
 }
 
 /// A publish reached the leader: checked, then proposed; its PubAck goes out once

@@ -1,0 +1,452 @@
+//! Catching a stream replica up from a peer's store, for messages its group's log
+//! no longer holds (a damaged record older than the log's start).
+//!
+//! The replica asks one peer at a time (the group's leader first) for the messages
+//! after its store's last, in batches. A peer answers from its store with the last
+//! sequence it holds and the group index its store reflects, both read at once. While
+//! it catches up, the replica keeps the entries its group applies (bounded) instead
+//! of applying them; once its store holds what the peer holds at index `A`, it
+//! applies those it kept after `A` and ignores any entry up to `A` still to come.
+//! A replica catching up never leads: it hands leadership on.
+//!
+//! Subjects, in the system account: `$NRX.SC.<node>.Q.<group>` asks server `node`;
+//! the answer comes to `$NRX.SC.<asker>.A.<group>`.
+
+use super::entry::{self, MsgEntry};
+use super::Cluster;
+use crate::jetstream::publish;
+use crate::jetstream::stream::Stream;
+use crate::raft::{GroupId, NodeId};
+use crate::server::shard::{Msg, Shard};
+use bytes::{Buf, BufMut, Bytes};
+use futures_channel::oneshot;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Entries a catching-up replica keeps at most (bytes); past it they are dropped and
+/// the catch-up goes on until a peer's state covers them.
+const HELD_BYTES_MAX: usize = 64 << 20;
+/// How long a peer has to answer one batch request.
+const ANSWER_WAIT: Duration = Duration::from_secs(2);
+/// Pause after a round in which no peer answered.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// Messages in one batch at most.
+const BATCH_MSGS_MAX: usize = 1024;
+const FIXED_BYTES: usize = 1 + 8 * 3 + 4;
+
+pub fn subscription(node: NodeId) -> String {
+    format!("$NRX.SC.{node}.>")
+}
+
+fn request_subject(peer: NodeId, group: GroupId) -> String {
+    format!("$NRX.SC.{peer}.Q.{group}")
+}
+
+fn answer_subject(me: NodeId, group: GroupId) -> String {
+    format!("$NRX.SC.{me}.A.{group}")
+}
+
+/// What a catching-up replica asks a peer for.
+#[derive(Debug, Serialize, Deserialize)]
+struct BatchRequest {
+    from_seq: u64,
+}
+
+/// A peer's answer: messages from the asked sequence through `through_seq` (the
+/// gaps are deleted messages), and the peer's store state when it began to answer.
+#[derive(Debug, Default, PartialEq)]
+struct Batch {
+    /// The peer cannot serve (it is catching up itself, or has no such replica).
+    refused: bool,
+    through_seq: u64,
+    /// The last sequence of the peer's store, and the group index it reflects.
+    last_seq: u64,
+    applied_index: u64,
+    msgs: Vec<MsgEntry>,
+}
+
+impl Batch {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(FIXED_BYTES);
+        out.put_u8(u8::from(self.refused));
+        out.put_u64_le(self.through_seq);
+        out.put_u64_le(self.last_seq);
+        out.put_u64_le(self.applied_index);
+        out.put_u32_le(self.msgs.len() as u32);
+        for m in &self.msgs {
+            let e = m.encode();
+            out.put_u32_le(e.len() as u32);
+            out.extend_from_slice(&e);
+        }
+        out
+    }
+
+    fn decode(mut data: Bytes) -> Option<Batch> {
+        if data.len() < FIXED_BYTES {
+            return None;
+        }
+        let mut b = Batch {
+            refused: data.get_u8() != 0,
+            through_seq: data.get_u64_le(),
+            last_seq: data.get_u64_le(),
+            applied_index: data.get_u64_le(),
+            msgs: Vec::new(),
+        };
+        let count = data.get_u32_le() as usize;
+        for _ in 0..count {
+            if data.len() < 4 {
+                return None;
+            }
+            let len = data.get_u32_le() as usize;
+            if len > data.len() {
+                return None;
+            }
+            let e = data.split_to(len);
+            match entry::decode(&e)? {
+                entry::StreamEntry::Msg(m) => b.msgs.push(m),
+                _ => return None,
+            }
+        }
+        data.is_empty().then_some(b)
+    }
+
+    fn is_final(&self) -> bool {
+        self.through_seq >= self.last_seq
+    }
+}
+
+/// A catching-up replica's entries kept meanwhile.
+#[derive(Debug, Default)]
+pub struct Held {
+    entries: VecDeque<(u64, Bytes)>,
+    bytes: usize,
+    /// The highest index dropped for want of room (0: none).
+    dropped_through: u64,
+}
+
+impl Held {
+    pub fn hold(&mut self, index: u64, data: &Bytes) {
+        if self.bytes + data.len() > HELD_BYTES_MAX {
+            self.entries.clear();
+            self.bytes = 0;
+            self.dropped_through = index;
+            return;
+        }
+        debug_assert!(self.entries.back().is_none_or(|(i, _)| *i < index));
+        self.bytes += data.len();
+        self.entries.push_back((index, data.clone()));
+    }
+}
+
+/// A group's entry was applied here: apply it to the replica, or keep it while the
+/// replica catches up, or skip it (its effect came with a peer's messages).
+pub fn apply(cl: &Cluster, stream: &Rc<Stream>, index: u64, data: &Bytes) -> Option<super::Answer> {
+    let r = stream.cluster.get().expect("a clustered stream");
+    if index <= r.skip_through.get() {
+        return None;
+    }
+    if let Some(held) = r.catching_up.borrow_mut().as_mut() {
+        held.hold(index, data);
+        return None;
+    }
+    r.applied_index.set(index);
+    super::stream::apply(cl, stream, data)
+}
+
+/// A peer asked (`Q`) or answered (`A`) on this server's catch-up subject.
+pub fn on_message(shard: &Shard, msg: &Msg) {
+    let Some(cl) = shard.cluster.get().cloned() else {
+        return;
+    };
+    let subject = String::from_utf8_lossy(msg.subject);
+    let mut tokens = subject.split('.').skip(3);
+    let (Some(kind), Some(group)) = (tokens.next(), tokens.next()) else {
+        return;
+    };
+    let Ok(group) = group.parse::<GroupId>() else {
+        return;
+    };
+    match kind {
+        "Q" => {
+            let Some(reply) = msg.reply.map(Bytes::copy_from_slice) else {
+                return;
+            };
+            let Ok(req) = serde_json::from_slice::<BatchRequest>(msg.payload) else {
+                return;
+            };
+            let Some(shard) = cl.shard() else { return };
+            glommio::spawn_local(async move {
+                let batch = serve(&shard, &cl, group, req.from_seq).await;
+                let system = shard.server.accounts.system();
+                crate::jetstream::send(&shard, system, &reply, None, b"", &batch.encode());
+            })
+            .detach();
+        }
+        "A" => {
+            if let Some(tx) = cl.catchup_answers.borrow_mut().remove(&group) {
+                let _ = tx.send(Bytes::copy_from_slice(msg.payload));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Reads a batch from this server's replica of `group`.
+async fn serve(shard: &Shard, cl: &Cluster, group: GroupId, from_seq: u64) -> Batch {
+    let refused = Batch {
+        refused: true,
+        ..Batch::default()
+    };
+    let Some(stream) = cl.streams.borrow().get(&group).cloned() else {
+        return refused;
+    };
+    let r = stream.cluster.get().expect("a clustered stream");
+    if r.catching_up.borrow().is_some() || stream.store.lost_from(from_seq) {
+        return refused;
+    }
+    let (last_seq, applied_index) = (stream.store.state().last_seq, r.applied_index.get());
+    let mut batch = Batch {
+        through_seq: last_seq,
+        last_seq,
+        applied_index,
+        ..Batch::default()
+    };
+    if from_seq > last_seq {
+        return batch;
+    }
+    let Ok(found) = stream.store.range(from_seq, last_seq, BATCH_MSGS_MAX).await else {
+        return refused;
+    };
+    let whole_range = found.len() < BATCH_MSGS_MAX;
+    let bytes_max = (shard.server.opts.max_payload / 2).max(1);
+    let mut bytes = 0;
+    for m in &found {
+        let size = m.subject.len() + m.headers.len() + m.payload.len() + 64;
+        if !batch.msgs.is_empty() && bytes + size > bytes_max {
+            break;
+        }
+        bytes += size;
+        batch.msgs.push(MsgEntry {
+            seq: m.seq,
+            ts_ns: m.timestamp_ns,
+            proposer: 0,
+            reply: Bytes::new(),
+            subject: Bytes::from(m.subject.clone().into_bytes()),
+            headers: m.headers.clone(),
+            payload: m.payload.clone(),
+        });
+    }
+    if !whole_range || batch.msgs.len() < found.len() {
+        batch.through_seq = batch.msgs.last().map_or(from_seq, |m| m.seq);
+    }
+    batch
+}
+
+/// Starts catching `stream` up (its store lost messages its group's log no longer holds).
+pub fn start(shard: &Rc<Shard>, stream: &Rc<Stream>) {
+    let r = stream.cluster.get().expect("a clustered stream");
+    *r.catching_up.borrow_mut() = Some(Held::default());
+    let (shard, stream) = (shard.clone(), stream.clone());
+    glommio::spawn_local(async move { run(&shard, &stream).await }).detach();
+}
+
+async fn run(shard: &Rc<Shard>, stream: &Rc<Stream>) {
+    let r = stream.cluster.get().expect("a clustered stream");
+    info!(
+        "JetStream cluster: stream {} catches up from its peers after sequence {}",
+        stream.name,
+        stream.store.state().last_seq
+    );
+    let mut round = 0usize;
+    loop {
+        if stream.deleted.get() {
+            return;
+        }
+        let Some(cl) = shard.cluster.get().cloned() else {
+            glommio::timer::sleep(RETRY_PAUSE).await;
+            continue;
+        };
+        let peers = ask_order(&cl, r.group, &r.peers.borrow());
+        let Some(peer) = peers.get(round % peers.len().max(1)).copied() else {
+            glommio::timer::sleep(RETRY_PAUSE).await;
+            continue;
+        };
+        let from_seq = stream.store.state().last_seq + 1;
+        let Some(batch) = ask(shard, &cl, peer, r.group, from_seq).await else {
+            round += 1;
+            if round.is_multiple_of(peers.len()) {
+                glommio::timer::sleep(RETRY_PAUSE).await;
+            }
+            continue;
+        };
+        if let Err(e) = store_batch(shard, stream, &batch) {
+            warn!(
+                "JetStream cluster: stream {} catch-up: {}",
+                stream.name, e.description
+            );
+            glommio::timer::sleep(RETRY_PAUSE).await;
+            continue;
+        }
+        // A peer behind this store cannot say which entries to apply again.
+        let synced = batch.is_final() && stream.store.state().last_seq == batch.last_seq;
+        if !synced && batch.is_final() {
+            round += 1;
+            glommio::timer::sleep(RETRY_PAUSE).await;
+            continue;
+        }
+        if synced && finish(&cl, stream, batch.applied_index) {
+            info!(
+                "JetStream cluster: stream {} caught up through sequence {}",
+                stream.name, batch.last_seq
+            );
+            return;
+        }
+    }
+}
+
+/// The group's leader first, then the other peers.
+fn ask_order(cl: &Cluster, group: GroupId, peers: &[NodeId]) -> Vec<NodeId> {
+    let leader = cl.view(group).leader;
+    let mut order: Vec<NodeId> = peers.iter().copied().filter(|p| *p != cl.node).collect();
+    order.sort_by_key(|p| *p != leader);
+    order
+}
+
+async fn ask(
+    shard: &Shard,
+    cl: &Cluster,
+    peer: NodeId,
+    group: GroupId,
+    from_seq: u64,
+) -> Option<Batch> {
+    let (tx, rx) = oneshot::channel();
+    cl.catchup_answers.borrow_mut().insert(group, tx);
+    let body = serde_json::to_vec(&BatchRequest { from_seq }).expect("serializable");
+    let system = shard.server.accounts.system();
+    crate::jetstream::send(
+        shard,
+        system,
+        request_subject(peer, group).as_bytes(),
+        Some(answer_subject(cl.node, group).as_bytes()),
+        b"",
+        &body,
+    );
+    let answer = futures_lite::future::or(async { rx.await.ok() }, async {
+        glommio::timer::sleep(ANSWER_WAIT).await;
+        None
+    })
+    .await;
+    cl.catchup_answers.borrow_mut().remove(&group);
+    Batch::decode(answer?).filter(|b| !b.refused)
+}
+
+/// Appends a batch's messages, leaving the gaps between them deleted.
+fn store_batch(
+    shard: &Shard,
+    stream: &Stream,
+    batch: &Batch,
+) -> Result<(), crate::jetstream::api::types::ApiError> {
+    for m in &batch.msgs {
+        skip_to(stream, m.seq)?;
+        let subject = String::from_utf8_lossy(&m.subject);
+        let size = publish::stored_size(&m.subject, &m.payload);
+        publish::append(stream, &subject, &m.headers, &m.payload, Some(m.ts_ns))?;
+        let medium = crate::jetstream::registry::medium(stream);
+        shard
+            .server
+            .js_usage
+            .add(shard.id, stream.account, medium, size);
+    }
+    skip_to(stream, batch.through_seq + 1)?;
+    stream.commit_needed.notify();
+    Ok(())
+}
+
+/// Makes `seq` the store's next sequence: the ones before it, deleted on the peer,
+/// are deleted here too.
+fn skip_to(stream: &Stream, seq: u64) -> Result<(), crate::jetstream::api::types::ApiError> {
+    let state = stream.store.state();
+    if seq <= state.last_seq + 1 {
+        return Ok(());
+    }
+    if state.msgs == 0 {
+        return stream.store.start_at(seq).map_err(publish::store_error);
+    }
+    for gap in state.last_seq + 1..seq {
+        let stored = publish::append(stream, "$NRX.SKIPPED", b"", b"", None)?;
+        debug_assert_eq!(stored.seq, gap);
+        stream.store.delete(gap).map_err(publish::store_error)?;
+    }
+    Ok(())
+}
+
+/// The store holds what a peer held at group index `applied_index`: apply what was
+/// kept after it, and skip what is still to come up to it. False when entries after
+/// it were dropped (the catch-up goes on).
+fn finish(cl: &Cluster, stream: &Rc<Stream>, applied_index: u64) -> bool {
+    let r = stream.cluster.get().expect("a clustered stream");
+    let Some(held) = r.catching_up.borrow_mut().take() else {
+        return true;
+    };
+    if held.dropped_through > applied_index {
+        *r.catching_up.borrow_mut() = Some(Held {
+            dropped_through: held.dropped_through,
+            ..Held::default()
+        });
+        return false;
+    }
+    r.skip_through.set(applied_index);
+    r.applied_index
+        .set(r.applied_index.get().max(applied_index));
+    for (index, data) in held.entries {
+        if index > applied_index {
+            r.applied_index.set(index);
+            super::stream::apply(cl, stream, &data);
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_round_trips_and_a_cut_one_is_refused() {
+        let b = Batch {
+            refused: false,
+            through_seq: 9,
+            last_seq: 12,
+            applied_index: 40,
+            msgs: vec![MsgEntry {
+                seq: 7,
+                ts_ns: 1,
+                proposer: 0,
+                reply: Bytes::new(),
+                subject: Bytes::from_static(b"a.b"),
+                headers: Bytes::new(),
+                payload: Bytes::from_static(b"hello"),
+            }],
+        };
+        let bytes = Bytes::from(b.encode());
+        assert_eq!(Batch::decode(bytes.clone()), Some(b));
+        for cut in 0..bytes.len() {
+            assert_eq!(Batch::decode(bytes.slice(..cut)), None, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn held_entries_are_bounded() {
+        let mut h = Held::default();
+        let big = Bytes::from(vec![0u8; HELD_BYTES_MAX / 2 + 1]);
+        h.hold(1, &big);
+        h.hold(2, &big);
+        assert!(h.entries.is_empty());
+        assert_eq!(h.dropped_through, 2);
+        h.hold(3, &big);
+        assert_eq!(h.entries.len(), 1);
+    }
+}
