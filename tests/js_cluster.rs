@@ -971,3 +971,133 @@ async fn a_corrupt_record_the_log_no_longer_holds_comes_from_a_peer() {
     assert_eq!(read_all(&djs).await, acked);
     drop((nc, lnc, dnc));
 }
+
+/// The servers holding the stream's replicas, as its info names them.
+fn replica_names(info: &Value) -> Vec<String> {
+    let mut names: Vec<String> = info["cluster"]["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    names.push(leader_of(info));
+    names.sort();
+    names
+}
+
+impl Cluster {
+    fn wait_replica_on(&self, i: usize, messages: u64, last_seq: u64) {
+        wait_for("the replica holds the messages", FORM_WAIT, || {
+            self.replica_state(i) == Some((messages, last_seq))
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_removed_peer_is_replaced_by_a_caught_up_server() {
+    let mut cl = Cluster::start(5, 0);
+    let (nc, js) = connect(&cl.url(0)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    create_r3(&nc).await;
+    let info = stream_ready(&nc, None).await;
+    // Past the compaction interval: the new replica needs a snapshot and a peer's store.
+    let mut acked = publish_pipelined(&js, "x", 9_000).await;
+    let before = replica_names(&info);
+    let leader = leader_of(&info);
+    let gone = before.iter().find(|n| **n != leader).unwrap().clone();
+
+    let refused = api(
+        &nc,
+        &format!("STREAM.PEER.REMOVE.{STREAM}"),
+        r#"{"peer":"nobody"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused["error"]["err_code"], 10040, "{refused}");
+    let removed = api(
+        &nc,
+        &format!("STREAM.PEER.REMOVE.{STREAM}"),
+        &format!(r#"{{"peer":"{gone}"}}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(removed["success"], true, "{removed}");
+    assert_eq!(
+        removed["type"],
+        "io.nats.jetstream.api.v1.stream_remove_peer_response"
+    );
+
+    // The group has three members again, the removed server not among them (it is
+    // listed while the group's leader has not yet removed it).
+    let begun = Instant::now();
+    let after = loop {
+        let info = stream_ready(&nc, None).await;
+        let names = replica_names(&info);
+        if names.len() == 3 && !names.contains(&gone) {
+            break names;
+        }
+        assert!(begun.elapsed() < FORM_WAIT, "still {names:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let added = after.iter().find(|n| !before.contains(n)).unwrap().clone();
+    acked.extend(publish_acked(&js, "y", 10).await);
+    let added_i = cl.index_of(&added);
+    cl.wait_replica_on(added_i, 9_010, 9_010);
+    wait_for("the removed server drops its replica", FORM_WAIT, || {
+        cl.replica_state(cl.index_of(&gone)).is_none()
+    });
+
+    // Read through the new replica: the third one goes, the leader hands over
+    // (asked again until it has seen the third one go).
+    let third = after
+        .iter()
+        .find(|n| **n != leader && **n != added)
+        .unwrap();
+    let third_i = cl.index_of(third);
+    cl.kill(third_i);
+    let leader_i = cl.index_of(&leader);
+    let (lnc, _) = connect(&cl.url(leader_i)).await;
+    let (anc, ajs) = connect(&cl.url(added_i)).await;
+    let begun = Instant::now();
+    loop {
+        // Answered by whichever server leads, or not at all between two leaders.
+        let _ = api(&lnc, &format!("STREAM.LEADER.STEPDOWN.{STREAM}"), "").await;
+        let info = stream_ready_with(&anc, None, 1).await;
+        if leader_of(&info) == added {
+            break;
+        }
+        assert!(begun.elapsed() < FORM_WAIT, "{added} never leads");
+    }
+    assert_eq!(read_all(&ajs).await, acked);
+    drop((nc, lnc, anc));
+}
+
+#[tokio::test]
+async fn a_stream_grows_from_one_replica_to_three() {
+    let cl = Cluster::start(3, 0);
+    let (nc, js) = connect(&cl.url(0)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    let body = format!(r#"{{"name":"{STREAM}","subjects":["orders.>"],"num_replicas":1}}"#);
+    let v = api(&nc, &format!("STREAM.CREATE.{STREAM}"), &body)
+        .await
+        .unwrap();
+    assert!(v.get("error").is_none(), "{v}");
+    let mut acked = publish_acked(&js, "a", 100).await;
+    let grow = format!(r#"{{"name":"{STREAM}","subjects":["orders.>"],"num_replicas":3}}"#);
+    let v = api(&nc, &format!("STREAM.UPDATE.{STREAM}"), &grow)
+        .await
+        .unwrap();
+    assert_eq!(v["config"]["num_replicas"], 3, "{v}");
+    acked.extend(publish_acked(&js, "b", 10).await);
+    cl.wait_replicas(110, 110);
+    let info = stream_ready(&nc, None).await;
+    assert_eq!(replica_names(&info).len(), 3);
+
+    let shrink = format!(r#"{{"name":"{STREAM}","subjects":["orders.>"],"num_replicas":1}}"#);
+    let v = api(&nc, &format!("STREAM.UPDATE.{STREAM}"), &shrink)
+        .await
+        .unwrap();
+    assert_eq!(v["error"]["err_code"], 10069, "{v}");
+    acked.extend(publish_acked(&js, "c", 10).await);
+    assert_eq!(read_all(&js).await, acked);
+}

@@ -78,6 +78,12 @@ pub fn consumer_inactive_threshold_excess(limit_ns: i64) -> ApiError {
         format!("consumer inactive threshold exceeds system limit of {limit}"),
     )
 }
+pub fn peer_not_member() -> ApiError {
+    err(400, 10040, "peer not a member")
+}
+pub fn peer_remap_failed() -> ApiError {
+    err(503, 10075, "peer remap failed")
+}
 pub fn insufficient_resources() -> ApiError {
     err(503, 10023, "insufficient resources")
 }

@@ -71,9 +71,13 @@ pub async fn handle(
             }
             Some(success_or_error(kind, cl.step_down(META_GROUP).await))
         }
-        ApiOp::ServerRemove | ApiOp::StreamPeerRemove(_) if meta_leader => Some(Reply::error(
+        ApiOp::StreamPeerRemove(name) if meta_leader => Some(success_or_error(
             kind,
-            errors::general("peer removal is not supported by this server yet"),
+            remove_peer(cl, &acct, &name, &body).await,
+        )),
+        ApiOp::ServerRemove if meta_leader => Some(Reply::error(
+            kind,
+            errors::general("server removal is not supported by this server yet"),
         )),
         ApiOp::ConsumerCreate {
             stream,
@@ -101,6 +105,15 @@ pub async fn handle(
         | ApiOp::ConsumerDelete(..) => None,
         op => about_stream(shard, cl, account, &acct, op, reply, body).await,
     }
+}
+
+/// `STREAM.PEER.REMOVE`: a replacement takes the peer's place.
+async fn remove_peer(cl: &Cluster, acct: &str, name: &str, body: &[u8]) -> Result<(), ApiError> {
+    let Some(sa) = cl.meta.borrow().stream(acct, name).cloned() else {
+        return Err(errors::stream_not_found());
+    };
+    let peers = super::moves::without_peer(cl, &sa, body)?;
+    propose_meta(cl, super::moves::moved_op(&sa, peers)).await
 }
 
 fn success_or_error(kind: &'static str, r: Result<(), ApiError>) -> Reply {
@@ -400,20 +413,24 @@ async fn update_stream(cl: &Cluster, acct: &str, name: &str, body: &[u8]) -> Rep
     let Some(sa) = cl.meta.borrow().stream(acct, name).cloned() else {
         return Reply::error(k, errors::stream_not_found());
     };
-    if sa.config.num_replicas != config.num_replicas {
-        return Reply::error(
-            k,
-            errors::stream_update(
-                "changing a stream's replicas is not supported by this server yet",
-            ),
-        );
-    }
-    let op = MetaOp::UpdateStream {
-        account: acct.to_string(),
-        config: config.clone(),
+    let op = if sa.config.num_replicas.max(1) != config.num_replicas.max(1) {
+        match super::moves::for_replicas(cl, &sa, config.num_replicas.max(1) as usize) {
+            Ok(peers) => MetaOp::UpdateStream {
+                account: acct.to_string(),
+                config: config.clone(),
+                peers: Some(peers),
+            },
+            Err(e) => return Reply::error(k, e),
+        }
+    } else {
+        MetaOp::UpdateStream {
+            account: acct.to_string(),
+            config: config.clone(),
+            peers: None,
+        }
     };
     match propose_meta_change(cl, op).await {
-        Ok(Change::StreamUpdated(sa)) => {
+        Ok(Change::StreamUpdated(sa) | Change::StreamMoved(sa, _)) => {
             let mut info = assigned_info(&sa);
             info.config = config;
             Reply::json(&Response {
@@ -577,8 +594,13 @@ pub async fn cluster_info(
         };
     };
     let leading = d.leader == cl.node;
-    let replicas = sa
-        .peers
+    // The assigned servers, and voters still leaving the group while it moves.
+    let mut members = sa.peers.clone();
+    members.extend(d.followers.iter().map(|(f, _)| *f));
+    members.dedup_by_key(|n| *n);
+    let mut seen = std::collections::HashSet::new();
+    members.retain(|n| seen.insert(*n));
+    let replicas = members
         .iter()
         .filter(|n| **n != d.leader)
         .map(|n| {

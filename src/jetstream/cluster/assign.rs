@@ -22,6 +22,18 @@ pub struct StreamAssignment {
     pub peers: Vec<NodeId>,
     pub created_ns: u64,
     pub consumers: BTreeMap<String, ConsumerAssignment>,
+    /// Peers that joined after the groups were created: each starts an empty
+    /// replica that the group's leader adds (the others were in the first
+    /// configuration).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub joined: Vec<NodeId>,
+}
+
+impl StreamAssignment {
+    /// Whether `node`'s replicas join formed groups instead of founding them.
+    pub fn joins(&self, node: NodeId) -> bool {
+        self.joined.contains(&node)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,6 +56,9 @@ pub enum MetaOp {
     UpdateStream {
         account: String,
         config: StreamConfig,
+        /// New replica servers (a peer removed, a replica count changed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peers: Option<Vec<NodeId>>,
     },
     RemoveStream {
         account: String,
@@ -69,6 +84,8 @@ pub enum MetaOp {
 pub enum Change {
     StreamAdded(StreamAssignment),
     StreamUpdated(StreamAssignment),
+    /// The stream's replicas moved: the assignment, and the servers that held them.
+    StreamMoved(StreamAssignment, Vec<NodeId>),
     StreamRemoved(StreamAssignment),
     ConsumerAdded(StreamAssignment, ConsumerAssignment),
     ConsumerRemoved(StreamAssignment, ConsumerAssignment),
@@ -148,18 +165,37 @@ impl MetaState {
                     peers,
                     created_ns,
                     consumers: BTreeMap::new(),
+                    joined: Vec::new(),
                 };
                 self.streams.insert(key, sa.clone());
                 Change::StreamAdded(sa)
             }
-            MetaOp::UpdateStream { account, config } => {
+            MetaOp::UpdateStream {
+                account,
+                config,
+                peers,
+            } => {
                 let key = (account, config.name.clone());
-                match self.streams.get_mut(&key) {
-                    Some(sa) => {
-                        sa.config = config;
-                        Change::StreamUpdated(sa.clone())
+                let Some(sa) = self.streams.get_mut(&key) else {
+                    return Change::Refused(Refusal::StreamNotFound);
+                };
+                sa.config = config;
+                match peers.filter(|p| *p != sa.peers) {
+                    Some(peers) => {
+                        assert!(!peers.is_empty(), "a stream has at least one peer");
+                        let old = std::mem::replace(&mut sa.peers, peers);
+                        let new: Vec<NodeId> = sa
+                            .peers
+                            .iter()
+                            .copied()
+                            .filter(|n| !old.contains(n))
+                            .collect();
+                        sa.joined.extend(new);
+                        let peers = &sa.peers;
+                        sa.joined.retain(|n| peers.contains(n));
+                        Change::StreamMoved(sa.clone(), old)
                     }
-                    None => Change::Refused(Refusal::StreamNotFound),
+                    None => Change::StreamUpdated(sa.clone()),
                 }
             }
             MetaOp::RemoveStream { account, name } => match self.streams.remove(&(account, name)) {
@@ -308,5 +344,17 @@ mod tests {
         assert!(matches!(st.apply(remove.clone()), Change::StreamRemoved(_)));
         assert_eq!(st.apply(remove), Change::Refused(Refusal::StreamNotFound));
         assert_eq!(decode_op(&encode_op(&add("C"))), Some(add("C")));
+        let moved = MetaOp::UpdateStream {
+            account: "$G".into(),
+            config: config("B"),
+            peers: Some(vec![1, 2, 4]),
+        };
+        let Change::StreamMoved(sa, old) = st.apply(moved.clone()) else {
+            panic!("moved")
+        };
+        assert_eq!((&sa.peers, old), (&vec![1, 2, 4], vec![1, 2, 3]));
+        assert!(sa.joins(4) && !sa.joins(1));
+        assert_eq!(st.stream("$G", "B").unwrap().peers, vec![1, 2, 4]);
+        assert!(matches!(st.apply(moved), Change::StreamUpdated(_)));
     }
 }

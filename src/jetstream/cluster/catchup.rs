@@ -156,6 +156,30 @@ pub fn apply(cl: &Cluster, stream: &Rc<Stream>, index: u64, data: &Bytes) -> Opt
     super::stream::apply(cl, stream, data)
 }
 
+/// A stream group's snapshot: every replica holds the messages through this sequence.
+pub fn encode_snapshot(held_through_seq: u64) -> Vec<u8> {
+    held_through_seq.to_le_bytes().to_vec()
+}
+
+/// A snapshot of the stream's group was applied here: at a restart the store holds
+/// what it says; a replica added to the group (or one far behind) catches up.
+pub fn on_snapshot(cl: &Cluster, stream: &Rc<Stream>, index: u64, data: &[u8]) {
+    let r = stream.cluster.get().expect("a clustered stream");
+    let held = data
+        .get(..8)
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    if stream.store.state().last_seq >= held {
+        r.applied_index.set(r.applied_index.get().max(index));
+        return;
+    }
+    if r.catching_up.borrow().is_some() {
+        return;
+    }
+    if let Some(shard) = cl.shard() {
+        start(&shard, stream);
+    }
+}
+
 /// A peer asked (`Q`) or answered (`A`) on this server's catch-up subject.
 pub fn on_message(shard: &Shard, msg: &Msg) {
     let Some(cl) = shard.cluster.get().cloned() else {

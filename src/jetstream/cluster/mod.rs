@@ -8,6 +8,7 @@
 //! - `stream`: a stream replica: creating it, applying entries, proposing publishes.
 //! - `consumer`: a consumer replica: its state replicated by its leader.
 //! - `api`: which server answers which `$JS.API` request, and how.
+//! - `moves`: a stream's replicas moving to other servers (peer removal, replicas).
 //! - `catchup`: a replica fetching from a peer what its group's log no longer holds.
 //!
 //! Who answers (as nats-server): every JetStream server subscribes `$JS.API.>`, so
@@ -23,6 +24,7 @@ pub mod assign;
 pub mod catchup;
 pub mod consumer;
 pub mod entry;
+pub mod moves;
 pub mod stream;
 
 use crate::jetstream::api::errors;
@@ -86,6 +88,8 @@ enum Op {
     CreateGroup {
         group: GroupId,
         peers: Vec<NodeId>,
+        /// An empty replica that the group's leader adds, not a founding one.
+        join: bool,
     },
     RemoveGroup(GroupId),
     StepDown {
@@ -227,8 +231,10 @@ impl Cluster {
         })
     }
 
-    pub fn create_group(&self, group: GroupId, peers: Vec<NodeId>) {
-        let _ = self.queue(Op::CreateGroup { group, peers });
+    /// Creates this server's replica of `group`: a founding one (the first
+    /// configuration is `peers`), or an empty one that the leader adds (`join`).
+    pub fn create_group(&self, group: GroupId, peers: Vec<NodeId>, join: bool) {
+        let _ = self.queue(Op::CreateGroup { group, peers, join });
     }
 
     pub fn join_meta(&self) {
@@ -331,8 +337,15 @@ impl Cluster {
                     }
                 }
             },
-            Op::CreateGroup { group, peers } => {
+            Op::CreateGroup { group, peers, join } => {
                 if driver.has_group(group) {
+                    return;
+                }
+                if join {
+                    let me = replica_id(self.node, GENERATION);
+                    if let Err(e) = driver.create_replica(group, me) {
+                        error!("JetStream cluster: could not join group {group}: {e:?}");
+                    }
                     return;
                 }
                 let voters: Vec<u64> = peers.iter().map(|n| replica_id(*n, GENERATION)).collect();
@@ -352,7 +365,7 @@ impl Cluster {
                 self.views.borrow_mut().remove(&group);
             }
             Op::StepDown { group, reply } => {
-                let _ = reply.send(step_down(driver, group));
+                let _ = reply.send(self.step_down_now(driver, group));
             }
             Op::Detail { group, reply } => {
                 let _ = reply.send(detail(driver, group));
@@ -367,7 +380,7 @@ impl Cluster {
                     })
                     .collect();
                 for g in leading {
-                    if let Err(e) = step_down(driver, g) {
+                    if let Err(e) = self.step_down_now(driver, g) {
                         warn!(
                             "JetStream cluster: group {g} kept its leader here: {}",
                             e.description
@@ -389,7 +402,13 @@ impl Cluster {
             }
             Op::Compact { group, index } => {
                 let applied = driver.status(group).map_or(0, |s| s.applied);
-                if let Err(e) = driver.compact_to(group, index.min(applied), Vec::new()) {
+                let held = self
+                    .streams
+                    .borrow()
+                    .get(&group)
+                    .map_or(0, |s| s.cluster.get().map_or(0, |r| r.log_from_seq.get()));
+                let data = catchup::encode_snapshot(held);
+                if let Err(e) = driver.compact_to(group, index.min(applied), data) {
                     warn!("JetStream cluster: group {group} not compacted: {e:?}");
                 }
             }
@@ -430,6 +449,9 @@ impl Cluster {
         for g in lost {
             self.on_leadership(g, false);
         }
+        if sweep {
+            self.reconcile_members(driver);
+        }
         if sweep || meta_changed {
             let voters = driver
                 .status(META_GROUP)
@@ -437,6 +459,63 @@ impl Cluster {
                 .unwrap_or_default();
             *self.meta_peers.borrow_mut() = voters;
             self.host.observe(driver);
+        }
+    }
+
+    /// Hands leadership of `group` to the most caught-up other voter among those
+    /// this server has a route to and hears from.
+    fn step_down_now(
+        &self,
+        driver: &mut MultiRaft<FileLogStore>,
+        group: GroupId,
+    ) -> Result<(), ApiError> {
+        let st = driver
+            .status(group)
+            .ok_or_else(|| errors::general("no such group here"))?;
+        if st.role != StateRole::Leader {
+            return Err(errors::general("not the leader"));
+        }
+        let routed = |node: NodeId| {
+            self.shard()
+                .and_then(|s| s.routes.as_ref().and_then(|r| r.raft_route(node)))
+                .is_some()
+        };
+        let to = st
+            .conf_state
+            .voters
+            .iter()
+            .filter(|r| **r != st.replica)
+            .max_by_key(|r| {
+                let node = node_of(**r);
+                let reachable = routed(node) && driver.peer_alive(node);
+                (reachable, driver.matched(group, **r).unwrap_or(0))
+            })
+            .copied()
+            .ok_or_else(|| errors::general("no other replica to step down to"))?;
+        driver
+            .transfer_leader(group, to)
+            .map_err(|e| errors::general(format!("step-down failed: {e:?}")))
+    }
+
+    /// The groups this server leads move one step towards their stream's servers.
+    fn reconcile_members(&self, driver: &mut MultiRaft<FileLogStore>) {
+        let mut wanted: Vec<(GroupId, Vec<NodeId>)> = Vec::new();
+        let views = self.views.borrow();
+        let leads = |g: &GroupId| views.get(g).is_some_and(|v| v.ready);
+        for (g, s) in self.streams.borrow().iter().filter(|(g, _)| leads(g)) {
+            let peers = s.cluster.get().map(|r| r.peers.borrow().clone());
+            wanted.extend(peers.map(|p| (*g, p)));
+        }
+        for (g, c) in self.consumers.borrow().iter().filter(|(g, _)| leads(g)) {
+            let peers = c
+                .stream
+                .upgrade()
+                .and_then(|s| s.cluster.get().map(|r| r.peers.borrow().clone()));
+            wanted.extend(peers.map(|p| (*g, p)));
+        }
+        drop(views);
+        for (g, peers) in wanted {
+            moves::reconcile(self, driver, g, &peers);
         }
     }
 
@@ -528,6 +607,7 @@ impl Cluster {
                     stream::ensure_replica(&shard, self, sa);
                 }
             }
+            Change::StreamMoved(sa, old) => stream::move_replica(&shard, self, sa, old),
             Change::StreamRemoved(sa) => stream::remove_replica(&shard, self, sa),
             Change::ConsumerAdded(sa, ca) => {
                 if sa.peers.contains(&self.node) {
@@ -561,30 +641,6 @@ impl Cluster {
             }
         }
     }
-}
-
-fn step_down(driver: &mut MultiRaft<FileLogStore>, group: GroupId) -> Result<(), ApiError> {
-    let st = driver
-        .status(group)
-        .ok_or_else(|| errors::general("no such group here"))?;
-    if st.role != StateRole::Leader {
-        return Err(errors::general("not the leader"));
-    }
-    // The most caught-up other voter among those this server hears from.
-    let to = st
-        .conf_state
-        .voters
-        .iter()
-        .filter(|r| **r != st.replica)
-        .max_by_key(|r| {
-            let alive = driver.peer_alive(node_of(**r));
-            (alive, driver.matched(group, **r).unwrap_or(0))
-        })
-        .copied()
-        .ok_or_else(|| errors::general("no other replica to step down to"))?;
-    driver
-        .transfer_leader(group, to)
-        .map_err(|e| errors::general(format!("step-down failed: {e:?}")))
 }
 
 /// One membership change of the meta group, led here: a caught-up learner becomes
@@ -721,10 +777,7 @@ impl Machine<FileLogStore> for ClusterMachine {
                 if *group == META_GROUP {
                     cl.restore_meta(data);
                 } else if let Some(s) = cl.streams.borrow().get(group).cloned() {
-                    // Only a restart applies a stream group's snapshot: the log is
-                    // compacted only up to what every replica holds.
-                    let r = s.cluster.get().expect("a clustered stream");
-                    r.applied_index.set(r.applied_index.get().max(*index));
+                    catchup::on_snapshot(cl, &s, *index, data);
                 } else if let Some(c) = cl.consumers.borrow().get(group).cloned() {
                     consumer::apply(cl, &c, data);
                 }
@@ -743,11 +796,11 @@ impl Machine<FileLogStore> for ClusterMachine {
         if let Some(c) = cl.consumers.borrow().get(&group) {
             return Some(consumer::encode_state(c));
         }
-        // A stream's state is its store: its log is compacted only up to what every
-        // replica holds, so no replica should need a snapshot. One that does (its
-        // log lost) is not caught up by this version.
-        if cl.streams.borrow().contains_key(&group) {
-            error!("JetStream cluster: a replica of group {group} needs messages compacted away; it is not caught up");
+        // A stream's state is its store: the snapshot says which messages a replica
+        // must hold, and one that lacks them gets them from a peer (`catchup`).
+        if let Some(s) = cl.streams.borrow().get(&group) {
+            let held = s.store.state().last_seq.min(s.store.durable_seq());
+            return Some(catchup::encode_snapshot(held));
         }
         Some(Vec::new())
     }

@@ -92,7 +92,7 @@ pub fn ensure_replica(shard: &Rc<Shard>, cl: &Cluster, sa: &StreamAssignment) {
         let same_group = existing.cluster.get().map(|r| r.group) == Some(sa.group);
         if same_group {
             cl.streams.borrow_mut().insert(sa.group, existing.clone());
-            cl.create_group(sa.group, sa.peers.clone());
+            cl.create_group(sa.group, sa.peers.clone(), sa.joins(cl.node));
             if *existing.config.borrow() != sa.config {
                 let (shard, config) = (shard.clone(), sa.config.clone());
                 glommio::spawn_local(async move {
@@ -135,7 +135,7 @@ pub fn ensure_replica(shard: &Rc<Shard>, cl: &Cluster, sa: &StreamAssignment) {
             Ok(stream) => {
                 shard.catalog.add_clustered(account, &stream);
                 cl.streams.borrow_mut().insert(sa.group, stream);
-                cl.create_group(sa.group, sa.peers.clone());
+                cl.create_group(sa.group, sa.peers.clone(), sa.joins(cl.node));
                 info!(
                     "JetStream cluster: created a replica of stream {} (group {})",
                     sa.config.name, sa.group
@@ -148,6 +148,37 @@ pub fn ensure_replica(shard: &Rc<Shard>, cl: &Cluster, sa: &StreamAssignment) {
         }
     })
     .detach();
+}
+
+/// The stream's replicas moved: this server's replica goes, or is created (empty,
+/// joining the groups), or stays with the new peers.
+pub fn move_replica(shard: &Rc<Shard>, cl: &Cluster, sa: &StreamAssignment, old: &[NodeId]) {
+    let (was, is) = (old.contains(&cl.node), sa.peers.contains(&cl.node));
+    if was && !is {
+        info!(
+            "JetStream cluster: the replica of stream {} leaves this server",
+            sa.config.name
+        );
+        return remove_replica(shard, cl, sa);
+    }
+    if !is {
+        return;
+    }
+    if let Some(stream) = cl.streams.borrow().get(&sa.group).cloned() {
+        let r = stream.cluster.get().expect("a clustered stream");
+        *r.peers.borrow_mut() = sa.peers.clone();
+        if let Some(dir) = &stream.dir {
+            if let Err(e) = persist::save_binding(dir, &r.binding()) {
+                error!("JetStream cluster: stream {}: {e}", stream.name);
+            }
+        }
+    }
+    ensure_replica(shard, cl, sa);
+    if !was {
+        for ca in sa.consumers.values() {
+            super::consumer::ensure_replica(shard, sa, ca);
+        }
+    }
 }
 
 /// The stream was deleted: its replica here goes, with its consumers' groups.

@@ -1,0 +1,156 @@
+//! Moving a stream's replicas: `STREAM.PEER.REMOVE` (a replacement placed where a
+//! peer was) and a change of `num_replicas`. The meta leader proposes the stream's
+//! new servers; every server acts on it (a server that left removes its replica, a
+//! new one creates an empty replica that its group's leader adds), and the leader of
+//! each of the stream's groups (stream and consumers) changes the group's members one
+//! step at a time: a new server joins as a learner, votes once its log has caught
+//! up, and only then does a server that left stop being a voter.
+
+use super::assign::{MetaOp, StreamAssignment};
+use super::{Cluster, GENERATION};
+use crate::jetstream::api::errors;
+use crate::jetstream::api::types::ApiError;
+use crate::raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+use crate::raft::{node_of, replica_id, FileLogStore, GroupId, MultiRaft, NodeId, StateRole};
+use serde::Deserialize;
+use tracing::{info, warn};
+
+/// A learner is promoted once its log is within this many entries of the leader's.
+const LEARNER_CAUGHT_UP_ENTRIES: u64 = 256;
+
+/// `$JS.API.STREAM.PEER.REMOVE.<stream>`'s body.
+#[derive(Debug, Deserialize)]
+pub struct PeerRemoveRequest {
+    #[serde(default)]
+    pub peer: String,
+}
+
+/// The stream's servers with `peer` (a server name) replaced by the least loaded
+/// JetStream server that holds no replica.
+pub fn without_peer(
+    cl: &Cluster,
+    sa: &StreamAssignment,
+    body: &[u8],
+) -> Result<Vec<NodeId>, ApiError> {
+    let req: PeerRemoveRequest = serde_json::from_slice(body).map_err(errors::invalid_json)?;
+    if req.peer.is_empty() {
+        return Err(errors::bad_request());
+    }
+    let Some(at) = sa.peers.iter().position(|n| cl.name_of(*n) == req.peer) else {
+        return Err(errors::peer_not_member());
+    };
+    let mut peers = sa.peers.clone();
+    let spare = spares(cl, sa).into_iter().next();
+    let Some(spare) = spare else {
+        return Err(errors::peer_remap_failed());
+    };
+    peers[at] = spare;
+    Ok(peers)
+}
+
+/// The stream's servers for `replicas` replicas (more than it has): the current
+/// ones, then the least loaded others.
+pub fn for_replicas(
+    cl: &Cluster,
+    sa: &StreamAssignment,
+    replicas: usize,
+) -> Result<Vec<NodeId>, ApiError> {
+    if replicas < sa.peers.len() {
+        // A server leaving must stay a voter until the group's leader removed it,
+        // and a removed server is not told: not done yet.
+        return Err(errors::stream_update(
+            "decreasing a stream's replicas is not supported by this server yet",
+        ));
+    }
+    let mut peers = sa.peers.clone();
+    peers.extend(spares(cl, sa).into_iter().take(replicas - peers.len()));
+    if peers.len() < replicas {
+        return Err(errors::insufficient_resources());
+    }
+    Ok(peers)
+}
+
+/// JetStream servers holding no replica of the stream, least loaded first.
+fn spares(cl: &Cluster, sa: &StreamAssignment) -> Vec<NodeId> {
+    let meta = cl.meta.borrow();
+    let mut spares: Vec<NodeId> = cl
+        .meta_peers
+        .borrow()
+        .iter()
+        .copied()
+        .filter(|n| !sa.peers.contains(n))
+        .collect();
+    spares.sort_by_key(|n| (meta.load_of(*n), *n));
+    spares
+}
+
+/// The stream, unchanged but for its servers.
+pub fn moved_op(sa: &StreamAssignment, peers: Vec<NodeId>) -> MetaOp {
+    MetaOp::UpdateStream {
+        account: sa.account.clone(),
+        config: sa.config.clone(),
+        peers: Some(peers),
+    }
+}
+
+/// One step towards `wanted` as the members of `group`, which this server leads.
+pub fn reconcile(
+    cl: &Cluster,
+    driver: &mut MultiRaft<FileLogStore>,
+    group: GroupId,
+    wanted: &[NodeId],
+) {
+    let Some(st) = driver.status(group) else {
+        return;
+    };
+    if st.role != StateRole::Leader || !st.conf_state.voters_outgoing.is_empty() {
+        return;
+    }
+    let voters: Vec<NodeId> = st.conf_state.voters.iter().map(|r| node_of(*r)).collect();
+    let learners: Vec<NodeId> = st.conf_state.learners.iter().map(|r| node_of(*r)).collect();
+    let step = if let Some(n) = wanted
+        .iter()
+        .find(|n| !voters.contains(n) && !learners.contains(n))
+    {
+        Some((ConfChangeType::AddLearnerNode, *n))
+    } else if let Some(n) = learners.iter().find(|n| {
+        let matched = driver
+            .matched(group, replica_id(**n, GENERATION))
+            .unwrap_or(0);
+        wanted.contains(n) && matched + LEARNER_CAUGHT_UP_ENTRIES >= st.last_index
+    }) {
+        Some((ConfChangeType::AddNode, *n))
+    } else if wanted.iter().all(|n| voters.contains(n)) {
+        voters
+            .iter()
+            .chain(learners.iter())
+            .find(|n| !wanted.contains(n))
+            .map(|n| (ConfChangeType::RemoveNode, *n))
+    } else {
+        None
+    };
+    let Some((kind, node)) = step else {
+        return;
+    };
+    if kind == ConfChangeType::RemoveNode && node_of(st.replica) == node {
+        // The leader itself leaves: another takes over, and finishes the move.
+        if let Err(e) = cl.step_down_now(driver, group) {
+            warn!(
+                "JetStream cluster: group {group} keeps its leader while it moves: {}",
+                e.description
+            );
+        }
+        return;
+    }
+    let mut one = ConfChangeSingle::default();
+    one.set_change_type(kind);
+    one.node_id = replica_id(node, GENERATION);
+    let mut cc = ConfChangeV2::default();
+    cc.mut_changes().push(one);
+    match driver.propose_conf_change(group, cc) {
+        Ok(_) => info!("JetStream cluster: group {group}: {kind:?} for node {node} proposed"),
+        Err(e) => {
+            tracing::debug!("JetStream cluster: group {group} membership change waits: {e:?}")
+        }
+    }
+}
