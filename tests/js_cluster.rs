@@ -234,6 +234,19 @@ async fn create_r3(nc: &async_nats::Client) -> Value {
     v
 }
 
+/// A cluster of `storage` nodes whose R3 stream is ready; a client of node 0, and
+/// the stream's info.
+async fn with_r3_stream(
+    storage: usize,
+) -> (Cluster, async_nats::Client, jetstream::Context, Value) {
+    let cl = Cluster::start(storage, 0);
+    let (nc, js) = connect(&cl.url(0)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    create_r3(&nc).await;
+    let info = stream_ready(&nc, None).await;
+    (cl, nc, js, info)
+}
+
 /// Stream info once it has a leader and every replica is current.
 async fn stream_ready(nc: &async_nats::Client, not_leader: Option<&str>) -> Value {
     stream_ready_with(nc, not_leader, 0).await
@@ -500,11 +513,7 @@ async fn a_whole_cluster_restarts_after_sigterm_and_after_sigkill() {
 
 #[tokio::test]
 async fn stream_consumer_and_meta_leaders_step_down() {
-    let mut cl = Cluster::start(3, 0);
-    let (nc, js) = connect(&cl.url(0)).await;
-    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
-    create_r3(&nc).await;
-    let info = stream_ready(&nc, None).await;
+    let (mut cl, nc, js, info) = with_r3_stream(3).await;
     let old = leader_of(&info);
     let r = api(&nc, &format!("STREAM.LEADER.STEPDOWN.{STREAM}"), "")
         .await
@@ -718,11 +727,7 @@ async fn publish_pipelined(
 
 #[tokio::test]
 async fn a_compacted_group_log_catches_a_replica_up_and_restarts_whole() {
-    let mut cl = Cluster::start(3, 0);
-    let (nc, js) = connect(&cl.url(0)).await;
-    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
-    create_r3(&nc).await;
-    let info = stream_ready(&nc, None).await;
+    let (mut cl, _nc, js, info) = with_r3_stream(3).await;
     // Past the compaction interval (8,192 entries) with every replica up.
     let mut acked = publish_pipelined(&js, "x", 9_000).await;
     let follower = (0..3)
@@ -903,11 +908,7 @@ fn corrupt_a_record(store: &Path, payload: &str) {
 
 #[tokio::test]
 async fn replicas_with_corrupt_records_are_repaired_from_the_group_log() {
-    let mut cl = Cluster::start(3, 0);
-    let (nc, js) = connect(&cl.url(0)).await;
-    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
-    create_r3(&nc).await;
-    let info = stream_ready(&nc, None).await;
+    let (mut cl, nc, js, info) = with_r3_stream(3).await;
     let mut acked = publish_acked(&js, "a", 100).await;
     cl.wait_replicas(100, 100);
     let leader = cl.index_of(&leader_of(&info));
@@ -940,11 +941,7 @@ async fn replicas_with_corrupt_records_are_repaired_from_the_group_log() {
 
 #[tokio::test]
 async fn a_corrupt_record_the_log_no_longer_holds_comes_from_a_peer() {
-    let mut cl = Cluster::start(3, 0);
-    let (nc, js) = connect(&cl.url(0)).await;
-    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
-    create_r3(&nc).await;
-    let info = stream_ready(&nc, None).await;
+    let (mut cl, nc, js, info) = with_r3_stream(3).await;
     // Past the compaction interval: the group's log no longer holds the first ones.
     let mut acked = publish_pipelined(&js, "x", 9_000).await;
     cl.wait_replicas(9_000, 9_000);
@@ -995,11 +992,7 @@ impl Cluster {
 
 #[tokio::test]
 async fn a_removed_peer_is_replaced_by_a_caught_up_server() {
-    let mut cl = Cluster::start(5, 0);
-    let (nc, js) = connect(&cl.url(0)).await;
-    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
-    create_r3(&nc).await;
-    let info = stream_ready(&nc, None).await;
+    let (mut cl, nc, js, info) = with_r3_stream(5).await;
     // Past the compaction interval: the new replica needs a snapshot and a peer's store.
     let mut acked = publish_pipelined(&js, "x", 9_000).await;
     let before = replica_names(&info);
