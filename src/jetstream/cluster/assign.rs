@@ -22,17 +22,31 @@ pub struct StreamAssignment {
     pub peers: Vec<NodeId>,
     pub created_ns: u64,
     pub consumers: BTreeMap<String, ConsumerAssignment>,
-    /// Peers that joined after the groups were created: each starts an empty
-    /// replica that the group's leader adds (the others were in the first
-    /// configuration).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// A move of its replicas under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving: Option<Move>,
+}
+
+/// A move of a stream's replicas to other servers, until each of its groups (the
+/// stream's and its consumers') has the new servers as its members.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Move {
+    /// Servers added: their replicas of the unsettled groups start empty, and the
+    /// groups' leaders add them.
     pub joined: Vec<NodeId>,
+    /// Servers leaving: they keep their replicas (voters still) until the move ends.
+    pub leaving: Vec<NodeId>,
+    /// Groups whose leader has not yet reported the new members in place.
+    pub unsettled: Vec<GroupId>,
 }
 
 impl StreamAssignment {
-    /// Whether `node`'s replicas join formed groups instead of founding them.
-    pub fn joins(&self, node: NodeId) -> bool {
-        self.joined.contains(&node)
+    /// Whether `node`'s replica of `group` joins a formed group (empty, added by
+    /// its leader) instead of founding it.
+    pub fn joins(&self, node: NodeId, group: GroupId) -> bool {
+        self.moving
+            .as_ref()
+            .is_some_and(|m| m.joined.contains(&node) && m.unsettled.contains(&group))
     }
 }
 
@@ -76,6 +90,12 @@ pub enum MetaOp {
         stream: String,
         name: String,
     },
+    /// A group of a moving stream has its new members (its leader says).
+    GroupSettled {
+        account: String,
+        stream: String,
+        group: GroupId,
+    },
 }
 
 /// What applying an entry changed, for the server to act on (create or remove
@@ -86,6 +106,8 @@ pub enum Change {
     StreamUpdated(StreamAssignment),
     /// The stream's replicas moved: the assignment, and the servers that held them.
     StreamMoved(StreamAssignment, Vec<NodeId>),
+    /// A move ended: these servers' replicas go.
+    StreamLeft(StreamAssignment, Vec<NodeId>),
     StreamRemoved(StreamAssignment),
     ConsumerAdded(StreamAssignment, ConsumerAssignment),
     ConsumerRemoved(StreamAssignment, ConsumerAssignment),
@@ -165,7 +187,7 @@ impl MetaState {
                     peers,
                     created_ns,
                     consumers: BTreeMap::new(),
-                    joined: Vec::new(),
+                    moving: None,
                 };
                 self.streams.insert(key, sa.clone());
                 Change::StreamAdded(sa)
@@ -184,15 +206,16 @@ impl MetaState {
                     Some(peers) => {
                         assert!(!peers.is_empty(), "a stream has at least one peer");
                         let old = std::mem::replace(&mut sa.peers, peers);
-                        let new: Vec<NodeId> = sa
-                            .peers
-                            .iter()
-                            .copied()
-                            .filter(|n| !old.contains(n))
-                            .collect();
-                        sa.joined.extend(new);
-                        let peers = &sa.peers;
-                        sa.joined.retain(|n| peers.contains(n));
+                        let not_in = |a: &[NodeId], b: &[NodeId]| -> Vec<NodeId> {
+                            a.iter().copied().filter(|n| !b.contains(n)).collect()
+                        };
+                        let mut unsettled = vec![sa.group];
+                        unsettled.extend(sa.consumers.values().map(|c| c.group));
+                        sa.moving = Some(Move {
+                            joined: not_in(&sa.peers, &old),
+                            leaving: not_in(&old, &sa.peers),
+                            unsettled,
+                        });
                         Change::StreamMoved(sa.clone(), old)
                     }
                     None => Change::StreamUpdated(sa.clone()),
@@ -239,9 +262,32 @@ impl MetaState {
                     return Change::Refused(Refusal::StreamNotFound);
                 };
                 match sa.consumers.remove(&name) {
-                    Some(ca) => Change::ConsumerRemoved(sa.clone(), ca),
+                    Some(ca) => {
+                        if let Some(m) = &mut sa.moving {
+                            m.unsettled.retain(|g| *g != ca.group);
+                        }
+                        Change::ConsumerRemoved(sa.clone(), ca)
+                    }
                     None => Change::Refused(Refusal::ConsumerNotFound),
                 }
+            }
+            MetaOp::GroupSettled {
+                account,
+                stream,
+                group,
+            } => {
+                let Some(sa) = self.streams.get_mut(&(account, stream)) else {
+                    return Change::Refused(Refusal::StreamNotFound);
+                };
+                let Some(m) = &mut sa.moving else {
+                    return Change::StreamUpdated(sa.clone());
+                };
+                m.unsettled.retain(|g| *g != group);
+                if !m.unsettled.is_empty() {
+                    return Change::StreamUpdated(sa.clone());
+                }
+                let leaving = sa.moving.take().map(|m| m.leaving).unwrap_or_default();
+                Change::StreamLeft(sa.clone(), leaving)
             }
         }
     }
@@ -353,7 +399,17 @@ mod tests {
             panic!("moved")
         };
         assert_eq!((&sa.peers, old), (&vec![1, 2, 4], vec![1, 2, 3]));
-        assert!(sa.joins(4) && !sa.joins(1));
+        assert!(sa.joins(4, sa.group) && !sa.joins(1, sa.group));
+        let settled = MetaOp::GroupSettled {
+            account: "$G".into(),
+            stream: "B".into(),
+            group: sa.group,
+        };
+        let Change::StreamLeft(sa, leaving) = st.apply(settled.clone()) else {
+            panic!("left")
+        };
+        assert_eq!((sa.moving, leaving), (None, vec![3]));
+        assert!(matches!(st.apply(settled), Change::StreamUpdated(_)));
         assert_eq!(st.stream("$G", "B").unwrap().peers, vec![1, 2, 4]);
         assert!(matches!(st.apply(moved), Change::StreamUpdated(_)));
     }

@@ -10,10 +10,12 @@
 //! A replica catching up never leads: it hands leadership on.
 //!
 //! Subjects, in the system account: `$NRX.SC.<node>.Q.<group>` asks server `node`;
-//! the answer comes to `$NRX.SC.<asker>.A.<group>`.
+//! the answer comes to `$NRX.SC.<asker>.A.<group>`. `$NRX.SC.<meta leader>.S.<group>`
+//! reports a moving stream's group settled (see `moves`).
 
 use super::entry::{self, MsgEntry};
 use super::Cluster;
+use crate::jetstream::meta::META_GROUP;
 use crate::jetstream::publish;
 use crate::jetstream::stream::Stream;
 use crate::raft::{GroupId, NodeId};
@@ -180,7 +182,31 @@ pub fn on_snapshot(cl: &Cluster, stream: &Rc<Stream>, index: u64, data: &[u8]) {
     }
 }
 
-/// A peer asked (`Q`) or answered (`A`) on this server's catch-up subject.
+/// What a group's leader tells the meta leader when a moving stream's group has its
+/// new members.
+#[derive(Debug, Serialize, Deserialize)]
+struct Settled {
+    account: String,
+    stream: String,
+}
+
+/// Tells the meta leader that `group` of a moving stream has its new members.
+pub fn report_settled(shard: &Shard, cl: &Cluster, account: &str, stream: &str, group: GroupId) {
+    let Some(meta_leader) = cl.meta_leader() else {
+        return;
+    };
+    let body = serde_json::to_vec(&Settled {
+        account: account.to_string(),
+        stream: stream.to_string(),
+    })
+    .expect("serializable");
+    let subject = format!("$NRX.SC.{meta_leader}.S.{group}");
+    let system = shard.server.accounts.system();
+    crate::jetstream::send(shard, system, subject.as_bytes(), None, b"", &body);
+}
+
+/// A peer asked (`Q`) or answered (`A`) on this server's catch-up subject, or a
+/// group's leader reported its group settled (`S`, to the meta leader).
 pub fn on_message(shard: &Shard, msg: &Msg) {
     let Some(cl) = shard.cluster.get().cloned() else {
         return;
@@ -213,6 +239,20 @@ pub fn on_message(shard: &Shard, msg: &Msg) {
             if let Some(tx) = cl.catchup_answers.borrow_mut().remove(&group) {
                 let _ = tx.send(Bytes::copy_from_slice(msg.payload));
             }
+        }
+        "S" if cl.is_meta_leader() => {
+            let Ok(s) = serde_json::from_slice::<Settled>(msg.payload) else {
+                return;
+            };
+            let op = super::assign::MetaOp::GroupSettled {
+                account: s.account,
+                stream: s.stream,
+                group,
+            };
+            glommio::spawn_local(async move {
+                let _ = cl.propose(META_GROUP, super::assign::encode_op(&op)).await;
+            })
+            .detach();
         }
         _ => {}
     }

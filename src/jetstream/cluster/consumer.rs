@@ -70,7 +70,7 @@ pub fn ensure_replica(shard: &Rc<Shard>, sa: &StreamAssignment, ca: &ConsumerAss
         return;
     };
     let (shard, stream_name, ca) = (shard.clone(), sa.config.name.clone(), ca.clone());
-    let (peers, joined) = (sa.peers.clone(), sa.joined.clone());
+    let (peers, sa_now) = (sa.peers.clone(), sa.clone());
     glommio::spawn_local(async move {
         // The stream's replica may still be being created (its files opened).
         let mut waited_ms = 0;
@@ -147,7 +147,7 @@ pub fn ensure_replica(shard: &Rc<Shard>, sa: &StreamAssignment, ca: &ConsumerAss
             }
         };
         cl.consumers.borrow_mut().insert(ca.group, consumer.clone());
-        cl.create_group(ca.group, peers, joined.contains(&cl.node));
+        cl.create_group(ca.group, peers, sa_now.joins(cl.node, ca.group));
         if cl.view(ca.group).ready {
             set_leading(&consumer, true);
         }

@@ -497,25 +497,38 @@ impl Cluster {
             .map_err(|e| errors::general(format!("step-down failed: {e:?}")))
     }
 
-    /// The groups this server leads move one step towards their stream's servers.
+    /// The groups this server leads move one step towards their stream's servers;
+    /// one whose members are in place while its stream moves tells the meta leader.
     fn reconcile_members(&self, driver: &mut MultiRaft<FileLogStore>) {
-        let mut wanted: Vec<(GroupId, Vec<NodeId>)> = Vec::new();
-        let views = self.views.borrow();
-        let leads = |g: &GroupId| views.get(g).is_some_and(|v| v.ready);
-        for (g, s) in self.streams.borrow().iter().filter(|(g, _)| leads(g)) {
-            let peers = s.cluster.get().map(|r| r.peers.borrow().clone());
-            wanted.extend(peers.map(|p| (*g, p)));
+        let Some(shard) = self.shard() else { return };
+        let mut wanted: Vec<(GroupId, Rc<Stream>)> = Vec::new();
+        {
+            let views = self.views.borrow();
+            let leads = |g: &GroupId| views.get(g).is_some_and(|v| v.ready);
+            for (g, s) in self.streams.borrow().iter().filter(|(g, _)| leads(g)) {
+                wanted.push((*g, s.clone()));
+            }
+            for (g, c) in self.consumers.borrow().iter().filter(|(g, _)| leads(g)) {
+                wanted.extend(c.stream.upgrade().map(|s| (*g, s)));
+            }
         }
-        for (g, c) in self.consumers.borrow().iter().filter(|(g, _)| leads(g)) {
-            let peers = c
-                .stream
-                .upgrade()
-                .and_then(|s| s.cluster.get().map(|r| r.peers.borrow().clone()));
-            wanted.extend(peers.map(|p| (*g, p)));
-        }
-        drop(views);
-        for (g, peers) in wanted {
-            moves::reconcile(self, driver, g, &peers);
+        for (g, stream) in wanted {
+            let Some(r) = stream.cluster.get() else {
+                continue;
+            };
+            let peers = r.peers.borrow().clone();
+            if !moves::reconcile(self, driver, g, &peers) {
+                continue;
+            }
+            let account = shard.server.accounts.name(stream.account).to_string();
+            let moving = self
+                .meta
+                .borrow()
+                .stream(&account, &stream.name)
+                .is_some_and(|sa| sa.moving.is_some());
+            if moving {
+                catchup::report_settled(&shard, self, &account, &stream.name, g);
+            }
         }
     }
 
@@ -608,6 +621,15 @@ impl Cluster {
                 }
             }
             Change::StreamMoved(sa, old) => stream::move_replica(&shard, self, sa, old),
+            Change::StreamLeft(sa, leaving) => {
+                if leaving.contains(&self.node) {
+                    tracing::info!(
+                        "JetStream cluster: the replica of stream {} leaves this server",
+                        sa.config.name
+                    );
+                    stream::remove_replica(&shard, self, sa);
+                }
+            }
             Change::StreamRemoved(sa) => stream::remove_replica(&shard, self, sa),
             Change::ConsumerAdded(sa, ca) => {
                 if sa.peers.contains(&self.node) {

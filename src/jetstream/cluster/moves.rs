@@ -27,11 +27,22 @@ pub struct PeerRemoveRequest {
 
 /// The stream's servers with `peer` (a server name) replaced by the least loaded
 /// JetStream server that holds no replica.
+/// A stream moves once at a time.
+pub fn check_not_moving(sa: &StreamAssignment) -> Result<(), ApiError> {
+    match sa.moving {
+        Some(_) => Err(errors::stream_update(
+            "the stream's replicas are moving; try again once they are in place",
+        )),
+        None => Ok(()),
+    }
+}
+
 pub fn without_peer(
     cl: &Cluster,
     sa: &StreamAssignment,
     body: &[u8],
 ) -> Result<Vec<NodeId>, ApiError> {
+    check_not_moving(sa)?;
     let req: PeerRemoveRequest = serde_json::from_slice(body).map_err(errors::invalid_json)?;
     if req.peer.is_empty() {
         return Err(errors::bad_request());
@@ -48,21 +59,18 @@ pub fn without_peer(
     Ok(peers)
 }
 
-/// The stream's servers for `replicas` replicas (more than it has): the current
-/// ones, then the least loaded others.
+/// The stream's servers for `replicas` replicas: the current ones (its leader
+/// first, kept), then the least loaded others.
 pub fn for_replicas(
     cl: &Cluster,
     sa: &StreamAssignment,
     replicas: usize,
 ) -> Result<Vec<NodeId>, ApiError> {
-    if replicas < sa.peers.len() {
-        // A server leaving must stay a voter until the group's leader removed it,
-        // and a removed server is not told: not done yet.
-        return Err(errors::stream_update(
-            "decreasing a stream's replicas is not supported by this server yet",
-        ));
-    }
+    check_not_moving(sa)?;
+    let leader = cl.view(sa.group).leader;
     let mut peers = sa.peers.clone();
+    peers.sort_by_key(|n| *n != leader);
+    peers.truncate(replicas);
     peers.extend(spares(cl, sa).into_iter().take(replicas - peers.len()));
     if peers.len() < replicas {
         return Err(errors::insufficient_resources());
@@ -93,18 +101,19 @@ pub fn moved_op(sa: &StreamAssignment, peers: Vec<NodeId>) -> MetaOp {
     }
 }
 
-/// One step towards `wanted` as the members of `group`, which this server leads.
+/// One step towards `wanted` as the members of `group`, which this server leads;
+/// true when they are its members already.
 pub fn reconcile(
     cl: &Cluster,
     driver: &mut MultiRaft<FileLogStore>,
     group: GroupId,
     wanted: &[NodeId],
-) {
+) -> bool {
     let Some(st) = driver.status(group) else {
-        return;
+        return false;
     };
     if st.role != StateRole::Leader || !st.conf_state.voters_outgoing.is_empty() {
-        return;
+        return false;
     }
     let voters: Vec<NodeId> = st.conf_state.voters.iter().map(|r| node_of(*r)).collect();
     let learners: Vec<NodeId> = st.conf_state.learners.iter().map(|r| node_of(*r)).collect();
@@ -130,7 +139,7 @@ pub fn reconcile(
         None
     };
     let Some((kind, node)) = step else {
-        return;
+        return learners.is_empty() && voters.len() == wanted.len();
     };
     if kind == ConfChangeType::RemoveNode && node_of(st.replica) == node {
         // The leader itself leaves: another takes over, and finishes the move.
@@ -140,7 +149,7 @@ pub fn reconcile(
                 e.description
             );
         }
-        return;
+        return false;
     }
     let mut one = ConfChangeSingle::default();
     one.set_change_type(kind);
@@ -153,4 +162,5 @@ pub fn reconcile(
             tracing::debug!("JetStream cluster: group {group} membership change waits: {e:?}")
         }
     }
+    false
 }

@@ -92,7 +92,7 @@ pub fn ensure_replica(shard: &Rc<Shard>, cl: &Cluster, sa: &StreamAssignment) {
         let same_group = existing.cluster.get().map(|r| r.group) == Some(sa.group);
         if same_group {
             cl.streams.borrow_mut().insert(sa.group, existing.clone());
-            cl.create_group(sa.group, sa.peers.clone(), sa.joins(cl.node));
+            cl.create_group(sa.group, sa.peers.clone(), sa.joins(cl.node, sa.group));
             if *existing.config.borrow() != sa.config {
                 let (shard, config) = (shard.clone(), sa.config.clone());
                 glommio::spawn_local(async move {
@@ -135,7 +135,7 @@ pub fn ensure_replica(shard: &Rc<Shard>, cl: &Cluster, sa: &StreamAssignment) {
             Ok(stream) => {
                 shard.catalog.add_clustered(account, &stream);
                 cl.streams.borrow_mut().insert(sa.group, stream);
-                cl.create_group(sa.group, sa.peers.clone(), sa.joins(cl.node));
+                cl.create_group(sa.group, sa.peers.clone(), sa.joins(cl.node, sa.group));
                 info!(
                     "JetStream cluster: created a replica of stream {} (group {})",
                     sa.config.name, sa.group
@@ -150,20 +150,15 @@ pub fn ensure_replica(shard: &Rc<Shard>, cl: &Cluster, sa: &StreamAssignment) {
     .detach();
 }
 
-/// The stream's replicas moved: this server's replica goes, or is created (empty,
-/// joining the groups), or stays with the new peers.
+/// The stream's replicas moved: this server's replica is created (empty, joining
+/// the groups), or follows the new peers (leaving ones go when the move ends).
 pub fn move_replica(shard: &Rc<Shard>, cl: &Cluster, sa: &StreamAssignment, old: &[NodeId]) {
     let (was, is) = (old.contains(&cl.node), sa.peers.contains(&cl.node));
-    if was && !is {
-        info!(
-            "JetStream cluster: the replica of stream {} leaves this server",
-            sa.config.name
-        );
-        return remove_replica(shard, cl, sa);
-    }
-    if !is {
+    if !was && !is {
         return;
     }
+    // A leaving replica stays a voter until the move ends (`StreamLeft`); its
+    // group's leader, whichever it is, moves the members towards the new peers.
     if let Some(stream) = cl.streams.borrow().get(&sa.group).cloned() {
         let r = stream.cluster.get().expect("a clustered stream");
         *r.peers.borrow_mut() = sa.peers.clone();
@@ -172,6 +167,9 @@ pub fn move_replica(shard: &Rc<Shard>, cl: &Cluster, sa: &StreamAssignment, old:
                 error!("JetStream cluster: stream {}: {e}", stream.name);
             }
         }
+    }
+    if !is {
+        return;
     }
     ensure_replica(shard, cl, sa);
     if !was {
