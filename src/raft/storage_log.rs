@@ -41,9 +41,9 @@ use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Duration;
+use std::task::{Poll, Waker};
 
-use natrix_storage::{FileStore, LogConfig, StoreError};
+use natrix_storage::{Disk, FileStore, LogConfig, StoreError};
 use raft::eraftpb::{Entry, HardState, Snapshot};
 use raft::GetEntriesContext;
 
@@ -260,6 +260,7 @@ enum Op {
 
 /// All groups' logs of a shard on natrix-storage.
 pub struct FileLogStore {
+    disk: Disk,
     dir: PathBuf,
     log_cfg: LogConfig,
     cache_cfg: CacheConfig,
@@ -276,6 +277,8 @@ pub struct FileLogStore {
     /// cut would look corrupt).
     reading: BTreeMap<GroupId, u32>,
     cutting: BTreeSet<GroupId>,
+    /// Cuts and fetches waiting for the other to end.
+    gate_waiters: Vec<Waker>,
     ops: Vec<Op>,
     snapshots_dirty: BTreeSet<GroupId>,
     state_dirty: bool,
@@ -306,14 +309,25 @@ impl FileLogStore {
         log_cfg: LogConfig,
         cache_cfg: CacheConfig,
     ) -> io::Result<Self> {
+        Self::open_on(Disk::Real, dir, log_cfg, cache_cfg).await
+    }
+
+    /// Like [`Self::open_with`], with every file on `disk` (a faulty one, in tests).
+    pub async fn open_on(
+        disk: Disk,
+        dir: impl AsRef<Path>,
+        log_cfg: LogConfig,
+        cache_cfg: CacheConfig,
+    ) -> io::Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(dir.join("groups"))?;
-        let groups = match std::fs::read(dir.join(STATE_FILE)) {
+        disk.create_dir_all(&dir.join("groups"))?;
+        let groups = match disk.read(&dir.join(STATE_FILE)) {
             Ok(buf) => fmt::decode_state(&buf)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
         let mut s = Self {
+            disk,
             dir,
             log_cfg,
             cache_cfg,
@@ -324,6 +338,7 @@ impl FileLogStore {
             logs: BTreeMap::new(),
             reading: BTreeMap::new(),
             cutting: BTreeSet::new(),
+            gate_waiters: Vec::new(),
             ops: Vec::new(),
             snapshots_dirty: BTreeSet::new(),
             state_dirty: false,
@@ -334,11 +349,11 @@ impl FileLogStore {
             s.load_group(g).await?;
         }
         // Directories of groups created or removed around a crash.
-        for ent in std::fs::read_dir(s.dir.join("groups"))? {
-            let ent = ent?;
-            let id = ent.file_name().to_string_lossy().parse::<GroupId>().ok();
+        let groups_dir = s.dir.join("groups");
+        for name in s.disk.list(&groups_dir)? {
+            let id = name.parse::<GroupId>().ok();
             if id.is_none_or(|id| !known.contains(&id)) {
-                std::fs::remove_dir_all(ent.path())?;
+                s.disk.remove_dir_all(&groups_dir.join(name))?;
             }
         }
         Ok(s)
@@ -351,12 +366,12 @@ impl FileLogStore {
     async fn load_group(&mut self, gs: GroupState) -> io::Result<()> {
         let g = gs.group;
         let gdir = self.group_dir(g);
-        let snap = match std::fs::read(gdir.join(SNAPSHOT_FILE)) {
+        let snap = match self.disk.read(&gdir.join(SNAPSHOT_FILE)) {
             Ok(buf) => fmt::decode_snapshot(&buf)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Snapshot::default(),
             Err(e) => return Err(e),
         };
-        let log = FileStore::open(gdir.join("log"), self.log_cfg.clone())
+        let log = FileStore::open_on(self.disk.clone(), gdir.join("log"), self.log_cfg.clone())
             .await
             .map_err(io_err)?;
         let (snap_index, snap_term) = (snap.get_metadata().index, snap.get_metadata().term);
@@ -424,9 +439,7 @@ impl FileLogStore {
         store: &Rc<RefCell<Self>>,
         req: FetchRequest,
     ) -> io::Result<Vec<Entry>> {
-        while store.borrow().cutting.contains(&req.group) {
-            glommio::timer::sleep(CUT_POLL).await;
-        }
+        Self::wait_gate(store, |s| !s.cutting.contains(&req.group)).await;
         let Some(log) = store.borrow().logs.get(&req.group).cloned() else {
             return Ok(Vec::new());
         };
@@ -521,7 +534,7 @@ impl FileLogStore {
     /// Makes every write so far durable: the shard's group commit. At most one runs at
     /// a time per store; the store must not be borrowed by the caller across it.
     pub async fn persist(store: &Rc<RefCell<Self>>) -> io::Result<()> {
-        let (ops, snapshots, state, dir) = {
+        let (ops, snapshots, state, dir, disk) = {
             let mut s = store.borrow_mut();
             assert!(!s.persisting, "one persist at a time");
             s.persisting = true;
@@ -534,23 +547,26 @@ impl FileLogStore {
                 })
                 .collect();
             let state = std::mem::take(&mut s.state_dirty).then(|| s.state_records());
-            (std::mem::take(&mut s.ops), snapshots, state, s.dir.clone())
+            let ops = std::mem::take(&mut s.ops);
+            (ops, snapshots, state, s.dir.clone(), s.disk.clone())
         };
-        let r = Self::write_all(store, ops, snapshots, state, &dir).await;
+        let r = Self::write_all(store, &disk, ops, snapshots, state, &dir).await;
         store.borrow_mut().persisting = false;
         r
     }
 
     async fn write_all(
         store: &Rc<RefCell<Self>>,
+        disk: &Disk,
         ops: Vec<Op>,
         snapshots: Vec<(PathBuf, Snapshot)>,
         state: Option<Vec<GroupState>>,
         dir: &Path,
     ) -> io::Result<()> {
         for (gdir, snap) in snapshots {
-            std::fs::create_dir_all(&gdir)?;
-            write_atomic(&gdir, SNAPSHOT_FILE, fmt::encode_snapshot(&snap)).await?;
+            disk.create_dir_all(&gdir)?;
+            disk.replace_durably(&gdir, SNAPSHOT_FILE, fmt::encode_snapshot(&snap))
+                .await?;
         }
         let mut touched: BTreeMap<GroupId, Rc<FileStore>> = BTreeMap::new();
         for op in ops {
@@ -570,7 +586,8 @@ impl FileLogStore {
             return Err(e);
         }
         if let Some(state) = state {
-            write_atomic(dir, STATE_FILE, fmt::encode_state(&state)).await?;
+            disk.replace_durably(dir, STATE_FILE, fmt::encode_state(&state))
+                .await?;
         }
         Ok(())
     }
@@ -583,23 +600,27 @@ impl FileLogStore {
         let log_of = |g: GroupId| store.borrow().logs.get(&g).cloned().expect("group log");
         match op {
             Op::Create(g) => {
-                let (path, cfg) = {
+                let (disk, path, cfg) = {
                     let s = store.borrow();
-                    (s.group_dir(g).join("log"), s.log_cfg.clone())
+                    (
+                        s.disk.clone(),
+                        s.group_dir(g).join("log"),
+                        s.log_cfg.clone(),
+                    )
                 };
-                let log = Rc::new(FileStore::open(path, cfg).await.map_err(io_err)?);
+                let log = Rc::new(FileStore::open_on(disk, path, cfg).await.map_err(io_err)?);
                 assert!(log.last_index() == 0, "a new group's log is empty");
                 store.borrow_mut().logs.insert(g, log.clone());
                 touched.insert(g, log);
             }
             Op::Remove(g) => {
                 touched.remove(&g);
-                let (log, gdir) = {
+                let (log, gdir, disk) = {
                     let mut s = store.borrow_mut();
-                    (s.logs.remove(&g), s.group_dir(g))
+                    (s.logs.remove(&g), s.group_dir(g), s.disk.clone())
                 };
                 drop(log);
-                std::fs::remove_dir_all(gdir)?;
+                disk.remove_dir_all(&gdir)?;
             }
             Op::Append(g, entries) => {
                 let log = log_of(g);
@@ -638,12 +659,31 @@ impl FileLogStore {
     /// Runs a cut of `g`'s log once no fetch reads it.
     async fn cut<T>(store: &Rc<RefCell<Self>>, g: GroupId, cut: impl Future<Output = T>) -> T {
         store.borrow_mut().cutting.insert(g);
-        while store.borrow().reading.contains_key(&g) {
-            glommio::timer::sleep(CUT_POLL).await;
-        }
+        Self::wait_gate(store, |s| !s.reading.contains_key(&g)).await;
         let r = cut.await;
-        store.borrow_mut().cutting.remove(&g);
+        let mut s = store.borrow_mut();
+        s.cutting.remove(&g);
+        s.open_gate();
         r
+    }
+
+    /// Waits until `ready` holds; checked again whenever a cut or a fetch ends.
+    async fn wait_gate(store: &Rc<RefCell<Self>>, ready: impl Fn(&Self) -> bool) {
+        std::future::poll_fn(|cx| {
+            let mut s = store.borrow_mut();
+            if ready(&s) {
+                return Poll::Ready(());
+            }
+            s.gate_waiters.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn open_gate(&mut self) {
+        for w in self.gate_waiters.drain(..) {
+            w.wake();
+        }
     }
 
     fn state_records(&self) -> Vec<GroupState> {
@@ -657,10 +697,6 @@ impl FileLogStore {
             .collect()
     }
 }
-
-/// How often a cut and a fetch of the same log check whether the other is done (both
-/// are rare together: a cut is a conflicting suffix or a snapshot install).
-const CUT_POLL: Duration = Duration::from_micros(200);
 
 /// Counts a fetch reading a group's log while it lives.
 struct ReadGuard<'a> {
@@ -682,25 +718,10 @@ impl Drop for ReadGuard<'_> {
             *n -= 1;
             if *n == 0 {
                 s.reading.remove(&self.group);
+                s.open_gate();
             }
         }
     }
-}
-
-/// Replaces `dir/name` by `bytes` atomically and durably.
-async fn write_atomic(dir: &Path, name: &str, bytes: Vec<u8>) -> io::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let file = glommio::io::BufferedFile::create(&tmp).await?;
-    let len = bytes.len();
-    let written = file.write_at(bytes, 0).await?;
-    assert_eq!(written, len, "short write");
-    file.fdatasync().await?;
-    file.close().await?;
-    glommio::io::rename(&tmp, dir.join(name)).await?;
-    let d = glommio::io::Directory::open(dir).await?;
-    d.sync().await?;
-    d.close().await?;
-    Ok(())
 }
 
 impl LogStore for FileLogStore {
