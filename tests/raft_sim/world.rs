@@ -23,6 +23,9 @@ const MAX_EVENTS: u64 = 5_000_000;
 const QUIET_WITHIN_US: u64 = 2_000_000;
 /// How soon a disk task not done at its poll is polled again, at least.
 const REPOLL_MIN_US: u64 = 10;
+/// One poll of a group commit in this many stalls it, for `STALL_US`.
+const STALL_ONE_IN: u32 = 100;
+const STALL_US: std::ops::Range<u64> = 400_000..2_000_000;
 
 #[derive(Clone, Debug)]
 pub struct Faults {
@@ -536,7 +539,7 @@ impl<D: NodeDisk> World<D> {
                 {
                     return;
                 }
-                let again = self.repoll_us();
+                let again = self.repoll_us_or_stall();
                 self.at(
                     again,
                     Ev::SyncDone {
@@ -565,6 +568,15 @@ impl<D: NodeDisk> World<D> {
     fn repoll_us(&mut self) -> u64 {
         let max = (self.p.faults.fsync_max_us / 4).max(REPOLL_MIN_US);
         self.rng.gen_range(REPOLL_MIN_US..=max)
+    }
+
+    /// Now and then a group commit stalls for longer than an election timeout (a
+    /// disk busy with something else), during chaos only.
+    fn repoll_us_or_stall(&mut self) -> u64 {
+        if self.chaos && self.rng.gen_ratio(1, STALL_ONE_IN) {
+            return self.rng.gen_range(STALL_US.clone());
+        }
+        self.repoll_us()
     }
 
     fn start_fetch(&mut self, n: usize, req: FetchRequest) {
