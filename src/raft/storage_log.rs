@@ -44,7 +44,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use natrix_storage::{Disk, FileStore, LogConfig, StoreError};
-use raft::eraftpb::{Entry, HardState, Snapshot};
+use raft::eraftpb::{Entry, EntryType, HardState, Snapshot};
 use raft::GetEntriesContext;
 
 use super::log_store::{FetchRequest, GroupId, LogStore};
@@ -122,6 +122,11 @@ struct GroupLog {
     fetch: Option<Fetch>,
     /// Raft reads whose fetch landed, for the driver to resume.
     resumed: Vec<GetEntriesContext>,
+    /// Indexes of the configuration changes in the log after the snapshot.
+    conf_changes: BTreeSet<u64>,
+    /// Entries up to here were in the log at open, unread: any may be a
+    /// configuration change.
+    unread_through: u64,
 }
 
 impl GroupLog {
@@ -142,6 +147,8 @@ impl GroupLog {
             applied: index,
             fetch: None,
             resumed: Vec::new(),
+            conf_changes: BTreeSet::new(),
+            unread_through: 0,
         }
     }
 
@@ -159,6 +166,13 @@ impl GroupLog {
         }
         let at = self.terms.partition_point(|&(first, _)| first <= index);
         Some(self.terms[at - 1].1)
+    }
+
+    /// Whether moving the commit index from `old` to `new` commits a configuration
+    /// change (or may: an entry unread since open).
+    fn commits_conf_change(&self, old: u64, new: u64) -> bool {
+        new > old
+            && (old < self.unread_through || self.conf_changes.range(old + 1..=new).next().is_some())
     }
 
     fn push_term(&mut self, index: u64, term: u64) {
@@ -394,6 +408,7 @@ impl FileLogStore {
         let mut hs = gs.hard_state;
         hs.commit = hs.commit.clamp(snap_index, last);
         let mut gl = GroupLog::new(gs.replica, &snap, &hs, last);
+        gl.unread_through = last;
         // The terms from the log's index (in memory): no entry is read.
         for index in snap_index + 1..=last {
             let term = log
@@ -773,6 +788,9 @@ impl LogStore for FileLogStore {
         let mut added = 0;
         for e in entries {
             assert_eq!(e.index, gl.last + 1, "entries must be contiguous");
+            if e.get_entry_type() != EntryType::EntryNormal {
+                gl.conf_changes.insert(e.index);
+            }
             gl.push_term(e.index, e.term);
             gl.last = e.index;
             added += cached_bytes(e);
@@ -804,6 +822,8 @@ impl LogStore for FileLogStore {
             gl.tail_bytes = gl.tail.iter().map(cached_bytes).sum();
             gl.clip_fetched(0, from_index - 1);
             gl.last = from_index - 1;
+            gl.conf_changes.split_off(&from_index);
+            gl.unread_through = gl.unread_through.min(gl.last);
             while gl.terms.len() > 1 && gl.terms.last().expect("terms").0 >= from_index {
                 gl.terms.pop();
             }
@@ -834,6 +854,7 @@ impl LogStore for FileLogStore {
         gl.clip_fetched(index + 1, gl.last);
         gl.terms.retain(|&(first, _)| first > index);
         gl.terms.insert(0, (index, meta.term));
+        gl.conf_changes = gl.conf_changes.split_off(&(index + 1));
         gl.snapshot = snapshot.clone();
         gl.applied = gl.applied.max(index);
         self.cache_bytes -= before - gl.cache_bytes();
@@ -855,6 +876,8 @@ impl LogStore for FileLogStore {
         gl.last = meta.index;
         gl.tail_first = meta.index + 1;
         gl.terms = vec![(meta.index, meta.term)];
+        gl.conf_changes.clear();
+        gl.unread_through = 0;
         gl.snapshot = snapshot.clone();
         gl.applied = meta.index;
         let hs = &mut gl.hard_state;
@@ -868,7 +891,16 @@ impl LogStore for FileLogStore {
     fn set_hard_state(&mut self, group: GroupId, hard_state: &HardState) {
         let gl = self.log_mut(group);
         let old = &gl.hard_state;
-        let changed = old.term != hard_state.term || old.vote != hard_state.vote;
+        // raft-rs takes a configuration change into account once applied, and
+        // before an election it applies those it knows committed: a commit index
+        // that forgot one would let a restarted node campaign (and others vote)
+        // under the configuration before it. So a commit past one is made durable.
+        let changed = old.term != hard_state.term
+            || old.vote != hard_state.vote
+            || gl.commits_conf_change(old.commit, hard_state.commit);
+        if hard_state.commit >= gl.unread_through {
+            gl.unread_through = 0;
+        }
         gl.hard_state = hard_state.clone();
         if changed {
             self.state_dirty = true;
