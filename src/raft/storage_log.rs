@@ -172,7 +172,8 @@ impl GroupLog {
     /// change (or may: an entry unread since open).
     fn commits_conf_change(&self, old: u64, new: u64) -> bool {
         new > old
-            && (old < self.unread_through || self.conf_changes.range(old + 1..=new).next().is_some())
+            && (old < self.unread_through
+                || self.conf_changes.range(old + 1..=new).next().is_some())
     }
 
     fn push_term(&mut self, index: u64, term: u64) {

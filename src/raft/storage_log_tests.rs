@@ -409,7 +409,8 @@ fn a_commit_past_a_conf_change_survives_reopen() {
             .create_group(1, 1, &Snapshot::default(), &commit_only(1, 1, 0));
         let mut cc = entry(3, 1);
         cc.set_entry_type(raft::eraftpb::EntryType::EntryConfChangeV2);
-        s.borrow_mut().append(1, &[entry(1, 1), entry(2, 1), cc, entry(4, 1)]);
+        s.borrow_mut()
+            .append(1, &[entry(1, 1), entry(2, 1), cc, entry(4, 1)]);
         persist(&s).await;
         // Past normal entries only: lazy.
         s.borrow_mut().set_hard_state(1, &commit_only(1, 1, 2));

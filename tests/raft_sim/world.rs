@@ -1224,15 +1224,43 @@ fn panic_message(e: Box<dyn std::any::Any + Send>) -> String {
 
 /// Runs one seed on disks `D`; a failure comes back as the panic message.
 pub fn run_params<D: NodeDisk>(p: Params) -> Result<Summary, String> {
+    run_all::<D>(vec![p]).pop().expect("one result")
+}
+
+/// Runs seeds one after the other on one executor (one per seed would cost a file
+/// descriptor each: glommio does not give them all back); a failure comes back as the
+/// panic message. A panic in a task of a store ends the executor: that seed failed,
+/// and the rest run on a new one.
+pub fn run_all<D: NodeDisk>(ps: Vec<Params>) -> Vec<Result<Summary, String>> {
     use futures_lite::FutureExt;
-    let run = move || async move {
-        std::panic::AssertUnwindSafe(async { World::<D>::new(p).await.run().await })
-            .catch_unwind()
-            .await
-            .map_err(panic_message)
-    };
-    // A panic in a task of the store comes out of the executor.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| D::block_on(run)))
-        .map_err(panic_message)
-        .and_then(|r| r)
+    use std::sync::{Arc, Mutex};
+    let total = ps.len();
+    let results = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let ps = Arc::new(ps);
+    loop {
+        let done = results.lock().unwrap().len();
+        if done == total {
+            break;
+        }
+        let (rs, ps) = (results.clone(), ps.clone());
+        let run = move || async move {
+            for p in ps[done..].iter().cloned() {
+                let r =
+                    std::panic::AssertUnwindSafe(async { World::<D>::new(p).await.run().await })
+                        .catch_unwind()
+                        .await
+                        .map_err(panic_message);
+                rs.lock().unwrap().push(r);
+            }
+        };
+        if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| D::block_on(run)))
+        {
+            results.lock().unwrap().push(Err(panic_message(e)));
+        }
+    }
+    Arc::try_unwrap(results)
+        .ok()
+        .expect("runs ended")
+        .into_inner()
+        .unwrap()
 }
