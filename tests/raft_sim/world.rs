@@ -1258,9 +1258,6 @@ pub fn run_all<D: NodeDisk>(ps: Vec<Params>) -> Vec<Result<Summary, String>> {
             results.lock().unwrap().push(Err(panic_message(e)));
         }
     }
-    Arc::try_unwrap(results)
-        .ok()
-        .expect("runs ended")
-        .into_inner()
-        .unwrap()
+    let out = std::mem::take(&mut *results.lock().unwrap());
+    out
 }
