@@ -1083,11 +1083,16 @@ impl<S: LogStore> MultiRaft<S> {
     }
 
     /// The highest index up to which the unapplied entries of `g` can be read without
-    /// I/O: from the store's cache, then raft's own unstable entries.
+    /// I/O: from the store's cache, then raft's own unstable entries. None while a
+    /// snapshot is installed in the store but not yet persisted: raft still reads from
+    /// its old applied index, which the store has compacted away.
     fn in_memory_through(&self, g: GroupId) -> u64 {
         let log = &self.groups[&g].node.raft.raft_log;
         let store = self.store.borrow();
-        let from = (log.applied + 1).max(store.first_index(g));
+        if log.applied + 1 < store.first_index(g) {
+            return log.applied;
+        }
+        let from = log.applied + 1;
         let stable_last = store
             .last_index(g)
             .min(log.unstable.offset.saturating_sub(1));

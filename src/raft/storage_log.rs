@@ -41,10 +41,10 @@ use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Duration;
+use std::task::{Poll, Waker};
 
-use natrix_storage::{FileStore, LogConfig, StoreError};
-use raft::eraftpb::{Entry, HardState, Snapshot};
+use natrix_storage::{Disk, FileStore, LogConfig, StoreError};
+use raft::eraftpb::{Entry, EntryType, HardState, Snapshot};
 use raft::GetEntriesContext;
 
 use super::log_store::{FetchRequest, GroupId, LogStore};
@@ -122,6 +122,11 @@ struct GroupLog {
     fetch: Option<Fetch>,
     /// Raft reads whose fetch landed, for the driver to resume.
     resumed: Vec<GetEntriesContext>,
+    /// Indexes of the configuration changes in the log after the snapshot.
+    conf_changes: BTreeSet<u64>,
+    /// Entries up to here were in the log at open, unread: any may be a
+    /// configuration change.
+    unread_through: u64,
 }
 
 impl GroupLog {
@@ -142,6 +147,8 @@ impl GroupLog {
             applied: index,
             fetch: None,
             resumed: Vec::new(),
+            conf_changes: BTreeSet::new(),
+            unread_through: 0,
         }
     }
 
@@ -159,6 +166,14 @@ impl GroupLog {
         }
         let at = self.terms.partition_point(|&(first, _)| first <= index);
         Some(self.terms[at - 1].1)
+    }
+
+    /// Whether moving the commit index from `old` to `new` commits a configuration
+    /// change (or may: an entry unread since open).
+    fn commits_conf_change(&self, old: u64, new: u64) -> bool {
+        new > old
+            && (old < self.unread_through
+                || self.conf_changes.range(old + 1..=new).next().is_some())
     }
 
     fn push_term(&mut self, index: u64, term: u64) {
@@ -260,6 +275,7 @@ enum Op {
 
 /// All groups' logs of a shard on natrix-storage.
 pub struct FileLogStore {
+    disk: Disk,
     dir: PathBuf,
     log_cfg: LogConfig,
     cache_cfg: CacheConfig,
@@ -276,6 +292,8 @@ pub struct FileLogStore {
     /// cut would look corrupt).
     reading: BTreeMap<GroupId, u32>,
     cutting: BTreeSet<GroupId>,
+    /// Cuts and fetches waiting for the other to end.
+    gate_waiters: Vec<Waker>,
     ops: Vec<Op>,
     snapshots_dirty: BTreeSet<GroupId>,
     state_dirty: bool,
@@ -306,14 +324,25 @@ impl FileLogStore {
         log_cfg: LogConfig,
         cache_cfg: CacheConfig,
     ) -> io::Result<Self> {
+        Self::open_on(Disk::Real, dir, log_cfg, cache_cfg).await
+    }
+
+    /// Like [`Self::open_with`], with every file on `disk` (a faulty one, in tests).
+    pub async fn open_on(
+        disk: Disk,
+        dir: impl AsRef<Path>,
+        log_cfg: LogConfig,
+        cache_cfg: CacheConfig,
+    ) -> io::Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(dir.join("groups"))?;
-        let groups = match std::fs::read(dir.join(STATE_FILE)) {
+        disk.create_dir_all(&dir.join("groups"))?;
+        let groups = match disk.read(&dir.join(STATE_FILE)) {
             Ok(buf) => fmt::decode_state(&buf)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
         let mut s = Self {
+            disk,
             dir,
             log_cfg,
             cache_cfg,
@@ -324,6 +353,7 @@ impl FileLogStore {
             logs: BTreeMap::new(),
             reading: BTreeMap::new(),
             cutting: BTreeSet::new(),
+            gate_waiters: Vec::new(),
             ops: Vec::new(),
             snapshots_dirty: BTreeSet::new(),
             state_dirty: false,
@@ -334,11 +364,11 @@ impl FileLogStore {
             s.load_group(g).await?;
         }
         // Directories of groups created or removed around a crash.
-        for ent in std::fs::read_dir(s.dir.join("groups"))? {
-            let ent = ent?;
-            let id = ent.file_name().to_string_lossy().parse::<GroupId>().ok();
+        let groups_dir = s.dir.join("groups");
+        for name in s.disk.list(&groups_dir)? {
+            let id = name.parse::<GroupId>().ok();
             if id.is_none_or(|id| !known.contains(&id)) {
-                std::fs::remove_dir_all(ent.path())?;
+                s.disk.remove_dir_all(&groups_dir.join(name))?;
             }
         }
         Ok(s)
@@ -351,12 +381,12 @@ impl FileLogStore {
     async fn load_group(&mut self, gs: GroupState) -> io::Result<()> {
         let g = gs.group;
         let gdir = self.group_dir(g);
-        let snap = match std::fs::read(gdir.join(SNAPSHOT_FILE)) {
+        let snap = match self.disk.read(&gdir.join(SNAPSHOT_FILE)) {
             Ok(buf) => fmt::decode_snapshot(&buf)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Snapshot::default(),
             Err(e) => return Err(e),
         };
-        let log = FileStore::open(gdir.join("log"), self.log_cfg.clone())
+        let log = FileStore::open_on(self.disk.clone(), gdir.join("log"), self.log_cfg.clone())
             .await
             .map_err(io_err)?;
         let (snap_index, snap_term) = (snap.get_metadata().index, snap.get_metadata().term);
@@ -379,6 +409,7 @@ impl FileLogStore {
         let mut hs = gs.hard_state;
         hs.commit = hs.commit.clamp(snap_index, last);
         let mut gl = GroupLog::new(gs.replica, &snap, &hs, last);
+        gl.unread_through = last;
         // The terms from the log's index (in memory): no entry is read.
         for index in snap_index + 1..=last {
             let term = log
@@ -424,9 +455,7 @@ impl FileLogStore {
         store: &Rc<RefCell<Self>>,
         req: FetchRequest,
     ) -> io::Result<Vec<Entry>> {
-        while store.borrow().cutting.contains(&req.group) {
-            glommio::timer::sleep(CUT_POLL).await;
-        }
+        Self::wait_gate(store, |s| !s.cutting.contains(&req.group)).await;
         let Some(log) = store.borrow().logs.get(&req.group).cloned() else {
             return Ok(Vec::new());
         };
@@ -521,7 +550,7 @@ impl FileLogStore {
     /// Makes every write so far durable: the shard's group commit. At most one runs at
     /// a time per store; the store must not be borrowed by the caller across it.
     pub async fn persist(store: &Rc<RefCell<Self>>) -> io::Result<()> {
-        let (ops, snapshots, state, dir) = {
+        let (ops, snapshots, state, dir, disk) = {
             let mut s = store.borrow_mut();
             assert!(!s.persisting, "one persist at a time");
             s.persisting = true;
@@ -534,23 +563,26 @@ impl FileLogStore {
                 })
                 .collect();
             let state = std::mem::take(&mut s.state_dirty).then(|| s.state_records());
-            (std::mem::take(&mut s.ops), snapshots, state, s.dir.clone())
+            let ops = std::mem::take(&mut s.ops);
+            (ops, snapshots, state, s.dir.clone(), s.disk.clone())
         };
-        let r = Self::write_all(store, ops, snapshots, state, &dir).await;
+        let r = Self::write_all(store, &disk, ops, snapshots, state, &dir).await;
         store.borrow_mut().persisting = false;
         r
     }
 
     async fn write_all(
         store: &Rc<RefCell<Self>>,
+        disk: &Disk,
         ops: Vec<Op>,
         snapshots: Vec<(PathBuf, Snapshot)>,
         state: Option<Vec<GroupState>>,
         dir: &Path,
     ) -> io::Result<()> {
         for (gdir, snap) in snapshots {
-            std::fs::create_dir_all(&gdir)?;
-            write_atomic(&gdir, SNAPSHOT_FILE, fmt::encode_snapshot(&snap)).await?;
+            disk.create_dir_all(&gdir)?;
+            disk.replace_durably(&gdir, SNAPSHOT_FILE, fmt::encode_snapshot(&snap))
+                .await?;
         }
         let mut touched: BTreeMap<GroupId, Rc<FileStore>> = BTreeMap::new();
         for op in ops {
@@ -570,7 +602,8 @@ impl FileLogStore {
             return Err(e);
         }
         if let Some(state) = state {
-            write_atomic(dir, STATE_FILE, fmt::encode_state(&state)).await?;
+            disk.replace_durably(dir, STATE_FILE, fmt::encode_state(&state))
+                .await?;
         }
         Ok(())
     }
@@ -583,23 +616,27 @@ impl FileLogStore {
         let log_of = |g: GroupId| store.borrow().logs.get(&g).cloned().expect("group log");
         match op {
             Op::Create(g) => {
-                let (path, cfg) = {
+                let (disk, path, cfg) = {
                     let s = store.borrow();
-                    (s.group_dir(g).join("log"), s.log_cfg.clone())
+                    (
+                        s.disk.clone(),
+                        s.group_dir(g).join("log"),
+                        s.log_cfg.clone(),
+                    )
                 };
-                let log = Rc::new(FileStore::open(path, cfg).await.map_err(io_err)?);
+                let log = Rc::new(FileStore::open_on(disk, path, cfg).await.map_err(io_err)?);
                 assert!(log.last_index() == 0, "a new group's log is empty");
                 store.borrow_mut().logs.insert(g, log.clone());
                 touched.insert(g, log);
             }
             Op::Remove(g) => {
                 touched.remove(&g);
-                let (log, gdir) = {
+                let (log, gdir, disk) = {
                     let mut s = store.borrow_mut();
-                    (s.logs.remove(&g), s.group_dir(g))
+                    (s.logs.remove(&g), s.group_dir(g), s.disk.clone())
                 };
                 drop(log);
-                std::fs::remove_dir_all(gdir)?;
+                disk.remove_dir_all(&gdir)?;
             }
             Op::Append(g, entries) => {
                 let log = log_of(g);
@@ -638,12 +675,31 @@ impl FileLogStore {
     /// Runs a cut of `g`'s log once no fetch reads it.
     async fn cut<T>(store: &Rc<RefCell<Self>>, g: GroupId, cut: impl Future<Output = T>) -> T {
         store.borrow_mut().cutting.insert(g);
-        while store.borrow().reading.contains_key(&g) {
-            glommio::timer::sleep(CUT_POLL).await;
-        }
+        Self::wait_gate(store, |s| !s.reading.contains_key(&g)).await;
         let r = cut.await;
-        store.borrow_mut().cutting.remove(&g);
+        let mut s = store.borrow_mut();
+        s.cutting.remove(&g);
+        s.open_gate();
         r
+    }
+
+    /// Waits until `ready` holds; checked again whenever a cut or a fetch ends.
+    async fn wait_gate(store: &Rc<RefCell<Self>>, ready: impl Fn(&Self) -> bool) {
+        std::future::poll_fn(|cx| {
+            let mut s = store.borrow_mut();
+            if ready(&s) {
+                return Poll::Ready(());
+            }
+            s.gate_waiters.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn open_gate(&mut self) {
+        for w in self.gate_waiters.drain(..) {
+            w.wake();
+        }
     }
 
     fn state_records(&self) -> Vec<GroupState> {
@@ -657,10 +713,6 @@ impl FileLogStore {
             .collect()
     }
 }
-
-/// How often a cut and a fetch of the same log check whether the other is done (both
-/// are rare together: a cut is a conflicting suffix or a snapshot install).
-const CUT_POLL: Duration = Duration::from_micros(200);
 
 /// Counts a fetch reading a group's log while it lives.
 struct ReadGuard<'a> {
@@ -682,25 +734,10 @@ impl Drop for ReadGuard<'_> {
             *n -= 1;
             if *n == 0 {
                 s.reading.remove(&self.group);
+                s.open_gate();
             }
         }
     }
-}
-
-/// Replaces `dir/name` by `bytes` atomically and durably.
-async fn write_atomic(dir: &Path, name: &str, bytes: Vec<u8>) -> io::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let file = glommio::io::BufferedFile::create(&tmp).await?;
-    let len = bytes.len();
-    let written = file.write_at(bytes, 0).await?;
-    assert_eq!(written, len, "short write");
-    file.fdatasync().await?;
-    file.close().await?;
-    glommio::io::rename(&tmp, dir.join(name)).await?;
-    let d = glommio::io::Directory::open(dir).await?;
-    d.sync().await?;
-    d.close().await?;
-    Ok(())
 }
 
 impl LogStore for FileLogStore {
@@ -752,6 +789,9 @@ impl LogStore for FileLogStore {
         let mut added = 0;
         for e in entries {
             assert_eq!(e.index, gl.last + 1, "entries must be contiguous");
+            if e.get_entry_type() != EntryType::EntryNormal {
+                gl.conf_changes.insert(e.index);
+            }
             gl.push_term(e.index, e.term);
             gl.last = e.index;
             added += cached_bytes(e);
@@ -783,6 +823,8 @@ impl LogStore for FileLogStore {
             gl.tail_bytes = gl.tail.iter().map(cached_bytes).sum();
             gl.clip_fetched(0, from_index - 1);
             gl.last = from_index - 1;
+            gl.conf_changes.split_off(&from_index);
+            gl.unread_through = gl.unread_through.min(gl.last);
             while gl.terms.len() > 1 && gl.terms.last().expect("terms").0 >= from_index {
                 gl.terms.pop();
             }
@@ -813,6 +855,7 @@ impl LogStore for FileLogStore {
         gl.clip_fetched(index + 1, gl.last);
         gl.terms.retain(|&(first, _)| first > index);
         gl.terms.insert(0, (index, meta.term));
+        gl.conf_changes = gl.conf_changes.split_off(&(index + 1));
         gl.snapshot = snapshot.clone();
         gl.applied = gl.applied.max(index);
         self.cache_bytes -= before - gl.cache_bytes();
@@ -834,6 +877,8 @@ impl LogStore for FileLogStore {
         gl.last = meta.index;
         gl.tail_first = meta.index + 1;
         gl.terms = vec![(meta.index, meta.term)];
+        gl.conf_changes.clear();
+        gl.unread_through = 0;
         gl.snapshot = snapshot.clone();
         gl.applied = meta.index;
         let hs = &mut gl.hard_state;
@@ -847,7 +892,16 @@ impl LogStore for FileLogStore {
     fn set_hard_state(&mut self, group: GroupId, hard_state: &HardState) {
         let gl = self.log_mut(group);
         let old = &gl.hard_state;
-        let changed = old.term != hard_state.term || old.vote != hard_state.vote;
+        // raft-rs takes a configuration change into account once applied, and
+        // before an election it applies those it knows committed: a commit index
+        // that forgot one would let a restarted node campaign (and others vote)
+        // under the configuration before it. So a commit past one is made durable.
+        let changed = old.term != hard_state.term
+            || old.vote != hard_state.vote
+            || gl.commits_conf_change(old.commit, hard_state.commit);
+        if hard_state.commit >= gl.unread_through {
+            gl.unread_through = 0;
+        }
         gl.hard_state = hard_state.clone();
         if changed {
             self.state_dirty = true;

@@ -1,21 +1,19 @@
-//! The simulated cluster: nodes running the real multi-raft driver over simulated
-//! disks, a seeded scheduler with simulated time, a faulty network, a workload, and
-//! the invariant checker run after every event.
+//! The simulated cluster: nodes running the real multi-raft driver over their disks
+//! (`NodeDisk`: the simulated one, or the file store on a faulty disk), a seeded
+//! scheduler with simulated time, a faulty network, a workload, and the invariant
+//! checker run after every event.
 
-use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
-use std::rc::Rc;
 
 use natrix::raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+use natrix::raft::log_store::FetchRequest;
 use natrix::raft::multi::GroupStatus;
-use natrix::raft::{
-    node_of, replica_id, Applied, Config, GroupId, LogStore, MultiRaft, NodeId, StateRole,
-};
+use natrix::raft::{node_of, replica_id, Applied, Config, GroupId, MultiRaft, NodeId, StateRole};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::disk::SimDisk;
+use super::node_disk::NodeDisk;
 
 /// The shard timer period, simulated.
 pub const TICK_US: u64 = 50_000;
@@ -23,6 +21,11 @@ const MAX_DOWN_NODES: usize = 2;
 const MAX_EVENTS: u64 = 5_000_000;
 /// Idle groups must all be quiet this long after the last probe was applied.
 const QUIET_WITHIN_US: u64 = 2_000_000;
+/// How soon a disk task not done at its poll is polled again, at least.
+const REPOLL_MIN_US: u64 = 10;
+/// One poll of a group commit in this many stalls it, for `STALL_US`.
+const STALL_ONE_IN: u32 = 100;
+const STALL_US: std::ops::Range<u64> = 400_000..2_000_000;
 
 #[derive(Clone, Debug)]
 pub struct Faults {
@@ -100,6 +103,29 @@ pub struct Summary {
     pub compactions: u64,
     pub leaders: u64,
     pub corrupted_frames: u64,
+    pub fetches: u64,
+    pub crash_ops_lost: u64,
+    pub crash_writes_torn: u64,
+}
+
+impl Summary {
+    pub fn add(&mut self, s: &Summary) {
+        self.events += s.events;
+        self.sim_us += s.sim_us;
+        self.frames += s.frames;
+        self.proposals += s.proposals;
+        self.acked += s.acked;
+        self.crashes += s.crashes;
+        self.partitions += s.partitions;
+        self.conf_changes += s.conf_changes;
+        self.transfers += s.transfers;
+        self.compactions += s.compactions;
+        self.leaders += s.leaders;
+        self.corrupted_frames += s.corrupted_frames;
+        self.fetches += s.fetches;
+        self.crash_ops_lost += s.crash_ops_lost;
+        self.crash_writes_torn += s.crash_writes_torn;
+    }
 }
 
 #[derive(Debug)]
@@ -114,8 +140,12 @@ enum Ev {
     SyncDone {
         node: usize,
         epoch: u64,
-        seq: u64,
-        ticket: u64,
+        /// None: a group commit of writes no ticket asked for yet.
+        ticket: Option<u64>,
+    },
+    FetchPoll {
+        node: usize,
+        epoch: u64,
     },
     Crash,
     Restart(usize),
@@ -136,28 +166,29 @@ struct Sm {
     set: HashSet<u64>,
 }
 
-struct SimNode {
+struct SimNode<D: NodeDisk> {
     id: NodeId,
-    disk: Rc<RefCell<SimDisk>>,
-    driver: Option<MultiRaft<SimDisk>>,
+    disk: D,
+    driver: Option<MultiRaft<D::Store>>,
     incarnation: u64,
     epoch: u64,
     sync_inflight: bool,
     sync_wanted: Option<u64>,
+    fetch_poll: bool,
     sms: BTreeMap<GroupId, Sm>,
     /// Client proposals waiting for their entry: (group, index) -> (term, id).
     pending: BTreeMap<(GroupId, u64), (u64, u64)>,
     checked_commit: BTreeMap<GroupId, u64>,
 }
 
-pub struct World {
+pub struct World<D: NodeDisk> {
     p: Params,
     rng: ChaCha8Rng,
     now: u64,
     seq: u64,
     queue: BinaryHeap<Reverse<(u64, u64)>>,
     events: HashMap<u64, Ev>,
-    nodes: Vec<SimNode>,
+    nodes: Vec<SimNode<D>>,
     blocked: BTreeSet<(usize, usize)>,
     chaos: bool,
     done: bool,
@@ -186,27 +217,29 @@ fn decode_ids(data: &[u8]) -> Vec<u64> {
         .collect()
 }
 
-impl World {
-    pub fn new(p: Params) -> Self {
+impl<D: NodeDisk> World<D> {
+    pub async fn new(p: Params) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
-        let mut nodes: Vec<SimNode> = (0..p.nodes)
+        let mut nodes: Vec<SimNode<D>> = (0..p.nodes)
             .map(|i| SimNode {
                 id: i as NodeId + 1,
-                disk: Rc::new(RefCell::new(SimDisk::default())),
+                disk: D::new(p.seed, i, &p.faults),
                 driver: None,
                 incarnation: 1,
                 epoch: 1,
                 sync_inflight: false,
                 sync_wanted: None,
+                fetch_poll: false,
                 sms: BTreeMap::new(),
                 pending: BTreeMap::new(),
                 checked_commit: BTreeMap::new(),
             })
             .collect();
         for n in nodes.iter_mut() {
+            let store = n.disk.open().await.expect("an empty disk opens");
             n.driver = Some(MultiRaft::new(
                 driver_config(p.seed, n.id, n.incarnation),
-                n.disk.clone(),
+                store,
             ));
         }
         let mut next_gen = BTreeMap::new();
@@ -221,7 +254,7 @@ impl World {
                 let n = &mut nodes[h];
                 let d = n.driver.as_mut().unwrap();
                 d.create_group(g, replica_id(n.id, 1), &voters).unwrap();
-                n.disk.borrow_mut().sync().unwrap();
+                n.disk.sync_now().await.unwrap();
             }
             next_gen.insert(g, 2);
             probes.insert(g, None);
@@ -288,17 +321,21 @@ impl World {
         self.nodes[n].driver.is_some()
     }
 
-    fn driver(&self, n: usize) -> &MultiRaft<SimDisk> {
+    fn driver(&self, n: usize) -> &MultiRaft<D::Store> {
         self.nodes[n].driver.as_ref().expect("node is up")
     }
 
-    fn driver_mut(&mut self, n: usize) -> &mut MultiRaft<SimDisk> {
+    fn driver_mut(&mut self, n: usize) -> &mut MultiRaft<D::Store> {
         self.nodes[n].driver.as_mut().expect("node is up")
     }
 
-    pub fn run(mut self) -> Summary {
+    pub async fn run(mut self) -> Summary {
         while let Some(Reverse((t, s))) = self.queue.pop() {
             let ev = self.events.remove(&s).unwrap();
+            if matches!(ev, Ev::SyncDone { .. } | Ev::FetchPoll { .. }) {
+                // The disk tasks in flight (every node's) run one step.
+                futures_lite::future::yield_now().await;
+            }
             self.now = t;
             self.sum.events += 1;
             assert!(self.sum.events < MAX_EVENTS, "event limit reached");
@@ -310,7 +347,7 @@ impl World {
                     self.describe()
                 );
             }
-            self.handle(ev);
+            self.handle(ev).await;
             self.check();
             if self.done {
                 break;
@@ -341,7 +378,7 @@ impl World {
         out
     }
 
-    fn handle(&mut self, ev: Ev) {
+    async fn handle(&mut self, ev: Ev) {
         match ev {
             Ev::Tick(n, epoch) => {
                 if self.alive(n) && self.nodes[n].epoch == epoch {
@@ -369,24 +406,11 @@ impl World {
             Ev::SyncDone {
                 node,
                 epoch,
-                seq,
                 ticket,
-            } => {
-                if self.nodes[node].epoch != epoch {
-                    return;
-                }
-                if !self.p.faults.lying_fsync {
-                    self.nodes[node].disk.borrow_mut().complete_sync(seq);
-                }
-                self.nodes[node].sync_inflight = false;
-                self.driver_mut(node).on_persisted(ticket);
-                if let Some(t) = self.nodes[node].sync_wanted.take() {
-                    self.start_sync(node, t);
-                }
-                self.pump(node);
-            }
+            } => self.sync_done(node, epoch, ticket),
+            Ev::FetchPoll { node, epoch } => self.fetch_poll(node, epoch),
             Ev::Crash => self.crash(),
-            Ev::Restart(n) => self.restart(n),
+            Ev::Restart(n) => self.restart(n).await,
             Ev::Partition => self.partition(),
             Ev::Heal => {
                 self.blocked.clear();
@@ -429,7 +453,7 @@ impl World {
                 self.blocked.clear();
                 for n in 0..self.nodes.len() {
                     if !self.alive(n) {
-                        self.restart(n);
+                        self.restart(n).await;
                     }
                 }
                 self.at(100_000, Ev::Probe);
@@ -461,23 +485,33 @@ impl World {
                 self.apply(n, a);
             }
             if let Some(t) = rd.sync {
-                self.start_sync(n, t);
+                self.start_sync(n, Some(t));
             }
             for g in rd.snapshot_wanted {
                 self.compact_group(n, g);
             }
+            for req in rd.fetches {
+                self.start_fetch(n, req);
+            }
+        }
+        // Writes outside a ready (compaction, a replica removed) are persisted
+        // too, as the node loop does.
+        if self.alive(n) && !self.nodes[n].sync_inflight && self.nodes[n].disk.has_pending() {
+            self.start_sync(n, None);
         }
         self.check_written(n);
     }
 
-    fn start_sync(&mut self, n: usize, ticket: u64) {
+    fn start_sync(&mut self, n: usize, ticket: Option<u64>) {
         let node = &mut self.nodes[n];
         if node.sync_inflight {
-            node.sync_wanted = Some(node.sync_wanted.map_or(ticket, |w| w.max(ticket)));
+            if let Some(t) = ticket {
+                node.sync_wanted = Some(node.sync_wanted.map_or(t, |w| w.max(t)));
+            }
             return;
         }
         node.sync_inflight = true;
-        let seq = node.disk.borrow().written_seq();
+        node.disk.start_sync();
         let epoch = node.epoch;
         let lat = self.rng.gen_range(20..=self.p.faults.fsync_max_us);
         self.at(
@@ -485,10 +519,99 @@ impl World {
             Ev::SyncDone {
                 node: n,
                 epoch,
-                seq,
                 ticket,
             },
         );
+    }
+
+    fn sync_done(&mut self, n: usize, epoch: u64, ticket: Option<u64>) {
+        if self.nodes[n].epoch != epoch {
+            return;
+        }
+        match self.nodes[n].disk.poll_sync() {
+            None => {
+                // Crashes in the middle of a group commit, where writes are not
+                // synced yet, are the interesting ones: make them common.
+                if self.chaos
+                    && self.p.faults.crashes
+                    && self.rng.gen_ratio(1, 40)
+                    && self.crash_node(n)
+                {
+                    return;
+                }
+                let again = self.repoll_us_or_stall();
+                self.at(
+                    again,
+                    Ev::SyncDone {
+                        node: n,
+                        epoch,
+                        ticket,
+                    },
+                );
+                return;
+            }
+            Some(Err(e)) => panic!("node {}: persist failed: {e}", n + 1),
+            Some(Ok(())) => {}
+        }
+        self.nodes[n].sync_inflight = false;
+        if let Some(t) = ticket {
+            self.driver_mut(n).on_persisted(t);
+        }
+        if let Some(t) = self.nodes[n].sync_wanted.take() {
+            self.start_sync(n, Some(t));
+        }
+        self.pump(n);
+    }
+
+    /// A step of a disk task takes a share of an fsync's latency (so that a crash
+    /// often comes between a write and the fdatasync that covers it).
+    fn repoll_us(&mut self) -> u64 {
+        let max = (self.p.faults.fsync_max_us / 4).max(REPOLL_MIN_US);
+        self.rng.gen_range(REPOLL_MIN_US..=max)
+    }
+
+    /// Now and then a group commit stalls for longer than an election timeout (a
+    /// disk busy with something else), during chaos only.
+    fn repoll_us_or_stall(&mut self) -> u64 {
+        if self.chaos && self.rng.gen_ratio(1, STALL_ONE_IN) {
+            return self.rng.gen_range(STALL_US.clone());
+        }
+        self.repoll_us()
+    }
+
+    fn start_fetch(&mut self, n: usize, req: FetchRequest) {
+        self.sum.fetches += 1;
+        self.nodes[n].disk.start_fetch(req);
+        self.schedule_fetch_poll(n);
+    }
+
+    fn schedule_fetch_poll(&mut self, n: usize) {
+        let node = &mut self.nodes[n];
+        if node.fetch_poll {
+            return;
+        }
+        node.fetch_poll = true;
+        let epoch = node.epoch;
+        let again = self.repoll_us();
+        self.at(again, Ev::FetchPoll { node: n, epoch });
+    }
+
+    fn fetch_poll(&mut self, n: usize, epoch: u64) {
+        if self.nodes[n].epoch != epoch {
+            return;
+        }
+        self.nodes[n].fetch_poll = false;
+        let groups = match self.nodes[n].disk.take_fetched() {
+            Ok(g) => g,
+            Err(e) => panic!("node {}: log read failed: {e}", n + 1),
+        };
+        for g in groups {
+            self.driver_mut(n).on_entries_fetched(g);
+        }
+        if self.nodes[n].disk.fetches_in_flight() {
+            self.schedule_fetch_poll(n);
+        }
+        self.pump(n);
     }
 
     fn send(&mut self, from: usize, to: usize, mut bytes: Vec<u8>) {
@@ -530,33 +653,38 @@ impl World {
         if !self.chaos {
             return;
         }
-        let down = (0..self.nodes.len()).filter(|&n| !self.alive(n)).count();
         let n = self.rng.gen_range(0..self.nodes.len());
-        if self.alive(n) && down < MAX_DOWN_NODES {
-            self.sum.crashes += 1;
-            let node = &mut self.nodes[n];
-            node.driver = None;
-            let unsynced = node.disk.borrow().unsynced_ops();
-            let keep = if self.p.faults.lying_fsync {
-                0
-            } else {
-                self.rng.gen_range(0..=unsynced)
-            };
-            node.disk.borrow_mut().crash(keep);
-            node.sms.clear();
-            node.pending.clear();
-            node.checked_commit.clear();
-            node.epoch += 1;
-            node.sync_inflight = false;
-            node.sync_wanted = None;
-            let t = self.rng.gen_range(50_000..1_500_000);
-            self.at(t, Ev::Restart(n));
-        }
+        self.crash_node(n);
         let t = self.rng.gen_range(200_000..1_500_000);
         self.at(t, Ev::Crash);
     }
 
-    fn restart(&mut self, n: usize) {
+    /// Node `n` loses power, unless too many nodes are down already.
+    fn crash_node(&mut self, n: usize) -> bool {
+        let down = (0..self.nodes.len()).filter(|&n| !self.alive(n)).count();
+        if !self.alive(n) || down >= MAX_DOWN_NODES {
+            return false;
+        }
+        self.sum.crashes += 1;
+        let node = &mut self.nodes[n];
+        node.driver = None;
+        let loss = node.disk.crash(&mut self.rng);
+        self.sum.crash_ops_lost += loss.ops_lost;
+        self.sum.crash_writes_torn += loss.writes_torn;
+        let node = &mut self.nodes[n];
+        node.sms.clear();
+        node.pending.clear();
+        node.checked_commit.clear();
+        node.epoch += 1;
+        node.sync_inflight = false;
+        node.sync_wanted = None;
+        node.fetch_poll = false;
+        let t = self.rng.gen_range(50_000..1_500_000);
+        self.at(t, Ev::Restart(n));
+        true
+    }
+
+    async fn restart(&mut self, n: usize) {
         if self.alive(n) {
             return;
         }
@@ -564,9 +692,13 @@ impl World {
         let node = &mut self.nodes[n];
         node.incarnation += 1;
         node.epoch += 1;
+        let store = match node.disk.open().await {
+            Ok(s) => s,
+            Err(e) => panic!("node {} does not restart: {e}", n + 1),
+        };
         node.driver = Some(MultiRaft::new(
             driver_config(seed, node.id, node.incarnation),
-            node.disk.clone(),
+            store,
         ));
         let epoch = node.epoch;
         let phase = self.rng.gen_range(0..TICK_US);
@@ -745,7 +877,7 @@ impl World {
                 .push(single(ConfChangeType::RemoveNode, victim));
         } else {
             let free: Vec<usize> = (0..self.nodes.len())
-                .filter(|&n| !self.nodes[n].disk.borrow().has_group(g))
+                .filter(|&n| !self.nodes[n].disk.has_group(g))
                 .collect();
             if free.is_empty() {
                 return;
@@ -979,7 +1111,11 @@ impl World {
     }
 
     fn check_written(&mut self, n: usize) {
-        let written = std::mem::take(&mut self.nodes[n].disk.borrow_mut().written);
+        let node = &mut self.nodes[n];
+        let Some(driver) = node.driver.as_ref() else {
+            return;
+        };
+        let written = node.disk.take_written(driver);
         for (g, index, term, prev, digest) in written {
             let seen = self
                 .entries_seen
@@ -1038,7 +1174,7 @@ impl World {
     }
 
     /// A new leader holds every entry known committed before its term.
-    fn check_leader_complete(&self, d: &MultiRaft<SimDisk>, g: GroupId, st: &GroupStatus) {
+    fn check_leader_complete(&self, d: &MultiRaft<D::Store>, g: GroupId, st: &GroupStatus) {
         let Some(c) = self.committed.get(&g) else {
             return;
         };
@@ -1079,12 +1215,49 @@ fn driver_config(seed: u64, node: NodeId, incarnation: u64) -> Config {
     c
 }
 
-/// Runs one seed; a failure comes back as the panic message.
-pub fn run_params(p: Params) -> Result<Summary, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| World::new(p).run())).map_err(|e| {
-        e.downcast_ref::<String>()
-            .cloned()
-            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "panic".into())
-    })
+fn panic_message(e: Box<dyn std::any::Any + Send>) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
+}
+
+/// Runs one seed on disks `D`; a failure comes back as the panic message.
+pub fn run_params<D: NodeDisk>(p: Params) -> Result<Summary, String> {
+    run_all::<D>(vec![p]).pop().expect("one result")
+}
+
+/// Runs seeds one after the other on one executor (one per seed would cost a file
+/// descriptor each: glommio does not give them all back); a failure comes back as the
+/// panic message. A panic in a task of a store ends the executor: that seed failed,
+/// and the rest run on a new one.
+pub fn run_all<D: NodeDisk>(ps: Vec<Params>) -> Vec<Result<Summary, String>> {
+    use futures_lite::FutureExt;
+    use std::sync::{Arc, Mutex};
+    let total = ps.len();
+    let results = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let ps = Arc::new(ps);
+    loop {
+        let done = results.lock().unwrap().len();
+        if done == total {
+            break;
+        }
+        let (rs, ps) = (results.clone(), ps.clone());
+        let run = move || async move {
+            for p in ps[done..].iter().cloned() {
+                let r =
+                    std::panic::AssertUnwindSafe(async { World::<D>::new(p).await.run().await })
+                        .catch_unwind()
+                        .await
+                        .map_err(panic_message);
+                rs.lock().unwrap().push(r);
+            }
+        };
+        if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| D::block_on(run)))
+        {
+            results.lock().unwrap().push(Err(panic_message(e)));
+        }
+    }
+    let out = std::mem::take(&mut *results.lock().unwrap());
+    out
 }

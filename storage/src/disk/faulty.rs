@@ -453,8 +453,46 @@ impl FaultyHandle {
         self.lock().map(|_| ())
     }
 
+    /// The files in `dir` and its directories (those holding a file: a directory
+    /// here exists only through the paths of its files).
     pub(super) fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        Ok(names_in(&self.lock()?.names, dir))
+        let s = self.lock()?;
+        let mut out: Vec<String> = s
+            .names
+            .keys()
+            .filter_map(|p| p.strip_prefix(dir).ok()?.components().next())
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        out.dedup();
+        Ok(out)
+    }
+
+    pub(super) fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.lock()?;
+        let under: Vec<PathBuf> = s
+            .names
+            .keys()
+            .filter(|p| p.starts_with(dir))
+            .cloned()
+            .collect();
+        for p in under {
+            s.dir_op(DirOp::Unlink(p));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn replace_durably(
+        &self,
+        dir: &Path,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> io::Result<()> {
+        let tmp = dir.join(format!("{name}.tmp"));
+        let f = self.open(&tmp, true).await?;
+        f.write_at(&bytes, 0).await?;
+        f.fdatasync().await?;
+        self.rename(&tmp, &dir.join(name))?;
+        self.sync_dir(dir).await
     }
 
     pub(super) fn remove(&self, path: &Path) -> io::Result<()> {

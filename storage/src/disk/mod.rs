@@ -70,7 +70,7 @@ macro_rules! on_disk {
 }
 
 impl Disk {
-    pub(crate) fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+    pub fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         on_disk!(self, Disk::Real => std::fs::create_dir_all(dir), Disk::Faulty(d) => d.check())
     }
 
@@ -79,8 +79,8 @@ impl Disk {
         on_disk!(self, Disk::Real => real::settle_iopoll_probe(dir).await, Disk::Faulty(d) => d.check())
     }
 
-    /// Names of the files in `dir`.
-    pub(crate) fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+    /// Names of the entries (files and directories) in `dir`.
+    pub fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         on_disk!(self, Disk::Real => real::list(dir), Disk::Faulty(d) => d.list(dir))
     }
 
@@ -88,8 +88,8 @@ impl Disk {
         on_disk!(self, Disk::Real => std::fs::remove_file(path), Disk::Faulty(d) => d.remove(path))
     }
 
-    /// A whole small file (an index).
-    pub(crate) fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+    /// A whole small file (an index, a state file).
+    pub fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         on_disk!(self, Disk::Real => std::fs::read(path), Disk::Faulty(d) => d.read(path))
     }
 
@@ -100,6 +100,19 @@ impl Disk {
 
     pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         on_disk!(self, Disk::Real => std::fs::rename(from, to), Disk::Faulty(d) => d.rename(from, to))
+    }
+
+    /// Removes `dir` and everything under it (not durable until a directory sync).
+    pub fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        on_disk!(self, Disk::Real => std::fs::remove_dir_all(dir), Disk::Faulty(d) => d.remove_dir_all(dir))
+    }
+
+    /// Replaces the small file `dir/name` by `bytes`, atomically and durably: a
+    /// temporary file written and fdatasynced, renamed over it, the directory synced.
+    pub async fn replace_durably(&self, dir: &Path, name: &str, bytes: Vec<u8>) -> io::Result<()> {
+        on_disk!(self,
+            Disk::Real => real::replace_durably(dir, name, bytes).await,
+            Disk::Faulty(d) => d.replace_durably(dir, name, bytes).await)
     }
 
     /// Opens a segment file for reading and writing; `create` creates it

@@ -90,3 +90,15 @@ pub(super) async fn sync_dir(dir: &Path) -> io::Result<()> {
     let _ = d.close().await;
     Ok(())
 }
+
+pub(super) async fn replace_durably(dir: &Path, name: &str, bytes: Vec<u8>) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let file = glommio::io::BufferedFile::create(&tmp).await?;
+    let len = bytes.len();
+    let written = file.write_at(bytes, 0).await?;
+    assert_eq!(written, len, "short write");
+    file.fdatasync().await?;
+    file.close().await?;
+    glommio::io::rename(&tmp, dir.join(name)).await?;
+    sync_dir(dir).await
+}
