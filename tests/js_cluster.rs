@@ -1110,3 +1110,68 @@ async fn a_stream_grows_from_one_replica_to_three_and_back() {
     acked.extend(publish_acked(&js, "c", 10).await);
     assert_eq!(read_all(&js).await, acked);
 }
+
+#[tokio::test]
+async fn a_removed_server_leaves_the_meta_group_and_its_replicas_move() {
+    let (mut cl, nc, js, info) = with_r3_stream(4).await;
+    let mut acked = publish_acked(&js, "a", 50).await;
+    let before = replica_names(&info);
+    let gone = before
+        .iter()
+        .find(|n| **n != leader_of(&info) && **n != cl.members[0].name)
+        .unwrap()
+        .clone();
+    let gone_i = cl.index_of(&gone);
+    cl.kill(gone_i);
+
+    let denied = api(&nc, "SERVER.REMOVE", &format!(r#"{{"peer":"{gone}"}}"#)).await;
+    assert!(
+        denied.as_ref().is_none_or(|v| v.get("error").is_some()),
+        "{denied:?}"
+    );
+    let sys = async_nats::ConnectOptions::with_user_and_password("admin".into(), "s3cr3t".into())
+        .connect(cl.url(0))
+        .await
+        .unwrap();
+    let ask = |body: String| {
+        let sys = sys.clone();
+        async move {
+            // Asked again until the meta leader's server knows the reply subject.
+            for _ in 0..5 {
+                if let Some(v) = api(&sys, "SERVER.REMOVE", &body).await {
+                    return v;
+                }
+            }
+            panic!("SERVER.REMOVE not answered");
+        }
+    };
+    let unknown = ask(r#"{"peer":"nobody"}"#.to_string()).await;
+    assert_eq!(unknown["error"]["err_code"], 10044, "{unknown}");
+    let removed = ask(format!(r#"{{"peer":"{gone}"}}"#)).await;
+    assert_eq!(removed["success"], true, "{removed}");
+    assert_eq!(
+        removed["type"],
+        "io.nats.jetstream.api.v1.meta_server_remove_response"
+    );
+
+    // The meta group has three members; the stream's replicas are on the others.
+    wait_for("the meta group shrinks", FORM_WAIT, || {
+        cl.running()
+            .all(|s| s.json("/jsz")["meta_cluster"]["cluster_size"] == 3)
+    });
+    let begun = Instant::now();
+    let after = loop {
+        let names = replica_names(&stream_ready_with(&nc, None, 0).await);
+        if names.len() == 3 && !names.contains(&gone) {
+            break names;
+        }
+        assert!(begun.elapsed() < FORM_WAIT, "still {names:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    acked.extend(publish_acked(&js, "b", 10).await);
+    for name in &after {
+        cl.wait_replica_on(cl.index_of(name), 60, 60);
+    }
+    assert_eq!(read_all(&js).await, acked);
+    drop((nc, sys));
+}

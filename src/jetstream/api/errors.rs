@@ -78,6 +78,9 @@ pub fn consumer_inactive_threshold_excess(limit_ns: i64) -> ApiError {
         format!("consumer inactive threshold exceeds system limit of {limit}"),
     )
 }
+pub fn server_not_member() -> ApiError {
+    err(400, 10044, "server is not a member of the cluster")
+}
 pub fn peer_not_member() -> ApiError {
     err(400, 10040, "peer not a member")
 }

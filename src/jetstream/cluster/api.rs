@@ -75,10 +75,15 @@ pub async fn handle(
             kind,
             remove_peer(cl, &acct, &name, &body).await,
         )),
-        ApiOp::ServerRemove if meta_leader => Some(Reply::error(
-            kind,
-            errors::general("server removal is not supported by this server yet"),
-        )),
+        ApiOp::ServerRemove if meta_leader => {
+            if account != shard.server.accounts.system() {
+                return Some(Reply::error(
+                    kind,
+                    errors::general("only the system account may remove a server"),
+                ));
+            }
+            Some(success_or_error(kind, remove_server(cl, &body).await))
+        }
         ApiOp::ConsumerCreate {
             stream,
             name,
@@ -114,6 +119,31 @@ async fn remove_peer(cl: &Cluster, acct: &str, name: &str, body: &[u8]) -> Resul
     };
     let peers = super::moves::without_peer(cl, &sa, body)?;
     propose_meta(cl, super::moves::moved_op(&sa, peers)).await
+}
+
+/// `SERVER.REMOVE`: the server's stream replicas move to others (or go, where no
+/// server is free), and it leaves the meta group for good.
+async fn remove_server(cl: &Cluster, body: &[u8]) -> Result<(), ApiError> {
+    let node = super::moves::server_named(cl, body)?;
+    let streams: Vec<StreamAssignment> = cl
+        .meta
+        .borrow()
+        .streams
+        .values()
+        .filter(|sa| sa.peers.contains(&node))
+        .cloned()
+        .collect();
+    for sa in streams {
+        match super::moves::without_server(cl, &sa, node) {
+            Ok(peers) => propose_meta(cl, super::moves::moved_op(&sa, peers)).await?,
+            Err(e) => tracing::warn!(
+                "JetStream cluster: stream {} keeps a replica on a removed server: {}",
+                sa.config.name,
+                e.description
+            ),
+        }
+    }
+    propose_meta(cl, MetaOp::RemoveServer { node }).await
 }
 
 fn success_or_error(kind: &'static str, r: Result<(), ApiError>) -> Reply {

@@ -6,7 +6,7 @@
 use crate::jetstream::api::types::{ConsumerConfig, StreamConfig};
 use crate::raft::{GroupId, NodeId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The first group id handed to a stream or consumer (the meta group is 1).
 pub const FIRST_GROUP: GroupId = 2;
@@ -90,6 +90,10 @@ pub enum MetaOp {
         stream: String,
         name: String,
     },
+    /// `$JS.API.SERVER.REMOVE`: the server leaves the meta group for good.
+    RemoveServer {
+        node: NodeId,
+    },
     /// A group of a moving stream has its new members (its leader says).
     GroupSettled {
         account: String,
@@ -108,6 +112,8 @@ pub enum Change {
     StreamMoved(StreamAssignment, Vec<NodeId>),
     /// A move ended: these servers' replicas go.
     StreamLeft(StreamAssignment, Vec<NodeId>),
+    /// A server was removed from the cluster's JetStream.
+    ServerRemoved(NodeId),
     StreamRemoved(StreamAssignment),
     ConsumerAdded(StreamAssignment, ConsumerAssignment),
     ConsumerRemoved(StreamAssignment, ConsumerAssignment),
@@ -129,6 +135,8 @@ pub struct MetaState {
     /// By (account, stream name).
     pub streams: BTreeMap<(String, String), StreamAssignment>,
     pub next_group: GroupId,
+    /// Servers removed (`SERVER.REMOVE`): never members of the meta group again.
+    pub removed: BTreeSet<NodeId>,
 }
 
 impl MetaState {
@@ -136,6 +144,7 @@ impl MetaState {
         MetaState {
             streams: BTreeMap::new(),
             next_group: FIRST_GROUP,
+            removed: BTreeSet::new(),
         }
     }
 
@@ -271,6 +280,10 @@ impl MetaState {
                     None => Change::Refused(Refusal::ConsumerNotFound),
                 }
             }
+            MetaOp::RemoveServer { node } => {
+                self.removed.insert(node);
+                Change::ServerRemoved(node)
+            }
             MetaOp::GroupSettled {
                 account,
                 stream,
@@ -303,6 +316,7 @@ impl MetaState {
         let snap: Snapshot = serde_json::from_slice(bytes)?;
         let mut state = MetaState::new();
         state.next_group = snap.next_group.max(FIRST_GROUP);
+        state.removed = snap.removed;
         for sa in snap.streams {
             state
                 .streams
@@ -317,6 +331,8 @@ impl MetaState {
 struct Snapshot {
     next_group: GroupId,
     streams: Vec<StreamAssignment>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    removed: BTreeSet<NodeId>,
 }
 
 impl From<&MetaState> for Snapshot {
@@ -324,6 +340,7 @@ impl From<&MetaState> for Snapshot {
         Snapshot {
             next_group: s.next_group,
             streams: s.streams.values().cloned().collect(),
+            removed: s.removed.clone(),
         }
     }
 }
@@ -412,5 +429,7 @@ mod tests {
         assert!(matches!(st.apply(settled), Change::StreamUpdated(_)));
         assert_eq!(st.stream("$G", "B").unwrap().peers, vec![1, 2, 4]);
         assert!(matches!(st.apply(moved), Change::StreamUpdated(_)));
+        st.apply(MetaOp::RemoveServer { node: 3 });
+        assert_eq!(MetaState::decode(&st.encode()).unwrap(), st);
     }
 }

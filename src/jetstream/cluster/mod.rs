@@ -394,7 +394,11 @@ impl Cluster {
                     warn!("JetStream meta group: could not join: {e:?}");
                 }
             }
-            Op::GrowMeta(joining) => grow_meta(driver, &joining),
+            Op::GrowMeta(mut joining) => {
+                let meta = self.meta.borrow();
+                joining.retain(|n| !meta.removed.contains(n));
+                grow_meta(driver, &joining)
+            }
             Op::ProposeCompaction(group) => {
                 if let Some(up_to) = held_by_all(driver, group) {
                     let _ = driver.propose(group, entry::encode_compact(up_to));
@@ -510,6 +514,17 @@ impl Cluster {
             }
             for (g, c) in self.consumers.borrow().iter().filter(|(g, _)| leads(g)) {
                 wanted.extend(c.stream.upgrade().map(|s| (*g, s)));
+            }
+        }
+        if self.is_meta_leader() {
+            let removed = self.meta.borrow().removed.clone();
+            let voters = self.meta_peers.borrow().clone();
+            if voters.iter().any(|n| removed.contains(n)) {
+                let kept: Vec<NodeId> = voters
+                    .into_iter()
+                    .filter(|n| !removed.contains(n))
+                    .collect();
+                moves::reconcile(self, driver, META_GROUP, &kept);
             }
         }
         for (g, stream) in wanted {
@@ -631,6 +646,11 @@ impl Cluster {
                 }
             }
             Change::StreamRemoved(sa) => stream::remove_replica(&shard, self, sa),
+            Change::ServerRemoved(node) if *node == self.node => tracing::warn!(
+                "JetStream cluster: this server was removed from the cluster's JetStream \
+                 (SERVER.REMOVE); it takes no part in it again"
+            ),
+            Change::ServerRemoved(_) => {}
             Change::ConsumerAdded(sa, ca) => {
                 if sa.peers.contains(&self.node) {
                     consumer::ensure_replica(&shard, sa, ca);

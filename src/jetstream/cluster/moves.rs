@@ -18,6 +18,54 @@ use tracing::{info, warn};
 /// A learner is promoted once its log is within this many entries of the leader's.
 const LEARNER_CAUGHT_UP_ENTRIES: u64 = 256;
 
+/// `$JS.API.SERVER.REMOVE`'s body: a server's name, or its peer id.
+#[derive(Debug, Deserialize)]
+pub struct ServerRemoveRequest {
+    #[serde(default)]
+    pub peer: String,
+    #[serde(default)]
+    pub peer_id: String,
+}
+
+/// The meta group's member that `SERVER.REMOVE`'s body names.
+pub fn server_named(cl: &Cluster, body: &[u8]) -> Result<NodeId, ApiError> {
+    let req: ServerRemoveRequest = serde_json::from_slice(body).map_err(errors::invalid_json)?;
+    if req.peer.is_empty() && req.peer_id.is_empty() {
+        return Err(errors::bad_request());
+    }
+    let members = cl.meta_peers.borrow().clone();
+    members
+        .into_iter()
+        .find(|n| {
+            if req.peer_id.is_empty() {
+                cl.name_of(*n) == req.peer
+            } else {
+                crate::jetstream::node_id::peer_label(*n) == req.peer_id
+            }
+        })
+        .ok_or_else(errors::server_not_member)
+}
+
+/// The stream's servers without `node`: a spare in its place, or none (one replica
+/// less) where no server is free.
+pub fn without_server(
+    cl: &Cluster,
+    sa: &StreamAssignment,
+    node: NodeId,
+) -> Result<Vec<NodeId>, ApiError> {
+    check_not_moving(sa)?;
+    let spare = spares(cl, sa).into_iter().next();
+    let peers: Vec<NodeId> = sa
+        .peers
+        .iter()
+        .filter_map(|n| if *n == node { spare } else { Some(*n) })
+        .collect();
+    if peers.is_empty() {
+        return Err(errors::peer_remap_failed());
+    }
+    Ok(peers)
+}
+
 /// `$JS.API.STREAM.PEER.REMOVE.<stream>`'s body.
 #[derive(Debug, Deserialize)]
 pub struct PeerRemoveRequest {
@@ -88,6 +136,7 @@ fn spares(cl: &Cluster, sa: &StreamAssignment) -> Vec<NodeId> {
         .copied()
         .filter(|n| !sa.peers.contains(n))
         .collect();
+    spares.retain(|n| !meta.removed.contains(n));
     spares.sort_by_key(|n| (meta.load_of(*n), *n));
     spares
 }
