@@ -103,7 +103,6 @@ const IGNORED_TOP_LEVEL: &[&str] = &[
     "no_system_account",
     "no_system",
     "no_sys_acc",
-    "server_tags",
     "server_metadata",
     "feature_flags",
     "default_js_domain",
@@ -113,6 +112,8 @@ const IGNORED_TOP_LEVEL: &[&str] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     pub server_name: Option<String>,
+    /// `server_tags`: matched by a stream's `placement { tags }` (lower case).
+    pub server_tags: Vec<String>,
     /// Client listen host: `listen: host:port`, `host` or `net`.
     pub host: String,
     /// Client port; `-1` in the config (a random port) is stored as 0.
@@ -172,6 +173,7 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             server_name: None,
+            server_tags: Vec::new(),
             host: DEFAULT_HOST.to_string(),
             port: DEFAULT_PORT,
             client_advertise: None,
@@ -280,6 +282,14 @@ impl<'a> Reader<'a> {
             "host" | "net" => o.host = string(key, item)?,
             "client_advertise" => o.client_advertise = Some(string(key, item)?),
             "server_name" => o.server_name = Some(cluster::name_without_spaces(key, item)?),
+            "server_tags" => {
+                o.server_tags = convert::string_list(key, item)?
+                    .iter()
+                    .flat_map(|t| t.split(','))
+                    .map(|t| t.trim().to_lowercase())
+                    .filter(|t| !t.is_empty())
+                    .collect()
+            }
             "http" => {
                 let hp = host_port(key, item)?;
                 o.http_port = Some(hp.port);

@@ -28,6 +28,8 @@ struct Member {
     http: u16,
     cluster_port: u16,
     store: Option<PathBuf>,
+    /// More config lines (`server_tags`).
+    extra: String,
 }
 
 fn members(storage: usize, plain: usize, dir: &Path) -> Vec<Member> {
@@ -42,6 +44,7 @@ fn members(storage: usize, plain: usize, dir: &Path) -> Vec<Member> {
             http: free_port(),
             cluster_port: free_port(),
             store: (i < storage).then(|| dir.join(format!("n{}", i + 1))),
+            extra: String::new(),
         })
         .collect()
 }
@@ -67,8 +70,9 @@ fn config_with_routes(me: &Member, routed: &[Member]) -> String {
         None => String::new(),
     };
     format!(
-        "server_name: {}\nlisten: 127.0.0.1:{{port}}\nhttp: 127.0.0.1:{{http}}\n{js}cluster {{\n  name: C1\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n{ACCOUNTS}",
+        "server_name: {}\n{}listen: 127.0.0.1:{{port}}\nhttp: 127.0.0.1:{{http}}\n{js}cluster {{\n  name: C1\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n{ACCOUNTS}",
         me.name,
+        me.extra,
         me.cluster_port,
         routes.join(", ")
     )
@@ -89,8 +93,16 @@ struct Cluster {
 
 impl Cluster {
     fn start(storage: usize, plain: usize) -> Cluster {
+        Cluster::start_tagged(storage, plain, &[])
+    }
+
+    /// Storage node i gets `server_tags: tags[i]` (where given).
+    fn start_tagged(storage: usize, plain: usize, tags: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let members = members(storage, plain, dir.path());
+        let mut members = members(storage, plain, dir.path());
+        for (m, t) in members.iter_mut().zip(tags) {
+            m.extra = format!("server_tags: {t}\n");
+        }
         let servers = members.iter().map(|m| Some(start(m, &members))).collect();
         Cluster {
             members,
@@ -1174,4 +1186,49 @@ async fn a_removed_server_leaves_the_meta_group_and_its_replicas_move() {
     }
     assert_eq!(read_all(&js).await, acked);
     drop((nc, sys));
+}
+
+#[tokio::test]
+async fn placement_tags_choose_the_servers() {
+    let cl = Cluster::start_tagged(4, 0, &["[ssd, az1]", "[ssd]", "\"SSD,az2\"", "[hdd]"]);
+    let (nc, _) = connect(&cl.url(0)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    let create = |name: &str, replicas: u32, placement: &str| {
+        let nc = nc.clone();
+        let body = format!(
+            r#"{{"name":"{name}","subjects":["{name}.>"],"num_replicas":{replicas},"placement":{placement}}}"#
+        );
+        let name = name.to_string();
+        async move {
+            let created = api(&nc, &format!("STREAM.CREATE.{name}"), &body)
+                .await
+                .unwrap();
+            if created.get("error").is_some() {
+                return created;
+            }
+            // The info once the stream's leader is known.
+            let begun = Instant::now();
+            loop {
+                let info = api(&nc, &format!("STREAM.INFO.{name}"), "").await;
+                if let Some(info) = info.filter(|i| i["cluster"]["leader"].is_string()) {
+                    return info;
+                }
+                assert!(begun.elapsed() < FORM_WAIT, "{name} has no leader");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let fast = create("FAST", 3, r#"{"tags":["ssd"]}"#).await;
+    assert!(fast.get("error").is_none(), "{fast}");
+    let mut names = replica_names(&fast);
+    names.sort();
+    assert_eq!(names, ["n1-c1", "n2-c1", "n3-c1"]);
+    let slow = create("SLOW", 1, r#"{"tags":["hdd"]}"#).await;
+    assert_eq!(replica_names(&slow), ["n4-c1"], "{slow}");
+    let az = create("AZ", 2, r#"{"tags":["ssd","az1"]}"#).await;
+    assert_eq!(az["error"]["err_code"], 10005, "one server has both: {az}");
+    let elsewhere = create("ELSE", 1, r#"{"cluster":"C2"}"#).await;
+    assert_eq!(elsewhere["error"]["err_code"], 10005, "{elsewhere}");
+    let here = create("HERE", 1, r#"{"cluster":"C1","tags":["az2"]}"#).await;
+    assert_eq!(replica_names(&here), ["n3-c1"], "{here}");
 }

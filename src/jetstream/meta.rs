@@ -77,6 +77,8 @@ pub struct MetaHost {
     status: RefCell<MetaStatus>,
     /// Server names by node id: ours, and those of peers that advertised one.
     names: RefCell<AHashMap<NodeId, String>>,
+    /// Server tags by node id, as each server advertised them.
+    tags: RefCell<AHashMap<NodeId, Vec<String>>>,
 }
 
 impl MetaHost {
@@ -97,6 +99,18 @@ impl MetaHost {
 
     pub fn learn_peer(&self, node: NodeId, name: &str) {
         self.names.borrow_mut().insert(node, name.to_string());
+    }
+
+    pub fn learn_tags(&self, node: NodeId, tags: &[String]) {
+        self.tags.borrow_mut().insert(node, tags.to_vec());
+    }
+
+    /// Whether `node` advertised every one of `tags` (any case).
+    pub fn has_tags(&self, node: NodeId, tags: &[String]) -> bool {
+        let known = self.tags.borrow();
+        let have = known.get(&node).map(Vec::as_slice).unwrap_or_default();
+        tags.iter()
+            .all(|t| have.iter().any(|h| h.eq_ignore_ascii_case(t)))
     }
 
     pub fn status(&self) -> MetaStatus {
@@ -174,8 +188,10 @@ pub async fn start(shard: &Rc<Shard>) -> io::Result<Rc<MetaHost>> {
         inflow: Inflow::default(),
         status: RefCell::default(),
         names: RefCell::default(),
+        tags: RefCell::default(),
     });
     host.learn_peer(node, &server.name);
+    host.learn_tags(node, &server.opts.server_tags);
     let incarnation = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)

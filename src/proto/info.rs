@@ -63,6 +63,9 @@ pub struct ServerInfo {
     /// finds one behind its routes joins it instead of forming its own.
     #[serde(skip_serializing_if = "is_false")]
     pub natrix_meta: bool,
+    /// `server_tags` (routes: a stream's placement tags are matched against them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 impl ServerInfo {

@@ -350,6 +350,7 @@ pub fn route_info(shard: &Shard, routes: &Routes) -> ServerInfo {
         natrix_raft: server.raft_node.is_some(),
         natrix_node: server.raft_node,
         natrix_meta: shard.meta.get().is_some_and(|m| m.status().exists),
+        tags: server.opts.server_tags.clone(),
         ..Default::default()
     }
 }
@@ -683,6 +684,7 @@ fn handle_info(
         route.registered.set(true);
         if let (Some(node), Some(host)) = (raft_node, shard.meta.get()) {
             host.learn_peer(node, &name);
+            host.learn_tags(node, &v.tags);
         }
         debug!(
             "{} - rid:{} - Registering remote route {id:?}",

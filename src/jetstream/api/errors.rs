@@ -78,6 +78,9 @@ pub fn consumer_inactive_threshold_excess(limit_ns: i64) -> ApiError {
         format!("consumer inactive threshold exceeds system limit of {limit}"),
     )
 }
+pub fn no_suitable_peers() -> ApiError {
+    err(400, 10005, "no suitable peers for placement")
+}
 pub fn server_not_member() -> ApiError {
     err(400, 10044, "server is not a member of the cluster")
 }

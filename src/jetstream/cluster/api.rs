@@ -279,11 +279,20 @@ fn assigned_info(sa: &StreamAssignment) -> StreamInfo {
 
 /// The servers a new stream's replicas go to: the least loaded JetStream servers
 /// of the meta group (ties broken by the stream's name, so streams spread).
-fn place(cl: &Cluster, name: &str, replicas: usize) -> Option<Vec<NodeId>> {
-    let mut peers = cl.meta_peers.borrow().clone();
+fn place(
+    shard: &Shard,
+    cl: &Cluster,
+    config: &StreamConfig,
+    replicas: usize,
+) -> Result<Vec<NodeId>, ApiError> {
+    let mut peers = super::moves::eligible(shard, cl, config)?;
     if peers.len() < replicas {
-        return None;
+        return Err(match config.placement {
+            Some(_) => errors::no_suitable_peers(),
+            None => errors::insufficient_resources(),
+        });
     }
+    let name = &config.name;
     let meta = cl.meta.borrow();
     let salt = crate::jetstream::node_id::node_id(name);
     peers.sort_by_key(|n| (meta.load_of(*n), n ^ salt));
@@ -293,7 +302,7 @@ fn place(cl: &Cluster, name: &str, replicas: usize) -> Option<Vec<NodeId>> {
     if let Some(at) = peers.iter().position(|n| *n == cl.node) {
         peers.swap(0, at);
     }
-    Some(peers)
+    Ok(peers)
 }
 
 async fn create_stream(
@@ -329,8 +338,9 @@ async fn create_stream(
         if max_streams >= 0 && cl.meta.borrow().of_account(acct).count() as i64 >= max_streams {
             return Reply::error(k, errors::maximum_streams());
         }
-        let Some(peers) = place(cl, name, config.num_replicas.max(1) as usize) else {
-            return Reply::error(k, errors::insufficient_resources());
+        let peers = match place(shard, cl, &config, config.num_replicas.max(1) as usize) {
+            Ok(p) => p,
+            Err(e) => return Reply::error(k, e),
         };
         let op = MetaOp::AddStream {
             account: acct.to_string(),
@@ -443,6 +453,12 @@ async fn update_stream(cl: &Cluster, acct: &str, name: &str, body: &[u8]) -> Rep
     let Some(sa) = cl.meta.borrow().stream(acct, name).cloned() else {
         return Reply::error(k, errors::stream_not_found());
     };
+    if sa.config.placement != config.placement {
+        return Reply::error(
+            k,
+            errors::stream_update("changing a stream's placement is not supported yet"),
+        );
+    }
     let op = if sa.config.num_replicas.max(1) != config.num_replicas.max(1) {
         match super::moves::for_replicas(cl, &sa, config.num_replicas.max(1) as usize) {
             Ok(peers) => MetaOp::UpdateStream {

@@ -9,9 +9,10 @@
 use super::assign::{MetaOp, StreamAssignment};
 use super::{Cluster, GENERATION};
 use crate::jetstream::api::errors;
-use crate::jetstream::api::types::ApiError;
+use crate::jetstream::api::types::{ApiError, StreamConfig};
 use crate::raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use crate::raft::{node_of, replica_id, FileLogStore, GroupId, MultiRaft, NodeId, StateRole};
+use crate::server::shard::Shard;
 use serde::Deserialize;
 use tracing::{info, warn};
 
@@ -126,17 +127,46 @@ pub fn for_replicas(
     Ok(peers)
 }
 
-/// JetStream servers holding no replica of the stream, least loaded first.
-fn spares(cl: &Cluster, sa: &StreamAssignment) -> Vec<NodeId> {
+/// The JetStream servers a stream with `config` may be placed on: members of the
+/// meta group, not removed, with every tag of its `placement` (whose cluster, if
+/// named, must be this one).
+pub fn eligible(
+    shard: &Shard,
+    cl: &Cluster,
+    config: &StreamConfig,
+) -> Result<Vec<NodeId>, ApiError> {
+    let placement = config.placement.clone().unwrap_or_default();
+    let cluster = shard
+        .server
+        .opts
+        .cluster
+        .as_ref()
+        .and_then(|c| c.name.clone());
+    if placement.cluster.is_some() && placement.cluster != cluster {
+        return Err(errors::no_suitable_peers());
+    }
+    let tags = placement.tags.unwrap_or_default();
     let meta = cl.meta.borrow();
-    let mut spares: Vec<NodeId> = cl
+    Ok(cl
         .meta_peers
         .borrow()
         .iter()
         .copied()
-        .filter(|n| !sa.peers.contains(n))
-        .collect();
-    spares.retain(|n| !meta.removed.contains(n));
+        .filter(|n| !meta.removed.contains(n) && cl.host.has_tags(*n, &tags))
+        .collect())
+}
+
+/// Servers the stream may be placed on that hold no replica of it, least loaded
+/// first.
+fn spares(cl: &Cluster, sa: &StreamAssignment) -> Vec<NodeId> {
+    let Some(shard) = cl.shard() else {
+        return Vec::new();
+    };
+    let Ok(mut spares) = eligible(&shard, cl, &sa.config) else {
+        return Vec::new();
+    };
+    spares.retain(|n| !sa.peers.contains(n));
+    let meta = cl.meta.borrow();
     spares.sort_by_key(|n| (meta.load_of(*n), *n));
     spares
 }
