@@ -1,9 +1,10 @@
 //! Catching a stream replica up from a peer's store, for messages its group's log
 //! no longer holds (a damaged record older than the log's start).
 //!
-//! The replica asks one peer at a time (the group's leader first) for the messages
-//! after its store's last, in batches. A peer answers from its store with the last
-//! sequence it holds and the group index its store reflects, both read at once. While
+//! The replica asks the group's leader for the messages after its store's last, in
+//! batches (another peer when the leader does not answer; only a ready leader
+//! serves). It answers from its store with the last sequence it holds and the
+//! group index its store reflects, both read at once. While
 //! it catches up, the replica keeps the entries its group applies (bounded) instead
 //! of applying them; once its store holds what the peer holds at index `A`, it
 //! applies those it kept after `A` and ignores any entry up to `A` still to come.
@@ -268,7 +269,11 @@ async fn serve(shard: &Shard, cl: &Cluster, group: GroupId, from_seq: u64) -> Ba
         return refused;
     };
     let r = stream.cluster.get().expect("a clustered stream");
-    if r.catching_up.borrow().is_some() || stream.store.lost_from(from_seq) {
+    // Only the ready leader answers: it has applied everything committed before its
+    // term, so its store is exactly the group's state at its applied index (a
+    // follower replaying its log after a restart holds more than that index says).
+    let ready = cl.view(group).ready;
+    if !ready || r.catching_up.borrow().is_some() || stream.store.lost_from(from_seq) {
         return refused;
     }
     let (last_seq, applied_index) = (stream.store.state().last_seq, r.applied_index.get());
