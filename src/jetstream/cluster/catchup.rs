@@ -39,6 +39,9 @@ const RETRY_PAUSE: Duration = Duration::from_millis(250);
 /// Messages in one batch at most.
 const BATCH_MSGS_MAX: usize = 1024;
 const FIXED_BYTES: usize = 1 + 8 * 3 + 4;
+/// Batch requests this server serves at once; more are answered "refused" (the
+/// asker tries again after a pause).
+const SERVING_MAX: usize = 16;
 
 pub fn subscription(node: NodeId) -> String {
     format!("$NRX.SC.{node}.>")
@@ -229,9 +232,19 @@ pub fn on_message(shard: &Shard, msg: &Msg) {
                 return;
             };
             let Some(shard) = cl.shard() else { return };
+            let system = shard.server.accounts.system();
+            if cl.catchup_serving.get() >= SERVING_MAX {
+                let busy = Batch {
+                    refused: true,
+                    ..Batch::default()
+                };
+                crate::jetstream::send(&shard, system, &reply, None, b"", &busy.encode());
+                return;
+            }
+            cl.catchup_serving.set(cl.catchup_serving.get() + 1);
             glommio::spawn_local(async move {
                 let batch = serve(&shard, &cl, group, req.from_seq).await;
-                let system = shard.server.accounts.system();
+                cl.catchup_serving.set(cl.catchup_serving.get() - 1);
                 crate::jetstream::send(&shard, system, &reply, None, b"", &batch.encode());
             })
             .detach();

@@ -145,6 +145,8 @@ pub struct Cluster {
     last_sweep: Cell<Option<std::time::Instant>>,
     /// A catching-up replica's batch request waiting for its answer, by group.
     pub catchup_answers: RefCell<AHashMap<GroupId, oneshot::Sender<bytes::Bytes>>>,
+    /// Catch-up batches being read for peers now (bounded: `catchup::SERVING_MAX`).
+    pub catchup_serving: Cell<usize>,
 }
 
 impl Cluster {
@@ -164,6 +166,7 @@ impl Cluster {
             meta_peers: RefCell::default(),
             last_sweep: Cell::new(None),
             catchup_answers: RefCell::default(),
+            catchup_serving: Cell::new(0),
         })
     }
 
