@@ -315,8 +315,10 @@ async fn replay_original(shards: usize) {
         gaps.push((at[1] - at[0], at[2] - at[1]));
     }
     let (original, instant) = (gaps[0], gaps[1]);
+    // Each message is due at its stored offset from the first: a late delivery (a
+    // loaded machine) shortens the next gap, never the span.
     assert!(
-        original.0 >= GAP * 8 / 10 && original.1 >= GAP * 8 / 10,
+        original.0 + original.1 >= GAP * 2 * 8 / 10 && original.0.min(original.1) >= GAP / 2,
         "original replay keeps the gaps: {original:?}"
     );
     assert!(
