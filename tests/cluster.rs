@@ -86,7 +86,8 @@ async fn connect(node: &Node) -> async_nats::Client {
 }
 
 /// Publishes probes on `subject` until `sub` sees one: interest has crossed the
-/// routes. Later probes may still arrive; callers count other subjects.
+/// routes. Other messages `sub` gets meanwhile are dropped; later probes may still
+/// arrive, so callers count other subjects.
 async fn probe(publisher: &async_nats::Client, sub: &mut Subscriber, subject: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -95,8 +96,13 @@ async fn probe(publisher: &async_nats::Client, sub: &mut Subscriber, subject: &s
             .await
             .unwrap();
         publisher.flush().await.unwrap();
-        if let Ok(Some(_)) = timeout(Duration::from_millis(100), sub.next()).await {
-            return;
+        // Only a probe shows the interest: a late message on another subject the
+        // subscription matches (sent before a route broke) does not.
+        let window = tokio::time::Instant::now() + Duration::from_millis(100);
+        while let Ok(Some(m)) = tokio::time::timeout_at(window, sub.next()).await {
+            if m.subject.as_str() == subject {
+                return;
+            }
         }
         assert!(
             tokio::time::Instant::now() < deadline,
