@@ -26,6 +26,7 @@ import time
 import urllib.request
 
 import nats
+import nats.errors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WAIT_S = 600  # the first `cargo run` builds natrix in the clone
@@ -134,7 +135,19 @@ async def replicated_round_trip():
     js = nc.jetstream(timeout=5)
     await js.add_stream(name="ORDERS", subjects=["orders.>"], num_replicas=3)
     other = await connect_when_up("nats://127.0.0.1:24222", 30)
-    ack = await other.jetstream(timeout=5).publish("orders.new", b"hello")
+    # Until the new stream's leader has taken its subjects and the interest has
+    # crossed the routes, a publish may find no responder or time out (a loaded CI
+    # machine): sent again with the same Msg-Id, as a client would, it is stored once.
+    deadline = time.time() + 30
+    while True:
+        try:
+            ack = await other.jetstream(timeout=5).publish(
+                "orders.new", b"hello", headers={"Nats-Msg-Id": "readme-1"})
+            break
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            if time.time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
     assert ack.stream == "ORDERS" and ack.seq == 1, ack
     info = await js.stream_info("ORDERS")
     assert info.cluster.leader and len(info.cluster.replicas) == 2, info.cluster
