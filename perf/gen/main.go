@@ -12,6 +12,8 @@
 //	              each message.
 //	core-pubsub   one publisher and one subscriber connection on bench.core; the rate is
 //	              what the subscriber received.
+//	js-failover   kill the R3 stream's leader, time until a publish is acknowledged again,
+//	              then -n synchronous publishes: see failover.go.
 //	scale-*       the scale cases of perf/js_scale.py (many subjects, consumers, streams,
 //	              keys): see scale.go.
 //
@@ -66,11 +68,13 @@ type result struct {
 	// the timed phase began.
 	Replicas     int    `json:"replicas,omitempty"`
 	StreamLeader string `json:"stream_leader,omitempty"`
+	// js-failover: from killing the stream's leader to the first acknowledged publish.
+	FailoverMs *float64 `json:"failover_ms,omitempty"`
 }
 
 var (
 	url       = flag.String("url", nats.DefaultURL, "server URL")
-	mode      = flag.String("mode", "js-pub-async", "js-pub-async | js-pub-sync | js-pull | core-pubsub | scale-subjects | scale-filter | scale-consumers | scale-streams | scale-kv")
+	mode      = flag.String("mode", "js-pub-async", "js-pub-async | js-pub-sync | js-pull | core-pubsub | js-failover | scale-subjects | scale-filter | scale-consumers | scale-streams | scale-kv")
 	n         = flag.Int("n", 200000, "messages")
 	size      = flag.Int("size", 128, "payload bytes")
 	window    = flag.Int("w", 4000, "js-pub-async: most acks outstanding (nats.go's default window is 4000)")
@@ -484,6 +488,8 @@ func main() {
 		r = jsPull(nc)
 	case "core-pubsub":
 		r = corePubSub(nc)
+	case "js-failover":
+		r = jsFailover(nc)
 	default:
 		fail("unknown mode")
 	}

@@ -1,0 +1,52 @@
+// The js-failover mode of jsgen, driven by perf/js_failover.py: an R3 stream on
+// failover.> exists; jsgen kills (-9) the stream's leader (-kill-pid), publishes through
+// its own server every 50 ms (an ack wait of 100 ms each) until one is acknowledged
+// (failover_ms, from the kill), then makes -n synchronous publishes: their rate and,
+// with -server-pid (the survivors), the servers' CPU over them.
+package main
+
+import (
+	"flag"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+const failoverSubject = "failover.x"
+
+var killPid = flag.Int("kill-pid", 0, "js-failover: the stream leader's pid, killed (-9) when the timing starts")
+
+func jsFailover(nc *nats.Conn) result {
+	if *killPid < 1 {
+		fail("js-failover needs -kill-pid")
+	}
+	js := jsContext(nc)
+	data := payload()
+	begun := time.Now()
+	if err := syscall.Kill(*killPid, syscall.SIGKILL); err != nil {
+		fail("kill %d: %v", *killPid, err)
+	}
+	for {
+		if _, err := js.Publish(failoverSubject, data, nats.AckWait(100*time.Millisecond)); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ms := float64(time.Since(begun).Microseconds()) / 1e3
+	lat := make([]time.Duration, *n)
+	r := result{Mode: *mode, Msgs: *n, Size: *size, FailoverMs: &ms}
+	done := timed()
+	for i := 0; i < *n; i++ {
+		t := time.Now()
+		if _, err := js.Publish(failoverSubject, data); err != nil {
+			fail("publish %d after the fail-over: %v", i, err)
+		}
+		lat[i] = time.Since(t)
+	}
+	done(&r)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	r.P50, r.P90, r.P99 = pct(lat, 0.50), pct(lat, 0.90), pct(lat, 0.99)
+	return r
+}
