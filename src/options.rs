@@ -216,6 +216,11 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The `cluster { name }`, if set.
+    pub fn cluster_name(&self) -> Option<String> {
+        self.cluster.as_ref().and_then(|c| c.name.clone())
+    }
+
     /// Reads the config file at `path` (with its includes) into options.
     pub fn load(path: &Path) -> std::result::Result<Options, ConfError> {
         Options::from_config(&conf::parse_file(path)?)

@@ -184,12 +184,7 @@ fn clustered(shard: &Shard, stream: &crate::jetstream::stream::Stream) -> Option
     let cl = shard.cluster.get()?;
     let view = cl.view(r.group);
     Some(ClusterInfo {
-        name: shard
-            .server
-            .opts
-            .cluster
-            .as_ref()
-            .and_then(|c| c.name.clone()),
+        name: shard.server.opts.cluster_name(),
         leader: (view.leader != 0).then(|| cl.name_of(view.leader)),
         replicas: Vec::new(),
     })

@@ -626,12 +626,7 @@ pub async fn cluster_info(
     sa: &StreamAssignment,
     group: GroupId,
 ) -> ClusterInfo {
-    let name = shard
-        .server
-        .opts
-        .cluster
-        .as_ref()
-        .and_then(|c| c.name.clone());
+    let name = shard.server.opts.cluster_name();
     let Some(d) = cl.detail(group).await else {
         return ClusterInfo {
             name,

@@ -12,11 +12,10 @@
 //!
 //! Subjects, in the system account: `$NRX.SC.<node>.Q.<group>` asks server `node`;
 //! the answer comes to `$NRX.SC.<asker>.A.<group>`. `$NRX.SC.<meta leader>.S.<group>`
-//! reports a moving stream's group settled (see `moves`).
+//! reports a moving stream's group settled (handled in `moves`).
 
 use super::entry::{self, MsgEntry};
 use super::Cluster;
-use crate::jetstream::meta::META_GROUP;
 use crate::jetstream::publish;
 use crate::jetstream::stream::Stream;
 use crate::raft::{GroupId, NodeId};
@@ -186,29 +185,6 @@ pub fn on_snapshot(cl: &Cluster, stream: &Rc<Stream>, index: u64, data: &[u8]) {
     }
 }
 
-/// What a group's leader tells the meta leader when a moving stream's group has its
-/// new members.
-#[derive(Debug, Serialize, Deserialize)]
-struct Settled {
-    account: String,
-    stream: String,
-}
-
-/// Tells the meta leader that `group` of a moving stream has its new members.
-pub fn report_settled(shard: &Shard, cl: &Cluster, account: &str, stream: &str, group: GroupId) {
-    let Some(meta_leader) = cl.meta_leader() else {
-        return;
-    };
-    let body = serde_json::to_vec(&Settled {
-        account: account.to_string(),
-        stream: stream.to_string(),
-    })
-    .expect("serializable");
-    let subject = format!("$NRX.SC.{meta_leader}.S.{group}");
-    let system = shard.server.accounts.system();
-    crate::jetstream::send(shard, system, subject.as_bytes(), None, b"", &body);
-}
-
 /// A peer asked (`Q`) or answered (`A`) on this server's catch-up subject, or a
 /// group's leader reported its group settled (`S`, to the meta leader).
 pub fn on_message(shard: &Shard, msg: &Msg) {
@@ -254,20 +230,7 @@ pub fn on_message(shard: &Shard, msg: &Msg) {
                 let _ = tx.send(Bytes::copy_from_slice(msg.payload));
             }
         }
-        "S" if cl.is_meta_leader() => {
-            let Ok(s) = serde_json::from_slice::<Settled>(msg.payload) else {
-                return;
-            };
-            let op = super::assign::MetaOp::GroupSettled {
-                account: s.account,
-                stream: s.stream,
-                group,
-            };
-            glommio::spawn_local(async move {
-                let _ = cl.propose(META_GROUP, super::assign::encode_op(&op)).await;
-            })
-            .detach();
-        }
+        "S" if cl.is_meta_leader() => super::moves::on_settled(cl, group, msg.payload),
         _ => {}
     }
 }
@@ -302,10 +265,10 @@ async fn serve(shard: &Shard, cl: &Cluster, group: GroupId, from_seq: u64) -> Ba
     let Ok(found) = stream.store.range(from_seq, last_seq, BATCH_MSGS_MAX).await else {
         return refused;
     };
-    let whole_range = found.len() < BATCH_MSGS_MAX;
+    let (whole_range, found_msgs) = (found.len() < BATCH_MSGS_MAX, found.len());
     let bytes_max = (shard.server.opts.max_payload / 2).max(1);
     let mut bytes = 0;
-    for m in &found {
+    for m in found {
         let size = m.subject.len() + m.headers.len() + m.payload.len() + 64;
         if !batch.msgs.is_empty() && bytes + size > bytes_max {
             break;
@@ -316,12 +279,12 @@ async fn serve(shard: &Shard, cl: &Cluster, group: GroupId, from_seq: u64) -> Ba
             ts_ns: m.timestamp_ns,
             proposer: 0,
             reply: Bytes::new(),
-            subject: Bytes::from(m.subject.clone().into_bytes()),
-            headers: m.headers.clone(),
-            payload: m.payload.clone(),
+            subject: Bytes::from(m.subject.into_bytes()),
+            headers: m.headers,
+            payload: m.payload,
         });
     }
-    if !whole_range || batch.msgs.len() < found.len() {
+    if !whole_range || batch.msgs.len() < found_msgs {
         batch.through_seq = batch.msgs.last().map_or(from_seq, |m| m.seq);
     }
     batch
@@ -436,11 +399,7 @@ fn store_batch(
         let subject = String::from_utf8_lossy(&m.subject);
         let size = publish::stored_size(&m.subject, &m.payload);
         publish::append(stream, &subject, &m.headers, &m.payload, Some(m.ts_ns))?;
-        let medium = crate::jetstream::registry::medium(stream);
-        shard
-            .server
-            .js_usage
-            .add(shard.id, stream.account, medium, size);
+        super::stream::count_stored(shard, stream, size);
     }
     skip_to(stream, batch.through_seq + 1)?;
     stream.commit_needed.notify();

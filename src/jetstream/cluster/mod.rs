@@ -545,7 +545,7 @@ impl Cluster {
                 .stream(&account, &stream.name)
                 .is_some_and(|sa| sa.moving.is_some());
             if moving {
-                catchup::report_settled(&shard, self, &account, &stream.name, g);
+                moves::report_settled(&shard, self, &account, &stream.name, g);
             }
         }
     }

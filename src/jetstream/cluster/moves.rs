@@ -10,10 +10,12 @@ use super::assign::{MetaOp, StreamAssignment};
 use super::{Cluster, GENERATION};
 use crate::jetstream::api::errors;
 use crate::jetstream::api::types::{ApiError, StreamConfig};
+use crate::jetstream::meta::META_GROUP;
 use crate::raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use crate::raft::{node_of, replica_id, FileLogStore, GroupId, MultiRaft, NodeId, StateRole};
 use crate::server::shard::Shard;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use std::rc::Rc;
 use tracing::{info, warn};
 
 /// A learner is promoted once its log is within this many entries of the leader's.
@@ -136,12 +138,7 @@ pub fn eligible(
     config: &StreamConfig,
 ) -> Result<Vec<NodeId>, ApiError> {
     let placement = config.placement.clone().unwrap_or_default();
-    let cluster = shard
-        .server
-        .opts
-        .cluster
-        .as_ref()
-        .and_then(|c| c.name.clone());
+    let cluster = shard.server.opts.cluster_name();
     if placement.cluster.is_some() && placement.cluster != cluster {
         return Err(errors::no_suitable_peers());
     }
@@ -242,4 +239,43 @@ pub fn reconcile(
         }
     }
     false
+}
+
+/// What a group's leader tells the meta leader when a moving stream's group has its
+/// new members.
+#[derive(Debug, Serialize, Deserialize)]
+struct Settled {
+    account: String,
+    stream: String,
+}
+
+/// Tells the meta leader that `group` of a moving stream has its new members.
+pub fn report_settled(shard: &Shard, cl: &Cluster, account: &str, stream: &str, group: GroupId) {
+    let Some(meta_leader) = cl.meta_leader() else {
+        return;
+    };
+    let body = serde_json::to_vec(&Settled {
+        account: account.to_string(),
+        stream: stream.to_string(),
+    })
+    .expect("serializable");
+    let subject = format!("$NRX.SC.{meta_leader}.S.{group}");
+    let system = shard.server.accounts.system();
+    crate::jetstream::send(shard, system, subject.as_bytes(), None, b"", &body);
+}
+
+/// The meta leader heard that `group` of a moving stream has its new members.
+pub fn on_settled(cl: Rc<Cluster>, group: GroupId, body: &[u8]) {
+    let Ok(s) = serde_json::from_slice::<Settled>(body) else {
+        return;
+    };
+    let op = MetaOp::GroupSettled {
+        account: s.account,
+        stream: s.stream,
+        group,
+    };
+    glommio::spawn_local(async move {
+        let _ = cl.propose(META_GROUP, super::assign::encode_op(&op)).await;
+    })
+    .detach();
 }

@@ -413,13 +413,20 @@ fn apply_msg(shard: &Shard, node: NodeId, stream: &Stream, m: MsgEntry) {
     if mine {
         publish::queue_ack(shard, stream, reply, size, outcome);
     } else if outcome.is_ok() {
-        let medium = registry::medium(stream);
-        shard
-            .server
-            .js_usage
-            .add(shard.id, stream.account, medium, size);
-        stream.commit_needed.notify();
+        count_stored(shard, stream, size);
     }
+}
+
+/// A message a replica stored without a publisher to answer (a follower applying
+/// its group's entry, or a catch-up batch): counted in the account's usage, and
+/// committed with the store's next batch.
+pub fn count_stored(shard: &Shard, stream: &Stream, size: u64) {
+    let medium = registry::medium(stream);
+    shard
+        .server
+        .js_usage
+        .add(shard.id, stream.account, medium, size);
+    stream.commit_needed.notify();
 }
 
 fn purge(stream: &Stream, body: &[u8]) -> Result<u64, ApiError> {
