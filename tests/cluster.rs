@@ -661,8 +661,8 @@ async fn client_advertise_is_what_other_servers_hand_out() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_shard_dials_its_own_pool_connection_and_messages_arrive_once() {
+/// Two servers of two shards each, meshed, with every shard's pool connection up.
+async fn pooled_pair() -> (Node, Node) {
     let start = |seed: Option<u16>| {
         let mut b = TestServer::with_shards(2)
             .arg("-D")
@@ -687,6 +687,12 @@ async fn each_shard_dials_its_own_pool_connection_and_messages_arrive_once() {
             node.server.log().contains("pool connection to")
         });
     }
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_shard_dials_its_own_pool_connection_and_messages_arrive_once() {
+    let (a, b) = pooled_pair().await;
     let sub_client = connect(&b).await;
     let mut sub = sub_client.subscribe("pool.>").await.unwrap();
     common::sync(&sub_client).await;
@@ -702,4 +708,52 @@ async fn each_shard_dials_its_own_pool_connection_and_messages_arrive_once() {
     let expected = publish_tagged(tagged, "pool.data", 100).await;
     let got = collect(&mut sub, "pool.data", expected.len()).await;
     assert_exactly_once(&got, &expected);
+}
+
+/// A client that subscribes to a fresh inbox and at once publishes a request with it
+/// gets the reply from a responder on another server, every time: the inbox's
+/// interest reaches that server before the request does, whichever shard the
+/// client is on (its pool connection carries both, in order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_inbox_gets_its_reply_across_servers_every_time() {
+    let (a, b) = pooled_pair().await;
+    let responder = connect(&b).await;
+    let mut service = responder.subscribe("svc.fresh").await.unwrap();
+    common::sync(&responder).await;
+    let r = responder.clone();
+    let serving = tokio::spawn(async move {
+        while let Some(m) = service.next().await {
+            r.publish(m.reply.unwrap(), m.payload).await.unwrap();
+        }
+    });
+    // The service's interest has reached A once a request gets an answer.
+    let first = connect(&a).await;
+    let client = &first;
+    common::wait_until("the responder", WAIT, || async move {
+        client.request("svc.fresh", "ready?".into()).await.is_ok()
+    })
+    .await;
+    // Requesters spread over A's shards by the kernel.
+    let requesters: Vec<_> = futures::future::join_all((0..8).map(|_| connect(&a))).await;
+    let mut lost = Vec::new();
+    for (i, c) in requesters.iter().enumerate() {
+        for n in 0..50 {
+            let inbox = c.new_inbox();
+            let mut answer = c.subscribe(inbox.clone()).await.unwrap();
+            let body = format!("{i}.{n}");
+            c.publish_with_reply("svc.fresh", inbox, body.clone().into())
+                .await
+                .unwrap();
+            match timeout(Duration::from_secs(5), answer.next()).await {
+                Ok(Some(m)) => assert_eq!(m.payload, body),
+                _ => lost.push(body),
+            }
+        }
+    }
+    serving.abort();
+    assert!(
+        lost.is_empty(),
+        "{} of 400 replies lost: {lost:?}",
+        lost.len()
+    );
 }

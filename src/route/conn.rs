@@ -49,9 +49,11 @@ pub struct Route {
     pub last_activity: Cell<SystemTime>,
     remote: RefCell<Option<RemoteServer>>,
     registered: Cell<bool>,
-    /// An inbound connection a peer's shard dialed for its messages only (a pool
-    /// member): carries RMSG, no interest, never registered.
-    pool_member: Cell<bool>,
+    /// The server id of an inbound connection a peer's shard dialed (a pool
+    /// member): it carries that shard's messages and its own clients' plain
+    /// interest, so that a subscription reaches us before the shard's next message
+    /// does; it is never registered.
+    pool_of: RefCell<Option<String>>,
     /// The slot the routes' shard gave the remote server, once registered.
     pub slot: Cell<Option<u8>>,
     closed: Cell<bool>,
@@ -79,6 +81,10 @@ pub enum Outcome {
 impl Route {
     pub fn remote_id(&self) -> Option<String> {
         self.remote.borrow().as_ref().map(|r| r.id.clone())
+    }
+
+    fn is_pool_member(&self) -> bool {
+        self.pool_of.borrow().is_some()
     }
 
     pub fn remote(&self) -> Option<RemoteServer> {
@@ -204,7 +210,7 @@ impl Route {
     /// the auth timeout, and answer PINGs (ping_interval, ping_max) like a client.
     pub fn tick(&self, shard: &Shard, now: std::time::Instant) {
         let opts = &shard.server.opts;
-        if !self.registered.get() && !self.pool_member.get() {
+        if !self.registered.get() && !self.is_pool_member() {
             if now.duration_since(self.started).as_millis() as u64 >= shard.server.auth_timeout_ms()
             {
                 warn!(
@@ -262,7 +268,7 @@ impl Route {
             last_activity: Cell::new(SystemTime::now()),
             remote: RefCell::new(None),
             registered: Cell::new(false),
-            pool_member: Cell::new(false),
+            pool_of: RefCell::new(None),
             slot: Cell::new(None),
             closed: Cell::new(false),
             started: std::time::Instant::now(),
@@ -526,7 +532,7 @@ async fn handle(
             );
             return Err(Stop::Error("Remote error".into()));
         }
-        _ if !route.registered.get() && !route.pool_member.get() => {}
+        _ if !route.registered.get() && !route.is_pool_member() => {}
         RouteOp::Sub {
             account,
             subject,
@@ -598,7 +604,7 @@ fn check_connect(shard: &Shard, routes: &Routes, route: &Route, json: &[u8]) -> 
         check_cluster_name(shard, routes, route, name, v.cluster_dynamic)?;
     }
     if v.natrix_pool.is_some() {
-        route.pool_member.set(true);
+        *route.pool_of.borrow_mut() = Some(v.name.clone());
     }
     Ok(())
 }
@@ -763,9 +769,11 @@ fn add_route_interest(
         existing.weight.set(weight);
         return;
     }
-    let Some(slot) = route.slot.get() else { return };
+    let Some((slot, via)) = interest_target(shard, route) else {
+        return;
+    };
     let entry = Rc::new(RouteInterest {
-        route: route.this.clone(),
+        route: via,
         slot,
         weight: Cell::new(weight),
     });
@@ -775,6 +783,17 @@ fn add_route_interest(
         .insert(key.clone(), entry.clone());
     let (account, subject, queue) = key;
     shard.add_interest(account, &subject, queue.as_ref(), Interest::Route(entry));
+}
+
+/// The slot and the route that serve interest arriving on `route`: its own, or for
+/// a pool member, its server's registered route (we send nothing on a pool member;
+/// its server reads it only for PINGs).
+fn interest_target(shard: &Shard, route: &Route) -> Option<(u8, Weak<Route>)> {
+    let Some(server_id) = route.pool_of.borrow().clone() else {
+        return Some((route.slot.get()?, route.this.clone()));
+    };
+    let main = shard.routes.as_ref()?.registered_route(&server_id)?;
+    Some((main.slot.get()?, main.this.clone()))
 }
 
 fn remove_route_interest(

@@ -131,6 +131,11 @@ impl Routes {
     /// same server is a duplicate: both servers keep the one solicited by the
     /// server with the smaller id, so they agree without talking. Returns false
     /// when `route` is the one to close.
+    /// The registered route to the server `id`.
+    pub fn registered_route(&self, id: &str) -> Option<Rc<Route>> {
+        self.registered.borrow().get(id).cloned()
+    }
+
     pub fn register(
         &self,
         shard: &Shard,

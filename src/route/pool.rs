@@ -1,8 +1,11 @@
 //! The route pool: every shard but the routes' own dials its own connection to each
 //! natrix peer, and sends the messages its clients publish there directly, so that a
-//! message leaves the server from the shard that received it. Interest still travels
-//! on the main route (shard 0); a pool connection carries RMSG outward only. Peers
-//! that do not pool (nats-server) are served through shard 0, one route each.
+//! message leaves the server from the shard that received it. The server's interest
+//! travels on the main route (shard 0); a pool connection carries RMSG outward and,
+//! ahead of them, the plain subscriptions of its own shard's clients, so that the
+//! peer learns of a subscription before the messages that follow it (the peer keeps
+//! both: its interest in us is their union). Peers that do not pool (nats-server)
+//! are served through shard 0, one route each.
 
 use crate::net::{FrameReader, SharedStream};
 use crate::route::conn::Route;
@@ -92,6 +95,7 @@ async fn run(shard: Rc<Shard>, slot: u8, host_port: String, connect: String) {
     let stream: SharedStream = Rc::new(RefCell::new(stream));
     let writer = conn.start_writer(&stream);
     conn.send_line(format!("CONNECT {connect}\r\n").as_bytes());
+    shard.announce_own_plain(&conn);
     shard
         .pool
         .borrow_mut()

@@ -73,6 +73,11 @@ impl Interest {
         }
     }
 
+    /// Whether the entry is a client's or a service's of this very shard.
+    pub fn is_own(&self) -> bool {
+        matches!(self, Interest::Local(_) | Interest::Internal(_))
+    }
+
     /// Whether the entry stands for another server's interest (directly or via a
     /// peer shard's routes).
     pub fn is_route_kind(&self) -> bool {

@@ -112,6 +112,9 @@ pub struct Shard {
     /// Entries per key on this shard, split by whose interest they are.
     local_interest: RefCell<AHashMap<(Origin, InterestKey), u32>>,
     remote_interest: RefCell<AHashMap<(usize, Origin, InterestKey), Rc<RemoteInterest>>>,
+    /// Plain subscriptions of this shard's own clients and services, per key: what
+    /// its pool connections announce, ahead of the messages they carry.
+    own_plain: RefCell<AHashMap<InterestKey, u32>>,
     /// This shard's own connections to other servers, by route slot (the pool).
     pub pool: RefCell<AHashMap<u8, PoolState>>,
     /// The routes to other servers; only on shard 0 of a clustered server.
@@ -157,6 +160,7 @@ impl Shard {
             sublists: RefCell::new(sublists),
             local_interest: RefCell::default(),
             remote_interest: RefCell::default(),
+            own_plain: RefCell::default(),
             pool: RefCell::default(),
             routes,
             meta: std::cell::OnceCell::new(),
@@ -207,8 +211,12 @@ impl Shard {
         entry: Interest,
     ) {
         let origin = entry.origin();
+        let own_plain = queue.is_none() && entry.is_own();
         self.sublists.borrow_mut()[account.index()].insert(subject, queue.map(|q| &q[..]), entry);
         let key = (account, subject.clone(), queue.cloned());
+        if own_plain {
+            self.own_plain_changed(&key, true);
+        }
         let weight = {
             let mut counts = self.local_interest.borrow_mut();
             let n = counts.entry((origin, key.clone())).or_insert(0);
@@ -241,6 +249,9 @@ impl Shard {
             return false;
         }
         let key = (account, subject.clone(), queue.cloned());
+        if queue.is_none() && entry.is_own() {
+            self.own_plain_changed(&key, false);
+        }
         let weight = {
             let mut counts = self.local_interest.borrow_mut();
             let n = counts
@@ -260,6 +271,43 @@ impl Shard {
             self.client_interest_changed(&key);
         }
         true
+    }
+
+    /// Counts an own plain subscription; the first and the last of a key go out on
+    /// this shard's pool connections, so that a client that subscribes and then
+    /// publishes (a request with a fresh inbox) is heard in that order elsewhere.
+    fn own_plain_changed(&self, key: &InterestKey, added: bool) {
+        let announce = {
+            let mut counts = self.own_plain.borrow_mut();
+            let n = counts.entry(key.clone()).or_insert(0);
+            if added {
+                *n += 1;
+            } else {
+                assert!(*n > 0, "an own subscription removed more often than added");
+                *n -= 1;
+            }
+            let n = *n;
+            if n == 0 {
+                counts.remove(key);
+            }
+            n == u32::from(added)
+        };
+        if !announce {
+            return;
+        }
+        let account = self.server.accounts.name(key.0);
+        for state in self.pool.borrow().values() {
+            if let PoolState::Ready(conn) = state {
+                conn.send_interest(account, key, u32::from(added));
+            }
+        }
+    }
+
+    /// Every own plain subscription, on a pool connection about to carry messages.
+    pub fn announce_own_plain(&self, conn: &Route) {
+        for key in self.own_plain.borrow().keys() {
+            conn.send_interest(self.server.accounts.name(key.0), key, 1);
+        }
     }
 
     fn announce(&self, origin: Origin, key: &InterestKey, weight: u32) {
