@@ -282,6 +282,8 @@ pub struct FrameReader {
     pending: bytes::BytesMut,
     read_size: usize,
     need: usize,
+    /// `pending` is returned before anything is read (`starting_with`).
+    ready: bool,
 }
 
 pub const READ_SIZE_MIN: usize = 512;
@@ -293,21 +295,38 @@ impl Default for FrameReader {
             pending: bytes::BytesMut::new(),
             read_size: READ_SIZE_MIN,
             need: 0,
+            ready: false,
         }
     }
 }
 
 impl FrameReader {
+    /// A reader whose first chunk is `read` (bytes another reader took past the
+    /// operations it handled) when that is not empty.
+    pub fn starting_with(read: bytes::Bytes) -> FrameReader {
+        let mut reader = FrameReader::default();
+        reader.pending.extend_from_slice(&read);
+        reader.ready = !read.is_empty();
+        reader
+    }
+
     /// Everything read and not yet consumed, once it may hold a whole operation;
     /// None at end of stream or on a read error.
     pub async fn next_chunk(&mut self, stream: &SharedStream) -> Option<bytes::Bytes> {
+        if std::mem::take(&mut self.ready) {
+            return Some(self.pending.split().freeze());
+        }
         loop {
             let start = self.pending.len();
             let want = self.read_size.max(self.need.saturating_sub(start));
             self.pending.resize(start + want, 0);
-            let n = read_into(stream, &mut self.pending[start..])
-                .await
-                .unwrap_or_default();
+            let n = match read_into(stream, &mut self.pending[start..]).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!("read failed: {e}");
+                    0
+                }
+            };
             self.pending.truncate(start + n);
             if n == 0 {
                 return None;

@@ -686,6 +686,10 @@ async fn pooled_pair() -> (Node, Node) {
         common::wait_for("a pool connection", WAIT, || {
             node.server.log().contains("pool connection to")
         });
+        // The other server's shard 1 dialed it; our shard 1 reads it.
+        common::wait_for("a pool connection read on its shard", WAIT, || {
+            node.server.log().contains("shard 1 - pool connection from")
+        });
     }
     (a, b)
 }

@@ -10,8 +10,8 @@ use crate::proto::connect::{from_object, RouteConnect};
 use crate::proto::info::ServerInfo;
 use crate::route::proto::{self, RouteOp};
 use crate::route::urls::RouteTarget;
-use crate::route::Routes;
-use crate::server::interest::{Interest, RouteInterest};
+use crate::route::{Routes, ROUTES_SHARD};
+use crate::server::interest::{Interest, Origin, RemoteInterest, RouteInterest};
 use crate::server::shard::{InterestKey, Msg, Shard};
 use crate::subject;
 use ahash::AHashMap;
@@ -54,6 +54,8 @@ pub struct Route {
     /// interest, so that a subscription reaches us before the shard's next message
     /// does; it is never registered.
     pool_of: RefCell<Option<String>>,
+    /// For a pool member: the peer's shard that dialed it.
+    pool_shard: Cell<Option<usize>>,
     /// The slot the routes' shard gave the remote server, once registered.
     pub slot: Cell<Option<u8>>,
     closed: Cell<bool>,
@@ -65,7 +67,7 @@ pub struct Route {
     pub in_bytes: Cell<u64>,
     pub out_msgs: Cell<u64>,
     pub out_bytes: Cell<u64>,
-    interest: RefCell<AHashMap<InterestKey, Rc<RouteInterest>>>,
+    interest: RefCell<AHashMap<InterestKey, Interest>>,
     this: Weak<Route>,
 }
 
@@ -81,6 +83,41 @@ pub enum Outcome {
 impl Route {
     pub fn remote_id(&self) -> Option<String> {
         self.remote.borrow().as_ref().map(|r| r.id.clone())
+    }
+
+    /// A pool connection handed to the shard it serves (`pool_in`).
+    pub fn inbound_pool(addr: SocketAddr, server_id: String, slot: u8) -> Rc<Route> {
+        let route = Route::new(0, addr, false, false);
+        *route.pool_of.borrow_mut() = Some(server_id);
+        route.slot.set(Some(slot));
+        route
+    }
+
+    /// Forgets the connection without closing its socket (which moves elsewhere).
+    pub fn detach(&self) {
+        self.closed.set(true);
+    }
+
+    /// Waits until everything sent so far is written.
+    pub async fn written(&self) {
+        self.out.wait_backlog_at_most(0).await
+    }
+
+    pub fn weak(&self) -> Weak<Route> {
+        self.this.clone()
+    }
+
+    pub fn pool_shard(&self) -> Option<usize> {
+        self.pool_shard.get()
+    }
+
+    /// Shuts the socket now: its reader ends and closes the route.
+    pub fn shutdown_now(&self) {
+        self.out.shutdown_now();
+    }
+
+    pub fn pool_server(&self) -> Option<String> {
+        self.pool_of.borrow().clone()
     }
 
     fn is_pool_member(&self) -> bool {
@@ -240,10 +277,9 @@ impl Route {
         if self.closed.replace(true) {
             return;
         }
-        let entries: Vec<(InterestKey, Rc<RouteInterest>)> =
-            self.interest.borrow_mut().drain().collect();
+        let entries: Vec<(InterestKey, Interest)> = self.interest.borrow_mut().drain().collect();
         for ((account, subject, queue), entry) in entries {
-            shard.remove_interest(account, &subject, queue.as_ref(), &Interest::Route(entry));
+            shard.remove_interest(account, &subject, queue.as_ref(), &entry);
         }
         if let Some(routes) = shard.routes.as_ref() {
             routes.remove(shard, self);
@@ -269,6 +305,7 @@ impl Route {
             remote: RefCell::new(None),
             registered: Cell::new(false),
             pool_of: RefCell::new(None),
+            pool_shard: Cell::new(None),
             slot: Cell::new(None),
             closed: Cell::new(false),
             started: std::time::Instant::now(),
@@ -289,7 +326,12 @@ impl Route {
         self.out.attach(stream);
         let (route, stream) = (self.clone(), stream.clone());
         glommio::spawn_local(async move {
-            let _ = route.out.drain_to(&stream, || {}).await;
+            if let Err(e) = route.out.drain_to(&stream, || {}).await {
+                warn!(
+                    "{} - rid:{} - Route write failed: {e}",
+                    route.addr, route.rid
+                );
+            }
         })
     }
 
@@ -434,11 +476,16 @@ pub async fn serve(
     }
     route.send_info(info_json(&shard, routes).as_bytes());
     info!("{addr} - rid:{} - Route connection created", route.rid);
-    let outcome = read_loop(&shard, &route, &stream).await;
+    let outcome = read_loop(&shard, &route, &stream, FrameReader::default()).await;
+    if let Err(Stop::HandOff { to, slot, tail }) = outcome {
+        super::pool_in::hand_off(&shard, &route, stream, writer, (to, slot), tail).await;
+        return Outcome::Closed { remote_id: None };
+    }
     let reason = match &outcome {
         Ok(()) => "Closed".to_string(),
         Err(Stop::SelfRoute) => "Route to self".to_string(),
         Err(Stop::Error(reason)) => reason.clone(),
+        Err(Stop::HandOff { .. }) => unreachable!("handed off above"),
     };
     route.close(&shard, &reason);
     writer.await;
@@ -450,17 +497,24 @@ pub async fn serve(
     }
 }
 
-enum Stop {
+pub enum Stop {
     SelfRoute,
     Error(String),
+    /// A pool connection moves to the shard it serves, with the bytes read past
+    /// its CONNECT.
+    HandOff {
+        to: usize,
+        slot: u8,
+        tail: Bytes,
+    },
 }
 
-async fn read_loop(
+pub async fn read_loop(
     shard: &Rc<Shard>,
     route: &Rc<Route>,
     stream: &SharedStream,
+    mut reader: FrameReader,
 ) -> Result<(), Stop> {
-    let mut reader = FrameReader::default();
     let limits = (
         shard.server.opts.max_control_line.max(4096),
         shard.server.opts.max_payload,
@@ -490,8 +544,14 @@ async fn read_loop(
                     at += n;
                 }
                 Ok((op, n)) => {
-                    handle(shard, route, op, &chunk).await?;
                     at += n;
+                    match handle(shard, route, op, &chunk).await {
+                        Err(Stop::HandOff { to, slot, .. }) => {
+                            let tail = chunk.slice(at..);
+                            return Err(Stop::HandOff { to, slot, tail });
+                        }
+                        done => done?,
+                    }
                 }
                 Err(ParseError::Incomplete { need }) => break need.unwrap_or(0),
                 Err(e) => {
@@ -516,10 +576,34 @@ async fn handle(
     op: RouteOp<'_>,
     chunk: &Bytes,
 ) -> Result<(), Stop> {
-    let routes = shard.routes.as_ref().expect("routes' shard");
+    match (op, shard.routes.as_ref()) {
+        (RouteOp::Connect(json), Some(routes)) => {
+            check_connect(shard, routes, route, json)?;
+            if let Some((to, slot)) = super::pool_in::serving_shard(shard, routes, route) {
+                return Err(Stop::HandOff {
+                    to,
+                    slot,
+                    tail: Bytes::new(),
+                });
+            }
+        }
+        (RouteOp::Info(json), Some(routes)) => handle_info(shard, routes, route, json)?,
+        // A pool connection read on its own shard was introduced on the routes' shard.
+        (RouteOp::Connect(_) | RouteOp::Info(_), None) => {}
+        (op, _) => handle_traffic(shard, route, op, chunk).await?,
+    }
+    Ok(())
+}
+
+/// Everything but the handshake: keep-alive, interest, Raft frames and messages.
+async fn handle_traffic(
+    shard: &Rc<Shard>,
+    route: &Rc<Route>,
+    op: RouteOp<'_>,
+    chunk: &Bytes,
+) -> Result<(), Stop> {
     match op {
-        RouteOp::Connect(json) => check_connect(shard, routes, route, json)?,
-        RouteOp::Info(json) => handle_info(shard, routes, route, json)?,
+        RouteOp::Connect(_) | RouteOp::Info(_) => {}
         RouteOp::Ping => route.send(b"PONG\r\n"),
         RouteOp::Pong => route.pings_out.set(0),
         RouteOp::Ok | RouteOp::Ignored | RouteOp::RaftTooLarge { .. } => {}
@@ -543,6 +627,7 @@ async fn handle(
             subject,
             queue,
         } => remove_route_interest(shard, route, account, subject, queue),
+        RouteOp::Raft(frame) if route.is_pool_member() => super::pool::forward_raft(shard, frame),
         RouteOp::Raft(frame) => {
             let node = route.remote().and_then(|r| r.raft_node);
             match (node, shard.meta.get()) {
@@ -605,6 +690,7 @@ fn check_connect(shard: &Shard, routes: &Routes, route: &Route, json: &[u8]) -> 
     }
     if v.natrix_pool.is_some() {
         *route.pool_of.borrow_mut() = Some(v.name.clone());
+        route.pool_shard.set(v.natrix_pool);
     }
     Ok(())
 }
@@ -766,34 +852,49 @@ fn add_route_interest(
     };
     let weight = queue.map_or(1, |q| q.1);
     if let Some(existing) = route.interest.borrow().get(&key) {
-        existing.weight.set(weight);
+        existing.set_weight(weight);
         return;
     }
-    let Some((slot, via)) = interest_target(shard, route) else {
+    let Some(entry) = interest_entry(shard, route, weight) else {
         return;
     };
-    let entry = Rc::new(RouteInterest {
-        route: via,
-        slot,
-        weight: Cell::new(weight),
-    });
     route
         .interest
         .borrow_mut()
         .insert(key.clone(), entry.clone());
     let (account, subject, queue) = key;
-    shard.add_interest(account, &subject, queue.as_ref(), Interest::Route(entry));
+    shard.add_interest(account, &subject, queue.as_ref(), entry);
 }
 
-/// The slot and the route that serve interest arriving on `route`: its own, or for
-/// a pool member, its server's registered route (we send nothing on a pool member;
-/// its server reads it only for PINGs).
-fn interest_target(shard: &Shard, route: &Route) -> Option<(u8, Weak<Route>)> {
+/// The entry for interest arriving on `route`. We send nothing on a pool member (its
+/// server reads it only for PINGs): on the routes' shard its interest is served by
+/// its server's registered route, on another shard by this shard's own pool
+/// connection to that server (or the routes' shard).
+fn interest_entry(shard: &Shard, route: &Route, weight: u32) -> Option<Interest> {
+    let weight = Cell::new(weight);
     let Some(server_id) = route.pool_of.borrow().clone() else {
-        return Some((route.slot.get()?, route.this.clone()));
+        let (route, slot) = (route.this.clone(), route.slot.get()?);
+        return Some(Interest::Route(Rc::new(RouteInterest {
+            route,
+            slot,
+            weight,
+        })));
     };
-    let main = shard.routes.as_ref()?.registered_route(&server_id)?;
-    Some((main.slot.get()?, main.this.clone()))
+    let Some(routes) = shard.routes.as_ref() else {
+        let origin = Origin::Server(route.slot.get()?);
+        return Some(Interest::Remote(Rc::new(RemoteInterest {
+            shard: ROUTES_SHARD,
+            origin,
+            weight,
+        })));
+    };
+    let main = routes.registered_route(&server_id)?;
+    let (route, slot) = (main.this.clone(), main.slot.get()?);
+    Some(Interest::Route(Rc::new(RouteInterest {
+        route,
+        slot,
+        weight,
+    })))
 }
 
 fn remove_route_interest(
@@ -810,5 +911,5 @@ fn remove_route_interest(
         return;
     };
     let (account, subject, queue) = key;
-    shard.remove_interest(account, &subject, queue.as_ref(), &Interest::Route(entry));
+    shard.remove_interest(account, &subject, queue.as_ref(), &entry);
 }

@@ -8,6 +8,7 @@
 pub mod conn;
 pub mod dial;
 pub mod pool;
+pub mod pool_in;
 pub mod proto;
 pub mod secure;
 pub mod urls;
@@ -22,6 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info};
 
+/// The shard that holds the routes (and the Raft groups).
+pub const ROUTES_SHARD: usize = 0;
 /// Pause between attempts to reach a route, growing to this from 100 ms.
 const RECONNECT_DELAY_MAX_MS: u64 = 1000;
 /// Servers a cluster may have besides this one (route slots; a 64-bit mask).
@@ -131,6 +134,12 @@ impl Routes {
     /// same server is a duplicate: both servers keep the one solicited by the
     /// server with the smaller id, so they agree without talking. Returns false
     /// when `route` is the one to close.
+    /// The registered route to the server in `slot`.
+    pub fn route_in_slot(&self, slot: u8) -> Option<Rc<Route>> {
+        let id = self.slots.borrow().get(slot as usize)?.clone()?;
+        self.registered_route(&id)
+    }
+
     /// The registered route to the server `id`.
     pub fn registered_route(&self, id: &str) -> Option<Rc<Route>> {
         self.registered.borrow().get(id).cloned()

@@ -43,6 +43,7 @@ pub fn forget(shard: &Shard, slot: u8) {
     if let Some(PoolState::Ready(conn)) = shard.pool.borrow_mut().remove(&slot) {
         conn.close_pool_conn();
     }
+    super::pool_in::forget(shard, slot);
 }
 
 fn is_current(shard: &Shard, slot: u8, conn: Option<&Rc<Route>>) -> bool {
@@ -147,7 +148,7 @@ async fn read_until_closed(shard: &Shard, conn: &Rc<Route>, stream: &SharedStrea
 }
 
 /// Hands a Raft frame to shard 0 through the shard queues.
-fn forward_raft(shard: &Shard, frame: &[u8]) {
+pub fn forward_raft(shard: &Shard, frame: &[u8]) {
     let Ok(from) = crate::raft::frame::from_node(frame) else {
         debug!("shard {} - dropping a short Raft frame", shard.id);
         return;

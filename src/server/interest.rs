@@ -65,6 +65,15 @@ impl Interest {
         }
     }
 
+    /// A route's new weight for a queue group it already announced.
+    pub fn set_weight(&self, weight: u32) {
+        match self {
+            Interest::Remote(r) => r.weight.set(weight),
+            Interest::Route(r) => r.weight.set(weight),
+            _ => {}
+        }
+    }
+
     pub fn origin(&self) -> Origin {
         match self {
             Interest::Route(r) => Origin::Server(r.slot),

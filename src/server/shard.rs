@@ -117,6 +117,8 @@ pub struct Shard {
     own_plain: RefCell<AHashMap<InterestKey, u32>>,
     /// This shard's own connections to other servers, by route slot (the pool).
     pub pool: RefCell<AHashMap<u8, PoolState>>,
+    /// Other servers' pool connections to this shard, read here (`route::pool_in`).
+    pub pool_in: RefCell<Vec<Rc<Route>>>,
     /// The routes to other servers; only on shard 0 of a clustered server.
     pub routes: Option<Routes>,
     /// The JetStream meta group; only on shard 0 of a clustered JetStream server.
@@ -162,6 +164,7 @@ impl Shard {
             remote_interest: RefCell::default(),
             own_plain: RefCell::default(),
             pool: RefCell::default(),
+            pool_in: RefCell::default(),
             routes,
             meta: std::cell::OnceCell::new(),
             cluster: std::cell::OnceCell::new(),
@@ -461,6 +464,13 @@ impl Shard {
     /// that server, so that its messages never take two paths and overtake each
     /// other (as if its interest had not arrived yet).
     fn plan_remote(&self, plan: &mut Plan, r: &RemoteInterest, queue: Option<&Bytes>) {
+        if let (Origin::Server(slot), Some(routes)) = (r.origin, &self.routes) {
+            // Announced on a pool connection read on another shard.
+            if let Some(route) = routes.route_in_slot(slot) {
+                plan.add_route(&route.weak(), queue);
+            }
+            return;
+        }
         if let Origin::Server(slot) = r.origin {
             match self.pool.borrow().get(&slot) {
                 Some(PoolState::Ready(conn)) => {
@@ -659,8 +669,14 @@ impl Shard {
         match existing {
             Some(entry) => entry.weight.set(weight),
             None => {
+                // Another server's interest that this shard cannot serve over a
+                // pool connection of its own goes to the routes' shard.
+                let holder = match origin {
+                    Origin::Clients => peer,
+                    Origin::Server(_) => crate::route::ROUTES_SHARD,
+                };
                 let entry = Rc::new(RemoteInterest {
-                    shard: peer,
+                    shard: holder,
                     origin,
                     weight: Cell::new(weight),
                 });
