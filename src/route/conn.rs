@@ -627,7 +627,10 @@ async fn handle_traffic(
             subject,
             queue,
         } => remove_route_interest(shard, route, account, subject, queue),
-        RouteOp::Raft(frame) if route.is_pool_member() => super::pool::forward_raft(shard, frame),
+        // A pool connection, or any connection read on a shard without the groups.
+        RouteOp::Raft(frame) if route.is_pool_member() || shard.id != ROUTES_SHARD => {
+            super::pool::forward_raft(shard, frame)
+        }
         RouteOp::Raft(frame) => {
             let node = route.remote().and_then(|r| r.raft_node);
             match (node, shard.meta.get()) {

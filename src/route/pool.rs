@@ -9,7 +9,6 @@
 
 use crate::net::{FrameReader, SharedStream};
 use crate::route::conn::Route;
-use crate::route::proto::{self, RouteOp};
 use crate::server::shard::Shard;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -105,46 +104,11 @@ async fn run(shard: Rc<Shard>, slot: u8, host_port: String, connect: String) {
         "shard {} - pool connection to {host_port} ready (slot {slot})",
         shard.id
     );
-    read_until_closed(&shard, &conn, &stream).await;
+    // It only carries PINGs (and Raft frames, should a peer send any) our way.
+    let _ = super::conn::read_loop(&shard, &conn, &stream, FrameReader::default()).await;
     fail(&shard, slot, Some(&conn));
     conn.close_pool_conn();
     writer.await;
-}
-
-/// A pool connection only answers PINGs and passes Raft frames (should a peer send
-/// any here) to the shard that hosts the Raft groups; anything else is ignored. An
-/// oversized RAFT operation ends the connection (shard 0 takes over its messages).
-async fn read_until_closed(shard: &Shard, conn: &Rc<Route>, stream: &SharedStream) {
-    let mut reader = FrameReader::default();
-    let limits = (
-        shard.server.opts.max_control_line.max(4096),
-        shard.server.opts.max_payload,
-    );
-    while !conn.is_closed() {
-        let Some(chunk) = reader.next_chunk(stream).await else {
-            return;
-        };
-        let mut at = 0;
-        let need = loop {
-            if at == chunk.len() {
-                break 0;
-            }
-            match proto::parse(&chunk[at..], limits.0, limits.1) {
-                Ok((RouteOp::RaftTooLarge { .. }, _)) => return,
-                Ok((op, n)) => {
-                    match op {
-                        RouteOp::Ping => conn.send_line(b"PONG\r\n"),
-                        RouteOp::Raft(frame) => forward_raft(shard, frame),
-                        _ => {}
-                    }
-                    at += n;
-                }
-                Err(crate::proto::ParseError::Incomplete { need }) => break need.unwrap_or(0),
-                Err(_) => return,
-            }
-        };
-        reader.keep_tail(&chunk, at, need);
-    }
 }
 
 /// Hands a Raft frame to shard 0 through the shard queues.
