@@ -6,7 +6,8 @@ use std::future::poll_fn;
 use std::task::{Poll, Waker};
 
 /// Set by `notify`, consumed by `wait`. Notifications before a wait are not lost;
-/// several notifications before one wait count once.
+/// several notifications before one wait count once. One task waits; for several,
+/// use `WaitSet`.
 #[derive(Default)]
 pub struct Notify {
     set: Cell<bool>,
@@ -26,6 +27,13 @@ impl Notify {
             if self.set.replace(false) {
                 Poll::Ready(())
             } else {
+                let waiting = self.waker.take();
+                // A second waiter would silently replace the first, which then never
+                // wakes (and glommio drops a detached task left with no waker).
+                debug_assert!(
+                    waiting.is_none_or(|w| w.will_wake(cx.waker())),
+                    "a Notify has one waiter; several wait on a WaitSet"
+                );
                 self.waker.set(Some(cx.waker().clone()));
                 Poll::Pending
             }

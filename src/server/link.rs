@@ -9,7 +9,7 @@ use crate::server::shard::Shard;
 use crate::server::stats::{ShardQuery, ShardReport};
 use bytes::Bytes;
 use glommio::channels::channel_mesh::{Receivers, Senders};
-use natrix_shards::Notify;
+use natrix_shards::{Notify, WaitSet};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -85,8 +85,10 @@ pub struct Link {
     pending: RefCell<Batch>,
     /// Message payload bytes in `pending`; see `stall::Pressure::in_flight`.
     pending_bytes: Cell<usize>,
+    /// Wakes the outbox task (its only waiter).
     notify: Notify,
-    drained: Notify,
+    /// Every reader on this shard may wait here at once (`Shard::backpressure`).
+    drained: WaitSet,
 }
 
 impl Link {
@@ -109,14 +111,17 @@ impl Link {
 
     /// Waits until the outbox task has taken what is pending.
     pub async fn drained(&self) {
-        while self.pending_len() > PENDING_ITEMS_MAX {
-            self.drained.wait().await;
-        }
+        self.drained
+            .wait_until(|| self.pending_len() <= PENDING_ITEMS_MAX)
+            .await
     }
 
-    /// The pending batch and its message bytes.
+    /// The pending batch and its message bytes; wakes whoever waits for room.
     fn take(&self) -> (Batch, usize) {
         let batch = std::mem::take(&mut *self.pending.borrow_mut());
+        if !batch.is_empty() {
+            self.drained.wake_all();
+        }
         (batch, self.pending_bytes.replace(0))
     }
 }
@@ -132,7 +137,6 @@ pub async fn outbox(shard: Rc<Shard>, peer: usize, senders: Rc<Senders<Batch>>) 
                 break;
             }
             shard.server.pressure.sent(shard.id, peer, bytes);
-            link.drained.notify();
             if senders.send_to(peer, batch).await.is_err() {
                 return;
             }
@@ -158,5 +162,41 @@ pub async fn inbox(shard: Rc<Shard>, peer: usize, receivers: Rc<Receivers<Batch>
         } else {
             glommio::yield_if_needed().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every reader of a shard waits for room on the same link at once; each must
+    /// wake (one waker slot lost all but the last: a detached reader left with no
+    /// waker was dropped by glommio, closing its connection without a word).
+    #[test]
+    fn every_task_waiting_for_room_wakes() {
+        glommio::LocalExecutor::default().run(async {
+            let link = Rc::new(Link::default());
+            for slot in 0..=PENDING_ITEMS_MAX {
+                link.push(Item::PoolForget { slot: slot as u8 });
+            }
+            let waiters: Vec<_> = (0..3)
+                .map(|_| {
+                    let link = link.clone();
+                    glommio::spawn_local(async move { link.drained().await })
+                })
+                .collect();
+            glommio::yield_if_needed().await;
+            glommio::executor().yield_task_queue_now().await;
+            let (batch, _) = link.take();
+            assert_eq!(batch.len(), PENDING_ITEMS_MAX + 1);
+            for waiter in waiters {
+                glommio::timer::timeout(std::time::Duration::from_secs(5), async {
+                    waiter.await;
+                    Ok(())
+                })
+                .await
+                .expect("a waiter for room was never woken");
+            }
+        });
     }
 }
