@@ -268,18 +268,24 @@ async fn queue_group_across_servers(shards: usize) {
 }
 both_cluster_shard_counts!(queue_groups, queue_group_across_servers);
 
-async fn request_reply_across_servers(shards: usize) {
-    let nodes = seed_cluster(shards);
-    wait_mesh(&nodes.iter().collect::<Vec<_>>()).await;
-    let responder = connect(&nodes[0]).await;
-    let mut service = responder.subscribe("svc.echo").await.unwrap();
-    common::sync(&responder).await;
+/// Answers every request on `subject` with its own payload, once the server has the
+/// subscription.
+async fn echo(responder: &async_nats::Client, subject: &str) -> tokio::task::JoinHandle<()> {
+    let mut service = responder.subscribe(subject.to_string()).await.unwrap();
+    common::sync(responder).await;
     let r = responder.clone();
     tokio::spawn(async move {
         while let Some(m) = service.next().await {
             r.publish(m.reply.unwrap(), m.payload).await.unwrap();
         }
-    });
+    })
+}
+
+async fn request_reply_across_servers(shards: usize) {
+    let nodes = seed_cluster(shards);
+    wait_mesh(&nodes.iter().collect::<Vec<_>>()).await;
+    let responder = connect(&nodes[0]).await;
+    let _serving = echo(&responder, "svc.echo").await;
     for node in &nodes[1..] {
         let c = connect(node).await;
         let client = &c;
@@ -722,14 +728,7 @@ async fn each_shard_dials_its_own_pool_connection_and_messages_arrive_once() {
 async fn a_fresh_inbox_gets_its_reply_across_servers_every_time() {
     let (a, b) = pooled_pair().await;
     let responder = connect(&b).await;
-    let mut service = responder.subscribe("svc.fresh").await.unwrap();
-    common::sync(&responder).await;
-    let r = responder.clone();
-    let serving = tokio::spawn(async move {
-        while let Some(m) = service.next().await {
-            r.publish(m.reply.unwrap(), m.payload).await.unwrap();
-        }
-    });
+    let serving = echo(&responder, "svc.fresh").await;
     // The service's interest has reached A once a request gets an answer.
     let first = connect(&a).await;
     let client = &first;

@@ -390,14 +390,11 @@ func jsPull(nc *nats.Conn) result {
 	return r
 }
 
-func corePubSub(pc *nats.Conn) result {
-	sc := connect("jsgen-sub")
-	defer sc.Close()
-	var received int64
-	all := make(chan struct{})
-	target := int64(*n)
-	sub, err := sc.Subscribe(coreSubject, func(_ *nats.Msg) {
-		if atomic.AddInt64(&received, 1) == target {
+// countingSub subscribes sc to subject without pending limits, counting into received
+// and closing all at target; flushed, so the server has the subscription.
+func countingSub(sc *nats.Conn, subject string, received *int64, target int64, all chan struct{}) {
+	sub, err := sc.Subscribe(subject, func(_ *nats.Msg) {
+		if atomic.AddInt64(received, 1) == target {
 			close(all)
 		}
 	})
@@ -408,6 +405,15 @@ func corePubSub(pc *nats.Conn) result {
 	if err := sc.Flush(); err != nil {
 		fail("flush: %v", err)
 	}
+}
+
+func corePubSub(pc *nats.Conn) result {
+	sc := connect("jsgen-sub")
+	defer sc.Close()
+	var received int64
+	all := make(chan struct{})
+	target := int64(*n)
+	countingSub(sc, coreSubject, &received, target, all)
 	// The subscription has reached the server; wait until the publisher's side sees
 	// the interest too (one server here, so a flush on the publisher suffices).
 	if err := pc.Flush(); err != nil {

@@ -34,18 +34,7 @@ func coreRoute(_ *nats.Conn) result {
 			fail("connect %s: %v", *subURL, err)
 		}
 		defer sc.Close()
-		sub, err := sc.Subscribe(fmt.Sprintf("route.%d", i), func(_ *nats.Msg) {
-			if atomic.AddInt64(&received, 1) == target {
-				close(all)
-			}
-		})
-		if err != nil {
-			fail("subscribe: %v", err)
-		}
-		sub.SetPendingLimits(-1, -1)
-		if err := sc.Flush(); err != nil {
-			fail("flush: %v", err)
-		}
+		countingSub(sc, fmt.Sprintf("route.%d", i), &received, target, all)
 		subs = append(subs, sc)
 	}
 	var pcs []*nats.Conn
