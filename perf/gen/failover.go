@@ -7,7 +7,6 @@ package main
 
 import (
 	"flag"
-	"sort"
 	"syscall"
 	"time"
 
@@ -35,18 +34,7 @@ func jsFailover(nc *nats.Conn) result {
 		time.Sleep(50 * time.Millisecond)
 	}
 	ms := float64(time.Since(begun).Microseconds()) / 1e3
-	lat := make([]time.Duration, *n)
 	r := result{Mode: *mode, Msgs: *n, Size: *size, FailoverMs: &ms}
-	done := timed()
-	for i := 0; i < *n; i++ {
-		t := time.Now()
-		if _, err := js.Publish(failoverSubject, data); err != nil {
-			fail("publish %d after the fail-over: %v", i, err)
-		}
-		lat[i] = time.Since(t)
-	}
-	done(&r)
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	r.P50, r.P90, r.P99 = pct(lat, 0.50), pct(lat, 0.90), pct(lat, 0.99)
+	syncPublishes(js, failoverSubject, data, &r)
 	return r
 }

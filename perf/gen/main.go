@@ -320,20 +320,25 @@ func jsPubSync(nc *nats.Conn) result {
 	js := jsContext(nc)
 	freshStream(js)
 	data := payload()
-	lat := make([]time.Duration, *n)
 	r := result{Mode: *mode, Msgs: *n, Size: *size}
+	syncPublishes(js, jsSubject, data, &r)
+	return r
+}
+
+// syncPublishes times -n synchronous publishes to subject, with their latencies.
+func syncPublishes(js nats.JetStreamContext, subject string, data []byte, r *result) {
+	lat := make([]time.Duration, *n)
 	done := timed()
 	for i := 0; i < *n; i++ {
 		t := time.Now()
-		if _, err := js.Publish(jsSubject, data); err != nil {
-			fail("publish %d: %v", i, err)
+		if _, err := js.Publish(subject, data); err != nil {
+			fail("publish %d to %s: %v", i, subject, err)
 		}
 		lat[i] = time.Since(t)
 	}
-	done(&r)
+	done(r)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	r.P50, r.P90, r.P99 = pct(lat, 0.50), pct(lat, 0.90), pct(lat, 0.99)
-	return r
 }
 
 func jsPull(nc *nats.Conn) result {
@@ -428,12 +433,7 @@ func corePubSub(pc *nats.Conn) result {
 	deadline := time.Now().Add(*timeout)
 	done := timed()
 	for i := int64(0); i < target; i++ {
-		for i-atomic.LoadInt64(&received) >= window {
-			if time.Now().After(deadline) {
-				fail("received %d of %d", atomic.LoadInt64(&received), target)
-			}
-			time.Sleep(20 * time.Microsecond)
-		}
+		waitWindow(i, &received, window, target, deadline)
 		if err := pc.Publish(coreSubject, data); err != nil {
 			fail("publish %d: %v", i, err)
 		}
@@ -441,13 +441,28 @@ func corePubSub(pc *nats.Conn) result {
 	if err := pc.Flush(); err != nil {
 		fail("flush: %v", err)
 	}
+	awaitAll(all, &received, target, deadline)
+	done(&r)
+	return r
+}
+
+// waitWindow waits until fewer than window of the sent messages are still to arrive.
+func waitWindow(sent int64, received *int64, window, target int64, deadline time.Time) {
+	for sent-atomic.LoadInt64(received) >= window {
+		if time.Now().After(deadline) {
+			fail("received %d of %d", atomic.LoadInt64(received), target)
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+}
+
+// awaitAll waits until the subscribers counted target messages.
+func awaitAll(all chan struct{}, received *int64, target int64, deadline time.Time) {
 	select {
 	case <-all:
 	case <-time.After(time.Until(deadline)):
-		fail("received %d of %d", atomic.LoadInt64(&received), target)
+		fail("received %d of %d", atomic.LoadInt64(received), target)
 	}
-	done(&r)
-	return r
 }
 
 func main() {

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -57,12 +56,7 @@ func coreRoute(_ *nats.Conn) result {
 			subject := fmt.Sprintf("route.%d", i)
 			for k := int64(0); k < per; k++ {
 				// The window is shared: all publishers together stay within it.
-				for k*int64(*pubs)-atomic.LoadInt64(&received) >= window {
-					if time.Now().After(deadline) {
-						fail("received %d of %d", atomic.LoadInt64(&received), target)
-					}
-					time.Sleep(20 * time.Microsecond)
-				}
+				waitWindow(k*int64(*pubs), &received, window, target, deadline)
 				if err := pc.Publish(subject, data); err != nil {
 					fail("publish: %v", err)
 				}
@@ -73,17 +67,13 @@ func coreRoute(_ *nats.Conn) result {
 		}(i, pc)
 	}
 	wg.Wait()
-	select {
-	case <-all:
-	case <-time.After(time.Until(deadline)):
-		fail("received %d of %d", atomic.LoadInt64(&received), target)
-	}
+	awaitAll(all, &received, target, deadline)
 	done(&r)
 	return r
 }
 
-// waitRouteInterest publishes probes until each subscriber's interest has crossed
-// the route (the probes are counted and then forgotten by the caller).
+// waitRouteInterest publishes probes to a fresh inbox of each subscriber's connection
+// until one arrives: that publisher's messages now reach that subscriber's server.
 func waitRouteInterest(pcs []*nats.Conn, subs []*nats.Conn) {
 	deadline := time.Now().Add(*apiWait * 4)
 	for i, pc := range pcs {

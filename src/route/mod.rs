@@ -135,9 +135,11 @@ impl Routes {
     /// server with the smaller id, so they agree without talking. Returns false
     /// when `route` is the one to close.
     /// The registered route to the server in `slot`.
+    /// On the message path: no copy of the server's id.
     pub fn route_in_slot(&self, slot: u8) -> Option<Rc<Route>> {
-        let id = self.slots.borrow().get(slot as usize)?.clone()?;
-        self.registered_route(&id)
+        let slots = self.slots.borrow();
+        let id = slots.get(slot as usize)?.as_ref()?;
+        self.registered.borrow().get(id).cloned()
     }
 
     /// The registered route to the server `id`.

@@ -280,6 +280,9 @@ impl Shard {
     /// this shard's pool connections, so that a client that subscribes and then
     /// publishes (a request with a fresh inbox) is heard in that order elsewhere.
     fn own_plain_changed(&self, key: &InterestKey, added: bool) {
+        if self.server.opts.cluster.is_none() {
+            return; // no pool connections, ever
+        }
         let announce = {
             let mut counts = self.own_plain.borrow_mut();
             let n = counts.entry(key.clone()).or_insert(0);
