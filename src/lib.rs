@@ -14,6 +14,7 @@
 //!   per-peer frames, group-committed persistence).
 //! - `route`: routes between servers (protocol, connections, gossip).
 //! - `net`: socket plumbing shared by client and route connections.
+//! - `read_loop`: the one read loop of every connection, over a protocol's decoder.
 //! - `monitor`: the HTTP monitoring endpoints.
 //! - `timefmt`: wall-clock formatting for logs and JSON.
 //! - `tls`: TLS for clients and routes (rustls).
@@ -27,6 +28,7 @@ pub mod net;
 pub mod options;
 pub mod proto;
 pub mod raft;
+pub mod read_loop;
 pub mod route;
 pub mod server;
 pub mod subject;

@@ -8,6 +8,7 @@ use crate::net::{FrameReader, Outbound, SharedStream};
 use crate::proto::client_parser::ParseError;
 use crate::proto::connect::{from_object, RouteConnect};
 use crate::proto::info::ServerInfo;
+use crate::read_loop::Stopped;
 use crate::route::proto::{self, RouteOp};
 use crate::route::urls::RouteTarget;
 use crate::route::{Routes, ROUTES_SHARD};
@@ -20,7 +21,7 @@ use glommio::net::TcpStream;
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, error, info, warn};
 
 /// A route whose backlog passes this is closed rather than allowed to grow.
@@ -245,31 +246,36 @@ impl Route {
 
     /// Called by the housekeeping tick: a route must finish its handshake within
     /// the auth timeout, and answer PINGs (ping_interval, ping_max) like a client.
-    pub fn tick(&self, shard: &Shard, now: std::time::Instant) {
+    /// Returns when the route next needs a look.
+    pub fn tick(&self, shard: &Shard, now: Instant) -> Option<Instant> {
         let opts = &shard.server.opts;
         if !self.registered.get() && !self.is_pool_member() {
-            if now.duration_since(self.started).as_millis() as u64 >= shard.server.auth_timeout_ms()
-            {
-                warn!(
-                    "{} - rid:{} - Route handshake timed out",
-                    self.addr, self.rid
-                );
-                self.send(b"-ERR 'Authentication Timeout'\r\n");
-                self.close(shard, "Authentication Timeout");
+            let due = self.started + Duration::from_millis(shard.server.auth_timeout_ms());
+            if now < due {
+                return Some(due);
             }
-            return;
+            warn!(
+                "{} - rid:{} - Route handshake timed out",
+                self.addr, self.rid
+            );
+            self.send(b"-ERR 'Authentication Timeout'\r\n");
+            self.close(shard, "Authentication Timeout");
+            return None;
         }
-        if now.duration_since(self.last_ping.get()).as_millis() as u64 >= opts.ping_interval_ms {
-            if self.pings_out.get() >= opts.ping_max {
-                warn!("{} - rid:{} - Route stale; closing", self.addr, self.rid);
-                self.send(b"-ERR 'Stale Connection'\r\n");
-                self.close(shard, "Stale Connection");
-                return;
-            }
-            self.pings_out.set(self.pings_out.get() + 1);
-            self.last_ping.set(now);
-            self.send(b"PING\r\n");
+        let ping_interval = Duration::from_millis(opts.ping_interval_ms);
+        if now < self.last_ping.get() + ping_interval {
+            return Some(self.last_ping.get() + ping_interval);
         }
+        if self.pings_out.get() >= opts.ping_max {
+            warn!("{} - rid:{} - Route stale; closing", self.addr, self.rid);
+            self.send(b"-ERR 'Stale Connection'\r\n");
+            self.close(shard, "Stale Connection");
+            return None;
+        }
+        self.pings_out.set(self.pings_out.get() + 1);
+        self.last_ping.set(now);
+        self.send(b"PING\r\n");
+        Some(now + ping_interval)
     }
 
     /// Ends the route: the interest it brought goes at once.
@@ -462,7 +468,7 @@ pub async fn serve(
     };
     let route = Route::new(routes.next_rid(), addr, target.is_some(), configured);
     *route.dialed.borrow_mut() = target.as_ref().map(|t| t.host_port.clone());
-    routes.add_conn(&route);
+    routes.add_conn(&shard, &route);
     let stream: SharedStream = Rc::new(RefCell::new(stream));
     let writer = route.start_writer(&stream);
     if let Some(target) = &target {
@@ -477,10 +483,16 @@ pub async fn serve(
     route.send_info(info_json(&shard, routes).as_bytes());
     info!("{addr} - rid:{} - Route connection created", route.rid);
     let outcome = read_loop(&shard, &route, &stream, FrameReader::default()).await;
-    if let Err(Stop::HandOff { to, slot, tail }) = outcome {
-        super::pool_in::hand_off(&shard, &route, stream, writer, (to, slot), tail).await;
-        return Outcome::Closed { remote_id: None };
-    }
+    let outcome = match outcome {
+        Err(Stopped {
+            stop: Stop::HandOff { to, slot },
+            unread,
+        }) => {
+            super::pool_in::hand_off(&shard, &route, stream, writer, (to, slot), unread).await;
+            return Outcome::Closed { remote_id: None };
+        }
+        other => other.map_err(|stopped| stopped.stop),
+    };
     let reason = match &outcome {
         Ok(()) => "Closed".to_string(),
         Err(Stop::SelfRoute) => "Route to self".to_string(),
@@ -500,74 +512,86 @@ pub async fn serve(
 pub enum Stop {
     SelfRoute,
     Error(String),
-    /// A pool connection moves to the shard it serves, with the bytes read past
-    /// its CONNECT.
+    /// A pool connection moves to the shard it serves (with the bytes read past
+    /// its CONNECT, which `Stopped` holds).
     HandOff {
         to: usize,
         slot: u8,
-        tail: Bytes,
     },
+}
+
+/// The read loop's view of a route or pool connection.
+struct RouteProtocol<'a> {
+    shard: &'a Rc<Shard>,
+    route: &'a Rc<Route>,
+    control_line_max: usize,
+    payload_max: usize,
+    /// Bytes still to drop of an oversized RAFT operation.
+    skip: Cell<usize>,
+}
+
+impl crate::read_loop::Protocol for RouteProtocol<'_> {
+    type Op<'a> = RouteOp<'a>;
+    type Stop = Stop;
+
+    fn closed(&self) -> bool {
+        self.route.closed.get()
+    }
+
+    fn touched(&self) {
+        self.route.last_activity.set(SystemTime::now());
+    }
+
+    fn skip(&self, available: usize) -> usize {
+        let skipped = self.skip.get().min(available);
+        self.skip.set(self.skip.get() - skipped);
+        skipped
+    }
+
+    fn decode<'a>(&self, bytes: &'a [u8]) -> Result<(RouteOp<'a>, usize), ParseError> {
+        proto::parse(bytes, self.control_line_max, self.payload_max)
+    }
+
+    async fn execute<'op>(&self, op: RouteOp<'op>, chunk: &'op Bytes) -> Result<(), Stop> {
+        if let RouteOp::RaftTooLarge { size } = op {
+            warn!(
+                "{} - rid:{} - Dropping a {size}-byte Raft frame: too large",
+                self.route.addr, self.route.rid
+            );
+            self.skip.set(proto::raft_skip_bytes(size));
+            return Ok(());
+        }
+        handle(self.shard, self.route, op, chunk).await
+    }
+
+    fn malformed(&self, error: ParseError) -> Stop {
+        error!(
+            "{} - rid:{} - Route protocol error: {error:?}; closing",
+            self.route.addr, self.route.rid
+        );
+        self.route.send(b"-ERR 'Unknown Protocol Operation'\r\n");
+        Stop::Error("Protocol Violation".into())
+    }
+
+    async fn settle(&self) {
+        self.shard.backpressure().await;
+    }
 }
 
 pub async fn read_loop(
     shard: &Rc<Shard>,
     route: &Rc<Route>,
     stream: &SharedStream,
-    mut reader: FrameReader,
-) -> Result<(), Stop> {
-    let limits = (
-        shard.server.opts.max_control_line.max(4096),
-        shard.server.opts.max_payload,
-    );
-    // Bytes still to skip of an oversized RAFT operation.
-    let mut skip = 0usize;
-    while !route.closed.get() {
-        let Some(chunk) = reader.next_chunk(stream).await else {
-            return Ok(());
-        };
-        route.last_activity.set(SystemTime::now());
-        let mut at = 0;
-        let need = loop {
-            let skipped = skip.min(chunk.len() - at);
-            at += skipped;
-            skip -= skipped;
-            if at == chunk.len() || route.closed.get() {
-                break 0;
-            }
-            match proto::parse(&chunk[at..], limits.0, limits.1) {
-                Ok((RouteOp::RaftTooLarge { size }, n)) => {
-                    warn!(
-                        "{} - rid:{} - Dropping a {size}-byte Raft frame: too large",
-                        route.addr, route.rid
-                    );
-                    skip = proto::raft_skip_bytes(size);
-                    at += n;
-                }
-                Ok((op, n)) => {
-                    at += n;
-                    match handle(shard, route, op, &chunk).await {
-                        Err(Stop::HandOff { to, slot, .. }) => {
-                            let tail = chunk.slice(at..);
-                            return Err(Stop::HandOff { to, slot, tail });
-                        }
-                        done => done?,
-                    }
-                }
-                Err(ParseError::Incomplete { need }) => break need.unwrap_or(0),
-                Err(e) => {
-                    error!(
-                        "{} - rid:{} - Route protocol error: {e:?}; closing",
-                        route.addr, route.rid
-                    );
-                    route.send(b"-ERR 'Unknown Protocol Operation'\r\n");
-                    return Err(Stop::Error("Protocol Violation".into()));
-                }
-            }
-        };
-        reader.keep_tail(&chunk, at, need);
-        shard.backpressure().await;
-    }
-    Ok(())
+    reader: FrameReader,
+) -> Result<(), Stopped<Stop>> {
+    let protocol = RouteProtocol {
+        shard,
+        route,
+        control_line_max: shard.server.opts.max_control_line.max(4096),
+        payload_max: shard.server.opts.max_payload,
+        skip: Cell::new(0),
+    };
+    crate::read_loop::run(&protocol, stream, reader).await
 }
 
 async fn handle(
@@ -580,11 +604,7 @@ async fn handle(
         (RouteOp::Connect(json), Some(routes)) => {
             check_connect(shard, routes, route, json)?;
             if let Some((to, slot)) = super::pool_in::serving_shard(shard, routes, route) {
-                return Err(Stop::HandOff {
-                    to,
-                    slot,
-                    tail: Bytes::new(),
-                });
+                return Err(Stop::HandOff { to, slot });
             }
         }
         (RouteOp::Info(json), Some(routes)) => handle_info(shard, routes, route, json)?,

@@ -116,8 +116,9 @@ impl Routes {
         rid
     }
 
-    pub fn add_conn(&self, route: &Rc<Route>) {
+    pub fn add_conn(&self, shard: &Shard, route: &Rc<Route>) {
         self.conns.borrow_mut().insert(route.rid, route.clone());
+        shard.housekeeping_due.notify();
     }
 
     pub fn registered(&self) -> Vec<Rc<Route>> {
@@ -191,11 +192,13 @@ impl Routes {
     }
 
     /// Housekeeping for every route connection (handshake timeout, keep-alive).
-    pub fn tick(&self, shard: &Shard, now: std::time::Instant) {
+    /// Returns when a route next needs a look.
+    pub fn tick(&self, shard: &Shard, now: std::time::Instant) -> Option<std::time::Instant> {
         let conns: Vec<Rc<Route>> = self.conns.borrow().values().cloned().collect();
-        for route in conns {
-            route.tick(shard, now);
-        }
+        conns
+            .iter()
+            .filter_map(|route| route.tick(shard, now))
+            .min()
     }
 
     /// Forgets a closed route (registered or not).

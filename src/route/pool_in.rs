@@ -93,7 +93,7 @@ async fn serve_here(
         shard.id
     );
     let outcome = conn::read_loop(&shard, &route, &stream, FrameReader::starting_with(tail)).await;
-    let reason = match outcome {
+    let reason = match outcome.map_err(|stopped| stopped.stop) {
         Err(Stop::Error(reason)) => reason,
         _ => "Closed".to_string(),
     };

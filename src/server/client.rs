@@ -21,7 +21,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, trace, warn};
 
 pub use crate::proto::connect::ConnectInfo;
@@ -283,28 +283,34 @@ impl Client {
     // ----- periodic checks ---------------------------------------------------------
 
     /// Called by the shard's housekeeping timer: auth timeout and keep-alive pings.
-    pub fn tick(&self, shard: &Shard, now: Instant) {
+    /// Returns when the connection next needs a look.
+    pub fn tick(&self, shard: &Shard, now: Instant) -> Option<Instant> {
         let opts = &shard.server.opts;
         if !self.connected.get() {
-            if shard.server.auth().required()
-                && now.duration_since(self.start_instant).as_millis() as u64
-                    >= shard.server.auth_timeout_ms()
-            {
-                self.send_err("Authentication Timeout");
-                self.close(shard, "Authentication Timeout");
+            if !shard.server.auth().required() {
+                return None;
             }
-            return;
-        }
-        if now.duration_since(self.last_ping.get()).as_millis() as u64 >= opts.ping_interval_ms {
-            if self.pings_out.get() >= opts.ping_max {
-                self.send_err("Stale Connection");
-                self.close(shard, "Stale Connection");
-                return;
+            let due = self.start_instant + Duration::from_millis(shard.server.auth_timeout_ms());
+            if now < due {
+                return Some(due);
             }
-            self.pings_out.set(self.pings_out.get() + 1);
-            self.last_ping.set(now);
-            self.send_raw(b"PING\r\n");
+            self.send_err("Authentication Timeout");
+            self.close(shard, "Authentication Timeout");
+            return None;
         }
+        let ping_interval = Duration::from_millis(opts.ping_interval_ms);
+        if now < self.last_ping.get() + ping_interval {
+            return Some(self.last_ping.get() + ping_interval);
+        }
+        if self.pings_out.get() >= opts.ping_max {
+            self.send_err("Stale Connection");
+            self.close(shard, "Stale Connection");
+            return None;
+        }
+        self.pings_out.set(self.pings_out.get() + 1);
+        self.last_ping.set(now);
+        self.send_raw(b"PING\r\n");
+        Some(now + ping_interval)
     }
 }
 
@@ -405,6 +411,7 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
         .total_connections
         .set(shard.counters.total_connections.get() + 1);
     shard.clients.borrow_mut().insert(cid, client.clone());
+    shard.housekeeping_due.notify();
     debug!("{addr} - cid:{cid} - Client connection created");
     read_loop(&shard, &client, &stream).await;
     client.close(&shard, "Client Closed");
@@ -428,48 +435,55 @@ async fn write_loop(shard: Rc<Shard>, client: Rc<Client>, stream: SharedStream) 
     }
 }
 
-async fn read_loop(shard: &Rc<Shard>, client: &Rc<Client>, stream: &SharedStream) {
-    let mut reader = FrameReader::default();
-    while !client.closed.get() {
-        let Some(chunk) = reader.next_chunk(stream).await else {
-            return;
-        };
-        if client.closed.get() {
-            return;
-        }
-        client.last_activity.set(SystemTime::now());
-        match process(shard, client, &chunk).await {
-            Ok((consumed, need)) => reader.keep_tail(&chunk, consumed, need),
-            Err(Closed) => return,
-        }
-        stall::wait(shard, &client.stall).await;
-        shard.backpressure().await;
+/// The read loop's view of a client connection.
+struct ClientProtocol<'a> {
+    shard: &'a Rc<Shard>,
+    client: &'a Rc<Client>,
+    limits: proto::Limits,
+}
+
+impl crate::read_loop::Protocol for ClientProtocol<'_> {
+    type Op<'a> = ClientOp<'a>;
+    type Stop = Closed;
+
+    fn closed(&self) -> bool {
+        self.client.closed.get()
+    }
+
+    fn touched(&self) {
+        self.client.last_activity.set(SystemTime::now());
+    }
+
+    fn decode<'a>(&self, bytes: &'a [u8]) -> Result<(ClientOp<'a>, usize), ParseError> {
+        proto::parse(bytes, &self.limits)
+    }
+
+    async fn execute<'op>(&self, op: ClientOp<'op>, chunk: &'op Bytes) -> Result<(), Closed> {
+        execute(self.shard, self.client, op, chunk).await
+    }
+
+    fn malformed(&self, error: ParseError) -> Closed {
+        protocol_error(self.shard, self.client, error)
+    }
+
+    async fn settle(&self) {
+        stall::wait(self.shard, &self.client.stall).await;
+        self.shard.backpressure().await;
     }
 }
 
-/// Executes every complete operation in `chunk`; returns the bytes consumed and the
-/// total size the next operation needs, when known.
-async fn process(
-    shard: &Rc<Shard>,
-    client: &Rc<Client>,
-    chunk: &Bytes,
-) -> Result<(usize, usize), Closed> {
+async fn read_loop(shard: &Rc<Shard>, client: &Rc<Client>, stream: &SharedStream) {
     let limits = proto::Limits {
         control_line_max: shard.server.opts.max_control_line,
         payload_max: shard.server.opts.max_payload,
     };
-    let mut at = 0;
-    while at < chunk.len() {
-        match proto::parse(&chunk[at..], &limits) {
-            Ok((op, n)) => {
-                execute(shard, client, op, chunk).await?;
-                at += n;
-            }
-            Err(ParseError::Incomplete { need }) => return Ok((at, need.unwrap_or(0))),
-            Err(e) => return Err(protocol_error(shard, client, e)),
-        }
-    }
-    Ok((at, 0))
+    let protocol = ClientProtocol {
+        shard,
+        client,
+        limits,
+    };
+    // A stop has closed the client already; the caller closes it otherwise.
+    let _ = crate::read_loop::run(&protocol, stream, FrameReader::default()).await;
 }
 
 fn protocol_error(shard: &Shard, client: &Client, e: ParseError) -> Closed {

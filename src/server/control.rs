@@ -1,14 +1,17 @@
 //! Signals and what the server does about them, as nats-server: SIGTERM/SIGINT stop,
 //! SIGUSR2 enters lame duck mode (no new clients, clients told to move, closed over
 //! `lame_duck_duration`, then exit), SIGHUP reloads the config file. A signal thread
-//! records the request; each shard's housekeeping tick acts on it.
+//! records the request and rings a bell that wakes each shard's housekeeping task,
+//! which acts on it.
 
 use crate::server::shard::Shard;
 use crate::server::Server;
 use std::cell::Cell;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 #[derive(Default)]
@@ -18,6 +21,10 @@ pub struct Control {
     /// A stop was asked for: shards save what they hold, then the process exits.
     stopping: AtomicBool,
     shards_flushed: AtomicUsize,
+    /// Rung from the signal thread: each request counts one.
+    rings: AtomicU64,
+    /// The housekeeping task of each shard that waits for a ring, by shard id.
+    ring_waiters: Mutex<Vec<Option<Waker>>>,
 }
 
 /// How long a stop waits for the shards to save JetStream state.
@@ -30,10 +37,12 @@ impl Control {
 
     pub fn enter_lame_duck(&self) {
         self.lame_duck.store(true, Ordering::Release);
+        self.ring();
     }
 
     pub fn request_reload(&self) {
         self.reload_requests.fetch_add(1, Ordering::AcqRel);
+        self.ring();
     }
 
     pub fn reload_requests(&self) -> u64 {
@@ -47,12 +56,50 @@ impl Control {
     pub fn shard_flushed(&self) {
         self.shards_flushed.fetch_add(1, Ordering::AcqRel);
     }
+
+    pub fn rings(&self) -> u64 {
+        self.rings.load(Ordering::Acquire)
+    }
+
+    /// Wakes every shard's housekeeping task (from any thread).
+    fn ring(&self) {
+        self.rings.fetch_add(1, Ordering::AcqRel);
+        let waiters: Vec<Waker> = self
+            .ring_waiters
+            .lock()
+            .expect("ring waiters")
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
+        for waker in waiters {
+            waker.wake();
+        }
+    }
+
+    /// Ends once the bell has rung more than `seen` times; returns the count.
+    pub async fn rung_since(&self, seen: u64, shard_id: usize) -> u64 {
+        poll_fn(|cx| {
+            let mut waiters = self.ring_waiters.lock().expect("ring waiters");
+            // Read under the lock: a ring after this read finds the waker below.
+            let rings = self.rings();
+            if rings != seen {
+                return Poll::Ready(rings);
+            }
+            if waiters.len() <= shard_id {
+                waiters.resize(shard_id + 1, None);
+            }
+            waiters[shard_id] = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
 }
 
 /// Lets the shards save JetStream state (bounded wait), then exits.
 fn stop(server: &Server) -> ! {
     if server.jetstream_api() {
         server.control.stopping.store(true, Ordering::Release);
+        server.control.ring();
         let deadline = Instant::now() + std::time::Duration::from_millis(STOP_FLUSH_WAIT_MS);
         while server.control.shards_flushed.load(Ordering::Acquire) < server.shard_count
             && Instant::now() < deadline
@@ -114,8 +161,11 @@ pub struct ShardControl {
     reloads_seen: Cell<u64>,
 }
 
-/// Called by each shard's housekeeping tick.
-pub fn tick(shard: &Shard, now: Instant) {
+/// How often a shard in lame duck mode looks at what is left to close.
+const LAME_DUCK_TICK_MS: u64 = 100;
+
+/// Called by each shard's housekeeping tick; returns when it next needs a look.
+pub fn tick(shard: &Shard, now: Instant) -> Option<Instant> {
     let server = &shard.server;
     if server.control.stopping() && !shard.control.flushing.replace(true) {
         if let Some(shard) = shard.this() {
@@ -126,13 +176,15 @@ pub fn tick(shard: &Shard, now: Instant) {
             .detach();
         }
     }
-    if server.control.lame_duck() {
-        lame_duck_tick(shard, now);
-    }
     let requested = server.control.reload_requests();
     if shard.id == 0 && shard.control.reloads_seen.replace(requested) != requested {
         crate::server::reload::reload(shard);
     }
+    if server.control.lame_duck() {
+        lame_duck_tick(shard, now);
+        return Some(now + Duration::from_millis(LAME_DUCK_TICK_MS));
+    }
+    None
 }
 
 fn lame_duck_tick(shard: &Shard, now: Instant) {

@@ -14,7 +14,7 @@ use crate::server::Server;
 use crate::sublist::Sublist;
 use ahash::AHashMap;
 use bytes::Bytes;
-use natrix_shards::WaitSet;
+use natrix_shards::{Notify, WaitSet};
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering;
@@ -138,6 +138,9 @@ pub struct Shard {
     epoch_waiters: WaitSet,
     /// Woken whenever interest is added here (push consumers wait for listeners).
     pub interest_added: WaitSet,
+    /// A new connection has deadlines (auth timeout, first PING) that the
+    /// housekeeping task's current sleep may pass.
+    pub housekeeping_due: Notify,
     pub control: crate::server::control::ShardControl,
     accept_task: RefCell<Option<glommio::Task<()>>>,
     rng: Cell<u64>,
@@ -175,6 +178,7 @@ impl Shard {
             epoch_known: Cell::new(0),
             epoch_waiters: WaitSet::default(),
             interest_added: WaitSet::default(),
+            housekeeping_due: Notify::default(),
             control: Default::default(),
             accept_task: RefCell::new(None),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1)),

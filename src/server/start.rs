@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 use tracing::{error, info};
 
 /// How often each shard checks its clients' auth timeouts and keep-alives.
-const HOUSEKEEPING_INTERVAL_MS: u64 = 100;
+/// The longest an idle shard sleeps between housekeeping turns.
+const HOUSEKEEPING_IDLE_MS: u64 = 1000;
+/// The shortest: a deadline just passed is not chased in a tight loop.
+const HOUSEKEEPING_SLEEP_MIN_MS: u64 = 5;
 
 /// How long start-up waits for a port still held by a server that just exited:
 /// io_uring tears its sockets down after the process is gone (about 100 ms here).
@@ -200,20 +203,59 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     }
 }
 
+/// Runs the shard's periodic checks, each when it is due. An idle shard wakes for
+/// them once per `HOUSEKEEPING_IDLE_MS` (it also recounts JetStream usage then);
+/// signals ring the control bell, and new connections notify `housekeeping_due`.
 async fn housekeeping(shard: Rc<Shard>) {
+    let control = &shard.server.control;
+    let mut rings_seen = control.rings();
     loop {
-        glommio::timer::sleep(Duration::from_millis(HOUSEKEEPING_INTERVAL_MS)).await;
         let now = Instant::now();
-        let clients: Vec<_> = shard.clients.borrow().values().cloned().collect();
-        for c in clients {
-            c.tick(&shard, now);
+        let idle = Duration::from_millis(HOUSEKEEPING_IDLE_MS);
+        let due = housekeeping_turn(&shard, now).unwrap_or(now + idle);
+        let sleep = due
+            .saturating_duration_since(now)
+            .clamp(Duration::from_millis(HOUSEKEEPING_SLEEP_MIN_MS), idle);
+        let woken = futures_lite::future::or(
+            async {
+                glommio::timer::sleep(sleep).await;
+                None
+            },
+            async {
+                futures_lite::future::or(
+                    async {
+                        shard.housekeeping_due.wait().await;
+                        None
+                    },
+                    async { Some(control.rung_since(rings_seen, shard.id).await) },
+                )
+                .await
+            },
+        )
+        .await;
+        if let Some(rings) = woken {
+            rings_seen = rings;
         }
-        if let Some(routes) = &shard.routes {
-            routes.tick(&shard, now);
-        }
-        crate::server::control::tick(&shard, now);
-        crate::jetstream::registry::publish_usage(&shard);
-        crate::server::panic::injected(shard.id);
+    }
+}
+
+/// One pass over the checks; returns the earliest moment one of them is due again.
+fn housekeeping_turn(shard: &Rc<Shard>, now: Instant) -> Option<Instant> {
+    let clients: Vec<_> = shard.clients.borrow().values().cloned().collect();
+    let mut due = clients.iter().filter_map(|c| c.tick(shard, now)).min();
+    if let Some(routes) = &shard.routes {
+        due = earliest(due, routes.tick(shard, now));
+    }
+    due = earliest(due, crate::server::control::tick(shard, now));
+    crate::jetstream::registry::publish_usage(shard);
+    crate::server::panic::injected(shard.id);
+    due
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
