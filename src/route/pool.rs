@@ -122,7 +122,7 @@ pub fn forward_raft(shard: &Shard, frame: &[u8]) {
         frame: frame.to_vec(),
     };
     if shard.id == 0 {
-        shard.apply_from_peer(0, item);
+        shard.apply_from_peer(0, item, &[]);
     } else {
         shard.link(0).push(item);
     }

@@ -5,18 +5,29 @@
 
 use crate::server::accounts::AccountId;
 use crate::server::interest::Origin;
+use crate::server::shard::Msg;
 use crate::server::shard::Shard;
 use crate::server::stats::{ShardQuery, ShardReport};
 use bytes::Bytes;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use natrix_shards::{Notify, WaitSet};
 use std::cell::{Cell, RefCell};
+use std::ops::Range;
 use std::rc::Rc;
 
 /// Items pending for one peer beyond which a publisher waits for the queue to drain.
 pub const PENDING_ITEMS_MAX: usize = 64 * 1024;
 
-pub type Batch = Vec<Item>;
+/// What one shard hands another at once: items, in order, and the buffers that
+/// its messages' bytes lie in (each message names one by its index). Messages read
+/// from one chunk of a socket share that chunk's entry: a reference count taken
+/// per message would be bumped on one core and dropped on the other, and its cache
+/// line would bounce between them (a fifth of the CPU of a message crossing shards,
+/// in a profile); a batch takes one per chunk.
+pub struct Batch {
+    pub items: Vec<Item>,
+    pub chunks: Vec<Bytes>,
+}
 
 pub enum Item {
     /// Interest (first entry, or a queue group's new weight), and whose it is.
@@ -64,10 +75,12 @@ pub type Work = Box<dyn FnOnce(&Rc<Shard>) + Send>;
 
 pub struct ShardMsg {
     pub account: AccountId,
-    pub subject: Bytes,
-    pub reply: Option<Bytes>,
+    /// The batch's chunk that holds the message, and where its parts are in it.
+    pub chunk: usize,
+    pub subject: Range<usize>,
+    pub reply: Option<Range<usize>>,
     pub header_len: usize,
-    pub payload: Bytes,
+    pub payload: Range<usize>,
     /// Queue groups for which the receiver delivers to one local member.
     pub queues: Vec<Bytes>,
     /// It arrived over a route, so it goes to clients only.
@@ -76,13 +89,93 @@ pub struct ShardMsg {
     /// no connection of its own to.
     pub route_slots: u64,
     /// See `Msg::shown`.
-    pub shown: Option<Bytes>,
+    pub shown: Option<Range<usize>>,
+}
+
+/// How a message is sent on: everything but its bytes.
+pub struct Forward {
+    pub account: AccountId,
+    pub queues: Vec<Bytes>,
+    pub from_route: bool,
+    pub route_slots: u64,
+}
+
+impl ShardMsg {
+    /// The message, borrowed from its batch's chunks.
+    pub fn msg<'a>(&self, chunks: &'a [Bytes]) -> Msg<'a> {
+        let chunk = &chunks[self.chunk];
+        Msg {
+            subject: &chunk[self.subject.clone()],
+            reply: self.reply.clone().map(|r| &chunk[r]),
+            header_len: self.header_len,
+            payload: &chunk[self.payload.clone()],
+            backing: Some(chunk),
+            shown: self.shown.clone().map(|r| &chunk[r]),
+        }
+    }
+}
+
+/// Where `part` lies in `chunk` (which holds it).
+fn range_in(chunk: &Bytes, part: &[u8]) -> Range<usize> {
+    if part.is_empty() {
+        return 0..0;
+    }
+    let start = (part.as_ptr() as usize).wrapping_sub(chunk.as_ptr() as usize);
+    assert!(
+        start <= chunk.len() && part.len() <= chunk.len() - start,
+        "a message's part lies in its backing"
+    );
+    start..start + part.len()
+}
+
+/// Where a message's parts are in its chunk.
+struct Parts {
+    subject: Range<usize>,
+    reply: Option<Range<usize>>,
+    payload: Range<usize>,
+    shown: Option<Range<usize>>,
+}
+
+impl Parts {
+    /// The parts of `msg`, which lie in `chunk`.
+    fn within(chunk: &Bytes, msg: &Msg) -> Parts {
+        Parts {
+            subject: range_in(chunk, msg.subject),
+            reply: msg.reply.map(|r| range_in(chunk, r)),
+            payload: range_in(chunk, msg.payload),
+            shown: msg.shown.map(|s| range_in(chunk, s)),
+        }
+    }
+
+    /// A copy of `msg` in one buffer of its own (a message with no backing).
+    fn copied(msg: &Msg) -> (Bytes, Parts) {
+        let mut buf = Vec::with_capacity(
+            msg.subject.len()
+                + msg.reply.map_or(0, <[u8]>::len)
+                + msg.payload.len()
+                + msg.shown.map_or(0, <[u8]>::len),
+        );
+        let mut copy = |part: &[u8]| {
+            let start = buf.len();
+            buf.extend_from_slice(part);
+            start..buf.len()
+        };
+        let parts = Parts {
+            subject: copy(msg.subject),
+            reply: msg.reply.map(&mut copy),
+            payload: copy(msg.payload),
+            shown: msg.shown.map(&mut copy),
+        };
+        (Bytes::from(buf), parts)
+    }
 }
 
 /// The outgoing side of the queue to one peer shard.
 #[derive(Default)]
 pub struct Link {
-    pending: RefCell<Batch>,
+    pending: RefCell<Vec<Item>>,
+    /// What the pending messages' bytes lie in.
+    chunks: RefCell<Vec<Bytes>>,
     /// Message payload bytes in `pending`; see `stall::Pressure::in_flight`.
     pending_bytes: Cell<usize>,
     /// Wakes the outbox task (its only waiter).
@@ -93,12 +186,53 @@ pub struct Link {
 
 impl Link {
     pub fn push(&self, item: Item) {
-        if let Item::Msg(m) = &item {
-            self.pending_bytes
-                .set(self.pending_bytes.get() + m.payload.len());
-        }
+        debug_assert!(
+            !matches!(item, Item::Msg(_)),
+            "messages go through push_msg, with their bytes"
+        );
         self.pending.borrow_mut().push(item);
         self.notify.notify();
+    }
+
+    /// Queues `msg`. Its bytes stay where they were read: the batch holds that
+    /// chunk once for all the messages read in it.
+    pub fn push_msg(&self, msg: &Msg, forward: Forward) {
+        let (chunk, parts) = match msg.backing {
+            Some(backing) => (self.chunk_index(backing), Parts::within(backing, msg)),
+            None => {
+                let (owned, parts) = Parts::copied(msg);
+                (self.chunk_index(&owned), parts)
+            }
+        };
+        let item = ShardMsg {
+            account: forward.account,
+            chunk,
+            subject: parts.subject,
+            reply: parts.reply,
+            header_len: msg.header_len,
+            payload: parts.payload,
+            queues: forward.queues,
+            from_route: forward.from_route,
+            route_slots: forward.route_slots,
+            shown: parts.shown,
+        };
+        self.pending_bytes
+            .set(self.pending_bytes.get() + msg.payload.len());
+        self.pending.borrow_mut().push(Item::Msg(item));
+        self.notify.notify();
+    }
+
+    /// The index of `chunk` among the pending batch's chunks, added when it is not
+    /// the last one (messages come in the order they were read).
+    fn chunk_index(&self, chunk: &Bytes) -> usize {
+        let mut chunks = self.chunks.borrow_mut();
+        let same = chunks
+            .last()
+            .is_some_and(|last| last.as_ptr() == chunk.as_ptr() && last.len() == chunk.len());
+        if !same {
+            chunks.push(chunk.clone());
+        }
+        chunks.len() - 1
     }
 
     pub fn pending_bytes(&self) -> usize {
@@ -118,11 +252,12 @@ impl Link {
 
     /// The pending batch and its message bytes; wakes whoever waits for room.
     fn take(&self) -> (Batch, usize) {
-        let batch = std::mem::take(&mut *self.pending.borrow_mut());
-        if !batch.is_empty() {
+        let items = std::mem::take(&mut *self.pending.borrow_mut());
+        if !items.is_empty() {
             self.drained.wake_all();
         }
-        (batch, self.pending_bytes.replace(0))
+        let chunks = std::mem::take(&mut *self.chunks.borrow_mut());
+        (Batch { items, chunks }, self.pending_bytes.replace(0))
     }
 }
 
@@ -133,7 +268,7 @@ pub async fn outbox(shard: Rc<Shard>, peer: usize, senders: Rc<Senders<Batch>>) 
         link.notify.wait().await;
         loop {
             let (batch, bytes) = link.take();
-            if batch.is_empty() {
+            if batch.items.is_empty() {
                 break;
             }
             shard.server.pressure.sent(shard.id, peer, bytes);
@@ -148,13 +283,13 @@ pub async fn outbox(shard: Rc<Shard>, peer: usize, senders: Rc<Senders<Batch>>) 
 /// half its max_pending, the writers get to run between batches.
 pub async fn inbox(shard: Rc<Shard>, peer: usize, receivers: Rc<Receivers<Batch>>) {
     let pressure = &shard.server.pressure;
-    while let Ok(Some(batch)) = receivers.recv_from(peer).await {
+    while let Ok(Some(Batch { items, chunks })) = receivers.recv_from(peer).await {
         let mut bytes = 0;
-        for item in batch {
+        for item in items {
             if let Item::Msg(m) = &item {
                 bytes += m.payload.len();
             }
-            shard.apply_from_peer(peer, item);
+            shard.apply_from_peer(peer, item, &chunks);
         }
         pressure.applied(peer, shard.id, bytes);
         if pressure.any(1 << shard.id) {
@@ -168,6 +303,82 @@ pub async fn inbox(shard: Rc<Shard>, peer: usize, receivers: Rc<Receivers<Batch>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forward() -> Forward {
+        Forward {
+            account: AccountId(0),
+            queues: Vec::new(),
+            from_route: false,
+            route_slots: 0,
+        }
+    }
+
+    /// Messages read from one chunk cross in one entry of it, at their places; a
+    /// message with no backing brings its own; the next batch starts empty.
+    #[test]
+    fn a_batch_holds_each_chunk_once_and_every_message_at_its_place() {
+        let link = Link::default();
+        let chunk =
+            Bytes::from_static(b"PUB a.b 3\r\none\r\nPUB c 0\r\n\r\nPUB d _INBOX.1 2\r\nhi\r\n");
+        // The first place `part` appears in the chunk, as the parser would slice it.
+        let at = |part: &[u8]| {
+            let from = chunk.windows(part.len()).position(|w| w == part).unwrap();
+            &chunk[from..from + part.len()]
+        };
+        let from_chunk = [
+            (at(b"a.b"), None, at(b"one")),
+            (at(b"c"), None, &chunk[..0]),
+            (at(b"d"), Some(at(b"_INBOX.1")), at(b"hi")),
+        ];
+        for (subject, reply, payload) in from_chunk {
+            let msg = Msg {
+                subject,
+                reply,
+                header_len: 0,
+                payload,
+                backing: Some(&chunk),
+                shown: None,
+            };
+            link.push_msg(&msg, forward());
+        }
+        let own = Msg {
+            subject: b"deliver.1",
+            reply: Some(b"$JS.ACK.x"),
+            header_len: 0,
+            payload: b"stored",
+            backing: None,
+            shown: Some(b"orders.1"),
+        };
+        link.push_msg(&own, forward());
+        let (batch, payload_bytes) = link.take();
+        assert_eq!(payload_bytes, 3 + 2 + 6);
+        assert_eq!(
+            batch.chunks.len(),
+            2,
+            "the read chunk once, and the owned one"
+        );
+        let got: Vec<Msg> = batch
+            .items
+            .iter()
+            .map(|item| match item {
+                Item::Msg(m) => m.msg(&batch.chunks),
+                _ => panic!("messages were queued"),
+            })
+            .collect();
+        for (msg, (subject, reply, payload)) in got.iter().zip(from_chunk) {
+            assert_eq!(
+                (msg.subject, msg.reply, msg.payload),
+                (subject, reply, payload)
+            );
+        }
+        let last = &got[3];
+        assert_eq!(
+            (last.subject, last.reply, last.payload, last.shown),
+            (own.subject, own.reply, own.payload, own.shown)
+        );
+        let (next, _) = link.take();
+        assert!(next.items.is_empty() && next.chunks.is_empty());
+    }
 
     /// Every reader of a shard waits for room on the same link at once; each must
     /// wake (one waker slot lost all but the last: a detached reader left with no
@@ -188,7 +399,7 @@ mod tests {
             glommio::yield_if_needed().await;
             glommio::executor().yield_task_queue_now().await;
             let (batch, _) = link.take();
-            assert_eq!(batch.len(), PENDING_ITEMS_MAX + 1);
+            assert_eq!(batch.items.len(), PENDING_ITEMS_MAX + 1);
             for waiter in waiters {
                 glommio::timer::timeout(std::time::Duration::from_secs(5), async {
                     waiter.await;

@@ -8,7 +8,7 @@ use crate::route::Routes;
 use crate::server::accounts::AccountId;
 use crate::server::client::Client;
 use crate::server::interest::{Interest, InternalSub, Origin, RemoteInterest, Subscription};
-use crate::server::link::{Item, Link, ShardMsg};
+use crate::server::link::{Forward, Item, Link, ShardMsg};
 use crate::server::stats::{ShardCounters, ShardQuery, ShardReport};
 use crate::server::Server;
 use crate::sublist::Sublist;
@@ -88,15 +88,6 @@ pub struct Msg<'a> {
     /// The subject subscribers see, when it differs from the one routed on (a
     /// JetStream delivery is routed on its deliver subject, shown on its own).
     pub shown: Option<&'a [u8]>,
-}
-
-impl Msg<'_> {
-    fn bytes(&self, part: &[u8]) -> Bytes {
-        match self.backing {
-            Some(b) => b.slice_ref(part),
-            None => Bytes::copy_from_slice(part),
-        }
-    }
 }
 
 pub struct Shard {
@@ -505,9 +496,6 @@ impl Shard {
             return 0;
         }
         let mut sent = 0;
-        let subject = msg.bytes(msg.subject);
-        let reply = msg.reply.map(|r| msg.bytes(r));
-        let payload = msg.bytes(msg.payload);
         for peer in self.peers() {
             let peer_queues: Vec<Bytes> = plan
                 .peer_queues
@@ -519,17 +507,13 @@ impl Shard {
                 continue;
             }
             sent |= 1 << peer;
-            self.links[peer].push(Item::Msg(ShardMsg {
+            let forward = Forward {
                 account,
-                subject: subject.clone(),
-                reply: reply.clone(),
-                header_len: msg.header_len,
-                payload: payload.clone(),
                 queues: peer_queues,
                 from_route: hop == Hop::Route,
-                shown: msg.shown.map(|s| msg.bytes(s)),
                 route_slots: plan.route_slots,
-            }));
+            };
+            self.links[peer].push_msg(msg, forward);
         }
         sent
     }
@@ -634,9 +618,10 @@ impl Shard {
 
     // ----- what peers send --------------------------------------------------------
 
-    pub fn apply_from_peer(&self, peer: usize, item: Item) {
+    /// Applies one item from shard `peer`; `chunks` holds its batch's messages.
+    pub fn apply_from_peer(&self, peer: usize, item: Item, chunks: &[Bytes]) {
         match item {
-            Item::Msg(m) => self.deliver_from_peer(m),
+            Item::Msg(m) => self.deliver_from_peer(&m, chunks),
             Item::Sub {
                 account,
                 subject,
@@ -725,15 +710,8 @@ impl Shard {
     }
 
     /// A message a peer shard forwarded.
-    fn deliver_from_peer(&self, m: ShardMsg) {
-        let msg = Msg {
-            subject: &m.subject,
-            reply: m.reply.as_deref(),
-            header_len: m.header_len,
-            payload: &m.payload,
-            backing: None,
-            shown: m.shown.as_deref(),
-        };
+    fn deliver_from_peer(&self, m: &ShardMsg, chunks: &[Bytes]) {
+        let msg = m.msg(chunks);
         let hop = if m.from_route {
             Hop::ShardFromRoute
         } else {
