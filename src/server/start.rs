@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{error, info};
 
-/// How often each shard checks its clients' auth timeouts and keep-alives.
 /// The longest an idle shard sleeps between housekeeping turns.
 const HOUSEKEEPING_IDLE_MS: u64 = 1000;
 /// The shortest: a deadline just passed is not chased in a tight loop.
