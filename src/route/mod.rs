@@ -229,9 +229,7 @@ impl Routes {
             if let Some(slot) = route.slot.get() {
                 self.slots.borrow_mut()[slot as usize] = None;
                 for peer in shard.peers() {
-                    shard
-                        .link(peer)
-                        .push(crate::server::link::Item::PoolForget { slot });
+                    shard.run_on(peer, move |shard: &Rc<Shard>| pool::forget(shard, slot));
                 }
             }
             self.publish_connect_urls(shard);
@@ -308,12 +306,10 @@ impl Routes {
         };
         for peer in shard.peers() {
             let connect = conn::connect_json(self, &target, &self.my_id, Some(peer));
-            let item = crate::server::link::Item::PoolDial {
-                slot,
-                url: target.host_port.clone(),
-                connect,
-            };
-            shard.link(peer).push(item);
+            let url = target.host_port.clone();
+            shard.run_on(peer, move |shard: &Rc<Shard>| {
+                pool::dial(shard, slot, url, connect)
+            });
         }
     }
 
@@ -380,9 +376,10 @@ impl Routes {
             return;
         }
         for peer in shard.peers() {
-            shard
-                .link(peer)
-                .push(crate::server::link::Item::ConnectUrls(urls.clone()));
+            let urls = urls.clone();
+            shard.run_on(peer, move |shard: &Rc<Shard>| {
+                crate::server::client::connect_urls_changed(shard, urls)
+            });
         }
         crate::server::client::connect_urls_changed(shard, urls);
     }

@@ -27,7 +27,8 @@ pub enum PoolState {
     Failed,
 }
 
-/// Starts dialing the server in `slot` (Item::PoolDial).
+/// Starts dialing the server in `slot`: this shard's own connection to it, which
+/// introduces itself with the CONNECT json `connect`.
 pub fn dial(shard: &Shard, slot: u8, host_port: String, connect: String) {
     if let Some(PoolState::Ready(old)) = shard.pool.borrow_mut().insert(slot, PoolState::Connecting)
     {
@@ -37,7 +38,7 @@ pub fn dial(shard: &Shard, slot: u8, host_port: String, connect: String) {
     glommio::spawn_local(run(shard, slot, host_port, connect)).detach();
 }
 
-/// The server in `slot` went away (Item::PoolForget).
+/// The server in `slot` went away: forget this shard's connection to it.
 pub fn forget(shard: &Shard, slot: u8) {
     if let Some(PoolState::Ready(conn)) = shard.pool.borrow_mut().remove(&slot) {
         conn.close_pool_conn();
@@ -117,13 +118,14 @@ pub fn forward_raft(shard: &Shard, frame: &[u8]) {
         debug!("shard {} - dropping a short Raft frame", shard.id);
         return;
     };
-    let item = crate::server::link::Item::Raft {
-        from,
-        frame: frame.to_vec(),
+    let frame = frame.to_vec();
+    let to_groups = move |shard: &Shard| match shard.meta.get() {
+        Some(host) => host.on_frame(from, frame),
+        None => debug!("Dropping a Raft frame: no meta group here"),
     };
     if shard.id == 0 {
-        shard.apply_from_peer(0, item, &[]);
+        to_groups(shard);
     } else {
-        shard.link(0).push(item);
+        shard.run_on(0, move |shard: &std::rc::Rc<Shard>| to_groups(shard));
     }
 }

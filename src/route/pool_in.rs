@@ -9,7 +9,6 @@
 use crate::net::{FrameReader, SharedStream};
 use crate::route::conn::{self, Route, Stop};
 use crate::route::Routes;
-use crate::server::link::Item;
 use crate::server::shard::Shard;
 use crate::tls::Stream;
 use bytes::Bytes;
@@ -66,12 +65,10 @@ pub async fn hand_off(
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     drop(stream);
     let addr = route.addr;
-    shard
-        .link(to)
-        .push(Item::Call(Box::new(move |shard: &Rc<Shard>| {
-            let shard = shard.clone();
-            glommio::spawn_local(serve_here(shard, fd, addr, (server_id, slot), tail)).detach();
-        })));
+    shard.run_on(to, move |shard: &Rc<Shard>| {
+        let shard = shard.clone();
+        glommio::spawn_local(serve_here(shard, fd, addr, (server_id, slot), tail)).detach();
+    });
 }
 
 /// Reads a handed-off pool connection on this shard until it ends.

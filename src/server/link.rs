@@ -1,13 +1,14 @@
-//! What shards say to each other, and the tasks that carry it. A shard is to its
-//! neighbours what a route is to another server: interest (`Sub`/`Unsub`, like
-//! RS+/RS-), messages (`Msg`, like RMSG, with the queue groups the receiver must
-//! serve), and queries for monitoring.
+//! What shards say to each other, and the tasks that carry it. The data plane: a
+//! shard is to its neighbours what a route is to another server, with interest
+//! (`Sub`/`Unsub`, like RS+/RS-) and messages (`Msg`, like RMSG, with the queue
+//! groups the receiver must serve). Everything else is control work (`Call`): a
+//! closure the receiving shard runs on what it owns (a pool connection to dial, a
+//! Raft frame for the groups, a monitoring report, a JetStream request).
 
 use crate::server::accounts::AccountId;
 use crate::server::interest::Origin;
 use crate::server::shard::Msg;
 use crate::server::shard::Shard;
-use crate::server::stats::{ShardQuery, ShardReport};
 use bytes::Bytes;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use natrix_shards::{Notify, WaitSet};
@@ -44,29 +45,9 @@ pub enum Item {
         queue: Option<Bytes>,
         origin: Origin,
     },
-    /// A server got route slot `slot`: this shard dials its own connection to it
-    /// at `url` and introduces itself with the CONNECT json `connect`.
-    PoolDial {
-        slot: u8,
-        url: String,
-        connect: String,
-    },
-    /// The server in `slot` is gone; forget the shard's connection to it.
-    PoolForget {
-        slot: u8,
-    },
     Msg(ShardMsg),
-    /// A Raft frame from node `from` that arrived on another shard's connection,
-    /// for the shard that hosts the Raft groups (shard 0).
-    Raft {
-        from: crate::raft::NodeId,
-        frame: Vec<u8>,
-    },
-    /// The cluster's client URLs changed; clients hear it in an INFO.
-    ConnectUrls(std::sync::Arc<Vec<String>>),
-    Query(ShardQuery, futures_channel::oneshot::Sender<ShardReport>),
-    /// Work for the receiving shard on what it owns (a JetStream stream): the
-    /// closure starts it there; its answer comes back on a channel it holds.
+    /// Work for the receiving shard on what it owns: the closure runs (or starts)
+    /// it there; an answer goes back on a channel the closure holds.
     Call(Work),
 }
 
@@ -387,8 +368,8 @@ mod tests {
     fn every_task_waiting_for_room_wakes() {
         glommio::LocalExecutor::default().run(async {
             let link = Rc::new(Link::default());
-            for slot in 0..=PENDING_ITEMS_MAX {
-                link.push(Item::PoolForget { slot: slot as u8 });
+            for _ in 0..=PENDING_ITEMS_MAX {
+                link.push(Item::Call(Box::new(|_: &Rc<Shard>| {})));
             }
             let waiters: Vec<_> = (0..3)
                 .map(|_| {

@@ -635,18 +635,6 @@ impl Shard {
                 queue,
                 origin,
             } => self.apply_remote_unsub(peer, origin, (account, subject, queue)),
-            Item::PoolDial { slot, url, connect } => {
-                crate::route::pool::dial(self, slot, url, connect)
-            }
-            Item::PoolForget { slot } => crate::route::pool::forget(self, slot),
-            Item::Raft { from, frame } => match self.meta.get() {
-                Some(host) => host.on_frame(from, frame),
-                None => tracing::debug!("Dropping a Raft frame: no meta group here"),
-            },
-            Item::ConnectUrls(urls) => crate::server::client::connect_urls_changed(self, urls),
-            Item::Query(query, reply) => {
-                let _ = reply.send(self.report(&query));
-            }
             Item::Call(work) => match self.this() {
                 Some(me) => work(&me),
                 None => tracing::debug!("Dropping a call: the shard is going away"),
@@ -755,8 +743,15 @@ impl Shard {
             })
             .detach();
         };
-        self.links[peer].push(Item::Call(Box::new(start)));
+        self.run_on(peer, start);
         rx.await.ok()
+    }
+
+    /// Has shard `peer` run `work`, in order with everything else this shard
+    /// sends it.
+    pub fn run_on(&self, peer: usize, work: impl FnOnce(&Rc<Shard>) + Send + 'static) {
+        debug_assert_ne!(peer, self.id, "work for this shard runs here");
+        self.links[peer].push(Item::Call(Box::new(work)));
     }
 
     // ----- monitoring ------------------------------------------------------------------

@@ -2,7 +2,6 @@
 //! monitoring endpoint or a system request needs the whole server's view.
 
 use crate::server::client::Client;
-use crate::server::link::Item;
 use crate::server::shard::Shard;
 use crate::sublist::SublistStats;
 use std::cell::{Cell, RefCell};
@@ -199,7 +198,9 @@ pub async fn gather(shard: &Rc<Shard>, query: ShardQuery) -> Vec<ShardReport> {
     let mut waiting = Vec::new();
     for peer in shard.peers() {
         let (tx, rx) = futures_channel::oneshot::channel();
-        shard.link(peer).push(Item::Query(query, tx));
+        shard.run_on(peer, move |shard: &Rc<Shard>| {
+            let _ = tx.send(shard.report(&query));
+        });
         waiting.push(rx);
     }
     let mut reports = vec![report(shard, &query)];
