@@ -62,7 +62,8 @@ def reqrep(server, args, bins):
             os.path.join(bins, "natrix-bench"), "reqrep", "--pub", "1", "--sub", "1",
             "--duration", f"{args.reqrep_secs}s", "--size", str(args.size),
             "--server", f"nats://127.0.0.1:{server.port}", "--no-progress", "--json", out.name])
-        r = json.load(open(out.name))
+        with open(out.name) as f:
+            r = json.load(f)
     ticks = sum(spread.values())
     return spread, {"p50_us": r["latency"]["p50_us"], "requests_per_sec": r["published"] / r["seconds"],
                     "cpu_us_per_request": ticks * TICK_US / max(r["published"], 1)}

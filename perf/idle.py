@@ -58,7 +58,11 @@ def single(kind, bins, shards, secs, jetstream):
             return percent_of_core([proc.pid], secs)[0]
         finally:
             proc.terminate()
-            proc.wait(timeout=10)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def cluster(kind, bins, shards, secs):

@@ -355,3 +355,48 @@ fn next_read_size(current: usize, got: usize) -> usize {
         current
     }
 }
+
+/// The keep-alive of a client or route connection (nats-server's `ping_interval`
+/// and `ping_max`): a PING every interval, and the connection is stale once
+/// `ping_max` PINGs are out unanswered.
+pub struct KeepAlive {
+    last_ping: Cell<std::time::Instant>,
+    pings_out: Cell<u32>,
+}
+
+/// What a keep-alive asks of its connection at a housekeeping turn.
+pub enum KeepAliveStep {
+    /// Nothing until then.
+    WaitUntil(std::time::Instant),
+    /// Send a PING; look again then.
+    Ping(std::time::Instant),
+    /// Too many PINGs unanswered: close the connection.
+    Stale,
+}
+
+impl KeepAlive {
+    pub fn new(now: std::time::Instant) -> KeepAlive {
+        KeepAlive {
+            last_ping: Cell::new(now),
+            pings_out: Cell::new(0),
+        }
+    }
+
+    /// A PONG came.
+    pub fn answered(&self) {
+        self.pings_out.set(0);
+    }
+
+    pub fn step(&self, now: std::time::Instant, interval_ms: u64, ping_max: u32) -> KeepAliveStep {
+        let next = self.last_ping.get() + std::time::Duration::from_millis(interval_ms);
+        if now < next {
+            return KeepAliveStep::WaitUntil(next);
+        }
+        if self.pings_out.get() >= ping_max {
+            return KeepAliveStep::Stale;
+        }
+        self.pings_out.set(self.pings_out.get() + 1);
+        self.last_ping.set(now);
+        KeepAliveStep::Ping(now + std::time::Duration::from_millis(interval_ms))
+    }
+}

@@ -4,7 +4,7 @@
 //! that run the JetStream meta group (both advertised `natrix_raft`), Raft frames
 //! (RAFT) for that group.
 
-use crate::net::{FrameReader, Outbound, SharedStream};
+use crate::net::{FrameReader, KeepAlive, KeepAliveStep, Outbound, SharedStream};
 use crate::proto::client_parser::ParseError;
 use crate::proto::connect::{from_object, RouteConnect};
 use crate::proto::info::ServerInfo;
@@ -61,8 +61,7 @@ pub struct Route {
     pub slot: Cell<Option<u8>>,
     closed: Cell<bool>,
     started: std::time::Instant,
-    pings_out: Cell<u32>,
-    last_ping: Cell<std::time::Instant>,
+    keep_alive: KeepAlive,
     out: Outbound,
     pub in_msgs: Cell<u64>,
     pub in_bytes: Cell<u64>,
@@ -262,20 +261,22 @@ impl Route {
             self.close(shard, "Authentication Timeout");
             return None;
         }
-        let ping_interval = Duration::from_millis(opts.ping_interval_ms);
-        if now < self.last_ping.get() + ping_interval {
-            return Some(self.last_ping.get() + ping_interval);
+        match self
+            .keep_alive
+            .step(now, opts.ping_interval_ms, opts.ping_max)
+        {
+            KeepAliveStep::WaitUntil(due) => Some(due),
+            KeepAliveStep::Ping(due) => {
+                self.send(b"PING\r\n");
+                Some(due)
+            }
+            KeepAliveStep::Stale => {
+                warn!("{} - rid:{} - Route stale; closing", self.addr, self.rid);
+                self.send(b"-ERR 'Stale Connection'\r\n");
+                self.close(shard, "Stale Connection");
+                None
+            }
         }
-        if self.pings_out.get() >= opts.ping_max {
-            warn!("{} - rid:{} - Route stale; closing", self.addr, self.rid);
-            self.send(b"-ERR 'Stale Connection'\r\n");
-            self.close(shard, "Stale Connection");
-            return None;
-        }
-        self.pings_out.set(self.pings_out.get() + 1);
-        self.last_ping.set(now);
-        self.send(b"PING\r\n");
-        Some(now + ping_interval)
     }
 
     /// Ends the route: the interest it brought goes at once.
@@ -315,8 +316,7 @@ impl Route {
             slot: Cell::new(None),
             closed: Cell::new(false),
             started: std::time::Instant::now(),
-            pings_out: Cell::new(0),
-            last_ping: Cell::new(std::time::Instant::now()),
+            keep_alive: KeepAlive::new(Instant::now()),
             out: Outbound::default(),
             in_msgs: Cell::new(0),
             in_bytes: Cell::new(0),
@@ -625,7 +625,7 @@ async fn handle_traffic(
     match op {
         RouteOp::Connect(_) | RouteOp::Info(_) => {}
         RouteOp::Ping => route.send(b"PONG\r\n"),
-        RouteOp::Pong => route.pings_out.set(0),
+        RouteOp::Pong => route.keep_alive.answered(),
         RouteOp::Ok | RouteOp::Ignored | RouteOp::RaftTooLarge { .. } => {}
         RouteOp::Err(text) => {
             warn!(

@@ -1,7 +1,7 @@
 //! One client connection: its state, the reader that parses and executes what the
 //! client sends, and the writer that drains its outbound buffer to the socket.
 
-use crate::net::{FrameReader, Outbound, SharedStream};
+use crate::net::{FrameReader, KeepAlive, KeepAliveStep, Outbound, SharedStream};
 use crate::options::{Permissions, SubjectPermission};
 use crate::proto::{self, encode, ClientOp, ParseError};
 use crate::server::accounts::AccountId;
@@ -44,8 +44,7 @@ pub struct Client {
     pub out_msgs: Cell<u64>,
     pub out_bytes: Cell<u64>,
     pub last_activity: Cell<SystemTime>,
-    pings_out: Cell<u32>,
-    last_ping: Cell<Instant>,
+    keep_alive: KeepAlive,
     max_pending: usize,
     /// Above half of max_pending, and so counted in the server's `pressure`.
     pressured: Cell<bool>,
@@ -298,19 +297,21 @@ impl Client {
             self.close(shard, "Authentication Timeout");
             return None;
         }
-        let ping_interval = Duration::from_millis(opts.ping_interval_ms);
-        if now < self.last_ping.get() + ping_interval {
-            return Some(self.last_ping.get() + ping_interval);
+        match self
+            .keep_alive
+            .step(now, opts.ping_interval_ms, opts.ping_max)
+        {
+            KeepAliveStep::WaitUntil(due) => Some(due),
+            KeepAliveStep::Ping(due) => {
+                self.send_raw(b"PING\r\n");
+                Some(due)
+            }
+            KeepAliveStep::Stale => {
+                self.send_err("Stale Connection");
+                self.close(shard, "Stale Connection");
+                None
+            }
         }
-        if self.pings_out.get() >= opts.ping_max {
-            self.send_err("Stale Connection");
-            self.close(shard, "Stale Connection");
-            return None;
-        }
-        self.pings_out.set(self.pings_out.get() + 1);
-        self.last_ping.set(now);
-        self.send_raw(b"PING\r\n");
-        Some(now + ping_interval)
     }
 }
 
@@ -377,8 +378,7 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
         out_msgs: Cell::new(0),
         out_bytes: Cell::new(0),
         last_activity: Cell::new(SystemTime::now()),
-        pings_out: Cell::new(0),
-        last_ping: Cell::new(now),
+        keep_alive: KeepAlive::new(now),
         max_pending: server.opts.max_pending,
         pressured: Cell::new(false),
         stall: Stall::default(),
@@ -546,7 +546,7 @@ async fn execute(
         } => subscribe(shard, client, subject, queue, sid),
         ClientOp::Unsub { sid, max } => unsubscribe(shard, client, sid, max),
         ClientOp::Ping => pong(shard, client).await,
-        ClientOp::Pong => client.pings_out.set(0),
+        ClientOp::Pong => client.keep_alive.answered(),
         ClientOp::Info | ClientOp::Ok | ClientOp::Err => {}
     }
     Ok(())

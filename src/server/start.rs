@@ -17,8 +17,8 @@ use tracing::{error, info};
 
 /// The longest an idle shard sleeps between housekeeping turns.
 const HOUSEKEEPING_IDLE_MS: u64 = 1000;
-/// The shortest: a deadline just passed is not chased in a tight loop.
-const HOUSEKEEPING_SLEEP_MIN_MS: u64 = 5;
+/// The shortest: deadlines this close together share a turn.
+const HOUSEKEEPING_SLEEP_MIN_MS: u64 = 100;
 
 /// How long start-up waits for a port still held by a server that just exited:
 /// io_uring tears its sockets down after the process is gone (about 100 ms here).
@@ -202,40 +202,63 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     }
 }
 
-/// Runs the shard's periodic checks, each when it is due. An idle shard wakes for
-/// them once per `HOUSEKEEPING_IDLE_MS` (it also recounts JetStream usage then);
-/// signals ring the control bell, and new connections notify `housekeeping_due`.
+/// Runs the shard's periodic checks when one is due: at most once per
+/// `HOUSEKEEPING_SLEEP_MIN_MS` (many connections' deadlines share a turn, which
+/// looks at every connection), and once per `HOUSEKEEPING_IDLE_MS` when nothing is
+/// due (it also recounts JetStream usage then). A signal rings the control bell
+/// for a turn at once; a new connection only brings the next turn forward to its
+/// first deadline.
 async fn housekeeping(shard: Rc<Shard>) {
     let control = &shard.server.control;
     let mut rings_seen = control.rings();
+    let mut due = Instant::now();
     loop {
         let now = Instant::now();
-        let idle = Duration::from_millis(HOUSEKEEPING_IDLE_MS);
-        let due = housekeeping_turn(&shard, now).unwrap_or(now + idle);
-        let sleep = due
-            .saturating_duration_since(now)
-            .clamp(Duration::from_millis(HOUSEKEEPING_SLEEP_MIN_MS), idle);
+        if now >= due {
+            let next = housekeeping_turn(&shard, now);
+            due = next.unwrap_or(now + Duration::from_millis(HOUSEKEEPING_IDLE_MS));
+            due = due.clamp(
+                now + Duration::from_millis(HOUSEKEEPING_SLEEP_MIN_MS),
+                now + Duration::from_millis(HOUSEKEEPING_IDLE_MS),
+            );
+        }
         let woken = futures_lite::future::or(
             async {
-                glommio::timer::sleep(sleep).await;
-                None
+                glommio::timer::sleep(due.saturating_duration_since(now)).await;
+                Woken::Due
             },
-            async {
-                futures_lite::future::or(
-                    async {
-                        shard.housekeeping_due.wait().await;
-                        None
-                    },
-                    async { Some(control.rung_since(rings_seen, shard.id).await) },
-                )
-                .await
-            },
+            futures_lite::future::or(
+                async {
+                    shard.housekeeping_due.wait().await;
+                    Woken::NewConnection
+                },
+                async { Woken::Rung(control.rung_since(rings_seen, shard.id).await) },
+            ),
         )
         .await;
-        if let Some(rings) = woken {
-            rings_seen = rings;
+        match woken {
+            Woken::Due => {}
+            Woken::NewConnection => due = due.min(now + new_connection_deadline(&shard)),
+            Woken::Rung(rings) => {
+                rings_seen = rings;
+                due = now;
+            }
         }
     }
+}
+
+/// Why the housekeeping task woke.
+enum Woken {
+    Due,
+    NewConnection,
+    Rung(u64),
+}
+
+/// The soonest a new connection needs a look: its auth timeout or first PING.
+fn new_connection_deadline(shard: &Shard) -> Duration {
+    let server = &shard.server;
+    let first_ms = server.auth_timeout_ms().min(server.opts.ping_interval_ms);
+    Duration::from_millis(first_ms.max(HOUSEKEEPING_SLEEP_MIN_MS))
 }
 
 /// One pass over the checks; returns the earliest moment one of them is due again.
