@@ -20,9 +20,18 @@
 //! can strike on many turns, so recovery must be quick) and every `BEAT_IDLE_MS` when
 //! it spent less than `BUSY_PERCENT_MIN` of the time running tasks, so an idle shard
 //! and the watchdog wake only a few times a second. Worst stall left: about one beat period plus `LATE_MS`.
+//!
+//! An executor must leave the watchdog before it ends ([`Guard`], held by [`guarded`]).
+//! A foreign wake of a task whose executor has ended is queued on a channel nobody
+//! drains any more, and each one keeps a reference to the task: glommio counts them in
+//! 16 bits, so after 32,767 such wakes (under three minutes at the busy beat) the
+//! watchdog thread died on "Waker invariant broken" and every executor of the process
+//! lost its guard. The heartbeat's own waker, held in its pulse, also kept the ended
+//! task alive, so it was never dropped and never left: processes that start and end
+//! executors (Raft node handles, the storage tests, the benches) reached that.
 
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -44,8 +53,11 @@ const BUSY_PERCENT_MIN: u128 = 5;
 struct Pulse {
     /// Milliseconds since `epoch()` by which the heartbeat expects to have run again.
     due_ms: AtomicU64,
-    /// The heartbeat task, to wake from the watchdog thread.
+    /// The heartbeat task, to wake from the watchdog thread; taken when its executor
+    /// leaves. Woken under this lock, so once it is taken no wake is under way.
     waker: Mutex<Option<Waker>>,
+    /// Set when the executor has left the watchdog (it is ending).
+    retired: AtomicBool,
 }
 
 fn epoch() -> Instant {
@@ -72,7 +84,10 @@ fn watchdog() {
     loop {
         let pulses: Vec<Arc<Pulse>> = {
             let mut list = registry().lock().expect("park-guard registry");
-            list.retain(|weak| weak.strong_count() > 0);
+            list.retain(|weak| {
+                weak.upgrade()
+                    .is_some_and(|p| !p.retired.load(Ordering::Acquire))
+            });
             list.iter().filter_map(Weak::upgrade).collect()
         };
         let now = now_ms();
@@ -94,53 +109,63 @@ fn watchdog() {
     }
 }
 
-/// Wakes the executor behind `pulse` from this (foreign) thread.
+/// Wakes the executor behind `pulse` from this (foreign) thread, under the pulse's
+/// lock: a [`Guard`] dropped meanwhile waits until the wake is queued.
 fn wake(pulse: &Pulse) {
-    let waker = pulse.waker.lock().expect("park-guard waker").clone();
-    if let Some(waker) = waker {
-        waker.wake();
+    let waker = pulse.waker.lock().expect("park-guard waker");
+    if let Some(waker) = waker.as_ref() {
+        waker.wake_by_ref();
     }
 }
 
-/// Guards the executor this is called on. Call once, from a task on the executor;
-/// the heartbeat ends with the executor.
-pub fn install() {
-    let pulse = Arc::new(Pulse::default());
-    registry()
-        .lock()
-        .expect("park-guard registry")
-        .push(Arc::downgrade(&pulse));
-    glommio::spawn_local(heartbeat(pulse)).detach();
+/// Keeps the executor it was made on guarded until dropped. Drop it on that executor
+/// before the executor ends (unwinding counts): the watchdog then never wakes it again.
+#[must_use = "the executor is guarded only while the Guard is held"]
+pub struct Guard(Arc<Pulse>);
+
+impl Guard {
+    /// Guards the executor this is called on, from a task on it.
+    pub fn install() -> Guard {
+        let pulse = Arc::new(Pulse::default());
+        registry()
+            .lock()
+            .expect("park-guard registry")
+            .push(Arc::downgrade(&pulse));
+        glommio::spawn_local(heartbeat(pulse.clone())).detach();
+        Guard(pulse)
+    }
 }
 
-/// Runs `future` on a guarded executor: installs the guard, then awaits `future`.
-pub async fn guarded<F: std::future::Future>(future: F) -> F::Output {
-    install();
-    future.await
-}
-
-/// Takes the heartbeat's waker out of its pulse when the heartbeat ends (with its
-/// executor), so that the waker is dropped on the executor's own thread and the
-/// watchdog never wakes a task that is gone.
-struct ForgetWaker(Arc<Pulse>);
-
-impl Drop for ForgetWaker {
+impl Drop for Guard {
     fn drop(&mut self) {
-        self.0.due_ms.store(0, Ordering::Release);
-        let waker = self.0.waker.lock().map(|mut w| w.take());
+        let pulse = &self.0;
+        pulse.retired.store(true, Ordering::Release);
+        pulse.due_ms.store(0, Ordering::Release);
+        // Taken under the lock the watchdog wakes under; dropped here, on the
+        // executor's own thread.
+        let waker = pulse.waker.lock().map(|mut w| w.take());
         drop(waker);
     }
 }
 
+/// Runs `future` on a guarded executor: the guard is held while `future` runs and
+/// released when it returns or unwinds, before the executor ends.
+pub async fn guarded<F: std::future::Future>(future: F) -> F::Output {
+    let _guard = Guard::install();
+    future.await
+}
+
 async fn heartbeat(pulse: Arc<Pulse>) {
-    let _forget = ForgetWaker(pulse.clone());
     poll_fn(|cx| {
-        *pulse.waker.lock().expect("park-guard waker") = Some(cx.waker().clone());
+        let mut waker = pulse.waker.lock().expect("park-guard waker");
+        if !pulse.retired.load(Ordering::Acquire) {
+            *waker = Some(cx.waker().clone());
+        }
         Poll::Ready(())
     })
     .await;
     let mut last_beat = Instant::now();
-    loop {
+    while !pulse.retired.load(Ordering::Acquire) {
         // The executor's statistics are taken (reset) by reading them: this reads the
         // time spent running tasks since the previous beat. Nothing else reads them.
         let running = glommio::executor().executor_stats().executor_runtime();
@@ -168,7 +193,7 @@ mod tests {
             .io_memory(512 << 10)
             .preempt_timer(Duration::from_micros(30))
             .spawn(move || async move {
-                install();
+                let _guard = Guard::install();
                 let tasks: Vec<_> = (0..4)
                     .map(|_| glommio::spawn_local(spin_and_yield(2000)))
                     .collect();
@@ -182,6 +207,47 @@ mod tests {
             rx.recv_timeout(Duration::from_secs(30)).is_ok(),
             "the executor parked with runnable tasks"
         );
+    }
+
+    /// An executor that ends leaves the watchdog: its pulse is retired and holds no
+    /// waker, so nothing wakes a task of a gone executor (each such wake would keep a
+    /// reference in a queue nobody drains, and 32,767 of them kill the watchdog).
+    #[test]
+    fn an_ended_executor_is_never_woken_again() {
+        crate::memlock::raise_to_hard_limit();
+        let (tx, rx) = mpsc::channel();
+        let executor = glommio::LocalExecutorBuilder::default()
+            .io_memory(512 << 10)
+            .spawn(move || async move {
+                let guard = Guard::install();
+                let _ = tx.send(guard.0.clone());
+                // Busy beats, so the pulse is due again soon after the executor ends.
+                spin_and_yield(2000).await;
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+            })
+            .expect("executor starts");
+        executor.join().expect("executor ends");
+        let pulse = rx.recv().expect("the pulse");
+        assert!(pulse.retired.load(Ordering::Acquire));
+        assert!(
+            pulse.waker.lock().expect("waker").is_none(),
+            "the watchdog can still wake the ended executor"
+        );
+        // The watchdog drops retired pulses on its next look.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while registry()
+            .lock()
+            .expect("registry")
+            .iter()
+            .filter_map(Weak::upgrade)
+            .any(|p| Arc::ptr_eq(&p, &pulse))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the ended executor is still watched"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     async fn spin_and_yield(rounds: usize) {

@@ -84,7 +84,7 @@ where
                 settings.spin_before_park_us,
             ))
             .spawn(move || async move {
-                crate::park_guard::install();
+                let _park_guard = crate::park_guard::Guard::install();
                 let (senders, receivers) = mesh.join().await.expect("mesh join");
                 let id = senders.peer_id();
                 shard(ShardContext {

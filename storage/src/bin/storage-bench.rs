@@ -244,7 +244,7 @@ fn main() {
         .io_memory(IO_MEMORY_BYTES * 8)
         .preempt_timer(PREEMPT)
         .spawn(move || async move {
-            natrix_shards::park_guard::install();
+            let _park_guard = natrix_shards::park_guard::Guard::install();
             let total = a.total_mib << 20;
             // Open a store first: it settles glommio's per-device iopoll probe
             // (see storage/src/file/open.rs), which the ceiling's fresh empty file would unsettle.
