@@ -15,7 +15,49 @@ use crate::index::{Damage, IdxEntry, SegmentIndex, INDEX_VERSION};
 pub struct TornTail {
     pub offset: u64,
     pub reason: &'static str,
+    /// Records follow never-written space (zeros where a record header should be;
+    /// what comes before the next record may be the end of a lost write's last
+    /// record, rewritten with its block by the next write): a batch the crash interrupted,
+    /// whose later writes landed and earlier ones did not. None of it was durable
+    /// (a batch is durable only once every write before it completed and was
+    /// synced), so the log ends here and later segments go too.
+    pub unwritten: bool,
 }
+
+const INCOMPLETE_REASON: &str = "incomplete record";
+
+/// The unit of a segment write: a write lost in a crash leaves whole blocks of zeros.
+const WRITE_BLOCK_BYTES: usize = 4096;
+
+/// Whether the bad stretch `buf[from..to]` is space a lost write never filled:
+/// zeros where a record header should be (no record, whole or damaged, starts with
+/// one), or a whole aligned block of zeros inside it (writes cover whole blocks; a
+/// record damaged in place keeps its bytes). A damaged record whose payload holds
+/// a whole aligned block of zeros reads the same; that is the price of telling an
+/// interrupted batch from damage without a marker.
+fn unwritten(buf: &[u8], from: usize, to: usize) -> bool {
+    let to = to.min(buf.len());
+    if buf[from..to.min(from + HEADER_BYTES)]
+        .iter()
+        .all(|&b| b == 0)
+    {
+        return true;
+    }
+    let mut block = from.next_multiple_of(WRITE_BLOCK_BYTES);
+    while block + WRITE_BLOCK_BYTES <= to {
+        if buf[block..block + WRITE_BLOCK_BYTES]
+            .iter()
+            .all(|&b| b == 0)
+        {
+            return true;
+        }
+        block += WRITE_BLOCK_BYTES;
+    }
+    false
+}
+
+/// Why a log ends at unwritten space with records after it.
+pub const UNWRITTEN_REASON: &str = "unwritten space before later records (an interrupted batch)";
 
 #[derive(Debug)]
 pub struct Scan {
@@ -101,11 +143,19 @@ pub fn scan_segment(segment_id: u32, buf: &[u8]) -> Scan {
                 None
             }
             Ok(_) => Some("sequence goes back"),
-            Err(frame::FrameError::Incomplete) => Some("incomplete record"),
+            Err(frame::FrameError::Incomplete) => Some(INCOMPLETE_REASON),
             Err(frame::FrameError::Invalid(why)) => Some(why),
         };
         if let Some(reason) = bad {
             match resync(buf, off + ALIGN_BYTES, last_msg_seq + 1) {
+                Some(next) if unwritten(buf, off, next) => {
+                    torn = Some(TornTail {
+                        offset: off as u64,
+                        reason: UNWRITTEN_REASON,
+                        unwritten: true,
+                    });
+                    break;
+                }
                 Some(next) => {
                     index.damage.push(Damage {
                         offset: off as u64,
@@ -114,9 +164,12 @@ pub fn scan_segment(segment_id: u32, buf: &[u8]) -> Scan {
                     off = next;
                 }
                 None => {
+                    // An incomplete record runs into the zeros past the data.
+                    let incomplete = reason == INCOMPLETE_REASON;
                     torn = Some(TornTail {
                         offset: off as u64,
                         reason,
+                        unwritten: incomplete || unwritten(buf, off, buf.len()),
                     });
                     break;
                 }
@@ -191,6 +244,42 @@ mod tests {
         assert_eq!(s.index.damage.len(), 1);
         assert_eq!(s.index.damage[0].offset, starts[4] as u64);
         assert_eq!(s.index.damage[0].resume_offset, starts[5] as u64);
+        assert_eq!(s.torn, None);
+    }
+
+    /// A crash that lost a write while a later one landed: zeros where records
+    /// should be, then records. The log ends at the zeros (none of it was durable);
+    /// a record damaged in place is still skipped, not cut.
+    #[test]
+    fn records_after_unwritten_space_end_the_log() {
+        let (b, starts) = seg(200);
+        // A lost write of whole blocks from a record boundary.
+        let mut lost = b.clone();
+        let from = starts[50];
+        let to = (from + 8192).next_multiple_of(WRITE_BLOCK_BYTES);
+        lost[from..to].fill(0);
+        let s = scan_segment(0, &lost);
+        assert_eq!(s.index.entries.len(), 50);
+        assert_eq!(s.index.data_len_bytes, from as u64);
+        let torn = s.torn.expect("the log ends at the lost write");
+        assert!(torn.unwritten && torn.offset == from as u64, "{torn:?}");
+        assert!(s.index.damage.is_empty());
+        // Lost from inside a record: its start landed with the write before.
+        let mut lost = b.clone();
+        let from = (starts[50] + 20).next_multiple_of(WRITE_BLOCK_BYTES);
+        lost[from..from + 2 * WRITE_BLOCK_BYTES].fill(0);
+        let s = scan_segment(0, &lost);
+        let torn = s
+            .torn
+            .expect("the log ends at the record the lost write cut");
+        assert!(torn.unwritten, "{torn:?}");
+        assert!(s.index.entries.iter().all(|e| (e.offset as usize) < from));
+        // A bit flip keeps its bytes: skipped and reported.
+        let mut flipped = b;
+        flipped[starts[50] + 45] ^= 0xff;
+        let s = scan_segment(0, &flipped);
+        assert_eq!(s.index.entries.len(), 199);
+        assert_eq!(s.index.damage.len(), 1);
         assert_eq!(s.torn, None);
     }
 

@@ -72,6 +72,11 @@ struct Loaded {
     seg: Seg,
     index: SegmentIndex,
     tail_bytes: Vec<u8>,
+    /// It has a valid `.idx`: it was sealed once durable, so nothing before it
+    /// is a batch the crash interrupted.
+    sealed: bool,
+    /// How its scan ended: at a torn tail (`Some`), unwritten or not.
+    torn: Option<bool>,
 }
 
 /// The segment ids in `dir` (contiguous, sorted), removing leftover `*.tmp`
@@ -131,7 +136,7 @@ async fn scan_and_repair(
     size: u64,
     cfg: &LogConfig,
     report: &mut RecoveryReport,
-) -> Result<(SegmentIndex, Vec<u8>)> {
+) -> Result<(SegmentIndex, Vec<u8>, Option<bool>)> {
     let mut bytes = read_all(file, file.data_end(size)).await?;
     let scan = scan_segment(id, &bytes);
     for d in &scan.index.damage {
@@ -143,6 +148,7 @@ async fn scan_and_repair(
         );
         report.damage.push((id, d.offset, d.resume_offset));
     }
+    let torn = scan.torn.as_ref().map(|t| t.unwritten);
     if let Some(t) = scan.torn {
         tracing::warn!(
             segment = id,
@@ -159,7 +165,7 @@ async fn scan_and_repair(
         cut_and_preallocate(file, scan.index.data_len_bytes, cfg.segment_size_bytes).await?;
     }
     debug_assert!(scan.index.data_len_bytes <= bytes.len() as u64);
-    Ok((scan.index, bytes))
+    Ok((scan.index, bytes, torn))
 }
 
 /// Truncates the file to `len_bytes`, preallocates it to `size_bytes` again
@@ -192,14 +198,17 @@ async fn load_segment(
     let from_index = (!is_tail && !cfg.verify_all_on_open)
         .then(|| read_index(disk, dir, id, size))
         .flatten();
-    let (index, tail_bytes) = match from_index {
+    // With every segment verified, the index is still the proof of a seal.
+    let sealed = from_index.is_some()
+        || (!is_tail && cfg.verify_all_on_open && read_index(disk, dir, id, size).is_some());
+    let (index, tail_bytes, torn) = match from_index {
         Some(i) => {
             report.segments_from_index += 1;
-            (i, Vec::new())
+            (i, Vec::new(), None)
         }
         None => {
             report.segments_scanned += 1;
-            let (index, bytes) = scan_and_repair(&file, id, size, cfg, report).await?;
+            let (index, bytes, torn) = scan_and_repair(&file, id, size, cfg, report).await?;
             let data_len = index.data_len_bytes;
             let tail_bytes = if is_tail {
                 bytes[align_down(data_len) as usize..data_len as usize].to_vec()
@@ -207,7 +216,7 @@ async fn load_segment(
                 write_index(disk, dir, &index)?;
                 Vec::new()
             };
-            (index, tail_bytes)
+            (index, tail_bytes, torn)
         }
     };
     if create {
@@ -226,7 +235,74 @@ async fn load_segment(
         seg,
         index,
         tail_bytes,
+        sealed,
+        torn,
     })
+}
+
+/// Where a batch the crash interrupted left its mark: the position of the last
+/// segment to keep when the segments after it hold only records that were never
+/// durable. That is the case after a segment whose scan ended at unwritten space
+/// with records after it, or a segment that ended cleanly while the next one
+/// starts past a gap no compaction explains (the end of one segment never written,
+/// the start of the next one written). Durability is a prefix, so a later segment
+/// with an index (sealed once durable) rules it out.
+fn interrupted_batch(loaded: &[Loaded]) -> Option<usize> {
+    let floor = loaded
+        .iter()
+        .map(|l| l.index.compact_floor)
+        .max()
+        .unwrap_or(0);
+    let mut last_seq = 0u64;
+    for (i, l) in loaded
+        .iter()
+        .enumerate()
+        .take(loaded.len().saturating_sub(1))
+    {
+        if let Some(e) = l.index.entries.last() {
+            last_seq = last_seq.max(e.seq);
+        }
+        if loaded[i..].iter().any(|later| later.sealed) {
+            continue;
+        }
+        // A gap made by damage at the start of the next segment is not this.
+        let next = &loaded[i + 1].index;
+        let next_first = next
+            .entries
+            .first()
+            .filter(|e| !next.damage.iter().any(|d| d.offset < e.offset as u64))
+            .map(|e| e.seq);
+        let gap = next_first.is_some_and(|f| f > last_seq + 1 && f > floor);
+        match l.torn {
+            Some(true) => return Some(i),
+            None if gap => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Removes the segments after `keep` (highest first, so that a crash part way
+/// leaves them contiguous) and `keep`'s index (it is the tail again and grows),
+/// and makes that durable.
+async fn drop_segments_after(disk: &Disk, dir: &Path, keep: u32, last: u32) -> Result<()> {
+    for id in (keep + 1..=last).rev() {
+        tracing::warn!(
+            segment = id,
+            "segment dropped: it follows unwritten space (a batch the crash interrupted)"
+        );
+        remove_if_present(disk, &idx_path(dir, id))?;
+        disk.remove(&seg_path(dir, id))?;
+    }
+    remove_if_present(disk, &idx_path(dir, keep))?;
+    Ok(disk.sync_dir(dir).await?)
+}
+
+fn remove_if_present(disk: &Disk, path: &Path) -> Result<()> {
+    match disk.remove(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Rebuilds the sequence table from the segments' indexes, in order: gaps
@@ -293,15 +369,22 @@ impl Inner {
         cfg.validate()?;
         disk.create_dir_all(dir)?;
         disk.prepare(dir).await?;
-        let (ids, create) = list_segments(&disk, dir)?;
         let mut report = RecoveryReport::default();
-        let mut loaded = Vec::with_capacity(ids.len());
-        let last_id = *ids.last().expect("one segment at least");
-        for &id in &ids {
-            let is_tail = id == last_id;
-            let l = load_segment(&disk, dir, &cfg, id, is_tail, create, &mut report).await?;
-            loaded.push(l);
-        }
+        let loaded = loop {
+            let (ids, create) = list_segments(&disk, dir)?;
+            let mut loaded = Vec::with_capacity(ids.len());
+            let last_id = *ids.last().expect("one segment at least");
+            for &id in &ids {
+                let is_tail = id == last_id;
+                let l = load_segment(&disk, dir, &cfg, id, is_tail, create, &mut report).await?;
+                loaded.push(l);
+            }
+            match interrupted_batch(&loaded) {
+                // Load again: the kept segment is the tail now.
+                Some(keep) => drop_segments_after(&disk, dir, ids[keep], last_id).await?,
+                None => break loaded,
+            }
+        };
         let mut core = replay_indexes(&loaded, &mut report);
         let marker_seg_found = loaded
             .iter()
