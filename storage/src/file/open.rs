@@ -253,17 +253,17 @@ fn interrupted_batch(loaded: &[Loaded]) -> Option<usize> {
         .map(|l| l.index.compact_floor)
         .max()
         .unwrap_or(0);
-    let mut last_seq = 0u64;
-    for (i, l) in loaded
+    // Only segments after the last one with an index can hold such a batch.
+    let first = loaded.iter().rposition(|l| l.sealed).map_or(0, |p| p + 1);
+    let mut last_seq = loaded[..first]
         .iter()
-        .enumerate()
-        .take(loaded.len().saturating_sub(1))
-    {
+        .filter_map(|l| l.index.entries.last().map(|e| e.seq))
+        .max()
+        .unwrap_or(0);
+    for i in first..loaded.len().saturating_sub(1) {
+        let l = &loaded[i];
         if let Some(e) = l.index.entries.last() {
             last_seq = last_seq.max(e.seq);
-        }
-        if loaded[i..].iter().any(|later| later.sealed) {
-            continue;
         }
         // A gap made by damage at the start of the next segment is not this.
         let next = &loaded[i + 1].index;

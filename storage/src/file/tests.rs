@@ -491,3 +491,86 @@ fn a_segment_cut_inside_the_last_padding_opens_and_appends() {
         assert_eq!(s.get(1).await.unwrap().unwrap().payload, vec![1u8; 100]);
     });
 }
+
+/// A crash lost the last write of a segment while the next segment's first write
+/// landed: the end of segment `k` is zeros (from inside a record, or from a record
+/// boundary, where the segment just ends) and segment `k + 1` starts past a gap.
+/// Neither was sealed (no index), so none of it was durable: the log ends at the
+/// zeros, later segments go, and appends go on from there. With the next segment
+/// sealed (it has an index), the gap is damage instead: reported, nothing dropped.
+#[test]
+fn segments_after_a_lost_write_are_dropped_unless_sealed() {
+    for (next_sealed, at_boundary) in [(false, false), (false, true), (true, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run_local(move || async move {
+            let s = FileStore::open(&path, small_segments()).await.unwrap();
+            fill(&s, 2_000).await;
+            s.flush_indexes().await;
+            let segs: Vec<(u32, u64)> = s
+                .inner
+                .borrow()
+                .segs
+                .iter()
+                .map(|g| (g.id, g.data_len))
+                .collect();
+            assert!(segs.len() >= 5, "{segs:?}");
+            let (k, data_len) = segs[segs.len() - 3];
+            let mut lost_from = align_down(data_len - 8192);
+            if at_boundary {
+                let inner = s.inner.borrow();
+                let (_, e) = inner
+                    .core
+                    .range(1, 2_000)
+                    .find(|(_, e)| e.loc.seg == k && e.loc.offset as u64 >= lost_from)
+                    .expect("a record after the cut");
+                lost_from = e.loc.offset as u64;
+            }
+            drop(s);
+            for (id, _) in &segs[segs.len() - 3..] {
+                if !(next_sealed && *id == k + 1) {
+                    let _ = std::fs::remove_file(idx_path(&path, *id));
+                }
+            }
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(seg_path(&path, k))
+                .unwrap();
+            std::os::unix::fs::FileExt::write_all_at(
+                &f,
+                &vec![0u8; (data_len - lost_from) as usize],
+                lost_from,
+            )
+            .unwrap();
+            drop(f);
+
+            let s = FileStore::open(&path, small_segments()).await.unwrap();
+            let r = s.recovery_report();
+            let last = s.state().last_seq;
+            if next_sealed {
+                assert!(!r.missing.is_empty(), "{r:?}");
+                assert_eq!(last, 2_000);
+                return;
+            }
+            assert!(r.missing.is_empty(), "{r:?}");
+            assert!(last < 2_000 && last > 1_000, "last {last}");
+            assert_eq!(files(&path, ".seg").len(), k as usize + 1, "{r:?}");
+            let loc = s.inner.borrow().core.entry(last).unwrap().loc;
+            assert!((loc.offset + loc.len) as u64 <= lost_from && loc.seg == k);
+            assert_eq!(
+                s.get(last).await.unwrap().unwrap().payload,
+                vec![(last - 1) as u8; 200]
+            );
+            s.append("after", b"", &[7u8; 50]).unwrap();
+            s.commit().await.unwrap();
+            drop(s);
+            let s = FileStore::open(&path, small_segments()).await.unwrap();
+            assert_eq!(s.state().last_seq, last + 1);
+            assert!(s.recovery_report().missing.is_empty());
+            assert_eq!(
+                s.get(last + 1).await.unwrap().unwrap().payload,
+                vec![7u8; 50]
+            );
+        });
+    }
+}
