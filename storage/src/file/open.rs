@@ -1,6 +1,7 @@
 //! Opening a log: list the segments, load each one's index (or rebuild it by
-//! scanning: the tail always), cut torn tails, report damage, and rebuild the
-//! sequence table. `RecoveryReport` says what was found.
+//! scanning: the tail always), cut torn tails, drop what follows a batch a crash
+//! interrupted, report damage, and rebuild the sequence table. `RecoveryReport`
+//! says what was found.
 
 use std::path::Path;
 use std::rc::Rc;
