@@ -335,13 +335,26 @@ asyncio.run(main(*sys.argv[1:]))
 
 /// A cluster node with route TLS; `seed` is another node's cluster port.
 fn route_node(pki: &Pki, name: &str, seed: Option<u16>, binary: Option<&str>) -> TestServer {
+    route_node_with(pki, name, seed, binary, "", "")
+}
+
+/// The same, with `tls_extra` in the cluster's tls block and `cluster_extra` in the
+/// cluster block.
+fn route_node_with(
+    pki: &Pki,
+    name: &str,
+    seed: Option<u16>,
+    binary: Option<&str>,
+    tls_extra: &str,
+    cluster_extra: &str,
+) -> TestServer {
     let routes = seed.map_or(String::new(), |p| {
         format!("routes: [\"nats-route://127.0.0.1:{p}\"]")
     });
     let config = format!(
         "server_name: {name}\nlisten: \"127.0.0.1:{{port}}\"\nhttp: \"127.0.0.1:{{http}}\"\n\
          cluster {{\n  name: tlsc\n  listen: \"127.0.0.1:{{cluster}}\"\n  {routes}\n  \
-         tls {{ {}, {}, timeout: 5 }}\n}}\n",
+         tls {{ {}, {}, timeout: 5{tls_extra} }}\n  {cluster_extra}\n}}\n",
         pki.server.conf(),
         pki.ca.conf()
     );
@@ -395,6 +408,41 @@ async fn tls_route_between_two_natrix_servers() {
     let b = route_node(&pki, "B", Some(a.cluster_port), None);
     exercise_route(&a, &b).await;
     assert!(b.json("/varz")["cluster"].is_object());
+}
+
+/// `verify_and_map` on routes, as nats-server has it: the accepted route's
+/// certificate must name the cluster's `authorization { user }` (the test
+/// certificate offers `localhost`); one that names nobody else is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_verify_and_map_takes_the_route_user_from_the_certificate() {
+    let pki = pki();
+    let map = ", verify_and_map: true";
+    let user = |name: &str| format!("authorization {{ user: {name} }}");
+    let a = route_node_with(&pki, "A", None, None, map, &user("localhost"));
+    let b = route_node_with(
+        &pki,
+        "B",
+        Some(a.cluster_port),
+        None,
+        map,
+        &user("localhost"),
+    );
+    exercise_route(&a, &b).await;
+
+    let c = route_node_with(&pki, "C", None, None, map, &user("someone_else"));
+    let d = route_node_with(
+        &pki,
+        "D",
+        Some(c.cluster_port),
+        None,
+        map,
+        &user("someone_else"),
+    );
+    common::wait_for("the route refused", WAIT, || {
+        c.log().contains("Authorization Violation")
+    });
+    assert_eq!(c.json("/varz")["routes"].as_u64(), Some(0));
+    assert_eq!(d.json("/varz")["routes"].as_u64(), Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@ use crate::route::{Routes, ROUTES_SHARD};
 use crate::server::interest::{Interest, Origin, RemoteInterest, RouteInterest};
 use crate::server::shard::{InterestKey, Msg, Shard};
 use crate::subject;
+use crate::tls::map::CertNames;
 use ahash::AHashMap;
 use bytes::Bytes;
 use glommio::net::TcpStream;
@@ -46,6 +47,8 @@ pub struct Route {
     pub configured: bool,
     /// The `host:port` we dialed, for a solicited route.
     dialed: RefCell<Option<String>>,
+    /// `verify_and_map`: the names the accepted route's certificate offers.
+    cert_names: RefCell<Option<CertNames>>,
     pub start: SystemTime,
     pub last_activity: Cell<SystemTime>,
     remote: RefCell<Option<RemoteServer>>,
@@ -307,6 +310,7 @@ impl Route {
             solicited,
             configured,
             dialed: RefCell::new(None),
+            cert_names: RefCell::new(None),
             start: SystemTime::now(),
             last_activity: Cell::new(SystemTime::now()),
             remote: RefCell::new(None),
@@ -463,11 +467,14 @@ pub async fn serve(
     };
     let _ = stream.set_nodelay(true);
     let dialed = target.as_ref().map(|t| t.host_port.as_str());
-    let Some(stream) = super::secure::secure(&shard.server, stream, dialed, addr).await else {
+    let Some((stream, cert_names)) =
+        super::secure::secure(&shard.server, stream, dialed, addr).await
+    else {
         return Outcome::Closed { remote_id: None };
     };
     let route = Route::new(routes.next_rid(), addr, target.is_some(), configured);
     *route.dialed.borrow_mut() = target.as_ref().map(|t| t.host_port.clone());
+    *route.cert_names.borrow_mut() = cert_names;
     routes.add_conn(&shard, &route);
     let stream: SharedStream = Rc::new(RefCell::new(stream));
     let writer = route.start_writer(&stream);
@@ -701,8 +708,15 @@ fn lookup_account(shard: &Shard, name: &[u8]) -> Option<crate::server::accounts:
 fn check_connect(shard: &Shard, routes: &Routes, route: &Route, json: &[u8]) -> Result<(), Stop> {
     let v: RouteConnect = from_object(json).map_err(|_| Stop::Error("Bad CONNECT".into()))?;
     if let Some(user) = &routes.user {
-        let ok =
-            v.user.as_deref() == Some(user.as_str()) && v.pass.as_deref() == routes.pass.as_deref();
+        // With `verify_and_map` the certificate names the user, as on nats-server
+        // (different certificates may map to the one route user).
+        let ok = match route.cert_names.borrow().as_ref() {
+            Some(names) => names.names(user),
+            None => {
+                v.user.as_deref() == Some(user.as_str())
+                    && v.pass.as_deref() == routes.pass.as_deref()
+            }
+        };
         if !ok {
             route.send(b"-ERR 'Authorization Violation'\r\n");
             return Err(Stop::Error("Authorization Violation".into()));

@@ -88,7 +88,8 @@ async fn run(shard: Rc<Shard>, slot: u8, host_port: String, connect: String) {
     let Ok(addr) = stream.peer_addr() else {
         return fail(&shard, slot, None);
     };
-    let Some(stream) = super::secure::secure(&shard.server, stream, Some(&host_port), addr).await
+    let Some((stream, _)) =
+        super::secure::secure(&shard.server, stream, Some(&host_port), addr).await
     else {
         return fail(&shard, slot, None);
     };

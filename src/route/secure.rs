@@ -3,6 +3,7 @@
 //! certificate against the host it dialed, the accepting side requires one.
 
 use crate::server::Server;
+use crate::tls::map::CertNames;
 use crate::tls::Stream;
 use glommio::net::TcpStream;
 use std::net::SocketAddr;
@@ -10,14 +11,16 @@ use tracing::{debug, error};
 
 /// `tcp` as the route will use it: plain without cluster TLS, secured with it;
 /// None when the handshake failed (logged). `dialed` is the `host:port` we dialed.
+/// With `verify_and_map`, an accepted route also brings the names its certificate
+/// offers (none parsed: no name).
 pub async fn secure(
     server: &Server,
     tcp: TcpStream,
     dialed: Option<&str>,
     addr: SocketAddr,
-) -> Option<Stream> {
+) -> Option<(Stream, Option<CertNames>)> {
     let Some(tls) = server.tls().route.clone() else {
-        return Some(Stream::Plain(tcp));
+        return Some((Stream::Plain(tcp), None));
     };
     let side = if dialed.is_some() { "client" } else { "server" };
     debug!("{addr} - Starting TLS route {side} handshake");
@@ -31,7 +34,13 @@ pub async fn secure(
     match result {
         Ok(stream) => {
             debug!("{addr} - TLS route handshake complete");
-            Some(stream)
+            let names = (tls.map && dialed.is_none()).then(|| {
+                stream
+                    .peer_certificate()
+                    .and_then(|der| crate::tls::map::cert_names(der))
+                    .unwrap_or_default()
+            });
+            Some((stream, names))
         }
         Err(e) => {
             error!("{addr} - TLS route handshake error: {e}");

@@ -29,6 +29,14 @@ pub struct CertNames {
     pub subject: Vec<(String, String)>,
 }
 
+impl CertNames {
+    /// Whether the certificate stands for `user`: one of its names as it is, or
+    /// its subject as a DN in any order.
+    pub fn names(&self, user: &str) -> bool {
+        self.candidates.iter().any(|n| n == user) || dn_matches(user, &self.subject)
+    }
+}
+
 pub fn cert_names(der: &[u8]) -> Option<CertNames> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
     let mut names = CertNames::default();

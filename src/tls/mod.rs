@@ -31,6 +31,9 @@ pub struct RouteTls {
     pub acceptor: futures_rustls::TlsAcceptor,
     pub connector: futures_rustls::TlsConnector,
     pub timeout: Duration,
+    /// `verify_and_map`: an accepted route's certificate must name the cluster's
+    /// `authorization { user }`.
+    pub map: bool,
 }
 
 /// What new connections use; rebuilt on reload, so new connections get new
@@ -70,5 +73,6 @@ fn route_tls(tls: &TlsConfig) -> Result<RouteTls, String> {
         acceptor: config::server(tls, true)?.into(),
         connector: config::route_client(tls)?.into(),
         timeout: Duration::from_millis(tls.timeout_ms),
+        map: tls.map,
     })
 }
