@@ -204,9 +204,10 @@ async fn crash_seed(seed: u64, lives: u32, lie: bool) -> Result<CrashReport, Str
             .map_err(|e| format!("reopen: {e}"))?;
         // Writes the crash dropped whole leave unwritten space: what follows it
         // was never durable and goes with it, so the log has no hole (a Raft log
-        // with one cannot start). Only a torn write leaves records to skip.
+        // with one cannot start). Only a torn write, in this life or an earlier
+        // one (its damage stays), leaves records to skip.
         let missing = &s.recovery_report().missing;
-        if crash.writes_torn == 0 && !missing.is_empty() {
+        if total.writes_torn == 0 && !missing.is_empty() {
             return Err(format!(
                 "holes after a crash that tore nothing: {:?}",
                 s.recovery_report()

@@ -372,6 +372,9 @@ impl Inner {
         disk.prepare(dir).await?;
         let mut report = RecoveryReport::default();
         let loaded = loop {
+            // The counts describe the load that is kept; cuts made before stay listed.
+            report.segments_scanned = 0;
+            report.segments_from_index = 0;
             let (ids, create) = list_segments(&disk, dir)?;
             let mut loaded = Vec::with_capacity(ids.len());
             let last_id = *ids.last().expect("one segment at least");
