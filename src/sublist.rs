@@ -10,6 +10,10 @@ use std::rc::Rc;
 
 /// Cached match results at most; the cache is dropped whole when it is full.
 const CACHE_ENTRIES_MAX: usize = 4096;
+/// Slots of the cache's doorkeeper: hashes of subjects seen once lately.
+const SEEN_SLOTS: usize = 4096;
+/// Subject tokens split on the stack; longer subjects use a `Vec`.
+const TOKENS_INLINE: usize = 16;
 
 /// Entries that matched one literal subject, grouped as delivery needs them.
 pub struct Match<T> {
@@ -96,6 +100,10 @@ pub struct SublistStats {
 pub struct Sublist<T> {
     root: Level<T>,
     cache: AHashMap<Box<[u8]>, Rc<Match<T>>>,
+    /// A subject is cached only when its hash is found here, i.e. on its second
+    /// miss: subjects seen once (a reply inbox per request, a PubAck per publish)
+    /// never fill the cache, nor empty it of the subjects that repeat.
+    seen: Box<[u64]>,
     stats: SublistStats,
 }
 
@@ -110,6 +118,7 @@ impl<T: Clone + PartialEq> Sublist<T> {
         Sublist {
             root: Level::default(),
             cache: AHashMap::new(),
+            seen: vec![0; SEEN_SLOTS].into_boxed_slice(),
             stats: SublistStats::default(),
         }
     }
@@ -165,14 +174,24 @@ impl<T: Clone + PartialEq> Sublist<T> {
             return hit.clone();
         }
         let mut result = Match::empty();
-        let tokens: Vec<&[u8]> = subject.split(|b| *b == b'.').collect();
-        collect(&self.root, &tokens, &mut result);
+        with_tokens(subject, |tokens| collect(&self.root, tokens, &mut result));
         let result = Rc::new(result);
-        if self.cache.len() >= CACHE_ENTRIES_MAX {
-            self.cache.clear();
+        if self.seen_before(subject) {
+            if self.cache.len() >= CACHE_ENTRIES_MAX {
+                self.cache.clear();
+            }
+            self.cache.insert(subject.into(), result.clone());
         }
-        self.cache.insert(subject.into(), result.clone());
         result
+    }
+
+    /// Whether `subject` missed the cache lately; remembers it when not.
+    fn seen_before(&mut self, subject: &[u8]) -> bool {
+        let hash = self.cache.hasher().hash_one(subject) | 1;
+        let slot = &mut self.seen[(hash as usize) % SEEN_SLOTS];
+        let seen = *slot == hash;
+        *slot = hash;
+        seen
     }
 
     /// Every entry, with its filter and queue (for monitoring).
@@ -235,6 +254,21 @@ fn remove_entry<T: PartialEq>(node: &mut Node<T>, queue: Option<&[u8]>, item: &T
     list.swap_remove(at);
     node.queues.retain(|(_, members)| !members.is_empty());
     true
+}
+
+/// Runs `f` on the tokens of `subject`, split without allocating when they are few.
+fn with_tokens<R>(subject: &[u8], f: impl FnOnce(&[&[u8]]) -> R) -> R {
+    let mut inline: [&[u8]; TOKENS_INLINE] = [&[]; TOKENS_INLINE];
+    let mut count = 0;
+    for token in subject.split(|b| *b == b'.') {
+        if count == TOKENS_INLINE {
+            let tokens: Vec<&[u8]> = subject.split(|b| *b == b'.').collect();
+            return f(&tokens);
+        }
+        inline[count] = token;
+        count += 1;
+    }
+    f(&inline[..count])
 }
 
 fn collect<T: Clone>(level: &Level<T>, tokens: &[&[u8]], out: &mut Match<T>) {
@@ -315,6 +349,35 @@ mod tests {
         assert_eq!(plain(&s.matches(b"foo.bar.baz")), vec![3, 4]);
         assert_eq!(plain(&s.matches(b"foo")), vec![4]);
         assert_eq!(s.stats().count, 5);
+    }
+
+    #[test]
+    fn only_subjects_that_repeat_are_cached() {
+        let mut s = Sublist::new();
+        s.insert(b"_INBOX.x.*", None, 1);
+        s.insert(b"orders", None, 2);
+        assert_eq!(s.matches(b"orders").plain, vec![2]);
+        assert_eq!(s.stats().cache_entries, 0, "seen once: not cached");
+        assert_eq!(s.matches(b"orders").plain, vec![2]);
+        assert_eq!(s.stats().cache_entries, 1, "seen twice: cached");
+        for i in 0..2 * CACHE_ENTRIES_MAX {
+            let reply = format!("_INBOX.x.{i}");
+            assert_eq!(s.matches(reply.as_bytes()).plain, vec![1]);
+        }
+        assert_eq!(s.stats().cache_entries, 1, "unique replies never enter");
+        let hits = s.stats().cache_hits;
+        assert_eq!(s.matches(b"orders").plain, vec![2]);
+        assert_eq!(s.stats().cache_hits, hits + 1, "nor push out what repeats");
+    }
+
+    #[test]
+    fn long_subjects_match_like_short_ones() {
+        let mut s = Sublist::new();
+        let long: Vec<String> = (0..TOKENS_INLINE + 4).map(|i| format!("t{i}")).collect();
+        let subject = long.join(".");
+        s.insert(b"t0.>", None, 1);
+        s.insert(subject.as_bytes(), None, 2);
+        assert_eq!(s.matches(subject.as_bytes()).plain, vec![1, 2]);
     }
 
     #[test]

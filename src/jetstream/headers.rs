@@ -9,11 +9,16 @@ pub const EXPECTED_LAST_MSG_ID: &str = "Nats-Expected-Last-Msg-Id";
 pub const ROLLUP: &str = "Nats-Rollup";
 
 /// The value of header `name` (first occurrence, name compared without case).
+/// Called several times for every publish, so it scans bytes and builds nothing.
 pub fn get<'a>(block: &'a [u8], name: &str) -> Option<&'a str> {
-    let text = std::str::from_utf8(block).ok()?;
-    text.split("\r\n").skip(1).find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    block.split(|b| *b == b'\n').skip(1).find_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = memchr::memchr(b':', line)?;
+        let (key, value) = (&line[..colon], &line[colon + 1..]);
+        if !key.trim_ascii().eq_ignore_ascii_case(name.as_bytes()) {
+            return None;
+        }
+        std::str::from_utf8(value.trim_ascii()).ok()
     })
 }
 
@@ -51,6 +56,11 @@ mod tests {
         assert_eq!(get(block, MSG_ID), Some("abc"));
         assert_eq!(get(block, "nats-msg-id"), Some("abc"));
         assert_eq!(get(block, "Y"), None);
+        assert_eq!(get(b"", MSG_ID), None);
+        assert_eq!(
+            get(b"NATS/1.0\r\nNats-Msg-Id:  spaced \r\n\r\n", MSG_ID),
+            Some("spaced")
+        );
         let more = with_added(block, &[("Nats-Stream", "S".into())]);
         assert_eq!(get(&more, "Nats-Stream"), Some("S"));
         assert_eq!(get(&more, "X"), Some("1"));

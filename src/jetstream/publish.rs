@@ -23,7 +23,7 @@ pub fn error_body(stream: &str, error: ApiError) -> Vec<u8> {
 
 pub fn ack_body(stream: &str, seq: u64, duplicate: bool) -> Vec<u8> {
     serde_json::to_vec(&PubAck {
-        stream: stream.to_string(),
+        stream,
         seq,
         domain: None,
         duplicate,

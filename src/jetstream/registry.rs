@@ -887,7 +887,7 @@ pub fn on_ack(shard: &Shard, stream: &Rc<Stream>, msg: &Msg) {
     let Some(a) = ack::parse_subject(subject) else {
         return;
     };
-    let Some(consumer) = stream.consumers.borrow().get(&a.consumer).cloned() else {
+    let Some(consumer) = stream.consumers.borrow().get(a.consumer).cloned() else {
         return;
     };
     if !consumer.acts_here() {

@@ -505,11 +505,11 @@ pub struct ApiError {
 
 /// The PubAck a publisher receives.
 #[derive(Clone, Debug, Serialize)]
-pub struct PubAck {
-    pub stream: String,
+pub struct PubAck<'a> {
+    pub stream: &'a str,
     pub seq: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub domain: Option<String>,
+    pub domain: Option<&'a str>,
     #[serde(skip_serializing_if = "is_false")]
     pub duplicate: bool,
 }

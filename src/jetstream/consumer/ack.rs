@@ -3,9 +3,9 @@
 
 /// What a delivered message's reply subject says about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AckSubject {
-    pub stream: String,
-    pub consumer: String,
+pub struct AckSubject<'a> {
+    pub stream: &'a str,
+    pub consumer: &'a str,
     pub deliveries: u64,
     pub stream_seq: u64,
     pub consumer_seq: u64,
@@ -28,20 +28,25 @@ pub fn subject(
 
 /// Decodes `$JS.ACK.<stream>.<consumer>.<n>.<sseq>.<cseq>.<ts>.<pending>` (v1) or
 /// `$JS.ACK.<domain>.<account>.<stream>.<consumer>.<n>.<sseq>.<cseq>.<ts>.<pending>[.<token>]` (v2).
-pub fn parse_subject(subject: &str) -> Option<AckSubject> {
-    let t: Vec<&str> = subject.split('.').collect();
-    if t.len() < 9 || t[0] != "$JS" || t[1] != "ACK" {
+pub fn parse_subject(subject: &str) -> Option<AckSubject<'_>> {
+    let mut t = [""; 12];
+    let mut len = 0;
+    for token in subject.split('.') {
+        *t.get_mut(len)? = token;
+        len += 1;
+    }
+    if len < 9 || t[0] != "$JS" || t[1] != "ACK" {
         return None;
     }
-    let at = match t.len() {
+    let at = match len {
         9 => 2,
         11 | 12 => 4,
         _ => return None,
     };
     let num = |i: usize| t[at + i].parse::<u64>().ok();
     Some(AckSubject {
-        stream: t[at].to_string(),
-        consumer: t[at + 1].to_string(),
+        stream: t[at],
+        consumer: t[at + 1],
         deliveries: num(2)?,
         stream_seq: num(3)?,
         consumer_seq: num(4)?,
@@ -111,11 +116,16 @@ mod tests {
     fn parses_both_subject_forms() {
         let v1 = subject("S", "C", 2, 10, 12, 99, 5);
         let a = parse_subject(&v1).unwrap();
-        assert_eq!((a.stream.as_str(), a.consumer.as_str()), ("S", "C"));
+        assert_eq!((a.stream, a.consumer), ("S", "C"));
         assert_eq!((a.deliveries, a.stream_seq, a.consumer_seq), (2, 10, 12));
         let v2 = parse_subject("$JS.ACK.dom.ACC.S.C.1.7.8.99.0.tok").unwrap();
         assert_eq!((v2.stream_seq, v2.consumer_seq), (7, 8));
         assert_eq!(parse_subject("$JS.ACK.S.C.x.1.2.3.4"), None);
+        assert_eq!(
+            parse_subject("$JS.ACK.a.b.c.d.e.1.2.3.4.5.6.7"),
+            None,
+            "13 tokens"
+        );
     }
 
     #[test]
