@@ -44,14 +44,16 @@ def wait_port(port, proc, timeout=20.0):
 
 
 class Server:
-    def __init__(self, kind, bins, cores):
+    """One server on loopback; `nats` is the nats-server binary (another version's)."""
+
+    def __init__(self, kind, bins, cores, nats="nats-server"):
         self.kind = kind
         self.port = free_port()
         if kind == "natrix":
             self.cmd = [os.path.join(bins, "natrix"), "--shards", str(cores),
                         "-a", "127.0.0.1", "-p", str(self.port)]
         else:
-            self.cmd = ["nats-server", "-a", "127.0.0.1", "-p", str(self.port)]
+            self.cmd = [nats, "-a", "127.0.0.1", "-p", str(self.port)]
 
     def __enter__(self):
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL,
@@ -82,12 +84,20 @@ def http_json(port, path, timeout=1.0):
     return json.loads(data.split(b"\r\n\r\n", 1)[1])
 
 
+def peers_routed(routez):
+    """How many other servers a /routez shows routes to (nats-server 2.10+ counts each
+    connection of a route pool in num_routes)."""
+    routes = routez.get("routes") or []
+    ids = {r.get("remote_id") for r in routes}
+    return len(ids) if routes and None not in ids else routez.get("num_routes")
+
+
 class Cluster:
     """A cluster of `size` servers on loopback (cluster name `bench`): a seed, and the
     others with the seed as their only route; ready once every server's /routez shows
     a route to each of the others."""
 
-    def __init__(self, kind, bins, cores, size=3):
+    def __init__(self, kind, bins, cores, size=3, nats="nats-server"):
         self.kind = kind
         self.nodes = []
         seed = None
@@ -96,7 +106,7 @@ class Cluster:
             if kind == "natrix":
                 cmd = [os.path.join(bins, "natrix"), "--shards", str(cores)]
             else:
-                cmd = ["nats-server"]
+                cmd = [nats]
             cmd += ["-a", "127.0.0.1", "-p", str(port), "-m", str(hport),
                     "-cluster", f"nats://127.0.0.1:{cport}", "--cluster_name", "bench"]
             if seed is None:
@@ -122,7 +132,7 @@ class Cluster:
                 if n["proc"].poll() is not None:
                     raise RuntimeError(f"server exited with {n['proc'].returncode}")
                 try:
-                    if http_json(n["hport"], "/routez").get("num_routes") == want:
+                    if peers_routed(http_json(n["hport"], "/routez")) == want:
                         pending.pop(0)
                         continue
                 except (OSError, ValueError, IndexError):

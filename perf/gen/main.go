@@ -74,7 +74,7 @@ type result struct {
 
 var (
 	url       = flag.String("url", nats.DefaultURL, "server URL")
-	mode      = flag.String("mode", "js-pub-async", "js-pub-async | js-pub-sync | js-pull | core-pubsub | core-route | js-failover | scale-subjects | scale-filter | scale-consumers | scale-streams | scale-kv")
+	mode      = flag.String("mode", "js-pub-async", "js-pub-async | js-pub-sync | js-pull | core-pubsub | core-fanout | core-queue | core-route | js-failover | scale-subjects | scale-filter | scale-consumers | scale-streams | scale-kv")
 	n         = flag.Int("n", 200000, "messages")
 	size      = flag.Int("size", 128, "payload bytes")
 	window    = flag.Int("w", 4000, "js-pub-async: most acks outstanding (nats.go's default window is 4000)")
@@ -84,6 +84,7 @@ var (
 	apiWait   = flag.Duration("api-wait", 5*time.Second, "wait for each JetStream API answer / ack")
 	showVer   = flag.Bool("version", false, "print the nats.go version and exit")
 	serverPid = flag.String("server-pid", "", "PID[,PID...]: report the server's CPU time over the timed phase (from /proc/PID/stat); several pids (a cluster): their sum")
+	fanSubs   = flag.Int("subs", 4, "core-fanout, core-queue: subscriber connections")
 	replicas  = flag.Int("replicas", 1, "js-* modes: the stream's replicas (>1 needs a JetStream cluster)")
 )
 
@@ -398,7 +399,12 @@ func jsPull(nc *nats.Conn) result {
 // countingSub subscribes sc to subject without pending limits, counting into received
 // and closing all at target; flushed, so the server has the subscription.
 func countingSub(sc *nats.Conn, subject string, received *int64, target int64, all chan struct{}) {
-	sub, err := sc.Subscribe(subject, func(_ *nats.Msg) {
+	countingQueueSub(sc, subject, "", received, target, all)
+}
+
+// countingQueueSub is countingSub in a queue group (none when queue is empty).
+func countingQueueSub(sc *nats.Conn, subject, queue string, received *int64, target int64, all chan struct{}) {
+	sub, err := sc.QueueSubscribe(subject, queue, func(_ *nats.Msg) {
 		if atomic.AddInt64(received, 1) == target {
 			close(all)
 		}
@@ -413,27 +419,40 @@ func countingSub(sc *nats.Conn, subject string, received *int64, target int64, a
 }
 
 func corePubSub(pc *nats.Conn) result {
-	sc := connect("jsgen-sub")
-	defer sc.Close()
+	return coreFan(pc, 1, "")
+}
+
+// coreFan publishes -n messages on coreSubject to subs subscriber connections:
+// each gets every message (fan-out), or, with a queue group, one of them does.
+// The rate is of deliveries: n x subs for fan-out, n for a queue group.
+func coreFan(pc *nats.Conn, subs int, queue string) result {
+	per := int64(subs)
+	if queue != "" {
+		per = 1
+	}
+	target := int64(*n) * per
 	var received int64
 	all := make(chan struct{})
-	target := int64(*n)
-	countingSub(sc, coreSubject, &received, target, all)
-	// The subscription has reached the server; wait until the publisher's side sees
+	for i := 0; i < subs; i++ {
+		sc := connect(fmt.Sprintf("jsgen-sub-%d", i))
+		defer sc.Close()
+		countingQueueSub(sc, coreSubject, queue, &received, target, all)
+	}
+	// The subscriptions have reached the server; wait until the publisher's side sees
 	// the interest too (one server here, so a flush on the publisher suffices).
 	if err := pc.Flush(); err != nil {
 		fail("flush: %v", err)
 	}
 	data := payload()
-	window := int64(*inflight / (*size + 48))
-	if window < 1 {
-		window = 1
+	window := int64(*inflight/(*size+48)) * per
+	if window < per {
+		window = per
 	}
-	r := result{Mode: *mode, Msgs: *n, Size: *size}
+	r := result{Mode: *mode, Msgs: int(target), Size: *size}
 	deadline := time.Now().Add(*timeout)
 	done := timed()
-	for i := int64(0); i < target; i++ {
-		waitWindow(i, &received, window, target, deadline)
+	for i := int64(0); i < int64(*n); i++ {
+		waitWindow(i*per, &received, window, target, deadline)
 		if err := pc.Publish(coreSubject, data); err != nil {
 			fail("publish %d: %v", i, err)
 		}
@@ -511,6 +530,10 @@ func main() {
 		r = corePubSub(nc)
 	case "js-failover":
 		r = jsFailover(nc)
+	case "core-fanout":
+		r = coreFan(nc, *fanSubs, "")
+	case "core-queue":
+		r = coreFan(nc, *fanSubs, "q")
 	case "core-route":
 		r = coreRoute(nc)
 	default:
