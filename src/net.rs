@@ -5,6 +5,7 @@
 use crate::tls::Stream;
 use natrix_shards::{Notify, WaitSet};
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::os::unix::io::AsRawFd;
@@ -13,8 +14,14 @@ use std::rc::{Rc, Weak};
 
 pub type SharedStream = Rc<RefCell<Stream>>;
 
-/// A writer's spare buffer larger than this is released after use.
-const WRITE_BUFFER_KEEP_BYTES: usize = 1 << 20;
+/// Largest block of a connection's backlog (a single larger operation gets a block
+/// of its own size). A backlog grows by adding blocks, so what is queued is never
+/// moved again, however far the reader falls behind.
+const OUT_BLOCK_BYTES_MAX: usize = 256 << 10;
+/// Smallest block: an idle connection's whole buffer.
+const OUT_BLOCK_BYTES_MIN: usize = 1 << 10;
+/// Written blocks the writer keeps for reuse.
+const OUT_BLOCKS_KEPT: usize = 2;
 
 pub async fn read_into(stream: &SharedStream, buf: &mut [u8]) -> io::Result<usize> {
     poll_fn(|cx| {
@@ -161,10 +168,14 @@ pub fn shutdown(stream: &SharedStream) {
 }
 
 /// Bytes waiting to be written to one connection: those appended since the writer
-/// last took the buffer, and the unwritten rest of what it took (`in_flight`).
+/// last took them, in blocks, and the unwritten rest of what it took (`in_flight`).
 #[derive(Default)]
 pub struct Outbound {
-    buf: RefCell<Vec<u8>>,
+    blocks: RefCell<VecDeque<Vec<u8>>>,
+    /// Bytes in `blocks`.
+    pending: Cell<usize>,
+    /// Written blocks, emptied, for the next appends.
+    free: RefCell<Vec<Vec<u8>>>,
     in_flight: Cell<usize>,
     notify: Notify,
     /// Woken whenever the backlog shrinks (a write made progress, or it was dropped).
@@ -178,19 +189,39 @@ impl Outbound {
         *self.stream.borrow_mut() = Rc::downgrade(stream);
     }
 
-    /// Appends with `fill` and wakes the writer; returns the bytes now pending.
-    pub fn append(&self, fill: impl FnOnce(&mut Vec<u8>)) -> usize {
-        let len = {
-            let mut buf = self.buf.borrow_mut();
-            fill(&mut buf);
-            buf.len()
-        };
+    /// Appends with `fill`, which writes at most `need` bytes, and wakes the
+    /// writer; returns the bytes now pending.
+    pub fn append(&self, need: usize, fill: impl FnOnce(&mut Vec<u8>)) -> usize {
+        let mut blocks = self.blocks.borrow_mut();
+        if blocks.back().is_none_or(|b| b.capacity() - b.len() < need) {
+            blocks.push_back(self.new_block(need));
+        }
+        let block = blocks.back_mut().expect("a block with room");
+        let before = block.len();
+        fill(block);
+        debug_assert!(block.len() - before <= need, "fill wrote more than it said");
+        let pending = self.pending.get() + block.len() - before;
+        self.pending.set(pending);
+        drop(blocks);
         self.notify.notify();
-        len
+        pending
+    }
+
+    /// A block for at least `need` bytes, as large as the backlog so far (within
+    /// bounds), so that a growing backlog takes few blocks.
+    fn new_block(&self, need: usize) -> Vec<u8> {
+        let size = self
+            .pending
+            .get()
+            .clamp(OUT_BLOCK_BYTES_MIN, OUT_BLOCK_BYTES_MAX)
+            .max(need);
+        let mut block = self.free.borrow_mut().pop().unwrap_or_default();
+        block.reserve_exact(size);
+        block
     }
 
     pub fn pending(&self) -> usize {
-        self.buf.borrow().len()
+        self.pending.get()
     }
 
     /// Bytes the writer took and has not written yet.
@@ -211,7 +242,8 @@ impl Outbound {
     }
 
     pub fn discard(&self) {
-        self.buf.borrow_mut().clear();
+        self.blocks.borrow_mut().clear();
+        self.pending.set(0);
         self.drained.wake_all();
     }
 
@@ -232,23 +264,26 @@ impl Outbound {
     /// The writer task: drains to `stream` until closed (Ok) or a write fails;
     /// `progress` runs after every write that shrank the backlog.
     pub async fn drain_to(&self, stream: &SharedStream, progress: impl Fn()) -> io::Result<()> {
-        let mut spare = Vec::new();
         let result = loop {
-            if self.buf.borrow().is_empty() {
+            if self.pending.get() == 0 {
                 if self.closing.get() {
                     break Ok(());
                 }
                 self.notify.wait().await;
                 continue;
             }
-            std::mem::swap(&mut spare, &mut *self.buf.borrow_mut());
-            self.in_flight.set(spare.len());
-            let written = self.write_tracked(stream, &spare, &progress).await;
-            self.in_flight.set(0);
-            spare.clear();
-            if spare.capacity() > WRITE_BUFFER_KEEP_BYTES {
-                spare = Vec::new();
+            let taken = std::mem::take(&mut *self.blocks.borrow_mut());
+            let mut left = self.pending.replace(0);
+            self.in_flight.set(left);
+            let mut written = Ok(());
+            for block in taken {
+                left -= block.len();
+                if written.is_ok() {
+                    written = self.write_tracked(stream, &block, left, &progress).await;
+                }
+                self.recycle(block);
             }
+            self.in_flight.set(0);
             if let Err(e) = written {
                 self.discard();
                 break Err(e);
@@ -259,15 +294,25 @@ impl Outbound {
         result
     }
 
-    /// `write_all`, counting `in_flight` down and waking waiters as it goes.
+    fn recycle(&self, mut block: Vec<u8>) {
+        let mut free = self.free.borrow_mut();
+        if free.len() < OUT_BLOCKS_KEPT && block.capacity() <= OUT_BLOCK_BYTES_MAX {
+            block.clear();
+            free.push(block);
+        }
+    }
+
+    /// `write_all` of one block, counting `in_flight` down (`after`: the bytes of
+    /// the blocks still to write) and waking waiters as it goes.
     async fn write_tracked(
         &self,
         stream: &SharedStream,
         buf: &[u8],
+        after: usize,
         progress: &impl Fn(),
     ) -> io::Result<()> {
         write_all_reporting(stream, buf, |left| {
-            self.in_flight.set(left);
+            self.in_flight.set(left + after);
             self.drained.wake_all();
             progress();
         })
@@ -398,5 +443,48 @@ impl KeepAlive {
         self.pings_out.set(self.pings_out.get() + 1);
         self.last_ping.set(now);
         KeepAliveStep::Ping(now + std::time::Duration::from_millis(interval_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that falls far behind: the backlog grows block by block, and what is
+    /// queued stays where it was written (no buffer grows by copying itself).
+    #[test]
+    fn a_growing_backlog_never_moves_what_is_queued() {
+        let out = Outbound::default();
+        let piece = [7u8; 1000];
+        let mut first_block = None;
+        for _ in 0..2000 {
+            let pending = out.append(piece.len(), |b| b.extend_from_slice(&piece));
+            let blocks = out.blocks.borrow();
+            let first = *first_block.get_or_insert(blocks[0].as_ptr());
+            assert_eq!(blocks[0].as_ptr(), first, "queued bytes never move");
+            assert_eq!(pending, blocks.iter().map(Vec::len).sum::<usize>());
+        }
+        assert_eq!(out.pending(), 2_000_000);
+        let blocks = out.blocks.borrow();
+        assert!(blocks.iter().all(|b| b.len() <= OUT_BLOCK_BYTES_MAX));
+        assert!(blocks.len() <= 16, "{} blocks for 2 MB", blocks.len());
+        assert!(blocks.iter().flatten().all(|b| *b == 7));
+    }
+
+    /// An idle connection's first small write takes the smallest block; one larger
+    /// than the largest block gets a block of its own size.
+    #[test]
+    fn blocks_fit_what_is_written() {
+        let out = Outbound::default();
+        out.append(100, |b| b.extend_from_slice(&[1; 100]));
+        assert_eq!(out.blocks.borrow()[0].capacity(), OUT_BLOCK_BYTES_MIN);
+        let big = vec![2u8; OUT_BLOCK_BYTES_MAX + 1];
+        out.append(big.len(), |b| b.extend_from_slice(&big));
+        let blocks = out.blocks.borrow();
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks[1].len(), OUT_BLOCK_BYTES_MAX + 1);
+        drop(blocks);
+        out.discard();
+        assert_eq!((out.pending(), out.blocks.borrow().len()), (0, 0));
     }
 }

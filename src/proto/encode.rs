@@ -3,6 +3,12 @@
 
 /// Appends `MSG subject sid [reply] size\r\npayload\r\n` (or its HMSG form when
 /// `header_len > 0`) to `out`.
+/// Room enough for one message frame: its names (subject, sid or account, reply,
+/// queues) together, its payload, and the verb, separators and sizes around them.
+pub fn message_len_max(names_bytes: usize, payload_bytes: usize) -> usize {
+    names_bytes + payload_bytes + 64
+}
+
 pub fn message(
     out: &mut Vec<u8>,
     subject: &[u8],

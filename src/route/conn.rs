@@ -7,6 +7,7 @@
 use crate::net::{FrameReader, KeepAlive, KeepAliveStep, Outbound, SharedStream};
 use crate::proto::client_parser::ParseError;
 use crate::proto::connect::{from_object, RouteConnect};
+use crate::proto::encode;
 use crate::proto::info::ServerInfo;
 use crate::read_loop::Stopped;
 use crate::route::proto::{self, RouteOp};
@@ -162,7 +163,7 @@ impl Route {
 
     fn send(&self, bytes: &[u8]) {
         if !self.closed.get() {
-            self.out.append(|b| b.extend_from_slice(bytes));
+            self.out.append(bytes.len(), |b| b.extend_from_slice(bytes));
         }
     }
 
@@ -213,7 +214,10 @@ impl Route {
             return;
         }
         let queues: Vec<&[u8]> = queues.iter().map(|q| &q[..]).collect();
-        let pending = self.out.append(|out| {
+        let names = account.len() + msg.subject.len() + msg.reply.map_or(0, |r| r.len());
+        let queue_bytes: usize = queues.iter().map(|q| q.len() + 1).sum();
+        let need = encode::message_len_max(names + queue_bytes, msg.payload.len());
+        let pending = self.out.append(need, |out| {
             proto::encode_msg(
                 out,
                 account,
@@ -243,7 +247,8 @@ impl Route {
         if self.closed.get() {
             return;
         }
-        self.out.append(|out| proto::encode_raft(out, frame));
+        let need = encode::message_len_max(0, frame.len());
+        self.out.append(need, |out| proto::encode_raft(out, frame));
     }
 
     /// Called by the housekeeping tick: a route must finish its handshake within

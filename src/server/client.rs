@@ -162,7 +162,7 @@ impl Client {
         if self.closed.get() {
             return;
         }
-        self.out.append(|b| b.extend_from_slice(bytes));
+        self.out.append(bytes.len(), |b| b.extend_from_slice(bytes));
     }
 
     fn send_err(&self, text: &str) {
@@ -183,15 +183,11 @@ impl Client {
         } else {
             (msg.header_len, msg.payload)
         };
-        let pending = self.out.append(|out| {
-            encode::message(
-                out,
-                msg.shown.unwrap_or(msg.subject),
-                sid,
-                msg.reply,
-                header_len,
-                payload,
-            )
+        let subject = msg.shown.unwrap_or(msg.subject);
+        let reply = msg.reply.unwrap_or_default();
+        let need = encode::message_len_max(subject.len() + sid.len() + reply.len(), payload.len());
+        let pending = self.out.append(need, |out| {
+            encode::message(out, subject, sid, msg.reply, header_len, payload)
         });
         if let Some(reply) = msg.reply {
             self.may_answer(reply);

@@ -13,11 +13,16 @@ use bytes::Bytes;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use natrix_shards::{Notify, WaitSet};
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::rc::Rc;
 
 /// Items pending for one peer beyond which a publisher waits for the queue to drain.
 pub const PENDING_ITEMS_MAX: usize = 64 * 1024;
+/// Items in one batch at most. A busy link fills batches of this size, each
+/// allocated once at its full size, instead of one batch that grows (and copies
+/// itself) item by item.
+const BATCH_ITEMS_MAX: usize = 1024;
 
 /// What one shard hands another at once: items, in order, and the buffers that
 /// its messages' bytes lie in (each message names one by its index). Messages read
@@ -28,6 +33,25 @@ pub const PENDING_ITEMS_MAX: usize = 64 * 1024;
 pub struct Batch {
     pub items: Vec<Item>,
     pub chunks: Vec<Bytes>,
+}
+
+/// A batch being filled, and its messages' payload bytes.
+#[derive(Default)]
+struct Filling {
+    items: Vec<Item>,
+    chunks: Vec<Bytes>,
+    payload_bytes: usize,
+}
+
+impl Filling {
+    /// An empty batch with room for `items`.
+    fn with_room(items: usize) -> Filling {
+        Filling {
+            items: Vec::with_capacity(items.min(BATCH_ITEMS_MAX)),
+            chunks: Vec::new(),
+            payload_bytes: 0,
+        }
+    }
 }
 
 pub enum Item {
@@ -154,10 +178,13 @@ impl Parts {
 /// The outgoing side of the queue to one peer shard.
 #[derive(Default)]
 pub struct Link {
-    pending: RefCell<Vec<Item>>,
-    /// What the pending messages' bytes lie in.
-    chunks: RefCell<Vec<Bytes>>,
-    /// Message payload bytes in `pending`; see `stall::Pressure::in_flight`.
+    /// The batch being filled.
+    filling: RefCell<Filling>,
+    /// Filled batches the outbox has not taken yet, oldest first.
+    full: RefCell<VecDeque<Filling>>,
+    /// Items in `filling` and `full`.
+    pending_items: Cell<usize>,
+    /// Message payload bytes in them; see `stall::Pressure::in_flight`.
     pending_bytes: Cell<usize>,
     /// Wakes the outbox task (its only waiter).
     notify: Notify,
@@ -171,18 +198,25 @@ impl Link {
             !matches!(item, Item::Msg(_)),
             "messages go through push_msg, with their bytes"
         );
-        self.pending.borrow_mut().push(item);
+        self.room_for_one();
+        self.filling.borrow_mut().items.push(item);
+        self.pending_items.set(self.pending_items.get() + 1);
         self.notify.notify();
     }
 
     /// Queues `msg`. Its bytes stay where they were read: the batch holds that
     /// chunk once for all the messages read in it.
     pub fn push_msg(&self, msg: &Msg, forward: Forward) {
+        self.room_for_one();
+        let mut filling = self.filling.borrow_mut();
         let (chunk, parts) = match msg.backing {
-            Some(backing) => (self.chunk_index(backing), Parts::within(backing, msg)),
+            Some(backing) => (
+                chunk_index(&mut filling.chunks, backing),
+                Parts::within(backing, msg),
+            ),
             None => {
                 let (owned, parts) = Parts::copied(msg);
-                (self.chunk_index(&owned), parts)
+                (chunk_index(&mut filling.chunks, &owned), parts)
             }
         };
         let item = ShardMsg {
@@ -197,31 +231,29 @@ impl Link {
             route_slots: forward.route_slots,
             shown: parts.shown,
         };
+        filling.payload_bytes += msg.payload.len();
         self.pending_bytes
             .set(self.pending_bytes.get() + msg.payload.len());
-        self.pending.borrow_mut().push(Item::Msg(item));
+        filling.items.push(Item::Msg(item));
+        self.pending_items.set(self.pending_items.get() + 1);
         self.notify.notify();
     }
 
-    /// The index of `chunk` among the pending batch's chunks, added when it is not
-    /// the last one (messages come in the order they were read).
-    fn chunk_index(&self, chunk: &Bytes) -> usize {
-        let mut chunks = self.chunks.borrow_mut();
-        let same = chunks
-            .last()
-            .is_some_and(|last| last.as_ptr() == chunk.as_ptr() && last.len() == chunk.len());
-        if !same {
-            chunks.push(chunk.clone());
+    /// A full batch moves to `full`, and a new one of full size takes its place.
+    fn room_for_one(&self) {
+        let mut filling = self.filling.borrow_mut();
+        if filling.items.len() >= BATCH_ITEMS_MAX {
+            let done = std::mem::replace(&mut *filling, Filling::with_room(BATCH_ITEMS_MAX));
+            self.full.borrow_mut().push_back(done);
         }
-        chunks.len() - 1
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pending_items.get()
     }
 
     pub fn pending_bytes(&self) -> usize {
         self.pending_bytes.get()
-    }
-
-    pub fn pending_len(&self) -> usize {
-        self.pending.borrow().len()
     }
 
     /// Waits until the outbox task has taken what is pending.
@@ -231,15 +263,44 @@ impl Link {
             .await
     }
 
-    /// The pending batch and its message bytes; wakes whoever waits for room.
-    fn take(&self) -> (Batch, usize) {
-        let items = std::mem::take(&mut *self.pending.borrow_mut());
-        if !items.is_empty() {
-            self.drained.wake_all();
-        }
-        let chunks = std::mem::take(&mut *self.chunks.borrow_mut());
-        (Batch { items, chunks }, self.pending_bytes.replace(0))
+    /// The oldest pending batch and its message bytes, if any; wakes whoever waits
+    /// for room. After a partly filled batch, the next starts with room for as
+    /// many items.
+    fn take(&self) -> Option<(Batch, usize)> {
+        let taken = match self.full.borrow_mut().pop_front() {
+            Some(full) => full,
+            None => {
+                let mut filling = self.filling.borrow_mut();
+                if filling.items.is_empty() {
+                    return None;
+                }
+                let room = filling.items.len();
+                std::mem::replace(&mut *filling, Filling::with_room(room))
+            }
+        };
+        self.pending_items
+            .set(self.pending_items.get() - taken.items.len());
+        self.pending_bytes
+            .set(self.pending_bytes.get() - taken.payload_bytes);
+        self.drained.wake_all();
+        let batch = Batch {
+            items: taken.items,
+            chunks: taken.chunks,
+        };
+        Some((batch, taken.payload_bytes))
     }
+}
+
+/// The index of `chunk` among a batch's chunks, added when it is not the last one
+/// (messages come in the order they were read).
+fn chunk_index(chunks: &mut Vec<Bytes>, chunk: &Bytes) -> usize {
+    let same = chunks
+        .last()
+        .is_some_and(|last| last.as_ptr() == chunk.as_ptr() && last.len() == chunk.len());
+    if !same {
+        chunks.push(chunk.clone());
+    }
+    chunks.len() - 1
 }
 
 /// Moves batches from a link to the peer's queue, one at a time, in order.
@@ -247,11 +308,7 @@ pub async fn outbox(shard: Rc<Shard>, peer: usize, senders: Rc<Senders<Batch>>) 
     let link = shard.link(peer);
     loop {
         link.notify.wait().await;
-        loop {
-            let (batch, bytes) = link.take();
-            if batch.items.is_empty() {
-                break;
-            }
+        while let Some((batch, bytes)) = link.take() {
             shard.server.pressure.sent(shard.id, peer, bytes);
             if senders.send_to(peer, batch).await.is_err() {
                 return;
@@ -331,7 +388,7 @@ mod tests {
             shown: Some(b"orders.1"),
         };
         link.push_msg(&own, forward());
-        let (batch, payload_bytes) = link.take();
+        let (batch, payload_bytes) = link.take().expect("a batch");
         assert_eq!(payload_bytes, 3 + 2 + 6);
         assert_eq!(
             batch.chunks.len(),
@@ -357,8 +414,10 @@ mod tests {
             (last.subject, last.reply, last.payload, last.shown),
             (own.subject, own.reply, own.payload, own.shown)
         );
-        let (next, _) = link.take();
-        assert!(next.items.is_empty() && next.chunks.is_empty());
+        assert!(link.take().is_none(), "the next batch starts empty");
+        link.push_msg(&own, forward());
+        let (next, _) = link.take().expect("a batch");
+        assert_eq!((next.items.len(), next.chunks.len()), (1, 1));
     }
 
     /// Every reader of a shard waits for room on the same link at once; each must
@@ -379,8 +438,18 @@ mod tests {
                 .collect();
             glommio::yield_if_needed().await;
             glommio::executor().yield_task_queue_now().await;
-            let (batch, _) = link.take();
-            assert_eq!(batch.items.len(), PENDING_ITEMS_MAX + 1);
+            let mut taken = 0;
+            while let Some((batch, _)) = link.take() {
+                assert!(batch.items.len() <= BATCH_ITEMS_MAX);
+                assert_eq!(
+                    batch.items.capacity(),
+                    BATCH_ITEMS_MAX,
+                    "allocated once, at full size"
+                );
+                taken += batch.items.len();
+            }
+            assert_eq!(taken, PENDING_ITEMS_MAX + 1);
+            assert_eq!(link.pending_len(), 0);
             for waiter in waiters {
                 glommio::timer::timeout(std::time::Duration::from_secs(5), async {
                     waiter.await;
