@@ -45,6 +45,8 @@ pub struct Cli {
     /// `-t`: check the configuration and exit.
     pub test_config: bool,
     pub shards: Option<usize>,
+    /// `--spin_us`: how long an idle shard polls before it sleeps.
+    pub spin_us: Option<u64>,
     pub cluster: Option<String>,
     pub routes: Option<String>,
     pub cluster_name: Option<String>,
@@ -150,6 +152,13 @@ const FLAGS: &[Flag] = &[
         names: &["shards"],
         kind: Kind::Value(|c, v, f| {
             c.shards = Some(number(v, f)?);
+            Ok(())
+        }),
+    },
+    Flag {
+        names: &["spin_us"],
+        kind: Kind::Value(|c, v, f| {
+            c.spin_us = Some(number(v, f)?);
             Ok(())
         }),
     },
@@ -348,6 +357,9 @@ Server Options:
         --client_advertise <string>  Client URL to advertise to other servers
         --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
         --shards <n>                 Executors, one pinned per core (default: the number of cores)
+        --spin_us <n>                Microseconds an idle shard polls before it sleeps (default 0);
+                                     saves a wake-up per message between shards, costs a core per
+                                     spinning shard: for machines whose cores the server has alone
 
 Logging Options:
     -l, --log <file>                 File to redirect log output
@@ -702,10 +714,13 @@ mod tests {
             "0.0.0.0",
             "--shards",
             "4",
+            "--spin_us",
+            "50",
         ]);
         assert_eq!(cli.port, Some(4333));
         assert_eq!(cli.name.as_deref(), Some("a"));
         assert_eq!(cli.shards, Some(4));
+        assert_eq!(cli.spin_us, Some(50));
     }
 
     #[test]

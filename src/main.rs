@@ -101,9 +101,16 @@ fn serve(cli: &Cli) -> Result<(), String> {
             natrix::server::SHARDS_MAX
         ));
     }
+    let spin_us = cli.spin_us.unwrap_or(0);
+    if spin_us > natrix_shards::runtime::SPIN_BEFORE_PARK_US_MAX {
+        return Err(format!(
+            "--spin_us must be at most {}",
+            natrix_shards::runtime::SPIN_BEFORE_PARK_US_MAX
+        ));
+    }
     let server = Server::new(opts, shards, cli.config.clone())
         .map_err(|e| format!("configuration error: {e}"))?;
-    start::run(server).map_err(|e| {
+    start::run(server, spin_us).map_err(|e| {
         tracing::error!("{e}");
         e.to_string()
     })

@@ -11,11 +11,8 @@ use std::io;
 /// locked memory up to 4 shards, and glommio refuses less than 512 KiB.
 const IO_MEMORY_BYTES_DEFAULT: usize = 640 << 10;
 
-/// An idle shard polls this long before it sleeps. A message from another shard (a
-/// request crossing to its responder's shard, say) then costs no kernel wake-up;
-/// measured on 2 cores, request/reply p50 fell from 181 to 129 µs (perf/RESULTS.md).
-/// Off when shards outnumber cores: spinning would take time from a sibling shard.
-const SPIN_BEFORE_PARK_US_DEFAULT: u64 = 100;
+/// An idle shard polls at most this long before it sleeps (`--spin_us`).
+pub const SPIN_BEFORE_PARK_US_MAX: u64 = 10_000;
 
 #[derive(Clone, Debug)]
 pub struct ShardSettings {
@@ -24,7 +21,10 @@ pub struct ShardSettings {
     pub queue_depth: usize,
     pub io_memory_bytes: usize,
     /// How long an idle executor keeps polling before it sleeps: a message from
-    /// another shard is then picked up without a wake-up through the kernel.
+    /// another shard is then picked up without a wake-up through the kernel, at the
+    /// price of a core per spinning shard. Off by default: with the cores shared
+    /// (clients or other servers on the machine) the spinning shards take the time
+    /// the others need (perf/RESULTS.md, "Shards spinning before they park").
     pub spin_before_park_us: u64,
 }
 
@@ -35,12 +35,20 @@ impl ShardSettings {
             count,
             queue_depth: 1024,
             io_memory_bytes: IO_MEMORY_BYTES_DEFAULT,
-            spin_before_park_us: if count <= available_cores() {
-                SPIN_BEFORE_PARK_US_DEFAULT
-            } else {
-                0
-            },
+            spin_before_park_us: 0,
         }
+    }
+
+    /// Spinning `us` before parking, where shards do not outnumber the cores
+    /// (spinning would take time from a sibling shard).
+    pub fn spinning(mut self, us: u64) -> Self {
+        assert!(us <= SPIN_BEFORE_PARK_US_MAX, "spin within limits");
+        self.spin_before_park_us = if self.count <= available_cores() {
+            us
+        } else {
+            0
+        };
+        self
     }
 }
 

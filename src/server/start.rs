@@ -39,7 +39,9 @@ fn claim_port(host: &str, port: u16) -> io::Result<u16> {
     }
 }
 
-pub fn run(mut server: Server) -> io::Result<()> {
+/// Starts the shards (`spin_us`: see `ShardSettings::spinning`) and serves until
+/// the server stops.
+pub fn run(mut server: Server, spin_us: u64) -> io::Result<()> {
     let host = server.opts.host.clone();
     server.port = claim_port(&host, server.opts.port).map_err(|e| {
         io::Error::new(
@@ -83,7 +85,7 @@ pub fn run(mut server: Server) -> io::Result<()> {
     let server = Arc::new(server);
     crate::server::control::watch_signals(server.clone())?;
     let bound = Arc::new(AtomicUsize::new(0));
-    let settings = ShardSettings::new(server.shard_count);
+    let settings = ShardSettings::new(server.shard_count).spinning(spin_us);
     natrix_shards::run(settings, move |ctx: ShardContext<Batch>| {
         let server = server.clone();
         let bound = bound.clone();
