@@ -327,9 +327,23 @@ both_shard_counts!(auth_flags, user_and_password_from_flags);
 /// on the other shard than the subscriber.
 #[test]
 fn pong_comes_after_every_subscriber_has_the_messages() {
+    pong_is_a_barrier(TestServer::start(2));
+}
+
+/// The same with shards that spin before they park (`--spin_us`), which changes
+/// how a message crossing shards is picked up.
+#[test]
+fn pong_is_a_barrier_with_spinning_shards() {
+    pong_is_a_barrier(
+        TestServer::with_shards(2)
+            .args(&["--spin_us", "100"])
+            .start(),
+    );
+}
+
+fn pong_is_a_barrier(server: TestServer) {
     use std::io::Read;
     const TRIES: usize = 1000;
-    let server = TestServer::start(2);
     let mut sub = common::Raw::connect(server.port);
     sub.send(b"CONNECT {\"verbose\":false}\r\nSUB t 1\r\nPING\r\n");
     assert_eq!(sub.line(), "PONG");

@@ -271,6 +271,10 @@ fn refused_flags_name_what_was_typed() {
             &["-p", "x"],
             "natrix: invalid value \"x\" for flag -p: parse error",
         ),
+        (
+            &["--spin_us", "10001"],
+            "natrix: --spin_us must be at most 10000",
+        ),
     ];
     for (args, expected) in cases {
         let (status, stderr) = run_to_exit(natrix().args(*args), &dir);
