@@ -8,7 +8,11 @@ Runs go on until each class has --per-class runs (or --max-runs), servers altern
 with nats-server 2.9.10. Reports medians per class: rate, server CPU per message,
 request/reply p50, and the across/same ratio of CPU per message.
 
+With --compare DIR, a second natrix build (DIR/natrix) runs beside the first in every
+round, its classes labelled with DIR: an A/B of two builds in the same sitting.
+
 Usage: perf/cross_shard.py [--per-class 5] [--max-runs 40] [--msgs 2000000] [--bins DIR]
+                           [--compare DIR]
 Needs target/release/natrix and natrix-bench (cargo build --release) and
 perf/out/bin/jsgen (perf/gen/build.sh)."""
 
@@ -78,20 +82,28 @@ def main():
     ap.add_argument("--reqrep-secs", type=int, default=3)
     ap.add_argument("--bins", default=BINS, help="the folder holding natrix and natrix-bench")
     ap.add_argument("--scenarios", default="pubsub,reqrep")
+    ap.add_argument("--compare", help="another folder holding a natrix build to run beside")
     args = ap.parse_args()
+    # (label, kind, folder of its natrix) of every server a round runs
+    servers = [("natrix", "natrix", args.bins)]
+    if args.compare:
+        servers.append((f"natrix ({args.compare})", "natrix", args.compare))
+    servers.append(("nats-server", "nats-server", args.bins))
     results = {}  # (scenario, server class) -> list of metric dicts
     for scenario in args.scenarios.split(","):
         for run in range(args.max_runs):
-            for kind in ("natrix", "nats-server"):
-                with Server(kind, args.bins, 2) as server:
+            for label, kind, bins in servers:
+                with Server(kind, bins, 2) as server:
                     if scenario == "pubsub":
                         spread, metrics = pubsub(server, args)
                     else:
                         spread, metrics = reqrep(server, args, args.bins)
-                cls = classify(spread) if kind == "natrix" else "nats-server"
+                cls = f"{label}: {classify(spread)}" if kind == "natrix" else "nats-server"
                 results.setdefault((scenario, cls), []).append(metrics)
-                print(f"{scenario} run {run + 1} {kind}: {cls} {metrics} {spread}", flush=True)
-            counts = [len(results.get((scenario, c), [])) for c in ("same shard", "across shards")]
+                print(f"{scenario} run {run + 1} {label}: {cls} {metrics} {spread}", flush=True)
+            counts = [len(results.get((scenario, f"{label}: {c}"), []))
+                      for label, kind, _ in servers if kind == "natrix"
+                      for c in ("same shard", "across shards")]
             if min(counts) >= args.per_class:
                 break
     print("\n| scenario | where | runs | " + " | ".join(["metric (median)"] * 3) + " |")
