@@ -324,8 +324,11 @@ fn restarts_under_load_with_a_tiny_entry_cache() {
                 outcomes.push((g, Bytes::from(data), prx));
             }
         }
+        // An outcome not in by the deadline counts as not acknowledged (never as lost).
+        let deadline = Instant::now() + WAIT;
         for (g, data, outcome) in outcomes {
-            if let Ok(Ok(_)) = outcome.recv() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Ok(Ok(_)) = outcome.recv_timeout(left) {
                 acked.insert((g, data));
             }
         }

@@ -410,34 +410,26 @@ async fn tls_route_between_two_natrix_servers() {
     assert!(b.json("/varz")["cluster"].is_object());
 }
 
+/// Two nodes with `verify_and_map` in their cluster tls block and `user` as the
+/// cluster's route user; the second routes to the first.
+fn mapped_route_pair(pki: &Pki, first: &str, second: &str, user: &str) -> (TestServer, TestServer) {
+    let map = ", verify_and_map: true";
+    let authorization = format!("authorization {{ user: {user} }}");
+    let a = route_node_with(pki, first, None, None, map, &authorization);
+    let b = route_node_with(pki, second, Some(a.cluster_port), None, map, &authorization);
+    (a, b)
+}
+
 /// `verify_and_map` on routes, as nats-server has it: the accepted route's
 /// certificate must name the cluster's `authorization { user }` (the test
 /// certificate offers `localhost`); one that names nobody else is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_verify_and_map_takes_the_route_user_from_the_certificate() {
     let pki = pki();
-    let map = ", verify_and_map: true";
-    let user = |name: &str| format!("authorization {{ user: {name} }}");
-    let a = route_node_with(&pki, "A", None, None, map, &user("localhost"));
-    let b = route_node_with(
-        &pki,
-        "B",
-        Some(a.cluster_port),
-        None,
-        map,
-        &user("localhost"),
-    );
+    let (a, b) = mapped_route_pair(&pki, "A", "B", "localhost");
     exercise_route(&a, &b).await;
 
-    let c = route_node_with(&pki, "C", None, None, map, &user("someone_else"));
-    let d = route_node_with(
-        &pki,
-        "D",
-        Some(c.cluster_port),
-        None,
-        map,
-        &user("someone_else"),
-    );
+    let (c, d) = mapped_route_pair(&pki, "C", "D", "someone_else");
     common::wait_for("the route refused", WAIT, || {
         c.log().contains("Authorization Violation")
     });

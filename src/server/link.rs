@@ -20,8 +20,8 @@ use std::rc::Rc;
 /// Items pending for one peer beyond which a publisher waits for the queue to drain.
 pub const PENDING_ITEMS_MAX: usize = 64 * 1024;
 /// Items in one batch at most. A busy link fills batches of this size, each
-/// allocated once at its full size, instead of one batch that grows (and copies
-/// itself) item by item.
+/// allocated once at its full size (all but a link's very first, which grows),
+/// instead of one batch that grows (and copies itself) item by item.
 const BATCH_ITEMS_MAX: usize = 1024;
 
 /// What one shard hands another at once: items, in order, and the buffers that
