@@ -1235,3 +1235,49 @@ async fn placement_tags_choose_the_servers() {
     let here = create("HERE", 1, r#"{"cluster":"C1","tags":["az2"]}"#).await;
     assert_eq!(replica_names(&here), ["n3-c1"], "{here}");
 }
+
+/// A restart replays the group's log from its last compaction: a purge or a delete
+/// in it must not take away what was stored after it (a purge replayed whole
+/// removed every later message before the fix).
+#[tokio::test]
+async fn a_restart_replays_purges_and_deletes_without_losing_later_messages() {
+    let (mut cl, nc, js, _) = with_r3_stream(3).await;
+    publish_acked(&js, "before", 5).await;
+    let purged = api(&nc, &format!("STREAM.PURGE.{STREAM}"), "")
+        .await
+        .expect("purge answered");
+    assert_eq!(purged["purged"], 5, "{purged}");
+    let mut acked = publish_acked(&js, "after", 5).await;
+    let first = *acked.keys().next().unwrap();
+    let body = format!(r#"{{"seq":{first}}}"#);
+    let deleted = api(&nc, &format!("STREAM.MSG.DELETE.{STREAM}"), &body)
+        .await
+        .expect("delete answered");
+    assert_eq!(deleted["success"], true, "{deleted}");
+    acked.remove(&first);
+    // A delete of a sequence not stored yet fails, and must not take it later.
+    let ahead = format!(r#"{{"seq":{}}}"#, first + 6);
+    let refused = api(&nc, &format!("STREAM.MSG.DELETE.{STREAM}"), &ahead)
+        .await
+        .expect("delete answered");
+    assert!(refused["error"]["code"].is_number(), "{refused}");
+    acked.extend(publish_acked(&js, "later", 3).await);
+    assert!(acked.contains_key(&(first + 6)), "{acked:?}");
+    drop(nc);
+    for i in 0..3 {
+        cl.terminate(i);
+    }
+    for i in 0..3 {
+        cl.restart(i);
+    }
+    let (nc, js) = connect(&cl.url(1)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    stream_ready(&nc, None).await;
+    let last = *acked.keys().last().unwrap();
+    cl.wait_replicas(acked.len() as u64, last);
+    let stream = js.get_stream(STREAM).await.expect("stream");
+    for (seq, payload) in &acked {
+        let m = stream.get_raw_message(*seq).await.expect("kept");
+        assert_eq!(&String::from_utf8(m.payload.to_vec()).unwrap(), payload);
+    }
+}

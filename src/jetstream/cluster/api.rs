@@ -429,6 +429,33 @@ async fn leads(cl: &Cluster, group: GroupId) -> bool {
     }
 }
 
+/// A purge or delete entry for the leader to propose, bounded by the last sequence
+/// its stream will hold when the entry applies: the one stored, or the last of its
+/// messages proposed before (they are ahead of it in the log).
+fn removal(
+    shard: &Shard,
+    account: AccountId,
+    name: &str,
+    purge: bool,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let stream = shard
+        .js
+        .get(account, name)
+        .ok_or_else(errors::stream_not_found)?;
+    let r = stream.cluster.get().expect("a clustered stream");
+    if !r.leading.get() {
+        return Err(errors::general(
+            "the stream's leader is not ready, try again",
+        ));
+    }
+    let through_seq = match r.next_seq.get() {
+        Some(next) => next - 1,
+        None => stream.store.state().last_seq,
+    };
+    Ok(entry::encode_removal(purge, through_seq, body))
+}
+
 /// The replica here, once created (a create answers with its state).
 async fn local_stream(shard: &Shard, account: AccountId, name: &str) -> Option<Rc<Stream>> {
     let mut waited_ms = 0;
@@ -747,7 +774,10 @@ async fn about_stream(
             Some(Reply::json(&Response { kind, body: info }))
         }
         ApiOp::StreamPurge(_) => {
-            let data = entry::encode_request(true, &body);
+            let data = match removal(shard, account, &name, true, &body) {
+                Ok(data) => data,
+                Err(e) => return Some(Reply::error(kind, e)),
+            };
             Some(match cl.propose(sa.group, data).await {
                 Ok(Answer::Count(Ok(purged))) => Reply::json(&Response {
                     kind,
@@ -764,7 +794,10 @@ async fn about_stream(
             })
         }
         ApiOp::MsgDelete(_) => {
-            let data = entry::encode_request(false, &body);
+            let data = match removal(shard, account, &name, false, &body) {
+                Ok(data) => data,
+                Err(e) => return Some(Reply::error(kind, e)),
+            };
             Some(match cl.propose(sa.group, data).await {
                 Ok(Answer::Count(Ok(_))) => Reply::json(&Response {
                     kind,

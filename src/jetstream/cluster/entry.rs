@@ -32,12 +32,22 @@ pub struct MsgEntry {
 pub enum StreamEntry {
     Msg(MsgEntry),
     /// A purge request's JSON body.
-    Purge(Bytes),
+    Purge(Removal),
     /// A message delete request's JSON body.
-    Delete(Bytes),
+    Delete(Removal),
     /// Every replica holds the log up to this index: each compacts its log there once
     /// its store has made what it applied durable.
     Compact(u64),
+}
+
+/// A purge or a message delete: the API request's JSON, and the last sequence the
+/// stream held when the leader proposed it. It never touches a message after
+/// that one, so applying it again (a replay after a restart) leaves alone what
+/// was stored after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Removal {
+    pub through_seq: u64,
+    pub body: Bytes,
 }
 
 impl MsgEntry {
@@ -66,9 +76,10 @@ impl MsgEntry {
     }
 }
 
-pub fn encode_request(purge: bool, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + body.len());
+pub fn encode_removal(purge: bool, through_seq: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + 8 + body.len());
     out.push(if purge { KIND_PURGE } else { KIND_DELETE });
+    out.extend_from_slice(&through_seq.to_le_bytes());
     out.extend_from_slice(body);
     out
 }
@@ -85,14 +96,23 @@ pub fn decode(data: &Bytes) -> Option<StreamEntry> {
     let (&kind, _) = data.split_first()?;
     match kind {
         KIND_MSG => decode_msg(data).map(StreamEntry::Msg),
-        KIND_PURGE => Some(StreamEntry::Purge(data.slice(1..))),
-        KIND_DELETE => Some(StreamEntry::Delete(data.slice(1..))),
-        KIND_COMPACT => {
-            let bytes: [u8; 8] = data.get(1..9)?.try_into().ok()?;
-            Some(StreamEntry::Compact(u64::from_le_bytes(bytes)))
-        }
+        KIND_PURGE => decode_removal(data).map(StreamEntry::Purge),
+        KIND_DELETE => decode_removal(data).map(StreamEntry::Delete),
+        KIND_COMPACT => Some(StreamEntry::Compact(u64_after_kind(data)?)),
         _ => None,
     }
+}
+
+fn u64_after_kind(data: &Bytes) -> Option<u64> {
+    let bytes: [u8; 8] = data.get(1..9)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+fn decode_removal(data: &Bytes) -> Option<Removal> {
+    Some(Removal {
+        through_seq: u64_after_kind(data)?,
+        body: data.slice(9..),
+    })
 }
 
 fn decode_msg(data: &Bytes) -> Option<MsgEntry> {
@@ -143,11 +163,13 @@ mod tests {
                 assert!(short.payload.len() < 5, "a cut entry is never read whole");
             }
         }
-        let purge = Bytes::from(encode_request(true, b"{}"));
-        assert_eq!(
-            decode(&purge),
-            Some(StreamEntry::Purge(Bytes::from_static(b"{}")))
-        );
+        let purge = Bytes::from(encode_removal(true, 12, b"{}"));
+        let removal = Removal {
+            through_seq: 12,
+            body: Bytes::from_static(b"{}"),
+        };
+        assert_eq!(decode(&purge), Some(StreamEntry::Purge(removal)));
+        assert_eq!(decode(&purge.slice(..8)), None);
         assert_eq!(decode(&Bytes::from_static(&[9, 1])), None);
         let compact = Bytes::from(encode_compact(77));
         assert_eq!(decode(&compact), Some(StreamEntry::Compact(77)));

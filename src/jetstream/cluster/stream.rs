@@ -3,7 +3,7 @@
 //! leads, subscribed to the stream's subjects and proposing what is published.
 
 use super::assign::StreamAssignment;
-use super::entry::{self, MsgEntry, StreamEntry};
+use super::entry::{self, MsgEntry, Removal, StreamEntry};
 use super::{Answer, Cluster};
 use crate::jetstream::api::errors;
 use crate::jetstream::api::types::{ApiError, MsgDeleteRequest, PurgeRequest};
@@ -325,8 +325,8 @@ pub fn apply(cl: &Cluster, stream: &Rc<Stream>, data: &Bytes) -> Option<Answer> 
             compact_when_durable(cl, stream, up_to);
             None
         }
-        StreamEntry::Purge(body) => Some(Answer::Count(purge(stream, &body))),
-        StreamEntry::Delete(body) => Some(Answer::Count(delete(stream, &body))),
+        StreamEntry::Purge(r) => Some(Answer::Count(purge(stream, &r))),
+        StreamEntry::Delete(r) => Some(Answer::Count(delete(stream, &r))),
     }
 }
 
@@ -429,16 +429,38 @@ pub fn count_stored(shard: &Shard, stream: &Stream, size: u64) {
     stream.commit_needed.notify();
 }
 
-fn purge(stream: &Stream, body: &[u8]) -> Result<u64, ApiError> {
-    let req: PurgeRequest = if body.is_empty() {
+/// The stream as the removal's leader saw it: ahead of it (a replay after a
+/// restart: the store holds what was applied after it), or behind it (a message
+/// proposed before it was refused, the same on every replica).
+fn removal_bound(stream: &Stream, removal: &Removal) -> Result<u64, ApiError> {
+    let last = stream.store.state().last_seq;
+    if last < removal.through_seq {
+        return Err(errors::general(
+            "the stream changed under the request, try again",
+        ));
+    }
+    Ok(removal.through_seq)
+}
+
+fn purge(stream: &Stream, removal: &Removal) -> Result<u64, ApiError> {
+    let mut req: PurgeRequest = if removal.body.is_empty() {
         PurgeRequest::default()
     } else {
-        serde_json::from_slice(body).map_err(errors::invalid_json)?
+        serde_json::from_slice(&removal.body).map_err(errors::invalid_json)?
     };
+    let through = removal_bound(stream, removal)?;
+    if through < stream.store.state().last_seq {
+        // Purges only below `through + 1`, whatever the request's own bound.
+        req.seq = Some(req.seq.map_or(through + 1, |s| s.min(through + 1)));
+    }
     registry::purge_now(stream, &req)
 }
 
-fn delete(stream: &Stream, body: &[u8]) -> Result<u64, ApiError> {
-    let req: MsgDeleteRequest = serde_json::from_slice(body).map_err(errors::invalid_json)?;
+fn delete(stream: &Stream, removal: &Removal) -> Result<u64, ApiError> {
+    let req: MsgDeleteRequest =
+        serde_json::from_slice(&removal.body).map_err(errors::invalid_json)?;
+    if req.seq > removal_bound(stream, removal)? {
+        return Err(errors::sequence_not_found(req.seq));
+    }
     registry::delete_now(stream, &req).map(|()| 1)
 }
