@@ -84,7 +84,7 @@ pub async fn flush(shard: &Shard) {
                 c.save();
             }
         }
-        if let Err(e) = stream.store.sync().await {
+        if let Err(e) = stream.store.commit().await {
             tracing::error!("JetStream stream {}: final commit failed: {e}", stream.name);
         }
     }
@@ -168,27 +168,16 @@ fn largest_segment_bytes(dir: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// How often a replicated stream's store syncs when the server names no interval:
-/// its group's Raft log, synced on a quorum before a PubAck, is what makes a message
-/// durable, and the log is compacted only past a forced sync of the store.
-const REPLICA_SYNC_INTERVAL_MS: u64 = 120_000;
-
-fn log_config(
-    shard: &Shard,
-    config: &StreamConfig,
-    dir: &std::path::Path,
-    replicated: bool,
-) -> LogConfig {
-    let interval_ms = shard
+fn log_config(shard: &Shard, config: &StreamConfig, dir: &std::path::Path) -> LogConfig {
+    let durability = match shard
         .server
         .opts
         .jetstream
         .as_ref()
-        .and_then(|j| j.sync_interval_ms);
-    let durability = match (interval_ms, replicated) {
-        (Some(ms), _) => Durability::Interval(Duration::from_millis(ms)),
-        (None, true) => Durability::Interval(Duration::from_millis(REPLICA_SYNC_INTERVAL_MS)),
-        (None, false) => Durability::Always,
+        .and_then(|j| j.sync_interval_ms)
+    {
+        Some(ms) => Durability::Interval(Duration::from_millis(ms)),
+        None => Durability::Always,
     };
     let segment_size_bytes = segment_bytes(config, shard.server.opts.max_payload, Some(dir));
     LogConfig {
@@ -239,7 +228,7 @@ pub async fn create_replica(
             })
             .map_err(|e| errors::stream_create(format!("could not create stream: {e}")))?;
     }
-    let store = open_store(shard, &config, dir.as_deref(), replica.is_some())
+    let store = open_store(shard, &config, dir.as_deref())
         .await
         .map_err(|e| {
             if let Some(dir) = &dir {
@@ -264,12 +253,11 @@ async fn open_store(
     shard: &Shard,
     config: &StreamConfig,
     dir: Option<&std::path::Path>,
-    replicated: bool,
 ) -> Result<Store, natrix_storage::StoreError> {
     match dir {
         None => Ok(Store::Memory(MemStore::new(stream::limits(config)))),
         Some(dir) => {
-            let cfg = log_config(shard, config, dir, replicated);
+            let cfg = log_config(shard, config, dir);
             Ok(Store::File(
                 FileStore::open(persist::messages_dir(dir), cfg).await?,
             ))
@@ -336,13 +324,13 @@ async fn repair_damage(
     let messages = persist::messages_dir(dir);
     std::fs::remove_dir_all(&messages)
         .map_err(|e| format!("could not clear {}: {e}", messages.display()))?;
-    let store = open_store(shard, &meta.config, Some(dir), true)
+    let store = open_store(shard, &meta.config, Some(dir))
         .await
         .map_err(|e| e.to_string())?;
     if first_missing > 1 {
         store.start_at(first_missing).map_err(|e| e.to_string())?;
     }
-    store.sync().await.map_err(|e| e.to_string())?;
+    store.commit().await.map_err(|e| e.to_string())?;
     Ok((store, repair))
 }
 
@@ -354,10 +342,10 @@ pub async fn open_stream(
     dir: PathBuf,
 ) -> Result<Rc<Stream>, String> {
     let meta = persist::load_stream_meta(&dir).map_err(|e| e.to_string())?;
-    let binding = persist::load_binding(&dir).map_err(|e| e.to_string())?;
-    let store = open_store(shard, &meta.config, Some(&dir), binding.is_some())
+    let store = open_store(shard, &meta.config, Some(&dir))
         .await
         .map_err(|e| e.to_string())?;
+    let binding = persist::load_binding(&dir).map_err(|e| e.to_string())?;
     let (store, repair) = repair_damage(shard, &meta, &dir, store, binding.as_ref()).await?;
     let config = meta.config.clone();
     let stream = Stream::new(

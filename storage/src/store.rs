@@ -41,13 +41,6 @@ impl Store {
     pub async fn commit(&self) -> Result<u64> {
         both!(self, s => s.commit().await)
     }
-    /// Like `commit`, but a file store syncs whatever its durability mode.
-    pub async fn sync(&self) -> Result<u64> {
-        match self {
-            Store::File(s) => s.sync().await,
-            Store::Memory(s) => s.commit().await,
-        }
-    }
     pub async fn get(&self, seq: u64) -> Result<Option<StoredMsg>> {
         both!(self, s => s.get(seq).await)
     }

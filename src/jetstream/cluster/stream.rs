@@ -356,7 +356,7 @@ fn compact_when_durable(cl: &Cluster, stream: &Rc<Stream>, up_to: u64) {
         let Some(cl) = shard.cluster.get().cloned() else {
             return;
         };
-        let durable = stream.store.sync().await.map_err(|e| e.to_string());
+        let durable = stream.store.commit().await.map_err(|e| e.to_string());
         match durable.and_then(|_| record_log_start(&stream, log_from_seq)) {
             Ok(()) => cl.compact_log(group, up_to),
             Err(e) => error!(
