@@ -1281,3 +1281,50 @@ async fn a_restart_replays_purges_and_deletes_without_losing_later_messages() {
         assert_eq!(&String::from_utf8(m.payload.to_vec()).unwrap(), payload);
     }
 }
+
+/// A stream placed on servers other than the meta leader: the create answers at
+/// once with nats-server's zero times (nats.go failed to parse "" and the create
+/// waited 2 s for a replica that was never coming here), and listing and
+/// updating it parse in a client too.
+#[tokio::test]
+async fn streams_placed_away_from_the_meta_leader_parse_in_clients() {
+    let cl = Cluster::start_tagged(3, 0, &["[a]", "[b]", "[c]"]);
+    let (nc, js) = connect(&cl.url(0)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    for tag in ["a", "b", "c"] {
+        let name = format!("ON_{}", tag.to_uppercase());
+        let config = jetstream::stream::Config {
+            name: name.clone(),
+            subjects: vec![format!("{tag}.>")],
+            placement: Some(jetstream::stream::Placement {
+                cluster: None,
+                tags: vec![tag.to_string()],
+            }),
+            ..Default::default()
+        };
+        let created = js.create_stream(config.clone()).await;
+        let mut stream = created.unwrap_or_else(|e| panic!("{name}: {e}\n{}", cl.logs()));
+        assert_eq!(stream.cached_info().state.messages, 0);
+        let updated = js
+            .update_stream(jetstream::stream::Config {
+                max_messages: 10,
+                ..config
+            })
+            .await
+            .unwrap_or_else(|e| panic!("update {name}: {e}"));
+        assert_eq!(updated.config.max_messages, 10);
+        // The replica takes the new config once the meta entry applies there.
+        let begun = Instant::now();
+        while stream.info().await.expect("info").config.max_messages != 10 {
+            assert!(begun.elapsed() < FORM_WAIT, "{name} kept its old config");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mut listed = Vec::new();
+    let mut streams = js.streams();
+    while let Some(info) = streams.next().await {
+        listed.push(info.expect("a stream info that parses").config.name);
+    }
+    listed.sort();
+    assert_eq!(listed, ["ON_A", "ON_B", "ON_C"]);
+}

@@ -1155,7 +1155,7 @@ pub async fn execute(
                 PauseBody {
                     paused: until.is_some(),
                     pause_until: until.map_or_else(
-                        || "0001-01-01T00:00:00Z".into(),
+                        || crate::jetstream::ZERO_TIME.into(),
                         crate::jetstream::time_string,
                     ),
                     pause_remaining: until

@@ -115,7 +115,7 @@ impl Stream {
         let s = self.store.state();
         let ts = |ns: u64| {
             if ns == 0 {
-                "0001-01-01T00:00:00Z".to_string()
+                crate::jetstream::ZERO_TIME.to_string()
             } else {
                 time_string(SystemTime::UNIX_EPOCH + Duration::from_nanos(ns))
             }

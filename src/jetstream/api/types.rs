@@ -175,7 +175,7 @@ impl Default for StreamConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamState {
     pub messages: u64,
     pub bytes: u64,
@@ -192,6 +192,25 @@ pub struct StreamState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<Vec<u64>>,
     pub consumer_count: u64,
+}
+
+/// An empty stream's state, its times unset as nats-server writes them.
+impl Default for StreamState {
+    fn default() -> StreamState {
+        StreamState {
+            messages: 0,
+            bytes: 0,
+            first_seq: 0,
+            first_ts: crate::jetstream::ZERO_TIME.to_string(),
+            last_seq: 0,
+            last_ts: crate::jetstream::ZERO_TIME.to_string(),
+            num_subjects: 0,
+            subjects: None,
+            num_deleted: 0,
+            deleted: None,
+            consumer_count: 0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -53,7 +53,7 @@ pub async fn handle(
             Some(create_stream(shard, cl, account, &acct, &name, &body).await)
         }
         ApiOp::StreamUpdate(name) if meta_leader => {
-            Some(update_stream(cl, &acct, &name, &body).await)
+            Some(update_stream(shard, cl, account, &acct, &name, &body).await)
         }
         ApiOp::StreamDelete(name) if meta_leader => {
             let op = MetaOp::RemoveStream {
@@ -356,7 +356,13 @@ async fn create_stream(
         return Reply::error(k, errors::stream_not_found());
     };
     wait_for_leader(shard, cl, account, &sa).await;
-    let mut info = match local_stream(shard, account, name).await {
+    // A replica here answers with its state; without one, the assignment does.
+    let here = sa.peers.contains(&cl.node);
+    let local = match here {
+        true => local_stream(shard, account, name).await,
+        false => None,
+    };
+    let mut info = match local {
         Some(s) => s.info(None, false),
         None => assigned_info(&sa),
     };
@@ -471,7 +477,14 @@ async fn local_stream(shard: &Shard, account: AccountId, name: &str) -> Option<R
     }
 }
 
-async fn update_stream(cl: &Cluster, acct: &str, name: &str, body: &[u8]) -> Reply {
+async fn update_stream(
+    shard: &Shard,
+    cl: &Cluster,
+    account: AccountId,
+    acct: &str,
+    name: &str,
+    body: &[u8],
+) -> Reply {
     let k = kind::STREAM_UPDATE;
     let config = match catalog::checked_config(name, body, true) {
         Ok(c) => c,
@@ -504,7 +517,10 @@ async fn update_stream(cl: &Cluster, acct: &str, name: &str, body: &[u8]) -> Rep
     };
     match propose_meta_change(cl, op).await {
         Ok(Change::StreamUpdated(sa) | Change::StreamMoved(sa, _)) => {
-            let mut info = assigned_info(&sa);
+            let mut info = match shard.js.get(account, name) {
+                Some(s) => s.info(None, false),
+                None => assigned_info(&sa),
+            };
             info.config = config;
             Reply::json(&Response {
                 kind: k,
