@@ -74,7 +74,7 @@ type result struct {
 
 var (
 	url       = flag.String("url", nats.DefaultURL, "server URL")
-	mode      = flag.String("mode", "js-pub-async", "js-pub-async | js-pub-sync | js-pull | core-pubsub | core-fanout | core-queue | core-route | js-failover | scale-subjects | scale-filter | scale-consumers | scale-streams | scale-kv")
+	mode      = flag.String("mode", "js-pub-async", "js-pub-async | js-pub-sync | js-pull | core-pubsub | core-fanout | core-queue | core-route | core-reqrep | js-failover | scale-subjects | scale-filter | scale-consumers | scale-streams | scale-kv")
 	n         = flag.Int("n", 200000, "messages")
 	size      = flag.Int("size", 128, "payload bytes")
 	window    = flag.Int("w", 4000, "js-pub-async: most acks outstanding (nats.go's default window is 4000)")
@@ -536,6 +536,8 @@ func main() {
 		r = coreFan(nc, *fanSubs, "q")
 	case "core-route":
 		r = coreRoute(nc)
+	case "core-reqrep":
+		r = coreReqRep(nc)
 	default:
 		fail("unknown mode")
 	}
