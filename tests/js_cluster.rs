@@ -1283,15 +1283,15 @@ async fn a_restart_replays_purges_and_deletes_without_losing_later_messages() {
 }
 
 /// A stream placed on servers other than the meta leader: the create answers at
-/// once with nats-server's zero times (nats.go failed to parse "" and the create
-/// waited 2 s for a replica that was never coming here), and listing and
-/// updating it parse in a client too.
+/// once, naming its leader, with nats-server's zero times (nats.go failed to parse
+/// "" and the create waited 2 s for a replica that was never coming here); a list
+/// shows each stream's state as its leader has it; updates parse in a client too.
 #[tokio::test]
 async fn streams_placed_away_from_the_meta_leader_parse_in_clients() {
     let cl = Cluster::start_tagged(3, 0, &["[a]", "[b]", "[c]"]);
     let (nc, js) = connect(&cl.url(0)).await;
     assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
-    for tag in ["a", "b", "c"] {
+    for (i, tag) in ["a", "b", "c"].into_iter().enumerate() {
         let name = format!("ON_{}", tag.to_uppercase());
         let config = jetstream::stream::Config {
             name: name.clone(),
@@ -1305,6 +1305,19 @@ async fn streams_placed_away_from_the_meta_leader_parse_in_clients() {
         let created = js.create_stream(config.clone()).await;
         let mut stream = created.unwrap_or_else(|e| panic!("{name}: {e}\n{}", cl.logs()));
         assert_eq!(stream.cached_info().state.messages, 0);
+        let leader = stream
+            .cached_info()
+            .cluster
+            .as_ref()
+            .and_then(|c| c.leader.clone());
+        assert_eq!(leader.as_deref(), Some(format!("n{}-c1", i + 1).as_str()));
+        for _ in 0..=i {
+            let ack = js
+                .publish(format!("{tag}.x"), "m".into())
+                .await
+                .expect("sent");
+            ack.await.expect("acknowledged");
+        }
         let updated = js
             .update_stream(jetstream::stream::Config {
                 max_messages: 10,
@@ -1323,8 +1336,19 @@ async fn streams_placed_away_from_the_meta_leader_parse_in_clients() {
     let mut listed = Vec::new();
     let mut streams = js.streams();
     while let Some(info) = streams.next().await {
-        listed.push(info.expect("a stream info that parses").config.name);
+        let info = info.expect("a stream info that parses");
+        let leader = info.cluster.as_ref().and_then(|c| c.leader.clone());
+        listed.push((info.config.name, info.state.messages, leader));
     }
     listed.sort();
-    assert_eq!(listed, ["ON_A", "ON_B", "ON_C"]);
+    let expected =
+        |name: &str, msgs: u64, server: &str| (name.to_string(), msgs, Some(server.to_string()));
+    assert_eq!(
+        listed,
+        [
+            expected("ON_A", 1, "n1-c1"),
+            expected("ON_B", 2, "n2-c1"),
+            expected("ON_C", 3, "n3-c1")
+        ]
+    );
 }

@@ -679,6 +679,13 @@ pub async fn start(shard: &Rc<Shard>) -> Result<(), String> {
             "$JS.API.>",
             crate::server::interest::InternalSub::JetStream(crate::jetstream::Service::Api),
         );
+        if let Some(node) = shard.server.raft_node {
+            shard.add_internal(
+                account,
+                &crate::jetstream::cluster::gather::subscription(node),
+                crate::server::interest::InternalSub::JetStream(crate::jetstream::Service::Gather),
+            );
+        }
     }
     tracing::info!("Starting JetStream");
     tracing::info!("    Storage directory: {}", root.display());

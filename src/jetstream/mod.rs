@@ -71,6 +71,8 @@ pub enum Service {
     FlowControl(Weak<stream::Stream>),
     /// Stream catch-up requests and answers between servers, on shard 0.
     CatchUp,
+    /// Answers to the stream infos this server asked of others, on shard 0.
+    Gather,
 }
 
 /// A message reached a JetStream internal subscription.
@@ -78,6 +80,7 @@ pub fn on_internal(shard: &Shard, service: &Service, account: AccountId, msg: &M
     match service {
         Service::Api => api::on_request(shard, account, msg),
         Service::CatchUp => cluster::catchup::on_message(shard, msg),
+        Service::Gather => cluster::gather::on_answer(shard, msg),
         Service::Publish(stream) => {
             if let Some(stream) = stream.upgrade() {
                 publish::on_publish(shard, &stream, msg);

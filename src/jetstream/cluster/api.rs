@@ -5,6 +5,7 @@
 
 use super::assign::{Change, MetaOp, Refusal, StreamAssignment};
 use super::entry;
+use super::gather;
 use super::{Answer, Cluster};
 use crate::jetstream::api::request::ApiOp;
 use crate::jetstream::api::types::*;
@@ -246,14 +247,38 @@ async fn list(
     };
     let all = matching(cl, acct, req.subject.as_deref());
     let total = all.len();
-    let mut streams = Vec::new();
-    for sa in all.into_iter().skip(req.offset).take(registry::LIST_PAGE) {
-        let mut info = match shard.js.get(account, &sa.config.name) {
-            Some(s) => s.info(None, false),
-            None => assigned_info(&sa),
-        };
-        info.cluster = Some(cluster_info(shard, cl, &sa, sa.group).await);
-        streams.push(info);
+    let page: Vec<(StreamAssignment, Option<Rc<Stream>>)> = all
+        .into_iter()
+        .skip(req.offset)
+        .take(registry::LIST_PAGE)
+        .map(|sa| {
+            let local = shard.js.get(account, &sa.config.name);
+            (sa, local)
+        })
+        .collect();
+    // A stream with no replica here: its leader tells its state.
+    let elsewhere: Vec<String> = page
+        .iter()
+        .filter(|(_, local)| local.is_none())
+        .map(|(sa, _)| sa.config.name.clone())
+        .collect();
+    let mut answers = gather::stream_infos(shard, cl, account, &elsewhere)
+        .await
+        .into_iter();
+    let (mut streams, mut missing) = (Vec::new(), Vec::new());
+    for (sa, local) in page {
+        match local {
+            Some(s) => {
+                let mut info = s.info(None, false);
+                info.cluster = Some(cluster_info(shard, cl, &sa, sa.group).await);
+                streams.push(info);
+            }
+            // No leader answered: listed as missing, as nats-server does.
+            None => match answers.next().flatten() {
+                Some(info) => streams.push(info),
+                None => missing.push(sa.config.name.clone()),
+            },
+        }
     }
     Reply::json(&Response {
         kind: kind::STREAM_LIST,
@@ -262,7 +287,7 @@ async fn list(
             offset: req.offset,
             limit: registry::LIST_PAGE,
             streams,
-            missing: Vec::new(),
+            missing,
         },
     })
 }
@@ -362,11 +387,26 @@ async fn create_stream(
         true => local_stream(shard, account, name).await,
         false => None,
     };
-    let mut info = match local {
-        Some(s) => s.info(None, false),
-        None => assigned_info(&sa),
+    let info = match local {
+        Some(s) => {
+            let mut info = s.info(None, false);
+            info.cluster = Some(cluster_info(shard, cl, &sa, sa.group).await);
+            info
+        }
+        // Its leader names itself and the replicas.
+        None => {
+            let names = [sa.config.name.clone()];
+            let asked = gather::stream_infos(shard, cl, account, &names).await;
+            match asked.into_iter().next().flatten() {
+                Some(info) => info,
+                None => {
+                    let mut info = assigned_info(&sa);
+                    info.cluster = Some(cluster_info(shard, cl, &sa, sa.group).await);
+                    info
+                }
+            }
+        }
     };
-    info.cluster = Some(cluster_info(shard, cl, &sa, sa.group).await);
     Reply::json(&Response {
         kind: k,
         body: info,

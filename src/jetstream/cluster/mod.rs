@@ -10,6 +10,7 @@
 //! - `api`: which server answers which `$JS.API` request, and how.
 //! - `moves`: a stream's replicas moving to other servers (peer removal, replicas).
 //! - `catchup`: a replica fetching from a peer what its group's log no longer holds.
+//! - `gather`: stream infos asked of the servers that lead the streams.
 //!
 //! Who answers (as nats-server): every JetStream server subscribes `$JS.API.>`, so
 //! each request reaches all of them; the meta leader answers the account-wide
@@ -24,6 +25,7 @@ pub mod assign;
 pub mod catchup;
 pub mod consumer;
 pub mod entry;
+pub mod gather;
 pub mod moves;
 pub mod stream;
 
@@ -147,6 +149,8 @@ pub struct Cluster {
     pub catchup_answers: RefCell<AHashMap<GroupId, oneshot::Sender<bytes::Bytes>>>,
     /// Catch-up batches being read for peers now (bounded: `catchup::SERVING_MAX`).
     pub catchup_serving: Cell<usize>,
+    /// Stream infos asked of other servers and not yet answered.
+    pub gather: gather::Pending,
 }
 
 impl Cluster {
@@ -167,6 +171,7 @@ impl Cluster {
             last_sweep: Cell::new(None),
             catchup_answers: RefCell::default(),
             catchup_serving: Cell::new(0),
+            gather: gather::Pending::default(),
         })
     }
 
