@@ -357,6 +357,31 @@ async fn publish_acked(js: &jetstream::Context, prefix: &str, n: usize) -> BTree
 }
 
 /// Reads the whole stream through an ordered pull of every message.
+/// Stops the three servers (SIGKILL or SIGTERM) and starts them again; returns
+/// once the stream has a leader and every replica holds the `acked` messages.
+async fn restart_all(
+    cl: &mut Cluster,
+    kill: bool,
+    acked: &BTreeMap<u64, String>,
+) -> (async_nats::Client, jetstream::Context) {
+    for i in 0..3 {
+        if kill {
+            cl.kill(i);
+        } else {
+            cl.terminate(i);
+        }
+    }
+    for i in 0..3 {
+        cl.restart(i);
+    }
+    let (nc, js) = connect(&cl.url(1)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    stream_ready(&nc, None).await;
+    let last = *acked.keys().last().unwrap();
+    cl.wait_replicas(acked.len() as u64, last);
+    (nc, js)
+}
+
 async fn read_all(js: &jetstream::Context) -> BTreeMap<u64, String> {
     let stream = js.get_stream(STREAM).await.expect("stream");
     let last = stream.cached_info().state.last_sequence;
@@ -496,21 +521,7 @@ async fn a_whole_cluster_restarts_after_sigterm_and_after_sigkill() {
     drop(nc);
 
     for how in ["SIGTERM", "SIGKILL"] {
-        for i in 0..3 {
-            if how == "SIGTERM" {
-                cl.terminate(i);
-            } else {
-                cl.kill(i);
-            }
-        }
-        for i in 0..3 {
-            cl.restart(i);
-        }
-        let (nc, js) = connect(&cl.url(1)).await;
-        assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
-        stream_ready(&nc, None).await;
-        let last = *acked.keys().last().unwrap();
-        cl.wait_replicas(acked.len() as u64, last);
+        let (_nc, js) = restart_all(&mut cl, how == "SIGKILL", &acked).await;
         assert_eq!(read_all(&js).await, acked, "after {how}");
         for s in cl.running() {
             assert_eq!(
@@ -1264,17 +1275,7 @@ async fn a_restart_replays_purges_and_deletes_without_losing_later_messages() {
     acked.extend(publish_acked(&js, "later", 3).await);
     assert!(acked.contains_key(&(first + 6)), "{acked:?}");
     drop(nc);
-    for i in 0..3 {
-        cl.terminate(i);
-    }
-    for i in 0..3 {
-        cl.restart(i);
-    }
-    let (nc, js) = connect(&cl.url(1)).await;
-    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
-    stream_ready(&nc, None).await;
-    let last = *acked.keys().last().unwrap();
-    cl.wait_replicas(acked.len() as u64, last);
+    let (_nc, js) = restart_all(&mut cl, false, &acked).await;
     let stream = js.get_stream(STREAM).await.expect("stream");
     for (seq, payload) in &acked {
         let m = stream.get_raw_message(*seq).await.expect("kept");
