@@ -129,7 +129,8 @@ impl Stream {
         StreamState {
             messages: s.msgs,
             bytes: s.bytes,
-            first_seq: s.first_seq,
+            // A stream that never held a message starts at 0, as nats-server's does.
+            first_seq: if s.last_seq == 0 { 0 } else { s.first_seq },
             first_ts: ts(s.first_ts_ns),
             last_seq: s.last_seq,
             last_ts: ts(s.last_ts_ns),

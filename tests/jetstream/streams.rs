@@ -9,12 +9,17 @@ async fn create_info_update_delete_list(shards: usize) {
     for (name, subject) in [("ALPHA", "a.>"), ("BETA", "b.>"), ("GAMMA", "g.*")] {
         create(&js, config(name, &[subject])).await;
     }
+    // Never held a message: first and last sequence 0, as on nats-server.
+    let mut alpha = js.get_stream("ALPHA").await.unwrap();
+    let state = alpha.info().await.unwrap().state.clone();
+    assert_eq!((state.first_sequence, state.last_sequence), (0, 0));
     publish(&js, "b.1", "x").await;
 
     let mut beta = js.get_stream("BETA").await.unwrap();
     let info = beta.info().await.unwrap().clone();
     assert_eq!(info.config.subjects, vec!["b.>"]);
     assert_eq!((info.state.messages, info.state.last_sequence), (1, 1));
+    assert_eq!(info.state.first_sequence, 1);
 
     let updated = js
         .update_stream(stream::Config {
