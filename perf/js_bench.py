@@ -176,7 +176,7 @@ def servers(a):
         "natrix": Server("natrix", a.natrix, "target/release/natrix",
                          args=shlex.split(getattr(a, "natrix_args", ""))),
         # A second natrix build, for an A/B of two builds in one run (--natrix-b PATH).
-        "natrix-b": Server("natrix-b", getattr(a, "natrix_b", None) or a.natrix,
+        "natrix-b": Server("natrix-b", getattr(a, "natrix_b", None),
                            "NATRIX_B", args=shlex.split(getattr(a, "natrix_args", ""))),
     }
 
@@ -477,6 +477,8 @@ def main():
 
     table = servers(a)
     names = [s for s in a.servers.split(",") if s]
+    if "natrix-b" in names and not a.natrix_b:
+        sys.exit("natrix-b needs --natrix-b PATH (the second build)")
     for s in names:
         if s not in table:
             sys.exit(f"unknown server {s}; known: {', '.join(table)}")

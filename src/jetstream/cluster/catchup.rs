@@ -379,11 +379,7 @@ async fn ask(
         b"",
         &body,
     );
-    let answer = futures_lite::future::or(async { rx.await.ok() }, async {
-        glommio::timer::sleep(ANSWER_WAIT).await;
-        None
-    })
-    .await;
+    let answer = super::answer_within(rx, ANSWER_WAIT).await;
     cl.catchup_answers.borrow_mut().remove(&group);
     Batch::decode(answer?).filter(|b| !b.refused)
 }

@@ -64,11 +64,7 @@ pub async fn stream_infos(
         infos.push(match question {
             Some((token, rx)) => {
                 let left = deadline.saturating_duration_since(Instant::now());
-                let answer = futures_lite::future::or(async { rx.await.ok() }, async {
-                    glommio::timer::sleep(left).await;
-                    None
-                })
-                .await;
+                let answer = super::answer_within(rx, left).await;
                 cl.gather.waiting.borrow_mut().remove(&token);
                 answer.and_then(|a| serde_json::from_slice::<StreamInfo>(&a).ok())
             }

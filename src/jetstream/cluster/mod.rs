@@ -68,6 +68,15 @@ pub enum Answer {
 
 type AnswerTx = oneshot::Sender<Answer>;
 
+/// A peer's answer to a question this server sent it, if it comes within `wait`.
+pub async fn answer_within<T>(rx: oneshot::Receiver<T>, wait: std::time::Duration) -> Option<T> {
+    futures_lite::future::or(async { rx.await.ok() }, async {
+        glommio::timer::sleep(wait).await;
+        None
+    })
+    .await
+}
+
 /// A group's replicas as its leader sees them.
 #[derive(Clone, Debug, Default)]
 pub struct Detail {

@@ -429,17 +429,18 @@ pub fn count_stored(shard: &Shard, stream: &Stream, size: u64) {
     stream.commit_needed.notify();
 }
 
-/// The stream as the removal's leader saw it: ahead of it (a replay after a
-/// restart: the store holds what was applied after it), or behind it (a message
-/// proposed before it was refused, the same on every replica).
-fn removal_bound(stream: &Stream, removal: &Removal) -> Result<u64, ApiError> {
+/// The stream's last sequence, checked against what the removal's leader saw:
+/// ahead of it is a replay after a restart (the store holds what was applied after
+/// it); behind it, a message proposed before it was refused (the same on every
+/// replica): the request fails.
+fn last_seq_for(stream: &Stream, removal: &Removal) -> Result<u64, ApiError> {
     let last = stream.store.state().last_seq;
     if last < removal.through_seq {
         return Err(errors::general(
             "the stream changed under the request, try again",
         ));
     }
-    Ok(removal.through_seq)
+    Ok(last)
 }
 
 fn purge(stream: &Stream, removal: &Removal) -> Result<u64, ApiError> {
@@ -448,8 +449,8 @@ fn purge(stream: &Stream, removal: &Removal) -> Result<u64, ApiError> {
     } else {
         serde_json::from_slice(&removal.body).map_err(errors::invalid_json)?
     };
-    let through = removal_bound(stream, removal)?;
-    if through < stream.store.state().last_seq {
+    let through = removal.through_seq;
+    if through < last_seq_for(stream, removal)? {
         // Purges only below `through + 1`, whatever the request's own bound.
         req.seq = Some(req.seq.map_or(through + 1, |s| s.min(through + 1)));
     }
@@ -459,7 +460,8 @@ fn purge(stream: &Stream, removal: &Removal) -> Result<u64, ApiError> {
 fn delete(stream: &Stream, removal: &Removal) -> Result<u64, ApiError> {
     let req: MsgDeleteRequest =
         serde_json::from_slice(&removal.body).map_err(errors::invalid_json)?;
-    if req.seq > removal_bound(stream, removal)? {
+    last_seq_for(stream, removal)?;
+    if req.seq > removal.through_seq {
         return Err(errors::sequence_not_found(req.seq));
     }
     registry::delete_now(stream, &req).map(|()| 1)
