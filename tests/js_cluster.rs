@@ -56,6 +56,10 @@ fn config(me: &Member, all: &[Member]) -> String {
     config_with_routes(me, all)
 }
 
+/// The shortest lame duck nats-server allows, so a test's clients are closed and
+/// the server exits within 30 s (the default is 2 minutes).
+const LAME_DUCK: &str = "lame_duck_duration: \"30s\"\nlame_duck_grace_period: \"1s\"\n";
+
 /// A node config listing the routes of `routed` only.
 fn config_with_routes(me: &Member, routed: &[Member]) -> String {
     let routes: Vec<String> = routed
@@ -70,7 +74,7 @@ fn config_with_routes(me: &Member, routed: &[Member]) -> String {
         None => String::new(),
     };
     format!(
-        "server_name: {}\n{}listen: 127.0.0.1:{{port}}\nhttp: 127.0.0.1:{{http}}\n{js}cluster {{\n  name: C1\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n{ACCOUNTS}",
+        "server_name: {}\n{}{LAME_DUCK}listen: 127.0.0.1:{{port}}\nhttp: 127.0.0.1:{{http}}\n{js}cluster {{\n  name: C1\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n{ACCOUNTS}",
         me.name,
         me.extra,
         me.cluster_port,
@@ -628,6 +632,8 @@ async fn stream_consumer_and_meta_leaders_step_down() {
     let info = stream_ready(&nc, None).await;
     let ldm = cl.index_of(&leader_of(&info));
     let pid = cl.servers[ldm].as_ref().unwrap().pid();
+    // A client of the lame duck server is closed and reconnects to another one.
+    let (on_ldm, _) = connect(&cl.url(ldm)).await;
     // SAFETY: signalling a child process this test started.
     unsafe { libc::kill(pid as i32, libc::SIGUSR2) };
     let client = (0..3).find(|i| *i != ldm).unwrap();
@@ -637,9 +643,13 @@ async fn stream_consumer_and_meta_leaders_step_down() {
     publish_acked(&js, "after-ldm", 5).await;
     let mut gone = cl.servers[ldm].take().unwrap();
     assert!(
-        gone.wait_exit(Duration::from_secs(30)).is_some(),
-        "lame duck exits"
+        gone.wait_exit(Duration::from_secs(60)).is_some(),
+        "lame duck closes its clients and exits"
     );
+    tokio::time::timeout(REQUEST_WAIT, on_ldm.flush())
+        .await
+        .expect("the lame duck's client reconnects elsewhere")
+        .unwrap();
 }
 
 #[tokio::test]
