@@ -79,16 +79,26 @@ impl ShardStore for MemStore {
     }
 }
 
+/// What the application gives when raft needs a snapshot of a group.
+pub enum SnapshotState {
+    /// The state at the applied index: the log is compacted there now.
+    Data(Vec<u8>),
+    /// The node's own counts of applied entries (no application state).
+    Counts,
+    /// Not now: the application compacts the log itself once its state is durable
+    /// (raft asks again meanwhile).
+    Later,
+}
+
 /// The application behind a node's groups: it applies what they commit, gives their
 /// snapshots, and hands the driver work between turns. The node loop keeps only
 /// counts of applied entries for itself (and their data for the tests that ask).
 pub trait Machine<S: ShardStore> {
     /// One committed entry or change, in log order per group.
     fn apply(&mut self, _driver: &mut MultiRaft<S>, _applied: &Applied) {}
-    /// The state of `group` at its applied index, for a snapshot; `None` lets the
-    /// node snapshot its own counts.
-    fn snapshot(&mut self, _group: GroupId) -> Option<Vec<u8>> {
-        None
+    /// The state of `group` at its applied index, for a snapshot.
+    fn snapshot(&mut self, _group: GroupId) -> SnapshotState {
+        SnapshotState::Counts
     }
     /// After every turn: work the application queued (proposals, new groups, leader
     /// transfers), and a look at the groups for status pages.
@@ -702,10 +712,11 @@ impl<S: ShardStore, T: FrameSink, M: Machine<S>> Shard<S, T, M> {
                 self.apply(a);
             }
             for g in rd.snapshot_wanted {
-                let data = self
-                    .machine
-                    .snapshot(g)
-                    .unwrap_or_else(|| encode_applied(self.applied.get(&g)));
+                let data = match self.machine.snapshot(g) {
+                    SnapshotState::Data(data) => data,
+                    SnapshotState::Counts => encode_applied(self.applied.get(&g)),
+                    SnapshotState::Later => continue,
+                };
                 let _ = self.driver.compact(g, data);
             }
             if let Some(t) = rd.sync {

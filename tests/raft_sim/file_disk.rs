@@ -48,14 +48,14 @@ fn cache_config() -> CacheConfig {
 }
 
 /// A task of the store's process and where its result lands.
-struct InFlight<T> {
+pub struct InFlight<T> {
     out: Rc<RefCell<Option<T>>>,
     /// Dropping it cancels the task (the process died).
     _task: Task<()>,
 }
 
 impl<T: 'static> InFlight<T> {
-    fn spawn(fut: impl Future<Output = T> + 'static) -> Self {
+    pub fn spawn(fut: impl Future<Output = T> + 'static) -> Self {
         let out = Rc::new(RefCell::new(None));
         let slot = out.clone();
         let task = glommio::spawn_local(async move {
@@ -65,7 +65,7 @@ impl<T: 'static> InFlight<T> {
         InFlight { out, _task: task }
     }
 
-    fn take(&self) -> Option<T> {
+    pub fn take(&self) -> Option<T> {
         self.out.borrow_mut().take()
     }
 }
@@ -253,6 +253,10 @@ impl NodeDisk for FileDisk {
         }
         self.checked.retain(|g, _| groups.contains(g));
         out
+    }
+
+    fn stream_disk(&self) -> Option<natrix_storage::Disk> {
+        Some(self.faulty.disk())
     }
 
     fn has_group(&self, g: GroupId) -> bool {

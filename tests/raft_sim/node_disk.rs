@@ -65,6 +65,12 @@ pub trait NodeDisk: Sized + 'static {
 
     /// Whether the disk holds a replica of `g`.
     fn has_group(&self, g: GroupId) -> bool;
+
+    /// The disk for streams' stores, beside the Raft log (stream mode), if files
+    /// can live on it.
+    fn stream_disk(&self) -> Option<natrix_storage::Disk> {
+        None
+    }
 }
 
 /// What a crash lost.

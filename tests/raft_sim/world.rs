@@ -14,6 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::node_disk::NodeDisk;
+use super::stream::{Compaction, StreamReplica};
 
 /// The shard timer period, simulated.
 pub const TICK_US: u64 = 50_000;
@@ -51,6 +52,8 @@ pub struct Params {
     pub chaos_us: u64,
     pub stable_us: u64,
     pub faults: Faults,
+    /// Every group is a stream's group over its stream log (`stream.rs`).
+    pub stream: bool,
 }
 
 impl Params {
@@ -63,6 +66,7 @@ impl Params {
             groups: rng.gen_range(1..=4),
             chaos_us: rng.gen_range(1_000_000..3_000_000),
             stable_us: 10_000_000,
+            stream: false,
             faults: Faults {
                 drop_per_mille: if heavy {
                     rng.gen_range(0..250)
@@ -129,7 +133,7 @@ impl Summary {
 }
 
 #[derive(Debug)]
-enum Ev {
+pub(super) enum Ev {
     Tick(usize, u64),
     Deliver {
         to: usize,
@@ -145,6 +149,17 @@ enum Ev {
     },
     FetchPoll {
         node: usize,
+        epoch: u64,
+    },
+    /// Stream mode: look at the stores' commits in flight.
+    StreamPoll {
+        node: usize,
+        epoch: u64,
+    },
+    /// Stream mode: a replica copies what it lacks from a peer.
+    CatchUp {
+        node: usize,
+        group: GroupId,
         epoch: u64,
     },
     Crash,
@@ -166,30 +181,36 @@ struct Sm {
     set: HashSet<u64>,
 }
 
-struct SimNode<D: NodeDisk> {
-    id: NodeId,
-    disk: D,
+pub(super) struct SimNode<D: NodeDisk> {
+    pub(super) id: NodeId,
+    pub(super) disk: D,
     driver: Option<MultiRaft<D::Store>>,
     incarnation: u64,
-    epoch: u64,
+    pub(super) epoch: u64,
     sync_inflight: bool,
     sync_wanted: Option<u64>,
     fetch_poll: bool,
     sms: BTreeMap<GroupId, Sm>,
     /// Client proposals waiting for their entry: (group, index) -> (term, id).
-    pending: BTreeMap<(GroupId, u64), (u64, u64)>,
+    pub(super) pending: BTreeMap<(GroupId, u64), (u64, u64)>,
     checked_commit: BTreeMap<GroupId, u64>,
+    /// Stream mode: the streams of this process, and their compactions under way.
+    pub(super) streams: BTreeMap<GroupId, StreamReplica>,
+    pub(super) compactions: Vec<Compaction>,
+    /// Per (group, replica): from which sequence the log holds the stream's
+    /// messages (the server keeps it durably beside the stream).
+    pub(super) log_from_seq: BTreeMap<(GroupId, u64), u64>,
 }
 
 pub struct World<D: NodeDisk> {
-    p: Params,
+    pub(super) p: Params,
     rng: ChaCha8Rng,
     now: u64,
     seq: u64,
     queue: BinaryHeap<Reverse<(u64, u64)>>,
     events: HashMap<u64, Ev>,
-    nodes: Vec<SimNode<D>>,
-    blocked: BTreeSet<(usize, usize)>,
+    pub(super) nodes: Vec<SimNode<D>>,
+    pub(super) blocked: BTreeSet<(usize, usize)>,
     chaos: bool,
     done: bool,
     // checker state
@@ -198,13 +219,19 @@ pub struct World<D: NodeDisk> {
     committed: BTreeMap<GroupId, BTreeMap<u64, (u64, u64)>>,
     entries_seen: HashMap<(GroupId, u64, u64), (u64, u64)>,
     canonical: BTreeMap<GroupId, BTreeMap<u64, Option<u64>>>,
-    acked: BTreeMap<GroupId, BTreeSet<u64>>,
+    pub(super) acked: BTreeMap<GroupId, BTreeSet<u64>>,
+    /// Stream mode: per group, the message stored at each sequence, and the
+    /// sequence of each message.
+    pub(super) stream_ids: BTreeMap<GroupId, BTreeMap<u64, u64>>,
+    pub(super) stream_seqs: BTreeMap<(GroupId, u64), u64>,
+    /// Per (group, index) of a message entry: whether replicas refuse it.
+    pub(super) refusals: BTreeMap<(GroupId, u64), bool>,
     next_id: u64,
     next_gen: BTreeMap<GroupId, u64>,
     /// Per group: the probe proposal of the stable phase and when it was proposed.
     probes: BTreeMap<GroupId, Option<(u64, u64)>>,
     quiet_check_at: Option<u64>,
-    sum: Summary,
+    pub(super) sum: Summary,
 }
 
 fn encode_ids(ids: &[u64]) -> Vec<u8> {
@@ -233,6 +260,9 @@ impl<D: NodeDisk> World<D> {
                 sms: BTreeMap::new(),
                 pending: BTreeMap::new(),
                 checked_commit: BTreeMap::new(),
+                streams: BTreeMap::new(),
+                compactions: Vec::new(),
+                log_from_seq: BTreeMap::new(),
             })
             .collect();
         for n in nodes.iter_mut() {
@@ -244,6 +274,7 @@ impl<D: NodeDisk> World<D> {
         }
         let mut next_gen = BTreeMap::new();
         let mut probes = BTreeMap::new();
+        let mut replicas = Vec::new();
         for g in 1..=p.groups as GroupId {
             let mut hosts: Vec<usize> = (0..p.nodes).collect();
             while hosts.len() > 3 {
@@ -255,6 +286,7 @@ impl<D: NodeDisk> World<D> {
                 let d = n.driver.as_mut().unwrap();
                 d.create_group(g, replica_id(n.id, 1), &voters).unwrap();
                 n.disk.sync_now().await.unwrap();
+                replicas.push((h, g, replica_id(n.id, 1)));
             }
             next_gen.insert(g, 2);
             probes.insert(g, None);
@@ -276,12 +308,20 @@ impl<D: NodeDisk> World<D> {
             entries_seen: HashMap::new(),
             canonical: BTreeMap::new(),
             acked: BTreeMap::new(),
+            stream_ids: BTreeMap::new(),
+            stream_seqs: BTreeMap::new(),
+            refusals: BTreeMap::new(),
             next_id: 1,
             next_gen,
             probes,
             quiet_check_at: None,
             sum: Summary::default(),
         };
+        if w.p.stream {
+            for (h, g, r) in replicas {
+                w.open_stream(h, g, r).await;
+            }
+        }
         for i in 0..w.nodes.len() {
             let phase = w.rng.gen_range(0..TICK_US);
             w.at(phase, Ev::Tick(i, 1));
@@ -311,28 +351,31 @@ impl<D: NodeDisk> World<D> {
         w
     }
 
-    fn at(&mut self, delay_us: u64, ev: Ev) {
+    pub(super) fn at(&mut self, delay_us: u64, ev: Ev) {
         self.seq += 1;
         self.queue.push(Reverse((self.now + delay_us, self.seq)));
         self.events.insert(self.seq, ev);
     }
 
-    fn alive(&self, n: usize) -> bool {
+    pub(super) fn alive(&self, n: usize) -> bool {
         self.nodes[n].driver.is_some()
     }
 
-    fn driver(&self, n: usize) -> &MultiRaft<D::Store> {
+    pub(super) fn driver(&self, n: usize) -> &MultiRaft<D::Store> {
         self.nodes[n].driver.as_ref().expect("node is up")
     }
 
-    fn driver_mut(&mut self, n: usize) -> &mut MultiRaft<D::Store> {
+    pub(super) fn driver_mut(&mut self, n: usize) -> &mut MultiRaft<D::Store> {
         self.nodes[n].driver.as_mut().expect("node is up")
     }
 
     pub async fn run(mut self) -> Summary {
         while let Some(Reverse((t, s))) = self.queue.pop() {
             let ev = self.events.remove(&s).unwrap();
-            if matches!(ev, Ev::SyncDone { .. } | Ev::FetchPoll { .. }) {
+            if matches!(
+                ev,
+                Ev::SyncDone { .. } | Ev::FetchPoll { .. } | Ev::StreamPoll { .. }
+            ) {
                 // The disk tasks in flight (every node's) run one step.
                 futures_lite::future::yield_now().await;
             }
@@ -373,6 +416,16 @@ impl<D: NodeDisk> World<D> {
                         st.quiet, st.conf_state.voters, st.conf_state.voters_outgoing, st.conf_state.learners
                     ));
                 }
+                if let Some(sr) = n.streams.get(&g) {
+                    out.push_str(&format!(
+                        "\n    stream last {} durable {} applied {} ready term {} catching up {}",
+                        sr.store.state().last_seq,
+                        sr.store.watch().durable_seq(),
+                        sr.applied_index,
+                        sr.ready_term,
+                        sr.held.is_some()
+                    ));
+                }
             }
         }
         out
@@ -409,6 +462,8 @@ impl<D: NodeDisk> World<D> {
                 ticket,
             } => self.sync_done(node, epoch, ticket),
             Ev::FetchPoll { node, epoch } => self.fetch_poll(node, epoch),
+            Ev::StreamPoll { node, epoch } => self.stream_poll(node, epoch),
+            Ev::CatchUp { node, group, epoch } => self.catch_up(node, group, epoch).await,
             Ev::Crash => self.crash(),
             Ev::Restart(n) => self.restart(n).await,
             Ev::Partition => self.partition(),
@@ -436,7 +491,7 @@ impl<D: NodeDisk> World<D> {
             Ev::Member => {
                 if self.chaos {
                     let g = self.rng.gen_range(1..=self.p.groups as GroupId);
-                    self.membership(g, true);
+                    self.membership(g, true).await;
                     let t = self.rng.gen_range(100_000..500_000);
                     self.at(t, Ev::Member);
                 }
@@ -459,7 +514,7 @@ impl<D: NodeDisk> World<D> {
                 self.at(100_000, Ev::Probe);
             }
             Ev::Probe => {
-                self.probe();
+                self.probe().await;
                 if !self.done {
                     self.at(100_000, Ev::Probe);
                 }
@@ -469,7 +524,7 @@ impl<D: NodeDisk> World<D> {
 
     // ----- nodes, disks, network -----
 
-    fn pump(&mut self, n: usize) {
+    pub(super) fn pump(&mut self, n: usize) {
         for _ in 0..64 {
             let Some(d) = self.nodes[n].driver.as_mut() else {
                 return;
@@ -565,7 +620,7 @@ impl<D: NodeDisk> World<D> {
 
     /// A step of a disk task takes a share of an fsync's latency (so that a crash
     /// often comes between a write and the fdatasync that covers it).
-    fn repoll_us(&mut self) -> u64 {
+    pub(super) fn repoll_us(&mut self) -> u64 {
         let max = (self.p.faults.fsync_max_us / 4).max(REPOLL_MIN_US);
         self.rng.gen_range(REPOLL_MIN_US..=max)
     }
@@ -673,6 +728,8 @@ impl<D: NodeDisk> World<D> {
         self.sum.crash_writes_torn += loss.writes_torn;
         let node = &mut self.nodes[n];
         node.sms.clear();
+        node.streams.clear();
+        node.compactions.clear();
         node.pending.clear();
         node.checked_commit.clear();
         node.epoch += 1;
@@ -701,6 +758,9 @@ impl<D: NodeDisk> World<D> {
             store,
         ));
         let epoch = node.epoch;
+        if self.p.stream {
+            self.reopen_streams(n).await;
+        }
         let phase = self.rng.gen_range(0..TICK_US);
         self.at(phase, Ev::Tick(n, epoch));
         self.pump(n);
@@ -746,7 +806,7 @@ impl<D: NodeDisk> World<D> {
 
     // ----- workload -----
 
-    fn find_leader(&self, g: GroupId) -> Option<(usize, GroupStatus)> {
+    pub(super) fn find_leader(&self, g: GroupId) -> Option<(usize, GroupStatus)> {
         (0..self.nodes.len())
             .filter(|&n| self.alive(n))
             .filter_map(|n| self.driver(n).status(g).map(|st| (n, st)))
@@ -754,7 +814,7 @@ impl<D: NodeDisk> World<D> {
             .max_by_key(|(_, st)| st.term)
     }
 
-    fn new_data(&mut self) -> (u64, Vec<u8>) {
+    pub(super) fn new_data(&mut self) -> (u64, Vec<u8>) {
         let id = self.next_id;
         self.next_id += 1;
         let mut data = id.to_le_bytes().to_vec();
@@ -764,6 +824,9 @@ impl<D: NodeDisk> World<D> {
     }
 
     fn propose(&mut self, n: usize, g: GroupId) -> Option<u64> {
+        if self.p.stream {
+            return self.propose_stream(n, g);
+        }
         let (id, data) = self.new_data();
         let p = self.driver_mut(n).propose(g, data).ok()?;
         self.sum.proposals += 1;
@@ -817,10 +880,20 @@ impl<D: NodeDisk> World<D> {
             return;
         }
         let g = groups[self.rng.gen_range(0..groups.len())];
+        if self.p.stream {
+            if let Some((l, _)) = self.find_leader(g) {
+                self.propose_stream_compaction(l, g);
+                self.pump(l);
+            }
+            return;
+        }
         self.compact_group(n, g);
     }
 
     fn compact_group(&mut self, n: usize, g: GroupId) {
+        if self.p.stream {
+            return self.stream_snapshot_wanted(n, g);
+        }
         let Some(sm) = self.nodes[n].sms.get(&g) else {
             return;
         };
@@ -834,7 +907,7 @@ impl<D: NodeDisk> World<D> {
 
     /// The meta layer's part of a replica replacement: create learners' replicas, promote
     /// caught-up learners while removing a voter (joint consensus), start replacements.
-    fn membership(&mut self, g: GroupId, start_new: bool) {
+    async fn membership(&mut self, g: GroupId, start_new: bool) {
         let Some((l, st)) = self.find_leader(g) else {
             return;
         };
@@ -853,9 +926,13 @@ impl<D: NodeDisk> World<D> {
             let d = self.driver_mut(n);
             if d.status(g).is_some_and(|s| !members.contains(&s.replica)) {
                 d.remove_replica(g);
+                self.nodes[n].streams.remove(&g);
             }
-            if !d.has_group(g) {
-                d.create_replica(g, lr).unwrap();
+            if !self.driver(n).has_group(g) {
+                self.driver_mut(n).create_replica(g, lr).unwrap();
+                if self.p.stream {
+                    self.open_stream(n, g, lr).await;
+                }
                 self.pump(n);
             }
         }
@@ -893,6 +970,9 @@ impl<D: NodeDisk> World<D> {
                 self.sum.conf_changes += 1;
                 if self.alive(n) {
                     self.driver_mut(n).create_replica(g, r).unwrap();
+                    if self.p.stream {
+                        self.open_stream(n, g, r).await;
+                    }
                     self.pump(n);
                 }
             }
@@ -905,10 +985,10 @@ impl<D: NodeDisk> World<D> {
         self.pump(l);
     }
 
-    fn probe(&mut self) {
+    async fn probe(&mut self) {
         let mut all_done = true;
         for g in 1..=self.p.groups as GroupId {
-            self.membership(g, false);
+            self.membership(g, false).await;
             let id = match self.probes[&g] {
                 Some((id, _)) if self.acked.get(&g).is_some_and(|a| a.contains(&id)) => id,
                 // A client times out after a second and tries again.
@@ -937,10 +1017,7 @@ impl<D: NodeDisk> World<D> {
                     let n = node_of(m) as usize - 1;
                     self.alive(n)
                         && self.driver(n).status(g).is_some_and(|s| s.replica == m)
-                        && self.nodes[n]
-                            .sms
-                            .get(&g)
-                            .is_some_and(|sm| sm.set.contains(&id))
+                        && self.holds(n, g, id)
                 });
             all_done &= members_done;
         }
@@ -949,7 +1026,11 @@ impl<D: NodeDisk> World<D> {
         }
         match self.quiet_check_at {
             None => {
-                self.final_check();
+                if self.p.stream {
+                    self.final_check_streams().await;
+                } else {
+                    self.final_check();
+                }
                 self.collect_zombies();
                 self.quiet_check_at = Some(self.now + QUIET_WITHIN_US);
             }
@@ -972,6 +1053,7 @@ impl<D: NodeDisk> World<D> {
                 let d = self.driver_mut(n);
                 if d.status(g).is_some_and(|s| !members.contains(&s.replica)) {
                     d.remove_replica(g);
+                    self.nodes[n].streams.remove(&g);
                 }
             }
         }
@@ -990,6 +1072,16 @@ impl<D: NodeDisk> World<D> {
                 self.describe()
             );
         }
+    }
+
+    fn holds(&self, n: usize, g: GroupId, id: u64) -> bool {
+        if self.p.stream {
+            return self.stream_holds(n, g, id);
+        }
+        self.nodes[n]
+            .sms
+            .get(&g)
+            .is_some_and(|sm| sm.set.contains(&id))
     }
 
     fn is_pending(&self, id: u64) -> bool {
@@ -1021,6 +1113,9 @@ impl<D: NodeDisk> World<D> {
     // ----- applying and checking -----
 
     fn apply(&mut self, n: usize, a: Applied) {
+        if self.p.stream {
+            return self.apply_stream(n, a);
+        }
         match a {
             Applied::Entry {
                 group, index, data, ..
@@ -1100,7 +1195,7 @@ impl<D: NodeDisk> World<D> {
         }
     }
 
-    fn canon(&mut self, g: GroupId, index: u64, v: Option<u64>) {
+    pub(super) fn canon(&mut self, g: GroupId, index: u64, v: Option<u64>) {
         let c = self.canonical.entry(g).or_default();
         if let Some(prev) = c.insert(index, v) {
             assert_eq!(

@@ -166,13 +166,17 @@ pub fn encode_snapshot(held_through_seq: u64) -> Vec<u8> {
     held_through_seq.to_le_bytes().to_vec()
 }
 
+/// The sequence a stream group's snapshot says every replica holds.
+pub fn decode_snapshot(data: &[u8]) -> u64 {
+    data.get(..8)
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+}
+
 /// A snapshot of the stream's group was applied here: at a restart the store holds
 /// what it says; a replica added to the group (or one far behind) catches up.
 pub fn on_snapshot(cl: &Cluster, stream: &Rc<Stream>, index: u64, data: &[u8]) {
     let r = stream.cluster.get().expect("a clustered stream");
-    let held = data
-        .get(..8)
-        .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    let held = decode_snapshot(data);
     if stream.store.state().last_seq >= held {
         r.applied_index.set(r.applied_index.get().max(index));
         return;
@@ -323,6 +327,11 @@ async fn run(shard: &Rc<Shard>, stream: &Rc<Stream>) {
         let Some(batch) = ask(shard, &cl, peer, r.group, from_seq).await else {
             round += 1;
             if round.is_multiple_of(peers.len()) {
+                // Only a ready leader serves: one that leads while it catches up
+                // (its hand-on failed) must try again, or none ever serves.
+                if cl.leads(r.group) {
+                    super::stream::hand_on_leadership(shard, r.group, &stream.name);
+                }
                 glommio::timer::sleep(RETRY_PAUSE).await;
             }
             continue;

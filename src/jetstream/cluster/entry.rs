@@ -76,6 +76,28 @@ impl MsgEntry {
     }
 }
 
+/// What a replica does with a committed message entry, by its stream's last
+/// sequence: the same on every replica, and again on a replay after a restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MsgVerdict {
+    /// The store holds that sequence already (applied before a restart).
+    AlreadyStored,
+    /// The next sequence: store it.
+    Store,
+    /// Proposed after a message that was lost: no replica stores it.
+    Refuse,
+}
+
+pub fn verdict(entry_seq: u64, last_seq: u64) -> MsgVerdict {
+    if entry_seq <= last_seq {
+        MsgVerdict::AlreadyStored
+    } else if entry_seq == last_seq + 1 {
+        MsgVerdict::Store
+    } else {
+        MsgVerdict::Refuse
+    }
+}
+
 pub fn encode_removal(purge: bool, through_seq: u64, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + 8 + body.len());
     out.push(if purge { KIND_PURGE } else { KIND_DELETE });

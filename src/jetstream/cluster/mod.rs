@@ -35,8 +35,10 @@ use crate::jetstream::consumer::Consumer;
 use crate::jetstream::meta::{MetaHost, META_GROUP};
 use crate::jetstream::stream::Stream;
 use crate::raft::multi::Applied;
-use crate::raft::node::{Event, EventSender, Machine};
-use crate::raft::{node_of, replica_id, FileLogStore, GroupId, MultiRaft, NodeId, StateRole};
+use crate::raft::node::{Event, EventSender, Machine, SnapshotState};
+use crate::raft::{
+    node_of, replica_id, FileLogStore, GroupId, LogStore, MultiRaft, NodeId, StateRole,
+};
 use crate::server::shard::Shard;
 use ahash::AHashMap;
 use assign::{Change, MetaState};
@@ -265,6 +267,14 @@ impl Cluster {
     /// Hands every leadership this server holds to another replica (lame duck).
     pub fn step_down_everywhere(&self) {
         let _ = self.queue(Op::StepDownAll);
+    }
+
+    /// Whether this server leads `group` (as of the last turn).
+    pub fn leads(&self, group: GroupId) -> bool {
+        self.views
+            .borrow()
+            .get(&group)
+            .is_some_and(|v| v.leader == self.node)
     }
 
     /// Whether this server leads no group (as of the last turn).
@@ -501,17 +511,7 @@ impl Cluster {
                 .and_then(|s| s.routes.as_ref().and_then(|r| r.raft_route(node)))
                 .is_some()
         };
-        let to = st
-            .conf_state
-            .voters
-            .iter()
-            .filter(|r| **r != st.replica)
-            .max_by_key(|r| {
-                let node = node_of(**r);
-                let reachable = routed(node) && driver.peer_alive(node);
-                (reachable, driver.matched(group, **r).unwrap_or(0))
-            })
-            .copied()
+        let to = step_down_target(driver, group, routed)
             .ok_or_else(|| errors::general("no other replica to step down to"))?;
         driver
             .transfer_leader(group, to)
@@ -756,7 +756,27 @@ fn grow_meta(driver: &mut MultiRaft<FileLogStore>, joining: &[NodeId]) {
 /// The highest index every voter's log holds (the leader's view), if any worth a
 /// compaction: no replica then needs what is compacted (stream groups cannot send a
 /// snapshot of their messages).
-fn held_by_all(driver: &MultiRaft<FileLogStore>, group: GroupId) -> Option<u64> {
+/// The voter a leader of `group` hands its leadership to: a reachable one whose
+/// log matches the most.
+pub fn step_down_target<S: LogStore>(
+    driver: &MultiRaft<S>,
+    group: GroupId,
+    routed: impl Fn(NodeId) -> bool,
+) -> Option<u64> {
+    let st = driver.status(group)?;
+    st.conf_state
+        .voters
+        .iter()
+        .filter(|r| **r != st.replica)
+        .max_by_key(|r| {
+            let node = node_of(**r);
+            let reachable = routed(node) && driver.peer_alive(node);
+            (reachable, driver.matched(group, **r).unwrap_or(0))
+        })
+        .copied()
+}
+
+pub fn held_by_all<S: LogStore>(driver: &MultiRaft<S>, group: GroupId) -> Option<u64> {
     let st = driver.status(group)?;
     if st.role != StateRole::Leader {
         return None;
@@ -847,21 +867,20 @@ impl Machine<FileLogStore> for ClusterMachine {
         }
     }
 
-    fn snapshot(&mut self, group: GroupId) -> Option<Vec<u8>> {
+    fn snapshot(&mut self, group: GroupId) -> SnapshotState {
         let cl = &self.0;
         if group == META_GROUP {
-            return Some(cl.meta.borrow().encode());
+            return SnapshotState::Data(cl.meta.borrow().encode());
         }
         if let Some(c) = cl.consumers.borrow().get(&group) {
-            return Some(consumer::encode_state(c));
+            return SnapshotState::Data(consumer::encode_state(c));
         }
         // A stream's state is its store: the snapshot says which messages a replica
         // must hold, and one that lacks them gets them from a peer (`catchup`).
-        if let Some(s) = cl.streams.borrow().get(&group) {
-            let held = s.store.state().last_seq.min(s.store.durable_seq());
-            return Some(catchup::encode_snapshot(held));
+        if let Some(s) = cl.streams.borrow().get(&group).cloned() {
+            return stream::snapshot(cl, &s);
         }
-        Some(Vec::new())
+        SnapshotState::Data(Vec::new())
     }
 
     fn after_turn(&mut self, driver: &mut MultiRaft<FileLogStore>) {

@@ -3,8 +3,8 @@
 //! leads, subscribed to the stream's subjects and proposing what is published.
 
 use super::assign::StreamAssignment;
-use super::entry::{self, MsgEntry, Removal, StreamEntry};
-use super::{Answer, Cluster};
+use super::entry::{self, MsgEntry, MsgVerdict, Removal, StreamEntry};
+use super::{catchup, Answer, Cluster};
 use crate::jetstream::api::errors;
 use crate::jetstream::api::types::{ApiError, MsgDeleteRequest, PurgeRequest};
 use crate::jetstream::headers::{self, MSG_ID};
@@ -12,6 +12,7 @@ use crate::jetstream::persist::{self, Binding};
 use crate::jetstream::publish::{self, Accepted, InFlight};
 use crate::jetstream::registry;
 use crate::jetstream::stream::{Stream, ACKS_WAITING_MAX};
+use crate::raft::node::SnapshotState;
 use crate::raft::{GroupId, NodeId};
 use crate::server::shard::{Msg, Shard};
 use bytes::Bytes;
@@ -221,7 +222,7 @@ pub fn set_leading(shard: &Rc<Shard>, stream: &Rc<Stream>, leading: bool) {
 }
 
 /// A replica catching up does not lead: its store lacks messages.
-fn hand_on_leadership(shard: &Rc<Shard>, group: GroupId, name: &str) {
+pub fn hand_on_leadership(shard: &Rc<Shard>, group: GroupId, name: &str) {
     info!("JetStream cluster: stream {name} is catching up here; leadership is handed on");
     let Some(cl) = shard.cluster.get().cloned() else {
         return;
@@ -342,6 +343,27 @@ fn count_for_compaction(cl: &Cluster, stream: &Stream) {
     }
 }
 
+/// Raft needs a snapshot of the group at its applied index (for a peer that lacks
+/// what the log no longer holds): one that says "every message this store holds",
+/// once the store made all of them durable. Until then the log keeps them: a
+/// snapshot that covered messages this store could still lose in a crash would
+/// leave it (and a peer restored from it) short of them for good.
+pub fn snapshot(cl: &Cluster, stream: &Rc<Stream>) -> SnapshotState {
+    let held = snapshot_held(stream.store.state().last_seq, stream.store.durable_seq());
+    if let Some(held) = held {
+        return SnapshotState::Data(catchup::encode_snapshot(held));
+    }
+    let r = stream.cluster.get().expect("a clustered stream");
+    compact_when_durable(cl, stream, r.applied_index.get());
+    SnapshotState::Later
+}
+
+/// What a snapshot at the applied index may say the store holds: all it holds,
+/// once that is durable (None: not yet).
+pub fn snapshot_held(last_seq: u64, durable_seq: u64) -> Option<u64> {
+    (durable_seq >= last_seq).then_some(last_seq)
+}
+
 /// Compacts this replica's log up to `up_to` once the store has made durable what
 /// was applied (everything up to `up_to` among it).
 fn compact_when_durable(cl: &Cluster, stream: &Rc<Stream>, up_to: u64) {
@@ -391,21 +413,20 @@ fn apply_msg(shard: &Shard, node: NodeId, stream: &Stream, m: MsgEntry) {
         let msg_id = headers::get(&m.headers, MSG_ID).filter(|id| !id.is_empty());
         r.proposed.borrow_mut().remove(&subject, msg_id);
     }
-    let last = stream.store.state().last_seq;
-    if m.seq <= last {
-        return; // applied before a restart: the store has it
+    match entry::verdict(m.seq, stream.store.state().last_seq) {
+        MsgVerdict::AlreadyStored => return,
+        // No answer to the proposer's client (see `on_publish`): another leader
+        // may have stored the same publish.
+        MsgVerdict::Refuse => {
+            if mine {
+                r.forget_proposed();
+            }
+            return;
+        }
+        MsgVerdict::Store => {}
     }
     let reply = (!m.reply.is_empty()).then(|| m.reply.clone());
     let size = publish::stored_size(&m.subject, &m.payload);
-    if m.seq != last + 1 {
-        // Proposed after one that was lost: refused on every replica alike.
-        // No answer to the proposer's client (see `on_publish`): another leader
-        // may have stored the same publish.
-        if mine {
-            r.forget_proposed();
-        }
-        return;
-    }
     let outcome = publish::append(stream, &subject, &m.headers, &m.payload, Some(m.ts_ns));
     if let Ok(stored) = &outcome {
         debug_assert_eq!(stored.seq, m.seq);

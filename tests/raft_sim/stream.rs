@@ -1,0 +1,556 @@
+//! Stream mode: every group is a JetStream stream's group, as on a server. Its
+//! entries are the server's stream entries (`jetstream::cluster::entry`), applied by
+//! the server's rules (`entry::verdict`, `catchup::decode_snapshot`, `held_by_all`,
+//! the compaction after a durable commit) to the stream log itself: a natrix-storage
+//! `FileStore` on the node's faulty disk, which a crash cuts back to what it synced.
+//! The stream is the state machine: a restart reopens it and replays the group's
+//! log over it, and a replica whose store lacks what a snapshot says copies it from
+//! a peer's store (the server's catch-up), keeping the entries applied meanwhile.
+//!
+//! Checked: two replicas never hold different messages at one sequence; no message
+//! is stored twice; at the end every acknowledged publish is in every member's
+//! stream, read back from its disk, exactly once and in order.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use natrix::jetstream::cluster::entry::{self, MsgEntry, MsgVerdict, StreamEntry};
+use natrix::jetstream::cluster::{catchup, held_by_all, step_down_target, stream};
+use natrix::raft::{Applied, GroupId, StateRole};
+use natrix_storage::{FileStore, LogConfig};
+
+use super::file_disk::InFlight;
+use super::node_disk::NodeDisk;
+use super::world::{Ev, World};
+
+/// Messages a catch-up copies per read.
+const CATCH_UP_BATCH_MSGS: usize = 256;
+
+/// A node's replica of a stream: its store and what the server keeps beside it.
+pub struct StreamReplica {
+    pub replica: u64,
+    pub store: Rc<FileStore>,
+    /// The term of the new leader's entry this replica applied while leading: it
+    /// proposes only in that term (the server's ready leader).
+    pub ready_term: u64,
+    /// As a ready leader: the term and the sequence its next proposal expects.
+    pub next_seq: Option<(u64, u64)>,
+    /// The group index the store reflects.
+    pub applied_index: u64,
+    /// Entries up to this index came with a peer's messages.
+    pub skip_through: u64,
+    /// While it catches up: the entries applied meanwhile.
+    pub held: Option<Vec<(u64, u64, Bytes)>>,
+    /// The store's group commit under way (the server commits what it applied).
+    pub commit: Option<InFlight<natrix_storage::Result<u64>>>,
+}
+
+/// A compaction waiting for its store's commit.
+pub struct Compaction {
+    pub group: GroupId,
+    pub up_to: u64,
+    pub log_from_seq: u64,
+    pub commit: InFlight<natrix_storage::Result<u64>>,
+}
+
+fn stream_config() -> LogConfig {
+    LogConfig {
+        segment_size_bytes: 64 << 10,
+        record_max_bytes: 16 << 10,
+        ..LogConfig::default()
+    }
+}
+
+fn stream_dir(g: GroupId, replica: u64) -> PathBuf {
+    PathBuf::from(format!("/streams/{g}/{replica}"))
+}
+
+fn id_of(payload: &[u8]) -> u64 {
+    u64::from_le_bytes(payload[..8].try_into().expect("an id"))
+}
+
+impl<D: NodeDisk> World<D> {
+    /// Opens (creating or recovering) node `n`'s stream of replica `replica` of `g`.
+    pub(super) async fn open_stream(&mut self, n: usize, g: GroupId, replica: u64) {
+        let disk = self.nodes[n].disk.stream_disk().expect("a disk with files");
+        let store = FileStore::open_on(disk, stream_dir(g, replica), stream_config())
+            .await
+            .unwrap_or_else(|e| panic!("node {}: stream of group {g} does not open: {e}", n + 1));
+        let sr = StreamReplica {
+            replica,
+            store: Rc::new(store),
+            ready_term: 0,
+            next_seq: None,
+            applied_index: 0,
+            skip_through: 0,
+            held: None,
+            commit: None,
+        };
+        self.nodes[n].streams.insert(g, sr);
+    }
+
+    /// After a restart: every replica the driver holds gets its stream back.
+    pub(super) async fn reopen_streams(&mut self, n: usize) {
+        let d = self.driver(n);
+        let replicas: Vec<(GroupId, u64)> = d
+            .group_ids()
+            .filter_map(|g| d.status(g).map(|st| (g, st.replica)))
+            .collect();
+        for (g, r) in replicas {
+            self.open_stream(n, g, r).await;
+        }
+    }
+
+    /// A publish to the group's ready leader on `n`, as the server proposes it.
+    pub(super) fn propose_stream(&mut self, n: usize, g: GroupId) -> Option<u64> {
+        let st = self.driver(n).status(g)?;
+        let sr = self.nodes[n].streams.get(&g)?;
+        if st.role != StateRole::Leader || sr.ready_term != st.term || sr.held.is_some() {
+            return None;
+        }
+        let seq = match sr.next_seq {
+            Some((term, seq)) if term == st.term => seq,
+            _ => sr.store.state().last_seq + 1,
+        };
+        let (id, payload) = self.new_data();
+        let m = MsgEntry {
+            seq,
+            ts_ns: id,
+            proposer: self.nodes[n].id,
+            reply: Bytes::new(),
+            subject: Bytes::from_static(b"orders"),
+            headers: Bytes::new(),
+            payload: Bytes::from(payload),
+        };
+        let p = self.driver_mut(n).propose(g, m.encode()).ok()?;
+        self.sum.proposals += 1;
+        let node = &mut self.nodes[n];
+        node.streams.get_mut(&g)?.next_seq = Some((st.term, seq + 1));
+        node.pending.insert((g, p.index), (p.term, id));
+        Some(id)
+    }
+
+    /// The leader asks its group to compact (the server does every so many entries).
+    pub(super) fn propose_stream_compaction(&mut self, n: usize, g: GroupId) {
+        if let Some(up_to) = held_by_all(self.driver(n), g) {
+            let _ = self.driver_mut(n).propose(g, entry::encode_compact(up_to));
+        }
+    }
+
+    pub(super) fn apply_stream(&mut self, n: usize, a: Applied) {
+        match a {
+            Applied::Entry {
+                group,
+                index,
+                term,
+                data,
+            } => {
+                let id = match entry::decode(&data) {
+                    Some(StreamEntry::Msg(m)) => Some(id_of(&m.payload)),
+                    _ => None,
+                };
+                self.canon(group, index, id);
+                self.stream_entry(n, group, index, term, data);
+                self.nodes[n]
+                    .pending
+                    .retain(|&(g, i), _| g != group || i > index);
+            }
+            Applied::ConfChange { group, index, .. } => self.canon(group, index, None),
+            Applied::Snapshot {
+                group, index, data, ..
+            } => {
+                self.stream_snapshot(n, group, index, &data);
+                self.nodes[n]
+                    .pending
+                    .retain(|&(g, i), _| g != group || i > index);
+            }
+            Applied::Removed { group } => {
+                self.nodes[n].streams.remove(&group);
+                self.nodes[n].pending.retain(|&(g, _), _| g != group);
+            }
+        }
+    }
+
+    fn stream_entry(&mut self, n: usize, g: GroupId, index: u64, term: u64, data: Bytes) {
+        let node_id = self.nodes[n].id;
+        let sr = self.nodes[n]
+            .streams
+            .get_mut(&g)
+            .unwrap_or_else(|| panic!("node {}: group {g} applies without a stream", n + 1));
+        let catching_up = sr.held.is_some();
+        if data.is_empty() {
+            // The new leader's own entry: all committed before is applied here
+            // (the server's `on_leader_entry`). A replica catching up hands on.
+            let st = self.driver(n).status(g);
+            if st.is_some_and(|st| st.role == StateRole::Leader && st.term == term) {
+                if catching_up {
+                    self.hand_on_leadership(n, g);
+                } else {
+                    let sr = self.nodes[n].streams.get_mut(&g).expect("the stream");
+                    sr.ready_term = term;
+                    sr.next_seq = None;
+                }
+            }
+        }
+        let sr = self.nodes[n].streams.get_mut(&g).expect("the stream");
+        if index <= sr.skip_through {
+            return;
+        }
+        if let Some(held) = sr.held.as_mut() {
+            held.push((index, term, data));
+            return;
+        }
+        assert!(index > sr.applied_index, "applied out of order");
+        sr.applied_index = index;
+        if data.is_empty() {
+            return;
+        }
+        match entry::decode(&data).expect("a stream entry") {
+            StreamEntry::Msg(m) => {
+                let mine = m.proposer == node_id;
+                self.stream_msg(n, g, index, m, mine)
+            }
+            StreamEntry::Compact(up_to) => self.start_compaction(n, g, up_to),
+            e => panic!("the workload proposes no {e:?}"),
+        }
+    }
+
+    /// The server's `hand_on_leadership`: a leader whose store lacks messages steps
+    /// down to a voter that has them.
+    fn hand_on_leadership(&mut self, n: usize, g: GroupId) {
+        let d = self.driver_mut(n);
+        if let Some(to) = step_down_target(d, g, |_| true) {
+            if d.transfer_leader(g, to).is_ok() {
+                self.sum.transfers += 1;
+            }
+        }
+    }
+
+    /// `mine`: proposed by this node, which sends the PubAck.
+    fn stream_msg(&mut self, n: usize, g: GroupId, index: u64, m: MsgEntry, mine: bool) {
+        let last = self.nodes[n].streams[&g].store.state().last_seq;
+        let verdict = entry::verdict(m.seq, last);
+        // Refused on one replica, refused on all: else the stores part ways.
+        let refused = verdict == MsgVerdict::Refuse;
+        let first = *self.refusals.entry((g, index)).or_insert(refused);
+        assert_eq!(
+            first,
+            refused,
+            "node {} {} entry {index} of group {g} (sequence {}, its stream's last {last}), which another replica did not",
+            n + 1,
+            if refused { "refused" } else { "took" },
+            m.seq
+        );
+        let sr = self.nodes[n].streams.get_mut(&g).expect("the stream");
+        match verdict {
+            MsgVerdict::AlreadyStored => {}
+            MsgVerdict::Refuse => {
+                if mine {
+                    sr.next_seq = None;
+                }
+            }
+            MsgVerdict::Store => {
+                let subject = std::str::from_utf8(&m.subject).expect("a subject");
+                let t = sr
+                    .store
+                    .append_at(m.ts_ns, subject, &m.headers, &m.payload)
+                    .unwrap_or_else(|e| panic!("node {}: append: {e}", n + 1));
+                assert_eq!(t.seq, m.seq, "stored at the sequence the leader chose");
+                let id = id_of(&m.payload);
+                self.stored(g, m.seq, id, n);
+                self.commit_stream(n, g);
+                if mine && self.acked.entry(g).or_default().insert(id) {
+                    self.sum.acked += 1;
+                }
+            }
+        }
+    }
+
+    /// Starts the store's group commit, unless one is under way.
+    fn commit_stream(&mut self, n: usize, g: GroupId) {
+        let sr = self.nodes[n].streams.get_mut(&g).expect("the stream");
+        if sr.commit.is_some() {
+            return;
+        }
+        let store = sr.store.clone();
+        sr.commit = Some(InFlight::spawn(async move { store.commit().await }));
+        self.schedule_stream_poll(n);
+    }
+
+    /// Replica stores agree: one message per sequence, one sequence per message.
+    fn stored(&mut self, g: GroupId, seq: u64, id: u64, n: usize) {
+        let at = self.stream_ids.entry(g).or_default();
+        let prev = *at.entry(seq).or_insert(id);
+        assert_eq!(
+            prev,
+            id,
+            "node {} stored message {id} at sequence {seq} of group {g}, where another replica holds {prev}",
+            n + 1
+        );
+        let prev = *self.stream_seqs.entry((g, id)).or_insert(seq);
+        assert_eq!(
+            prev,
+            seq,
+            "message {id} of group {g} stored twice, at {prev} and {seq} (node {})",
+            n + 1
+        );
+    }
+
+    /// The server's `compact_when_durable`: the store commits what it applied, then
+    /// the log is compacted behind a snapshot that says what every replica holds.
+    fn start_compaction(&mut self, n: usize, g: GroupId, up_to: u64) {
+        let sr = &self.nodes[n].streams[&g];
+        let store = sr.store.clone();
+        let log_from_seq = store.state().last_seq;
+        let commit = InFlight::spawn(async move { store.commit().await });
+        self.nodes[n].compactions.push(Compaction {
+            group: g,
+            up_to,
+            log_from_seq,
+            commit,
+        });
+        self.schedule_stream_poll(n);
+    }
+
+    fn schedule_stream_poll(&mut self, n: usize) {
+        let epoch = self.nodes[n].epoch;
+        let again = self.repoll_us();
+        self.at(again, Ev::StreamPoll { node: n, epoch });
+    }
+
+    pub(super) fn stream_poll(&mut self, n: usize, epoch: u64) {
+        if self.nodes[n].epoch != epoch {
+            return;
+        }
+        let mut waiting = Vec::new();
+        for c in std::mem::take(&mut self.nodes[n].compactions) {
+            match c.commit.take() {
+                None => waiting.push(c),
+                Some(Err(e)) => panic!("node {}: stream commit failed: {e}", n + 1),
+                Some(Ok(_)) => self.compact_stream_log(n, &c),
+            }
+        }
+        let mut again = !waiting.is_empty();
+        self.nodes[n].compactions = waiting;
+        let mut more = Vec::new();
+        for (&g, sr) in self.nodes[n].streams.iter_mut() {
+            let Some(c) = &sr.commit else { continue };
+            match c.take() {
+                None => again = true,
+                Some(Err(e)) => panic!("node {}: stream commit failed: {e}", n + 1),
+                Some(Ok(_)) => {
+                    sr.commit = None;
+                    if sr.store.watch().durable_seq() < sr.store.state().last_seq {
+                        more.push(g);
+                    }
+                }
+            }
+        }
+        for g in more {
+            self.commit_stream(n, g);
+        }
+        if again {
+            self.schedule_stream_poll(n);
+        }
+        self.pump(n);
+    }
+
+    fn compact_stream_log(&mut self, n: usize, c: &Compaction) {
+        let Some(st) = self.driver(n).status(c.group) else {
+            return;
+        };
+        let Some(sr) = self.nodes[n].streams.get(&c.group) else {
+            return;
+        };
+        let key = (c.group, sr.replica);
+        let from = self.nodes[n].log_from_seq.entry(key).or_default();
+        *from = (*from).max(c.log_from_seq);
+        let data = catchup::encode_snapshot(*from);
+        if self
+            .driver_mut(n)
+            .compact_to(c.group, c.up_to.min(st.applied), data)
+            .is_ok()
+        {
+            self.sum.compactions += 1;
+        }
+    }
+
+    /// Raft needs a snapshot to send: the server's `stream::snapshot`.
+    pub(super) fn stream_snapshot_wanted(&mut self, n: usize, g: GroupId) {
+        let Some(sr) = self.nodes[n].streams.get(&g) else {
+            return;
+        };
+        let (last, durable) = (sr.store.state().last_seq, sr.store.watch().durable_seq());
+        match stream::snapshot_held(last, durable) {
+            Some(held) => {
+                let data = catchup::encode_snapshot(held);
+                if self.driver_mut(n).compact(g, data).is_ok() {
+                    self.sum.compactions += 1;
+                }
+            }
+            None => {
+                let applied = sr.applied_index;
+                self.start_compaction(n, g, applied);
+            }
+        }
+    }
+
+    fn stream_snapshot(&mut self, n: usize, g: GroupId, index: u64, data: &[u8]) {
+        let held = catchup::decode_snapshot(data);
+        let epoch = self.nodes[n].epoch;
+        let sr = self.nodes[n]
+            .streams
+            .get_mut(&g)
+            .unwrap_or_else(|| panic!("node {}: group {g} restores without a stream", n + 1));
+        if sr.store.state().last_seq >= held {
+            sr.applied_index = sr.applied_index.max(index);
+            return;
+        }
+        if sr.held.is_some() {
+            return;
+        }
+        sr.held = Some(Vec::new());
+        let again = self.repoll_us();
+        self.at(
+            again,
+            Ev::CatchUp {
+                node: n,
+                group: g,
+                epoch,
+            },
+        );
+    }
+
+    /// The server's catch-up: the messages after the store's last, from a peer's
+    /// store, with the group index they reflect; then the entries kept meanwhile.
+    pub(super) async fn catch_up(&mut self, n: usize, g: GroupId, epoch: u64) {
+        if self.nodes[n].epoch != epoch || !self.nodes[n].streams.contains_key(&g) {
+            return;
+        }
+        // Only a ready leader serves (its store holds all that was committed).
+        let peer = self
+            .find_leader(g)
+            .map(|(p, st)| (p, st.term))
+            .filter(|&(p, term)| {
+                p != n
+                    && !self.blocked.contains(&(p, n))
+                    && !self.blocked.contains(&(n, p))
+                    && self.nodes[p]
+                        .streams
+                        .get(&g)
+                        .is_some_and(|s| s.held.is_none() && s.ready_term == term)
+            });
+        let Some((p, _)) = peer else {
+            // The server's catch-up loop: a replica leading while it catches up
+            // hands on again (none serves it otherwise).
+            let leads = self
+                .driver(n)
+                .status(g)
+                .is_some_and(|st| st.role == StateRole::Leader);
+            if leads {
+                self.hand_on_leadership(n, g);
+                self.pump(n);
+            }
+            let again = self.repoll_us() + 100_000;
+            self.at(
+                again,
+                Ev::CatchUp {
+                    node: n,
+                    group: g,
+                    epoch,
+                },
+            );
+            return;
+        };
+        let (source, peer_index) = {
+            let s = &self.nodes[p].streams[&g];
+            (s.store.clone(), s.applied_index)
+        };
+        let peer_last = source.state().last_seq;
+        let target = self.nodes[n].streams[&g].store.clone();
+        loop {
+            let from = target.state().last_seq + 1;
+            if from > peer_last {
+                break;
+            }
+            let msgs = source
+                .range(from, peer_last, CATCH_UP_BATCH_MSGS)
+                .await
+                .unwrap_or_else(|e| panic!("node {}: catch-up read: {e}", p + 1));
+            for m in msgs {
+                let t = target
+                    .append_at(m.timestamp_ns, &m.subject, &m.headers, &m.payload)
+                    .unwrap_or_else(|e| panic!("node {}: catch-up append: {e}", n + 1));
+                assert_eq!(t.seq, m.seq, "the peer's stream has no gaps");
+                self.stored(g, m.seq, id_of(&m.payload), n);
+            }
+        }
+        self.sum.fetches += 1;
+        let sr = self.nodes[n].streams.get_mut(&g).expect("the stream");
+        sr.skip_through = sr.skip_through.max(peer_index);
+        sr.applied_index = sr.applied_index.max(peer_index);
+        let held = sr.held.take().unwrap_or_default();
+        for (index, term, data) in held {
+            self.stream_entry(n, g, index, term, data);
+        }
+        self.pump(n);
+    }
+
+    /// Whether node `n`'s stream of `g` holds message `id`.
+    pub(super) fn stream_holds(&self, n: usize, g: GroupId, id: u64) -> bool {
+        let Some(sr) = self.nodes[n].streams.get(&g) else {
+            return false;
+        };
+        let Some(&seq) = self.stream_seqs.get(&(g, id)) else {
+            return false;
+        };
+        sr.held.is_none() && sr.store.state().last_seq >= seq
+    }
+
+    /// Every member's stream, read back from its disk, holds every acknowledged
+    /// publish exactly once, in order.
+    pub(super) async fn final_check_streams(&self) {
+        for g in 1..=self.p.groups as GroupId {
+            let (_, st) = self.find_leader(g).expect("leader at the end");
+            let cs = &st.conf_state;
+            let canon = self.stream_ids.get(&g).cloned().unwrap_or_default();
+            for &m in cs.voters.iter().chain(cs.learners.iter()) {
+                let n = natrix::raft::node_of(m) as usize - 1;
+                let sr = &self.nodes[n].streams[&g];
+                let last = sr.store.state().last_seq;
+                let mut read: BTreeMap<u64, u64> = BTreeMap::new();
+                let mut from = 1;
+                while from <= last {
+                    let msgs = sr
+                        .store
+                        .range(from, last, CATCH_UP_BATCH_MSGS)
+                        .await
+                        .unwrap_or_else(|e| panic!("node {}: read: {e}", n + 1));
+                    let Some(end) = msgs.last().map(|m| m.seq) else {
+                        break;
+                    };
+                    read.extend(msgs.iter().map(|m| (m.seq, id_of(&m.payload))));
+                    from = end + 1;
+                }
+                let expected: BTreeMap<u64, u64> =
+                    canon.range(..=last).map(|(&s, &i)| (s, i)).collect();
+                assert_eq!(
+                    read,
+                    expected,
+                    "node {}: the stream of group {g} differs from what was stored",
+                    n + 1
+                );
+                for id in self.acked.get(&g).into_iter().flatten() {
+                    let seq = self.stream_seqs[&(g, *id)];
+                    assert!(
+                        seq <= last,
+                        "acknowledged message {id} (sequence {seq}) of group {g} missing on node {}",
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
+}
