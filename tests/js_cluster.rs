@@ -634,6 +634,9 @@ async fn stream_consumer_and_meta_leaders_step_down() {
     let pid = cl.servers[ldm].as_ref().unwrap().pid();
     // A client of the lame duck server is closed and reconnects to another one.
     let (on_ldm, _) = connect(&cl.url(ldm)).await;
+    // Connected (it learns the other servers' URLs then) before lame duck mode
+    // stops the server accepting.
+    on_ldm.flush().await.unwrap();
     // SAFETY: signalling a child process this test started.
     unsafe { libc::kill(pid as i32, libc::SIGUSR2) };
     let client = (0..3).find(|i| *i != ldm).unwrap();

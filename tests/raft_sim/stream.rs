@@ -153,18 +153,14 @@ impl<D: NodeDisk> World<D> {
                 };
                 self.canon(group, index, id);
                 self.stream_entry(n, group, index, term, data);
-                self.nodes[n]
-                    .pending
-                    .retain(|&(g, i), _| g != group || i > index);
+                self.forget_pending(n, group, index);
             }
             Applied::ConfChange { group, index, .. } => self.canon(group, index, None),
             Applied::Snapshot {
                 group, index, data, ..
             } => {
                 self.stream_snapshot(n, group, index, &data);
-                self.nodes[n]
-                    .pending
-                    .retain(|&(g, i), _| g != group || i > index);
+                self.forget_pending(n, group, index);
             }
             Applied::Removed { group } => {
                 self.nodes[n].streams.remove(&group);
@@ -413,14 +409,7 @@ impl<D: NodeDisk> World<D> {
         }
         sr.held = Some(Vec::new());
         let again = self.repoll_us();
-        self.at(
-            again,
-            Ev::CatchUp {
-                node: n,
-                group: g,
-                epoch,
-            },
-        );
+        self.at(again, catch_up_event(n, g, epoch));
     }
 
     /// The server's catch-up: the messages after the store's last, from a peer's
@@ -454,14 +443,7 @@ impl<D: NodeDisk> World<D> {
                 self.pump(n);
             }
             let again = self.repoll_us() + 100_000;
-            self.at(
-                again,
-                Ev::CatchUp {
-                    node: n,
-                    group: g,
-                    epoch,
-                },
-            );
+            self.at(again, catch_up_event(n, g, epoch));
             return;
         };
         let (source, peer_index) = {
@@ -553,4 +535,8 @@ impl<D: NodeDisk> World<D> {
             }
         }
     }
+}
+
+fn catch_up_event(node: usize, group: GroupId, epoch: u64) -> Ev {
+    Ev::CatchUp { node, group, epoch }
 }

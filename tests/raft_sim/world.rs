@@ -1124,9 +1124,7 @@ impl<D: NodeDisk> World<D> {
                 let sm = self.nodes[n].sms.entry(group).or_default();
                 assert!(index > sm.applied, "applied out of order");
                 sm.applied = index;
-                self.nodes[n]
-                    .pending
-                    .retain(|&(g, i), _| g != group || i > index);
+                self.forget_pending(n, group, index);
             }
             Applied::Entry {
                 group,
@@ -1152,9 +1150,7 @@ impl<D: NodeDisk> World<D> {
                         self.sum.acked += 1;
                     }
                 }
-                self.nodes[n]
-                    .pending
-                    .retain(|&(g, i), _| g != group || i > index);
+                self.forget_pending(n, group, index);
             }
             Applied::ConfChange { group, index, .. } => {
                 self.canon(group, index, None);
@@ -1184,15 +1180,20 @@ impl<D: NodeDisk> World<D> {
                         set,
                     },
                 );
-                self.nodes[n]
-                    .pending
-                    .retain(|&(g, i), _| g != group || i > index);
+                self.forget_pending(n, group, index);
             }
             Applied::Removed { group } => {
                 self.nodes[n].sms.remove(&group);
                 self.nodes[n].pending.retain(|&(g, _), _| g != group);
             }
         }
+    }
+
+    /// Proposals of `group` at or before `index` are answered (or lost).
+    pub(super) fn forget_pending(&mut self, n: usize, group: GroupId, index: u64) {
+        self.nodes[n]
+            .pending
+            .retain(|&(g, i), _| g != group || i > index);
     }
 
     pub(super) fn canon(&mut self, g: GroupId, index: u64, v: Option<u64>) {
