@@ -197,8 +197,11 @@ fn file_regression_seeds() {
 /// Stream seeds that failed once, kept in the fixed run: 1000223 and 1000932 (a
 /// snapshot that said a replica held messages its store had not synced),
 /// 2002758 (a leader catching up whose hand-on failed, and no one served it),
-/// 2005242 (a group's entry applied as its replica was removed).
-const STREAM_REGRESSION_SEEDS: &[u64] = &[1_000_223, 1_000_932, 2_002_758, 2_005_242];
+/// 2005242 (a group's entry applied as its replica was removed), 90 (a delete
+/// not yet synced when Raft's snapshot compacted its entry away), 760 (a catch-up
+/// that skipped a delete entry), 554 (a restored snapshot that left a deleted
+/// message in place).
+const STREAM_REGRESSION_SEEDS: &[u64] = &[1_000_223, 1_000_932, 2_002_758, 2_005_242, 90, 760, 554];
 
 #[test]
 fn stream_regression_seeds() {

@@ -596,20 +596,30 @@ pub async fn purge(stream: &Stream, req: &PurgeRequest) -> Result<u64, ApiError>
 
 /// Purges in the store (durable with the store's next commit) and moves the
 /// consumers past what went.
+/// A purge request as the store takes it.
+pub fn storage_purge(req: &PurgeRequest) -> natrix_storage::PurgeRequest {
+    natrix_storage::PurgeRequest {
+        subject: req.filter.clone().filter(|f| !f.is_empty()),
+        up_to_seq: req.seq,
+        keep: req.keep,
+    }
+}
+
 pub fn purge_now(stream: &Stream, req: &PurgeRequest) -> Result<u64, ApiError> {
     refuse_removal(
         stream,
         |c| c.deny_purge,
         || errors::purge_failed("stream purge not permitted"),
     )?;
-    let purge = natrix_storage::PurgeRequest {
-        subject: req.filter.clone().filter(|f| !f.is_empty()),
-        up_to_seq: req.seq,
-        keep: req.keep,
-    };
+    purge_store(stream, req)
+}
+
+/// Purges the store and moves the consumers past what went (no permission checks:
+/// a replica following its group, or catching up).
+pub fn purge_store(stream: &Stream, req: &PurgeRequest) -> Result<u64, ApiError> {
     let n = stream
         .store
-        .purge(&purge)
+        .purge(&storage_purge(req))
         .map_err(|e| errors::purge_failed(e.to_string()))?;
     let first = stream.store.state().first_seq;
     for c in stream.consumers.borrow().values() {
@@ -638,16 +648,22 @@ pub fn delete_now(stream: &Stream, req: &MsgDeleteRequest) -> Result<(), ApiErro
         |c| c.deny_delete,
         || errors::msg_delete_failed("message delete not permitted"),
     )?;
-    match stream.store.delete(req.seq) {
+    delete_from_store(stream, req.seq)
+}
+
+/// Deletes message `seq` from the store and from the consumers' pending (no
+/// permission checks).
+pub fn delete_from_store(stream: &Stream, seq: u64) -> Result<(), ApiError> {
+    match stream.store.delete(seq) {
         Ok(true) => {
             for c in stream.consumers.borrow().values() {
-                c.state.borrow_mut().forget(req.seq);
+                c.state.borrow_mut().forget(seq);
                 c.wake.notify();
             }
             stream.commit_needed.notify();
             Ok(())
         }
-        Ok(false) => Err(errors::sequence_not_found(req.seq)),
+        Ok(false) => Err(errors::sequence_not_found(seq)),
         Err(e) => Err(errors::msg_delete_failed(e.to_string())),
     }
 }

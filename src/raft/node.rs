@@ -96,8 +96,8 @@ pub enum SnapshotState {
 pub trait Machine<S: ShardStore> {
     /// One committed entry or change, in log order per group.
     fn apply(&mut self, _driver: &mut MultiRaft<S>, _applied: &Applied) {}
-    /// The state of `group` at its applied index, for a snapshot.
-    fn snapshot(&mut self, _group: GroupId) -> SnapshotState {
+    /// The state of `group` at its applied index `applied`, for a snapshot.
+    fn snapshot(&mut self, _group: GroupId, _applied: u64) -> SnapshotState {
         SnapshotState::Counts
     }
     /// After every turn: work the application queued (proposals, new groups, leader
@@ -712,7 +712,8 @@ impl<S: ShardStore, T: FrameSink, M: Machine<S>> Shard<S, T, M> {
                 self.apply(a);
             }
             for g in rd.snapshot_wanted {
-                let data = match self.machine.snapshot(g) {
+                let applied = self.driver.status(g).map_or(0, |s| s.applied);
+                let data = match self.machine.snapshot(g, applied) {
                     SnapshotState::Data(data) => data,
                     SnapshotState::Counts => encode_applied(self.applied.get(&g)),
                     SnapshotState::Later => continue,

@@ -1,6 +1,6 @@
 //! Stream mode: every group is a JetStream stream's group, as on a server. Its
 //! entries are the server's stream entries (`jetstream::cluster::entry`), applied by
-//! the server's rules (`entry::verdict`, `catchup::decode_snapshot`, `held_by_all`,
+//! the server's rules (`entry::verdict`, `catchup::SnapshotHeld`, `held_by_all`,
 //! the compaction after a durable commit) to the stream log itself: a natrix-storage
 //! `FileStore` on the node's faulty disk, which a crash cuts back to what it synced.
 //! The stream is the state machine: a restart reopens it and replays the group's
@@ -16,10 +16,14 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use natrix::jetstream::cluster::entry::{self, MsgEntry, MsgVerdict, StreamEntry};
-use natrix::jetstream::cluster::{catchup, held_by_all, step_down_target, stream};
+use natrix::jetstream::api::types::{MsgDeleteRequest, PurgeRequest};
+use natrix::jetstream::cluster::catchup::SnapshotHeld;
+use natrix::jetstream::cluster::entry::{self, MsgEntry, MsgVerdict, Removal, StreamEntry};
+use natrix::jetstream::cluster::{held_by_all, step_down_target, stream};
+use natrix::jetstream::registry::storage_purge;
 use natrix::raft::{Applied, GroupId, StateRole};
 use natrix_storage::{FileStore, LogConfig};
+use rand::Rng;
 
 use super::file_disk::InFlight;
 use super::node_disk::NodeDisk;
@@ -30,7 +34,6 @@ const CATCH_UP_BATCH_MSGS: usize = 256;
 
 /// A node's replica of a stream: its store and what the server keeps beside it.
 pub struct StreamReplica {
-    pub replica: u64,
     pub store: Rc<FileStore>,
     /// The term of the new leader's entry this replica applied while leading: it
     /// proposes only in that term (the server's ready leader).
@@ -51,7 +54,8 @@ pub struct StreamReplica {
 pub struct Compaction {
     pub group: GroupId,
     pub up_to: u64,
-    pub log_from_seq: u64,
+    /// What the snapshot says the store holds, as of the compaction's start.
+    pub held: SnapshotHeld,
     pub commit: InFlight<natrix_storage::Result<u64>>,
 }
 
@@ -79,7 +83,6 @@ impl<D: NodeDisk> World<D> {
             .await
             .unwrap_or_else(|e| panic!("node {}: stream of group {g} does not open: {e}", n + 1));
         let sr = StreamReplica {
-            replica,
             store: Rc::new(store),
             ready_term: 0,
             next_seq: None,
@@ -130,6 +133,43 @@ impl<D: NodeDisk> World<D> {
         node.streams.get_mut(&g)?.next_seq = Some((st.term, seq + 1));
         node.pending.insert((g, p.index), (p.term, id));
         Some(id)
+    }
+
+    /// A purge (all, or below a sequence) or a message delete at the group's ready
+    /// leader on `n`, bounded by the last sequence its stream will hold when it
+    /// applies (the server's `removal`).
+    pub(super) fn propose_stream_removal(&mut self, n: usize, g: GroupId) {
+        let Some(st) = self.driver(n).status(g) else {
+            return;
+        };
+        let Some(sr) = self.nodes[n].streams.get(&g) else {
+            return;
+        };
+        if st.role != StateRole::Leader || sr.ready_term != st.term || sr.held.is_some() {
+            return;
+        }
+        let state = sr.store.state();
+        let through = match sr.next_seq {
+            Some((term, next)) if term == st.term => next - 1,
+            _ => state.last_seq,
+        };
+        let first = state.first_seq.max(1);
+        let purge = self.rng.gen_bool(0.3);
+        let body = match (purge, self.rng.gen_bool(0.2)) {
+            (true, true) => String::new(),
+            (true, false) => {
+                let below = self.rng.gen_range(first..=through.max(first) + 1);
+                format!("{{\"seq\":{below}}}")
+            }
+            (false, _) => {
+                let seq = self.rng.gen_range(first..=through.max(first));
+                format!("{{\"seq\":{seq}}}")
+            }
+        };
+        let data = entry::encode_removal(purge, through, body.as_bytes());
+        if self.driver_mut(n).propose(g, data).is_ok() {
+            self.sum.proposals += 1;
+        }
     }
 
     /// The leader asks its group to compact (the server does every so many entries).
@@ -209,7 +249,8 @@ impl<D: NodeDisk> World<D> {
                 self.stream_msg(n, g, index, m, mine)
             }
             StreamEntry::Compact(up_to) => self.start_compaction(n, g, up_to),
-            e => panic!("the workload proposes no {e:?}"),
+            StreamEntry::Purge(r) => self.stream_removal(n, g, index, true, r),
+            StreamEntry::Delete(r) => self.stream_removal(n, g, index, false, r),
         }
     }
 
@@ -264,6 +305,51 @@ impl<D: NodeDisk> World<D> {
         }
     }
 
+    /// A purge or delete entry, by the server's rules (`bounded_purge`,
+    /// `check_delete`): it succeeds or fails alike on every replica, and takes the
+    /// same messages away.
+    fn stream_removal(&mut self, n: usize, g: GroupId, index: u64, purge: bool, r: Removal) {
+        let store = self.nodes[n].streams[&g].store.clone();
+        let last = store.state().last_seq;
+        let done = if purge {
+            let req: PurgeRequest = if r.body.is_empty() {
+                PurgeRequest::default()
+            } else {
+                serde_json::from_slice(&r.body).expect("a purge request")
+            };
+            stream::bounded_purge(req, r.through_seq, last).map(|req| {
+                store
+                    .purge(&storage_purge(&req))
+                    .unwrap_or_else(|e| panic!("node {}: purge: {e}", n + 1));
+                // Only what the store held: a later message is not purged.
+                let below = req.seq.unwrap_or(last + 1).min(last + 1);
+                let floor = self.purged_below.entry(g).or_insert(1);
+                *floor = (*floor).max(below);
+            })
+        } else {
+            let req: MsgDeleteRequest = serde_json::from_slice(&r.body).expect("a delete");
+            stream::check_delete(req.seq, r.through_seq, last).map(|()| {
+                store
+                    .delete(req.seq)
+                    .unwrap_or_else(|e| panic!("node {}: delete: {e}", n + 1));
+                self.deleted.entry(g).or_default().insert(req.seq);
+            })
+        };
+        let refused = done.is_err();
+        let first = *self.refusals.entry((g, index)).or_insert(refused);
+        assert_eq!(
+            first,
+            refused,
+            "node {} {} the removal at entry {index} of group {g} (through {}, its stream's last {last}), unlike another replica",
+            n + 1,
+            if refused { "failed" } else { "applied" },
+            r.through_seq
+        );
+        if !refused {
+            self.commit_stream(n, g);
+        }
+    }
+
     /// Starts the store's group commit, unless one is under way.
     fn commit_stream(&mut self, n: usize, g: GroupId) {
         let sr = self.nodes[n].streams.get_mut(&g).expect("the stream");
@@ -297,14 +383,18 @@ impl<D: NodeDisk> World<D> {
     /// The server's `compact_when_durable`: the store commits what it applied, then
     /// the log is compacted behind a snapshot that says what every replica holds.
     fn start_compaction(&mut self, n: usize, g: GroupId, up_to: u64) {
+        if self.nodes[n].compactions.iter().any(|c| c.group == g) {
+            return; // the server's `compacting`: one at a time
+        }
         let sr = &self.nodes[n].streams[&g];
         let store = sr.store.clone();
-        let log_from_seq = store.state().last_seq;
+        let state = store.state();
+        let held = SnapshotHeld::of(&state, &store.deleted(), state.last_seq);
         let commit = InFlight::spawn(async move { store.commit().await });
         self.nodes[n].compactions.push(Compaction {
             group: g,
             up_to,
-            log_from_seq,
+            held,
             commit,
         });
         self.schedule_stream_poll(n);
@@ -357,13 +447,7 @@ impl<D: NodeDisk> World<D> {
         let Some(st) = self.driver(n).status(c.group) else {
             return;
         };
-        let Some(sr) = self.nodes[n].streams.get(&c.group) else {
-            return;
-        };
-        let key = (c.group, sr.replica);
-        let from = self.nodes[n].log_from_seq.entry(key).or_default();
-        *from = (*from).max(c.log_from_seq);
-        let data = catchup::encode_snapshot(*from);
+        let data = c.held.encode();
         if self
             .driver_mut(n)
             .compact_to(c.group, c.up_to.min(st.applied), data)
@@ -373,34 +457,24 @@ impl<D: NodeDisk> World<D> {
         }
     }
 
-    /// Raft needs a snapshot to send: the server's `stream::snapshot`.
+    /// Raft needs a snapshot to send: the server's `stream::snapshot` (compact
+    /// once the store made durable all it applied).
     pub(super) fn stream_snapshot_wanted(&mut self, n: usize, g: GroupId) {
-        let Some(sr) = self.nodes[n].streams.get(&g) else {
-            return;
-        };
-        let (last, durable) = (sr.store.state().last_seq, sr.store.watch().durable_seq());
-        match stream::snapshot_held(last, durable) {
-            Some(held) => {
-                let data = catchup::encode_snapshot(held);
-                if self.driver_mut(n).compact(g, data).is_ok() {
-                    self.sum.compactions += 1;
-                }
-            }
-            None => {
-                let applied = sr.applied_index;
-                self.start_compaction(n, g, applied);
-            }
+        if self.nodes[n].streams.contains_key(&g) {
+            let applied = self.driver(n).status(g).map_or(0, |st| st.applied);
+            self.start_compaction(n, g, applied);
         }
     }
 
     fn stream_snapshot(&mut self, n: usize, g: GroupId, index: u64, data: &[u8]) {
-        let held = catchup::decode_snapshot(data);
+        let held = SnapshotHeld::decode(data).unwrap_or_default();
         let epoch = self.nodes[n].epoch;
         let sr = self.nodes[n]
             .streams
             .get_mut(&g)
             .unwrap_or_else(|| panic!("node {}: group {g} restores without a stream", n + 1));
-        if sr.store.state().last_seq >= held {
+        remove_as_peer(&sr.store, held.first_seq, &held.deleted);
+        if sr.store.state().last_seq >= held.held_seq {
             sr.applied_index = sr.applied_index.max(index);
             return;
         }
@@ -450,8 +524,10 @@ impl<D: NodeDisk> World<D> {
             let s = &self.nodes[p].streams[&g];
             (s.store.clone(), s.applied_index)
         };
-        let peer_last = source.state().last_seq;
+        let peer = source.state();
+        let peer_last = peer.last_seq;
         let target = self.nodes[n].streams[&g].store.clone();
+        remove_as_peer(&target, peer.first_seq, &source.deleted());
         loop {
             let from = target.state().last_seq + 1;
             if from > peer_last {
@@ -461,14 +537,19 @@ impl<D: NodeDisk> World<D> {
                 .range(from, peer_last, CATCH_UP_BATCH_MSGS)
                 .await
                 .unwrap_or_else(|e| panic!("node {}: catch-up read: {e}", p + 1));
+            if msgs.is_empty() {
+                break;
+            }
             for m in msgs {
+                skip_to(&target, m.seq);
                 let t = target
                     .append_at(m.timestamp_ns, &m.subject, &m.headers, &m.payload)
                     .unwrap_or_else(|e| panic!("node {}: catch-up append: {e}", n + 1));
-                assert_eq!(t.seq, m.seq, "the peer's stream has no gaps");
+                assert_eq!(t.seq, m.seq, "stored at the peer's sequence");
                 self.stored(g, m.seq, id_of(&m.payload), n);
             }
         }
+        skip_to(&target, peer_last + 1);
         self.sum.fetches += 1;
         let sr = self.nodes[n].streams.get_mut(&g).expect("the stream");
         sr.skip_through = sr.skip_through.max(peer_index);
@@ -516,8 +597,13 @@ impl<D: NodeDisk> World<D> {
                     read.extend(msgs.iter().map(|m| (m.seq, id_of(&m.payload))));
                     from = end + 1;
                 }
-                let expected: BTreeMap<u64, u64> =
-                    canon.range(..=last).map(|(&s, &i)| (s, i)).collect();
+                let purged_below = self.purged_below.get(&g).copied().unwrap_or(1);
+                let deleted = self.deleted.get(&g).cloned().unwrap_or_default();
+                let expected: BTreeMap<u64, u64> = canon
+                    .range(purged_below..=last.max(purged_below))
+                    .filter(|(s, _)| !deleted.contains(s) && **s <= last)
+                    .map(|(&s, &i)| (s, i))
+                    .collect();
                 assert_eq!(
                     read,
                     expected,
@@ -526,6 +612,9 @@ impl<D: NodeDisk> World<D> {
                 );
                 for id in self.acked.get(&g).into_iter().flatten() {
                     let seq = self.stream_seqs[&(g, *id)];
+                    if seq < purged_below || deleted.contains(&seq) {
+                        continue;
+                    }
                     assert!(
                         seq <= last,
                         "acknowledged message {id} (sequence {seq}) of group {g} missing on node {}",
@@ -534,6 +623,43 @@ impl<D: NodeDisk> World<D> {
                 }
             }
         }
+    }
+}
+
+/// The server's `remove_as_peer`: what a peer purged (below `first_seq`) or
+/// deleted among the messages this store holds already.
+fn remove_as_peer(store: &FileStore, first_seq: u64, deleted: &[u64]) {
+    let state = store.state();
+    let below = first_seq.min(state.last_seq + 1);
+    if below > state.first_seq {
+        let purge = natrix_storage::PurgeRequest {
+            up_to_seq: Some(below),
+            ..Default::default()
+        };
+        store.purge(&purge).expect("purge as the peer did");
+    }
+    for &seq in deleted.iter().filter(|s| **s <= state.last_seq) {
+        let _ = store.delete(seq);
+    }
+}
+
+/// The server's catch-up `skip_to`: makes `seq` the store's next sequence, the
+/// ones before it (deleted on the peer) deleted here too.
+fn skip_to(store: &FileStore, seq: u64) {
+    let state = store.state();
+    if seq <= state.last_seq + 1 {
+        return;
+    }
+    if state.msgs == 0 {
+        store.compact(seq, 0).expect("start the store at seq");
+        return;
+    }
+    for gap in state.last_seq + 1..seq {
+        let t = store
+            .append("$NRX.SKIPPED", b"", b"")
+            .expect("a placeholder");
+        assert_eq!(t.seq, gap);
+        store.delete(gap).expect("delete the placeholder");
     }
 }
 

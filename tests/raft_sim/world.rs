@@ -27,6 +27,8 @@ const REPOLL_MIN_US: u64 = 10;
 /// One poll of a group commit in this many stalls it, for `STALL_US`.
 const STALL_ONE_IN: u32 = 100;
 const STALL_US: std::ops::Range<u64> = 400_000..2_000_000;
+/// Stream mode: one client request in this many is a purge or a message delete.
+const REMOVAL_ONE_IN: u32 = 20;
 
 #[derive(Clone, Debug)]
 pub struct Faults {
@@ -197,14 +199,11 @@ pub(super) struct SimNode<D: NodeDisk> {
     /// Stream mode: the streams of this process, and their compactions under way.
     pub(super) streams: BTreeMap<GroupId, StreamReplica>,
     pub(super) compactions: Vec<Compaction>,
-    /// Per (group, replica): from which sequence the log holds the stream's
-    /// messages (the server keeps it durably beside the stream).
-    pub(super) log_from_seq: BTreeMap<(GroupId, u64), u64>,
 }
 
 pub struct World<D: NodeDisk> {
     pub(super) p: Params,
-    rng: ChaCha8Rng,
+    pub(super) rng: ChaCha8Rng,
     now: u64,
     seq: u64,
     queue: BinaryHeap<Reverse<(u64, u64)>>,
@@ -224,6 +223,9 @@ pub struct World<D: NodeDisk> {
     /// sequence of each message.
     pub(super) stream_ids: BTreeMap<GroupId, BTreeMap<u64, u64>>,
     pub(super) stream_seqs: BTreeMap<(GroupId, u64), u64>,
+    /// Per group: every sequence below this one was purged, and those deleted.
+    pub(super) purged_below: BTreeMap<GroupId, u64>,
+    pub(super) deleted: BTreeMap<GroupId, BTreeSet<u64>>,
     /// Per (group, index) of a message entry: whether replicas refuse it.
     pub(super) refusals: BTreeMap<(GroupId, u64), bool>,
     next_id: u64,
@@ -262,7 +264,6 @@ impl<D: NodeDisk> World<D> {
                 checked_commit: BTreeMap::new(),
                 streams: BTreeMap::new(),
                 compactions: Vec::new(),
-                log_from_seq: BTreeMap::new(),
             })
             .collect();
         for n in nodes.iter_mut() {
@@ -310,6 +311,8 @@ impl<D: NodeDisk> World<D> {
             acked: BTreeMap::new(),
             stream_ids: BTreeMap::new(),
             stream_seqs: BTreeMap::new(),
+            purged_below: BTreeMap::new(),
+            deleted: BTreeMap::new(),
             refusals: BTreeMap::new(),
             next_id: 1,
             next_gen,
@@ -843,7 +846,11 @@ impl<D: NodeDisk> World<D> {
             self.alive(n).then_some(n)
         };
         if let Some(n) = n {
-            self.propose(n, g);
+            if self.p.stream && self.rng.gen_ratio(1, REMOVAL_ONE_IN) {
+                self.propose_stream_removal(n, g);
+            } else {
+                self.propose(n, g);
+            }
             self.pump(n);
         }
     }

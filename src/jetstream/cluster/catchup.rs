@@ -16,8 +16,8 @@
 
 use super::entry::{self, MsgEntry};
 use super::Cluster;
-use crate::jetstream::publish;
 use crate::jetstream::stream::Stream;
+use crate::jetstream::{publish, registry};
 use crate::raft::{GroupId, NodeId};
 use crate::server::shard::{Msg, Shard};
 use bytes::{Buf, BufMut, Bytes};
@@ -37,7 +37,7 @@ const ANSWER_WAIT: Duration = Duration::from_secs(2);
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 /// Messages in one batch at most.
 const BATCH_MSGS_MAX: usize = 1024;
-const FIXED_BYTES: usize = 1 + 8 * 3 + 4;
+const FIXED_BYTES: usize = 1 + 8 * 4 + 4 + 4;
 /// Batch requests this server serves at once; more are answered "refused" (the
 /// asker tries again after a pause).
 const SERVING_MAX: usize = 16;
@@ -61,7 +61,10 @@ struct BatchRequest {
 }
 
 /// A peer's answer: messages from the asked sequence through `through_seq` (the
-/// gaps are deleted messages), and the peer's store state when it began to answer.
+/// gaps are deleted messages), and the peer's store state when it began to answer:
+/// with what it removed before the asked sequence (purged below `first_seq`, and
+/// `deleted`), which the asker may still hold (the entries that removed them are
+/// no longer in the group's log, or the asker skips them).
 #[derive(Debug, Default, PartialEq)]
 struct Batch {
     /// The peer cannot serve (it is catching up itself, or has no such replica).
@@ -70,8 +73,14 @@ struct Batch {
     /// The last sequence of the peer's store, and the group index it reflects.
     last_seq: u64,
     applied_index: u64,
+    first_seq: u64,
+    deleted: Vec<u64>,
     msgs: Vec<MsgEntry>,
 }
+
+/// Deleted sequences one batch names at most; a batch that would name more is
+/// refused (and logged): the asker cannot be told what it must remove.
+const DELETED_MAX: usize = 1 << 16;
 
 impl Batch {
     fn encode(&self) -> Vec<u8> {
@@ -80,6 +89,11 @@ impl Batch {
         out.put_u64_le(self.through_seq);
         out.put_u64_le(self.last_seq);
         out.put_u64_le(self.applied_index);
+        out.put_u64_le(self.first_seq);
+        out.put_u32_le(self.deleted.len() as u32);
+        for seq in &self.deleted {
+            out.put_u64_le(*seq);
+        }
         out.put_u32_le(self.msgs.len() as u32);
         for m in &self.msgs {
             let e = m.encode();
@@ -98,8 +112,15 @@ impl Batch {
             through_seq: data.get_u64_le(),
             last_seq: data.get_u64_le(),
             applied_index: data.get_u64_le(),
+            first_seq: data.get_u64_le(),
+            deleted: Vec::new(),
             msgs: Vec::new(),
         };
+        let deleted = data.get_u32_le() as usize;
+        if deleted > DELETED_MAX || data.len() < deleted * 8 + 4 {
+            return None;
+        }
+        b.deleted = (0..deleted).map(|_| data.get_u64_le()).collect();
         let count = data.get_u32_le() as usize;
         for _ in 0..count {
             if data.len() < 4 {
@@ -161,23 +182,77 @@ pub fn apply(cl: &Cluster, stream: &Rc<Stream>, index: u64, data: &Bytes) -> Opt
     super::stream::apply(cl, stream, data)
 }
 
-/// A stream group's snapshot: every replica holds the messages through this sequence.
-pub fn encode_snapshot(held_through_seq: u64) -> Vec<u8> {
-    held_through_seq.to_le_bytes().to_vec()
+/// A stream group's snapshot: what every replica's store holds at its index, the
+/// messages through `held_seq`, and the removals among them (purged below
+/// `first_seq`, and the `deleted` ones). A replica restoring it removes those too
+/// (the entries that removed them are no longer in the log), and catches up when
+/// it lacks messages.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotHeld {
+    pub held_seq: u64,
+    pub first_seq: u64,
+    pub deleted: Vec<u64>,
 }
 
-/// The sequence a stream group's snapshot says every replica holds.
-pub fn decode_snapshot(data: &[u8]) -> u64 {
-    data.get(..8)
-        .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+const SNAPSHOT_FIXED_BYTES: usize = 8 + 8 + 4;
+
+impl SnapshotHeld {
+    /// A store's messages through `held_seq` (its state and deleted sequences).
+    pub fn of(state: &natrix_storage::StreamState, deleted: &[u64], held_seq: u64) -> Self {
+        SnapshotHeld {
+            held_seq,
+            first_seq: state.first_seq.min(held_seq + 1),
+            deleted: deleted.iter().copied().filter(|s| *s <= held_seq).collect(),
+        }
+    }
+
+    pub fn of_store(store: &natrix_storage::Store, held_seq: u64) -> Self {
+        Self::of(&store.state(), &store.deleted(), held_seq)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(SNAPSHOT_FIXED_BYTES + 8 * self.deleted.len());
+        out.put_u64_le(self.held_seq);
+        out.put_u64_le(self.first_seq);
+        out.put_u32_le(self.deleted.len() as u32);
+        for seq in &self.deleted {
+            out.put_u64_le(*seq);
+        }
+        out
+    }
+
+    /// None for data that is not a stream snapshot (a new replica's empty one).
+    pub fn decode(mut data: &[u8]) -> Option<Self> {
+        if data.len() < SNAPSHOT_FIXED_BYTES {
+            return None;
+        }
+        let held_seq = data.get_u64_le();
+        let first_seq = data.get_u64_le();
+        let count = data.get_u32_le() as usize;
+        if data.len() != count.checked_mul(8)? {
+            return None;
+        }
+        let deleted = (0..count).map(|_| data.get_u64_le()).collect();
+        Some(SnapshotHeld {
+            held_seq,
+            first_seq,
+            deleted,
+        })
+    }
 }
 
 /// A snapshot of the stream's group was applied here: at a restart the store holds
 /// what it says; a replica added to the group (or one far behind) catches up.
 pub fn on_snapshot(cl: &Cluster, stream: &Rc<Stream>, index: u64, data: &[u8]) {
     let r = stream.cluster.get().expect("a clustered stream");
-    let held = decode_snapshot(data);
-    if stream.store.state().last_seq >= held {
+    let held = SnapshotHeld::decode(data).unwrap_or_default();
+    if let Err(e) = remove_as_peer(stream, held.first_seq, &held.deleted) {
+        warn!(
+            "JetStream cluster: stream {} restoring a snapshot: {}",
+            stream.name, e.description
+        );
+    }
+    if stream.store.state().last_seq >= held.held_seq {
         r.applied_index.set(r.applied_index.get().max(index));
         return;
     }
@@ -256,13 +331,29 @@ async fn serve(shard: &Shard, cl: &Cluster, group: GroupId, from_seq: u64) -> Ba
     if !ready || r.catching_up.borrow().is_some() || stream.store.lost_from(from_seq) {
         return refused;
     }
-    let (last_seq, applied_index) = (stream.store.state().last_seq, r.applied_index.get());
+    let state = stream.store.state();
+    let deleted: Vec<u64> = stream
+        .store
+        .deleted()
+        .into_iter()
+        .filter(|s| *s < from_seq)
+        .collect();
+    if deleted.len() > DELETED_MAX {
+        warn!(
+            "JetStream cluster: stream {} has too many deleted messages to serve a catch-up",
+            stream.name
+        );
+        return refused;
+    }
     let mut batch = Batch {
-        through_seq: last_seq,
-        last_seq,
-        applied_index,
+        through_seq: state.last_seq,
+        last_seq: state.last_seq,
+        applied_index: r.applied_index.get(),
+        first_seq: state.first_seq,
+        deleted,
         ..Batch::default()
     };
+    let last_seq = state.last_seq;
     if from_seq > last_seq {
         return batch;
     }
@@ -393,12 +484,14 @@ async fn ask(
     Batch::decode(answer?).filter(|b| !b.refused)
 }
 
-/// Appends a batch's messages, leaving the gaps between them deleted.
+/// Removes what the peer removed before the asked sequence, then appends the
+/// batch's messages, leaving the gaps between them deleted.
 fn store_batch(
     shard: &Shard,
     stream: &Stream,
     batch: &Batch,
 ) -> Result<(), crate::jetstream::api::types::ApiError> {
+    remove_as_peer(stream, batch.first_seq, &batch.deleted)?;
     for m in &batch.msgs {
         skip_to(stream, m.seq)?;
         let subject = String::from_utf8_lossy(&m.subject);
@@ -408,6 +501,29 @@ fn store_batch(
     }
     skip_to(stream, batch.through_seq + 1)?;
     stream.commit_needed.notify();
+    Ok(())
+}
+
+/// What a peer purged (below `first_seq`) or deleted among the messages this store
+/// holds already.
+fn remove_as_peer(
+    stream: &Stream,
+    first_seq: u64,
+    deleted: &[u64],
+) -> Result<(), crate::jetstream::api::types::ApiError> {
+    let state = stream.store.state();
+    let below = first_seq.min(state.last_seq + 1);
+    if below > state.first_seq {
+        let purge = crate::jetstream::api::types::PurgeRequest {
+            seq: Some(below),
+            ..Default::default()
+        };
+        registry::purge_store(stream, &purge)?;
+    }
+    for &seq in deleted.iter().filter(|s| **s <= state.last_seq) {
+        // Gone here already: nothing to do.
+        let _ = registry::delete_from_store(stream, seq);
+    }
     Ok(())
 }
 
@@ -467,6 +583,8 @@ mod tests {
             through_seq: 9,
             last_seq: 12,
             applied_index: 40,
+            first_seq: 3,
+            deleted: vec![4, 6],
             msgs: vec![MsgEntry {
                 seq: 7,
                 ts_ns: 1,
@@ -482,6 +600,28 @@ mod tests {
         for cut in 0..bytes.len() {
             assert_eq!(Batch::decode(bytes.slice(..cut)), None, "cut {cut}");
         }
+    }
+
+    #[test]
+    fn a_snapshot_round_trips_and_names_the_removals_through_its_sequence() {
+        let state = natrix_storage::StreamState {
+            first_seq: 3,
+            last_seq: 20,
+            ..Default::default()
+        };
+        let held = SnapshotHeld::of(&state, &[5, 9, 15], 12);
+        assert_eq!(held.deleted, vec![5, 9]);
+        assert_eq!(held.first_seq, 3);
+        assert_eq!(SnapshotHeld::decode(&held.encode()), Some(held.clone()));
+        let encoded = held.encode();
+        assert_eq!(SnapshotHeld::decode(&encoded[..encoded.len() - 1]), None);
+        assert_eq!(SnapshotHeld::decode(b""), None);
+        let purged = natrix_storage::StreamState {
+            first_seq: 21,
+            last_seq: 20,
+            ..Default::default()
+        };
+        assert_eq!(SnapshotHeld::of(&purged, &[], 12).first_seq, 13);
     }
 
     #[test]

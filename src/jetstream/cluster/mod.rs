@@ -127,6 +127,7 @@ enum Op {
     Compact {
         group: GroupId,
         index: u64,
+        data: Vec<u8>,
     },
 }
 
@@ -286,8 +287,9 @@ impl Cluster {
         let _ = self.queue(Op::ProposeCompaction(group));
     }
 
-    pub fn compact_log(&self, group: GroupId, index: u64) {
-        let _ = self.queue(Op::Compact { group, index });
+    /// Compacts the log of `group` up to `index` behind a snapshot of `data`.
+    pub fn compact_log(&self, group: GroupId, index: u64, data: Vec<u8>) {
+        let _ = self.queue(Op::Compact { group, index, data });
     }
 
     pub fn remove_group(&self, group: GroupId) {
@@ -431,14 +433,8 @@ impl Cluster {
                     let _ = driver.propose(group, entry::encode_compact(up_to));
                 }
             }
-            Op::Compact { group, index } => {
+            Op::Compact { group, index, data } => {
                 let applied = driver.status(group).map_or(0, |s| s.applied);
-                let held = self
-                    .streams
-                    .borrow()
-                    .get(&group)
-                    .map_or(0, |s| s.cluster.get().map_or(0, |r| r.log_from_seq.get()));
-                let data = catchup::encode_snapshot(held);
                 if let Err(e) = driver.compact_to(group, index.min(applied), data) {
                     warn!("JetStream cluster: group {group} not compacted: {e:?}");
                 }
@@ -867,7 +863,7 @@ impl Machine<FileLogStore> for ClusterMachine {
         }
     }
 
-    fn snapshot(&mut self, group: GroupId) -> SnapshotState {
+    fn snapshot(&mut self, group: GroupId, applied: u64) -> SnapshotState {
         let cl = &self.0;
         if group == META_GROUP {
             return SnapshotState::Data(cl.meta.borrow().encode());
@@ -878,7 +874,7 @@ impl Machine<FileLogStore> for ClusterMachine {
         // A stream's state is its store: the snapshot says which messages a replica
         // must hold, and one that lacks them gets them from a peer (`catchup`).
         if let Some(s) = cl.streams.borrow().get(&group).cloned() {
-            return stream::snapshot(cl, &s);
+            return stream::snapshot(cl, &s, applied);
         }
         SnapshotState::Data(Vec::new())
     }

@@ -34,6 +34,8 @@ pub struct Replica {
     pub proposed: RefCell<InFlight>,
     /// Entries applied since this replica last asked for its log to be compacted.
     pub applied_since_compact: Cell<u64>,
+    /// A compaction waits for the store's commit.
+    pub compacting: Cell<bool>,
     /// The group's log holds every message after this sequence (see `Binding`).
     pub log_from_seq: Cell<u64>,
     /// The group index of the last entry this replica's store reflects.
@@ -61,6 +63,7 @@ impl Replica {
             in_flight: Cell::new(0),
             proposed: RefCell::default(),
             applied_since_compact: Cell::new(0),
+            compacting: Cell::new(false),
         }
     }
 
@@ -344,24 +347,14 @@ fn count_for_compaction(cl: &Cluster, stream: &Stream) {
 }
 
 /// Raft needs a snapshot of the group at its applied index (for a peer that lacks
-/// what the log no longer holds): one that says "every message this store holds",
-/// once the store made all of them durable. Until then the log keeps them: a
-/// snapshot that covered messages this store could still lose in a crash would
-/// leave it (and a peer restored from it) short of them for good.
-pub fn snapshot(cl: &Cluster, stream: &Rc<Stream>) -> SnapshotState {
-    let held = snapshot_held(stream.store.state().last_seq, stream.store.durable_seq());
-    if let Some(held) = held {
-        return SnapshotState::Data(catchup::encode_snapshot(held));
-    }
-    let r = stream.cluster.get().expect("a clustered stream");
-    compact_when_durable(cl, stream, r.applied_index.get());
+/// what the log no longer holds): the log is compacted there once the store has
+/// made durable all it applied, messages and removals alike, behind a snapshot
+/// that says "every message this store holds". A snapshot taken before that could
+/// cover a message or a delete this store still loses in a crash, leaving it (and
+/// a peer restored from it) without them for good. Raft asks again meanwhile.
+pub fn snapshot(cl: &Cluster, stream: &Rc<Stream>, applied: u64) -> SnapshotState {
+    compact_when_durable(cl, stream, applied);
     SnapshotState::Later
-}
-
-/// What a snapshot at the applied index may say the store holds: all it holds,
-/// once that is durable (None: not yet).
-pub fn snapshot_held(last_seq: u64, durable_seq: u64) -> Option<u64> {
-    (durable_seq >= last_seq).then_some(last_seq)
 }
 
 /// Compacts this replica's log up to `up_to` once the store has made durable what
@@ -370,17 +363,24 @@ fn compact_when_durable(cl: &Cluster, stream: &Rc<Stream>, up_to: u64) {
     let (Some(shard), Some(r)) = (cl.shard(), stream.cluster.get()) else {
         return;
     };
+    if r.compacting.replace(true) {
+        return; // the one under way compacts far enough; Raft asks again if not
+    }
     let (stream, group) = (stream.clone(), r.group);
     // Every message after this one was applied after the entry asking for the
     // compaction, so after `up_to`: the log keeps it.
     let log_from_seq = stream.store.state().last_seq;
+    let held = catchup::SnapshotHeld::of_store(&stream.store, log_from_seq);
     glommio::spawn_local(async move {
         let Some(cl) = shard.cluster.get().cloned() else {
             return;
         };
         let durable = stream.store.commit().await.map_err(|e| e.to_string());
+        if let Some(r) = stream.cluster.get() {
+            r.compacting.set(false);
+        }
         match durable.and_then(|_| record_log_start(&stream, log_from_seq)) {
-            Ok(()) => cl.compact_log(group, up_to),
+            Ok(()) => cl.compact_log(group, up_to, held.encode()),
             Err(e) => error!(
                 "JetStream cluster: stream {} not compacted: {e}",
                 stream.name
@@ -454,36 +454,53 @@ pub fn count_stored(shard: &Shard, stream: &Stream, size: u64) {
 /// ahead of it is a replay after a restart (the store holds what was applied after
 /// it); behind it, a message proposed before it was refused (the same on every
 /// replica): the request fails.
-fn last_seq_for(stream: &Stream, removal: &Removal) -> Result<u64, ApiError> {
-    let last = stream.store.state().last_seq;
-    if last < removal.through_seq {
+fn check_through(through_seq: u64, last_seq: u64) -> Result<(), ApiError> {
+    if last_seq < through_seq {
         return Err(errors::general(
             "the stream changed under the request, try again",
         ));
     }
-    Ok(last)
+    Ok(())
+}
+
+/// The purge a replica applies for a purge entry, by its store's last sequence:
+/// never past the sequence the leader saw, whatever the request's own bound.
+pub fn bounded_purge(
+    mut req: PurgeRequest,
+    through_seq: u64,
+    last_seq: u64,
+) -> Result<PurgeRequest, ApiError> {
+    check_through(through_seq, last_seq)?;
+    if through_seq < last_seq {
+        req.seq = Some(req.seq.map_or(through_seq + 1, |s| s.min(through_seq + 1)));
+    }
+    Ok(req)
+}
+
+/// Whether a replica deletes message `seq` for a delete entry, by its store's last
+/// sequence: only one the leader could see.
+pub fn check_delete(seq: u64, through_seq: u64, last_seq: u64) -> Result<(), ApiError> {
+    check_through(through_seq, last_seq)?;
+    if seq > through_seq {
+        return Err(errors::sequence_not_found(seq));
+    }
+    Ok(())
 }
 
 fn purge(stream: &Stream, removal: &Removal) -> Result<u64, ApiError> {
-    let mut req: PurgeRequest = if removal.body.is_empty() {
+    let req: PurgeRequest = if removal.body.is_empty() {
         PurgeRequest::default()
     } else {
         serde_json::from_slice(&removal.body).map_err(errors::invalid_json)?
     };
-    let through = removal.through_seq;
-    if through < last_seq_for(stream, removal)? {
-        // Purges only below `through + 1`, whatever the request's own bound.
-        req.seq = Some(req.seq.map_or(through + 1, |s| s.min(through + 1)));
-    }
+    let last = stream.store.state().last_seq;
+    let req = bounded_purge(req, removal.through_seq, last)?;
     registry::purge_now(stream, &req)
 }
 
 fn delete(stream: &Stream, removal: &Removal) -> Result<u64, ApiError> {
     let req: MsgDeleteRequest =
         serde_json::from_slice(&removal.body).map_err(errors::invalid_json)?;
-    last_seq_for(stream, removal)?;
-    if req.seq > removal.through_seq {
-        return Err(errors::sequence_not_found(req.seq));
-    }
+    check_delete(req.seq, removal.through_seq, stream.store.state().last_seq)?;
     registry::delete_now(stream, &req).map(|()| 1)
 }
