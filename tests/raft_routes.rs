@@ -102,6 +102,15 @@ async fn three_servers_elect_fail_over_and_rejoin(shards: usize) {
     let begun = Instant::now();
     let leader = wait_agreed_leader(&refs, FORM_WAIT, |_| true);
     eprintln!("meta leader {leader} after {:?}", begun.elapsed());
+    // A server can hear the leader before the group's configuration reaches it.
+    wait_for(
+        "every server knows the meta group's three voters",
+        FORM_WAIT,
+        || {
+            refs.iter()
+                .all(|s| s.json("/jsz")["meta_cluster"]["cluster_size"] == 3)
+        },
+    );
 
     let jsz = refs[0].json("/jsz");
     assert!(jsz["server_id"]
