@@ -360,7 +360,6 @@ async fn publish_acked(js: &jetstream::Context, prefix: &str, n: usize) -> BTree
     acked
 }
 
-/// Reads the whole stream through an ordered pull of every message.
 /// Stops the three servers (SIGKILL or SIGTERM) and starts them again; returns
 /// once the stream has a leader and every replica holds the `acked` messages.
 async fn restart_all(
@@ -386,6 +385,7 @@ async fn restart_all(
     (nc, js)
 }
 
+/// Reads the whole stream through an ordered pull of every message.
 async fn read_all(js: &jetstream::Context) -> BTreeMap<u64, String> {
     let stream = js.get_stream(STREAM).await.expect("stream");
     let last = stream.cached_info().state.last_sequence;

@@ -305,6 +305,22 @@ func jsPubAsync(nc *nats.Conn) result {
 	return r
 }
 
+// retryUntil calls try until it succeeds, pausing between tries; it fails the run
+// once -timeout has passed.
+func retryUntil(what string, pause time.Duration, try func() error) {
+	deadline := time.Now().Add(*timeout)
+	for {
+		err := try()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			fail("%s: none after %v (last error %v)", what, *timeout, err)
+		}
+		time.Sleep(pause)
+	}
+}
+
 func pct(sorted []time.Duration, p float64) *float64 {
 	i := int(p*float64(len(sorted))+0.5) - 1
 	if i < 0 {
@@ -354,17 +370,13 @@ func jsPull(nc *nats.Conn) result {
 	}
 	if *replicas > 1 {
 		// Not timed: the consumer's own group must have a leader before the first Fetch.
-		deadline := time.Now().Add(*timeout)
-		for {
+		retryUntil("a consumer leader", 100*time.Millisecond, func() error {
 			info, err := js.ConsumerInfo(streamName, consumerName)
-			if err == nil && info.Cluster != nil && info.Cluster.Leader != "" {
-				break
+			if err == nil && (info.Cluster == nil || info.Cluster.Leader == "") {
+				err = errors.New("no leader yet")
 			}
-			if time.Now().After(deadline) {
-				fail("consumer leader: none after %v (last error %v)", *timeout, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return err
+		})
 	}
 	sub, err := js.PullSubscribe(jsSubject, consumerName, nats.Bind(streamName, consumerName))
 	if err != nil {

@@ -30,15 +30,10 @@ func coreReqRep(nc *nats.Conn) result {
 	}
 	data := payload()
 	// The responder's interest may take a moment to cross the route.
-	deadline := time.Now().Add(*timeout)
-	for {
-		if _, err := nc.Request(coreSubject, data, time.Second); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			fail("no responder: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	retryUntil("a responder", 10*time.Millisecond, func() error {
+		_, err := nc.Request(coreSubject, data, time.Second)
+		return err
+	})
 	r := result{Mode: *mode, Msgs: *n, Size: *size}
 	lat := make([]time.Duration, *n)
 	done := timed()

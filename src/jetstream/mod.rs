@@ -155,10 +155,10 @@ pub fn now_ns() -> u64 {
     persist::to_ns(SystemTime::now())
 }
 
-/// nats-server's timestamp format in API documents.
 /// How nats-server writes a time that is not set (Go's zero time); clients parse it.
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
+/// nats-server's timestamp format in API documents.
 pub fn time_string(t: SystemTime) -> String {
     crate::timefmt::rfc3339_nanos(t)
 }

@@ -594,8 +594,6 @@ pub async fn purge(stream: &Stream, req: &PurgeRequest) -> Result<u64, ApiError>
     Ok(n)
 }
 
-/// Purges in the store (durable with the store's next commit) and moves the
-/// consumers past what went.
 /// A purge request as the store takes it.
 pub fn storage_purge(req: &PurgeRequest) -> natrix_storage::PurgeRequest {
     natrix_storage::PurgeRequest {
@@ -605,6 +603,8 @@ pub fn storage_purge(req: &PurgeRequest) -> natrix_storage::PurgeRequest {
     }
 }
 
+/// Purges in the store (durable with the store's next commit) and moves the
+/// consumers past what went, if the stream allows purges.
 pub fn purge_now(stream: &Stream, req: &PurgeRequest) -> Result<u64, ApiError> {
     refuse_removal(
         stream,

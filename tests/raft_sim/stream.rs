@@ -1,23 +1,26 @@
 //! Stream mode: every group is a JetStream stream's group, as on a server. Its
 //! entries are the server's stream entries (`jetstream::cluster::entry`), applied by
-//! the server's rules (`entry::verdict`, `catchup::SnapshotHeld`, `held_by_all`,
-//! the compaction after a durable commit) to the stream log itself: a natrix-storage
+//! the server's rules (`entry::verdict`, `stream::bounded_purge` and `check_delete`,
+//! `catchup::SnapshotHeld`, `peer_removals` and `skip_to_plan`, `held_by_all`, the
+//! compaction after a durable commit) to the stream log itself: a natrix-storage
 //! `FileStore` on the node's faulty disk, which a crash cuts back to what it synced.
 //! The stream is the state machine: a restart reopens it and replays the group's
 //! log over it, and a replica whose store lacks what a snapshot says copies it from
 //! a peer's store (the server's catch-up), keeping the entries applied meanwhile.
 //!
-//! Checked: two replicas never hold different messages at one sequence; no message
-//! is stored twice; at the end every acknowledged publish is in every member's
-//! stream, read back from its disk, exactly once and in order.
+//! Checked (`StreamCanon`): a message or removal entry refused on one replica is
+//! refused on all; two replicas never hold different messages at one sequence; no
+//! message is stored twice; at the end every member's stream, read back from its
+//! disk, holds exactly the messages stored and not removed, in order, every
+//! acknowledged publish not since removed among them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::rc::Rc;
 
 use bytes::Bytes;
 use natrix::jetstream::api::types::{MsgDeleteRequest, PurgeRequest};
-use natrix::jetstream::cluster::catchup::SnapshotHeld;
+use natrix::jetstream::cluster::catchup::{self, Skip, SnapshotHeld};
 use natrix::jetstream::cluster::entry::{self, MsgEntry, MsgVerdict, Removal, StreamEntry};
 use natrix::jetstream::cluster::{held_by_all, step_down_target, stream};
 use natrix::jetstream::registry::storage_purge;
@@ -48,6 +51,74 @@ pub struct StreamReplica {
     pub held: Option<Vec<(u64, u64, Bytes)>>,
     /// The store's group commit under way (the server commits what it applied).
     pub commit: Option<InFlight<natrix_storage::Result<u64>>>,
+}
+
+/// What every replica's stream must agree on, per group, as the checker learns it.
+#[derive(Default)]
+pub struct StreamCanon {
+    /// The message stored at each sequence, and the sequence of each message.
+    ids: BTreeMap<GroupId, BTreeMap<u64, u64>>,
+    seqs: BTreeMap<(GroupId, u64), u64>,
+    /// Every sequence below this one was purged; and those deleted.
+    purged_below: BTreeMap<GroupId, u64>,
+    deleted: BTreeMap<GroupId, BTreeSet<u64>>,
+    /// Per (group, index) of a message or removal entry: whether replicas refuse it.
+    refused: BTreeMap<(GroupId, u64), bool>,
+}
+
+impl StreamCanon {
+    /// Replica stores agree: one message per sequence, one sequence per message.
+    fn stored(&mut self, g: GroupId, seq: u64, id: u64, n: usize) {
+        let prev = *self.ids.entry(g).or_default().entry(seq).or_insert(id);
+        assert_eq!(
+            prev,
+            id,
+            "node {} stored message {id} at sequence {seq} of group {g}, where another replica holds {prev}",
+            n + 1
+        );
+        let prev = *self.seqs.entry((g, id)).or_insert(seq);
+        assert_eq!(
+            prev,
+            seq,
+            "message {id} of group {g} stored twice, at {prev} and {seq} (node {})",
+            n + 1
+        );
+    }
+
+    /// Refused on one replica, refused on all: else the stores part ways.
+    fn same_outcome(&mut self, g: GroupId, index: u64, refused: bool, what: impl Fn() -> String) {
+        let first = *self.refused.entry((g, index)).or_insert(refused);
+        assert_eq!(first, refused, "{}", what());
+    }
+
+    fn purged(&mut self, g: GroupId, below: u64) {
+        let floor = self.purged_below.entry(g).or_insert(1);
+        *floor = (*floor).max(below);
+    }
+
+    fn deleted(&mut self, g: GroupId, seq: u64) {
+        self.deleted.entry(g).or_default().insert(seq);
+    }
+
+    fn removed(&self, g: GroupId, seq: u64) -> bool {
+        seq < self.purged_below.get(&g).copied().unwrap_or(1)
+            || self.deleted.get(&g).is_some_and(|d| d.contains(&seq))
+    }
+
+    fn seq_of(&self, g: GroupId, id: u64) -> Option<u64> {
+        self.seqs.get(&(g, id)).copied()
+    }
+
+    /// The messages a stream whose last sequence is `last` must hold, by sequence.
+    fn expected(&self, g: GroupId, last: u64) -> BTreeMap<u64, u64> {
+        self.ids
+            .get(&g)
+            .into_iter()
+            .flat_map(|ids| ids.range(..=last))
+            .filter(|(s, _)| !self.removed(g, **s))
+            .map(|(&s, &id)| (s, id))
+            .collect()
+    }
 }
 
 /// A compaction waiting for its store's commit.
@@ -269,17 +340,15 @@ impl<D: NodeDisk> World<D> {
     fn stream_msg(&mut self, n: usize, g: GroupId, index: u64, m: MsgEntry, mine: bool) {
         let last = self.nodes[n].streams[&g].store.state().last_seq;
         let verdict = entry::verdict(m.seq, last);
-        // Refused on one replica, refused on all: else the stores part ways.
         let refused = verdict == MsgVerdict::Refuse;
-        let first = *self.refusals.entry((g, index)).or_insert(refused);
-        assert_eq!(
-            first,
-            refused,
-            "node {} {} entry {index} of group {g} (sequence {}, its stream's last {last}), which another replica did not",
-            n + 1,
-            if refused { "refused" } else { "took" },
-            m.seq
-        );
+        self.streams_canon.same_outcome(g, index, refused, || {
+            format!(
+                "node {} {} entry {index} of group {g} (sequence {}, its stream's last {last}), which another replica did not",
+                n + 1,
+                if refused { "refused" } else { "took" },
+                m.seq
+            )
+        });
         let sr = self.nodes[n].streams.get_mut(&g).expect("the stream");
         match verdict {
             MsgVerdict::AlreadyStored => {}
@@ -296,7 +365,7 @@ impl<D: NodeDisk> World<D> {
                     .unwrap_or_else(|e| panic!("node {}: append: {e}", n + 1));
                 assert_eq!(t.seq, m.seq, "stored at the sequence the leader chose");
                 let id = id_of(&m.payload);
-                self.stored(g, m.seq, id, n);
+                self.streams_canon.stored(g, m.seq, id, n);
                 self.commit_stream(n, g);
                 if mine && self.acked.entry(g).or_default().insert(id) {
                     self.sum.acked += 1;
@@ -323,8 +392,7 @@ impl<D: NodeDisk> World<D> {
                     .unwrap_or_else(|e| panic!("node {}: purge: {e}", n + 1));
                 // Only what the store held: a later message is not purged.
                 let below = req.seq.unwrap_or(last + 1).min(last + 1);
-                let floor = self.purged_below.entry(g).or_insert(1);
-                *floor = (*floor).max(below);
+                self.streams_canon.purged(g, below);
             })
         } else {
             let req: MsgDeleteRequest = serde_json::from_slice(&r.body).expect("a delete");
@@ -332,19 +400,18 @@ impl<D: NodeDisk> World<D> {
                 store
                     .delete(req.seq)
                     .unwrap_or_else(|e| panic!("node {}: delete: {e}", n + 1));
-                self.deleted.entry(g).or_default().insert(req.seq);
+                self.streams_canon.deleted(g, req.seq);
             })
         };
         let refused = done.is_err();
-        let first = *self.refusals.entry((g, index)).or_insert(refused);
-        assert_eq!(
-            first,
-            refused,
-            "node {} {} the removal at entry {index} of group {g} (through {}, its stream's last {last}), unlike another replica",
-            n + 1,
-            if refused { "failed" } else { "applied" },
-            r.through_seq
-        );
+        self.streams_canon.same_outcome(g, index, refused, || {
+            format!(
+                "node {} {} the removal at entry {index} of group {g} (through {}, its stream's last {last}), unlike another replica",
+                n + 1,
+                if refused { "failed" } else { "applied" },
+                r.through_seq
+            )
+        });
         if !refused {
             self.commit_stream(n, g);
         }
@@ -359,25 +426,6 @@ impl<D: NodeDisk> World<D> {
         let store = sr.store.clone();
         sr.commit = Some(InFlight::spawn(async move { store.commit().await }));
         self.schedule_stream_poll(n);
-    }
-
-    /// Replica stores agree: one message per sequence, one sequence per message.
-    fn stored(&mut self, g: GroupId, seq: u64, id: u64, n: usize) {
-        let at = self.stream_ids.entry(g).or_default();
-        let prev = *at.entry(seq).or_insert(id);
-        assert_eq!(
-            prev,
-            id,
-            "node {} stored message {id} at sequence {seq} of group {g}, where another replica holds {prev}",
-            n + 1
-        );
-        let prev = *self.stream_seqs.entry((g, id)).or_insert(seq);
-        assert_eq!(
-            prev,
-            seq,
-            "message {id} of group {g} stored twice, at {prev} and {seq} (node {})",
-            n + 1
-        );
     }
 
     /// The server's `compact_when_durable`: the store commits what it applied, then
@@ -546,11 +594,11 @@ impl<D: NodeDisk> World<D> {
                     .append_at(m.timestamp_ns, &m.subject, &m.headers, &m.payload)
                     .unwrap_or_else(|e| panic!("node {}: catch-up append: {e}", n + 1));
                 assert_eq!(t.seq, m.seq, "stored at the peer's sequence");
-                self.stored(g, m.seq, id_of(&m.payload), n);
+                self.streams_canon.stored(g, m.seq, id_of(&m.payload), n);
             }
         }
         skip_to(&target, peer_last + 1);
-        self.sum.fetches += 1;
+        self.sum.catch_ups += 1;
         let sr = self.nodes[n].streams.get_mut(&g).expect("the stream");
         sr.skip_through = sr.skip_through.max(peer_index);
         sr.applied_index = sr.applied_index.max(peer_index);
@@ -566,7 +614,7 @@ impl<D: NodeDisk> World<D> {
         let Some(sr) = self.nodes[n].streams.get(&g) else {
             return false;
         };
-        let Some(&seq) = self.stream_seqs.get(&(g, id)) else {
+        let Some(seq) = self.streams_canon.seq_of(g, id) else {
             return false;
         };
         sr.held.is_none() && sr.store.state().last_seq >= seq
@@ -578,7 +626,6 @@ impl<D: NodeDisk> World<D> {
         for g in 1..=self.p.groups as GroupId {
             let (_, st) = self.find_leader(g).expect("leader at the end");
             let cs = &st.conf_state;
-            let canon = self.stream_ids.get(&g).cloned().unwrap_or_default();
             for &m in cs.voters.iter().chain(cs.learners.iter()) {
                 let n = natrix::raft::node_of(m) as usize - 1;
                 let sr = &self.nodes[n].streams[&g];
@@ -597,22 +644,18 @@ impl<D: NodeDisk> World<D> {
                     read.extend(msgs.iter().map(|m| (m.seq, id_of(&m.payload))));
                     from = end + 1;
                 }
-                let purged_below = self.purged_below.get(&g).copied().unwrap_or(1);
-                let deleted = self.deleted.get(&g).cloned().unwrap_or_default();
-                let expected: BTreeMap<u64, u64> = canon
-                    .range(purged_below..=last.max(purged_below))
-                    .filter(|(s, _)| !deleted.contains(s) && **s <= last)
-                    .map(|(&s, &i)| (s, i))
-                    .collect();
                 assert_eq!(
                     read,
-                    expected,
+                    self.streams_canon.expected(g, last),
                     "node {}: the stream of group {g} differs from what was stored",
                     n + 1
                 );
                 for id in self.acked.get(&g).into_iter().flatten() {
-                    let seq = self.stream_seqs[&(g, *id)];
-                    if seq < purged_below || deleted.contains(&seq) {
+                    let seq = self
+                        .streams_canon
+                        .seq_of(g, *id)
+                        .expect("acked when stored");
+                    if self.streams_canon.removed(g, seq) {
                         continue;
                     }
                     assert!(
@@ -626,40 +669,35 @@ impl<D: NodeDisk> World<D> {
     }
 }
 
-/// The server's `remove_as_peer`: what a peer purged (below `first_seq`) or
-/// deleted among the messages this store holds already.
+/// The server's `remove_as_peer`, on the sim's store (`catchup::peer_removals`).
 fn remove_as_peer(store: &FileStore, first_seq: u64, deleted: &[u64]) {
-    let state = store.state();
-    let below = first_seq.min(state.last_seq + 1);
-    if below > state.first_seq {
+    let (purge, deletes) = catchup::peer_removals(&store.state(), first_seq, deleted);
+    if let Some(below) = purge {
         let purge = natrix_storage::PurgeRequest {
             up_to_seq: Some(below),
             ..Default::default()
         };
         store.purge(&purge).expect("purge as the peer did");
     }
-    for &seq in deleted.iter().filter(|s| **s <= state.last_seq) {
+    for seq in deletes {
         let _ = store.delete(seq);
     }
 }
 
-/// The server's catch-up `skip_to`: makes `seq` the store's next sequence, the
-/// ones before it (deleted on the peer) deleted here too.
+/// The server's catch-up `skip_to`, on the sim's store (`catchup::skip_to_plan`).
 fn skip_to(store: &FileStore, seq: u64) {
-    let state = store.state();
-    if seq <= state.last_seq + 1 {
-        return;
-    }
-    if state.msgs == 0 {
-        store.compact(seq, 0).expect("start the store at seq");
-        return;
-    }
-    for gap in state.last_seq + 1..seq {
-        let t = store
-            .append("$NRX.SKIPPED", b"", b"")
-            .expect("a placeholder");
-        assert_eq!(t.seq, gap);
-        store.delete(gap).expect("delete the placeholder");
+    match catchup::skip_to_plan(&store.state(), seq) {
+        Skip::Nothing => {}
+        Skip::StartAt(seq) => store.compact(seq, 0).expect("start the store at seq"),
+        Skip::Gaps(gaps) => {
+            for gap in gaps {
+                let t = store
+                    .append(catchup::SKIPPED_SUBJECT, b"", b"")
+                    .expect("a placeholder");
+                assert_eq!(t.seq, gap);
+                store.delete(gap).expect("delete the placeholder");
+            }
+        }
     }
 }
 

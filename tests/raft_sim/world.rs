@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::node_disk::NodeDisk;
-use super::stream::{Compaction, StreamReplica};
+use super::stream::{Compaction, StreamCanon, StreamReplica};
 
 /// The shard timer period, simulated.
 pub const TICK_US: u64 = 50_000;
@@ -110,6 +110,7 @@ pub struct Summary {
     pub leaders: u64,
     pub corrupted_frames: u64,
     pub fetches: u64,
+    pub catch_ups: u64,
     pub crash_ops_lost: u64,
     pub crash_writes_torn: u64,
 }
@@ -129,6 +130,7 @@ impl Summary {
         self.leaders += s.leaders;
         self.corrupted_frames += s.corrupted_frames;
         self.fetches += s.fetches;
+        self.catch_ups += s.catch_ups;
         self.crash_ops_lost += s.crash_ops_lost;
         self.crash_writes_torn += s.crash_writes_torn;
     }
@@ -219,15 +221,8 @@ pub struct World<D: NodeDisk> {
     entries_seen: HashMap<(GroupId, u64, u64), (u64, u64)>,
     canonical: BTreeMap<GroupId, BTreeMap<u64, Option<u64>>>,
     pub(super) acked: BTreeMap<GroupId, BTreeSet<u64>>,
-    /// Stream mode: per group, the message stored at each sequence, and the
-    /// sequence of each message.
-    pub(super) stream_ids: BTreeMap<GroupId, BTreeMap<u64, u64>>,
-    pub(super) stream_seqs: BTreeMap<(GroupId, u64), u64>,
-    /// Per group: every sequence below this one was purged, and those deleted.
-    pub(super) purged_below: BTreeMap<GroupId, u64>,
-    pub(super) deleted: BTreeMap<GroupId, BTreeSet<u64>>,
-    /// Per (group, index) of a message entry: whether replicas refuse it.
-    pub(super) refusals: BTreeMap<(GroupId, u64), bool>,
+    /// Stream mode: what every replica's stream must agree on.
+    pub(super) streams_canon: StreamCanon,
     next_id: u64,
     next_gen: BTreeMap<GroupId, u64>,
     /// Per group: the probe proposal of the stable phase and when it was proposed.
@@ -309,11 +304,7 @@ impl<D: NodeDisk> World<D> {
             entries_seen: HashMap::new(),
             canonical: BTreeMap::new(),
             acked: BTreeMap::new(),
-            stream_ids: BTreeMap::new(),
-            stream_seqs: BTreeMap::new(),
-            purged_below: BTreeMap::new(),
-            deleted: BTreeMap::new(),
-            refusals: BTreeMap::new(),
+            streams_canon: StreamCanon::default(),
             next_id: 1,
             next_gen,
             probes,

@@ -381,30 +381,26 @@ async fn create_stream(
         return Reply::error(k, errors::stream_not_found());
     };
     wait_for_leader(shard, cl, account, &sa).await;
-    // A replica here answers with its state; without one, the assignment does.
-    let here = sa.peers.contains(&cl.node);
-    let local = match here {
-        true => local_stream(shard, account, name).await,
-        false => None,
+    // A replica here answers with its state; without one, the stream's leader
+    // (naming itself and the replicas), or else the assignment.
+    let local = if sa.peers.contains(&cl.node) {
+        local_stream(shard, account, name).await
+    } else {
+        None
     };
-    let info = match local {
-        Some(s) => {
-            let mut info = s.info(None, false);
+    let asked = match local {
+        Some(_) => None,
+        None => gather::stream_infos(shard, cl, account, std::slice::from_ref(&sa.config.name))
+            .await
+            .pop()
+            .flatten(),
+    };
+    let info = match (local, asked) {
+        (_, Some(info)) => info,
+        (local, None) => {
+            let mut info = local.map_or_else(|| assigned_info(&sa), |s| s.info(None, false));
             info.cluster = Some(cluster_info(shard, cl, &sa, sa.group).await);
             info
-        }
-        // Its leader names itself and the replicas.
-        None => {
-            let names = [sa.config.name.clone()];
-            let asked = gather::stream_infos(shard, cl, account, &names).await;
-            match asked.into_iter().next().flatten() {
-                Some(info) => info,
-                None => {
-                    let mut info = assigned_info(&sa);
-                    info.cluster = Some(cluster_info(shard, cl, &sa, sa.group).await);
-                    info
-                }
-            }
         }
     };
     Reply::json(&Response {

@@ -504,6 +504,44 @@ fn store_batch(
     Ok(())
 }
 
+/// What a store in `state` removes to match a peer that purged below `first_seq`
+/// and deleted `deleted`: a purge below the sequence returned, if any, and the
+/// deleted sequences among those it holds (some may be gone here already).
+pub fn peer_removals<'a>(
+    state: &natrix_storage::StreamState,
+    first_seq: u64,
+    deleted: &'a [u64],
+) -> (Option<u64>, impl Iterator<Item = u64> + 'a) {
+    let below = first_seq.min(state.last_seq + 1);
+    let last = state.last_seq;
+    let purge = (below > state.first_seq).then_some(below);
+    (purge, deleted.iter().copied().filter(move |s| *s <= last))
+}
+
+/// How a store in `state` makes `seq` its next sequence, the ones before it
+/// (deleted on the peer) deleted here too.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Skip {
+    Nothing,
+    /// An empty store starts at `seq`.
+    StartAt(u64),
+    /// Each of these is appended as a placeholder and deleted.
+    Gaps(std::ops::Range<u64>),
+}
+
+pub fn skip_to_plan(state: &natrix_storage::StreamState, seq: u64) -> Skip {
+    if seq <= state.last_seq + 1 {
+        Skip::Nothing
+    } else if state.msgs == 0 {
+        Skip::StartAt(seq)
+    } else {
+        Skip::Gaps(state.last_seq + 1..seq)
+    }
+}
+
+/// The subject of a catch-up's placeholders for messages deleted on the peer.
+pub const SKIPPED_SUBJECT: &str = "$NRX.SKIPPED";
+
 /// What a peer purged (below `first_seq`) or deleted among the messages this store
 /// holds already.
 fn remove_as_peer(
@@ -511,38 +549,35 @@ fn remove_as_peer(
     first_seq: u64,
     deleted: &[u64],
 ) -> Result<(), crate::jetstream::api::types::ApiError> {
-    let state = stream.store.state();
-    let below = first_seq.min(state.last_seq + 1);
-    if below > state.first_seq {
+    let (purge, deletes) = peer_removals(&stream.store.state(), first_seq, deleted);
+    if let Some(below) = purge {
         let purge = crate::jetstream::api::types::PurgeRequest {
             seq: Some(below),
             ..Default::default()
         };
         registry::purge_store(stream, &purge)?;
     }
-    for &seq in deleted.iter().filter(|s| **s <= state.last_seq) {
+    for seq in deletes {
         // Gone here already: nothing to do.
         let _ = registry::delete_from_store(stream, seq);
     }
     Ok(())
 }
 
-/// Makes `seq` the store's next sequence: the ones before it, deleted on the peer,
-/// are deleted here too.
+/// Makes `seq` the store's next sequence (`skip_to_plan`).
 fn skip_to(stream: &Stream, seq: u64) -> Result<(), crate::jetstream::api::types::ApiError> {
-    let state = stream.store.state();
-    if seq <= state.last_seq + 1 {
-        return Ok(());
+    match skip_to_plan(&stream.store.state(), seq) {
+        Skip::Nothing => Ok(()),
+        Skip::StartAt(seq) => stream.store.start_at(seq).map_err(publish::store_error),
+        Skip::Gaps(gaps) => {
+            for gap in gaps {
+                let stored = publish::append(stream, SKIPPED_SUBJECT, b"", b"", None)?;
+                debug_assert_eq!(stored.seq, gap);
+                stream.store.delete(gap).map_err(publish::store_error)?;
+            }
+            Ok(())
+        }
     }
-    if state.msgs == 0 {
-        return stream.store.start_at(seq).map_err(publish::store_error);
-    }
-    for gap in state.last_seq + 1..seq {
-        let stored = publish::append(stream, "$NRX.SKIPPED", b"", b"", None)?;
-        debug_assert_eq!(stored.seq, gap);
-        stream.store.delete(gap).map_err(publish::store_error)?;
-    }
-    Ok(())
 }
 
 /// The store holds what a peer held at group index `applied_index`: apply what was
@@ -622,6 +657,31 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(SnapshotHeld::of(&purged, &[], 12).first_seq, 13);
+    }
+
+    #[test]
+    fn a_replica_removes_what_the_peer_removed_among_what_it_holds() {
+        let state = natrix_storage::StreamState {
+            first_seq: 2,
+            last_seq: 10,
+            msgs: 9,
+            ..Default::default()
+        };
+        let (purge, deletes) = peer_removals(&state, 5, &[7, 12]);
+        assert_eq!((purge, deletes.collect::<Vec<_>>()), (Some(5), vec![7]));
+        // Purged past all it holds: everything goes, nothing after it.
+        let (purge, _) = peer_removals(&state, 40, &[]);
+        assert_eq!(purge, Some(11));
+        let (purge, _) = peer_removals(&state, 2, &[]);
+        assert_eq!(purge, None);
+        assert_eq!(skip_to_plan(&state, 11), Skip::Nothing);
+        assert_eq!(skip_to_plan(&state, 14), Skip::Gaps(11..14));
+        let empty = natrix_storage::StreamState {
+            first_seq: 11,
+            last_seq: 10,
+            ..Default::default()
+        };
+        assert_eq!(skip_to_plan(&empty, 14), Skip::StartAt(14));
     }
 
     #[test]

@@ -749,9 +749,6 @@ fn grow_meta(driver: &mut MultiRaft<FileLogStore>, joining: &[NodeId]) {
     }
 }
 
-/// The highest index every voter's log holds (the leader's view), if any worth a
-/// compaction: no replica then needs what is compacted (stream groups cannot send a
-/// snapshot of their messages).
 /// The voter a leader of `group` hands its leadership to: a reachable one whose
 /// log matches the most.
 pub fn step_down_target<S: LogStore>(
@@ -772,6 +769,9 @@ pub fn step_down_target<S: LogStore>(
         .copied()
 }
 
+/// The highest index every voter's log holds (the leader's view), if any worth a
+/// compaction: no replica then needs what is compacted (stream groups cannot send a
+/// snapshot of their messages).
 pub fn held_by_all<S: LogStore>(driver: &MultiRaft<S>, group: GroupId) -> Option<u64> {
     let st = driver.status(group)?;
     if st.role != StateRole::Leader {

@@ -372,13 +372,13 @@ fn compact_when_durable(cl: &Cluster, stream: &Rc<Stream>, up_to: u64) {
     let log_from_seq = stream.store.state().last_seq;
     let held = catchup::SnapshotHeld::of_store(&stream.store, log_from_seq);
     glommio::spawn_local(async move {
-        let Some(cl) = shard.cluster.get().cloned() else {
-            return;
-        };
         let durable = stream.store.commit().await.map_err(|e| e.to_string());
         if let Some(r) = stream.cluster.get() {
             r.compacting.set(false);
         }
+        let Some(cl) = shard.cluster.get().cloned() else {
+            return;
+        };
         match durable.and_then(|_| record_log_start(&stream, log_from_seq)) {
             Ok(()) => cl.compact_log(group, up_to, held.encode()),
             Err(e) => error!(
