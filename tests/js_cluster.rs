@@ -740,6 +740,17 @@ async fn publish_pipelined(
     prefix: &str,
     n: usize,
 ) -> BTreeMap<u64, String> {
+    publish_pipelined_to(js, prefix, n, |_| "orders.new".to_string()).await
+}
+
+/// Publishes `n` messages, message `i` to `subject(i)`, 256 in flight at a time;
+/// the acknowledged ones by sequence.
+async fn publish_pipelined_to(
+    js: &jetstream::Context,
+    prefix: &str,
+    n: usize,
+    subject: impl Fn(usize) -> String,
+) -> BTreeMap<u64, String> {
     let mut acked = BTreeMap::new();
     let mut i = 0;
     while i < n {
@@ -747,7 +758,7 @@ async fn publish_pipelined(
         for _ in 0..256.min(n - i) {
             let payload = format!("{prefix}-{i}");
             let ack = js
-                .publish("orders.new", payload.clone().into())
+                .publish(subject(i), payload.clone().into())
                 .await
                 .expect("sent");
             waiting.push((payload, ack));
@@ -1148,6 +1159,49 @@ async fn a_stream_grows_from_one_replica_to_three_and_back() {
     assert_eq!(replica_names(&info).len(), 1, "{info}");
     acked.extend(publish_acked(&js, "c", 10).await);
     assert_eq!(read_all(&js).await, acked);
+}
+
+/// A key-value-like stream (one message per subject) with more runs of deleted
+/// messages than one catch-up batch or snapshot names (`catchup::RUNS_MAX`,
+/// 16,384) grows from one replica to three. The new replicas are told of the
+/// deletions in batches, and every replica ends with the same messages (one that
+/// missed a deletion would hold one more).
+#[tokio::test]
+async fn new_replicas_learn_more_deletions_than_one_batch_names() {
+    const KEYS: usize = 34_000;
+    let cl = Cluster::start(3, 0);
+    let (nc, js) = connect(&cl.url(0)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    let config = |replicas: u32| {
+        format!(
+            r#"{{"name":"{STREAM}","subjects":["orders.>"],"max_msgs_per_subject":1,"num_replicas":{replicas}}}"#
+        )
+    };
+    let v = api(&nc, &format!("STREAM.CREATE.{STREAM}"), &config(1))
+        .await
+        .unwrap();
+    assert!(v.get("error").is_none(), "{v}");
+    publish_pipelined_to(&js, "v1", KEYS, |i| format!("orders.k{i}")).await;
+    // Every odd key again: its first message goes, between two kept ones.
+    publish_pipelined_to(&js, "v2", KEYS / 2, |i| format!("orders.k{}", 2 * i + 1)).await;
+    let last_seq = (KEYS + KEYS / 2) as u64;
+    let v = api(&nc, &format!("STREAM.UPDATE.{STREAM}"), &config(3))
+        .await
+        .unwrap();
+    assert_eq!(v["config"]["num_replicas"], 3, "{v}");
+    let first = leader_of(&stream_ready(&nc, None).await);
+    cl.wait_replicas(KEYS as u64, last_seq);
+    // A replica whose catch-up has not finished hands any leadership on: each new
+    // one leads in turn once it has.
+    for member in &cl.members {
+        if member.name != first {
+            step_down_until(&nc, &nc, &member.name).await;
+        }
+    }
+    publish_pipelined_to(&js, "v3", 10, |i| format!("orders.new{i}")).await;
+    cl.wait_replicas(KEYS as u64 + 10, last_seq + 10);
+    let info = stream_ready(&nc, None).await;
+    assert_eq!(info["state"]["num_deleted"], KEYS / 2, "{info}");
 }
 
 #[tokio::test]

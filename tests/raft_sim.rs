@@ -200,8 +200,11 @@ fn file_regression_seeds() {
 /// 2005242 (a group's entry applied as its replica was removed), 90 (a delete
 /// not yet synced when Raft's snapshot compacted its entry away), 760 (a catch-up
 /// that skipped a delete entry), 554 (a restored snapshot that left a deleted
-/// message in place).
-const STREAM_REGRESSION_SEEDS: &[u64] = &[1_000_223, 1_000_932, 2_002_758, 2_005_242, 90, 760, 554];
+/// message in place), 7027770 (a delete made after a catch-up's peer had named
+/// the deletions below it: it must be applied again).
+const STREAM_REGRESSION_SEEDS: &[u64] = &[
+    1_000_223, 1_000_932, 2_002_758, 2_005_242, 90, 760, 554, 7_027_770,
+];
 
 #[test]
 fn stream_regression_seeds() {

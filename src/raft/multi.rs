@@ -108,6 +108,8 @@ pub enum Applied {
         index: u64,
         term: u64,
         data: Bytes,
+        /// This node's own snapshot, reported at start-up (not one a leader sent).
+        at_start: bool,
     },
     /// This replica was removed from the group and its log deleted.
     Removed { group: GroupId },
@@ -299,6 +301,7 @@ impl<S: LogStore> MultiRaft<S> {
                     index: snap.get_metadata().index,
                     term: snap.get_metadata().term,
                     data: snap.data.clone(),
+                    at_start: true,
                 });
             }
         }
@@ -938,6 +941,7 @@ impl<S: LogStore> MultiRaft<S> {
                     index: meta.index,
                     term: meta.term,
                     data: snap.data.clone(),
+                    at_start: false,
                 });
             }
             if let Some(first) = rd.entries().first() {

@@ -116,6 +116,11 @@ macro_rules! stream_reads {
             self.inner.borrow().core.deleted()
         }
 
+        /// The deleted sequences in `[from, to]` as runs, at most `runs_max`.
+        pub fn deleted_runs(&self, from: u64, to: u64, runs_max: usize) -> $crate::DeletedRuns {
+            self.inner.borrow().core.deleted_runs(from, to, runs_max)
+        }
+
         /// How many removals this store has seen: a mark for `removed_since`.
         pub fn removals(&self) -> u64 {
             self.inner.borrow().core.removals()
@@ -150,6 +155,15 @@ macro_rules! stream_reads {
     };
 }
 pub(crate) use stream_reads;
+
+/// Deleted sequences as inclusive runs `(first, last)`, complete through `through`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeletedRuns {
+    pub runs: Vec<(u64, u64)>,
+    pub through: u64,
+    /// Every deleted sequence asked about is in `runs` (none was left for want of room).
+    pub complete: bool,
+}
 
 /// Removals remembered for `removed_since`.
 const RECENT_REMOVALS_MAX: usize = 512;
@@ -683,6 +697,40 @@ impl<L: Clone> Core<L> {
             .collect()
     }
 
+    /// The deleted (or missing) sequences in `[from, to]` as inclusive runs, at
+    /// most `runs_max` of them, from the lowest; with the sequence through which
+    /// they name every deleted one.
+    pub fn deleted_runs(&self, from: u64, to: u64, runs_max: usize) -> DeletedRuns {
+        let (from, to) = (from.max(self.base_seq), to.min(self.last_seq));
+        let mut out = DeletedRuns {
+            runs: Vec::new(),
+            through: to.max(from.saturating_sub(1)),
+            complete: true,
+        };
+        let mut open: Option<u64> = None;
+        for seq in from..=to {
+            let deleted = self.live(seq).is_none();
+            match (deleted, open) {
+                (true, None) if out.runs.len() == runs_max => {
+                    out.through = seq - 1;
+                    out.complete = false;
+                    return out;
+                }
+                (true, None) => open = Some(seq),
+                (false, Some(start)) => {
+                    out.runs.push((start, seq - 1));
+                    open = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(start) = open {
+            out.runs.push((start, to));
+        }
+        debug_assert!(out.runs.len() <= runs_max);
+        out
+    }
+
     /// Iterates live `(seq, entry)` in `[from, to]`.
     pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = (u64, &Entry<L>)> + '_ {
         let from = from.max(self.base_seq);
@@ -732,6 +780,33 @@ mod tests {
             assert!(c.remove(seq));
         }
         assert_eq!(c.removed_since(mark, 1), None, "too long ago");
+    }
+
+    #[test]
+    fn deleted_runs_are_bounded_and_say_how_far_they_hold() {
+        let mut c = Core::<()>::new();
+        for _ in 0..20 {
+            add(&mut c, "a", 1);
+        }
+        for seq in [3, 4, 5, 8, 12, 13, 20] {
+            assert!(c.remove(seq));
+        }
+        let all = c.deleted_runs(1, u64::MAX, 10);
+        assert_eq!(all.runs, vec![(3, 5), (8, 8), (12, 13), (20, 20)]);
+        assert_eq!(all.through, 20);
+        let two = c.deleted_runs(1, 19, 2);
+        assert_eq!(two.runs, vec![(3, 5), (8, 8)]);
+        assert_eq!((two.through, two.complete), (11, false));
+        let rest = c.deleted_runs(two.through + 1, 19, 2);
+        assert_eq!(rest.runs, vec![(12, 13)]);
+        assert_eq!((rest.through, rest.complete), (19, true));
+        let cut = c.deleted_runs(4, 12, 10);
+        assert_eq!(cut.runs, vec![(4, 5), (8, 8), (12, 12)]);
+        assert_eq!(cut.through, 12);
+        let none = c.deleted_runs(9, 8, 10);
+        assert_eq!((none.runs.len(), none.through), (0, 8));
+        let expected: Vec<u64> = all.runs.iter().flat_map(|&(a, b)| a..=b).collect();
+        assert_eq!(c.deleted(), expected);
     }
 
     #[test]

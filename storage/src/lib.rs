@@ -30,6 +30,7 @@ pub mod store;
 pub mod subject;
 pub mod watch;
 
+pub use crate::core::DeletedRuns;
 pub use config::{Discard, Durability, Limits, LogConfig, PurgeRequest, StoredMsg, StreamState};
 pub use disk::Disk;
 pub use error::{Result, StoreError};

@@ -88,6 +88,9 @@ impl Store {
     pub fn deleted(&self) -> Vec<u64> {
         both!(self, s => s.deleted())
     }
+    pub fn deleted_runs(&self, from: u64, to: u64, runs_max: usize) -> crate::DeletedRuns {
+        both!(self, s => s.deleted_runs(from, to, runs_max))
+    }
     /// Everything up to this sequence is durable.
     pub fn durable_seq(&self) -> u64 {
         both!(self, s => s.watch().durable_seq())

@@ -33,7 +33,10 @@ use super::node_disk::NodeDisk;
 use super::world::{Ev, World};
 
 /// Messages a catch-up copies per read.
-const CATCH_UP_BATCH_MSGS: usize = 256;
+const CATCH_UP_BATCH_MSGS: usize = 32;
+/// Runs of deletions a snapshot or catch-up batch names here (the server's
+/// `catchup::RUNS_MAX`, small so that the sim's streams pass it often).
+const RUNS_MAX: usize = 1;
 
 /// A node's replica of a stream: its store and what the server keeps beside it.
 pub struct StreamReplica {
@@ -49,6 +52,8 @@ pub struct StreamReplica {
     pub skip_through: u64,
     /// While it catches up: the entries applied meanwhile.
     pub held: Option<Vec<(u64, u64, Bytes)>>,
+    /// While it catches up: how far its peer named its deletions.
+    pub deletions: catchup::Deletions,
     /// The store's group commit under way (the server commits what it applied).
     pub commit: Option<InFlight<natrix_storage::Result<u64>>>,
 }
@@ -160,6 +165,7 @@ impl<D: NodeDisk> World<D> {
             applied_index: 0,
             skip_through: 0,
             held: None,
+            deletions: catchup::Deletions::default(),
             commit: None,
         };
         self.nodes[n].streams.insert(g, sr);
@@ -268,9 +274,13 @@ impl<D: NodeDisk> World<D> {
             }
             Applied::ConfChange { group, index, .. } => self.canon(group, index, None),
             Applied::Snapshot {
-                group, index, data, ..
+                group,
+                index,
+                data,
+                at_start,
+                ..
             } => {
-                self.stream_snapshot(n, group, index, &data);
+                self.stream_snapshot(n, group, index, &data, at_start);
                 self.forget_pending(n, group, index);
             }
             Applied::Removed { group } => {
@@ -303,6 +313,10 @@ impl<D: NodeDisk> World<D> {
         }
         let sr = self.nodes[n].streams.get_mut(&g).expect("the stream");
         if index <= sr.skip_through {
+            // The server's `catchup::applies_again`.
+            if catchup::applies_again(&data) {
+                self.stream_removal_entry(n, g, index, &data, true);
+            }
             return;
         }
         if let Some(held) = sr.held.as_mut() {
@@ -320,8 +334,25 @@ impl<D: NodeDisk> World<D> {
                 self.stream_msg(n, g, index, m, mine)
             }
             StreamEntry::Compact(up_to) => self.start_compaction(n, g, up_to),
-            StreamEntry::Purge(r) => self.stream_removal(n, g, index, true, r),
-            StreamEntry::Delete(r) => self.stream_removal(n, g, index, false, r),
+            StreamEntry::Purge(_) | StreamEntry::Delete(_) => {
+                self.stream_removal_entry(n, g, index, &data, false)
+            }
+        }
+    }
+
+    /// `again`: a removal applied again after a catch-up (not its first outcome).
+    fn stream_removal_entry(
+        &mut self,
+        n: usize,
+        g: GroupId,
+        index: u64,
+        data: &Bytes,
+        again: bool,
+    ) {
+        match entry::decode(data) {
+            Some(StreamEntry::Purge(r)) => self.stream_removal(n, g, index, true, r, again),
+            Some(StreamEntry::Delete(r)) => self.stream_removal(n, g, index, false, r, again),
+            _ => unreachable!("a removal entry"),
         }
     }
 
@@ -377,7 +408,15 @@ impl<D: NodeDisk> World<D> {
     /// A purge or delete entry, by the server's rules (`bounded_purge`,
     /// `check_delete`): it succeeds or fails alike on every replica, and takes the
     /// same messages away.
-    fn stream_removal(&mut self, n: usize, g: GroupId, index: u64, purge: bool, r: Removal) {
+    fn stream_removal(
+        &mut self,
+        n: usize,
+        g: GroupId,
+        index: u64,
+        purge: bool,
+        r: Removal,
+        again: bool,
+    ) {
         let store = self.nodes[n].streams[&g].store.clone();
         let last = store.state().last_seq;
         let done = if purge {
@@ -404,6 +443,12 @@ impl<D: NodeDisk> World<D> {
             })
         };
         let refused = done.is_err();
+        if again {
+            if !refused {
+                self.commit_stream(n, g);
+            }
+            return;
+        }
         self.streams_canon.same_outcome(g, index, refused, || {
             format!(
                 "node {} {} the removal at entry {index} of group {g} (through {}, its stream's last {last}), unlike another replica",
@@ -437,7 +482,8 @@ impl<D: NodeDisk> World<D> {
         let sr = &self.nodes[n].streams[&g];
         let store = sr.store.clone();
         let state = store.state();
-        let held = SnapshotHeld::of(&state, &store.deleted(), state.last_seq);
+        let runs = store.deleted_runs(1, state.last_seq, RUNS_MAX);
+        let held = SnapshotHeld::of(&state, runs, state.last_seq);
         let commit = InFlight::spawn(async move { store.commit().await });
         self.nodes[n].compactions.push(Compaction {
             group: g,
@@ -514,15 +560,19 @@ impl<D: NodeDisk> World<D> {
         }
     }
 
-    fn stream_snapshot(&mut self, n: usize, g: GroupId, index: u64, data: &[u8]) {
-        let held = SnapshotHeld::decode(data).unwrap_or_default();
+    fn stream_snapshot(&mut self, n: usize, g: GroupId, index: u64, data: &[u8], at_start: bool) {
+        let held = SnapshotHeld::decode(data).unwrap_or(SnapshotHeld {
+            complete: true,
+            ..SnapshotHeld::default()
+        });
         let epoch = self.nodes[n].epoch;
         let sr = self.nodes[n]
             .streams
             .get_mut(&g)
             .unwrap_or_else(|| panic!("node {}: group {g} restores without a stream", n + 1));
         remove_as_peer(&sr.store, held.first_seq, &held.deleted);
-        if sr.store.state().last_seq >= held.held_seq {
+        let told_all = held.complete || at_start;
+        if told_all && sr.store.state().last_seq >= held.held_seq {
             sr.applied_index = sr.applied_index.max(index);
             return;
         }
@@ -530,6 +580,7 @@ impl<D: NodeDisk> World<D> {
             return;
         }
         sr.held = Some(Vec::new());
+        sr.deletions = catchup::Deletions::default();
         let again = self.repoll_us();
         self.at(again, catch_up_event(n, g, epoch));
     }
@@ -568,25 +619,33 @@ impl<D: NodeDisk> World<D> {
             self.at(again, catch_up_event(n, g, epoch));
             return;
         };
-        let (source, peer_index) = {
+        let (source, peer_index, peer_id) = {
             let s = &self.nodes[p].streams[&g];
-            (s.store.clone(), s.applied_index)
+            (s.store.clone(), s.applied_index, self.nodes[p].id)
         };
+        // One batch per event, as the server's: the peer's deletions below the
+        // asked sequence from where the last batch stopped, then messages.
         let peer = source.state();
         let peer_last = peer.last_seq;
         let target = self.nodes[n].streams[&g].store.clone();
-        remove_as_peer(&target, peer.first_seq, &source.deleted());
-        loop {
-            let from = target.state().last_seq + 1;
-            if from > peer_last {
-                break;
-            }
+        let from = target.state().last_seq + 1;
+        let sr = self.nodes[n].streams.get_mut(&g).expect("the stream");
+        let deleted_from = sr.deletions.next_from(peer_id);
+        let runs = source.deleted_runs(deleted_from, from - 1, RUNS_MAX);
+        let deleted_through = if runs.complete {
+            from - 1
+        } else {
+            runs.through
+        };
+        remove_as_peer(&target, peer.first_seq, &runs.runs);
+        let mut through = peer_last;
+        if from <= peer_last {
             let msgs = source
                 .range(from, peer_last, CATCH_UP_BATCH_MSGS)
                 .await
                 .unwrap_or_else(|e| panic!("node {}: catch-up read: {e}", p + 1));
-            if msgs.is_empty() {
-                break;
+            if msgs.len() == CATCH_UP_BATCH_MSGS {
+                through = msgs.last().map_or(peer_last, |m| m.seq);
             }
             for m in msgs {
                 skip_to(&target, m.seq);
@@ -597,9 +656,18 @@ impl<D: NodeDisk> World<D> {
                 self.streams_canon.stored(g, m.seq, id_of(&m.payload), n);
             }
         }
-        skip_to(&target, peer_last + 1);
-        self.sum.catch_ups += 1;
+        skip_to(&target, through + 1);
         let sr = self.nodes[n].streams.get_mut(&g).expect("the stream");
+        sr.deletions
+            .told(peer_id, deleted_from, peer_index, deleted_through);
+        let synced = through >= peer_last && target.state().last_seq == peer_last;
+        if !synced || !sr.deletions.all_below(from) {
+            self.sum.catch_up_batches += 1;
+            let again = self.repoll_us();
+            self.at(again, catch_up_event(n, g, epoch));
+            return;
+        }
+        self.sum.catch_ups += 1;
         sr.skip_through = sr.skip_through.max(peer_index);
         sr.applied_index = sr.applied_index.max(peer_index);
         let held = sr.held.take().unwrap_or_default();
@@ -670,7 +738,7 @@ impl<D: NodeDisk> World<D> {
 }
 
 /// The server's `remove_as_peer`, on the sim's store (`catchup::peer_removals`).
-fn remove_as_peer(store: &FileStore, first_seq: u64, deleted: &[u64]) {
+fn remove_as_peer(store: &FileStore, first_seq: u64, deleted: &[(u64, u64)]) {
     let (purge, deletes) = catchup::peer_removals(&store.state(), first_seq, deleted);
     if let Some(below) = purge {
         let purge = natrix_storage::PurgeRequest {

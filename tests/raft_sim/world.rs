@@ -111,6 +111,8 @@ pub struct Summary {
     pub corrupted_frames: u64,
     pub fetches: u64,
     pub catch_ups: u64,
+    /// Catch-up batches that did not finish their catch-up.
+    pub catch_up_batches: u64,
     pub crash_ops_lost: u64,
     pub crash_writes_torn: u64,
 }
@@ -131,6 +133,7 @@ impl Summary {
         self.corrupted_frames += s.corrupted_frames;
         self.fetches += s.fetches;
         self.catch_ups += s.catch_ups;
+        self.catch_up_batches += s.catch_up_batches;
         self.crash_ops_lost += s.crash_ops_lost;
         self.crash_writes_torn += s.crash_writes_torn;
     }

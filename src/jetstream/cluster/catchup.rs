@@ -37,7 +37,10 @@ const ANSWER_WAIT: Duration = Duration::from_secs(2);
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 /// Messages in one batch at most.
 const BATCH_MSGS_MAX: usize = 1024;
-const FIXED_BYTES: usize = 1 + 8 * 4 + 4 + 4;
+const FIXED_BYTES: usize = 1 + 8 * 5 + 4 + 4;
+/// Runs of deleted sequences one batch or snapshot names at most (256 KiB); a
+/// catch-up asks for the rest in later batches.
+pub const RUNS_MAX: usize = 16_384;
 /// Batch requests this server serves at once; more are answered "refused" (the
 /// asker tries again after a pause).
 const SERVING_MAX: usize = 16;
@@ -54,17 +57,26 @@ fn answer_subject(me: NodeId, group: GroupId) -> String {
     format!("$NRX.SC.{me}.A.{group}")
 }
 
-/// What a catching-up replica asks a peer for.
+/// What a catching-up replica asks a peer for: messages from `from_seq`, and the
+/// peer's deletions below it from `deleted_from` on (the earlier ones came in
+/// earlier batches).
 #[derive(Debug, Serialize, Deserialize)]
 struct BatchRequest {
     from_seq: u64,
+    #[serde(default = "first_seq")]
+    deleted_from: u64,
+}
+
+fn first_seq() -> u64 {
+    1
 }
 
 /// A peer's answer: messages from the asked sequence through `through_seq` (the
 /// gaps are deleted messages), and the peer's store state when it began to answer:
 /// with what it removed before the asked sequence (purged below `first_seq`, and
-/// `deleted`), which the asker may still hold (the entries that removed them are
-/// no longer in the group's log, or the asker skips them).
+/// the runs of `deleted` from the asked `deleted_from` through `deleted_through`),
+/// which the asker may still hold (the entries that removed them are no longer in
+/// the group's log, or the asker skips them).
 #[derive(Debug, Default, PartialEq)]
 struct Batch {
     /// The peer cannot serve (it is catching up itself, or has no such replica).
@@ -74,13 +86,34 @@ struct Batch {
     last_seq: u64,
     applied_index: u64,
     first_seq: u64,
-    deleted: Vec<u64>,
+    deleted: Vec<(u64, u64)>,
+    deleted_through: u64,
     msgs: Vec<MsgEntry>,
 }
 
-/// Deleted sequences one batch names at most; a batch that would name more is
-/// refused (and logged): the asker cannot be told what it must remove.
-const DELETED_MAX: usize = 1 << 16;
+fn put_runs(out: &mut Vec<u8>, runs: &[(u64, u64)]) {
+    debug_assert!(runs.len() <= RUNS_MAX);
+    out.put_u32_le(runs.len() as u32);
+    for (first, last) in runs {
+        out.put_u64_le(*first);
+        out.put_u64_le(*last);
+    }
+}
+
+/// None when the count is past `RUNS_MAX`, the data is short, or a run is not one.
+fn get_runs(data: &mut &[u8]) -> Option<Vec<(u64, u64)>> {
+    if data.len() < 4 {
+        return None;
+    }
+    let count = data.get_u32_le() as usize;
+    if count > RUNS_MAX || data.len() < count * 16 {
+        return None;
+    }
+    let runs: Vec<(u64, u64)> = (0..count)
+        .map(|_| (data.get_u64_le(), data.get_u64_le()))
+        .collect();
+    runs.iter().all(|(a, b)| a <= b).then_some(runs)
+}
 
 impl Batch {
     fn encode(&self) -> Vec<u8> {
@@ -90,10 +123,8 @@ impl Batch {
         out.put_u64_le(self.last_seq);
         out.put_u64_le(self.applied_index);
         out.put_u64_le(self.first_seq);
-        out.put_u32_le(self.deleted.len() as u32);
-        for seq in &self.deleted {
-            out.put_u64_le(*seq);
-        }
+        out.put_u64_le(self.deleted_through);
+        put_runs(&mut out, &self.deleted);
         out.put_u32_le(self.msgs.len() as u32);
         for m in &self.msgs {
             let e = m.encode();
@@ -113,14 +144,16 @@ impl Batch {
             last_seq: data.get_u64_le(),
             applied_index: data.get_u64_le(),
             first_seq: data.get_u64_le(),
+            deleted_through: data.get_u64_le(),
             deleted: Vec::new(),
             msgs: Vec::new(),
         };
-        let deleted = data.get_u32_le() as usize;
-        if deleted > DELETED_MAX || data.len() < deleted * 8 + 4 {
+        let mut rest: &[u8] = &data;
+        b.deleted = get_runs(&mut rest)?;
+        data.advance(data.len() - rest.len());
+        if data.len() < 4 {
             return None;
         }
-        b.deleted = (0..deleted).map(|_| data.get_u64_le()).collect();
         let count = data.get_u32_le() as usize;
         for _ in 0..count {
             if data.len() < 4 {
@@ -172,7 +205,9 @@ impl Held {
 pub fn apply(cl: &Cluster, stream: &Rc<Stream>, index: u64, data: &Bytes) -> Option<super::Answer> {
     let r = stream.cluster.get().expect("a clustered stream");
     if index <= r.skip_through.get() {
-        return None;
+        return applies_again(data)
+            .then(|| super::stream::apply(cl, stream, data))
+            .flatten();
     }
     if let Some(held) = r.catching_up.borrow_mut().as_mut() {
         held.hold(index, data);
@@ -182,42 +217,62 @@ pub fn apply(cl: &Cluster, stream: &Rc<Stream>, index: u64, data: &Bytes) -> Opt
     super::stream::apply(cl, stream, data)
 }
 
+/// Whether an entry up to a catch-up's peer index is applied all the same: a
+/// removal. The peer named its deletions in batches, and one it made after the
+/// batch that covered the sequence reaches the replica only so; applied to a store
+/// that reflects it already, a removal removes nothing.
+pub fn applies_again(data: &Bytes) -> bool {
+    matches!(
+        entry::decode(data),
+        Some(entry::StreamEntry::Purge(_) | entry::StreamEntry::Delete(_))
+    )
+}
+
 /// A stream group's snapshot: what every replica's store holds at its index, the
 /// messages through `held_seq`, and the removals among them (purged below
-/// `first_seq`, and the `deleted` ones). A replica restoring it removes those too
-/// (the entries that removed them are no longer in the log), and catches up when
-/// it lacks messages.
+/// `first_seq`, and the runs of `deleted` ones, all of them when `complete`). A
+/// replica restoring it removes those too (the entries that removed them are no
+/// longer in the log), and catches up when it lacks messages or deletions.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SnapshotHeld {
     pub held_seq: u64,
     pub first_seq: u64,
-    pub deleted: Vec<u64>,
+    pub deleted: Vec<(u64, u64)>,
+    pub complete: bool,
 }
 
-const SNAPSHOT_FIXED_BYTES: usize = 8 + 8 + 4;
+const SNAPSHOT_FIXED_BYTES: usize = 8 + 8 + 1 + 4;
 
 impl SnapshotHeld {
-    /// A store's messages through `held_seq` (its state and deleted sequences).
-    pub fn of(state: &natrix_storage::StreamState, deleted: &[u64], held_seq: u64) -> Self {
+    /// A store's messages through `held_seq`: its state, and its deletions
+    /// through `held_seq` (`deleted_runs(1, held_seq, RUNS_MAX)`).
+    pub fn of(
+        state: &natrix_storage::StreamState,
+        deleted: natrix_storage::DeletedRuns,
+        held_seq: u64,
+    ) -> Self {
         SnapshotHeld {
             held_seq,
             first_seq: state.first_seq.min(held_seq + 1),
-            deleted: deleted.iter().copied().filter(|s| *s <= held_seq).collect(),
+            deleted: deleted.runs,
+            complete: deleted.complete,
         }
     }
 
     pub fn of_store(store: &natrix_storage::Store, held_seq: u64) -> Self {
-        Self::of(&store.state(), &store.deleted(), held_seq)
+        Self::of(
+            &store.state(),
+            store.deleted_runs(1, held_seq, RUNS_MAX),
+            held_seq,
+        )
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(SNAPSHOT_FIXED_BYTES + 8 * self.deleted.len());
+        let mut out = Vec::with_capacity(SNAPSHOT_FIXED_BYTES + 16 * self.deleted.len());
         out.put_u64_le(self.held_seq);
         out.put_u64_le(self.first_seq);
-        out.put_u32_le(self.deleted.len() as u32);
-        for seq in &self.deleted {
-            out.put_u64_le(*seq);
-        }
+        out.put_u8(u8::from(self.complete));
+        put_runs(&mut out, &self.deleted);
         out
     }
 
@@ -228,31 +283,37 @@ impl SnapshotHeld {
         }
         let held_seq = data.get_u64_le();
         let first_seq = data.get_u64_le();
-        let count = data.get_u32_le() as usize;
-        if data.len() != count.checked_mul(8)? {
-            return None;
-        }
-        let deleted = (0..count).map(|_| data.get_u64_le()).collect();
-        Some(SnapshotHeld {
+        let complete = data.get_u8() != 0;
+        let deleted = get_runs(&mut data)?;
+        data.is_empty().then_some(SnapshotHeld {
             held_seq,
             first_seq,
             deleted,
+            complete,
         })
     }
 }
 
-/// A snapshot of the stream's group was applied here: at a restart the store holds
-/// what it says; a replica added to the group (or one far behind) catches up.
-pub fn on_snapshot(cl: &Cluster, stream: &Rc<Stream>, index: u64, data: &[u8]) {
+/// A snapshot of the stream's group was applied here. At start-up (`at_start`) it
+/// is this server's own: its store made durable all that the snapshot covers
+/// before the log was compacted. One a leader sent is restored: what it removed
+/// is removed here, and a replica that lacks messages (a new one, or one far
+/// behind), or was not told of every deletion, catches up.
+pub fn on_snapshot(cl: &Cluster, stream: &Rc<Stream>, index: u64, data: &[u8], at_start: bool) {
     let r = stream.cluster.get().expect("a clustered stream");
-    let held = SnapshotHeld::decode(data).unwrap_or_default();
+    // A new replica's snapshot is empty: it holds nothing, and nothing was removed.
+    let held = SnapshotHeld::decode(data).unwrap_or(SnapshotHeld {
+        complete: true,
+        ..SnapshotHeld::default()
+    });
     if let Err(e) = remove_as_peer(stream, held.first_seq, &held.deleted) {
         warn!(
             "JetStream cluster: stream {} restoring a snapshot: {}",
             stream.name, e.description
         );
     }
-    if stream.store.state().last_seq >= held.held_seq {
+    let told_all = held.complete || at_start;
+    if told_all && stream.store.state().last_seq >= held.held_seq {
         r.applied_index.set(r.applied_index.get().max(index));
         return;
     }
@@ -298,7 +359,7 @@ pub fn on_message(shard: &Shard, msg: &Msg) {
             }
             cl.catchup_serving.set(cl.catchup_serving.get() + 1);
             glommio::spawn_local(async move {
-                let batch = serve(&shard, &cl, group, req.from_seq).await;
+                let batch = serve(&shard, &cl, group, &req).await;
                 cl.catchup_serving.set(cl.catchup_serving.get() - 1);
                 crate::jetstream::send(&shard, system, &reply, None, b"", &batch.encode());
             })
@@ -315,7 +376,8 @@ pub fn on_message(shard: &Shard, msg: &Msg) {
 }
 
 /// Reads a batch from this server's replica of `group`.
-async fn serve(shard: &Shard, cl: &Cluster, group: GroupId, from_seq: u64) -> Batch {
+async fn serve(shard: &Shard, cl: &Cluster, group: GroupId, req: &BatchRequest) -> Batch {
+    let from_seq = req.from_seq.max(1);
     let refused = Batch {
         refused: true,
         ..Batch::default()
@@ -332,25 +394,21 @@ async fn serve(shard: &Shard, cl: &Cluster, group: GroupId, from_seq: u64) -> Ba
         return refused;
     }
     let state = stream.store.state();
-    let deleted: Vec<u64> = stream
+    let below = from_seq - 1;
+    let deleted = stream
         .store
-        .deleted()
-        .into_iter()
-        .filter(|s| *s < from_seq)
-        .collect();
-    if deleted.len() > DELETED_MAX {
-        warn!(
-            "JetStream cluster: stream {} has too many deleted messages to serve a catch-up",
-            stream.name
-        );
-        return refused;
-    }
+        .deleted_runs(req.deleted_from.max(1), below, RUNS_MAX);
     let mut batch = Batch {
         through_seq: state.last_seq,
         last_seq: state.last_seq,
         applied_index: r.applied_index.get(),
         first_seq: state.first_seq,
-        deleted,
+        deleted_through: if deleted.complete {
+            below
+        } else {
+            deleted.through
+        },
+        deleted: deleted.runs,
         ..Batch::default()
     };
     let last_seq = state.last_seq;
@@ -401,6 +459,7 @@ async fn run(shard: &Rc<Shard>, stream: &Rc<Stream>) {
         stream.store.state().last_seq
     );
     let mut round = 0usize;
+    let mut deletions = Deletions::default();
     loop {
         if stream.deleted.get() {
             return;
@@ -415,7 +474,12 @@ async fn run(shard: &Rc<Shard>, stream: &Rc<Stream>) {
             continue;
         };
         let from_seq = stream.store.state().last_seq + 1;
-        let Some(batch) = ask(shard, &cl, peer, r.group, from_seq).await else {
+        let deleted_from = deletions.next_from(peer);
+        let req = BatchRequest {
+            from_seq,
+            deleted_from,
+        };
+        let Some(batch) = ask(shard, &cl, peer, r.group, &req).await else {
             round += 1;
             if round.is_multiple_of(peers.len()) {
                 // Only a ready leader serves: one that leads while it catches up
@@ -435,6 +499,12 @@ async fn run(shard: &Rc<Shard>, stream: &Rc<Stream>) {
             glommio::timer::sleep(RETRY_PAUSE).await;
             continue;
         }
+        deletions.told(
+            peer,
+            deleted_from,
+            batch.applied_index,
+            batch.deleted_through,
+        );
         // A peer behind this store cannot say which entries to apply again.
         let synced = batch.is_final() && stream.store.state().last_seq == batch.last_seq;
         if !synced && batch.is_final() {
@@ -442,7 +512,7 @@ async fn run(shard: &Rc<Shard>, stream: &Rc<Stream>) {
             glommio::timer::sleep(RETRY_PAUSE).await;
             continue;
         }
-        if synced && finish(&cl, stream, batch.applied_index) {
+        if synced && deletions.all_below(from_seq) && finish(&cl, stream, &batch, &mut deletions) {
             info!(
                 "JetStream cluster: stream {} caught up through sequence {}",
                 stream.name, batch.last_seq
@@ -465,11 +535,11 @@ async fn ask(
     cl: &Cluster,
     peer: NodeId,
     group: GroupId,
-    from_seq: u64,
+    req: &BatchRequest,
 ) -> Option<Batch> {
     let (tx, rx) = oneshot::channel();
     cl.catchup_answers.borrow_mut().insert(group, tx);
-    let body = serde_json::to_vec(&BatchRequest { from_seq }).expect("serializable");
+    let body = serde_json::to_vec(req).expect("serializable");
     let system = shard.server.accounts.system();
     crate::jetstream::send(
         shard,
@@ -505,17 +575,20 @@ fn store_batch(
 }
 
 /// What a store in `state` removes to match a peer that purged below `first_seq`
-/// and deleted `deleted`: a purge below the sequence returned, if any, and the
-/// deleted sequences among those it holds (some may be gone here already).
+/// and deleted the runs `deleted`: a purge below the sequence returned, if any,
+/// and the deleted sequences among those it holds (some may be gone here already).
 pub fn peer_removals<'a>(
     state: &natrix_storage::StreamState,
     first_seq: u64,
-    deleted: &'a [u64],
+    deleted: &'a [(u64, u64)],
 ) -> (Option<u64>, impl Iterator<Item = u64> + 'a) {
     let below = first_seq.min(state.last_seq + 1);
-    let last = state.last_seq;
+    let (low, last) = (state.first_seq.max(below), state.last_seq);
     let purge = (below > state.first_seq).then_some(below);
-    (purge, deleted.iter().copied().filter(move |s| *s <= last))
+    let deletes = deleted
+        .iter()
+        .flat_map(move |&(first, end)| first.max(low)..=end.min(last));
+    (purge, deletes)
 }
 
 /// How a store in `state` makes `seq` its next sequence, the ones before it
@@ -547,7 +620,7 @@ pub const SKIPPED_SUBJECT: &str = "$NRX.SKIPPED";
 fn remove_as_peer(
     stream: &Stream,
     first_seq: u64,
-    deleted: &[u64],
+    deleted: &[(u64, u64)],
 ) -> Result<(), crate::jetstream::api::types::ApiError> {
     let (purge, deletes) = peer_removals(&stream.store.state(), first_seq, deleted);
     if let Some(below) = purge {
@@ -580,21 +653,26 @@ fn skip_to(stream: &Stream, seq: u64) -> Result<(), crate::jetstream::api::types
     }
 }
 
-/// The store holds what a peer held at group index `applied_index`: apply what was
-/// kept after it, and skip what is still to come up to it. False when entries after
-/// it were dropped (the catch-up goes on).
-fn finish(cl: &Cluster, stream: &Rc<Stream>, applied_index: u64) -> bool {
+/// The store holds what a peer held at group index `batch.applied_index`, less
+/// deletions the peer made after it named their sequences: apply what was kept
+/// after that index and the removals kept before it (`applies_again`), and skip
+/// what is still to come up to it, removals apart. False when kept entries were
+/// dropped since the peer began to name its deletions (the catch-up goes on, and
+/// names them again).
+fn finish(cl: &Cluster, stream: &Rc<Stream>, batch: &Batch, deletions: &mut Deletions) -> bool {
     let r = stream.cluster.get().expect("a clustered stream");
     let Some(held) = r.catching_up.borrow_mut().take() else {
         return true;
     };
-    if held.dropped_through > applied_index {
+    if held.dropped_through > deletions.since_index {
         *r.catching_up.borrow_mut() = Some(Held {
             dropped_through: held.dropped_through,
             ..Held::default()
         });
+        *deletions = Deletions::default();
         return false;
     }
+    let applied_index = batch.applied_index;
     r.skip_through.set(applied_index);
     r.applied_index
         .set(r.applied_index.get().max(applied_index));
@@ -602,9 +680,57 @@ fn finish(cl: &Cluster, stream: &Rc<Stream>, applied_index: u64) -> bool {
         if index > applied_index {
             r.applied_index.set(index);
             super::stream::apply(cl, stream, &data);
+        } else if applies_again(&data) {
+            super::stream::apply(cl, stream, &data);
         }
     }
     true
+}
+
+/// How far a catch-up has been told of its peer's deletions below the messages it
+/// asked for: one peer's, named from sequence 1 in batches, the first of them
+/// answered at group index `since_index`.
+#[derive(Debug, Default)]
+pub struct Deletions {
+    peer: Option<NodeId>,
+    /// Named through this sequence.
+    through: u64,
+    pub since_index: u64,
+}
+
+impl Deletions {
+    /// Where the next batch from `peer` begins to name them: another peer's
+    /// names from the start.
+    pub fn next_from(&mut self, peer: NodeId) -> u64 {
+        if self.peer != Some(peer) {
+            *self = Deletions {
+                peer: Some(peer),
+                ..Deletions::default()
+            };
+        }
+        self.through + 1
+    }
+
+    /// A batch from `peer`, asked from `deleted_from`, answered at group index
+    /// `applied_index` and named deletions through `deleted_through`.
+    pub fn told(
+        &mut self,
+        peer: NodeId,
+        deleted_from: u64,
+        applied_index: u64,
+        deleted_through: u64,
+    ) {
+        debug_assert_eq!(self.peer, Some(peer));
+        if deleted_from == 1 {
+            self.since_index = applied_index;
+        }
+        self.through = self.through.max(deleted_through);
+    }
+
+    /// Every deletion below `from_seq` was named.
+    pub fn all_below(&self, from_seq: u64) -> bool {
+        self.through + 1 >= from_seq
+    }
 }
 
 #[cfg(test)]
@@ -619,7 +745,8 @@ mod tests {
             last_seq: 12,
             applied_index: 40,
             first_seq: 3,
-            deleted: vec![4, 6],
+            deleted: vec![(4, 4), (6, 8)],
+            deleted_through: 9,
             msgs: vec![MsgEntry {
                 seq: 7,
                 ts_ns: 1,
@@ -644,19 +771,35 @@ mod tests {
             last_seq: 20,
             ..Default::default()
         };
-        let held = SnapshotHeld::of(&state, &[5, 9, 15], 12);
-        assert_eq!(held.deleted, vec![5, 9]);
+        let runs = natrix_storage::DeletedRuns {
+            runs: vec![(5, 5), (9, 11)],
+            through: 12,
+            complete: true,
+        };
+        let held = SnapshotHeld::of(&state, runs, 12);
+        assert_eq!(held.deleted, vec![(5, 5), (9, 11)]);
         assert_eq!(held.first_seq, 3);
+        assert!(held.complete);
         assert_eq!(SnapshotHeld::decode(&held.encode()), Some(held.clone()));
         let encoded = held.encode();
-        assert_eq!(SnapshotHeld::decode(&encoded[..encoded.len() - 1]), None);
-        assert_eq!(SnapshotHeld::decode(b""), None);
+        for cut in 0..encoded.len() {
+            assert_eq!(SnapshotHeld::decode(&encoded[..cut]), None, "cut {cut}");
+        }
+        let mut longer = encoded.clone();
+        longer.push(0);
+        assert_eq!(SnapshotHeld::decode(&longer), None);
+        let backwards = SnapshotHeld {
+            deleted: vec![(9, 5)],
+            ..held.clone()
+        };
+        assert_eq!(SnapshotHeld::decode(&backwards.encode()), None);
         let purged = natrix_storage::StreamState {
             first_seq: 21,
             last_seq: 20,
             ..Default::default()
         };
-        assert_eq!(SnapshotHeld::of(&purged, &[], 12).first_seq, 13);
+        let none = natrix_storage::DeletedRuns::default();
+        assert_eq!(SnapshotHeld::of(&purged, none, 12).first_seq, 13);
     }
 
     #[test]
@@ -667,8 +810,14 @@ mod tests {
             msgs: 9,
             ..Default::default()
         };
-        let (purge, deletes) = peer_removals(&state, 5, &[7, 12]);
-        assert_eq!((purge, deletes.collect::<Vec<_>>()), (Some(5), vec![7]));
+        let (purge, deletes) = peer_removals(&state, 5, &[(7, 7), (9, 12)]);
+        assert_eq!(
+            (purge, deletes.collect::<Vec<_>>()),
+            (Some(5), vec![7, 9, 10])
+        );
+        // Runs below what a purge leaves are not walked.
+        let (_, deletes) = peer_removals(&state, 5, &[(1, 6)]);
+        assert_eq!(deletes.collect::<Vec<_>>(), vec![5, 6]);
         // Purged past all it holds: everything goes, nothing after it.
         let (purge, _) = peer_removals(&state, 40, &[]);
         assert_eq!(purge, Some(11));
@@ -682,6 +831,36 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(skip_to_plan(&empty, 14), Skip::StartAt(14));
+    }
+
+    #[test]
+    fn a_catch_up_is_told_of_deletions_in_batches_from_one_peer() {
+        let mut d = Deletions::default();
+        assert_eq!(d.next_from(7), 1);
+        d.told(7, 1, 40, 500);
+        assert_eq!(d.since_index, 40);
+        assert!(!d.all_below(1_000));
+        assert_eq!(d.next_from(7), 501);
+        d.told(7, 501, 45, 999);
+        assert_eq!(d.since_index, 40, "named since the first batch's index");
+        assert!(d.all_below(1_000));
+        assert_eq!(
+            d.next_from(9),
+            1,
+            "another peer names its own from the start"
+        );
+        d.told(9, 1, 50, 999);
+        assert_eq!(d.since_index, 50);
+    }
+
+    #[test]
+    fn removals_apply_again_and_other_entries_do_not() {
+        for purge in [false, true] {
+            let removal = entry::encode_removal(purge, 3, br#"{"seq":2}"#);
+            assert!(applies_again(&Bytes::from(removal)));
+        }
+        assert!(!applies_again(&Bytes::from(entry::encode_compact(9))));
+        assert!(!applies_again(&Bytes::new()));
     }
 
     #[test]

@@ -847,12 +847,16 @@ impl Machine<FileLogStore> for ClusterMachine {
                 cl.answer(*group, *index, *term, answer);
             }
             Applied::Snapshot {
-                group, index, data, ..
+                group,
+                index,
+                data,
+                at_start,
+                ..
             } => {
                 if *group == META_GROUP {
                     cl.restore_meta(data);
                 } else if let Some(s) = cl.streams.borrow().get(group).cloned() {
-                    catchup::on_snapshot(cl, &s, *index, data);
+                    catchup::on_snapshot(cl, &s, *index, data, *at_start);
                 } else if let Some(c) = cl.consumers.borrow().get(group).cloned() {
                     consumer::apply(cl, &c, data);
                 }
