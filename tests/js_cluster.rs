@@ -1165,7 +1165,8 @@ async fn a_stream_grows_from_one_replica_to_three_and_back() {
 /// messages than one catch-up batch or snapshot names (`catchup::RUNS_MAX`,
 /// 16,384) grows from one replica to three. The new replicas are told of the
 /// deletions in batches, and every replica ends with the same messages (one that
-/// missed a deletion would hold one more).
+/// missed a deletion would hold one more); meanwhile the leader reports them not
+/// current.
 #[tokio::test]
 async fn new_replicas_learn_more_deletions_than_one_batch_names() {
     const KEYS: usize = 34_000;
@@ -1189,6 +1190,29 @@ async fn new_replicas_learn_more_deletions_than_one_batch_names() {
         .await
         .unwrap();
     assert_eq!(v["config"]["num_replicas"], 3, "{v}");
+    // The leader reports a replica catching up from its store (its log is matched)
+    // not current, with the messages it lacks; about 40 batches each.
+    let begun = Instant::now();
+    let catching_up = |r: &Value| {
+        let lag = r["lag"].as_u64().unwrap_or(0);
+        r["current"] == false && r["offline"] != true && lag > 0 && lag < last_seq
+    };
+    loop {
+        let info = api(&nc, &format!("STREAM.INFO.{STREAM}"), "").await;
+        let replicas = info.as_ref().map(|v| v["cluster"]["replicas"].clone());
+        if replicas
+            .as_ref()
+            .and_then(Value::as_array)
+            .is_some_and(|r| r.iter().any(catching_up))
+        {
+            break;
+        }
+        assert!(
+            begun.elapsed() < FORM_WAIT,
+            "never seen catching up: {replicas:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let first = leader_of(&stream_ready(&nc, None).await);
     cl.wait_replicas(KEYS as u64, last_seq);
     // A replica whose catch-up has not finished hands any leadership on: each new

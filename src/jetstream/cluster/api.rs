@@ -720,6 +720,12 @@ pub async fn cluster_info(
     members.dedup_by_key(|n| *n);
     let mut seen = std::collections::HashSet::new();
     members.retain(|n| seen.insert(*n));
+    let last_seq = cl
+        .streams
+        .borrow()
+        .get(&group)
+        .map(|s| s.store.state().last_seq);
+    let now = std::time::Instant::now();
     let replicas = members
         .iter()
         .filter(|n| **n != d.leader)
@@ -729,13 +735,16 @@ pub async fn cluster_info(
                 .iter()
                 .find(|(f, _)| f == n)
                 .map_or(0, |(_, m)| *m);
-            let current = leading && matched >= d.commit;
+            let log_lag = d.last_index.saturating_sub(matched);
+            // A stream replica catching up from this leader's store lacks messages
+            // its log position does not show.
+            let lacking = last_seq.and_then(|last| cl.askers.lacking(group, *n, last, now));
             PeerInfo {
                 name: cl.name_of(*n),
-                current,
+                current: leading && matched >= d.commit && lacking.is_none(),
                 active: 0,
                 lag: if leading {
-                    d.last_index.saturating_sub(matched)
+                    log_lag.max(lacking.unwrap_or(0))
                 } else {
                     0
                 },

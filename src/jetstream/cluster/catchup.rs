@@ -11,8 +11,10 @@
 //! A replica catching up never leads: it hands leadership on.
 //!
 //! Subjects, in the system account: `$NRX.SC.<node>.Q.<group>` asks server `node`;
-//! the answer comes to `$NRX.SC.<asker>.A.<group>`. `$NRX.SC.<meta leader>.S.<group>`
-//! reports a moving stream's group settled (handled in `moves`).
+//! the answer comes to `$NRX.SC.<asker>.A.<group>`; `$NRX.SC.<node>.D.<group>`
+//! (with the same reply subject) tells the peer last asked that the asker has
+//! caught up. `$NRX.SC.<meta leader>.S.<group>` reports a moving stream's group
+//! settled (handled in `moves`).
 
 use super::entry::{self, MsgEntry};
 use super::Cluster;
@@ -55,6 +57,20 @@ fn request_subject(peer: NodeId, group: GroupId) -> String {
 
 fn answer_subject(me: NodeId, group: GroupId) -> String {
     format!("$NRX.SC.{me}.A.{group}")
+}
+
+fn done_subject(peer: NodeId, group: GroupId) -> String {
+    format!("$NRX.SC.{peer}.D.{group}")
+}
+
+/// The asking server, from the reply subject of its request.
+fn asker_of(reply: &[u8]) -> Option<NodeId> {
+    std::str::from_utf8(reply)
+        .ok()?
+        .split('.')
+        .nth(2)?
+        .parse()
+        .ok()
 }
 
 /// What a catching-up replica asks a peer for: messages from `from_seq`, and the
@@ -347,6 +363,10 @@ pub fn on_message(shard: &Shard, msg: &Msg) {
             let Ok(req) = serde_json::from_slice::<BatchRequest>(msg.payload) else {
                 return;
             };
+            if let Some(asker) = asker_of(&reply) {
+                let now = std::time::Instant::now();
+                cl.askers.asked(group, asker, req.from_seq, now);
+            }
             let Some(shard) = cl.shard() else { return };
             let system = shard.server.accounts.system();
             if cl.catchup_serving.get() >= SERVING_MAX {
@@ -368,6 +388,11 @@ pub fn on_message(shard: &Shard, msg: &Msg) {
         "A" => {
             if let Some(tx) = cl.catchup_answers.borrow_mut().remove(&group) {
                 let _ = tx.send(Bytes::copy_from_slice(msg.payload));
+            }
+        }
+        "D" => {
+            if let Some(asker) = msg.reply.and_then(asker_of) {
+                cl.askers.done(group, asker);
             }
         }
         "S" if cl.is_meta_leader() => super::moves::on_settled(cl, group, msg.payload),
@@ -513,6 +538,15 @@ async fn run(shard: &Rc<Shard>, stream: &Rc<Stream>) {
             continue;
         }
         if synced && deletions.all_below(from_seq) && finish(&cl, stream, &batch, &mut deletions) {
+            let system = shard.server.accounts.system();
+            crate::jetstream::send(
+                shard,
+                system,
+                done_subject(peer, r.group).as_bytes(),
+                Some(answer_subject(cl.node, r.group).as_bytes()),
+                b"",
+                b"",
+            );
             info!(
                 "JetStream cluster: stream {} caught up through sequence {}",
                 stream.name, batch.last_seq

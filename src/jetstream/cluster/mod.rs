@@ -10,6 +10,7 @@
 //! - `api`: which server answers which `$JS.API` request, and how.
 //! - `moves`: a stream's replicas moving to other servers (peer removal, replicas).
 //! - `catchup`: a replica fetching from a peer what its group's log no longer holds.
+//! - `askers`: the replicas catching up from this server, for the leader's reports.
 //! - `gather`: stream infos asked of the servers that lead the streams.
 //!
 //! Who answers (as nats-server): every JetStream server subscribes `$JS.API.>`, so
@@ -21,6 +22,7 @@
 //! PubAck goes out once the entry is committed (durable on a quorum) and applied.
 
 pub mod api;
+pub mod askers;
 pub mod assign;
 pub mod catchup;
 pub mod consumer;
@@ -85,7 +87,7 @@ pub struct Detail {
     pub leader: NodeId,
     pub commit: u64,
     pub last_index: u64,
-    /// Every voter other than the leader: (node, matched index).
+    /// Every voter other than the leader, and every learner: (node, matched index).
     pub followers: Vec<(NodeId, u64)>,
 }
 
@@ -161,6 +163,8 @@ pub struct Cluster {
     pub catchup_answers: RefCell<AHashMap<GroupId, oneshot::Sender<bytes::Bytes>>>,
     /// Catch-up batches being read for peers now (bounded: `catchup::SERVING_MAX`).
     pub catchup_serving: Cell<usize>,
+    /// The replicas catching up from this server.
+    pub askers: askers::Askers,
     /// Stream infos asked of other servers and not yet answered.
     pub gather: gather::Pending,
 }
@@ -183,6 +187,7 @@ impl Cluster {
             last_sweep: Cell::new(None),
             catchup_answers: RefCell::default(),
             catchup_serving: Cell::new(0),
+            askers: askers::Askers::default(),
             gather: gather::Pending::default(),
         })
     }
@@ -794,6 +799,7 @@ fn detail(driver: &MultiRaft<FileLogStore>, group: GroupId) -> Option<Detail> {
         .conf_state
         .voters
         .iter()
+        .chain(&st.conf_state.learners)
         .filter(|r| **r != st.replica)
         .map(|r| {
             let matched = if leading {
