@@ -30,6 +30,8 @@ struct Member {
     store: Option<PathBuf>,
     /// More config lines (`server_tags`).
     extra: String,
+    /// The `accounts` block and `system_account`.
+    accounts: String,
 }
 
 fn members(storage: usize, plain: usize, dir: &Path) -> Vec<Member> {
@@ -45,6 +47,7 @@ fn members(storage: usize, plain: usize, dir: &Path) -> Vec<Member> {
             cluster_port: free_port(),
             store: (i < storage).then(|| dir.join(format!("n{}", i + 1))),
             extra: String::new(),
+            accounts: ACCOUNTS.to_string(),
         })
         .collect()
 }
@@ -74,11 +77,12 @@ fn config_with_routes(me: &Member, routed: &[Member]) -> String {
         None => String::new(),
     };
     format!(
-        "server_name: {}\n{}{LAME_DUCK}listen: 127.0.0.1:{{port}}\nhttp: 127.0.0.1:{{http}}\n{js}cluster {{\n  name: C1\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n{ACCOUNTS}",
+        "server_name: {}\n{}{LAME_DUCK}listen: 127.0.0.1:{{port}}\nhttp: 127.0.0.1:{{http}}\n{js}cluster {{\n  name: C1\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n{}",
         me.name,
         me.extra,
         me.cluster_port,
-        routes.join(", ")
+        routes.join(", "),
+        me.accounts
     )
 }
 
@@ -102,10 +106,19 @@ impl Cluster {
 
     /// Storage node i gets `server_tags: tags[i]` (where given).
     fn start_tagged(storage: usize, plain: usize, tags: &[&str]) -> Cluster {
+        Cluster::start_with(storage, plain, |i, m| {
+            if let Some(t) = tags.get(i) {
+                m.extra = format!("server_tags: {t}\n");
+            }
+        })
+    }
+
+    /// Each member's config changed by `change(index, member)` first.
+    fn start_with(storage: usize, plain: usize, change: impl Fn(usize, &mut Member)) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut members = members(storage, plain, dir.path());
-        for (m, t) in members.iter_mut().zip(tags) {
-            m.extra = format!("server_tags: {t}\n");
+        for (i, m) in members.iter_mut().enumerate() {
+            change(i, m);
         }
         let servers = members.iter().map(|m| Some(start(m, &members))).collect();
         Cluster {
@@ -1226,6 +1239,102 @@ async fn new_replicas_learn_more_deletions_than_one_batch_names() {
     cl.wait_replicas(KEYS as u64 + 10, last_seq + 10);
     let info = stream_ready(&nc, None).await;
     assert_eq!(info["state"]["num_deleted"], KEYS / 2, "{info}");
+}
+
+/// `$JS.API.INFO` in a cluster counts what every server holds for the account,
+/// each replica's bytes, as nats-server does (the servers report their usage to
+/// each other every second).
+#[tokio::test]
+async fn account_info_counts_every_replica_in_the_cluster() {
+    let (cl, nc, js, _) = with_r3_stream(3).await;
+    publish_acked(&js, "usage", 20).await;
+    cl.wait_replicas(20, 20);
+    let info = stream_ready(&nc, None).await;
+    let bytes = info["state"]["bytes"].as_u64().expect("stream bytes");
+    assert!(bytes > 0, "{info}");
+    let begun = Instant::now();
+    loop {
+        let account = api(&nc, "INFO", "").await.expect("account info");
+        if account["storage"].as_u64() == Some(3 * bytes) {
+            assert_eq!(account["streams"], 1, "{account}");
+            assert_eq!(account["memory"], 0, "{account}");
+            break;
+        }
+        assert!(
+            begun.elapsed() < FORM_WAIT,
+            "storage never {}: {account}",
+            3 * bytes
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An account's `max_file` holds for what every server stores for it: an R3
+/// stream's messages count three times, and a publish past the limit is refused
+/// with nats-server's error, long before one server alone holds the limit.
+#[tokio::test]
+async fn an_account_limit_counts_every_replica_in_the_cluster() {
+    const MAX_FILE: u64 = 6_000;
+    const BATCH: u64 = 5;
+    let cl = Cluster::start_with(3, 0, |_, m| {
+        m.accounts = ACCOUNTS.replace(
+            "APP: { jetstream: enabled,",
+            &format!("APP: {{ jetstream: {{ max_file: {MAX_FILE} }},"),
+        );
+    });
+    let (nc, js) = connect(&cl.url(0)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    create_r3(&nc).await;
+    stream_ready(&nc, None).await;
+    let mut refused = None;
+    for batch in 0..100 {
+        for i in 0..BATCH {
+            match js
+                .publish("orders.new", format!("{batch}-{i}").into())
+                .await
+            {
+                Ok(ack) => match ack.await {
+                    Ok(_) => continue,
+                    Err(e) => refused = Some(e.to_string()),
+                },
+                Err(e) => refused = Some(e.to_string()),
+            }
+            break;
+        }
+        if refused.is_some() {
+            break;
+        }
+        // Until every server's report of the batch has reached the leader.
+        let bytes = stream_ready(&nc, None).await["state"]["bytes"]
+            .as_u64()
+            .unwrap();
+        let begun = Instant::now();
+        while api(&nc, "INFO", "")
+            .await
+            .and_then(|a| a["storage"].as_u64())
+            != Some(3 * bytes)
+        {
+            assert!(
+                begun.elapsed() < FORM_WAIT,
+                "the usage reports never arrive"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let refused = refused.expect("never refused");
+    assert!(
+        refused.contains("10002") || refused.contains("resource limits exceeded"),
+        "{refused}"
+    );
+    let info = stream_ready(&nc, None).await;
+    let bytes = info["state"]["bytes"].as_u64().unwrap();
+    let batch_bytes = BATCH * bytes / info["state"]["messages"].as_u64().unwrap();
+    // Counted on one server alone, the limit would let 3 * MAX_FILE be stored in
+    // all; the other servers' reports reach the stream's leader a batch or two late.
+    assert!(
+        3 * bytes < 2 * MAX_FILE && 3 * bytes + 3 * batch_bytes > MAX_FILE,
+        "stored {bytes} bytes of a {MAX_FILE} limit for 3 replicas: {info}"
+    );
 }
 
 #[tokio::test]

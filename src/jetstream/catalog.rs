@@ -629,6 +629,13 @@ pub async fn start(shard: &Rc<Shard>) -> Result<(), String> {
                         crate::jetstream::Service::CatchUp,
                     ),
                 );
+                shard.add_internal(
+                    account,
+                    crate::jetstream::cluster::shared_usage::subscription(),
+                    crate::server::interest::InternalSub::JetStream(
+                        crate::jetstream::Service::Usage,
+                    ),
+                );
             }
             continue;
         }

@@ -222,6 +222,8 @@ pub async fn start(shard: &Rc<Shard>) -> io::Result<Rc<MetaHost>> {
         glommio::spawn_local(bootstrap(shard.clone(), host.clone())).detach();
     }
     glommio::spawn_local(watch_membership(shard.clone(), watched)).detach();
+    let reporting = crate::jetstream::cluster::shared_usage::report_forever(shard.clone(), node);
+    glommio::spawn_local(reporting).detach();
     Ok(host)
 }
 

@@ -73,6 +73,8 @@ pub enum Service {
     CatchUp,
     /// Answers to the stream infos this server asked of others, on shard 0.
     Gather,
+    /// The other servers' usage reports, on shard 0.
+    Usage,
 }
 
 /// A message reached a JetStream internal subscription.
@@ -81,6 +83,7 @@ pub fn on_internal(shard: &Shard, service: &Service, account: AccountId, msg: &M
         Service::Api => api::on_request(shard, account, msg),
         Service::CatchUp => cluster::catchup::on_message(shard, msg),
         Service::Gather => cluster::gather::on_answer(shard, msg),
+        Service::Usage => cluster::shared_usage::on_report(shard, msg),
         Service::Publish(stream) => {
             if let Some(stream) = stream.upgrade() {
                 publish::on_publish(shard, &stream, msg);

@@ -3,7 +3,10 @@
 //!
 //! Each shard writes only its own cells (recounted by its housekeeping, bumped by
 //! its own publishes in between) and reads the others' without a lock, so a
-//! limit can be passed by what other shards stored in the last recount.
+//! limit can be passed by what other shards stored in the last recount. In a
+//! cluster, what the other servers hold for each account (their last reports,
+//! `cluster::shared_usage`) counts against the account's limits too, as on
+//! nats-server: each replica's bytes count.
 
 use crate::options::Options;
 use crate::server::accounts::{AccountId, Accounts};
@@ -37,6 +40,8 @@ pub struct StoredBytes {
     accounts: usize,
     /// `[shard * accounts + account]`.
     cells: Vec<Cell>,
+    /// `[account]`: what the cluster's other servers hold.
+    others: Vec<Cell>,
     /// Read once from the options, so that a publish checks without a lookup.
     account_limits: Vec<Limits>,
     server_limits: Limits,
@@ -62,6 +67,7 @@ impl StoredBytes {
             cells: (0..shards * accounts.len())
                 .map(|_| Cell::default())
                 .collect(),
+            others: (0..accounts.len()).map(|_| Cell::default()).collect(),
             account_limits,
             server_limits: [
                 limit(js.and_then(|j| j.max_memory_store)),
@@ -101,6 +107,22 @@ impl StoredBytes {
             .sum()
     }
 
+    /// Sets what the cluster's other servers hold for `account`.
+    pub fn set_others(&self, account: AccountId, medium: Medium, bytes: u64) {
+        if let Some(c) = self.others.get(account.index()) {
+            c.0[medium as usize].store(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// What `account` holds on this server and, in a cluster, on the others.
+    pub fn of_account_in_cluster(&self, account: AccountId, medium: Medium) -> u64 {
+        let others = self
+            .others
+            .get(account.index())
+            .map_or(0, |c| c.0[medium as usize].load(Ordering::Relaxed));
+        self.of_account(account, medium) + others
+    }
+
     /// What every account holds on every shard.
     pub fn total(&self, medium: Medium) -> u64 {
         self.cells
@@ -119,7 +141,7 @@ impl StoredBytes {
             .copied()
             .unwrap_or_default();
         if let Some(max) = own[medium as usize] {
-            if self.of_account(account, medium) + size_bytes > max {
+            if self.of_account_in_cluster(account, medium) + size_bytes > max {
                 return Some(Refusal::Account);
             }
         }
@@ -168,5 +190,14 @@ mod tests {
         assert_eq!(u.refusal(a, Medium::Memory, 1000), None, "no memory limit");
         u.set(0, b, Medium::File, 911);
         assert_eq!(u.refusal(b, Medium::File, 1), Some(Refusal::Server));
+        u.set_others(a, Medium::File, 5);
+        assert_eq!(u.of_account_in_cluster(a, Medium::File), 95);
+        assert_eq!(u.refusal(a, Medium::File, 5), None);
+        assert_eq!(
+            u.refusal(a, Medium::File, 6),
+            Some(Refusal::Account),
+            "other servers' bytes count"
+        );
+        u.set_others(AccountId(99), Medium::File, 5);
     }
 }

@@ -193,7 +193,10 @@ fn account_info(shard: &Shard, cl: &Cluster, account: AccountId, acct: &str) -> 
     let (streams, consumers) = meta
         .of_account(acct)
         .fold((0, 0), |(s, c), sa| (s + 1, c + sa.consumers.len() as u64));
-    let usage = registry::usage(shard, Some(account));
+    let mut usage = registry::usage(shard, Some(account));
+    let (memory, storage) = cl.others_usage.of_account(acct, std::time::Instant::now());
+    usage.memory += memory;
+    usage.storage += storage;
     catalog::account_info_reply(shard, account, &usage, streams, consumers)
 }
 

@@ -11,6 +11,7 @@
 //! - `moves`: a stream's replicas moving to other servers (peer removal, replicas).
 //! - `catchup`: a replica fetching from a peer what its group's log no longer holds.
 //! - `askers`: the replicas catching up from this server, for the leader's reports.
+//! - `shared_usage`: what each server holds per account, told to the others.
 //! - `gather`: stream infos asked of the servers that lead the streams.
 //!
 //! Who answers (as nats-server): every JetStream server subscribes `$JS.API.>`, so
@@ -29,6 +30,7 @@ pub mod consumer;
 pub mod entry;
 pub mod gather;
 pub mod moves;
+pub mod shared_usage;
 pub mod stream;
 
 use crate::jetstream::api::errors;
@@ -165,6 +167,8 @@ pub struct Cluster {
     pub catchup_serving: Cell<usize>,
     /// The replicas catching up from this server.
     pub askers: askers::Askers,
+    /// What the other servers hold per account.
+    pub others_usage: shared_usage::Others,
     /// Stream infos asked of other servers and not yet answered.
     pub gather: gather::Pending,
 }
@@ -188,6 +192,7 @@ impl Cluster {
             catchup_answers: RefCell::default(),
             catchup_serving: Cell::new(0),
             askers: askers::Askers::default(),
+            others_usage: shared_usage::Others::default(),
             gather: gather::Pending::default(),
         })
     }
