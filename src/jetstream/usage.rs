@@ -188,8 +188,6 @@ mod tests {
         assert_eq!(u.refusal(a, Medium::File, 10), None);
         assert_eq!(u.refusal(a, Medium::File, 11), Some(Refusal::Account));
         assert_eq!(u.refusal(a, Medium::Memory, 1000), None, "no memory limit");
-        u.set(0, b, Medium::File, 911);
-        assert_eq!(u.refusal(b, Medium::File, 1), Some(Refusal::Server));
         u.set_others(a, Medium::File, 5);
         assert_eq!(u.of_account_in_cluster(a, Medium::File), 95);
         assert_eq!(u.refusal(a, Medium::File, 5), None);
@@ -199,5 +197,7 @@ mod tests {
             "other servers' bytes count"
         );
         u.set_others(AccountId(99), Medium::File, 5);
+        u.set(0, b, Medium::File, 911);
+        assert_eq!(u.refusal(b, Medium::File, 1), Some(Refusal::Server));
     }
 }
