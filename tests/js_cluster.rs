@@ -797,6 +797,29 @@ async fn a_compacted_group_log_catches_a_replica_up_and_restarts_whole() {
     let client = (0..3).find(|i| *i != follower).unwrap();
     let (nc, js) = connect(&cl.url(client)).await;
     acked.extend(publish_pipelined(&js, "y", 1_000).await);
+    // The leader reports when it last heard from each replica (`active`, in ns):
+    // the stopped one falls silent, the live one does not.
+    let dead = cl.members[follower].name.clone();
+    let silent_ns = |info: &Value, name: &str| {
+        info["cluster"]["replicas"]
+            .as_array()
+            .and_then(|r| r.iter().find(|p| p["name"] == name))
+            .and_then(|p| p["active"].as_u64())
+    };
+    let begun = Instant::now();
+    loop {
+        let info = stream_ready_with(&nc, None, 1).await;
+        let live = replica_names(&info)
+            .into_iter()
+            .find(|n| *n != dead && *n != leader_of(&info));
+        let quiet = silent_ns(&info, &dead).is_some_and(|ns| ns >= 2_000_000_000);
+        let heard = live.is_some_and(|n| silent_ns(&info, &n).is_some_and(|ns| ns < 2_000_000_000));
+        if quiet && heard {
+            break;
+        }
+        assert!(begun.elapsed() < FORM_WAIT, "{info}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     cl.restart(follower);
     cl.wait_replicas(10_000, 10_000);
     for i in 0..3 {

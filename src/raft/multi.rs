@@ -1242,6 +1242,12 @@ impl<S: LogStore> MultiRaft<S> {
     pub fn peer_alive(&self, node: NodeId) -> bool {
         self.peers.get(&node).is_some_and(|p| p.alive)
     }
+
+    /// Ticks since a frame last came from `node`; None for a node never heard.
+    pub fn ticks_since_heard(&self, node: NodeId) -> Option<u64> {
+        let p = self.peers.get(&node)?;
+        Some(self.now_ticks.saturating_sub(p.last_heard_tick))
+    }
 }
 
 /// Replaces raft's thread-RNG election timeout by one from the driver's seeded RNG

@@ -719,7 +719,7 @@ pub async fn cluster_info(
     let leading = d.leader == cl.node;
     // The assigned servers, and voters still leaving the group while it moves.
     let mut members = sa.peers.clone();
-    members.extend(d.followers.iter().map(|(f, _)| *f));
+    members.extend(d.followers.iter().map(|f| f.node));
     members.dedup_by_key(|n| *n);
     let mut seen = std::collections::HashSet::new();
     members.retain(|n| seen.insert(*n));
@@ -733,11 +733,8 @@ pub async fn cluster_info(
         .iter()
         .filter(|n| **n != d.leader)
         .map(|n| {
-            let matched = d
-                .followers
-                .iter()
-                .find(|(f, _)| f == n)
-                .map_or(0, |(_, m)| *m);
+            let follower = d.followers.iter().find(|f| f.node == *n);
+            let matched = follower.map_or(0, |f| f.matched);
             let log_lag = d.last_index.saturating_sub(matched);
             // A stream replica catching up from this leader's store lacks messages
             // its log position does not show.
@@ -745,7 +742,9 @@ pub async fn cluster_info(
             PeerInfo {
                 name: cl.name_of(*n),
                 current: leading && matched >= d.commit && lacking.is_none(),
-                active: 0,
+                active: follower
+                    .and_then(|f| f.silent_ns)
+                    .map_or(0, |ns| i64::try_from(ns).unwrap_or(i64::MAX)),
                 lag: if leading {
                     log_lag.max(lacking.unwrap_or(0))
                 } else {

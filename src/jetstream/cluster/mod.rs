@@ -89,8 +89,17 @@ pub struct Detail {
     pub leader: NodeId,
     pub commit: u64,
     pub last_index: u64,
-    /// Every voter other than the leader, and every learner: (node, matched index).
-    pub followers: Vec<(NodeId, u64)>,
+    /// Every voter other than the leader, and every learner.
+    pub followers: Vec<Follower>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Follower {
+    pub node: NodeId,
+    /// The index its log matches (the leader's view; 0 elsewhere).
+    pub matched: u64,
+    /// Since a frame last came from its server; None if none ever did.
+    pub silent_ns: Option<u64>,
 }
 
 /// Work for the driver, done between two turns of the node loop.
@@ -812,7 +821,12 @@ fn detail(driver: &MultiRaft<FileLogStore>, group: GroupId) -> Option<Detail> {
             } else {
                 0
             };
-            (node_of(*r), matched)
+            let tick_ns = crate::raft::multi::DEFAULT_TICK_INTERVAL_MS * 1_000_000;
+            Follower {
+                node: node_of(*r),
+                matched,
+                silent_ns: driver.ticks_since_heard(node_of(*r)).map(|t| t * tick_ns),
+            }
         })
         .collect();
     Some(Detail {
