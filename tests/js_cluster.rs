@@ -798,12 +798,13 @@ async fn a_compacted_group_log_catches_a_replica_up_and_restarts_whole() {
     let (nc, js) = connect(&cl.url(client)).await;
     acked.extend(publish_pipelined(&js, "y", 1_000).await);
     // The leader reports when it last heard from each replica (`active`, in ns):
-    // the stopped one falls silent, the live one does not.
+    // the stopped one falls silent and is offline, the live one is neither.
     let dead = cl.members[follower].name.clone();
     let silent_ns = |info: &Value, name: &str| {
         info["cluster"]["replicas"]
             .as_array()
             .and_then(|r| r.iter().find(|p| p["name"] == name))
+            .filter(|p| (p["offline"] == true) == (name == dead))
             .and_then(|p| p["active"].as_u64())
     };
     let begun = Instant::now();

@@ -750,7 +750,8 @@ pub async fn cluster_info(
                 } else {
                     0
                 },
-                offline: leading && matched == 0 && d.last_index > 1,
+                // Never heard, or suspected dead (silent past the driver's limit).
+                offline: leading && !follower.is_some_and(|f| f.alive),
             }
         })
         .collect();

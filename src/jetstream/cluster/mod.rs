@@ -100,6 +100,8 @@ pub struct Follower {
     pub matched: u64,
     /// Since a frame last came from its server; None if none ever did.
     pub silent_ns: Option<u64>,
+    /// Its server is heard (not suspected dead).
+    pub alive: bool,
 }
 
 /// Work for the driver, done between two turns of the node loop.
@@ -826,6 +828,7 @@ fn detail(driver: &MultiRaft<FileLogStore>, group: GroupId) -> Option<Detail> {
                 node: node_of(*r),
                 matched,
                 silent_ns: driver.ticks_since_heard(node_of(*r)).map(|t| t * tick_ns),
+                alive: driver.peer_alive(node_of(*r)),
             }
         })
         .collect();
