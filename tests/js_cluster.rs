@@ -1265,6 +1265,83 @@ async fn new_replicas_learn_more_deletions_than_one_batch_names() {
     assert_eq!(info["state"]["num_deleted"], KEYS / 2, "{info}");
 }
 
+/// A consumer created on a stream the meta leader holds no replica of is answered
+/// with its leader's counts: nats.go's KV history reads `num_pending` from the
+/// create's answer, and took 0 for "no values".
+#[tokio::test]
+async fn a_consumer_create_away_from_the_meta_leader_counts_what_is_pending() {
+    let cl = Cluster::start_tagged(3, 0, &["[t1]", "[t2]", "[t3]"]);
+    let (nc, js) = connect(&cl.url(0)).await;
+    assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    let meta_leader = cl.running().next().unwrap().json("/jsz")["meta_cluster"]["leader"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let away = (0..3).find(|i| cl.members[*i].name != meta_leader).unwrap();
+    let body = format!(
+        r#"{{"name":"{STREAM}","subjects":["orders.>"],"num_replicas":1,"placement":{{"tags":["t{}"]}}}}"#,
+        away + 1
+    );
+    let created = api(&nc, &format!("STREAM.CREATE.{STREAM}"), &body)
+        .await
+        .unwrap();
+    assert!(created.get("error").is_none(), "{created}");
+    let info = stream_ready(&nc, None).await;
+    assert_eq!(
+        replica_names(&info),
+        [cl.members[away].name.clone()],
+        "{info}"
+    );
+    publish_acked(&js, "p", 5).await;
+    let consumer =
+        r#"{"stream_name":"ORDERS","config":{"durable_name":"C","ack_policy":"explicit"}}"#;
+    let answer = api(&nc, &format!("CONSUMER.CREATE.{STREAM}.C"), consumer)
+        .await
+        .expect("create answered");
+    assert_eq!(
+        answer["num_pending"], 5,
+        "meta leader {meta_leader}: {answer}"
+    );
+    assert_eq!(
+        answer["cluster"]["leader"],
+        cl.members[away].name.as_str(),
+        "{answer}"
+    );
+}
+
+/// A push consumer's deliveries show the stored message's subject on every server,
+/// the consumer's leader or not: across a route the subject rides on the ack
+/// reply after an `@`, as nats-server carries it (a KV watch on another server
+/// than its leader read its keys out of the delivery inbox).
+#[tokio::test]
+async fn push_deliveries_keep_their_subject_across_routes() {
+    let (cl, nc, js, _) = with_r3_stream(3).await;
+    publish_acked(&js, "pushed", 1).await;
+    for i in 0..3 {
+        let (client, _) = connect(&cl.url(i)).await;
+        let inbox = client.new_inbox();
+        let mut sub = client.subscribe(inbox.clone()).await.unwrap();
+        client.flush().await.unwrap();
+        let body = format!(
+            r#"{{"stream_name":"{STREAM}","config":{{"deliver_subject":"{inbox}","ack_policy":"explicit"}}}}"#
+        );
+        let created = api(&client, &format!("CONSUMER.CREATE.{STREAM}"), &body)
+            .await
+            .expect("create answered");
+        assert!(created.get("error").is_none(), "{created}");
+        let msg = tokio::time::timeout(REQUEST_WAIT, sub.next())
+            .await
+            .expect("delivered")
+            .unwrap();
+        assert_eq!(msg.subject.as_str(), "orders.new", "on server {i}");
+        let reply = msg.reply.expect("an ack reply");
+        assert!(reply.starts_with("$JS.ACK.ORDERS."), "{reply}");
+        assert!(!reply.contains('@'), "{reply}");
+        assert_eq!(&msg.payload[..], b"pushed-0");
+    }
+    drop(nc);
+}
+
 /// `$JS.API.INFO` in a cluster counts what every server holds for the account,
 /// each replica's bytes, as nats-server does (the servers report their usage to
 /// each other every second).

@@ -214,7 +214,12 @@ impl Route {
             return;
         }
         let queues: Vec<&[u8]> = queues.iter().map(|q| &q[..]).collect();
-        let names = account.len() + msg.subject.len() + msg.reply.map_or(0, |r| r.len());
+        let joined = msg
+            .shown
+            .zip(msg.reply)
+            .and_then(|(shown, reply)| proto::ack_reply_with_shown(reply, shown));
+        let reply = joined.as_deref().or(msg.reply);
+        let names = account.len() + msg.subject.len() + reply.map_or(0, |r| r.len());
         let queue_bytes: usize = queues.iter().map(|q| q.len() + 1).sum();
         let need = encode::message_len_max(names + queue_bytes, msg.payload.len());
         let pending = self.out.append(need, |out| {
@@ -222,7 +227,7 @@ impl Route {
                 out,
                 account,
                 msg.subject,
-                msg.reply,
+                reply,
                 &queues,
                 msg.header_len,
                 msg.payload,
@@ -689,13 +694,17 @@ async fn handle_traffic(
                 return Ok(());
             };
             let queues: Vec<Bytes> = queues.iter().map(|q| chunk.slice_ref(q)).collect();
+            let (reply, shown) = match reply.map(proto::split_shown) {
+                Some((reply, shown)) => (Some(reply), shown),
+                None => (None, None),
+            };
             let msg = Msg {
                 subject,
                 reply,
                 header_len,
                 payload,
                 backing: Some(chunk),
-                shown: None,
+                shown,
             };
             shard.interest_current().await;
             shard.route_from_route(account, &msg, &queues);

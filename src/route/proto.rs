@@ -227,6 +227,45 @@ pub fn encode_unsub(out: &mut Vec<u8>, account: &str, subject: &[u8], queue: Opt
     out.extend_from_slice(b"\r\n");
 }
 
+/// A JetStream delivery's reply on a route, as nats-server carries it: the message
+/// goes to the delivery subject, and the subject its client is shown (the stored
+/// message's) follows the `$JS.ACK` reply after an `@`. None for another reply.
+pub fn ack_reply_with_shown(reply: &[u8], shown: &[u8]) -> Option<Vec<u8>> {
+    if !reply.starts_with(JS_ACK_PREFIX) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(reply.len() + 1 + shown.len());
+    out.extend_from_slice(reply);
+    out.push(b'@');
+    out.extend_from_slice(shown);
+    Some(out)
+}
+
+const JS_ACK_PREFIX: &[u8] = b"$JS.ACK.";
+/// Dots an ack reply has before its `@` at least (stream, consumer, delivered,
+/// stream and consumer sequences, time, pending: nats-server's rule, as a stream
+/// or consumer name may hold an `@` itself).
+const JS_ACK_DOTS_MIN: usize = 8;
+
+/// A routed message's reply split as `ack_reply_with_shown` joined it: the reply,
+/// and the subject to show its subscribers, if any.
+pub fn split_shown(reply: &[u8]) -> (&[u8], Option<&[u8]>) {
+    if !reply.starts_with(JS_ACK_PREFIX) {
+        return (reply, None);
+    }
+    let mut dots = 0;
+    for (i, b) in reply.iter().enumerate() {
+        match b {
+            b'.' => dots += 1,
+            b'@' if dots >= JS_ACK_DOTS_MIN && i + 1 < reply.len() => {
+                return (&reply[..i], Some(&reply[i + 1..]));
+            }
+            _ => {}
+        }
+    }
+    (reply, None)
+}
+
 /// `RMSG account subject [+ reply queues.. | queues.. | reply] size\r\npayload\r\n`
 /// (HMSG with the header size when `header_len > 0`, as nats-server sends it).
 pub fn encode_msg(
@@ -267,6 +306,23 @@ pub fn encode_msg(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delivery_s_shown_subject_rides_on_its_ack_reply() {
+        let ack = b"$JS.ACK.ORDERS.c@1.1.7.7.1700000000000000000.0";
+        let joined = ack_reply_with_shown(ack, b"orders.new").unwrap();
+        assert_eq!(
+            &joined[..],
+            &b"$JS.ACK.ORDERS.c@1.1.7.7.1700000000000000000.0@orders.new"[..]
+        );
+        assert_eq!(split_shown(&joined), (&ack[..], Some(&b"orders.new"[..])));
+        assert_eq!(ack_reply_with_shown(b"_INBOX.x", b"orders.new"), None);
+        assert_eq!(split_shown(b"_INBOX.a@b"), (&b"_INBOX.a@b"[..], None));
+        // Too few dots before it: part of a name; and nothing after it.
+        assert_eq!(split_shown(b"$JS.ACK.a@b.c"), (&b"$JS.ACK.a@b.c"[..], None));
+        let bare = b"$JS.ACK.S.C.1.1.1.1.0@";
+        assert_eq!(split_shown(bare), (&bare[..], None));
+    }
 
     fn one(input: &[u8]) -> RouteOp<'_> {
         parse(input, 4096, 1 << 20).unwrap().0

@@ -25,6 +25,8 @@ use std::time::{Duration, SystemTime};
 /// from the assignment alone.
 const REPLICA_WAIT_MS: u64 = 2_000;
 const REPLICA_POLL_MS: u64 = 10;
+/// How long one question to a group's leader waits for the answer.
+const LEADER_ANSWER_WAIT_MS: u64 = 200;
 /// How long a create waits for the new group's leader before it answers.
 const LEADER_WAIT_MS: u64 = 5_000;
 /// How long a request waits for a leader just elected here to be able to act.
@@ -91,7 +93,17 @@ pub async fn handle(
             filter,
             durable_form,
         } if meta_leader => Some(
-            create_consumer(shard, cl, &acct, &stream, name, filter, durable_form, &body).await,
+            create_consumer(
+                shard,
+                cl,
+                account,
+                &stream,
+                name,
+                filter,
+                durable_form,
+                &body,
+            )
+            .await,
         ),
         ApiOp::ConsumerDelete(stream, name) if meta_leader => {
             let op = MetaOp::RemoveConsumer {
@@ -575,7 +587,7 @@ async fn update_stream(
 async fn create_consumer(
     shard: &Rc<Shard>,
     cl: &Rc<Cluster>,
-    acct: &str,
+    account: AccountId,
     stream: &str,
     name: Option<String>,
     filter: Option<String>,
@@ -583,6 +595,8 @@ async fn create_consumer(
     body: &[u8],
 ) -> Reply {
     let k = kind::CONSUMER_CREATE;
+    let acct = shard.server.accounts.name(account).to_string();
+    let acct = acct.as_str();
     let req: ConsumerCreateRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => return Reply::error(k, errors::invalid_json(e)),
@@ -640,14 +654,15 @@ async fn create_consumer(
     if local.is_some() {
         wait_for_group_leader(cl, ca.group).await;
     }
-    let mut info = match local {
-        Some(c) => match c.stream.upgrade() {
-            Some(s) => c.info(&s),
-            None => assigned_consumer_info(&sa, &ca),
-        },
-        None => assigned_consumer_info(&sa, &ca),
+    let info = match local {
+        Some(c) => c.stream.upgrade().map(|s| c.info(&s)),
+        // The leader's answer names its cluster's view too.
+        None => leader_consumer_info(shard, cl, account, &sa, &ca).await,
     };
-    info.cluster = Some(cluster_info(shard, cl, &sa, ca.group).await);
+    let mut info = info.unwrap_or_else(|| assigned_consumer_info(&sa, &ca));
+    if info.cluster.is_none() {
+        info.cluster = Some(cluster_info(shard, cl, &sa, ca.group).await);
+    }
     Reply::json(&Response {
         kind: k,
         body: info,
@@ -669,6 +684,32 @@ async fn local_consumer(
         }
         glommio::timer::sleep(Duration::from_millis(REPLICA_POLL_MS)).await;
         waited_ms += REPLICA_POLL_MS;
+    }
+}
+
+/// A consumer's info from its leader on another server, once it has one: its
+/// counts (`num_pending` above all: clients decide from it whether to wait for
+/// messages) exist only there.
+async fn leader_consumer_info(
+    shard: &Shard,
+    cl: &Cluster,
+    account: AccountId,
+    sa: &StreamAssignment,
+    ca: &super::assign::ConsumerAssignment,
+) -> Option<ConsumerInfo> {
+    let begun = std::time::Instant::now();
+    let names = (sa.config.name.as_str(), ca.name.as_str());
+    loop {
+        // Asked again soon: the group may not have elected its leader yet.
+        let wait = Duration::from_millis(LEADER_ANSWER_WAIT_MS);
+        let asked = super::gather::consumer_info(shard, cl, account, names, wait);
+        if let Some(info) = asked.await {
+            return Some(info);
+        }
+        if begun.elapsed() >= Duration::from_millis(REPLICA_WAIT_MS) {
+            return None;
+        }
+        glommio::timer::sleep(Duration::from_millis(REPLICA_POLL_MS)).await;
     }
 }
 

@@ -1,12 +1,12 @@
-//! Stream infos from the servers that lead them: the meta leader answers
-//! `STREAM.LIST` and creates, and a stream it holds no replica of has its state
-//! and its cluster's view only on other servers. It asks each stream's leader
-//! (`$JS.API.STREAM.INFO`, answered by the leader alone) with a reply subject of
-//! its own, `$NRX.GI.<node>.<token>`, and waits a bounded time, as nats-server
-//! gathers a clustered stream list.
+//! Stream and consumer infos from the servers that lead them: the meta leader
+//! answers `STREAM.LIST` and creates, and a stream or consumer it holds no replica
+//! of has its state and its cluster's view only on other servers. It asks the
+//! leader (`$JS.API.STREAM.INFO`, `$JS.API.CONSUMER.INFO`, answered by the leader
+//! alone) with a reply subject of its own, `$NRX.GI.<node>.<token>`, and waits a
+//! bounded time, as nats-server gathers a clustered stream list.
 
 use super::Cluster;
-use crate::jetstream::api::types::StreamInfo;
+use crate::jetstream::api::types::{ConsumerInfo, StreamInfo};
 use crate::raft::NodeId;
 use crate::server::accounts::AccountId;
 use crate::server::shard::{Msg, Shard};
@@ -56,7 +56,7 @@ pub async fn stream_infos(
 ) -> Vec<Option<StreamInfo>> {
     let asked: Vec<_> = names
         .iter()
-        .map(|name| ask(shard, cl, account, name))
+        .map(|name| ask(shard, cl, account, &format!("$JS.API.STREAM.INFO.{name}")))
         .collect();
     let deadline = Instant::now() + ANSWER_WAIT;
     let mut infos = Vec::with_capacity(asked.len());
@@ -74,11 +74,28 @@ pub async fn stream_infos(
     infos
 }
 
+/// The info of consumer `name` of `stream` from its leader; None when no leader
+/// answered within `wait` (or its answer was an error).
+pub async fn consumer_info(
+    shard: &Shard,
+    cl: &Cluster,
+    account: AccountId,
+    (stream, name): (&str, &str),
+    wait: Duration,
+) -> Option<ConsumerInfo> {
+    let subject = format!("$JS.API.CONSUMER.INFO.{stream}.{name}");
+    let (token, rx) = ask(shard, cl, account, &subject)?;
+    let answer = super::answer_within(rx, wait.min(ANSWER_WAIT)).await;
+    cl.gather.waiting.borrow_mut().remove(&token);
+    serde_json::from_slice::<ConsumerInfo>(&answer?).ok()
+}
+
+/// Sends an API request whose answer comes to this server's gathering subject.
 fn ask(
     shard: &Shard,
     cl: &Cluster,
     account: AccountId,
-    name: &str,
+    subject: &str,
 ) -> Option<(u64, oneshot::Receiver<Bytes>)> {
     let pending = &cl.gather;
     if pending.waiting.borrow().len() >= PENDING_MAX {
@@ -92,7 +109,7 @@ fn ask(
     crate::jetstream::send(
         shard,
         account,
-        format!("$JS.API.STREAM.INFO.{name}").as_bytes(),
+        subject.as_bytes(),
         Some(reply.as_bytes()),
         b"",
         b"",
