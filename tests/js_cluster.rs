@@ -1267,7 +1267,9 @@ async fn new_replicas_learn_more_deletions_than_one_batch_names() {
 
 /// A consumer created on a stream the meta leader holds no replica of is answered
 /// with its leader's counts: nats.go's KV history reads `num_pending` from the
-/// create's answer, and took 0 for "no values".
+/// create's answer, and took 0 for "no values". Its delete, and the stream's, are
+/// answered once the replica's server let them go (nats.go's KV test found a
+/// deleted bucket still there).
 #[tokio::test]
 async fn a_consumer_create_away_from_the_meta_leader_counts_what_is_pending() {
     let cl = Cluster::start_tagged(3, 0, &["[t1]", "[t2]", "[t3]"]);
@@ -1307,6 +1309,30 @@ async fn a_consumer_create_away_from_the_meta_leader_counts_what_is_pending() {
         cl.members[away].name.as_str(),
         "{answer}"
     );
+
+    // Deletes are answered once the server holding the replica let it go: asked
+    // there at once, it no longer knows them.
+    let (there, _) = connect(&cl.url(away)).await;
+    let deleted = api(&there, &format!("CONSUMER.DELETE.{STREAM}.C"), "").await;
+    assert_eq!(
+        deleted.as_ref().map(|d| d["success"] == true),
+        Some(true),
+        "{deleted:?}"
+    );
+    let info = api(&there, &format!("CONSUMER.INFO.{STREAM}.C"), "")
+        .await
+        .unwrap();
+    assert_eq!(info["error"]["err_code"], 10014, "{info}");
+    let deleted = api(&there, &format!("STREAM.DELETE.{STREAM}"), "").await;
+    assert_eq!(
+        deleted.as_ref().map(|d| d["success"] == true),
+        Some(true),
+        "{deleted:?}"
+    );
+    let info = api(&there, &format!("STREAM.INFO.{STREAM}"), "")
+        .await
+        .unwrap();
+    assert_eq!(info["error"]["err_code"], 10059, "{info}");
 }
 
 /// A push consumer's deliveries show the stored message's subject on every server,

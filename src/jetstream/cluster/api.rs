@@ -59,11 +59,20 @@ pub async fn handle(
             Some(update_stream(shard, cl, account, &acct, &name, &body).await)
         }
         ApiOp::StreamDelete(name) if meta_leader => {
+            let held = cl
+                .meta
+                .borrow()
+                .stream(&acct, &name)
+                .map(|sa| (sa.group, sa.peers.clone()));
             let op = MetaOp::RemoveStream {
                 account: acct,
                 name,
             };
-            Some(success_or_error(kind, propose_meta(cl, op).await))
+            let removed = propose_meta(cl, op).await;
+            if let (Ok(()), Some((group, peers))) = (&removed, held) {
+                super::gone::wait_gone(shard, cl, group, &peers).await;
+            }
+            Some(success_or_error(kind, removed))
         }
         ApiOp::MetaLeaderStepdown if meta_leader => {
             if account != shard.server.accounts.system() {
@@ -106,12 +115,20 @@ pub async fn handle(
             .await,
         ),
         ApiOp::ConsumerDelete(stream, name) if meta_leader => {
+            let held = cl.meta.borrow().stream(&acct, &stream).and_then(|sa| {
+                let ca = sa.consumers.get(&name)?;
+                Some((ca.group, sa.peers.clone()))
+            });
             let op = MetaOp::RemoveConsumer {
                 account: acct,
                 stream,
                 name,
             };
-            Some(success_or_error(kind, propose_meta(cl, op).await))
+            let removed = propose_meta(cl, op).await;
+            if let (Ok(()), Some((group, peers))) = (&removed, held) {
+                super::gone::wait_gone(shard, cl, group, &peers).await;
+            }
+            Some(success_or_error(kind, removed))
         }
         ApiOp::StreamCreate(_)
         | ApiOp::StreamUpdate(_)

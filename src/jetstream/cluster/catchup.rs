@@ -14,7 +14,8 @@
 //! the answer comes to `$NRX.SC.<asker>.A.<group>`; `$NRX.SC.<node>.D.<group>`
 //! (with the same reply subject) tells the peer last asked that the asker has
 //! caught up. `$NRX.SC.<meta leader>.S.<group>` reports a moving stream's group
-//! settled (handled in `moves`).
+//! settled (handled in `moves`); `G` and `H` are a removal's question and answer
+//! (handled in `gone`).
 
 use super::entry::{self, MsgEntry};
 use super::Cluster;
@@ -396,6 +397,12 @@ pub fn on_message(shard: &Shard, msg: &Msg) {
             }
         }
         "S" if cl.is_meta_leader() => super::moves::on_settled(cl, group, msg.payload),
+        "G" => {
+            if let Some(reply) = msg.reply {
+                super::gone::on_question(&cl, group, Bytes::copy_from_slice(reply));
+            }
+        }
+        "H" => super::gone::on_answer(&cl, group),
         _ => {}
     }
 }

@@ -12,6 +12,7 @@
 //! - `catchup`: a replica fetching from a peer what its group's log no longer holds.
 //! - `askers`: the replicas catching up from this server, for the leader's reports.
 //! - `shared_usage`: what each server holds per account, told to the others.
+//! - `gone`: a removal answered once the servers that held the group let it go.
 //! - `gather`: stream infos asked of the servers that lead the streams.
 //!
 //! Who answers (as nats-server): every JetStream server subscribes `$JS.API.>`, so
@@ -29,6 +30,7 @@ pub mod catchup;
 pub mod consumer;
 pub mod entry;
 pub mod gather;
+pub mod gone;
 pub mod moves;
 pub mod shared_usage;
 pub mod stream;
@@ -180,6 +182,10 @@ pub struct Cluster {
     pub askers: askers::Askers,
     /// What the other servers hold per account.
     pub others_usage: shared_usage::Others,
+    /// Removals waiting for the other servers to let their groups go.
+    pub gone_waits: RefCell<AHashMap<GroupId, gone::Waiting>>,
+    /// Other servers' removals this one is waiting on (bounded: `gone::WAITING_MAX`).
+    pub gone_serving: Cell<usize>,
     /// Stream infos asked of other servers and not yet answered.
     pub gather: gather::Pending,
 }
@@ -204,6 +210,8 @@ impl Cluster {
             catchup_serving: Cell::new(0),
             askers: askers::Askers::default(),
             others_usage: shared_usage::Others::default(),
+            gone_waits: RefCell::default(),
+            gone_serving: Cell::new(0),
             gather: gather::Pending::default(),
         })
     }
