@@ -490,6 +490,25 @@ async fn without_a_quorum_nothing_is_acknowledged_and_it_recovers() {
         // in its log may commit it once the others are back.
         unknown.push(payload);
     }
+    // Without a meta leader for 10 s, the server left answers what only the meta
+    // leader would with nats-server's 10008 (before, such a request timed out).
+    let begun = Instant::now();
+    loop {
+        let asked = nc.request("$JS.API.INFO", "".into());
+        if let Ok(Ok(answer)) = tokio::time::timeout(Duration::from_secs(1), asked).await {
+            let v: Value = serde_json::from_slice(&answer.payload).unwrap();
+            if v["error"]["err_code"] == 10008 {
+                assert_eq!(v["error"]["code"], 503, "{v}");
+                break;
+            }
+        }
+        assert!(
+            begun.elapsed() < FORM_WAIT,
+            "never unavailable:\n{}",
+            cl.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     cl.restart(1);
     cl.restart(2);
     stream_ready(&nc, None).await;

@@ -21,11 +21,11 @@ use crate::raft::{frame, node_of, replica_id, FileLogStore, GroupId, LogStore, M
 use crate::raft::{NodeId, StateRole};
 use crate::server::shard::Shard;
 use ahash::AHashMap;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tracing::{error, info, warn};
 
 /// The meta group's id in the shard's store.
@@ -79,9 +79,18 @@ pub struct MetaHost {
     names: RefCell<AHashMap<NodeId, String>>,
     /// Server tags by node id, as each server advertised them.
     tags: RefCell<AHashMap<NodeId, Vec<String>>>,
+    /// Since when no meta leader is known (from the start until the first).
+    leaderless_since: Cell<Option<Instant>>,
 }
 
 impl MetaHost {
+    /// How long no meta leader has been known (zero while one is).
+    pub fn leaderless_for(&self) -> Duration {
+        self.leaderless_since
+            .get()
+            .map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
     /// A RAFT operation's frame from `from`: checked (size, crc32c) and queued for
     /// the node loop; a bad one is dropped with a log line, and Raft retransmits.
     pub fn on_frame(&self, from: NodeId, frame: Vec<u8>) {
@@ -140,6 +149,11 @@ impl MetaHost {
             st.cluster_size = g.conf_state.voters.len();
             changed
         };
+        match (leader, self.leaderless_since.get()) {
+            (Some(_), _) => self.leaderless_since.set(None),
+            (None, None) => self.leaderless_since.set(Some(Instant::now())),
+            (None, Some(_)) => {}
+        }
         if changed {
             if g.role == StateRole::Leader {
                 info!("Self is new JetStream cluster metadata leader");
@@ -189,6 +203,7 @@ pub async fn start(shard: &Rc<Shard>) -> io::Result<Rc<MetaHost>> {
         status: RefCell::default(),
         names: RefCell::default(),
         tags: RefCell::default(),
+        leaderless_since: Cell::new(Some(Instant::now())),
     });
     host.learn_peer(node, &server.name);
     host.learn_tags(node, &server.opts.server_tags);

@@ -2,19 +2,22 @@
 # Client matrix: drive JetStream KV and object store through nats-py, nats.go
 # and nats.js against one server binary.
 #
-#   tests/clients/run.sh SERVER_BIN
+#   tests/clients/run.sh SERVER_BIN [--cluster]
 #
 # Starts SERVER_BIN -js -sd <tmpdir> -a 127.0.0.1 -p <free port>, runs the
 # three client programs against it, prints one line per client and a final
 # "N passed, M failed" line, and exits non-zero if any client failed.
+# With --cluster: three JetStream servers in one cluster (n1..n3, each listing
+# every route), buckets with 3 replicas, each client on another server.
 # Installs missing tools itself (apt, pip, npm); needs root for apt.
 set -uo pipefail
 
-if [ $# -ne 1 ]; then
-    echo "usage: $0 SERVER_BIN" >&2
+if [ $# -lt 1 ] || [ $# -gt 2 ] || { [ $# -eq 2 ] && [ "$2" != --cluster ]; }; then
+    echo "usage: $0 SERVER_BIN [--cluster]" >&2
     exit 2
 fi
 server_bin=$1
+cluster=${2:+1}
 if ! server_path=$(command -v "$server_bin"); then
     echo "server binary not found: $server_bin" >&2
     exit 2
@@ -82,17 +85,18 @@ setup_js() {
 command -v python3 >/dev/null || apt_install python3 || exit 1
 
 tmp=$(mktemp -d)
-server_pid=
+server_pids=()
 cleanup() {
-    if [ -n "$server_pid" ]; then
-        kill "$server_pid" 2>/dev/null
-        wait "$server_pid" 2>/dev/null
-    fi
+    for pid in "${server_pids[@]}"; do
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 
-port=$(python3 - <<'EOF'
+free_port() {
+    python3 - <<'EOF'
 import random, socket
 for _ in range(200):
     p = random.randint(10000, 32767)
@@ -104,25 +108,82 @@ for _ in range(200):
         print(p)
         break
 EOF
-)
-[ -n "$port" ] || { echo "no free port found" >&2; exit 1; }
+}
 
-"$server_path" -js -sd "$tmp/store" -a 127.0.0.1 -p "$port" >"$tmp/server.log" 2>&1 &
-server_pid=$!
-up=
-for _ in $(seq 100); do
-    kill -0 "$server_pid" 2>/dev/null || break
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
-    sleep 0.1
-done
-if [ -z "$up" ]; then
-    echo "FAILED: server did not listen on 127.0.0.1:$port; its log:"
-    tail -n 30 "$tmp/server.log"
-    echo "0 passed, 3 failed"
-    exit 1
+# start_server NAME ARGS...: runs the server and waits for it to listen on $port.
+start_server() {
+    local name=$1
+    shift
+    "$server_path" "$@" >"$tmp/$name.log" 2>&1 &
+    local pid=$! up=
+    server_pids+=("$pid")
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
+        sleep 0.1
+    done
+    if [ -z "$up" ]; then
+        echo "FAILED: server $name did not listen on 127.0.0.1:$port; its log:"
+        tail -n 30 "$tmp/$name.log"
+        echo "0 passed, 3 failed"
+        exit 1
+    fi
+}
+
+urls=()
+if [ -z "$cluster" ]; then
+    port=$(free_port)
+    [ -n "$port" ] || { echo "no free port found" >&2; exit 1; }
+    start_server server -js -sd "$tmp/store" -a 127.0.0.1 -p "$port"
+    urls=("nats://127.0.0.1:$port" "nats://127.0.0.1:$port" "nats://127.0.0.1:$port")
+    replicas=1
+else
+    client_ports=() http_ports=() routes=()
+    for i in 1 2 3; do
+        client_ports+=("$(free_port)")
+        http_ports+=("$(free_port)")
+        routes+=("nats-route://127.0.0.1:$(free_port)")
+    done
+    for i in 1 2 3; do
+        port=${client_ports[$((i - 1))]}
+        route=${routes[$((i - 1))]}
+        cat >"$tmp/n$i.conf" <<EOF
+server_name: n$i
+listen: 127.0.0.1:$port
+http: 127.0.0.1:${http_ports[$((i - 1))]}
+jetstream { store_dir: "$tmp/store-n$i" }
+cluster {
+  name: clients
+  listen: ${route#nats-route://}
+  routes: [ $(IFS=,; echo "${routes[*]}") ]
+}
+EOF
+        start_server "n$i" -c "$tmp/n$i.conf"
+        urls+=("nats://127.0.0.1:$port")
+    done
+    replicas=3
+    # Clients start once every server knows the meta leader (a JetStream request
+    # before it goes unanswered).
+    if ! python3 - "${http_ports[@]}" <<'EOF'; then
+import json, sys, time, urllib.request
+deadline = time.monotonic() + 30
+for port in sys.argv[1:]:
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/jsz", timeout=2) as r:
+                if json.load(r).get("meta_cluster", {}).get("leader"):
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            sys.exit(f"no meta leader seen on the server with monitoring port {port}")
+        time.sleep(0.1)
+EOF
+        echo "0 passed, 3 failed"
+        exit 1
+    fi
 fi
-url=nats://127.0.0.1:$port
-log "server $server_path on $url"
+log "server $server_path on ${urls[*]}, buckets of $replicas replicas"
 
 # --- clients
 
@@ -136,7 +197,7 @@ run_client() { # name setup_fn command...
         failed=$((failed + 1))
         return
     fi
-    if timeout 120 "$@" "$url" >"$out" 2>&1; then
+    if REPLICAS=$replicas timeout 120 "$@" "$url" >"$out" 2>&1; then
         echo "$name: ok"
         passed=$((passed + 1))
     else
@@ -146,13 +207,15 @@ run_client() { # name setup_fn command...
     fi
 }
 
-run_client nats-py setup_py python3 "$here/py/kv_obj.py"
-run_client nats.go setup_go "$build/kv_obj_go"
-run_client nats.js setup_js node "$here/js/kv_obj.mjs"
+url=${urls[0]} run_client nats-py setup_py python3 "$here/py/kv_obj.py"
+url=${urls[1]} run_client nats.go setup_go "$build/kv_obj_go"
+url=${urls[2]} run_client nats.js setup_js node "$here/js/kv_obj.mjs"
 
 if [ "$failed" -gt 0 ]; then
-    echo "--- server log (last 30 lines)"
-    tail -n 30 "$tmp/server.log"
+    for server_log in "$tmp"/*.log; do
+        echo "--- $(basename "$server_log") (last 30 lines)"
+        tail -n 30 "$server_log"
+    done
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

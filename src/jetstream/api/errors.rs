@@ -90,6 +90,10 @@ pub fn peer_not_member() -> ApiError {
 pub fn peer_remap_failed() -> ApiError {
     err(503, 10075, "peer remap failed")
 }
+/// nats-server's answer while its cluster has had no meta leader for a while.
+pub fn cluster_not_available() -> ApiError {
+    err(503, 10008, "JetStream system temporarily unavailable")
+}
 pub fn insufficient_resources() -> ApiError {
     err(503, 10023, "insufficient resources")
 }

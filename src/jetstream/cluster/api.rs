@@ -25,6 +25,10 @@ use std::time::{Duration, SystemTime};
 /// from the assignment alone.
 const REPLICA_WAIT_MS: u64 = 2_000;
 const REPLICA_POLL_MS: u64 = 10;
+/// How long the meta group is without a leader before every server answers the
+/// meta leader's requests with 10008 (nats-server's `lostQuorumInterval`; a
+/// server just started stays silent until then, as an election usually ends first).
+const LEADERLESS_ANSWER_AFTER: Duration = Duration::from_secs(10);
 /// How long one question to a group's leader waits for the answer.
 const LEADER_ANSWER_WAIT_MS: u64 = 200;
 /// How long a create waits for the new group's leader before it answers.
@@ -45,6 +49,13 @@ pub async fn handle(
     let kind = op.response_kind();
     let acct = shard.server.accounts.name(account).to_string();
     let meta_leader = cl.is_meta_leader();
+    if !meta_leader
+        && answered_by_meta_leader(&op)
+        && cl.host.leaderless_for() >= LEADERLESS_ANSWER_AFTER
+    {
+        // Every server answers so, as nats-server's do: the client takes the first.
+        return Some(Reply::error(kind, errors::cluster_not_available()));
+    }
     match op {
         ApiOp::AccountInfo => meta_leader.then(|| account_info(shard, cl, account, &acct)),
         ApiOp::StreamNames => meta_leader.then(|| names(cl, &acct, &body)),
@@ -140,6 +151,24 @@ pub async fn handle(
         | ApiOp::ConsumerDelete(..) => None,
         op => about_stream(shard, cl, account, &acct, op, reply, body).await,
     }
+}
+
+/// The requests only the meta leader answers.
+fn answered_by_meta_leader(op: &ApiOp) -> bool {
+    matches!(
+        op,
+        ApiOp::AccountInfo
+            | ApiOp::StreamNames
+            | ApiOp::StreamList
+            | ApiOp::StreamCreate(_)
+            | ApiOp::StreamUpdate(_)
+            | ApiOp::StreamDelete(_)
+            | ApiOp::MetaLeaderStepdown
+            | ApiOp::ServerRemove
+            | ApiOp::StreamPeerRemove(_)
+            | ApiOp::ConsumerCreate { .. }
+            | ApiOp::ConsumerDelete(..)
+    )
 }
 
 /// `STREAM.PEER.REMOVE`: a replacement takes the peer's place.

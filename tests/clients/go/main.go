@@ -2,6 +2,7 @@
 // (the legacy nats.JetStreamContext API, as packaged by Debian: nats.go 1.22).
 //
 // Usage: kv_obj nats://127.0.0.1:4222
+// Buckets get REPLICAS replicas (environment, default 1).
 // Exits non-zero with a message on the first mismatch.
 package main
 
@@ -21,6 +22,17 @@ import (
 
 	"github.com/nats-io/nats.go"
 )
+
+// replicas is REPLICAS from the environment, 1 when unset.
+func replicas() int {
+	n := 1
+	if v := os.Getenv("REPLICAS"); v != "" {
+		if _, err := fmt.Sscanf(v, "%d", &n); err != nil {
+			fail("REPLICAS=%q: %v", v, err)
+		}
+	}
+	return n
+}
 
 func fail(format string, args ...interface{}) {
 	fmt.Fprintf(os.Stderr, "nats.go: "+format+"\n", args...)
@@ -50,7 +62,7 @@ func next(w nats.KeyWatcher, what string) nats.KeyValueEntry {
 }
 
 func kvScenario(js nats.JetStreamContext, bucket string) {
-	kv, err := js.CreateKeyValue(&nats.KeyValueConfig{Bucket: bucket, History: 5})
+	kv, err := js.CreateKeyValue(&nats.KeyValueConfig{Bucket: bucket, History: 5, Replicas: replicas()})
 	must(err, "create bucket")
 	r1, err := kv.PutString("a", "1")
 	must(err, "put a")
@@ -132,7 +144,7 @@ func names(obs nats.ObjectStore) []string {
 }
 
 func objScenario(js nats.JetStreamContext, bucket string) {
-	obs, err := js.CreateObjectStore(&nats.ObjectStoreConfig{Bucket: bucket})
+	obs, err := js.CreateObjectStore(&nats.ObjectStoreConfig{Bucket: bucket, Replicas: replicas()})
 	must(err, "create store")
 	data := make([]byte, 10*1024*1024+123)
 	_, err = rand.Read(data)

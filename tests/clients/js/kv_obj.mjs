@@ -1,9 +1,12 @@
 // KV and object-store scenario through nats.js v2's high-level JetStream views.
 //
 // Usage: node kv_obj.mjs nats://127.0.0.1:4222
+// Buckets get REPLICAS replicas (environment, default 1).
 // Exits non-zero with a message on the first mismatch.
 import { connect } from "nats";
 import { createHash, randomBytes } from "node:crypto";
+
+const REPLICAS = Number(process.env.REPLICAS ?? "1");
 
 const enc = (s) => new TextEncoder().encode(s);
 const dec = (b) => new TextDecoder().decode(b);
@@ -37,7 +40,7 @@ async function waitFor(what, cond) {
 }
 
 async function kvScenario(js, bucket) {
-  const kv = await js.views.kv(bucket, { history: 5 });
+  const kv = await js.views.kv(bucket, { history: 5, replicas: REPLICAS });
   const r1 = await kv.put("a", enc("1"));
   await kv.put("b", enc("2"));
   let e = await kv.get("a");
@@ -90,7 +93,7 @@ async function kvScenario(js, bucket) {
 }
 
 async function objScenario(js, bucket) {
-  const os = await js.views.os(bucket);
+  const os = await js.views.os(bucket, { replicas: REPLICAS });
   const data = randomBytes(10 * 1024 * 1024 + 123);
   const sha = sha256(data);
   let info = await os.putBlob({ name: "big" }, data);

@@ -1,6 +1,7 @@
 """KV and object-store scenario through nats-py's high-level JetStream API.
 
 Usage: python3 kv_obj.py nats://127.0.0.1:4222
+Buckets get REPLICAS replicas (environment, default 1).
 Exits non-zero with a message on the first mismatch.
 """
 
@@ -13,6 +14,9 @@ import traceback
 
 import nats
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+
+
+REPLICAS = int(os.environ.get("REPLICAS", "1"))
 
 
 def check(cond, what):
@@ -29,7 +33,7 @@ async def expect_raises(exc, what, coro):
 
 
 async def kv_scenario(js, bucket):
-    kv = await js.create_key_value(bucket=bucket, history=5)
+    kv = await js.create_key_value(bucket=bucket, history=5, replicas=REPLICAS)
     r1 = await kv.put("a", b"1")
     await kv.put("b", b"2")
     e = await kv.get("a")
@@ -76,7 +80,9 @@ async def kv_scenario(js, bucket):
 
 
 async def obj_scenario(js, bucket):
-    obs = await js.create_object_store(bucket)
+    obs = await js.create_object_store(
+        bucket, config=nats.js.api.ObjectStoreConfig(replicas=REPLICAS)
+    )
     data = os.urandom(10 * 1024 * 1024 + 123)
     sha = hashlib.sha256(data).digest()
     info = await obs.put("big", data)
