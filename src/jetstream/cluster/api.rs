@@ -79,11 +79,7 @@ pub async fn handle(
                 account: acct,
                 name,
             };
-            let removed = propose_meta(cl, op).await;
-            if let (Ok(()), Some((group, peers))) = (&removed, held) {
-                super::gone::wait_gone(shard, cl, group, &peers).await;
-            }
-            Some(success_or_error(kind, removed))
+            Some(success_or_error(kind, remove(shard, cl, op, held).await))
         }
         ApiOp::MetaLeaderStepdown if meta_leader => {
             if account != shard.server.accounts.system() {
@@ -135,22 +131,26 @@ pub async fn handle(
                 stream,
                 name,
             };
-            let removed = propose_meta(cl, op).await;
-            if let (Ok(()), Some((group, peers))) = (&removed, held) {
-                super::gone::wait_gone(shard, cl, group, &peers).await;
-            }
-            Some(success_or_error(kind, removed))
+            Some(success_or_error(kind, remove(shard, cl, op, held).await))
         }
-        ApiOp::StreamCreate(_)
-        | ApiOp::StreamUpdate(_)
-        | ApiOp::StreamDelete(_)
-        | ApiOp::MetaLeaderStepdown
-        | ApiOp::ServerRemove
-        | ApiOp::StreamPeerRemove(_)
-        | ApiOp::ConsumerCreate { .. }
-        | ApiOp::ConsumerDelete(..) => None,
+        op if answered_by_meta_leader(&op) => None,
         op => about_stream(shard, cl, account, &acct, op, reply, body).await,
     }
+}
+
+/// Proposes a removal; once applied, waits until the servers holding `held`'s
+/// group (its id and peers) let it go.
+async fn remove(
+    shard: &Shard,
+    cl: &Cluster,
+    op: MetaOp,
+    held: Option<(GroupId, Vec<NodeId>)>,
+) -> Result<(), ApiError> {
+    propose_meta(cl, op).await?;
+    if let Some((group, peers)) = held {
+        super::gone::wait_gone(shard, cl, group, &peers).await;
+    }
+    Ok(())
 }
 
 /// The requests only the meta leader answers.
