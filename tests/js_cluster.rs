@@ -466,14 +466,28 @@ async fn every_acknowledged_message_survives_leader_loss_on_every_replica() {
 #[tokio::test]
 async fn without_a_quorum_nothing_is_acknowledged_and_it_recovers() {
     let mut cl = Cluster::start(3, 0);
-    let (nc, js) = connect(&cl.url(0)).await;
+    let (nc, _) = connect(&cl.url(0)).await;
     assert!(wait_js(&nc).await, "no meta leader:\n{}", cl.logs());
+    // The server left alone is the meta leader: it must see itself cut off.
+    let mut meta_leader = String::new();
+    wait_for("server 0 knows the meta leader", FORM_WAIT, || {
+        let jsz = cl.running().next().unwrap().json("/jsz");
+        meta_leader = jsz["meta_cluster"]["leader"]
+            .as_str()
+            .unwrap_or_default()
+            .into();
+        !meta_leader.is_empty()
+    });
+    let kept = cl.index_of(&meta_leader);
+    let (nc, js) = connect(&cl.url(kept)).await;
     create_r3(&nc).await;
     stream_ready(&nc, None).await;
     let mut acked = publish_acked(&js, "before", 20).await;
 
-    cl.kill(1);
-    cl.kill(2);
+    let others: Vec<usize> = (0..3).filter(|i| *i != kept).collect();
+    for i in &others {
+        cl.kill(*i);
+    }
     let mut unknown = Vec::new();
     let mut impatient = jetstream::new(nc.clone());
     impatient.set_timeout(Duration::from_secs(1));
@@ -490,8 +504,8 @@ async fn without_a_quorum_nothing_is_acknowledged_and_it_recovers() {
         // in its log may commit it once the others are back.
         unknown.push(payload);
     }
-    // Without a meta leader for 10 s, the server left answers what only the meta
-    // leader would with nats-server's 10008 (before, such a request timed out).
+    // Cut off from its quorum for 10 s, the meta leader left answers what only a
+    // meta leader would with nats-server's 10008 (before, as if nothing happened).
     let begun = Instant::now();
     loop {
         let asked = nc.request("$JS.API.INFO", "".into());
@@ -509,8 +523,9 @@ async fn without_a_quorum_nothing_is_acknowledged_and_it_recovers() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    cl.restart(1);
-    cl.restart(2);
+    for i in &others {
+        cl.restart(*i);
+    }
     stream_ready(&nc, None).await;
     acked.extend(publish_acked(&js, "after", 20).await);
     let (_, last) = cl.wait_replicas_agree(*acked.keys().last().unwrap());

@@ -79,7 +79,8 @@ pub struct MetaHost {
     names: RefCell<AHashMap<NodeId, String>>,
     /// Server tags by node id, as each server advertised them.
     tags: RefCell<AHashMap<NodeId, Vec<String>>>,
-    /// Since when no meta leader is known (from the start until the first).
+    /// Since when no meta leader is known, or this server hears no quorum of the
+    /// meta group's voters (from the start until the first leader).
     leaderless_since: Cell<Option<Instant>>,
 }
 
@@ -149,10 +150,13 @@ impl MetaHost {
             st.cluster_size = g.conf_state.voters.len();
             changed
         };
-        match (leader, self.leaderless_since.get()) {
-            (Some(_), _) => self.leaderless_since.set(None),
-            (None, None) => self.leaderless_since.set(Some(Instant::now())),
-            (None, Some(_)) => {}
+        // A leader this server cannot reach through a quorum (itself, cut off)
+        // commits nothing: no leader, for the clients' answers.
+        let usable = leader.is_some() && driver.hears_quorum(META_GROUP);
+        match (usable, self.leaderless_since.get()) {
+            (true, _) => self.leaderless_since.set(None),
+            (false, None) => self.leaderless_since.set(Some(Instant::now())),
+            (false, Some(_)) => {}
         }
         if changed {
             if g.role == StateRole::Leader {

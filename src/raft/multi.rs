@@ -1243,10 +1243,24 @@ impl<S: LogStore> MultiRaft<S> {
         self.peers.get(&node).is_some_and(|p| p.alive)
     }
 
-    /// Ticks since a frame last came from `node`; None for a node never heard.
+    /// Liveness ticks (those the node loop turned in, as its suspicion counts
+    /// them) since a frame last came from `node`; None for a node never heard.
     pub fn ticks_since_heard(&self, node: NodeId) -> Option<u64> {
         let p = self.peers.get(&node)?;
-        Some(self.now_ticks.saturating_sub(p.last_heard_tick))
+        Some(self.live_ticks.saturating_sub(p.last_heard_tick))
+    }
+
+    /// Whether this node hears a quorum of `group`'s voters (itself included).
+    pub fn hears_quorum(&self, group: GroupId) -> bool {
+        let Some(st) = self.status(group) else {
+            return false;
+        };
+        let voters = &st.conf_state.voters;
+        let heard = voters
+            .iter()
+            .filter(|r| **r == st.replica || self.peer_alive(node_of(**r)))
+            .count();
+        heard > voters.len() / 2
     }
 }
 

@@ -49,11 +49,9 @@ pub async fn handle(
     let kind = op.response_kind();
     let acct = shard.server.accounts.name(account).to_string();
     let meta_leader = cl.is_meta_leader();
-    if !meta_leader
-        && answered_by_meta_leader(&op)
-        && cl.host.leaderless_for() >= LEADERLESS_ANSWER_AFTER
-    {
-        // Every server answers so, as nats-server's do: the client takes the first.
+    if answered_by_meta_leader(&op) && cl.host.leaderless_for() >= LEADERLESS_ANSWER_AFTER {
+        // Every server without a usable meta leader (a leader cut off from its
+        // quorum included) answers so, as nats-server's do: the client takes the first.
         return Some(Reply::error(kind, errors::cluster_not_available()));
     }
     match op {
