@@ -1347,26 +1347,28 @@ async fn a_consumer_create_away_from_the_meta_leader_counts_what_is_pending() {
     // Deletes are answered once the server holding the replica let it go: asked
     // there at once, it no longer knows them.
     let (there, _) = connect(&cl.url(away)).await;
-    let deleted = api(&there, &format!("CONSUMER.DELETE.{STREAM}.C"), "").await;
-    assert_eq!(
-        deleted.as_ref().map(|d| d["success"] == true),
-        Some(true),
-        "{deleted:?}"
-    );
-    let info = api(&there, &format!("CONSUMER.INFO.{STREAM}.C"), "")
-        .await
-        .unwrap();
-    assert_eq!(info["error"]["err_code"], 10014, "{info}");
-    let deleted = api(&there, &format!("STREAM.DELETE.{STREAM}"), "").await;
-    assert_eq!(
-        deleted.as_ref().map(|d| d["success"] == true),
-        Some(true),
-        "{deleted:?}"
-    );
-    let info = api(&there, &format!("STREAM.INFO.{STREAM}"), "")
-        .await
-        .unwrap();
-    assert_eq!(info["error"]["err_code"], 10059, "{info}");
+    let removals = [
+        (
+            format!("CONSUMER.DELETE.{STREAM}.C"),
+            format!("CONSUMER.INFO.{STREAM}.C"),
+            10014,
+        ),
+        (
+            format!("STREAM.DELETE.{STREAM}"),
+            format!("STREAM.INFO.{STREAM}"),
+            10059,
+        ),
+    ];
+    for (delete, info, not_found) in removals {
+        let deleted = api(&there, &delete, "").await;
+        assert_eq!(
+            deleted.as_ref().map(|d| d["success"] == true),
+            Some(true),
+            "{deleted:?}"
+        );
+        let info = api(&there, &info, "").await.unwrap();
+        assert_eq!(info["error"]["err_code"], not_found, "{info}");
+    }
 }
 
 /// A push consumer's deliveries show the stored message's subject on every server,

@@ -214,12 +214,9 @@ impl Route {
             return;
         }
         let queues: Vec<&[u8]> = queues.iter().map(|q| &q[..]).collect();
-        let joined = msg
-            .shown
-            .zip(msg.reply)
-            .and_then(|(shown, reply)| proto::ack_reply_with_shown(reply, shown));
-        let reply = joined.as_deref().or(msg.reply);
-        let names = account.len() + msg.subject.len() + reply.map_or(0, |r| r.len());
+        let reply = msg.reply.map(|r| (r, proto::shown_on_route(r, msg.shown)));
+        let reply_len = reply.map_or(0, |(r, shown)| r.len() + shown.map_or(0, |s| 1 + s.len()));
+        let names = account.len() + msg.subject.len() + reply_len;
         let queue_bytes: usize = queues.iter().map(|q| q.len() + 1).sum();
         let need = encode::message_len_max(names + queue_bytes, msg.payload.len());
         let pending = self.out.append(need, |out| {

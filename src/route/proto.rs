@@ -229,17 +229,15 @@ pub fn encode_unsub(out: &mut Vec<u8>, account: &str, subject: &[u8], queue: Opt
 
 /// A JetStream delivery's reply on a route, as nats-server carries it: the message
 /// goes to the delivery subject, and the subject its client is shown (the stored
-/// message's) follows the `$JS.ACK` reply after an `@`. None for another reply.
-pub fn ack_reply_with_shown(reply: &[u8], shown: &[u8]) -> Option<Vec<u8>> {
-    if !reply.starts_with(JS_ACK_PREFIX) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(reply.len() + 1 + shown.len());
-    out.extend_from_slice(reply);
-    out.push(b'@');
-    out.extend_from_slice(shown);
-    Some(out)
+/// message's) follows the `$JS.ACK` reply after an `@` (`encode_msg` writes it).
+/// None for another reply: only an ack reply can carry it.
+pub fn shown_on_route<'a>(reply: &[u8], shown: Option<&'a [u8]>) -> Option<&'a [u8]> {
+    shown.filter(|_| reply.starts_with(JS_ACK_PREFIX))
 }
+
+/// A routed message's reply subject and, for a JetStream delivery, the subject
+/// to show its subscribers (`shown_on_route`).
+pub type RouteReply<'a> = (&'a [u8], Option<&'a [u8]>);
 
 const JS_ACK_PREFIX: &[u8] = b"$JS.ACK.";
 /// Dots an ack reply has before its `@` at least (stream, consumer, delivered,
@@ -247,7 +245,7 @@ const JS_ACK_PREFIX: &[u8] = b"$JS.ACK.";
 /// or consumer name may hold an `@` itself).
 const JS_ACK_DOTS_MIN: usize = 8;
 
-/// A routed message's reply split as `ack_reply_with_shown` joined it: the reply,
+/// A routed message's reply split as `encode_msg` joined it: the reply,
 /// and the subject to show its subscribers, if any.
 pub fn split_shown(reply: &[u8]) -> (&[u8], Option<&[u8]>) {
     if !reply.starts_with(JS_ACK_PREFIX) {
@@ -272,11 +270,19 @@ pub fn encode_msg(
     out: &mut Vec<u8>,
     account: &str,
     subject: &[u8],
-    reply: Option<&[u8]>,
+    reply: Option<RouteReply>,
     queues: &[&[u8]],
     header_len: usize,
     payload: &[u8],
 ) {
+    let put_reply = |out: &mut Vec<u8>, (r, shown): RouteReply| {
+        out.extend_from_slice(r);
+        if let Some(shown) = shown {
+            out.push(b'@');
+            out.extend_from_slice(shown);
+        }
+        out.push(b' ');
+    };
     out.reserve(subject.len() + payload.len() + 64);
     out.extend_from_slice(if header_len > 0 { b"HMSG " } else { b"RMSG " });
     out.extend_from_slice(account.as_bytes());
@@ -286,14 +292,10 @@ pub fn encode_msg(
     match (reply, queues.is_empty()) {
         (Some(r), false) => {
             out.extend_from_slice(b"+ ");
-            out.extend_from_slice(r);
-            out.push(b' ');
+            put_reply(out, r);
         }
         (None, false) => out.extend_from_slice(b"| "),
-        (Some(r), true) => {
-            out.extend_from_slice(r);
-            out.push(b' ');
-        }
+        (Some(r), true) => put_reply(out, r),
         (None, true) => {}
     }
     for q in queues {
@@ -310,13 +312,27 @@ mod tests {
     #[test]
     fn a_delivery_s_shown_subject_rides_on_its_ack_reply() {
         let ack = b"$JS.ACK.ORDERS.c@1.1.7.7.1700000000000000000.0";
-        let joined = ack_reply_with_shown(ack, b"orders.new").unwrap();
+        let shown = shown_on_route(ack, Some(b"orders.new"));
+        let mut out = Vec::new();
+        encode_msg(
+            &mut out,
+            "$G",
+            b"_INBOX.d",
+            Some((ack, shown)),
+            &[],
+            0,
+            b"x",
+        );
+        let RouteOp::Msg { reply, .. } = parse(&out, 4096, 1 << 20).unwrap().0 else {
+            panic!("not a message: {out:?}");
+        };
+        let joined = reply.unwrap();
         assert_eq!(
-            &joined[..],
+            joined,
             &b"$JS.ACK.ORDERS.c@1.1.7.7.1700000000000000000.0@orders.new"[..]
         );
-        assert_eq!(split_shown(&joined), (&ack[..], Some(&b"orders.new"[..])));
-        assert_eq!(ack_reply_with_shown(b"_INBOX.x", b"orders.new"), None);
+        assert_eq!(split_shown(joined), (&ack[..], Some(&b"orders.new"[..])));
+        assert_eq!(shown_on_route(b"_INBOX.x", Some(b"orders.new")), None);
         assert_eq!(split_shown(b"_INBOX.a@b"), (&b"_INBOX.a@b"[..], None));
         // Too few dots before it: part of a name; and nothing after it.
         assert_eq!(split_shown(b"$JS.ACK.a@b.c"), (&b"$JS.ACK.a@b.c"[..], None));
@@ -372,7 +388,16 @@ mod tests {
                 b"hello"
             };
             let mut out = Vec::new();
-            encode_msg(&mut out, "$G", b"a.b", reply, &queues, header_len, payload);
+            let route_reply = reply.map(|r| (r, None));
+            encode_msg(
+                &mut out,
+                "$G",
+                b"a.b",
+                route_reply,
+                &queues,
+                header_len,
+                payload,
+            );
             let (op, n) = parse(&out, 4096, 1 << 20).unwrap();
             assert_eq!(n, out.len());
             assert_eq!(
