@@ -54,6 +54,7 @@ CLUSTER_SCENARIOS = [
     ("js-pub-async", 1024, 100_000, []),
     ("js-pub-sync", 128, 5_000, []),
     ("js-pull", 128, 100_000, []),
+    ("js-push", 128, 100_000, []),
 ]
 
 

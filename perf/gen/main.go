@@ -10,6 +10,10 @@
 //	js-pull       the stream pre-filled with -n messages (not timed, every publish acked),
 //	              a durable pull consumer with explicit ack; Fetch(-batch), Ack (async)
 //	              each message.
+//	js-push       the stream pre-filled the same way, an ordered push consumer (as KV
+//	              watchers and nats.go's ordered subscriptions use) from this connection;
+//	              the rate is what it received. With -replicas N the consumer's leader is
+//	              often another server than this connection's: deliveries cross a route.
 //	core-pubsub   one publisher and one subscriber connection on bench.core; the rate is
 //	              what the subscriber received.
 //	js-failover   kill the R3 stream's leader, time until a publish is acknowledged again,
@@ -408,6 +412,37 @@ func jsPull(nc *nats.Conn) result {
 	return r
 }
 
+func jsPush(nc *nats.Conn) result {
+	js := jsContext(nc)
+	freshStream(js)
+	publishAsync(js, *n)
+	r := result{Mode: *mode, Msgs: *n, Size: *size}
+	var received int64
+	all := make(chan struct{})
+	done := timed()
+	sub, err := js.Subscribe(jsSubject, func(_ *nats.Msg) {
+		if atomic.AddInt64(&received, 1) == int64(*n) {
+			close(all)
+		}
+	}, nats.OrderedConsumer(), nats.BindStream(streamName))
+	if err != nil {
+		fail("ordered push subscribe: %v", err)
+	}
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		fail("pending limits: %v", err)
+	}
+	select {
+	case <-all:
+	case <-time.After(*timeout):
+		fail("push: %d of %d after %v", atomic.LoadInt64(&received), *n, *timeout)
+	}
+	done(&r)
+	if err := sub.Unsubscribe(); err != nil {
+		fail("unsubscribe: %v", err)
+	}
+	return r
+}
+
 // countingSub subscribes sc to subject without pending limits, counting into received
 // and closing all at target; flushed, so the server has the subscription.
 func countingSub(sc *nats.Conn, subject string, received *int64, target int64, all chan struct{}) {
@@ -538,6 +573,8 @@ func main() {
 		r = jsPubSync(nc)
 	case "js-pull":
 		r = jsPull(nc)
+	case "js-push":
+		r = jsPush(nc)
 	case "core-pubsub":
 		r = corePubSub(nc)
 	case "js-failover":
