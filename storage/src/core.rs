@@ -692,8 +692,10 @@ impl<L: Clone> Core<L> {
 
     /// Deleted (or missing) sequences between the first and the last.
     pub fn deleted(&self) -> Vec<u64> {
-        (self.base_seq..=self.last_seq)
-            .filter(|&seq| self.live(seq).is_none())
+        self.deleted_runs(self.base_seq, self.last_seq, usize::MAX)
+            .runs
+            .into_iter()
+            .flat_map(|(first, last)| first..=last)
             .collect()
     }
 
