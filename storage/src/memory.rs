@@ -131,6 +131,10 @@ impl MemStore {
         self.commit().await
     }
 
+    pub async fn commit_unsynced(&self) -> Result<u64> {
+        self.commit().await
+    }
+
     pub async fn get(&self, seq: u64) -> Result<Option<StoredMsg>> {
         let i = self.inner.borrow();
         Ok(i.core.live(seq).map(|e| {

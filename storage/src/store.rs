@@ -41,6 +41,14 @@ impl Store {
     pub async fn commit(&self) -> Result<u64> {
         both!(self, s => s.commit().await)
     }
+    /// A commit that also syncs, whatever the durability mode.
+    pub async fn sync(&self) -> Result<u64> {
+        both!(self, s => s.sync().await)
+    }
+    /// A commit without the sync (see `FileStore::commit_unsynced`).
+    pub async fn commit_unsynced(&self) -> Result<u64> {
+        both!(self, s => s.commit_unsynced().await)
+    }
     pub async fn get(&self, seq: u64) -> Result<Option<StoredMsg>> {
         both!(self, s => s.get(seq).await)
     }

@@ -462,3 +462,81 @@ fn recovery_removes_segments_of_failed_batches_durably() {
         );
     });
 }
+
+/// One life of a log whose commits mostly do not sync (`commit_unsynced`, as a
+/// replicated stream's store) and now and then do (`sync`), awaited or left in
+/// flight, then the crash. Returns the last sequence a completed `sync` covered.
+async fn live_unsynced_and_crash(disk: &FaultyDisk, m: &mut Model, rng: &mut Rng) -> u64 {
+    let s = Rc::new(
+        FileStore::open_on(disk.disk(), DIR, cfg(rng))
+            .await
+            .unwrap(),
+    );
+    let synced = Rc::new(std::cell::Cell::new(0u64));
+    let mut commits = Vec::new();
+    for _ in 0..4 + rng.below(16) {
+        append_n(&s, m, rng, 1, 40).expect("appends on a working disk");
+        let sc = s.clone();
+        match rng.below(5) {
+            0 => {
+                s.commit_unsynced().await.expect("an unsynced commit");
+            }
+            1 => commits.push(glommio::spawn_local(async move {
+                let _ = sc.commit_unsynced().await;
+            })),
+            2 => {
+                let through = s.sync().await.expect("a sync");
+                synced.set(synced.get().max(through));
+            }
+            3 => {
+                let done = synced.clone();
+                commits.push(glommio::spawn_local(async move {
+                    if let Ok(through) = sc.sync().await {
+                        done.set(done.get().max(through));
+                    }
+                }));
+            }
+            _ => {
+                for _ in 0..rng.below(5) {
+                    yield_now().await;
+                }
+            }
+        }
+    }
+    for _ in 0..rng.below(10) {
+        yield_now().await;
+    }
+    let acked = synced.get();
+    disk.crash();
+    drop(commits);
+    drop(s);
+    acked
+}
+
+#[test]
+fn records_of_unsynced_commits_survive_a_crash_once_a_later_sync_completed() {
+    run_local(|| async {
+        for seed in seeds(SEEDS) {
+            let disk = FaultyDisk::new(seed);
+            let mut rng = Rng::new(seed ^ 0x1a2e);
+            let mut m = Model::default();
+            for _ in 0..3 {
+                let acked = live_unsynced_and_crash(&disk, &mut m, &mut rng).await;
+                let s = FileStore::open_on(disk.disk(), DIR, cfg(&mut rng))
+                    .await
+                    .unwrap_or_else(|e| panic!("seed {seed}: reopen: {e}"));
+                check_after_reopen(&s, &mut m, acked)
+                    .await
+                    .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+                // As a replicated stream's replica does: the log after the first
+                // damaged record is dropped (its group's log has it all).
+                if let Some(&(first, _)) = s.recovery_report().missing.first() {
+                    s.truncate_from(first)
+                        .await
+                        .unwrap_or_else(|e| panic!("seed {seed}: truncate: {e}"));
+                    m.live.retain(|&seq, _| seq < first);
+                }
+            }
+        }
+    });
+}

@@ -49,12 +49,27 @@ impl Done {
     }
 }
 
+/// Whether a commit ends with an fdatasync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SyncWanted {
+    /// As the log's durability mode says.
+    AsConfigured,
+    /// Always (a caller about to rely on the records surviving a power loss).
+    Now,
+    /// Not now: the records are written (they survive a crash of the process, not
+    /// of the machine) and synced by a later commit.
+    Later,
+}
+
 pub(super) struct CommitJob {
     no: u64,
     chunks: Vec<Chunk>,
     sync: bool,
-    /// The file to sync when there is nothing to write (interval mode).
-    sync_file: Option<Rc<SegFile>>,
+    /// Files earlier commits wrote without syncing, synced with this one's.
+    sync_files: Vec<Rc<SegFile>>,
+    /// Began while an unsynced commit was in flight: it syncs once that one has
+    /// finished, and syncs its files too.
+    after_unsynced: bool,
     make_spare: Option<u32>,
     last_seq: u64,
     tail_point: (u32, u64),
@@ -73,6 +88,15 @@ impl CommitJob {
     }
 }
 
+/// Adds to `files` those of `more` it lacks.
+fn add_files(files: &mut Vec<Rc<SegFile>>, more: &[Rc<SegFile>]) {
+    for f in more {
+        if !files.iter().any(|g| Rc::ptr_eq(g, f)) {
+            files.push(f.clone());
+        }
+    }
+}
+
 async fn new_segment_file(disk: &Disk, dir: &Path, id: u32, size: u64) -> Result<Rc<SegFile>> {
     let f = disk.open(&seg_path(dir, id), true).await?;
     f.pre_allocate(size).await?;
@@ -80,11 +104,13 @@ async fn new_segment_file(disk: &Disk, dir: &Path, id: u32, size: u64) -> Result
 }
 
 impl Inner {
-    pub(super) fn begin_commit(&mut self, force_sync: bool) -> Option<CommitJob> {
+    pub(super) fn begin_commit(&mut self, wanted: SyncWanted) -> Option<CommitJob> {
         self.put_marker_if_moved();
-        let sync = match self.cfg.durability {
-            Durability::Always => true,
-            Durability::Interval(d) => force_sync || self.last_sync.elapsed() >= d,
+        let sync = match (wanted, self.cfg.durability) {
+            (SyncWanted::Now, _) => true,
+            (SyncWanted::Later, _) => false,
+            (SyncWanted::AsConfigured, Durability::Always) => true,
+            (SyncWanted::AsConfigured, Durability::Interval(d)) => self.last_sync.elapsed() >= d,
         };
         if self.finished.is_empty() {
             // A small batch: the next tail buffer need not be larger than twice it.
@@ -96,7 +122,8 @@ impl Inner {
         if let Some(c) = self.take_tail(false) {
             chunks.push(c);
         }
-        if chunks.is_empty() && !(sync && self.unsynced) {
+        let unsynced = !self.unsynced_files.is_empty() || self.unsynced_in_flight > 0;
+        if chunks.is_empty() && !(sync && unsynced) {
             return None;
         }
         let make_spare = (self.spare.is_none()
@@ -104,19 +131,24 @@ impl Inner {
             .then_some(self.tail().id + 1);
         self.commits_begun += 1;
         let no = self.commits_begun;
-        let tail = self.tail();
-        let sync_file = if chunks.is_empty() {
-            tail.file.clone()
+        let sync_files = if sync {
+            self.unsynced_files.clone()
         } else {
-            None
+            Vec::new()
         };
+        let after_unsynced = sync && self.unsynced_in_flight > 0;
+        if !sync {
+            self.unsynced_in_flight += 1;
+        }
+        let tail = self.tail();
         let tail_point = (tail.id, tail.data_len);
         self.inflight.push((no, chunks.clone()));
         Some(CommitJob {
             no,
             chunks,
             sync,
-            sync_file,
+            sync_files,
+            after_unsynced,
             make_spare,
             last_seq: self.core.last_seq(),
             tail_point,
@@ -142,11 +174,14 @@ impl Inner {
     pub(super) fn finish_commit(
         &mut self,
         job: CommitJob,
-        result: Result<bool>,
+        result: Result<Vec<Rc<SegFile>>>,
         prev_ok: bool,
         watch: &DurableWatch,
     ) -> Result<u64> {
         let no = job.no;
+        if !job.sync {
+            self.unsynced_in_flight -= 1;
+        }
         let sealed = job.sealed();
         drop(job.chunks);
         if let Some(i) = self.inflight.iter().position(|(n, _)| *n == no) {
@@ -159,7 +194,7 @@ impl Inner {
                 }
             }
         }
-        let synced = match result {
+        let files = match result {
             Err(e) => {
                 tracing::error!(error = %e, "commit failed; the log will recover to its last durable point");
                 self.batch_failed(watch, e.is_disk_full());
@@ -171,13 +206,20 @@ impl Inner {
                 self.batch_failed(watch, disk_full);
                 return Err(StoreError::NotDurable { disk_full });
             }
-            Ok(synced) => synced,
+            Ok(files) => files,
         };
-        if synced {
+        if job.sync {
+            // Every write of this commit and the ones before it is synced (commits
+            // finish in order; later ones add their files when they finish).
             self.last_sync = Instant::now();
-            self.unsynced = false;
+            self.unsynced_files
+                .retain(|u| !files.iter().any(|f| Rc::ptr_eq(u, f)));
         } else {
-            self.unsynced = true;
+            for f in files {
+                if !self.unsynced_files.iter().any(|u| Rc::ptr_eq(u, &f)) {
+                    self.unsynced_files.push(f);
+                }
+            }
         }
         self.marker_durable_seg = job.marker_seg;
         self.durable_point = job.tail_point;
@@ -187,8 +229,13 @@ impl Inner {
         );
         self.durable_seq = job.last_seq;
         self.marker_durable_floor = job.marker_floor;
-        for id in sealed {
-            self.seal(id);
+        // A segment's index vouches for its records on reopen: written only once
+        // they are synced.
+        self.seal_after_sync.extend(sealed);
+        if job.sync {
+            for id in std::mem::take(&mut self.seal_after_sync) {
+                self.seal(id);
+            }
         }
         self.drop_front_segments();
         self.check_invariants();
@@ -220,7 +267,7 @@ impl Inner {
 }
 
 impl FileStore {
-    pub(super) async fn commit_with(&self, force_sync: bool) -> Result<u64> {
+    pub(super) async fn commit_with(&self, wanted: SyncWanted) -> Result<u64> {
         let permit = self.lock().await?;
         if self.inner.borrow().needs_recovery {
             self.settle().await;
@@ -228,10 +275,12 @@ impl FileStore {
                 self.recover_locked().await?;
             }
         }
-        let job = self.inner.borrow_mut().begin_commit(force_sync);
+        let job = self.inner.borrow_mut().begin_commit(wanted);
         let Some(job) = job else {
             drop(permit);
-            // Everything appended before this call went with an earlier batch.
+            // Everything appended before this call went with an earlier batch: this
+            // call covers what was appended then, not what later batches add.
+            let through = self.inner.borrow().core.last_seq();
             let prev = self.last_done.borrow().clone();
             if let Some(p) = prev {
                 if !p.wait().await {
@@ -239,7 +288,7 @@ impl FileStore {
                     return Err(StoreError::NotDurable { disk_full });
                 }
             }
-            return Ok(self.inner.borrow().durable_seq);
+            return Ok(through);
         };
         let r = self.run_commit(job, Some(permit)).await;
         if r.is_err() {
@@ -295,10 +344,21 @@ impl FileStore {
         let prev = self.last_done.replace(Some(done.clone()));
         let wrote = self.write_phase(&job, permit).await;
         let result = match wrote {
-            Ok((files, sync_dir)) if job.sync => {
-                self.sync_phase(&job, files, sync_dir).await.map(|_| true)
+            Ok((mut files, sync_dir)) if job.sync => {
+                add_files(&mut files, &job.sync_files);
+                if job.after_unsynced {
+                    // Their writes may complete after this batch's: sync once they
+                    // have, and their files too.
+                    if let Some(p) = &prev {
+                        p.wait().await;
+                    }
+                    add_files(&mut files, &self.inner.borrow().unsynced_files);
+                }
+                self.sync_phase(job.no, &files, sync_dir)
+                    .await
+                    .map(|_| files)
             }
-            Ok(_) => Ok(false),
+            Ok((files, _)) => Ok(files),
             Err(e) => Err(e),
         };
         let prev_ok = match prev {
@@ -385,21 +445,18 @@ impl FileStore {
     /// were created). It covers this batch and every write completed before.
     async fn sync_phase(
         &self,
-        job: &CommitJob,
-        mut files: Vec<Rc<SegFile>>,
+        #[cfg_attr(not(test), allow(unused_variables))] no: u64,
+        files: &[Rc<SegFile>],
         sync_dir_too: bool,
     ) -> Result<()> {
         #[cfg(test)]
         {
-            let hook = self.sync_hook.borrow().as_ref().map(|h| h(job.no));
+            let hook = self.sync_hook.borrow().as_ref().map(|h| h(no));
             if let Some(h) = hook {
                 h.await?;
             }
         }
-        if let Some(f) = &job.sync_file {
-            files.push(f.clone());
-        }
-        for f in &files {
+        for f in files {
             f.fdatasync().await?;
         }
         if sync_dir_too {

@@ -40,7 +40,7 @@ use crate::index::{SegmentIndex, INDEX_VERSION};
 use crate::watch::{DurableWatch, Ticket};
 use crate::{Result, StoreError};
 
-use commit::Done;
+use commit::{Done, SyncWanted};
 use index_writes::IndexWrites;
 pub use open::RecoveryReport;
 use read::ReadBlock;
@@ -97,8 +97,13 @@ struct Inner {
     /// Segment holding the last encoded / last durable compact marker.
     marker_seg: u32,
     marker_durable_seg: u32,
-    /// A commit wrote without syncing (interval mode).
-    unsynced: bool,
+    /// Files written by commits that did not sync (interval mode, `commit_unsynced`):
+    /// the next syncing commit syncs them too.
+    unsynced_files: Vec<Rc<SegFile>>,
+    /// Commits begun without a sync and not finished.
+    unsynced_in_flight: u32,
+    /// Segments complete but not yet synced: sealed by the next sync.
+    seal_after_sync: Vec<u32>,
     report: RecoveryReport,
     spare: Option<(u32, Rc<SegFile>)>,
     needs_recovery: bool,
@@ -331,12 +336,20 @@ impl FileStore {
     /// fdatasync; returns the last sequence covered. On failure, the log cuts
     /// itself back to the last durable point and stays usable.
     pub async fn commit(&self) -> Result<u64> {
-        self.commit_with(false).await
+        self.commit_with(SyncWanted::AsConfigured).await
     }
 
     /// Like `commit` but always syncs, whatever the durability mode.
     pub async fn sync(&self) -> Result<u64> {
-        self.commit_with(true).await
+        self.commit_with(SyncWanted::Now).await
+    }
+
+    /// Like `commit` but without the fdatasync, whatever the durability mode: for a
+    /// log whose records are durable elsewhere until a later `sync` (a replicated
+    /// stream's, in its group's Raft log). What it wrote survives a crash of the
+    /// process, and counts as durable for `wait_durable` and `durable_seq`.
+    pub async fn commit_unsynced(&self) -> Result<u64> {
+        self.commit_with(SyncWanted::Later).await
     }
 
     /// Number of segment files (for tests and metrics).

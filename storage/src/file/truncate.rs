@@ -96,7 +96,10 @@ impl FileStore {
     /// Commits and syncs what is pending (the lock held, nothing in flight);
     /// on failure the log is cut back to its last durable point.
     async fn commit_locked(&self) -> Result<()> {
-        let job = self.inner.borrow_mut().begin_commit(true);
+        let job = self
+            .inner
+            .borrow_mut()
+            .begin_commit(super::commit::SyncWanted::Now);
         if let Some(job) = job {
             if let Err(e) = self.run_commit(job, None).await {
                 let _ = self.recover_locked().await;
