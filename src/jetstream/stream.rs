@@ -60,9 +60,9 @@ pub struct Stream {
     /// Wakes the expiry task of a stream with nothing to expire (a Msg-Id recorded,
     /// a config change, the stream deleted).
     pub expiry_needed: Notify,
-    /// Consumers wait here for new durable messages.
+    /// Consumers wait here for new deliverable messages.
     pub durable_advanced: natrix_shards::WaitSet,
-    /// The durable sequence consumers were last woken for.
+    /// The deliverable sequence consumers were last woken for.
     durable_woken: Cell<u64>,
     pub deleted: Cell<bool>,
     /// The last commit failed for lack of space (publishers are told 10047).
@@ -147,6 +147,17 @@ impl Stream {
         self.store.count_matching(from, filters)
     }
 
+    /// The last sequence consumers may deliver: a durable one. A replicated
+    /// stream's store holds only messages its group's log holds durably on a
+    /// quorum, written to the store or not.
+    pub fn deliverable_seq(&self) -> u64 {
+        if self.cluster.get().is_some() {
+            self.store.state().last_seq
+        } else {
+            self.store.durable_seq()
+        }
+    }
+
     pub fn is_workqueue(&self) -> bool {
         self.config.borrow().retention == Retention::Workqueue
     }
@@ -205,7 +216,12 @@ pub async fn commit_loop(stream: Rc<Stream>) {
         if stream.deleted.get() {
             return;
         }
-        match stream.store.commit().await {
+        if stream.cluster.get().is_some() {
+            // Nothing waits for this commit (see `commit`): one per pause, not
+            // one per applied entry.
+            glommio::timer::sleep(REPLICATED_COMMIT_PAUSE).await;
+        }
+        match commit(&stream).await {
             Ok(_) => stream.disk_full.set(false),
             Err(e) => {
                 tracing::error!("JetStream stream {} commit failed: {e}", stream.name);
@@ -219,11 +235,29 @@ pub async fn commit_loop(stream: Rc<Stream>) {
     }
 }
 
-/// Consumers wait for more of the stream to be durable: wakes them once per
+/// How long a replicated stream's store gathers applied messages before it writes
+/// them (a full tail buffer is written at once; reads are served from memory until
+/// written).
+const REPLICATED_COMMIT_PAUSE: Duration = Duration::from_millis(20);
+
+/// A replicated stream's messages are durable in its group's Raft log on a quorum
+/// before they are applied here, and that log is compacted only past what the store
+/// synced (`cluster::stream::compact_when_durable`): its store writes without a sync
+/// of its own, and nothing waits for the write. A stream of one server syncs as
+/// configured, and its PubAcks and consumers wait for that.
+async fn commit(stream: &Stream) -> natrix_storage::Result<u64> {
+    if stream.cluster.get().is_some() {
+        stream.store.commit_unsynced().await
+    } else {
+        stream.store.commit().await
+    }
+}
+
+/// Consumers wait for more of the stream to be deliverable: wakes them once per
 /// advance, not once per PubAck (a duplicate's ack advances nothing).
-fn wake_consumers_if_durable(stream: &Stream) {
-    let durable = stream.store.durable_seq();
-    if durable > stream.durable_woken.replace(durable) {
+pub fn wake_consumers_if_deliverable(stream: &Stream) {
+    let deliverable = stream.deliverable_seq();
+    if deliverable > stream.durable_woken.replace(deliverable) {
         stream.durable_advanced.wake_all();
     }
 }
@@ -235,7 +269,7 @@ pub async fn ack_loop(shard: Rc<crate::server::shard::Shard>, stream: Rc<Stream>
         let Some(wait) = next else {
             // A commit with no PubAck waiting on it (a replica's applied entries,
             // or acks sent before the store's sync): consumers still hear of it.
-            wake_consumers_if_durable(&stream);
+            wake_consumers_if_deliverable(&stream);
             stream.acks_ready.wait().await;
             if stream.deleted.get() {
                 return;
@@ -246,7 +280,7 @@ pub async fn ack_loop(shard: Rc<crate::server::shard::Shard>, stream: Rc<Stream>
             Some(t) => stream.store.wait_durable(t).await,
             None => Ok(()),
         };
-        wake_consumers_if_durable(&stream);
+        wake_consumers_if_deliverable(&stream);
         if let (Ok(()), Some(r)) = (&result, &wait.republish) {
             crate::jetstream::send(
                 &shard,

@@ -158,6 +158,22 @@ impl<D: NodeDisk> World<D> {
         let store = FileStore::open_on(disk, stream_dir(g, replica), stream_config())
             .await
             .unwrap_or_else(|e| panic!("node {}: stream of group {g} does not open: {e}", n + 1));
+        // The server's `registry::repair_damage`: a replica drops its store from the
+        // first damaged record on (a crash tore a write its commits did not sync),
+        // and gets the rest back from its group's log, or from a peer when its
+        // snapshot says the store held more.
+        if let Some(&(first_missing, _)) = store.recovery_report().missing.first() {
+            assert!(
+                first_missing >= store.first_index(),
+                "node {}: damage before the first record of group {g}'s stream",
+                n + 1
+            );
+            store
+                .truncate_from(first_missing)
+                .await
+                .unwrap_or_else(|e| panic!("node {}: cutting damage: {e}", n + 1));
+            self.sum.stream_repairs += 1;
+        }
         let sr = StreamReplica {
             store: Rc::new(store),
             ready_term: 0,
@@ -462,18 +478,21 @@ impl<D: NodeDisk> World<D> {
         }
     }
 
-    /// Starts the store's group commit, unless one is under way.
+    /// Starts the store's group commit (the server's: written, not synced, see
+    /// `jetstream::stream::commit`), unless one is under way.
     fn commit_stream(&mut self, n: usize, g: GroupId) {
         let sr = self.nodes[n].streams.get_mut(&g).expect("the stream");
         if sr.commit.is_some() {
             return;
         }
         let store = sr.store.clone();
-        sr.commit = Some(InFlight::spawn(async move { store.commit().await }));
+        sr.commit = Some(InFlight::spawn(
+            async move { store.commit_unsynced().await },
+        ));
         self.schedule_stream_poll(n);
     }
 
-    /// The server's `compact_when_durable`: the store commits what it applied, then
+    /// The server's `compact_when_durable`: the store syncs what it applied, then
     /// the log is compacted behind a snapshot that says what every replica holds.
     fn start_compaction(&mut self, n: usize, g: GroupId, up_to: u64) {
         if self.nodes[n].compactions.iter().any(|c| c.group == g) {
@@ -484,7 +503,7 @@ impl<D: NodeDisk> World<D> {
         let state = store.state();
         let runs = store.deleted_runs(1, state.last_seq, RUNS_MAX);
         let held = SnapshotHeld::of(&state, runs, state.last_seq);
-        let commit = InFlight::spawn(async move { store.commit().await });
+        let commit = InFlight::spawn(async move { store.sync().await });
         self.nodes[n].compactions.push(Compaction {
             group: g,
             up_to,
@@ -674,6 +693,11 @@ impl<D: NodeDisk> World<D> {
         for (index, term, data) in held {
             self.stream_entry(n, g, index, term, data);
         }
+        // The server's catch-up syncs what it copied (its log lacks it).
+        target
+            .sync()
+            .await
+            .unwrap_or_else(|e| panic!("node {}: catch-up sync: {e}", n + 1));
         self.pump(n);
     }
 

@@ -113,6 +113,8 @@ pub struct Summary {
     pub catch_ups: u64,
     /// Catch-up batches that did not finish their catch-up.
     pub catch_up_batches: u64,
+    /// Stream stores cut back at a damaged record when reopened.
+    pub stream_repairs: u64,
     pub crash_ops_lost: u64,
     pub crash_writes_torn: u64,
 }
@@ -134,6 +136,7 @@ impl Summary {
         self.fetches += s.fetches;
         self.catch_ups += s.catch_ups;
         self.catch_up_batches += s.catch_up_batches;
+        self.stream_repairs += s.stream_repairs;
         self.crash_ops_lost += s.crash_ops_lost;
         self.crash_writes_torn += s.crash_writes_torn;
     }

@@ -545,6 +545,14 @@ async fn run(shard: &Rc<Shard>, stream: &Rc<Stream>) {
             continue;
         }
         if synced && deletions.all_below(from_seq) && finish(&cl, stream, &batch, &mut deletions) {
+            // The store's commits do not sync (its group's log holds what they
+            // write), but the log lacks what a catch-up brought: synced now.
+            if let Err(e) = stream.store.sync().await {
+                warn!(
+                    "JetStream cluster: stream {} catch-up: sync failed: {e}",
+                    stream.name
+                );
+            }
             let system = shard.server.accounts.system();
             crate::jetstream::send(
                 shard,

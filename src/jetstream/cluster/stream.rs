@@ -372,7 +372,7 @@ fn compact_when_durable(cl: &Cluster, stream: &Rc<Stream>, up_to: u64) {
     let log_from_seq = stream.store.state().last_seq;
     let held = catchup::SnapshotHeld::of_store(&stream.store, log_from_seq);
     glommio::spawn_local(async move {
-        let durable = stream.store.commit().await.map_err(|e| e.to_string());
+        let durable = stream.store.sync().await.map_err(|e| e.to_string());
         if let Some(r) = stream.cluster.get() {
             r.compacting.set(false);
         }
@@ -433,6 +433,7 @@ fn apply_msg(shard: &Shard, node: NodeId, stream: &Stream, m: MsgEntry) {
     }
     if mine {
         publish::queue_ack(shard, stream, reply, size, outcome);
+        crate::jetstream::stream::wake_consumers_if_deliverable(stream);
     } else if outcome.is_ok() {
         count_stored(shard, stream, size);
     }
@@ -448,6 +449,7 @@ pub fn count_stored(shard: &Shard, stream: &Stream, size: u64) {
         .js_usage
         .add(shard.id, stream.account, medium, size);
     stream.commit_needed.notify();
+    crate::jetstream::stream::wake_consumers_if_deliverable(stream);
 }
 
 /// The stream's last sequence, checked against what the removal's leader saw:

@@ -77,17 +77,17 @@ pub async fn run(shard: Rc<Shard>, stream: Rc<Stream>, consumer: Rc<Consumer>) {
     }
 }
 
-/// Resolves when more of the stream is durable, for a consumer that has somewhere
-/// to deliver: consumers only deliver what is durable, and nothing else wakes
-/// them for a new message.
+/// Resolves when more of the stream is deliverable, for a consumer that has
+/// somewhere to deliver: consumers only deliver what is durable
+/// (`Stream::deliverable_seq`), and nothing else wakes them for a new message.
 async fn became_durable(stream: &Stream, consumer: &Consumer) {
     if target(consumer).is_none() {
         return std::future::pending().await;
     }
-    let durable = stream.store.durable_seq();
+    let deliverable = stream.deliverable_seq();
     stream
         .durable_advanced
-        .wait_until(|| stream.store.durable_seq() > durable)
+        .wait_until(|| stream.deliverable_seq() > deliverable)
         .await
 }
 
@@ -294,7 +294,7 @@ fn next_seq(stream: &Stream, consumer: &Consumer) -> Option<(u64, bool)> {
         return None;
     }
     drop(c);
-    let durable = stream.store.durable_seq();
+    let durable = stream.deliverable_seq();
     let seq = match consumer.lps.borrow().front() {
         Some(&s) => s,
         None => stream
