@@ -89,7 +89,7 @@ var (
 	showVer   = flag.Bool("version", false, "print the nats.go version and exit")
 	serverPid = flag.String("server-pid", "", "PID[,PID...]: report the server's CPU time over the timed phase (from /proc/PID/stat); several pids (a cluster): their sum")
 	fanSubs   = flag.Int("subs", 4, "core-fanout, core-queue: subscriber connections")
-	replicas  = flag.Int("replicas", 1, "js-* modes: the stream's replicas (>1 needs a JetStream cluster)")
+	replicas  = flag.Int("replicas", 1, "js-* modes and scale-streams: the streams' replicas (>1 needs a JetStream cluster)")
 )
 
 // serverPids is -server-pid parsed.

@@ -17,7 +17,7 @@
 //	scale-consumers  stream IDLE on idle.> (max_consumers -consumers) with -n messages; creates -consumers durable pull
 //	                 consumers (explicit ack) with -workers requests in flight; then the
 //	                 stream's consumer count. The idle phase is timed by the caller.
-//	scale-streams    creates -streams streams (S0000 ... on st.0 ...) with -workers requests
+//	scale-streams    creates -streams streams (S0000 ... on st.0 ..., -replicas each) with -workers requests
 //	                 in flight, then -n messages in each (PublishAsync, round-robin); then the
 //	                 account's stream count. The restart is timed by the caller.
 //	scale-kv         KV bucket SCALE (history 1, file): -keys keys k0000000 ... of -size
@@ -293,7 +293,7 @@ func scaleStreams(js nats.JetStreamContext) {
 	done := phase("create")
 	parallel(*streams, "create stream", func(i int) error {
 		_, err := js.AddStream(&nats.StreamConfig{Name: fmt.Sprintf("S%04d", i),
-			Subjects: []string{fmt.Sprintf("st.%d", i)}, Storage: nats.FileStorage, Replicas: 1})
+			Subjects: []string{fmt.Sprintf("st.%d", i)}, Storage: nats.FileStorage, Replicas: *replicas})
 		return err
 	})
 	done()
