@@ -228,6 +228,9 @@ pub struct MultiRaft<S: LogStore> {
     groups: BTreeMap<GroupId, Group<S>>,
     awake: BTreeSet<GroupId>,
     dirty: BTreeSet<GroupId>,
+    /// Groups `ready` went through since `take_readied`: only these may have
+    /// changed role, leader or term.
+    readied: BTreeSet<GroupId>,
     peers: BTreeMap<NodeId, Peer>,
     outbox: BTreeMap<NodeId, Vec<Item>>,
     tickets: VecDeque<Ticket>,
@@ -275,6 +278,7 @@ impl<S: LogStore> MultiRaft<S> {
             groups: BTreeMap::new(),
             awake: BTreeSet::new(),
             dirty: BTreeSet::new(),
+            readied: BTreeSet::new(),
             peers: BTreeMap::new(),
             outbox: BTreeMap::new(),
             tickets: VecDeque::new(),
@@ -872,6 +876,7 @@ impl<S: LogStore> MultiRaft<S> {
                 held: Vec::new(),
             };
             for g in dirty {
+                self.readied.insert(g);
                 self.group_ready(g, &mut ticket);
             }
             if !ticket.readies.is_empty() {
@@ -1213,6 +1218,12 @@ impl<S: LogStore> MultiRaft<S> {
         (r.state == StateRole::Leader)
             .then(|| r.prs().get(replica).map(|p| p.matched))
             .flatten()
+    }
+
+    /// The groups `ready` went through since the last call: a caller that follows
+    /// each group's role, leader and term looks at these, not at every group.
+    pub fn take_readied(&mut self) -> BTreeSet<GroupId> {
+        std::mem::take(&mut self.readied)
     }
 
     pub fn group_ids(&self) -> impl Iterator<Item = GroupId> + '_ {

@@ -474,7 +474,6 @@ impl Cluster {
     /// Looks at every group (a lookup each): a replica that lost its leadership
     /// stops acting as leader at once. Once per turn, after its ready.
     fn refresh_views(&self, driver: &mut MultiRaft<FileLogStore>) {
-        let groups: Vec<GroupId> = driver.group_ids().collect();
         let sweep = self
             .last_sweep
             .get()
@@ -482,6 +481,13 @@ impl Cluster {
         if sweep {
             self.last_sweep.set(Some(std::time::Instant::now()));
         }
+        // Only a group this turn readied can have changed; every group once a sweep.
+        let readied = driver.take_readied();
+        let groups: Vec<GroupId> = if sweep {
+            driver.group_ids().collect()
+        } else {
+            readied.into_iter().collect()
+        };
         let mut lost = Vec::new();
         let mut meta_changed = false;
         {
