@@ -16,10 +16,15 @@ use natrix_storage::{FileStore, LogConfig, StoreError};
 const SEEDS: u64 = 200;
 const DIR: &str = "/faulty/log";
 
+/// Seeds past the first `SEEDS` that once failed: an open's index write was lost
+/// to the next crash, and that open's successor dropped segments of acknowledged
+/// records after damage the first one had kept.
+const REGRESSION_SEEDS: &[u64] = &[1136, 2041];
+
 fn seeds(n: u64) -> Vec<u64> {
     match std::env::var("NATRIX_FAULTY_SEED") {
         Ok(s) => vec![s.parse().expect("a seed")],
-        Err(_) => (0..n).collect(),
+        Err(_) => (0..n).chain(REGRESSION_SEEDS.iter().copied()).collect(),
     }
 }
 

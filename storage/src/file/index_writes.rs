@@ -14,7 +14,6 @@ use super::commit::Done;
 use super::idx_path;
 use crate::disk::Disk;
 use crate::index::SegmentIndex;
-use crate::Result;
 
 /// A temporary file name for segment `id`'s index, unique in this process
 /// (open removes every `*.tmp`, so one left behind by a crash or a cancelled
@@ -23,14 +22,6 @@ fn idx_tmp_path(dir: &Path, id: u32) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     dir.join(format!("{id:010}.idx.{n}.tmp"))
-}
-
-/// Writes an index synchronously (open only: it blocks anyway).
-pub(super) fn write_index(disk: &Disk, dir: &Path, index: &SegmentIndex) -> Result<()> {
-    let tmp = idx_tmp_path(dir, index.segment_id);
-    disk.write(&tmp, &index.to_file_bytes())?;
-    disk.rename(&tmp, &idx_path(dir, index.segment_id))?;
-    Ok(())
 }
 
 /// One sealed segment's index write in flight.

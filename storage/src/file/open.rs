@@ -7,7 +7,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::index_writes::{write_index, IndexWrites};
+use super::index_writes::IndexWrites;
 use super::tail::{Pending, PIECE_MIN_BYTES};
 use super::{align_down, idx_path, seg_path, Building, Inner, Loc, Seg, BLOCK_BYTES};
 use crate::config::LogConfig;
@@ -214,7 +214,12 @@ async fn load_segment(
             let tail_bytes = if is_tail {
                 bytes[align_down(data_len) as usize..data_len as usize].to_vec()
             } else {
-                write_index(disk, dir, &index)?;
+                // Durably: whether a segment has an index decides what a later open
+                // keeps after damage (`interrupted_batch`), so this open's view of it
+                // must survive a crash.
+                let name = format!("{id:010}.idx");
+                disk.replace_durably(dir, &name, index.to_file_bytes())
+                    .await?;
                 Vec::new()
             };
             (index, tail_bytes, torn)
