@@ -201,9 +201,11 @@ fn file_regression_seeds() {
 /// not yet synced when Raft's snapshot compacted its entry away), 760 (a catch-up
 /// that skipped a delete entry), 554 (a restored snapshot that left a deleted
 /// message in place), 7027770 (a delete made after a catch-up's peer had named
-/// the deletions below it: it must be applied again).
+/// the deletions below it: it must be applied again), 12002260 (a store torn by a
+/// crash after unsynced commits, damaged amid kept records: cut back and replayed),
+/// 14001462 (the same with the damage at its first record: the store starts again).
 const STREAM_REGRESSION_SEEDS: &[u64] = &[
-    1_000_223, 1_000_932, 2_002_758, 2_005_242, 90, 760, 554, 7_027_770,
+    1_000_223, 1_000_932, 2_002_758, 2_005_242, 90, 760, 554, 7_027_770, 12_002_260, 14_001_462,
 ];
 
 #[test]

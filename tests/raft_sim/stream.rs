@@ -147,6 +147,11 @@ fn stream_dir(g: GroupId, replica: u64) -> PathBuf {
     PathBuf::from(format!("/streams/{g}/{replica}"))
 }
 
+/// A step of a stream's repair on node `n`, which must succeed on the sim's disk.
+fn repaired<T, E: std::fmt::Display>(n: usize, r: Result<T, E>) -> T {
+    r.unwrap_or_else(|e| panic!("node {}: repairing a stream: {e}", n + 1))
+}
+
 fn id_of(payload: &[u8]) -> u64 {
     u64::from_le_bytes(payload[..8].try_into().expect("an id"))
 }
@@ -155,24 +160,36 @@ impl<D: NodeDisk> World<D> {
     /// Opens (creating or recovering) node `n`'s stream of replica `replica` of `g`.
     pub(super) async fn open_stream(&mut self, n: usize, g: GroupId, replica: u64) {
         let disk = self.nodes[n].disk.stream_disk().expect("a disk with files");
-        let store = FileStore::open_on(disk, stream_dir(g, replica), stream_config())
-            .await
-            .unwrap_or_else(|e| panic!("node {}: stream of group {g} does not open: {e}", n + 1));
+        let dir = stream_dir(g, replica);
+        let open = |disk: natrix_storage::Disk| {
+            let dir = dir.clone();
+            async move {
+                FileStore::open_on(disk, dir, stream_config())
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("node {}: stream of group {g} does not open: {e}", n + 1)
+                    })
+            }
+        };
+        let mut store = open(disk.clone()).await;
         // The server's `registry::repair_damage`: a replica drops its store from the
         // first damaged record on (a crash tore a write its commits did not sync),
         // and gets the rest back from its group's log, or from a peer when its
         // snapshot says the store held more.
         if let Some(&(first_missing, _)) = store.recovery_report().missing.first() {
-            assert!(
-                first_missing >= store.first_index(),
-                "node {}: damage before the first record of group {g}'s stream",
-                n + 1
-            );
-            store
-                .truncate_from(first_missing)
-                .await
-                .unwrap_or_else(|e| panic!("node {}: cutting damage: {e}", n + 1));
             self.sum.stream_repairs += 1;
+            if first_missing >= store.first_index() {
+                repaired(n, store.truncate_from(first_missing).await);
+            } else {
+                // The damage reaches the first record: the store starts again, empty.
+                repaired(n, store.close().await);
+                repaired(n, disk.remove_dir_all(&dir));
+                store = open(disk).await;
+                if first_missing > 1 {
+                    repaired(n, store.compact(first_missing, 0));
+                }
+                repaired(n, store.sync().await);
+            }
         }
         let sr = StreamReplica {
             store: Rc::new(store),
