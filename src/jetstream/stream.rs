@@ -61,9 +61,9 @@ pub struct Stream {
     /// a config change, the stream deleted).
     pub expiry_needed: Notify,
     /// Consumers wait here for new deliverable messages.
-    pub durable_advanced: natrix_shards::WaitSet,
+    pub deliverable_advanced: natrix_shards::WaitSet,
     /// The deliverable sequence consumers were last woken for.
-    durable_woken: Cell<u64>,
+    deliverable_woken: Cell<u64>,
     pub deleted: Cell<bool>,
     /// The last commit failed for lack of space (publishers are told 10047).
     pub disk_full: Cell<bool>,
@@ -94,8 +94,8 @@ impl Stream {
             acks_ready: Notify::default(),
             commit_needed: Notify::default(),
             expiry_needed: Notify::default(),
-            durable_advanced: Default::default(),
-            durable_woken: Cell::new(0),
+            deliverable_advanced: Default::default(),
+            deliverable_woken: Cell::new(0),
             deleted: Cell::new(false),
             disk_full: Cell::new(false),
         })
@@ -152,7 +152,7 @@ impl Stream {
     /// quorum, written to the store or not.
     pub fn deliverable_seq(&self) -> u64 {
         if self.cluster.get().is_some() {
-            self.store.state().last_seq
+            self.store.last_seq()
         } else {
             self.store.durable_seq()
         }
@@ -257,8 +257,8 @@ async fn commit(stream: &Stream) -> natrix_storage::Result<u64> {
 /// advance, not once per PubAck (a duplicate's ack advances nothing).
 pub fn wake_consumers_if_deliverable(stream: &Stream) {
     let deliverable = stream.deliverable_seq();
-    if deliverable > stream.durable_woken.replace(deliverable) {
-        stream.durable_advanced.wake_all();
+    if deliverable > stream.deliverable_woken.replace(deliverable) {
+        stream.deliverable_advanced.wake_all();
     }
 }
 

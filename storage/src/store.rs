@@ -99,6 +99,10 @@ impl Store {
     pub fn deleted_runs(&self, from: u64, to: u64, runs_max: usize) -> crate::DeletedRuns {
         both!(self, s => s.deleted_runs(from, to, runs_max))
     }
+    /// The last sequence stored (a cheap `state().last_seq`).
+    pub fn last_seq(&self) -> u64 {
+        both!(self, s => s.last_index())
+    }
     /// Everything up to this sequence is durable.
     pub fn durable_seq(&self) -> u64 {
         both!(self, s => s.watch().durable_seq())

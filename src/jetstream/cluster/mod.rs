@@ -471,8 +471,9 @@ impl Cluster {
         }
     }
 
-    /// Looks at every group (a lookup each): a replica that lost its leadership
-    /// stops acting as leader at once. Once per turn, after its ready.
+    /// Looks at the groups this turn readied (every group once a sweep): a replica
+    /// that lost its leadership stops acting as leader at once. Once per turn,
+    /// after its ready.
     fn refresh_views(&self, driver: &mut MultiRaft<FileLogStore>) {
         let sweep = self
             .last_sweep

@@ -432,8 +432,8 @@ fn apply_msg(shard: &Shard, node: NodeId, stream: &Stream, m: MsgEntry) {
         debug_assert_eq!(stored.seq, m.seq);
     }
     if mine {
+        // Its ack's turn in `ack_loop` wakes the consumers.
         publish::queue_ack(shard, stream, reply, size, outcome);
-        crate::jetstream::stream::wake_consumers_if_deliverable(stream);
     } else if outcome.is_ok() {
         count_stored(shard, stream, size);
     }

@@ -86,7 +86,7 @@ async fn became_durable(stream: &Stream, consumer: &Consumer) {
     }
     let deliverable = stream.deliverable_seq();
     stream
-        .durable_advanced
+        .deliverable_advanced
         .wait_until(|| stream.deliverable_seq() > deliverable)
         .await
 }

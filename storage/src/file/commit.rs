@@ -65,10 +65,9 @@ pub(super) struct CommitJob {
     no: u64,
     chunks: Vec<Chunk>,
     sync: bool,
-    /// Files earlier commits wrote without syncing, synced with this one's.
-    sync_files: Vec<Rc<SegFile>>,
     /// Began while an unsynced commit was in flight: it syncs once that one has
-    /// finished, and syncs its files too.
+    /// finished (commits finish in order, so then every earlier commit's files are
+    /// among the unsynced ones it syncs).
     after_unsynced: bool,
     make_spare: Option<u32>,
     last_seq: u64,
@@ -131,11 +130,6 @@ impl Inner {
             .then_some(self.tail().id + 1);
         self.commits_begun += 1;
         let no = self.commits_begun;
-        let sync_files = if sync {
-            self.unsynced_files.clone()
-        } else {
-            Vec::new()
-        };
         let after_unsynced = sync && self.unsynced_in_flight > 0;
         if !sync {
             self.unsynced_in_flight += 1;
@@ -147,7 +141,6 @@ impl Inner {
             no,
             chunks,
             sync,
-            sync_files,
             after_unsynced,
             make_spare,
             last_seq: self.core.last_seq(),
@@ -345,15 +338,15 @@ impl FileStore {
         let wrote = self.write_phase(&job, permit).await;
         let result = match wrote {
             Ok((mut files, sync_dir)) if job.sync => {
-                add_files(&mut files, &job.sync_files);
                 if job.after_unsynced {
-                    // Their writes may complete after this batch's: sync once they
-                    // have, and their files too.
+                    // Their writes may complete after this batch's: sync once they have.
                     if let Some(p) = &prev {
                         p.wait().await;
                     }
-                    add_files(&mut files, &self.inner.borrow().unsynced_files);
                 }
+                // Every file an earlier commit wrote without syncing: a commit begun
+                // after this one finishes after it, so has added none yet.
+                add_files(&mut files, &self.inner.borrow().unsynced_files);
                 self.sync_phase(job.no, &files, sync_dir)
                     .await
                     .map(|_| files)
