@@ -14,6 +14,8 @@ pub struct LocalCluster {
     pub drivers: Vec<MultiRaft<MemStore>>,
     /// Nodes whose frames are dropped both ways (a dead node).
     pub down: Vec<bool>,
+    /// Nodes that run but whose frames are dropped both ways (cut off by a partition).
+    pub isolated: Vec<bool>,
     queue: VecDeque<(NodeId, NodeId, Vec<u8>)>,
     /// Normal entries applied, per node.
     pub applied_entries: Vec<u64>,
@@ -29,6 +31,7 @@ impl LocalCluster {
         Self {
             drivers,
             down: vec![false; nodes],
+            isolated: vec![false; nodes],
             queue: VecDeque::new(),
             applied_entries: vec![0; nodes],
             frames_delivered: 0,
@@ -89,7 +92,12 @@ impl LocalCluster {
         while let Some((from, to, bytes)) = self.queue.pop_front() {
             let (f, t) = (from as usize - 1, to as usize - 1);
             // A node that is not in the cluster (a crafted configuration named it).
-            if t >= self.drivers.len() || self.down[f] || self.down[t] {
+            if t >= self.drivers.len()
+                || self.down[f]
+                || self.down[t]
+                || self.isolated[f]
+                || self.isolated[t]
+            {
                 continue;
             }
             self.frames_delivered += 1;
@@ -209,6 +217,61 @@ mod tests {
         for &i in &live {
             assert_eq!(c.applied_entries[i], led.len() as u64);
         }
+    }
+
+    /// A leader cut off from every follower while its groups are quiet steps down
+    /// within an election timeout of noticing (it does not keep claiming leadership),
+    /// the majority elects new leaders, and after the partition heals the group
+    /// has one leader and takes proposals again.
+    #[test]
+    fn quiet_leader_cut_off_from_its_followers_steps_down() {
+        let mut c = LocalCluster::new(3);
+        for g in 1..=20 {
+            c.create_group(g);
+        }
+        elect_all(&mut c, 20);
+        for _ in 0..20 {
+            c.tick();
+        }
+        assert!(c.drivers.iter().all(|d| d.awake_groups() == 0));
+        let cut = c.leader(1).unwrap();
+        let led: Vec<u64> = (1..=20).filter(|&g| c.leader(g) == Some(cut)).collect();
+        c.isolated[cut] = true;
+        let cfg = c.drivers[0].config().clone();
+        let bound = cfg.node_dead_ticks as usize + 3 * cfg.election_ticks + 2;
+        let leads_any = |c: &LocalCluster| {
+            led.iter().any(|&g| {
+                c.drivers[cut]
+                    .status(g)
+                    .is_some_and(|s| s.role == StateRole::Leader)
+            })
+        };
+        let stepped_down_at = (1..=bound).find(|_| {
+            c.tick();
+            !leads_any(&c)
+        });
+        assert!(stepped_down_at.is_some(), "still leads after {bound} ticks");
+        for _ in 0..bound {
+            c.tick();
+        }
+        for &g in &led {
+            let l = c.leader(g).expect("the majority elected a leader");
+            assert_ne!(l, cut);
+        }
+        c.isolated[cut] = false;
+        for _ in 0..bound {
+            c.tick();
+        }
+        for &g in &led {
+            let l = c.leader(g).unwrap();
+            assert_ne!(l, cut);
+            c.drivers[l].propose(g, vec![7]).unwrap();
+        }
+        c.settle();
+        for _ in 0..5 {
+            c.tick();
+        }
+        assert_eq!(c.applied_entries, vec![led.len() as u64; 3]);
     }
 
     #[test]

@@ -538,6 +538,7 @@ impl<S: LogStore> MultiRaft<S> {
             })
             .map(|(g, _)| *g)
             .collect();
+        self.wake_leaders_without_quorum();
         for g in led {
             let was_quiet = self.groups[&g].quiet;
             self.wake(g);
@@ -554,6 +555,25 @@ impl<S: LogStore> MultiRaft<S> {
             let wait = stagger_ticks(rank, et, &mut self.rng);
             let timeout = (r.election_elapsed + wait).min(2 * et - 1);
             r.set_randomized_election_timeout(timeout);
+        }
+    }
+
+    /// Quiet leaders that no longer hear from a quorum of their voters wake up, so that
+    /// check-quorum steps them down within an election timeout: a leader cut off from
+    /// its followers must not keep answering as leader (the others elect a new one).
+    fn wake_leaders_without_quorum(&mut self) {
+        let cut_off: Vec<GroupId> = self
+            .groups
+            .iter()
+            .filter(|(_, grp)| {
+                grp.quiet
+                    && grp.node.raft.state == StateRole::Leader
+                    && !hears_quorum(grp, &self.peers)
+            })
+            .map(|(g, _)| *g)
+            .collect();
+        for g in cut_off {
+            self.wake(g);
         }
     }
 
@@ -1263,15 +1283,9 @@ impl<S: LogStore> MultiRaft<S> {
 
     /// Whether this node hears a quorum of `group`'s voters (itself included).
     pub fn hears_quorum(&self, group: GroupId) -> bool {
-        let Some(st) = self.status(group) else {
-            return false;
-        };
-        let voters = &st.conf_state.voters;
-        let heard = voters
-            .iter()
-            .filter(|r| **r == st.replica || self.peer_alive(node_of(**r)))
-            .count();
-        heard > voters.len() / 2
+        self.groups
+            .get(&group)
+            .is_some_and(|grp| hears_quorum(grp, &self.peers))
     }
 }
 
@@ -1331,11 +1345,25 @@ fn leader_idle<S: LogStore>(grp: &Group<S>, peers: &BTreeMap<NodeId, Peer>) -> b
     {
         return false;
     }
-    r.prs().iter().all(|(id, pr)| {
-        *id == r.id
-            || (pr.matched == last && pr.committed_index == last)
-            || !peers.get(&node_of(*id)).is_some_and(|p| p.alive)
-    })
+    hears_quorum(grp, peers)
+        && r.prs().iter().all(|(id, pr)| {
+            *id == r.id
+                || (pr.matched == last && pr.committed_index == last)
+                || !peers.get(&node_of(*id)).is_some_and(|p| p.alive)
+        })
+}
+
+/// Whether a quorum of the group's voters is this replica or on nodes heard from
+/// lately (not suspected dead). A leader that fails this stays awake, for
+/// check-quorum to step it down.
+fn hears_quorum<S: LogStore>(grp: &Group<S>, peers: &BTreeMap<NodeId, Peer>) -> bool {
+    let me = grp.replica();
+    let voters = &grp.conf_state.voters;
+    let live = voters
+        .iter()
+        .filter(|&&v| v == me || peers.get(&node_of(v)).is_some_and(|p| p.alive))
+        .count();
+    live > voters.len() / 2
 }
 
 #[cfg(test)]
