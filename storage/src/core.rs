@@ -709,9 +709,19 @@ impl<L: Clone> Core<L> {
             through: to.max(from.saturating_sub(1)),
             complete: true,
         };
+        // From the first entry on, the scan stops after the last deleted one: a
+        // compaction's snapshot asks about the whole stream, which mostly has none.
+        let mut deleted_left =
+            (from == self.base_seq).then(|| self.entries.len() as u64 - self.msgs);
         let mut open: Option<u64> = None;
         for seq in from..=to {
+            if deleted_left == Some(0) && open.is_none() {
+                break;
+            }
             let deleted = self.live(seq).is_none();
+            if deleted {
+                deleted_left = deleted_left.map(|n| n - 1);
+            }
             match (deleted, open) {
                 (true, None) if out.runs.len() == runs_max => {
                     out.through = seq - 1;
@@ -784,6 +794,42 @@ mod tests {
         assert_eq!(c.removed_since(mark, 1), None, "too long ago");
     }
 
+    /// Against a plain scan, for random deletions (front ones trimmed away) and
+    /// random ranges and bounds.
+    #[test]
+    fn deleted_runs_match_a_plain_scan() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..200 {
+            let mut c = Core::<()>::new();
+            let len = 1 + next(60);
+            for _ in 0..len {
+                add(&mut c, "a", 1);
+            }
+            for _ in 0..next(len + 1) {
+                c.remove(1 + next(len));
+            }
+            let (from, to, max) = (next(len + 3), next(len + 3), 1 + next(4) as usize);
+            let got = c.deleted_runs(from, to, max);
+            let (lo, hi) = (from.max(c.base_seq()), to.min(c.last_seq()));
+            let missing: Vec<u64> = (lo..=hi).filter(|s| c.live(*s).is_none()).collect();
+            let named: Vec<u64> = got.runs.iter().flat_map(|&(a, b)| a..=b).collect();
+            let through: Vec<u64> = missing
+                .iter()
+                .copied()
+                .filter(|s| *s <= got.through)
+                .collect();
+            assert_eq!(named, through, "{from}..{to} max {max}: {got:?}");
+            assert!(got.runs.len() <= max);
+            assert_eq!(got.complete, got.through >= hi.max(lo.saturating_sub(1)));
+        }
+    }
+
     #[test]
     fn deleted_runs_are_bounded_and_say_how_far_they_hold() {
         let mut c = Core::<()>::new();
@@ -809,6 +855,23 @@ mod tests {
         assert_eq!((none.runs.len(), none.through), (0, 8));
         let expected: Vec<u64> = all.runs.iter().flat_map(|&(a, b)| a..=b).collect();
         assert_eq!(c.deleted(), expected);
+
+        // Deletions only early on: the answer still holds through the end.
+        let mut early = Core::<()>::new();
+        for _ in 0..1000 {
+            add(&mut early, "a", 1);
+        }
+        for seq in [3, 4, 9] {
+            assert!(early.remove(seq));
+        }
+        let runs = early.deleted_runs(1, u64::MAX, 10);
+        assert_eq!(runs.runs, vec![(3, 4), (9, 9)]);
+        assert_eq!((runs.through, runs.complete), (1000, true));
+        let none = early.deleted_runs(10, 1000, 10);
+        assert_eq!(
+            (none.runs.len(), none.through, none.complete),
+            (0, 1000, true)
+        );
     }
 
     #[test]
