@@ -74,7 +74,18 @@ pub struct Frame {
 
 /// Encodes a frame.
 pub fn encode(frame: &Frame) -> Vec<u8> {
-    let mut out = vec![0u8; HEADER_BYTES];
+    // Sized once: a frame of appends can run to megabytes, and growing it as it is
+    // written copied it over and over.
+    let items_bytes: usize = frame
+        .items
+        .iter()
+        .map(|item| match item {
+            Item::Raft { msg, .. } => 1 + 8 + 4 + msg.compute_size() as usize,
+            Item::Quiet { .. } => 1 + 4 * 8,
+        })
+        .sum();
+    let mut out = Vec::with_capacity(HEADER_BYTES + 1 + 3 * 8 + 4 + items_bytes);
+    out.resize(HEADER_BYTES, 0);
     out.push(VERSION);
     out.extend_from_slice(&frame.from_node.to_le_bytes());
     out.extend_from_slice(&frame.to_node.to_le_bytes());
@@ -85,11 +96,16 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
             Item::Raft { group, msg } => {
                 out.push(TAG_RAFT);
                 out.extend_from_slice(&group.to_le_bytes());
-                let len_at = out.len();
-                out.extend_from_slice(&[0u8; 4]);
-                msg.write_to_vec(&mut out).expect("encoding a raft message");
-                let len = (out.len() - len_at - 4) as u32;
-                out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+                // Sizes were computed (and cached in `msg`) above.
+                let len = msg.get_cached_size();
+                out.extend_from_slice(&len.to_le_bytes());
+                let at = out.len();
+                let mut os = protobuf::CodedOutputStream::vec(&mut out);
+                msg.write_to_with_cached_sizes(&mut os)
+                    .and_then(|()| os.flush())
+                    .expect("encoding a raft message");
+                drop(os);
+                debug_assert_eq!(out.len() - at, len as usize);
             }
             Item::Quiet {
                 group,
