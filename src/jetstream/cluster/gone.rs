@@ -11,14 +11,15 @@
 use super::Cluster;
 use crate::raft::{GroupId, NodeId};
 use crate::server::shard::Shard;
+use ahash::AHashMap;
 use bytes::Bytes;
 use futures_channel::oneshot;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a removal's answer waits for the other servers at most.
 const GONE_WAIT: Duration = Duration::from_secs(2);
-const POLL: Duration = Duration::from_millis(5);
 /// Questions a server waits on at once; past it, it answers at once.
 const WAITING_MAX: usize = 256;
 
@@ -61,21 +62,72 @@ pub async fn wait_gone(shard: &Shard, cl: &Cluster, group: GroupId, peers: &[Nod
 pub fn on_question(cl: &Rc<Cluster>, group: GroupId, reply: Bytes) {
     let Some(shard) = cl.shard() else { return };
     let system = shard.server.accounts.system();
-    if !holds(cl, group) || cl.gone_serving.get() >= WAITING_MAX {
+    let watch = if holds(cl, group) {
+        cl.gone_watchers.watch(group)
+    } else {
+        None
+    };
+    let Some(let_go) = watch else {
         crate::jetstream::send(&shard, system, &reply, None, b"", b"");
         return;
-    }
-    cl.gone_serving.set(cl.gone_serving.get() + 1);
+    };
     let cl = cl.clone();
     glommio::spawn_local(async move {
-        let begun = Instant::now();
-        while holds(&cl, group) && begun.elapsed() < GONE_WAIT {
-            glommio::timer::sleep(POLL).await;
+        if super::answer_within(let_go, GONE_WAIT).await.is_none() {
+            cl.gone_watchers.forget_abandoned(group);
         }
-        cl.gone_serving.set(cl.gone_serving.get() - 1);
         crate::jetstream::send(&shard, system, &reply, None, b"", b"");
     })
     .detach();
+}
+
+/// The questions of other servers waiting for this one to let a group go.
+#[derive(Default)]
+pub struct Watchers {
+    by_group: RefCell<AHashMap<GroupId, Vec<oneshot::Sender<()>>>>,
+    count: Cell<usize>,
+}
+
+impl Watchers {
+    /// None when `WAITING_MAX` questions wait already.
+    fn watch(&self, group: GroupId) -> Option<oneshot::Receiver<()>> {
+        if self.count.get() >= WAITING_MAX {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.by_group
+            .borrow_mut()
+            .entry(group)
+            .or_default()
+            .push(tx);
+        self.count.set(self.count.get() + 1);
+        Some(rx)
+    }
+
+    /// This server no longer holds a replica of `group`.
+    pub fn let_go(&self, group: GroupId) {
+        let Some(watching) = self.by_group.borrow_mut().remove(&group) else {
+            return;
+        };
+        self.count.set(self.count.get() - watching.len());
+        for tx in watching {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Drops the questions about `group` that stopped waiting.
+    fn forget_abandoned(&self, group: GroupId) {
+        let mut by_group = self.by_group.borrow_mut();
+        let Some(watching) = by_group.get_mut(&group) else {
+            return;
+        };
+        let before = watching.len();
+        watching.retain(|tx| !tx.is_canceled());
+        self.count.set(self.count.get() - (before - watching.len()));
+        if watching.is_empty() {
+            by_group.remove(&group);
+        }
+    }
 }
 
 /// A server let `group` go.
@@ -92,6 +144,6 @@ pub fn on_answer(cl: &Cluster, group: GroupId) {
     }
 }
 
-fn holds(cl: &Cluster, group: GroupId) -> bool {
+pub fn holds(cl: &Cluster, group: GroupId) -> bool {
     cl.streams.borrow().contains_key(&group) || cl.consumers.borrow().contains_key(&group)
 }

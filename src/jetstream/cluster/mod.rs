@@ -184,8 +184,8 @@ pub struct Cluster {
     pub others_usage: shared_usage::Others,
     /// Removals waiting for the other servers to let their groups go.
     pub gone_waits: RefCell<AHashMap<GroupId, gone::Waiting>>,
-    /// Other servers' removals this one is waiting on (bounded: `gone::WAITING_MAX`).
-    pub gone_serving: Cell<usize>,
+    /// Other servers' removals waiting for this one to let their groups go.
+    pub gone_watchers: gone::Watchers,
     /// Stream infos asked of other servers and not yet answered.
     pub gather: gather::Pending,
 }
@@ -211,7 +211,7 @@ impl Cluster {
             askers: askers::Askers::default(),
             others_usage: shared_usage::Others::default(),
             gone_waits: RefCell::default(),
-            gone_serving: Cell::new(0),
+            gone_watchers: gone::Watchers::default(),
             gather: gather::Pending::default(),
         })
     }
@@ -321,8 +321,13 @@ impl Cluster {
         let _ = self.queue(Op::Compact { group, index, data });
     }
 
+    /// Removes this server's replica of `group` (its stream or consumer is gone
+    /// from `streams` or `consumers` already).
     pub fn remove_group(&self, group: GroupId) {
         let _ = self.queue(Op::RemoveGroup(group));
+        if !gone::holds(self, group) {
+            self.gone_watchers.let_go(group);
+        }
     }
 
     /// Hands leadership of `group` to another voter (this server must lead it).
