@@ -1024,6 +1024,93 @@ fn corrupt_a_record(store: &Path, payload: &str) {
     panic!("no segment holds {payload}");
 }
 
+/// Flips one byte of the payload `payload` in the stream's segment files in place,
+/// under a running server (its file stays the same size, open and all).
+fn corrupt_a_record_in_place(store: &Path, payload: &str) {
+    use std::io::{Seek, SeekFrom, Write};
+    for seg in stream_segments(store) {
+        let bytes = std::fs::read(&seg).unwrap();
+        let Some(at) = bytes
+            .windows(payload.len())
+            .position(|w| w == payload.as_bytes())
+        else {
+            continue;
+        };
+        let mut f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        f.seek(SeekFrom::Start(at as u64)).unwrap();
+        f.write_all(&[bytes[at] ^ 0x5a]).unwrap();
+        f.sync_all().unwrap();
+        return;
+    }
+    panic!("no segment holds {payload}");
+}
+
+/// A consumer's leader that reads a damaged record while it runs neither serves
+/// nor skips it: it hands its leaderships on, cuts its store there and gets the
+/// rest again from a peer; the consumer delivers every acknowledged message.
+#[tokio::test]
+async fn a_record_found_damaged_on_read_is_delivered_from_another_replica() {
+    let (cl, nc, js, _info) = with_r3_stream(3).await;
+    let acked = publish_acked(&js, "a", 100).await;
+    cl.wait_replicas(100, 100);
+    let consumer =
+        r#"{"stream_name":"ORDERS","config":{"durable_name":"w","ack_policy":"explicit"}}"#;
+    let c = api(&nc, &format!("CONSUMER.CREATE.{STREAM}.w"), consumer)
+        .await
+        .unwrap();
+    assert!(c.get("error").is_none(), "{c}");
+    let reader = cl.index_of(&consumer_leader(&nc, None).await);
+    corrupt_a_record_in_place(cl.members[reader].store.as_ref().unwrap(), "a-20");
+
+    let pull: jetstream::consumer::PullConsumer = js
+        .get_stream(STREAM)
+        .await
+        .unwrap()
+        .get_consumer("w")
+        .await
+        .unwrap();
+    let mut got = BTreeMap::new();
+    let begun = Instant::now();
+    while got.len() < acked.len() {
+        assert!(
+            begun.elapsed() < FORM_WAIT,
+            "delivered {} of {}: missing {:?}\n{}",
+            got.len(),
+            acked.len(),
+            acked
+                .keys()
+                .filter(|s| !got.contains_key(*s))
+                .collect::<Vec<_>>(),
+            cl.logs()
+        );
+        let fetched = pull
+            .fetch()
+            .max_messages(100)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await;
+        let Ok(mut batch) = fetched else { continue };
+        while let Some(Ok(m)) = batch.next().await {
+            let seq = m.info().unwrap().stream_sequence;
+            got.insert(seq, String::from_utf8(m.payload.to_vec()).unwrap());
+            let _ = m.ack().await;
+        }
+    }
+    assert_eq!(got, acked);
+    let log = cl.servers[reader].as_ref().unwrap().log();
+    assert!(
+        log.contains("damaged record at sequence 21 found on read"),
+        "{log}"
+    );
+    // The damaged replica holds every message again.
+    cl.wait_replicas(100, 100);
+    wait_for("the damaged replica caught up", FORM_WAIT, || {
+        let log = cl.servers[reader].as_ref().unwrap().log();
+        log.contains("caught up through sequence")
+    });
+    drop(nc);
+}
+
 #[tokio::test]
 async fn replicas_with_corrupt_records_are_repaired_from_the_group_log() {
     let (mut cl, nc, js, info) = with_r3_stream(3).await;

@@ -147,6 +147,13 @@ impl Stream {
         self.store.count_matching(from, filters)
     }
 
+    /// A replicated stream's replica fetching messages from a peer: its store lacks some.
+    pub fn catching_up(&self) -> bool {
+        self.cluster
+            .get()
+            .is_some_and(|r| r.catching_up.borrow().is_some())
+    }
+
     /// The last sequence consumers may deliver: a durable one. A replicated
     /// stream's store holds only messages its group's log holds durably on a
     /// quorum, written to the store or not.

@@ -49,6 +49,11 @@ impl Store {
     pub async fn commit_unsynced(&self) -> Result<u64> {
         both!(self, s => s.commit_unsynced().await)
     }
+
+    /// Drops `seq` and every later record (durably, when it returns).
+    pub async fn truncate_from(&self, seq: u64) -> Result<()> {
+        both!(self, s => s.truncate_from(seq).await)
+    }
     pub async fn get(&self, seq: u64) -> Result<Option<StoredMsg>> {
         both!(self, s => s.get(seq).await)
     }

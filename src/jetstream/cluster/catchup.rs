@@ -201,6 +201,9 @@ pub struct Held {
     bytes: usize,
     /// The highest index dropped for want of room (0: none).
     dropped_through: u64,
+    /// The catch-up ends only at a peer state of this group index or later: what
+    /// the replica had applied when a damaged record cut its store at run time.
+    reach_index: u64,
 }
 
 impl Held {
@@ -483,6 +486,62 @@ pub fn start(shard: &Rc<Shard>, stream: &Rc<Stream>) {
     glommio::spawn_local(async move { run(&shard, &stream).await }).detach();
 }
 
+/// A read found the record at `seq` damaged while the server runs: the replica
+/// drops it and every later one, hands on the leaderships it holds (stream and
+/// consumers), and gets them again from a peer. Its group's log no longer offers
+/// them (they were applied), so they come as in a catch-up, which ends only once
+/// the peer's store covers what this replica had applied. A stream of one server
+/// has no peer: its damaged record stays lost (reported, never served).
+pub fn repair_damaged(shard: &Rc<Shard>, stream: &Rc<Stream>, seq: u64) {
+    let Some(r) = stream.cluster.get() else {
+        return;
+    };
+    if r.catching_up.borrow().is_some() || stream.deleted.get() {
+        return; // a repair or catch-up is under way; it cut the store already
+    }
+    *r.catching_up.borrow_mut() = Some(Held {
+        reach_index: r.applied_index.get(),
+        ..Held::default()
+    });
+    warn!(
+        "JetStream cluster: stream {}: damaged record at sequence {seq} found on read; this replica drops sequences {seq} and later, to get them again from a peer",
+        stream.name
+    );
+    hand_on_leaderships(shard, stream);
+    let (shard, stream) = (shard.clone(), stream.clone());
+    glommio::spawn_local(async move {
+        if let Err(e) = stream.store.truncate_from(seq).await {
+            // The catch-up asks from the store's last sequence on, cut or not.
+            warn!(
+                "JetStream cluster: stream {}: could not cut the damaged records: {e}",
+                stream.name
+            );
+        }
+        run(&shard, &stream).await
+    })
+    .detach();
+}
+
+/// The stream's leadership and those of its consumers, where this replica holds
+/// them, go to other replicas.
+fn hand_on_leaderships(shard: &Rc<Shard>, stream: &Stream) {
+    let Some(cl) = shard.cluster.get() else {
+        return;
+    };
+    let r = stream.cluster.get().expect("a clustered stream");
+    let mut groups = vec![r.group];
+    groups.extend(
+        stream
+            .consumers
+            .borrow()
+            .values()
+            .filter_map(|c| c.cluster.get().map(|cr| cr.group)),
+    );
+    for group in groups.into_iter().filter(|g| cl.leads(*g)) {
+        super::stream::hand_on_leadership(shard, group, &stream.name);
+    }
+}
+
 async fn run(shard: &Rc<Shard>, stream: &Rc<Stream>) {
     let r = stream.cluster.get().expect("a clustered stream");
     info!(
@@ -538,7 +597,10 @@ async fn run(shard: &Rc<Shard>, stream: &Rc<Stream>) {
             batch.deleted_through,
         );
         // A peer behind this store cannot say which entries to apply again.
-        let synced = batch.is_final() && stream.store.state().last_seq == batch.last_seq;
+        let reach_index = r.catching_up.borrow().as_ref().map_or(0, |h| h.reach_index);
+        let synced = batch.is_final()
+            && stream.store.state().last_seq == batch.last_seq
+            && batch.applied_index >= reach_index;
         if !synced && batch.is_final() {
             round += 1;
             glommio::timer::sleep(RETRY_PAUSE).await;
@@ -716,6 +778,7 @@ fn finish(cl: &Cluster, stream: &Rc<Stream>, batch: &Batch, deletions: &mut Dele
     if held.dropped_through > deletions.since_index {
         *r.catching_up.borrow_mut() = Some(Held {
             dropped_through: held.dropped_through,
+            reach_index: held.reach_index,
             ..Held::default()
         });
         *deletions = Deletions::default();

@@ -315,7 +315,10 @@ fn target(consumer: &Consumer) -> Option<Target> {
         .map(|r| Target::Pull(r.reply.clone()))
 }
 
-async fn deliver_ready(shard: &Shard, stream: &Stream, consumer: &Consumer) {
+async fn deliver_ready(shard: &Rc<Shard>, stream: &Rc<Stream>, consumer: &Consumer) {
+    if stream.catching_up() {
+        return; // its store lacks messages a peer is sending: none is skipped
+    }
     if consumer
         .paused_until
         .get()
@@ -338,6 +341,11 @@ async fn deliver_ready(shard: &Shard, stream: &Stream, consumer: &Consumer) {
         };
         let msg = match stream.store.get(seq).await {
             Ok(Some(m)) => m,
+            Err(natrix_storage::StoreError::Corrupt { .. }) if stream.cluster.get().is_some() => {
+                // Other replicas hold it: this one gets it again and delivers nothing meanwhile.
+                crate::jetstream::cluster::catchup::repair_damaged(shard, stream, seq);
+                return;
+            }
             Ok(None) | Err(_) => {
                 skip(consumer, seq, redelivery);
                 continue;
