@@ -310,6 +310,16 @@ async fn stream_ready_with(
     panic!("stream {STREAM} has no current leader within {FORM_WAIT:?}");
 }
 
+/// Creates the durable pull consumer `w` (explicit acks) on the stream.
+async fn create_durable_w(nc: &async_nats::Client) {
+    let consumer =
+        r#"{"stream_name":"ORDERS","config":{"durable_name":"w","ack_policy":"explicit"}}"#;
+    let c = api(nc, &format!("CONSUMER.CREATE.{STREAM}.w"), consumer)
+        .await
+        .unwrap();
+    assert!(c.get("error").is_none(), "{c}");
+}
+
 /// The leader consumer `w` reports, once it is not `not`.
 async fn consumer_leader(nc: &async_nats::Client, not: Option<&str>) -> String {
     let begun = Instant::now();
@@ -597,12 +607,7 @@ async fn stream_consumer_and_meta_leaders_step_down() {
     assert_ne!(leader_of(&info), old);
     publish_acked(&js, "s", 10).await;
 
-    let consumer =
-        r#"{"stream_name":"ORDERS","config":{"durable_name":"w","ack_policy":"explicit"}}"#;
-    let c = api(&nc, &format!("CONSUMER.CREATE.{STREAM}.w"), consumer)
-        .await
-        .unwrap();
-    assert!(c.get("error").is_none(), "{c}");
+    create_durable_w(&nc).await;
     let before = consumer_leader(&nc, None).await;
     let r = api(&nc, &format!("CONSUMER.LEADER.STEPDOWN.{STREAM}.w"), "")
         .await
@@ -1007,42 +1012,37 @@ fn stream_segments(store: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Flips one byte of the payload `payload` in the stream's segment files.
-fn corrupt_a_record(store: &Path, payload: &str) {
+/// Where the payload `payload` is in the stream's segment files: the file, and
+/// its offset there.
+fn find_payload(store: &Path, payload: &str) -> (PathBuf, u64) {
     for seg in stream_segments(store) {
-        let mut bytes = std::fs::read(&seg).unwrap();
-        let Some(at) = bytes
+        let bytes = std::fs::read(&seg).unwrap();
+        if let Some(at) = bytes
             .windows(payload.len())
             .position(|w| w == payload.as_bytes())
-        else {
-            continue;
-        };
-        bytes[at] ^= 0x5a;
-        std::fs::write(&seg, &bytes).unwrap();
-        return;
+        {
+            return (seg, at as u64);
+        }
     }
     panic!("no segment holds {payload}");
 }
 
-/// Flips one byte of the payload `payload` in the stream's segment files in place,
-/// under a running server (its file stays the same size, open and all).
-fn corrupt_a_record_in_place(store: &Path, payload: &str) {
-    use std::io::{Seek, SeekFrom, Write};
-    for seg in stream_segments(store) {
-        let bytes = std::fs::read(&seg).unwrap();
-        let Some(at) = bytes
-            .windows(payload.len())
-            .position(|w| w == payload.as_bytes())
-        else {
-            continue;
-        };
-        let mut f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
-        f.seek(SeekFrom::Start(at as u64)).unwrap();
-        f.write_all(&[bytes[at] ^ 0x5a]).unwrap();
-        f.sync_all().unwrap();
-        return;
-    }
-    panic!("no segment holds {payload}");
+/// Flips one byte of the payload `payload` in the stream's segment files, in place
+/// (the file stays as it is otherwise, so a running server may hold it open).
+fn corrupt_a_record(store: &Path, payload: &str) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let (seg, at) = find_payload(store, payload);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&seg)
+        .unwrap();
+    let mut byte = [0u8];
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.read_exact(&mut byte).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(&[byte[0] ^ 0x5a]).unwrap();
+    f.sync_all().unwrap();
 }
 
 /// A consumer's leader that reads a damaged record while it runs neither serves
@@ -1053,14 +1053,9 @@ async fn a_record_found_damaged_on_read_is_delivered_from_another_replica() {
     let (cl, nc, js, _info) = with_r3_stream(3).await;
     let acked = publish_acked(&js, "a", 100).await;
     cl.wait_replicas(100, 100);
-    let consumer =
-        r#"{"stream_name":"ORDERS","config":{"durable_name":"w","ack_policy":"explicit"}}"#;
-    let c = api(&nc, &format!("CONSUMER.CREATE.{STREAM}.w"), consumer)
-        .await
-        .unwrap();
-    assert!(c.get("error").is_none(), "{c}");
+    create_durable_w(&nc).await;
     let reader = cl.index_of(&consumer_leader(&nc, None).await);
-    corrupt_a_record_in_place(cl.members[reader].store.as_ref().unwrap(), "a-20");
+    corrupt_a_record(cl.members[reader].store.as_ref().unwrap(), "a-20");
 
     let pull: jetstream::consumer::PullConsumer = js
         .get_stream(STREAM)
