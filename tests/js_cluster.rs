@@ -1047,7 +1047,8 @@ fn corrupt_a_record(store: &Path, payload: &str) {
 
 /// A consumer's leader that reads a damaged record while it runs neither serves
 /// nor skips it: it hands its leaderships on, cuts its store there and gets the
-/// rest again from a peer; the consumer delivers every acknowledged message.
+/// rest again from a peer; the consumer delivers every acknowledged message. A
+/// message get on the stream's leader does the same.
 #[tokio::test]
 async fn a_record_found_damaged_on_read_is_delivered_from_another_replica() {
     let (cl, nc, js, _info) = with_r3_stream(3).await;
@@ -1103,6 +1104,33 @@ async fn a_record_found_damaged_on_read_is_delivered_from_another_replica() {
         let log = cl.servers[reader].as_ref().unwrap().log();
         log.contains("caught up through sequence")
     });
+
+    // A message get that reads a damaged record on the stream's leader answers "no
+    // message" (never the damaged bytes); that replica hands on and repairs, and the
+    // next leader serves the message.
+    let fresh = publish_acked(&js, "b", 10).await;
+    // Later ones push these out of the store's unwritten tail, to be read from disk.
+    publish_acked(&js, "c", 200).await;
+    cl.wait_replicas(310, 310);
+    let leader = cl.index_of(&leader_of(&stream_ready(&nc, None).await));
+    let (&seq, payload) = fresh.iter().nth(5).unwrap();
+    corrupt_a_record(cl.members[leader].store.as_ref().unwrap(), payload);
+    let stream = js.get_stream(STREAM).await.unwrap();
+    let begun = Instant::now();
+    loop {
+        match stream.get_raw_message(seq).await {
+            Ok(m) => {
+                assert_eq!(String::from_utf8(m.payload.to_vec()).unwrap(), *payload);
+                break;
+            }
+            Err(e) => assert!(begun.elapsed() < FORM_WAIT, "message {seq}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = cl.servers[leader].as_ref().unwrap().log();
+    let found = format!("damaged record at sequence {seq} found on read");
+    assert!(log.contains(&found), "{log}");
+    cl.wait_replicas(310, 310);
     drop(nc);
 }
 

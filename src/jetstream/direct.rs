@@ -12,13 +12,14 @@ use crate::jetstream::{persist, send, time_string};
 use crate::server::shard::Shard;
 use bytes::Bytes;
 use natrix_storage::StoredMsg;
+use std::rc::Rc;
 
 /// Messages one batch request may ask for at most.
 pub const BATCH_MAX: usize = 1000;
 
 pub async fn answer(
-    shard: &Shard,
-    stream: &Stream,
+    shard: &Rc<Shard>,
+    stream: &Rc<Stream>,
     subject: Option<String>,
     reply: Option<Bytes>,
     body: &[u8],
@@ -34,7 +35,7 @@ pub async fn answer(
         },
     };
     if req.batch.is_none() && req.multi_last.is_none() {
-        return Some(match get_msg(stream, &req).await {
+        return Some(match get_msg(shard, stream, &req).await {
             Ok(m) => Reply {
                 headers: message_headers(stream, &m, &[]),
                 body: m.payload.to_vec(),
@@ -94,12 +95,19 @@ fn last_of_each(stream: &Stream, subjects: &[String], up_to_seq: Option<u64>) ->
     seqs
 }
 
-async fn send_batch(shard: &Shard, stream: &Stream, reply: &[u8], seqs: &[u64], max_bytes: usize) {
+async fn send_batch(
+    shard: &Rc<Shard>,
+    stream: &Rc<Stream>,
+    reply: &[u8],
+    seqs: &[u64],
+    max_bytes: usize,
+) {
     let mut last = 0;
     let mut sent_bytes = 0;
     let mut sent = 0;
     for (i, &seq) in seqs.iter().enumerate() {
         let Ok(m) = get_msg(
+            shard,
             stream,
             &MsgGetRequest {
                 seq: Some(seq),

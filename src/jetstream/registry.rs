@@ -668,41 +668,44 @@ pub fn delete_from_store(stream: &Stream, seq: u64) -> Result<(), ApiError> {
     }
 }
 
-/// STREAM.MSG.GET and DIRECT.GET: the message asked for.
+/// STREAM.MSG.GET and DIRECT.GET: the message asked for. A damaged record is never
+/// served; a replica of a replicated stream gets it again from a peer.
 pub async fn get_msg(
-    stream: &Stream,
+    shard: &Rc<Shard>,
+    stream: &Rc<Stream>,
     req: &MsgGetRequest,
 ) -> Result<natrix_storage::StoredMsg, ApiError> {
-    let found = if let Some(subject) = &req.last_by_subj {
-        if crate::subject::has_wildcard(subject.as_bytes()) {
-            let lasts = stream.store.last_per_subject(std::slice::from_ref(subject));
-            match lasts.last() {
-                Some(&seq) => stream.store.get(seq).await,
-                None => Ok(None),
-            }
-        } else {
-            stream.store.last_for_subject(subject).await
-        }
-    } else if let Some(subject) = &req.next_by_subj {
-        let from = req.seq.unwrap_or(0);
-        match stream
-            .store
-            .next_matching(from, std::slice::from_ref(subject))
-        {
-            Some(seq) => stream.store.get(seq).await,
-            None => Ok(None),
-        }
-    } else if let Some(seq) = req.seq {
-        stream.store.get(seq).await
-    } else {
-        return Err(errors::bad_request());
+    let Some(seq) = msg_get_seq(stream, req)? else {
+        return Err(errors::no_message_found());
     };
-    match found {
+    match stream.store.get(seq).await {
         Ok(Some(m)) => Ok(m),
         Ok(None) => Err(errors::no_message_found()),
-        Err(natrix_storage::StoreError::Corrupt { .. }) => Err(errors::no_message_found()),
+        Err(natrix_storage::StoreError::Corrupt { .. }) => {
+            crate::jetstream::cluster::catchup::repair_damaged(shard, stream, seq);
+            Err(errors::no_message_found())
+        }
         Err(e) => Err(errors::general(e.to_string())),
     }
+}
+
+/// The sequence a message get asks for, if the stream holds one that matches.
+fn msg_get_seq(stream: &Stream, req: &MsgGetRequest) -> Result<Option<u64>, ApiError> {
+    let store = &stream.store;
+    Ok(if let Some(subject) = &req.last_by_subj {
+        if crate::subject::has_wildcard(subject.as_bytes()) {
+            let lasts = store.last_per_subject(std::slice::from_ref(subject));
+            lasts.last().copied()
+        } else {
+            store.last_seq_of_subject(subject)
+        }
+    } else if let Some(subject) = &req.next_by_subj {
+        store.next_matching(req.seq.unwrap_or(0), std::slice::from_ref(subject))
+    } else if let Some(seq) = req.seq {
+        Some(seq)
+    } else {
+        return Err(errors::bad_request());
+    })
 }
 
 // ----- consumers ---------------------------------------------------------------------
@@ -1051,7 +1054,7 @@ pub async fn execute(
         }
         MsgGet(_) => {
             let req = body_as!(MsgGetRequest);
-            match get_msg(&stream, &req).await {
+            match get_msg(&shard, &stream, &req).await {
                 Ok(m) => json(
                     kind,
                     MsgGetBody {
