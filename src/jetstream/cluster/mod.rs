@@ -632,6 +632,11 @@ impl Cluster {
         }
         let consumer = self.consumers.borrow().get(&group).cloned();
         if let Some(c) = consumer {
+            let catching_up = c.stream.upgrade().filter(|s| s.catching_up());
+            if let (true, Some(s)) = (leading, catching_up) {
+                // Its replica of the stream lacks messages: another delivers.
+                stream::hand_on_leadership(&shard, group, &s.name);
+            }
             consumer::set_leading(&c, leading);
         }
     }
