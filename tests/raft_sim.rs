@@ -206,6 +206,7 @@ fn file_regression_seeds() {
 /// 14001462 (the same with the damage at its first record: the store starts again).
 const STREAM_REGRESSION_SEEDS: &[u64] = &[
     1_000_223, 1_000_932, 2_002_758, 2_005_242, 90, 760, 554, 7_027_770, 12_002_260, 14_001_462,
+    17_000_335, 17_000_521, 17_001_153, 16_000_392,
 ];
 
 #[test]

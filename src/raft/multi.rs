@@ -724,6 +724,18 @@ impl<S: LogStore> MultiRaft<S> {
         }
         let before = (r.term, r.state, r.leader_id);
         let carries_entries = !msg.entries.is_empty();
+        let from_own_leader = matches!(
+            ty,
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+        ) && r.state == StateRole::Follower
+            && r.leader_id == msg.from;
+        if from_own_leader {
+            // The leader this replica follows campaigns: it stepped down (check-quorum
+            // while cut off). Its lease is over; a quiet follower, which does not
+            // tick, would otherwise refuse every vote and the group stays leaderless.
+            let timeout = grp.node.raft.election_timeout();
+            grp.node.raft.election_elapsed = grp.node.raft.election_elapsed.max(timeout);
+        }
         let _ = grp.node.step(msg);
         fix_timeout(grp, &mut self.rng, self.cfg.election_ticks);
         self.dirty.insert(g);
@@ -742,6 +754,7 @@ impl<S: LogStore> MultiRaft<S> {
                         (ty == MessageType::MsgAppend && carries_entries)
                             || ty == MessageType::MsgSnapshot
                             || ty == MessageType::MsgTimeoutNow
+                            || from_own_leader
                     }
                 };
             if wake {

@@ -54,6 +54,9 @@ pub struct StreamReplica {
     pub held: Option<Vec<(u64, u64, Bytes)>>,
     /// While it catches up: how far its peer named its deletions.
     pub deletions: catchup::Deletions,
+    /// While it catches up after a damage found on read: the group index its store
+    /// reflected then; a peer's batches count only from a state that covers it.
+    pub reach_index: u64,
     /// The store's group commit under way (the server commits what it applied).
     pub commit: Option<InFlight<natrix_storage::Result<u64>>>,
 }
@@ -199,6 +202,7 @@ impl<D: NodeDisk> World<D> {
             skip_through: 0,
             held: None,
             deletions: catchup::Deletions::default(),
+            reach_index: 0,
             commit: None,
         };
         self.nodes[n].streams.insert(g, sr);
@@ -516,6 +520,10 @@ impl<D: NodeDisk> World<D> {
             return; // the server's `compacting`: one at a time
         }
         let sr = &self.nodes[n].streams[&g];
+        if sr.held.is_some() {
+            // The server's: not while it catches up (what it holds is in the log only).
+            return;
+        }
         let store = sr.store.clone();
         let state = store.state();
         let runs = store.deleted_runs(1, state.last_seq, RUNS_MAX);
@@ -659,6 +667,12 @@ impl<D: NodeDisk> World<D> {
             let s = &self.nodes[p].streams[&g];
             (s.store.clone(), s.applied_index, self.nodes[p].id)
         };
+        if peer_index < self.nodes[n].streams[&g].reach_index {
+            // The server's: a peer behind what this replica had applied waits.
+            let again = self.repoll_us() + 100_000;
+            self.at(again, catch_up_event(n, g, epoch));
+            return;
+        }
         // One batch per event, as the server's: the peer's deletions below the
         // asked sequence from where the last batch stopped, then messages.
         let peer = source.state();
@@ -704,6 +718,7 @@ impl<D: NodeDisk> World<D> {
             return;
         }
         self.sum.catch_ups += 1;
+        sr.reach_index = 0;
         sr.skip_through = sr.skip_through.max(peer_index);
         sr.applied_index = sr.applied_index.max(peer_index);
         let held = sr.held.take().unwrap_or_default();
@@ -718,6 +733,58 @@ impl<D: NodeDisk> World<D> {
         self.pump(n);
     }
 
+    /// A read finds a random stored record of a replica damaged (the server's
+    /// `catchup::repair_damaged`), where no other replica of its group is catching
+    /// up: the replica cuts its store there, hands on its
+    /// leadership and catches up from a peer, until the peer's state covers the
+    /// group index its store reflected.
+    pub(super) async fn damage_on_read(&mut self) {
+        let n = self.rng.gen_range(0..self.nodes.len());
+        if !self.alive(n) {
+            return;
+        }
+        // Damage on a minority only: one replica of a group at a time (damage on
+        // every replica loses what none holds any more).
+        let repairing = |g: &GroupId| {
+            self.nodes
+                .iter()
+                .any(|node| node.streams.get(g).is_some_and(|sr| sr.held.is_some()))
+        };
+        let groups: Vec<GroupId> = self.nodes[n]
+            .streams
+            .keys()
+            .filter(|g| !repairing(g))
+            .copied()
+            .collect();
+        if groups.is_empty() {
+            return;
+        }
+        let g = groups[self.rng.gen_range(0..groups.len())];
+        let store = self.nodes[n].streams[&g].store.clone();
+        let (first, last) = (store.first_index(), store.state().last_seq);
+        if last < first {
+            return;
+        }
+        let seq = self.rng.gen_range(first..=last);
+        let sr = self.nodes[n].streams.get_mut(&g).expect("the stream");
+        sr.held = Some(Vec::new());
+        sr.next_seq = None;
+        sr.reach_index = sr.applied_index;
+        sr.deletions = catchup::Deletions::default();
+        self.sum.read_damages += 1;
+        let leads = self
+            .driver(n)
+            .status(g)
+            .is_some_and(|st| st.role == StateRole::Leader);
+        if leads {
+            self.hand_on_leadership(n, g);
+        }
+        repaired(n, store.truncate_from(seq).await);
+        let (epoch, again) = (self.nodes[n].epoch, self.repoll_us());
+        self.at(again, catch_up_event(n, g, epoch));
+        self.pump(n);
+    }
+
     /// Whether node `n`'s stream of `g` holds message `id`.
     pub(super) fn stream_holds(&self, n: usize, g: GroupId, id: u64) -> bool {
         let Some(sr) = self.nodes[n].streams.get(&g) else {
@@ -726,7 +793,11 @@ impl<D: NodeDisk> World<D> {
         let Some(seq) = self.streams_canon.seq_of(g, id) else {
             return false;
         };
-        sr.held.is_none() && sr.store.state().last_seq >= seq
+        // A catch-up brings a peer's messages ahead of the group's entries: the
+        // store holds what the replica has applied once the group reaches the
+        // peer's index (removals after it named arrive with those entries).
+        let applied = self.driver(n).status(g).map_or(0, |st| st.applied);
+        sr.held.is_none() && applied >= sr.skip_through && sr.store.state().last_seq >= seq
     }
 
     /// Every member's stream, read back from its disk, holds every acknowledged

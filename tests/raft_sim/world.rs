@@ -115,6 +115,8 @@ pub struct Summary {
     pub catch_up_batches: u64,
     /// Stream stores cut back at a damaged record when reopened.
     pub stream_repairs: u64,
+    /// Stream stores cut back at a record a read found damaged, while running.
+    pub read_damages: u64,
     pub crash_ops_lost: u64,
     pub crash_writes_torn: u64,
 }
@@ -137,6 +139,7 @@ impl Summary {
         self.catch_ups += s.catch_ups;
         self.catch_up_batches += s.catch_up_batches;
         self.stream_repairs += s.stream_repairs;
+        self.read_damages += s.read_damages;
         self.crash_ops_lost += s.crash_ops_lost;
         self.crash_writes_torn += s.crash_writes_torn;
     }
@@ -172,6 +175,8 @@ pub(super) enum Ev {
         group: GroupId,
         epoch: u64,
     },
+    /// Stream mode: a read finds a replica's record damaged.
+    ReadDamage,
     Crash,
     Restart(usize),
     Partition,
@@ -345,6 +350,9 @@ impl<D: NodeDisk> World<D> {
         }
         if f.compaction {
             w.at(150_000, Ev::Compact);
+            if w.p.stream {
+                w.at(250_000, Ev::ReadDamage);
+            }
         }
         let chaos = w.p.chaos_us;
         w.at(chaos, Ev::StableStart);
@@ -501,6 +509,13 @@ impl<D: NodeDisk> World<D> {
                     self.compact();
                     let t = self.rng.gen_range(50_000..400_000);
                     self.at(t, Ev::Compact);
+                }
+            }
+            Ev::ReadDamage => {
+                if self.chaos {
+                    self.damage_on_read().await;
+                    let t = self.rng.gen_range(100_000..800_000);
+                    self.at(t, Ev::ReadDamage);
                 }
             }
             Ev::StableStart => {

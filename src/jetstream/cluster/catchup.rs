@@ -201,8 +201,9 @@ pub struct Held {
     bytes: usize,
     /// The highest index dropped for want of room (0: none).
     dropped_through: u64,
-    /// The catch-up ends only at a peer state of this group index or later: what
-    /// the replica had applied when a damaged record cut its store at run time.
+    /// The catch-up takes batches only from a peer state of this group index or
+    /// later: what the replica had applied when a damaged record cut its store at
+    /// run time (its removals since are not in the group's entries to come).
     reach_index: u64,
 }
 
@@ -489,8 +490,8 @@ pub fn start(shard: &Rc<Shard>, stream: &Rc<Stream>) {
 /// A read found the record at `seq` damaged while the server runs: the replica
 /// drops it and every later one, hands on the leaderships it holds (stream and
 /// consumers), and gets them again from a peer. Its group's log no longer offers
-/// them (they were applied), so they come as in a catch-up, which ends only once
-/// the peer's store covers what this replica had applied. A stream of one server
+/// them (they were applied), so they come as in a catch-up, from a peer whose
+/// store reflects at least what this replica had applied. A stream of one server
 /// has no peer: its damaged record stays lost (reported, never served).
 pub fn repair_damaged(shard: &Rc<Shard>, stream: &Rc<Stream>, seq: u64) {
     let Some(r) = stream.cluster.get() else {
@@ -503,6 +504,7 @@ pub fn repair_damaged(shard: &Rc<Shard>, stream: &Rc<Stream>, seq: u64) {
         reach_index: r.applied_index.get(),
         ..Held::default()
     });
+    r.forget_proposed();
     warn!(
         "JetStream cluster: stream {}: damaged record at sequence {seq} found on read; this replica drops sequences {seq} and later, to get them again from a peer",
         stream.name
@@ -582,6 +584,13 @@ async fn run(shard: &Rc<Shard>, stream: &Rc<Stream>) {
             }
             continue;
         };
+        let reach_index = r.catching_up.borrow().as_ref().map_or(0, |h| h.reach_index);
+        if batch.applied_index < reach_index {
+            // A peer behind what this replica had applied: its messages and the
+            // removals it names may predate removals this replica applied already.
+            glommio::timer::sleep(RETRY_PAUSE).await;
+            continue;
+        }
         if let Err(e) = store_batch(shard, stream, &batch) {
             warn!(
                 "JetStream cluster: stream {} catch-up: {}",
@@ -597,10 +606,7 @@ async fn run(shard: &Rc<Shard>, stream: &Rc<Stream>) {
             batch.deleted_through,
         );
         // A peer behind this store cannot say which entries to apply again.
-        let reach_index = r.catching_up.borrow().as_ref().map_or(0, |h| h.reach_index);
-        let synced = batch.is_final()
-            && stream.store.state().last_seq == batch.last_seq
-            && batch.applied_index >= reach_index;
+        let synced = batch.is_final() && stream.store.state().last_seq == batch.last_seq;
         if !synced && batch.is_final() {
             round += 1;
             glommio::timer::sleep(RETRY_PAUSE).await;

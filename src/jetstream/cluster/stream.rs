@@ -250,8 +250,10 @@ pub fn on_publish(shard: &Shard, stream: &Rc<Stream>, msg: &Msg) {
     let Some(cl) = shard.cluster.get() else {
         return;
     };
-    if !r.leading.get() {
-        return; // a publish that was under way when this replica stopped leading
+    if !r.leading.get() || r.catching_up.borrow().is_some() {
+        // Under way when this replica stopped leading, or it leads while it catches
+        // up (handing leadership on): the publisher's retry finds the next leader.
+        return;
     }
     let reply = msg.reply.map(Bytes::copy_from_slice);
     let size = publish::stored_size(msg.subject, msg.payload);
@@ -363,6 +365,11 @@ fn compact_when_durable(cl: &Cluster, stream: &Rc<Stream>, up_to: u64) {
     let (Some(shard), Some(r)) = (cl.shard(), stream.cluster.get()) else {
         return;
     };
+    if r.catching_up.borrow().is_some() {
+        // The entries it holds meanwhile are in the log only: a snapshot of the
+        // store would drop them. Raft asks again.
+        return;
+    }
     if r.compacting.replace(true) {
         return; // the one under way compacts far enough; Raft asks again if not
     }

@@ -26,6 +26,14 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
+/// A pull request's 408 goes out this long after its `expires`, never before it.
+/// Clients set `expires` just under their own timeout (nats-py: 100 µs under) and
+/// treat a 408 that beats their timer otherwise than their timeout: nats-py then
+/// raises a bare `asyncio.TimeoutError`, not its `nats.errors.TimeoutError`. On
+/// loopback natrix's 408 came back within those 100 µs; nats-server's, through its
+/// timer and send queue, comes later.
+const EXPIRY_GRACE: Duration = Duration::from_millis(1);
+
 /// A waiting pull request.
 pub struct PullRequest {
     pub reply: Bytes,
@@ -48,7 +56,7 @@ impl PullRequest {
             batch_left: req.batch.max(1) as u64,
             byte_limited: req.max_bytes > 0,
             bytes_left: req.max_bytes.max(0) as u64,
-            expires_at: ns(req.expires).map(|d| now + d),
+            expires_at: ns(req.expires).map(|d| now + d + EXPIRY_GRACE),
             no_wait: req.no_wait,
             heartbeat: ns(req.idle_heartbeat),
             last_sent: now,
