@@ -7,6 +7,9 @@
 //! The stream is the state machine: a restart reopens it and replays the group's
 //! log over it, and a replica whose store lacks what a snapshot says copies it from
 //! a peer's store (the server's catch-up), keeping the entries applied meanwhile.
+//! A read may find a record damaged while the node runs (fault `ReadDamage`, on one
+//! replica of a group at a time): that replica cuts its store there and catches up
+//! from a peer whose store reflects what it had applied (`catchup::repair_damaged`).
 //!
 //! Checked (`StreamCanon`): a message or removal entry refused on one replica is
 //! refused on all; two replicas never hold different messages at one sequence; no
