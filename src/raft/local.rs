@@ -142,6 +142,24 @@ mod tests {
         panic!("no leaders after 200 ticks");
     }
 
+    /// Three nodes with 20 groups, leaders elected, every group quiet.
+    fn quiet_cluster() -> LocalCluster {
+        let mut c = LocalCluster::new(3);
+        for g in 1..=20 {
+            c.create_group(g);
+        }
+        elect_all(&mut c, 20);
+        for _ in 0..20 {
+            c.tick();
+        }
+        assert!(c.drivers.iter().all(|d| d.awake_groups() == 0));
+        c
+    }
+
+    fn led_by(c: &LocalCluster, node: usize) -> Vec<u64> {
+        (1..=20).filter(|&g| c.leader(g) == Some(node)).collect()
+    }
+
     #[test]
     fn elects_commits_and_goes_quiet() {
         let mut c = LocalCluster::new(3);
@@ -183,17 +201,9 @@ mod tests {
 
     #[test]
     fn quiet_groups_fail_over_when_the_leader_node_dies() {
-        let mut c = LocalCluster::new(3);
-        for g in 1..=20 {
-            c.create_group(g);
-        }
-        elect_all(&mut c, 20);
-        for _ in 0..20 {
-            c.tick();
-        }
-        assert!(c.drivers.iter().all(|d| d.awake_groups() == 0));
+        let mut c = quiet_cluster();
         let victim = c.leader(1).unwrap();
-        let led: Vec<u64> = (1..=20).filter(|&g| c.leader(g) == Some(victim)).collect();
+        let led = led_by(&c, victim);
         c.down[victim] = true;
         let cfg = c.drivers[0].config().clone();
         let bound = cfg.node_dead_ticks as usize + 2 * cfg.election_ticks + 2;
@@ -225,17 +235,9 @@ mod tests {
     /// has one leader and takes proposals again.
     #[test]
     fn quiet_leader_cut_off_from_its_followers_steps_down() {
-        let mut c = LocalCluster::new(3);
-        for g in 1..=20 {
-            c.create_group(g);
-        }
-        elect_all(&mut c, 20);
-        for _ in 0..20 {
-            c.tick();
-        }
-        assert!(c.drivers.iter().all(|d| d.awake_groups() == 0));
+        let mut c = quiet_cluster();
         let cut = c.leader(1).unwrap();
-        let led: Vec<u64> = (1..=20).filter(|&g| c.leader(g) == Some(cut)).collect();
+        let led = led_by(&c, cut);
         c.isolated[cut] = true;
         let cfg = c.drivers[0].config().clone();
         let bound = cfg.node_dead_ticks as usize + 3 * cfg.election_ticks + 2;

@@ -398,8 +398,12 @@ impl<D: NodeDisk> World<D> {
 
     /// The server's `hand_on_leadership`: a leader whose store lacks messages steps
     /// down to a voter that has them.
+    /// Where node `n` leads `g`: leadership goes to another voter.
     fn hand_on_leadership(&mut self, n: usize, g: GroupId) {
         let d = self.driver_mut(n);
+        if !d.status(g).is_some_and(|st| st.role == StateRole::Leader) {
+            return;
+        }
         if let Some(to) = step_down_target(d, g, |_| true) {
             if d.transfer_leader(g, to).is_ok() {
                 self.sum.transfers += 1;
@@ -654,14 +658,8 @@ impl<D: NodeDisk> World<D> {
         let Some((p, _)) = peer else {
             // The server's catch-up loop: a replica leading while it catches up
             // hands on again (none serves it otherwise).
-            let leads = self
-                .driver(n)
-                .status(g)
-                .is_some_and(|st| st.role == StateRole::Leader);
-            if leads {
-                self.hand_on_leadership(n, g);
-                self.pump(n);
-            }
+            self.hand_on_leadership(n, g);
+            self.pump(n);
             let again = self.repoll_us() + 100_000;
             self.at(again, catch_up_event(n, g, epoch));
             return;
@@ -775,13 +773,7 @@ impl<D: NodeDisk> World<D> {
         sr.reach_index = sr.applied_index;
         sr.deletions = catchup::Deletions::default();
         self.sum.read_damages += 1;
-        let leads = self
-            .driver(n)
-            .status(g)
-            .is_some_and(|st| st.role == StateRole::Leader);
-        if leads {
-            self.hand_on_leadership(n, g);
-        }
+        self.hand_on_leadership(n, g);
         repaired(n, store.truncate_from(seq).await);
         let (epoch, again) = (self.nodes[n].epoch, self.repoll_us());
         self.at(again, catch_up_event(n, g, epoch));
